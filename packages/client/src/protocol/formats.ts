@@ -1,0 +1,207 @@
+/**
+ * The three response formats of CONTRACT §1: urlencoded (ResendDCVEmail),
+ * text/plain and JSON (GetDCVEmailAddressList). Encoders produce exactly what
+ * dcvd sends; decoders accept that and what the real reseller host is known to
+ * send beyond it (CRLF, a space after the tab, whois_email lines, unknown keys).
+ */
+import { CODES_WITH_ITEM, errorMessage, type ApiError, type Endpoint } from './errors.ts';
+
+export const CONTENT_TYPE = {
+  urlencoded: 'application/x-www-form-urlencoded',
+  text: 'text/plain; charset=utf-8',
+  json: 'application/json; charset=utf-8',
+} as const;
+
+export type ResponseFormat = 1 | 2;
+
+/** A successful address list: the normalized domain and the addresses per level. */
+export interface DcvEmailAddressList {
+  domainName: string;
+  /** Level N → addresses, in the order the server listed them. */
+  levels: Record<number, string[]>;
+}
+
+/** A decoded address list, with what the real host may add. */
+export interface DecodedDcvEmailAddressList extends DcvEmailAddressList {
+  /** Every level address, lowest level first, without duplicates. */
+  emails: string[];
+  /** `whois_email` values, the placeholder `none` dropped. */
+  whoisEmails: string[];
+  /** Keys this decoder does not know, kept as sent. */
+  extra: Record<string, string[]>;
+}
+
+/** A decoded error response. */
+export interface DecodedError {
+  errorCode: number;
+  errorMessage: string;
+  errorItem?: string;
+  /** Anything else the body carried (e.g. the real host's `errorDetail`). */
+  extra: Record<string, string>;
+}
+
+export type Decoded<T> = { ok: true; value: T } | { ok: false; error: DecodedError };
+
+export class ProtocolDecodeError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ProtocolDecodeError';
+  }
+}
+
+function sortedLevels(levels: Record<number, string[]>): [number, string[]][] {
+  return Object.entries(levels)
+    .map(([k, v]) => [Number(k), v] as [number, string[]])
+    .sort((a, b) => a[0] - b[0]);
+}
+
+// ---------------------------------------------------------------- encoders
+
+/** ResendDCVEmail's body: `errorCode=0`, or code, message and (for -2/-3/-4) item. */
+export function encodeUrlencoded(endpoint: Endpoint, error?: ApiError): string {
+  const out = new URLSearchParams();
+  if (!error) {
+    out.set('errorCode', '0');
+    return out.toString();
+  }
+  out.set('errorCode', String(error.code));
+  out.set('errorMessage', errorMessage(endpoint, error.code, error.item));
+  if (error.item !== undefined && CODES_WITH_ITEM.has(error.code)) out.set('errorItem', error.item);
+  return out.toString();
+}
+
+/** Text format: success is `0`, `domain_name` and `levelN_email` lines; every line ends with `\n`. */
+export function encodeText(result: DcvEmailAddressList): string {
+  let body = `0\ndomain_name\t${result.domainName}\n`;
+  for (const [level, addresses] of sortedLevels(result.levels)) {
+    for (const address of addresses) body += `level${level}_email\t${address}\n`;
+  }
+  return body;
+}
+
+/** Text format error: the code on the first line, the message on the second. */
+export function encodeTextError(endpoint: Endpoint, error: ApiError): string {
+  return `${error.code}\n${errorMessage(endpoint, error.code, error.item)}\n`;
+}
+
+/** JSON format: keys as in the text format, each level an array. */
+export function encodeJson(result: DcvEmailAddressList): string {
+  const out: Record<string, unknown> = { errorCode: 0, domain_name: result.domainName };
+  for (const [level, addresses] of sortedLevels(result.levels)) out[`level${level}_email`] = addresses;
+  return JSON.stringify(out);
+}
+
+export function encodeJsonError(endpoint: Endpoint, error: ApiError): string {
+  const out: Record<string, unknown> = {
+    errorCode: error.code,
+    errorMessage: errorMessage(endpoint, error.code, error.item),
+  };
+  if (error.item !== undefined && CODES_WITH_ITEM.has(error.code)) out.errorItem = error.item;
+  return JSON.stringify(out);
+}
+
+// ---------------------------------------------------------------- decoders
+
+function parseCode(raw: string | undefined): number {
+  const text = (raw ?? '').trim();
+  if (!/^-?[0-9]+$/.test(text)) throw new ProtocolDecodeError('response does not start with a numeric error code');
+  return Number(text);
+}
+
+const LEVEL_KEY = /^level([0-9]+)_email$/i;
+
+function emptyList(): DecodedDcvEmailAddressList {
+  return { domainName: '', levels: {}, emails: [], whoisEmails: [], extra: {} };
+}
+
+function addPair(list: DecodedDcvEmailAddressList, key: string, value: string): void {
+  const level = LEVEL_KEY.exec(key);
+  if (level) {
+    const n = Number(level[1]);
+    (list.levels[n] ??= []).push(value);
+    if (!list.emails.includes(value)) list.emails.push(value);
+  } else if (key.toLowerCase() === 'domain_name') {
+    list.domainName = value;
+  } else if (key.toLowerCase() === 'whois_email') {
+    if (value.toLowerCase() !== 'none' && value !== '') list.whoisEmails.push(value);
+  } else {
+    (list.extra[key] ??= []).push(value);
+  }
+}
+
+function finishList(list: DecodedDcvEmailAddressList): DecodedDcvEmailAddressList {
+  // `emails` follows level order, whatever order the lines came in.
+  list.emails = [];
+  for (const [, addresses] of sortedLevels(list.levels)) {
+    for (const a of addresses) if (!list.emails.includes(a)) list.emails.push(a);
+  }
+  return list;
+}
+
+/** Decodes a text/plain GetDCVEmailAddressList body. */
+export function decodeText(body: string): Decoded<DecodedDcvEmailAddressList> {
+  const lines = body.split(/\r?\n/);
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  const code = parseCode(lines[0]);
+  if (code !== 0) {
+    return { ok: false, error: { errorCode: code, errorMessage: (lines[1] ?? '').trim(), extra: {} } };
+  }
+  const list = emptyList();
+  for (const line of lines.slice(1)) {
+    if (line.trim() === '') continue;
+    const tab = line.indexOf('\t');
+    if (tab < 0) throw new ProtocolDecodeError('a success line has no tab between name and value');
+    addPair(list, line.slice(0, tab).trim(), line.slice(tab + 1).trim());
+  }
+  return { ok: true, value: finishList(list) };
+}
+
+function asString(v: unknown): string {
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : JSON.stringify(v);
+}
+
+/** Decodes a JSON GetDCVEmailAddressList body. */
+export function decodeJson(body: string): Decoded<DecodedDcvEmailAddressList> {
+  let data: unknown;
+  try {
+    data = JSON.parse(body);
+  } catch {
+    throw new ProtocolDecodeError('response is not valid JSON');
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new ProtocolDecodeError('JSON response is not an object');
+  }
+  const record = data as Record<string, unknown>;
+  const code = parseCode(asString(record.errorCode));
+  if (code !== 0) {
+    const extra: Record<string, string> = {};
+    for (const [k, v] of Object.entries(record)) {
+      if (k !== 'errorCode' && k !== 'errorMessage' && k !== 'errorItem') extra[k] = asString(v);
+    }
+    const error: DecodedError = { errorCode: code, errorMessage: asString(record.errorMessage ?? ''), extra };
+    if (record.errorItem !== undefined) error.errorItem = asString(record.errorItem);
+    return { ok: false, error };
+  }
+  const list = emptyList();
+  for (const [key, value] of Object.entries(record)) {
+    if (key === 'errorCode') continue;
+    const values = Array.isArray(value) ? value : [value];
+    for (const v of values) addPair(list, key, asString(v));
+  }
+  return { ok: true, value: finishList(list) };
+}
+
+/** Decodes a urlencoded body (ResendDCVEmail, and errors of the real host in that shape). */
+export function decodeUrlencoded(body: string): Decoded<Record<string, string>> {
+  const fields: Record<string, string> = {};
+  for (const [k, v] of new URLSearchParams(body.trim())) fields[k] ??= v;
+  const code = parseCode(fields.errorCode);
+  if (code === 0) return { ok: true, value: fields };
+  const extra: Record<string, string> = {};
+  for (const [k, v] of Object.entries(fields)) {
+    if (k !== 'errorCode' && k !== 'errorMessage' && k !== 'errorItem') extra[k] = v;
+  }
+  const error: DecodedError = { errorCode: code, errorMessage: fields.errorMessage ?? '', extra };
+  if (fields.errorItem !== undefined) error.errorItem = fields.errorItem;
+  return { ok: false, error };
+}

@@ -1,0 +1,153 @@
+/**
+ * Parameter specs of both endpoints and the request checks of CONTRACT §1,
+ * steps 3 to 6 (unknown name, repeated name, missing, type/length/enum).
+ * Names match case-insensitively; values are case-sensitive.
+ */
+import type { ApiError, Endpoint } from './errors.ts';
+
+export interface ParamSpec {
+  /** Canonical name, as the seed's table spells it. */
+  readonly name: string;
+  readonly type: 'string' | 'integer';
+  /** `conditional` parameters are handled by the endpoint's `oneOf` rule. */
+  readonly requirement: 'required' | 'optional' | 'conditional';
+  /** Maximum length in characters (Unicode code points). */
+  readonly maxLength?: number;
+  /** Allowed integer values, when the seed lists them. */
+  readonly allowed?: readonly number[];
+}
+
+export interface EndpointSpec {
+  readonly endpoint: Endpoint;
+  readonly path: string;
+  /** In the seed's table order: required parameters are checked in this order. */
+  readonly params: readonly ParamSpec[];
+  /** At least one of these must be present; the first is reported as missing (§1 step 5). */
+  readonly oneOf?: readonly string[];
+}
+
+export const GET_DCV_EMAIL_ADDRESS_LIST: EndpointSpec = {
+  endpoint: 'GetDCVEmailAddressList',
+  path: '/products/!GetDCVEmailAddressList',
+  params: [
+    { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
+    { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
+    { name: 'domainName', type: 'string', requirement: 'required', maxLength: 255 },
+    // The seed marks product as required, with 801 (VMC) and 803 (CMC) as its allowed values.
+    { name: 'product', type: 'integer', requirement: 'required', allowed: [801, 803] },
+    { name: 'responseFormat', type: 'integer', requirement: 'optional', allowed: [1, 2] },
+  ],
+};
+
+export const RESEND_DCV_EMAIL: EndpointSpec = {
+  endpoint: 'ResendDCVEmail',
+  path: '/products/!ResendDCVEmail',
+  params: [
+    { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
+    { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
+    { name: 'orderNumber', type: 'integer', requirement: 'conditional' },
+    { name: 'baseOrderNumber', type: 'integer', requirement: 'conditional' },
+    { name: 'dcvEmailAddress', type: 'string', requirement: 'optional', maxLength: 255 },
+    { name: 'dcvTemplateID', type: 'integer', requirement: 'optional' },
+  ],
+  oneOf: ['orderNumber', 'baseOrderNumber'],
+};
+
+export const ENDPOINTS: Readonly<Record<Endpoint, EndpointSpec>> = {
+  GetDCVEmailAddressList: GET_DCV_EMAIL_ADDRESS_LIST,
+  ResendDCVEmail: RESEND_DCV_EMAIL,
+};
+
+/** A checked parameter value: strings stay strings, integers become numbers. */
+export type ParamValue = string | number;
+
+export type ParsedParams = Readonly<Record<string, ParamValue>>;
+
+export type ParseResult = { ok: true; params: ParsedParams } | { ok: false; error: ApiError };
+
+const DIGITS = /^[0-9]+$/;
+
+/** CONTRACT §1: "Integers are plain decimal digits, no sign, no leading `+`, within 1..2^53-1." */
+export function parseInteger(value: string): number | undefined {
+  if (!DIGITS.test(value) || value.length > 20) return undefined;
+  const n = Number(value);
+  return n >= 1 && n <= Number.MAX_SAFE_INTEGER ? n : undefined;
+}
+
+function codePointLength(value: string): number {
+  let n = 0;
+  for (const _ of value) n++;
+  return n;
+}
+
+/** Finds the spec of a parameter name, case-insensitively. */
+export function findParam(spec: EndpointSpec, name: string): ParamSpec | undefined {
+  const lower = name.toLowerCase();
+  return spec.params.find((p) => p.name.toLowerCase() === lower);
+}
+
+/**
+ * Runs the checks of CONTRACT §1 steps 3 to 6 over the request's parameters
+ * (name/value pairs in the order they arrived).
+ */
+export function parseRequestParams(spec: EndpointSpec, entries: Iterable<readonly [string, string]>): ParseResult {
+  const seen = new Map<string, string[]>();
+  // Step 3: the first unknown name, as sent.
+  for (const [name, value] of entries) {
+    const param = findParam(spec, name);
+    if (!param) return { ok: false, error: { code: -2, item: name } };
+    const values = seen.get(param.name);
+    if (values) values.push(value);
+    else seen.set(param.name, [value]);
+  }
+  // Step 4: a repeated parameter, in the seed's table order.
+  for (const param of spec.params) {
+    if ((seen.get(param.name)?.length ?? 0) > 1) return { ok: false, error: { code: -4, item: param.name } };
+  }
+  // An empty value counts as absent.
+  const present = new Map<string, string>();
+  for (const [name, values] of seen) if (values[0] !== '') present.set(name, values[0]!);
+  // Step 5: required parameters in table order; the conditional pair reports its first name.
+  for (const param of spec.params) {
+    if (param.requirement === 'required' && !present.has(param.name)) {
+      return { ok: false, error: { code: -3, item: param.name } };
+    }
+    if (param.requirement === 'conditional' && spec.oneOf?.[0] === param.name) {
+      if (!spec.oneOf.some((n) => present.has(n))) return { ok: false, error: { code: -3, item: param.name } };
+    }
+  }
+  // Step 6: type, length and enum rules, in table order.
+  const params: Record<string, ParamValue> = {};
+  for (const param of spec.params) {
+    const raw = present.get(param.name);
+    if (raw === undefined) continue;
+    if (param.type === 'integer') {
+      const n = parseInteger(raw);
+      if (n === undefined || (param.allowed && !param.allowed.includes(n))) {
+        return { ok: false, error: { code: -4, item: param.name } };
+      }
+      params[param.name] = n;
+    } else {
+      if (param.maxLength !== undefined && codePointLength(raw) > param.maxLength) {
+        return { ok: false, error: { code: -4, item: param.name } };
+      }
+      params[param.name] = raw;
+    }
+  }
+  return { ok: true, params };
+}
+
+/** The name/value pairs of an `application/x-www-form-urlencoded` body, in order, repeats kept. */
+export function formEntries(body: string): [string, string][] {
+  return [...new URLSearchParams(body)];
+}
+
+/**
+ * The format GetDCVEmailAddressList answers in, also for errors found before
+ * the parameters are checked: JSON only when one `responseFormat` parameter
+ * (any case) says exactly `2`; text otherwise, since 1 is the default.
+ */
+export function requestedFormat(entries: readonly (readonly [string, string])[]): 1 | 2 {
+  const values = entries.filter(([name]) => name.toLowerCase() === 'responseformat');
+  return values.length === 1 && parseInteger(values[0]![1]) === 2 ? 2 : 1;
+}

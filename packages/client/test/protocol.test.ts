@@ -1,0 +1,167 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  GET_DCV_EMAIL_ADDRESS_LIST as GET,
+  RESEND_DCV_EMAIL as RESEND,
+  decodeJson,
+  decodeText,
+  decodeUrlencoded,
+  encodeJson,
+  encodeJsonError,
+  encodeText,
+  encodeTextError,
+  encodeUrlencoded,
+  errorMessage,
+  formEntries,
+  parseInteger,
+  parseRequestParams,
+  requestedFormat,
+} from '../src/index.ts';
+
+const parse = (spec: typeof GET, body: string) => parseRequestParams(spec, formEntries(body));
+const base = 'loginName=u&loginPassword=p';
+
+test('messages are the seeds\u2019 texts, with xxxx replaced', () => {
+  assert.equal(errorMessage('GetDCVEmailAddressList', -2, 'foo'), 'Unrecognised argument!');
+  assert.equal(errorMessage('ResendDCVEmail', -2, 'foo'), "'foo' is an unrecognized argument!");
+  assert.equal(errorMessage('ResendDCVEmail', -3, 'orderNumber'), "The 'orderNumber' argument is missing!");
+  assert.equal(errorMessage('ResendDCVEmail', -90, 'ResendDCVEmail'), "Permission denied for using 'voucher' with 'ResendDCVEmail'.");
+  assert.equal(errorMessage('GetDCVEmailAddressList', -160), 'The request for the DCV email address list was unsuccessful.');
+  assert.equal(errorMessage('ResendDCVEmail', -160), 'The attempt to resend DCV emails did not succeed.');
+  // `$&` in an item stays literal.
+  assert.equal(errorMessage('ResendDCVEmail', -2, '$&x'), "'$&x' is an unrecognized argument!");
+});
+
+test('unknown names win over everything after them; -2 carries the name as sent', () => {
+  assert.deepEqual(parse(GET, 'Bogus=1&loginName=u'), { ok: false, error: { code: -2, item: 'Bogus' } });
+  assert.deepEqual(parse(RESEND, 'x'), { ok: false, error: { code: -2, item: 'x' } });
+});
+
+test('names match case-insensitively, values stay as sent', () => {
+  const r = parse(GET, 'LOGINNAME=UsEr&loginpassword=Pw&DomainName=Example.COM&PRODUCT=801&responseformat=2');
+  assert.deepEqual(r, { ok: true, params: { loginName: 'UsEr', loginPassword: 'Pw', domainName: 'Example.COM', product: 801, responseFormat: 2 } });
+});
+
+test('a repeated parameter is -4 on it, even with one empty value', () => {
+  assert.deepEqual(parse(GET, `${base}&loginName=`), { ok: false, error: { code: -4, item: 'loginName' } });
+  assert.deepEqual(parse(RESEND, `${base}&orderNumber=1&ORDERNUMBER=1`), { ok: false, error: { code: -4, item: 'orderNumber' } });
+});
+
+test('required parameters are checked in table order, empty counts as absent', () => {
+  assert.deepEqual(parse(GET, ''), { ok: false, error: { code: -3, item: 'loginName' } });
+  assert.deepEqual(parse(GET, 'loginName=&loginPassword=p'), { ok: false, error: { code: -3, item: 'loginName' } });
+  assert.deepEqual(parse(GET, `${base}&product=801`), { ok: false, error: { code: -3, item: 'domainName' } });
+  assert.deepEqual(parse(GET, `${base}&domainName=a.com`), { ok: false, error: { code: -3, item: 'product' } });
+  // -3 comes before -4 of an earlier parameter (step 5 before step 6).
+  assert.deepEqual(parse(GET, `loginName=${'a'.repeat(65)}&loginPassword=p`), { ok: false, error: { code: -3, item: 'domainName' } });
+});
+
+test('the conditional pair reports orderNumber; either one satisfies it', () => {
+  assert.deepEqual(parse(RESEND, base), { ok: false, error: { code: -3, item: 'orderNumber' } });
+  assert.deepEqual(parse(RESEND, `${base}&orderNumber=&baseOrderNumber=`), { ok: false, error: { code: -3, item: 'orderNumber' } });
+  assert.equal(parse(RESEND, `${base}&baseOrderNumber=7`).ok, true);
+  assert.equal(parse(RESEND, `${base}&orderNumber=7`).ok, true);
+});
+
+test('types, lengths and enums', () => {
+  const bad = (body: string, item: string) =>
+    assert.deepEqual(parse(GET, body), { ok: false, error: { code: -4, item } }, body);
+  bad(`loginName=${'a'.repeat(65)}&loginPassword=p&domainName=a.com&product=801`, 'loginName');
+  bad(`loginName=u&loginPassword=${'p'.repeat(129)}&domainName=a.com&product=801`, 'loginPassword');
+  bad(`${base}&domainName=${'a'.repeat(256)}&product=801`, 'domainName');
+  bad(`${base}&domainName=a.com&product=800`, 'product');
+  bad(`${base}&domainName=a.com&product=801&responseFormat=3`, 'responseFormat');
+  bad(`${base}&domainName=a.com&product=%2B801`, 'product');
+  bad(`${base}&domainName=a.com&product=801.0`, 'product');
+  // Limits count characters, not bytes.
+  assert.equal(parse(GET, `loginName=${'\u00e9'.repeat(64)}&loginPassword=p&domainName=a.com&product=801`).ok, true);
+  assert.equal(parse(GET, `loginName=${'\u{1F600}'.repeat(64)}&loginPassword=p&domainName=a.com&product=801`).ok, true);
+  const resendBad = (body: string, item: string) =>
+    assert.deepEqual(parse(RESEND, body), { ok: false, error: { code: -4, item } }, body);
+  resendBad(`${base}&orderNumber=0`, 'orderNumber');
+  resendBad(`${base}&orderNumber=-1`, 'orderNumber');
+  resendBad(`${base}&orderNumber=9007199254740992`, 'orderNumber');
+  resendBad(`${base}&orderNumber=1&dcvTemplateID=x`, 'dcvTemplateID');
+  resendBad(`${base}&orderNumber=1&dcvEmailAddress=${'a'.repeat(256)}`, 'dcvEmailAddress');
+});
+
+test('integers: plain digits within 1..2^53-1', () => {
+  assert.equal(parseInteger('1'), 1);
+  assert.equal(parseInteger('9007199254740991'), 9007199254740991);
+  for (const v of ['0', '', ' 1', '1 ', '+1', '-1', '1e3', '0x10', '9007199254740992', '1'.repeat(400)]) {
+    assert.equal(parseInteger(v), undefined, v);
+  }
+});
+
+test('requestedFormat: JSON only for one responseFormat=2', () => {
+  assert.equal(requestedFormat(formEntries('responseformat=2')), 2);
+  assert.equal(requestedFormat(formEntries('responseFormat=1')), 1);
+  assert.equal(requestedFormat(formEntries('responseFormat=2&responseFormat=2')), 1);
+  assert.equal(requestedFormat(formEntries('responseFormat=3')), 1);
+  assert.equal(requestedFormat(formEntries('')), 1);
+});
+
+test('urlencoded encoding matches the seed and round-trips', () => {
+  assert.equal(encodeUrlencoded('ResendDCVEmail'), 'errorCode=0');
+  assert.equal(
+    encodeUrlencoded('ResendDCVEmail', { code: -16 }),
+    'errorCode=-16&errorMessage=Incorrect+login+details%2C+account+is+locked%2C+password+has+expired+or+your+source+IP+is+blocked.',
+  );
+  const body = encodeUrlencoded('ResendDCVEmail', { code: -4, item: 'orderNumber' });
+  assert.equal(body, 'errorCode=-4&errorMessage=The+value+of+the+%27orderNumber%27+argument+is+invalid%21&errorItem=orderNumber');
+  assert.deepEqual(decodeUrlencoded(body), {
+    ok: false,
+    error: { errorCode: -4, errorMessage: "The value of the 'orderNumber' argument is invalid!", errorItem: 'orderNumber', extra: {} },
+  });
+  // -90 names the endpoint in the message but carries no errorItem.
+  assert.doesNotMatch(encodeUrlencoded('ResendDCVEmail', { code: -90, item: 'ResendDCVEmail' }), /errorItem/);
+  assert.deepEqual(decodeUrlencoded('errorCode=0'), { ok: true, value: { errorCode: '0' } });
+});
+
+test('text format: exact bytes and round trip', () => {
+  const list = { domainName: 'www.example.com', levels: { 3: ['admin@www.example.com'], 2: ['admin@example.com', 'webmaster@example.com'] } };
+  const body = encodeText(list);
+  assert.equal(
+    body,
+    '0\ndomain_name\twww.example.com\nlevel2_email\tadmin@example.com\nlevel2_email\twebmaster@example.com\nlevel3_email\tadmin@www.example.com\n',
+  );
+  const decoded = decodeText(body);
+  assert.ok(decoded.ok);
+  assert.deepEqual(decoded.value.levels, list.levels);
+  assert.equal(decoded.value.domainName, 'www.example.com');
+  assert.deepEqual(decoded.value.emails, ['admin@example.com', 'webmaster@example.com', 'admin@www.example.com']);
+  assert.equal(encodeTextError('GetDCVEmailAddressList', { code: -3, item: 'domainName' }), "-3\nThe 'domainName' argument is missing!\n");
+  assert.deepEqual(decodeText("-3\nThe 'domainName' argument is missing!\n"), {
+    ok: false,
+    error: { errorCode: -3, errorMessage: "The 'domainName' argument is missing!", extra: {} },
+  });
+});
+
+test('text decoding tolerates what the real host sends', () => {
+  const r = decodeText('0\r\nlevel2_email\t admin@example.com\r\nwhois_email\tnone\r\nwhois_email\tw@example.com\r\nlevel12_email\tx@a.b\r\nfoo\tbar\r\n');
+  assert.ok(r.ok);
+  assert.deepEqual(r.value.levels, { 2: ['admin@example.com'], 12: ['x@a.b'] });
+  assert.deepEqual(r.value.whoisEmails, ['w@example.com']);
+  assert.deepEqual(r.value.extra, { foo: ['bar'] });
+});
+
+test('JSON format: exact bytes and round trip', () => {
+  const list = { domainName: 'example.com', levels: { 2: ['admin@example.com', 'contact@example.org'] } };
+  const body = encodeJson(list);
+  assert.equal(body, '{"errorCode":0,"domain_name":"example.com","level2_email":["admin@example.com","contact@example.org"]}');
+  const d = decodeJson(body);
+  assert.ok(d.ok);
+  assert.deepEqual(d.value.levels, list.levels);
+  assert.equal(encodeJsonError('GetDCVEmailAddressList', { code: -2, item: 'Foo' }), '{"errorCode":-2,"errorMessage":"Unrecognised argument!","errorItem":"Foo"}');
+  assert.equal(
+    encodeJsonError('GetDCVEmailAddressList', { code: -16 }),
+    '{"errorCode":-16,"errorMessage":"Incorrect login details, account is locked, password has expired or your source IP is blocked."}',
+  );
+});
+
+test('decoders reject bodies that are not the protocol', () => {
+  assert.throws(() => decodeText('<html>'), /numeric error code/);
+  assert.throws(() => decodeJson('nope'), /not valid JSON/);
+  assert.throws(() => decodeJson('[1]'), /not an object/);
+  assert.throws(() => decodeUrlencoded('foo=bar'), /numeric error code/);
+});
