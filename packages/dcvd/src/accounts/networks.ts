@@ -1,0 +1,44 @@
+/** Source-address rules: allowed networks per account (CONTRACT §7). */
+import { isIP } from 'node:net';
+import ipaddr from 'ipaddr.js';
+
+/** Parses one CIDR (or a bare address, meaning a single host); throws a clear error otherwise. */
+export function parseCidr(text: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
+  const value = text.trim();
+  const slash = value.indexOf('/');
+  const address = slash < 0 ? value : value.slice(0, slash);
+  if (isIP(address) === 0) throw new Error(`not an IP network: ${JSON.stringify(text)}`);
+  if (slash < 0) {
+    const ip = ipaddr.parse(address);
+    return [ip, ip.kind() === 'ipv4' ? 32 : 128];
+  }
+  try {
+    return ipaddr.parseCIDR(value);
+  } catch {
+    throw new Error(`not an IP network: ${JSON.stringify(text)}`);
+  }
+}
+
+/** The canonical text of a CIDR list, validated. */
+export function normalizeNetworks(list: readonly string[]): string {
+  return list
+    .flatMap((item) => item.split(','))
+    .filter((item) => item.trim() !== '')
+    .map((item) => {
+      const [ip, bits] = parseCidr(item);
+      return `${ip.toString()}/${bits}`;
+    })
+    .join(',');
+}
+
+/** True when `ip` lies in one of the comma-separated networks; an empty list allows every source. */
+export function isAllowedSource(ip: string, networks: string): boolean {
+  if (networks === '') return true;
+  if (isIP(ip) === 0) return false;
+  // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+  const address = ipaddr.process(ip);
+  return networks.split(',').some((cidr) => {
+    const [range, bits] = parseCidr(cidr);
+    return address.kind() === range.kind() && address.match(range, bits);
+  });
+}

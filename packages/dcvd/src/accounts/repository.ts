@@ -1,0 +1,160 @@
+/** Account administration (CONTRACT §7, §9): the operations behind `dcvd account …`. */
+import type { Kysely, Selectable } from 'kysely';
+import type { AccountTable, Database } from '../store/schema.ts';
+import type { Clock } from '../deps.ts';
+import { hashPassword } from './passwords.ts';
+import { normalizeNetworks } from './networks.ts';
+
+export type Permission = 'auto-apply' | 'voucher';
+export const PERMISSIONS: readonly Permission[] = ['auto-apply', 'voucher'];
+
+export type AccountRow = Selectable<AccountTable>;
+
+/** What an operator sees of an account: never the hash. */
+export interface AccountView {
+  login: string;
+  permissions: Permission[];
+  allowedNetworks: string[];
+  passwordExpiresAt: string | null;
+  locked: boolean;
+  lockedUntil: string | null;
+  failedAttempts: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export class AccountError extends Error {
+  override name = 'AccountError';
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function accountView(row: AccountRow, now: number): AccountView {
+  const permissions: Permission[] = [];
+  if (row.perm_auto_apply) permissions.push('auto-apply');
+  if (row.perm_voucher) permissions.push('voucher');
+  return {
+    login: row.login,
+    permissions,
+    allowedNetworks: row.allowed_networks === '' ? [] : row.allowed_networks.split(','),
+    passwordExpiresAt: iso(row.password_expires_at),
+    locked: row.locked === 1,
+    lockedUntil: row.locked_until !== null && row.locked_until > now ? iso(row.locked_until) : null,
+    failedAttempts: row.failed_attempts,
+    createdAt: iso(row.created_at)!,
+    updatedAt: iso(row.updated_at)!,
+  };
+}
+
+export interface AccountInput {
+  password?: string;
+  permissions?: Permission[];
+  allowedNetworks?: string[];
+  /** null clears the expiry. */
+  passwordExpiresAt?: number | null;
+}
+
+function checkLogin(login: string): void {
+  // The API limits loginName to 64 characters (seed); a login the API could never send is useless.
+  if (login === '' || [...login].length > 64) throw new AccountError('login must be 1 to 64 characters');
+  if (/[\u0000-\u001f\u007f]/.test(login)) throw new AccountError('login must not contain control characters');
+}
+
+function checkPassword(password: string): void {
+  const length = [...password].length;
+  if (length < 12) throw new AccountError('password must be at least 12 characters');
+  if (length > 128) throw new AccountError('password must be at most 128 characters (the API limit)');
+}
+
+export class AccountRepository {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+  ) {}
+
+  async create(login: string, input: AccountInput & { password: string }): Promise<AccountView> {
+    checkLogin(login);
+    checkPassword(input.password);
+    const now = this.clock.now();
+    const existing = await this.find(login);
+    if (existing) throw new AccountError(`account ${JSON.stringify(login)} already exists`);
+    const perms = input.permissions ?? [];
+    await this.db
+      .insertInto('accounts')
+      .values({
+        login,
+        password_hash: await hashPassword(input.password),
+        perm_auto_apply: perms.includes('auto-apply') ? 1 : 0,
+        perm_voucher: perms.includes('voucher') ? 1 : 0,
+        allowed_networks: normalizeNetworks(input.allowedNetworks ?? []),
+        password_expires_at: input.passwordExpiresAt ?? null,
+        created_at: now,
+        updated_at: now,
+      })
+      .execute();
+    return this.view(login);
+  }
+
+  /** Changes only what is given; any change voids remembered credentials. */
+  async update(login: string, input: AccountInput): Promise<AccountView> {
+    const row = await this.require(login);
+    const changes: Partial<Record<keyof AccountTable, unknown>> = {};
+    if (input.password !== undefined) {
+      checkPassword(input.password);
+      changes.password_hash = await hashPassword(input.password);
+    }
+    if (input.permissions !== undefined) {
+      changes.perm_auto_apply = input.permissions.includes('auto-apply') ? 1 : 0;
+      changes.perm_voucher = input.permissions.includes('voucher') ? 1 : 0;
+    }
+    if (input.allowedNetworks !== undefined) changes.allowed_networks = normalizeNetworks(input.allowedNetworks);
+    if (input.passwordExpiresAt !== undefined) changes.password_expires_at = input.passwordExpiresAt;
+    await this.bump(row.id, changes);
+    return this.view(login);
+  }
+
+  async lock(login: string): Promise<AccountView> {
+    const row = await this.require(login);
+    await this.bump(row.id, { locked: 1 });
+    return this.view(login);
+  }
+
+  /** Clears both the operator's lock and the lockout rule's, and the failure count. */
+  async unlock(login: string): Promise<AccountView> {
+    const row = await this.require(login);
+    await this.bump(row.id, { locked: 0, locked_until: null, failed_attempts: 0 });
+    return this.view(login);
+  }
+
+  async list(): Promise<AccountView[]> {
+    const rows = await this.db.selectFrom('accounts').selectAll().orderBy('login').execute();
+    const now = this.clock.now();
+    return rows.map((r) => accountView(r, now));
+  }
+
+  find(login: string): Promise<AccountRow | undefined> {
+    return this.db.selectFrom('accounts').selectAll().where('login', '=', login).executeTakeFirst();
+  }
+
+  async view(login: string): Promise<AccountView> {
+    return accountView(await this.require(login), this.clock.now());
+  }
+
+  private async require(login: string): Promise<AccountRow> {
+    const row = await this.find(login);
+    if (!row) throw new AccountError(`no account ${JSON.stringify(login)}`);
+    return row;
+  }
+
+  private async bump(id: number, changes: Partial<Record<keyof AccountTable, unknown>>): Promise<void> {
+    await this.db
+      .updateTable('accounts')
+      .set((eb) => ({
+        ...(changes as object),
+        credential_version: eb('credential_version', '+', 1),
+        updated_at: this.clock.now(),
+      }))
+      .where('id', '=', id)
+      .execute();
+  }
+}

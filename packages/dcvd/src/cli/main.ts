@@ -1,0 +1,242 @@
+/** The `dcvd` command (CONTRACT §9). */
+import { resolve } from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
+import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
+import { AccountError, AccountRepository, PERMISSIONS, type AccountInput, type AccountView, type Permission } from '../accounts/repository.ts';
+import { openStore, type Store } from '../store/database.ts';
+import { migrateToLatest } from '../store/migrations.ts';
+import { systemClock } from '../deps.ts';
+import { startServer } from '../server.ts';
+import { opt, parseIsoDate, readStdin, repeatable, withJson, withStoreOptions, type StoreFlags } from './options.ts';
+
+/** Output of data commands: JSON with --json, readable lines otherwise. */
+function print(json: boolean | undefined, value: unknown, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
+}
+
+async function withStore<T>(flags: StoreFlags, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = openStore({ dataDir: resolve(flags.dataDir), databaseUrl: flags.databaseUrl });
+  try {
+    await migrateToLatest(store.db, store.dialect);
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+function describeAccount(a: AccountView): string {
+  const state = a.locked ? 'locked' : a.lockedUntil ? `locked out until ${a.lockedUntil}` : 'active';
+  return [
+    `${a.login}  (${state})`,
+    `  permissions: ${a.permissions.join(', ') || 'none'}`,
+    `  allowed networks: ${a.allowedNetworks.join(', ') || 'any'}`,
+    `  password expires: ${a.passwordExpiresAt ?? 'never'}`,
+  ].join('\n');
+}
+
+function permissionList(values: string[] | undefined): Permission[] | undefined {
+  if (values === undefined) return undefined;
+  for (const v of values) {
+    if (!PERMISSIONS.includes(v as Permission)) throw new AccountError(`unknown permission ${JSON.stringify(v)} (known: ${PERMISSIONS.join(', ')})`);
+  }
+  return [...new Set(values)] as Permission[];
+}
+
+interface AccountFlags extends StoreFlags {
+  login: string;
+  passwordStdin?: boolean;
+  allowIp?: string[];
+  clearAllowIp?: boolean;
+  permission?: string[];
+  clearPermissions?: boolean;
+  passwordExpires?: number | false;
+  json?: boolean;
+}
+
+function accountCommands(): Command {
+  const account = new Command('account').description('manage API accounts (loginName / loginPassword)');
+  const login = () => opt('--login <name>', 'the account\u2019s loginName (case-sensitive)').makeOptionMandatory();
+  const common = (cmd: Command) => withJson(withStoreOptions(cmd));
+
+  common(
+    account
+      .command('create')
+      .description('create an account; the password is read from standard input')
+      .addOption(login())
+      .addOption(opt('--password-stdin', 'read the password from standard input (required)').makeOptionMandatory())
+      .addOption(repeatable('--allow-ip <cidr>', 'allowed source network; repeat for several (default: any)'))
+      .addOption(repeatable('--permission <name>', 'auto-apply or voucher; repeat for both'))
+      .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate)),
+  ).action(async (flags: AccountFlags) => {
+    const password = await readStdin();
+    const input: AccountInput & { password: string } = { password, allowedNetworks: flags.allowIp ?? [] };
+    const perms = permissionList(flags.permission);
+    if (perms) input.permissions = perms;
+    if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
+    const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).create(flags.login, input));
+    print(flags.json, view, () => `created account\n${describeAccount(view)}`);
+  });
+
+  common(
+    account
+      .command('update')
+      .description('change an account; what is not given stays as it is')
+      .addOption(login())
+      .addOption(opt('--password-stdin', 'set a new password, read from standard input'))
+      .addOption(repeatable('--allow-ip <cidr>', 'replace the allowed source networks; repeat for several'))
+      .addOption(opt('--clear-allow-ip', 'allow every source network'))
+      .addOption(repeatable('--permission <name>', 'replace the permissions: auto-apply, voucher; repeat for both'))
+      .addOption(opt('--clear-permissions', 'remove every permission'))
+      .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
+      .addOption(opt('--no-password-expires', 'the password never expires')),
+  ).action(async (flags: AccountFlags) => {
+    const input: AccountInput = {};
+    if (flags.passwordStdin) input.password = await readStdin();
+    if (flags.clearAllowIp) input.allowedNetworks = [];
+    else if (flags.allowIp) input.allowedNetworks = flags.allowIp;
+    if (flags.clearPermissions) input.permissions = [];
+    else if (flags.permission) input.permissions = permissionList(flags.permission)!;
+    if (flags.passwordExpires === false) input.passwordExpiresAt = null;
+    else if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
+    const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).update(flags.login, input));
+    print(flags.json, view, () => `updated account\n${describeAccount(view)}`);
+  });
+
+  for (const [name, description] of [
+    ['lock', 'lock an account until it is unlocked (its calls answer -16)'],
+    ['unlock', 'unlock an account, also from a lockout, and reset its failure count'],
+  ] as const) {
+    common(account.command(name).description(description).addOption(login())).action(async (flags: AccountFlags) => {
+      const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock)[name](flags.login));
+      print(flags.json, view, () => `${name}ed account\n${describeAccount(view)}`);
+    });
+  }
+
+  common(account.command('list').description('list the accounts')).action(async (flags: AccountFlags) => {
+    const views = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).list());
+    print(flags.json, views, () => (views.length === 0 ? 'no accounts' : views.map(describeAccount).join('\n')));
+  });
+  return account;
+}
+
+interface ServeFlags extends StoreFlags {
+  listen: string;
+  httpListen?: string;
+  trustProxy?: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  bodyLimit: number;
+  lockoutFailures: number;
+  lockoutDuration: number;
+  ipFailureLimit: number;
+  ipFailureWindow: number;
+  ipBlockDuration: number;
+  credentialCacheTtl: number;
+  logLevel: string;
+}
+
+function serveCommand(): Command {
+  const d = DEFAULT_AUTH_POLICY;
+  return withStoreOptions(
+    new Command('serve')
+      .description('run the API server (applies pending migrations first)')
+      .addOption(opt('--listen <host:port>', 'HTTPS listener').default('127.0.0.1:8443'))
+      .addOption(opt('--http-listen <host:port>', 'plain-HTTP listener (API calls answer -1 unless from a trusted proxy); off by default'))
+      .addOption(repeatable('--trust-proxy <cidr>', 'proxies whose X-Forwarded-For/-Proto are believed; comma-separated or repeated'))
+      .addOption(opt('--tls-cert <file>', 'certificate (PEM); default: a self-signed one for localhost in the data directory'))
+      .addOption(opt('--tls-key <file>', 'private key (PEM) of --tls-cert')),
+  )
+    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 with HTTP 413', parseSize).default(64 * 1024, '64k'))
+    .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
+    .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(d.lockoutMs, '15m'))
+    .addOption(opt('--ip-failure-limit <n>', 'failures from one source IP that block it', (v) => parseCount(v, 1)).default(d.ipFailures))
+    .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(d.ipWindowMs, '15m'))
+    .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(d.ipBlockMs, '15m'))
+    .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(d.credentialCacheMs, '60s'))
+    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
+    .action(async (flags: ServeFlags) => {
+      const config: ServeConfig = defaultServeConfig({
+        listen: parseHostPort(flags.listen),
+        httpListen: flags.httpListen ? parseHostPort(flags.httpListen) : undefined,
+        trustProxy: flags.trustProxy ?? [],
+        tlsCert: flags.tlsCert,
+        tlsKey: flags.tlsKey,
+        dataDir: resolve(flags.dataDir),
+        databaseUrl: flags.databaseUrl,
+        bodyLimit: flags.bodyLimit,
+        auth: {
+          ...d,
+          lockoutFailures: flags.lockoutFailures,
+          lockoutMs: flags.lockoutDuration,
+          ipFailures: flags.ipFailureLimit,
+          ipWindowMs: flags.ipFailureWindow,
+          ipBlockMs: flags.ipBlockDuration,
+          credentialCacheMs: flags.credentialCacheTtl,
+        },
+        logLevel: flags.logLevel,
+      });
+      const server = await startServer(config);
+      const host = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]` : a.address) + `:${a.port}`;
+      process.stderr.write(`dcvd: HTTPS on https://${host(server.https)}/  (certificate: ${server.certPath})\n`);
+      if (server.http) process.stderr.write(`dcvd: plain HTTP on http://${host(server.http)}/\n`);
+      process.stderr.write(`dcvd: database ${server.store.location}\n`);
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) process.exit(130); // a second signal: stop now
+        stopping = true;
+        process.stderr.write(`dcvd: ${signal}, finishing in-flight requests\n`);
+        server.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            server.logger.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}
+
+function migrateCommand(): Command {
+  return withJson(withStoreOptions(new Command('migrate').description('apply pending database migrations'))).action(
+    async (flags: StoreFlags & { json?: boolean }) => {
+      const store = openStore({ dataDir: resolve(flags.dataDir), databaseUrl: flags.databaseUrl });
+      try {
+        const results = await migrateToLatest(store.db, store.dialect);
+        const applied = results.map((r) => r.migrationName);
+        print(flags.json, { applied, database: store.location }, () =>
+          applied.length === 0 ? `schema is current (${store.location})` : `applied ${applied.join(', ')} (${store.location})`,
+        );
+      } finally {
+        await store.close();
+      }
+    },
+  );
+}
+
+export function buildProgram(): Command {
+  const program = new Command('dcvd')
+    .description('Domain Control Validation email service: GetDCVEmailAddressList and ResendDCVEmail, done for real')
+    .version('0.1.0')
+    .showHelpAfterError()
+    .exitOverride();
+  program.addCommand(serveCommand());
+  program.addCommand(accountCommands());
+  program.addCommand(migrateCommand());
+  return program;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`dcvd: ${message}\n`);
+    return 1;
+  }
+}

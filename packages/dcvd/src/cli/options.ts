@@ -1,0 +1,68 @@
+/**
+ * Option helpers: every option gets its environment variable, `DCVD_` + the
+ * long name upper-cased with dashes as underscores (CONTRACT §9).
+ */
+import { Command, InvalidArgumentError, Option } from 'commander';
+
+export function envName(flags: string): string {
+  const long = /--(?:no-)?([a-z0-9-]+)/.exec(flags)?.[1];
+  if (!long) throw new Error(`option without a long name: ${flags}`);
+  return `DCVD_${long.toUpperCase().replace(/-/g, '_')}`;
+}
+
+/** An option bound to its DCVD_* variable, with an optional parser whose errors read well. */
+export function opt<T>(flags: string, description: string, parse?: (value: string, previous: T) => T): Option {
+  const option = new Option(flags, description).env(envName(flags));
+  if (parse) {
+    option.argParser((value: string, previous: T) => {
+      try {
+        return parse(value, previous);
+      } catch (err) {
+        throw new InvalidArgumentError(err instanceof Error ? err.message : String(err));
+      }
+    });
+  }
+  return option;
+}
+
+/** A repeatable option; a comma-separated value (as from the environment) counts as several. */
+export function repeatable(flags: string, description: string): Option {
+  return opt<string[] | undefined>(flags, description, (value, previous) => [
+    ...(previous ?? []),
+    ...value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== ''),
+  ]);
+}
+
+/** --data-dir and --database-url: every command that touches the store takes them. */
+export function withStoreOptions(cmd: Command): Command {
+  return cmd
+    .addOption(opt('--data-dir <dir>', 'data directory (SQLite database, certificate, outbox)').default('./dcvd-data'))
+    .addOption(opt('--database-url <url>', 'postgres://… for PostgreSQL (default: SQLite in the data directory)'));
+}
+
+export function withJson(cmd: Command): Command {
+  return cmd.addOption(opt('--json', 'print one JSON value on stdout'));
+}
+
+export interface StoreFlags {
+  dataDir: string;
+  databaseUrl?: string;
+}
+
+/** Reads a secret from standard input: the whole input, one trailing newline dropped. */
+export async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) process.stderr.write('Password (end with Ctrl-D): ');
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
+}
+
+/** An ISO 8601 date or date-time, as epoch milliseconds. */
+export function parseIsoDate(text: string): number {
+  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text.trim()) : NaN;
+  if (Number.isNaN(ms)) throw new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
+  return ms;
+}

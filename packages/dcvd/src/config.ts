@@ -1,0 +1,73 @@
+/**
+ * The one configuration of a dcvd process. The CLI fills it from options and
+ * their DCVD_* environment variables (CONTRACT §9); tests build it directly.
+ */
+import { resolve } from 'node:path';
+import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+export interface ServeConfig {
+  /** HTTPS listener. */
+  listen: HostPort;
+  /** Optional plain-HTTP listener (API calls answer -1 unless through a trusted proxy, CONTRACT §8). */
+  httpListen?: HostPort | undefined;
+  /** CIDRs of proxies whose X-Forwarded-For / X-Forwarded-Proto are believed. */
+  trustProxy: string[];
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+  dataDir: string;
+  databaseUrl?: string | undefined;
+  /** Request bodies above this many bytes answer -14 with HTTP 413 (CONTRACT §1). */
+  bodyLimit: number;
+  auth: AuthPolicy;
+  logLevel: string;
+}
+
+export const DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 8443 };
+
+export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeConfig {
+  return {
+    listen: DEFAULT_LISTEN,
+    trustProxy: [],
+    dataDir: resolve('dcvd-data'),
+    bodyLimit: 64 * 1024,
+    auth: { ...DEFAULT_AUTH_POLICY },
+    logLevel: 'info',
+    ...overrides,
+  };
+}
+
+/** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces). */
+export function parseHostPort(text: string): HostPort {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(text.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new Error(`expected HOST:PORT, got ${JSON.stringify(text)}`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration: a number with a unit (`500ms`, `90s`, `15m`, `2h`, `30d`); a bare number is seconds. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!m) throw new Error(`expected a duration such as 90s, 15m or 2h, got ${JSON.stringify(text)}`);
+  return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
+}
+
+/** A whole number of at least `min`. */
+export function parseCount(text: string, min = 0): number {
+  if (!/^\d+$/.test(text.trim()) || Number(text) < min) throw new Error(`expected a whole number ≥ ${min}, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
+/** A size: bytes, or with k/m suffix (KiB, MiB). */
+export function parseSize(text: string): number {
+  const m = /^(\d+)\s*(k|kb|kib|m|mb|mib)?$/i.exec(text.trim());
+  if (!m) throw new Error(`expected a size such as 65536 or 64k, got ${JSON.stringify(text)}`);
+  const unit = (m[2] ?? '').toLowerCase();
+  return Number(m[1]) * (unit.startsWith('k') ? 1024 : unit.startsWith('m') ? 1024 * 1024 : 1);
+}

@@ -1,0 +1,76 @@
+/** One fastify app per listener (HTTPS, optional plain HTTP), built the same way (CONTRACT §8). */
+import { randomUUID } from 'node:crypto';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Logger } from '../log.ts';
+import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
+
+export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
+  logger: Logger;
+  trustProxy: string[];
+  /** Present on the HTTPS listener. */
+  tls?: { key: string; cert: string } | undefined;
+}
+
+/** Bounds on slow or idle clients (slowloris): whole request, headers, idle keep-alive. */
+export const SERVER_TIMEOUTS = {
+  requestMs: 15_000,
+  headersMs: 10_000,
+  keepAliveMs: 10_000,
+  idleSocketMs: 30_000,
+} as const;
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.logger,
+    // Our own one line per request (onResponse below) replaces fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Request ids are ours; a client's x-request-id is not trusted.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false,
+    trustProxy: options.trustProxy.length > 0 ? options.trustProxy : false,
+    bodyLimit: options.bodyLimit,
+    connectionTimeout: SERVER_TIMEOUTS.idleSocketMs,
+    requestTimeout: SERVER_TIMEOUTS.requestMs,
+    keepAliveTimeout: SERVER_TIMEOUTS.keepAliveMs,
+    // In-flight and keep-alive requests are still answered while shutting down.
+    return503OnClosing: false,
+    // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
+    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/%21/i, '/products/!'),
+    ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
+  });
+  app.server.headersTimeout = SERVER_TIMEOUTS.headersMs;
+
+  app.decorateRequest('apiOutcome', null);
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+    reply.header('cache-control', 'no-store');
+    reply.header('x-content-type-options', 'nosniff');
+  });
+  // One line per request: id (as reqId), endpoint, outcome code, latency. Never the body.
+  app.addHook('onResponse', async (request, reply) => {
+    const outcome = request.apiOutcome;
+    request.log.info(
+      {
+        endpoint: outcome?.endpoint ?? null,
+        code: outcome?.code ?? null,
+        reason: outcome?.reason,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime * 100) / 100,
+        ip: request.ip,
+        method: request.method,
+        path: outcome ? undefined : request.url.slice(0, 200),
+      },
+      'request',
+    );
+  });
+
+  app.setNotFoundHandler((_request, reply) => reply.code(404).type('text/plain; charset=utf-8').send('Not Found\n'));
+  app.setErrorHandler((error: { statusCode?: number }, request, reply) => {
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
+    if (status === 500) request.log.error({ err: error }, 'unexpected error');
+    return reply.code(status).type('text/plain; charset=utf-8').send(`${status === 500 ? 'Internal Server Error' : 'Bad Request'}\n`);
+  });
+
+  await app.register(async (api) => legacyApi(api as unknown as FastifyInstance, { ...options, secure: options.tls !== undefined }));
+  return app as unknown as FastifyInstance;
+}

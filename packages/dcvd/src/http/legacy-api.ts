@@ -1,0 +1,166 @@
+/**
+ * The reseller API's two endpoints on the wire (CONTRACT §1): body parsing,
+ * the check order, the three response formats. The use cases behind them know
+ * nothing of HTTP.
+ */
+import formbody from '@fastify/formbody';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  CONTENT_TYPE,
+  GET_DCV_EMAIL_ADDRESS_LIST,
+  RESEND_DCV_EMAIL,
+  encodeJson,
+  encodeJsonError,
+  encodeText,
+  encodeTextError,
+  encodeUrlencoded,
+  formEntries,
+  parseRequestParams,
+  requestedFormat,
+  type ApiError,
+  type EndpointSpec,
+  type ParsedParams,
+} from '@dcvd/client';
+import type { Authenticator } from '../accounts/auth.ts';
+import type { CallContext, GetDcvEmailAddressListParams, ResendDcvEmailParams, UseCases } from '../api/types.ts';
+
+export interface LegacyApiOptions {
+  /** True on the HTTPS listener; on the plain listener only a trusted proxy's `X-Forwarded-Proto: https` counts. */
+  secure: boolean;
+  bodyLimit: number;
+  auth: Authenticator;
+  useCases: UseCases;
+}
+
+type Entries = [string, string][];
+type Format = 'urlencoded' | 'text' | 'json';
+
+interface Rendered {
+  contentType: string;
+  body: string;
+  /** The outcome's code, for the request log. */
+  code: number;
+}
+
+/** An endpoint on the wire: its spec, its response format and its use case. */
+interface Binding {
+  spec: EndpointSpec;
+  format(entries: Entries): Format;
+  run(ctx: CallContext, params: ParsedParams, format: Format): Promise<Rendered>;
+}
+
+function renderError(spec: EndpointSpec, format: Format, error: ApiError): Rendered {
+  const endpoint = spec.endpoint;
+  if (format === 'urlencoded') return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(endpoint, error), code: error.code };
+  if (format === 'json') return { contentType: CONTENT_TYPE.json, body: encodeJsonError(endpoint, error), code: error.code };
+  return { contentType: CONTENT_TYPE.text, body: encodeTextError(endpoint, error), code: error.code };
+}
+
+function bindings(useCases: UseCases): Binding[] {
+  const getList: Binding = {
+    spec: GET_DCV_EMAIL_ADDRESS_LIST,
+    format: (entries) => (requestedFormat(entries) === 2 ? 'json' : 'text'),
+    async run(ctx, params, format) {
+      const args: GetDcvEmailAddressListParams = {
+        domainName: params.domainName as string,
+        product: params.product as number,
+        responseFormat: params.responseFormat === 2 ? 2 : 1,
+      };
+      const outcome = await useCases.getDcvEmailAddressList(ctx, args);
+      if (!outcome.ok) return renderError(this.spec, format, outcome.error);
+      return format === 'json'
+        ? { contentType: CONTENT_TYPE.json, body: encodeJson(outcome.value), code: 0 }
+        : { contentType: CONTENT_TYPE.text, body: encodeText(outcome.value), code: 0 };
+    },
+  };
+  const resend: Binding = {
+    spec: RESEND_DCV_EMAIL,
+    format: () => 'urlencoded',
+    async run(ctx, params, format) {
+      const args: ResendDcvEmailParams = {};
+      if (params.orderNumber !== undefined) args.orderNumber = params.orderNumber as number;
+      if (params.baseOrderNumber !== undefined) args.baseOrderNumber = params.baseOrderNumber as number;
+      if (params.dcvEmailAddress !== undefined) args.dcvEmailAddress = params.dcvEmailAddress as string;
+      if (params.dcvTemplateID !== undefined) args.dcvTemplateID = params.dcvTemplateID as number;
+      const outcome = await useCases.resendDcvEmail(ctx, args);
+      if (!outcome.ok) return renderError(this.spec, format, outcome.error);
+      return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(this.spec.endpoint), code: 0 };
+    },
+  };
+  return [getList, resend];
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The API outcome, for the one log line per request. */
+    apiOutcome: { endpoint: string; code: number; reason?: string } | null;
+  }
+  interface FastifyContextConfig {
+    binding?: unknown;
+  }
+}
+
+function send(reply: FastifyReply, rendered: Rendered, status = 200): FastifyReply {
+  return reply.code(status).header('content-type', rendered.contentType).send(rendered.body);
+}
+
+/** Registers both endpoints on an app. Call inside its own plugin context: it replaces the body parsers. */
+export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions): Promise<void> {
+  // No JSON or text parsing on the API: a form body carries parameters, any other body none (CONTRACT §1).
+  app.removeAllContentTypeParsers();
+  await app.register(formbody, { bodyLimit: options.bodyLimit, parser: (body: string) => ({ entries: formEntries(body) }) });
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: options.bodyLimit }, (_req, _body, done) => done(null, { entries: [] }));
+
+  // Failures before the handler (a body over the limit, a broken stream) still answer in the endpoint's format.
+  app.setErrorHandler((error: { statusCode?: number; code?: string }, request, reply) => {
+    const binding = request.routeOptions.config.binding as Binding | undefined;
+    const tooLarge = error.statusCode === 413;
+    request.log.warn({ err: error, errCode: error.code }, tooLarge ? 'request body over the limit' : 'request failed before the endpoint');
+    if (!binding) return reply.code(tooLarge ? 413 : 400).send();
+    const rendered = renderError(binding.spec, binding.format([]), { code: -14 });
+    request.apiOutcome = { endpoint: binding.spec.endpoint, code: -14, reason: tooLarge ? 'body-too-large' : 'bad-request' };
+    return send(reply, rendered, tooLarge ? 413 : 200);
+  });
+
+  for (const binding of bindings(options.useCases)) {
+    app.all(binding.spec.path, { config: { binding }, exposeHeadRoute: false }, async (request, reply) => {
+      const rendered = await handle(binding, request, options);
+      return send(reply, rendered);
+    });
+  }
+}
+
+async function handle(binding: Binding, request: FastifyRequest, options: LegacyApiOptions): Promise<Rendered> {
+  const entries = (request.body as { entries?: Entries } | undefined)?.entries ?? [];
+  const format = binding.format(entries);
+  const endpoint = binding.spec.endpoint;
+  const fail = (error: ApiError, reason: string): Rendered => {
+    request.apiOutcome = { endpoint, code: error.code, reason };
+    return renderError(binding.spec, format, error);
+  };
+  // §1 step 1: HTTPS, directly or as a trusted proxy says.
+  if (!options.secure && request.protocol.toLowerCase() !== 'https') return fail({ code: -1 }, 'not-https');
+  // Step 2.
+  if (request.method !== 'POST') return fail({ code: -17 }, 'not-post');
+  // Steps 3 to 6.
+  const parsed = parseRequestParams(binding.spec, entries);
+  if (!parsed.ok) return fail(parsed.error, 'parameters');
+  try {
+    // Step 7: one answer for every cause.
+    const auth = await options.auth.authenticate(
+      parsed.params.loginName as string,
+      parsed.params.loginPassword as string,
+      request.ip,
+    );
+    if (!auth.ok) return fail({ code: -16 }, auth.reason);
+    const ctx: CallContext = { account: auth.account, sourceIp: request.ip, requestId: request.id, log: request.log };
+    // Steps 8 to 10 belong to the use case.
+    const rendered = await binding.run(ctx, parsed.params, format);
+    request.apiOutcome = { endpoint, code: rendered.code };
+    return rendered;
+  } catch (err) {
+    // No detail in the body; the log has it, under the request id the response carries.
+    request.log.error({ err }, 'unexpected error');
+    return fail({ code: -14 }, 'exception');
+  }
+}

@@ -1,0 +1,93 @@
+/** `dcvd serve`: store, migrations, certificate, listeners, background work, graceful shutdown. */
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import type { ServeConfig } from './config.ts';
+import { systemClock, type Clock } from './deps.ts';
+import { createLogger, type Logger } from './log.ts';
+import { openStore, type Store } from './store/database.ts';
+import { migrateToLatest } from './store/migrations.ts';
+import { Authenticator } from './accounts/auth.ts';
+import { loadOrCreateCertificate } from './http/tls.ts';
+import { buildApp } from './http/app.ts';
+import { pendingUseCases } from './api/not-yet.ts';
+
+export interface RunningServer {
+  https: AddressInfo;
+  http?: AddressInfo;
+  /** The certificate's path (generated or the operator's). */
+  certPath: string;
+  /** The certificate, PEM (tests trust it). */
+  cert: string;
+  store: Store;
+  logger: Logger;
+  /** Stops accepting connections, lets in-flight requests finish, closes the store. */
+  close(): Promise<void>;
+}
+
+export interface ServerDeps {
+  clock?: Clock;
+  logger?: Logger;
+}
+
+async function listen(app: FastifyInstance, host: string, port: number): Promise<AddressInfo> {
+  await app.listen({ host, port });
+  return app.server.address() as AddressInfo;
+}
+
+export async function startServer(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningServer> {
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const store = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const apps: FastifyInstance[] = [];
+  try {
+    const applied = await migrateToLatest(store.db, store.dialect);
+    for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
+    const tls = await loadOrCreateCertificate(config);
+    if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
+
+    const auth = new Authenticator(store.db, clock, config.auth);
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases: pendingUseCases };
+
+    const httpsApp = await buildApp({ ...common, tls });
+    apps.push(httpsApp);
+    const httpsAddress = await listen(httpsApp, config.listen.host, config.listen.port);
+    let httpAddress: AddressInfo | undefined;
+    if (config.httpListen) {
+      const httpApp = await buildApp(common);
+      apps.push(httpApp);
+      httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port);
+    }
+
+    const purge = setInterval(() => {
+      auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
+    }, 60_000);
+    purge.unref();
+
+    logger.info(
+      { https: httpsAddress, http: httpAddress, database: store.location, certPath: tls.certPath },
+      'dcvd is listening',
+    );
+    let closing: Promise<void> | undefined;
+    const running: RunningServer = {
+      https: httpsAddress,
+      certPath: tls.certPath,
+      cert: tls.cert,
+      store,
+      logger,
+      close() {
+        closing ??= (async () => {
+          clearInterval(purge);
+          await Promise.all(apps.map((a) => a.close()));
+          await store.close();
+        })();
+        return closing;
+      },
+    };
+    if (httpAddress) running.http = httpAddress;
+    return running;
+  } catch (err) {
+    await Promise.allSettled(apps.map((a) => a.close()));
+    await store.close();
+    throw err;
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * The database behind a typed query builder (CONTRACT §10): SQLite in WAL
+ * mode in the data directory by default, PostgreSQL for a postgres:// URL.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import SQLite from 'better-sqlite3';
+import pg from 'pg';
+import { Kysely, PostgresDialect, SqliteDialect } from 'kysely';
+import type { Database } from './schema.ts';
+
+export type Dialect = 'sqlite' | 'postgres';
+
+export interface Store {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  /** Where the data lives, for messages (never contains a password). */
+  location: string;
+  close(): Promise<void>;
+}
+
+export interface StoreOptions {
+  dataDir: string;
+  /** `postgres://…`, `sqlite:/path/file.db`, or undefined for `<dataDir>/dcvd.sqlite`. */
+  databaseUrl?: string | undefined;
+  /** PostgreSQL pool size. */
+  poolSize?: number;
+}
+
+// int8 (bigint) columns hold millisecond times and ids, all below 2^53: return numbers, not strings.
+pg.types.setTypeParser(20, (v) => Number(v));
+
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return 'postgres://(unparseable URL)';
+  }
+}
+
+export function openStore(options: StoreOptions): Store {
+  const url = options.databaseUrl;
+  if (url && /^postgres(ql)?:\/\//i.test(url)) {
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+    // An idle client's error (e.g. the server restarted) must not crash the process.
+    pool.on('error', () => undefined);
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    return { db, dialect: 'postgres', location: redactUrl(url), close: () => db.destroy() };
+  }
+  let file: string;
+  if (url) {
+    if (!url.startsWith('sqlite:')) throw new Error('database URL must start with postgres:// or sqlite:');
+    file = url.slice('sqlite:'.length).replace(/^\/\//, '');
+  } else {
+    mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
+    file = join(options.dataDir, 'dcvd.sqlite');
+  }
+  const sqlite = new SQLite(file);
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('foreign_keys = ON');
+  // The CLI and the server write the same file: wait for a lock instead of failing at once.
+  sqlite.pragma('busy_timeout = 5000');
+  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) });
+  return { db, dialect: 'sqlite', location: file, close: () => db.destroy() };
+}
