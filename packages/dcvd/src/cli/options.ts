@@ -5,7 +5,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 
 export function envName(flags: string): string {
-  const long = /--(?:no-)?([a-z0-9-]+)/.exec(flags)?.[1];
+  const long = /--([a-z0-9-]+)/.exec(flags)?.[1];
   if (!long) throw new Error(`option without a long name: ${flags}`);
   return `DCVD_${long.toUpperCase().replace(/-/g, '_')}`;
 }

@@ -112,8 +112,10 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: options.bodyLimit }, (_req, _body, done) => done(null, { entries: [] }));
 
   // Failures before the handler (a body over the limit, a broken stream) still answer in the endpoint's format.
-  app.setErrorHandler((error: { statusCode?: number; code?: string }, request, reply) => {
+  app.setErrorHandler(async (error: { statusCode?: number; code?: string }, request, reply) => {
     const binding = request.routeOptions.config.binding as Binding | undefined;
+    // A Content-Type header fastify cannot even parse is just another non-form body: no parameters.
+    if (binding && error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return send(reply, await handle(binding, request, options));
     const tooLarge = error.statusCode === 413;
     request.log.warn({ err: error, errCode: error.code }, tooLarge ? 'request body over the limit' : 'request failed before the endpoint');
     if (!binding) return reply.code(tooLarge ? 413 : 400).send();

@@ -1,0 +1,172 @@
+/**
+ * The wire protocol over real HTTPS (CONTRACT §1, §7, §8): every error code
+ * reachable before the endpoints' own logic, with the seeds' exact bodies.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GET_PATH, PASSWORD, RESEND_PATH, form, startTestServer, type TestServer } from './support/server.ts';
+
+const MSG16 = 'Incorrect login details, account is locked, password has expired or your source IP is blocked.';
+const ENC16 = 'errorCode=-16&errorMessage=Incorrect+login+details%2C+account+is+locked%2C+password+has+expired+or+your+source+IP+is+blocked.';
+
+let s: TestServer;
+before(async () => {
+  s = await startTestServer({ httpListen: { host: '127.0.0.1', port: 0 } });
+  await s.createAccount('alice');
+  await s.createAccount('nobody', { permissions: [] });
+});
+after(() => s.stop());
+
+const alice = { loginName: 'alice', loginPassword: PASSWORD };
+
+describe('GetDCVEmailAddressList errors, text format', () => {
+  const cases: [string, string | [string, string][], string][] = [
+    ['-3 loginName first', {} as never, "-3\nThe 'loginName' argument is missing!\n"],
+    ['-3 in table order', [['loginName', 'a'], ['loginPassword', 'b'], ['product', '801']], "-3\nThe 'domainName' argument is missing!\n"],
+    ['-3 product (required by the seed)', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com']], "-3\nThe 'product' argument is missing!\n"],
+    ['-2 unknown name', [['loginName', 'a'], ['Whatever', 'x']], '-2\nUnrecognised argument!\n'],
+    ['-4 repeated', [['loginName', 'a'], ['LOGINNAME', 'b']], "-4\nThe value of the 'loginName' argument is invalid!\n"],
+    ['-4 product enum', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com'], ['product', '802']], "-4\nThe value of the 'product' argument is invalid!\n"],
+    ['-4 responseFormat', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com'], ['product', '801'], ['responseFormat', '3']], "-4\nThe value of the 'responseFormat' argument is invalid!\n"],
+    ['-4 domainName length', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a'.repeat(256)], ['product', '801']], "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    ['-16 unknown login', [['loginName', 'mallory'], ['loginPassword', 'x'], ['domainName', 'a.com'], ['product', '801']], `-16\n${MSG16}\n`],
+    ['-91 without auto-apply', [['loginName', 'nobody'], ['loginPassword', PASSWORD], ['domainName', 'example.com'], ['product', '801']], '-91\nPermission Denied. Not allowed to use the AUTO-Apply service.\n'],
+  ];
+  for (const [name, pairs, expected] of cases) {
+    test(name, async () => {
+      const res = await s.post(GET_PATH, Array.isArray(pairs) ? form(pairs) : '');
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
+      assert.equal(res.body, expected);
+    });
+  }
+
+  test('-17 for every method but POST', async () => {
+    for (const method of ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
+      const res = await s.request({ path: GET_PATH, method });
+      assert.equal(res.status, 200, method);
+      assert.equal(res.body, '-17\nRequest used GET rather than POST!\n', method);
+    }
+  });
+});
+
+describe('GetDCVEmailAddressList errors, JSON format', () => {
+  test('the seed\u2019s sample request answers -3 loginName in JSON', async () => {
+    const res = await s.post(GET_PATH, 'domainName=domain_name&responseformat=2&product=801');
+    assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
+    assert.equal(res.body, '{"errorCode":-3,"errorMessage":"The \'loginName\' argument is missing!","errorItem":"loginName"}');
+  });
+  test('-2 carries the name as sent; -16 has no item', async () => {
+    assert.equal(
+      (await s.post(GET_PATH, 'responseFormat=2&FooBar=1')).body,
+      '{"errorCode":-2,"errorMessage":"Unrecognised argument!","errorItem":"FooBar"}',
+    );
+    const res = await s.post(GET_PATH, form({ ...alice, loginPassword: 'wrong', domainName: 'a.com', product: '801', responseFormat: '2' }));
+    assert.equal(res.body, `{"errorCode":-16,"errorMessage":"${MSG16}"}`);
+  });
+});
+
+describe('ResendDCVEmail errors, urlencoded', () => {
+  const cases: [string, string, string][] = [
+    ['-3 loginName', '', 'errorCode=-3&errorMessage=The+%27loginName%27+argument+is+missing%21&errorItem=loginName'],
+    ['-3 orderNumber for the conditional pair', 'loginName=a&loginPassword=b', 'errorCode=-3&errorMessage=The+%27orderNumber%27+argument+is+missing%21&errorItem=orderNumber'],
+    ['-2 with the name', 'loginName=a&Bogus=1', 'errorCode=-2&errorMessage=%27Bogus%27+is+an+unrecognized+argument%21&errorItem=Bogus'],
+    ['-4 integer', 'loginName=a&loginPassword=b&orderNumber=12x', 'errorCode=-4&errorMessage=The+value+of+the+%27orderNumber%27+argument+is+invalid%21&errorItem=orderNumber'],
+    ['-4 template id', 'loginName=a&loginPassword=b&orderNumber=1&dcvTemplateID=-2', 'errorCode=-4&errorMessage=The+value+of+the+%27dcvTemplateID%27+argument+is+invalid%21&errorItem=dcvTemplateID'],
+    ['-16', 'loginName=a&loginPassword=b&baseOrderNumber=5', ENC16],
+  ];
+  for (const [name, body, expected] of cases) {
+    test(name, async () => {
+      const res = await s.post(RESEND_PATH, body);
+      assert.equal(res.status, 200);
+      assert.equal(res.headers['content-type'], 'application/x-www-form-urlencoded');
+      assert.equal(res.body, expected);
+    });
+  }
+  test('-17', async () => {
+    const res = await s.request({ path: RESEND_PATH, method: 'GET' });
+    assert.equal(res.body, 'errorCode=-17&errorMessage=Request+used+GET+rather+than+POST%21');
+  });
+});
+
+describe('transport and body rules', () => {
+  test('%21 reaches the endpoint too, in either case', async () => {
+    assert.match((await s.post('/products/%21ResendDCVEmail', '')).body, /^errorCode=-3&/);
+    assert.match((await s.post('/products/%21GetDCVEmailAddressList', '')).body, /^-3\n/);
+  });
+  test('a body over the limit: -14 with HTTP 413 in the endpoint format', async () => {
+    const big = 'a='.padEnd(65 * 1024, 'x');
+    const g = await s.post(GET_PATH, big);
+    assert.equal(g.status, 413);
+    assert.equal(g.body, '-14\nAn unknown error occurred!\n');
+    const r = await s.post(RESEND_PATH, big);
+    assert.equal(r.status, 413);
+    assert.equal(r.body, 'errorCode=-14&errorMessage=An+unknown+error+occurred%21');
+    // Also for content types the API does not parse.
+    const j = await s.request({ path: RESEND_PATH, body: big, headers: { 'content-type': 'application/json' } });
+    assert.equal(j.status, 413);
+  });
+  test('a body of another content type carries no parameters', async () => {
+    for (const type of ['application/json', 'text/plain', 'multipart/form-data; boundary=x', 'application/octet-stream', 'garbage']) {
+      const res = await s.request({ path: RESEND_PATH, body: form(alice), headers: { 'content-type': type } });
+      assert.equal(res.body, 'errorCode=-3&errorMessage=The+%27loginName%27+argument+is+missing%21&errorItem=loginName', type);
+    }
+    const none = await s.request({ path: RESEND_PATH, body: form(alice) });
+    assert.match(none.body, /errorItem=loginName$/);
+  });
+  test('charset parameter and parameters in the query string', async () => {
+    const res = await s.post(`${RESEND_PATH}?orderNumber=1`, form(alice), {
+      headers: { 'content-type': 'application/x-www-form-urlencoded; charset=UTF-8' },
+    });
+    // The query string carries no parameters: only the body does.
+    assert.match(res.body, /errorItem=orderNumber$/);
+  });
+  test('plain HTTP answers -1, whatever else is wrong', async () => {
+    const r = await s.post(RESEND_PATH, 'bogus=1', { plain: true });
+    assert.equal(r.body, 'errorCode=-1&errorMessage=Request+was+not+made+over+https%21');
+    const g = await s.request({ path: GET_PATH, method: 'GET', plain: true });
+    assert.equal(g.body, '-1\nRequest was not made over https!\n');
+    // X-Forwarded-Proto from an untrusted peer changes nothing.
+    const x = await s.post(RESEND_PATH, '', { plain: true, headers: { 'x-forwarded-proto': 'https' } });
+    assert.match(x.body, /^errorCode=-1&/);
+  });
+  test('unknown paths get a plain 404', async () => {
+    const res = await s.request({ path: '/products/!Nope', method: 'POST' });
+    assert.equal(res.status, 404);
+  });
+  test('responses carry a request id and no-store', async () => {
+    const res = await s.post(RESEND_PATH, '');
+    assert.match(String(res.headers['x-request-id']), /^[0-9a-f-]{36}$/);
+    assert.equal(res.headers['cache-control'], 'no-store');
+  });
+});
+
+describe('trusted proxies', () => {
+  let p: TestServer;
+  before(async () => {
+    p = await startTestServer({ httpListen: { host: '127.0.0.1', port: 0 }, trustProxy: ['127.0.0.1/32'] });
+    await p.createAccount('carol', { allowedNetworks: ['203.0.113.7/32'] });
+  });
+  after(() => p.stop());
+  const body = form({ loginName: 'carol', loginPassword: PASSWORD, orderNumber: '1' });
+
+  test('X-Forwarded-Proto: https from a trusted proxy passes step 1', async () => {
+    const res = await p.post(RESEND_PATH, '', { plain: true, headers: { 'x-forwarded-proto': 'https' } });
+    assert.match(res.body, /^errorCode=-3&/);
+    const http = await p.post(RESEND_PATH, '', { plain: true, headers: { 'x-forwarded-proto': 'http' } });
+    assert.match(http.body, /^errorCode=-1&/);
+  });
+  test('the same headers from a peer outside the list do nothing', async () => {
+    const res = await p.post(RESEND_PATH, '', { plain: true, localAddress: '127.0.0.2', headers: { 'x-forwarded-proto': 'https' } });
+    assert.match(res.body, /^errorCode=-1&/);
+  });
+  test('the source IP comes from X-Forwarded-For only through a trusted proxy', async () => {
+    const through = await p.post(RESEND_PATH, body, { plain: true, headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.7' } });
+    assert.notEqual(through.body, ENC16, 'the allowed source passes authentication');
+    const other = await p.post(RESEND_PATH, body, { plain: true, headers: { 'x-forwarded-proto': 'https', 'x-forwarded-for': '198.51.100.1' } });
+    assert.equal(other.body, ENC16);
+    // A client cannot claim the address itself on the HTTPS listener from an untrusted peer.
+    const spoof = await p.post(RESEND_PATH, body, { localAddress: '127.0.0.2', headers: { 'x-forwarded-for': '203.0.113.7' } });
+    assert.equal(spoof.body, ENC16);
+  });
+});

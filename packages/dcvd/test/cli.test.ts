@@ -1,0 +1,118 @@
+/** The `dcvd` command as a user runs it (CONTRACT §9): real processes, env variables, --json, graceful shutdown. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import https from 'node:https';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../bin/dcvd.js', import.meta.url));
+let dir: string;
+before(() => {
+  dir = mkdtempSync(join(tmpdir(), 'dcvd-cli-'));
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function dcvd(args: string[], opts: { input?: string; env?: Record<string, string> } = {}) {
+  const r = spawnSync(process.execPath, [BIN, ...args], {
+    input: opts.input ?? '',
+    env: { ...process.env, DCVD_DATA_DIR: dir, ...opts.env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('account create / update / lock / unlock / list with --json', () => {
+  const created = dcvd(['account', 'create', '--login', 'cli-user', '--password-stdin', '--permission', 'auto-apply', '--allow-ip', '10.0.0.0/8', '--json'], {
+    input: 'a long enough password\n',
+  });
+  assert.equal(created.code, 0, created.stderr);
+  const view = JSON.parse(created.stdout);
+  assert.equal(view.login, 'cli-user');
+  assert.deepEqual(view.permissions, ['auto-apply']);
+  assert.deepEqual(view.allowedNetworks, ['10.0.0.0/8']);
+  assert.equal(view.password_hash, undefined);
+
+  // Options from the environment, repeatable ones comma-separated.
+  const updated = dcvd(['account', 'update', '--json'], { env: { DCVD_LOGIN: 'cli-user', DCVD_PERMISSION: 'auto-apply,voucher', DCVD_PASSWORD_EXPIRES: '2030-01-31' } });
+  assert.equal(updated.code, 0, updated.stderr);
+  const u = JSON.parse(updated.stdout);
+  assert.deepEqual(u.permissions, ['auto-apply', 'voucher']);
+  assert.equal(u.passwordExpiresAt, '2030-01-31T00:00:00.000Z');
+
+  assert.equal(JSON.parse(dcvd(['account', 'lock', '--login', 'cli-user', '--json']).stdout).locked, true);
+  assert.equal(JSON.parse(dcvd(['account', 'unlock', '--login', 'cli-user', '--json']).stdout).locked, false);
+  const list = JSON.parse(dcvd(['account', 'list', '--json']).stdout);
+  assert.equal(list.length, 1);
+  assert.match(dcvd(['account', 'list']).stdout, /cli-user {2}\(active\)/);
+});
+
+test('errors are one line on stderr with exit code 1', () => {
+  const weak = dcvd(['account', 'create', '--login', 'weak', '--password-stdin'], { input: 'short' });
+  assert.equal(weak.code, 1);
+  assert.equal(weak.stderr, 'dcvd: password must be at least 12 characters\n');
+  const missing = dcvd(['account', 'lock', '--login', 'ghost']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no account "ghost"/);
+  const badPerm = dcvd(['account', 'create', '--login', 'p', '--password-stdin', '--permission', 'root'], { input: 'a long enough password' });
+  assert.match(badPerm.stderr, /unknown permission "root"/);
+  const badDate = dcvd(['account', 'update', '--login', 'cli-user', '--password-expires', 'tomorrow']);
+  assert.notEqual(badDate.code, 0);
+  assert.match(badDate.stderr, /expected an ISO date/);
+});
+
+test('migrate --json and --help name the environment variables', () => {
+  const m = JSON.parse(dcvd(['migrate', '--json']).stdout);
+  assert.deepEqual(m.applied, []);
+  const help = dcvd(['serve', '--help']).stdout;
+  for (const v of ['DCVD_LISTEN', 'DCVD_HTTP_LISTEN', 'DCVD_TRUST_PROXY', 'DCVD_TLS_CERT', 'DCVD_TLS_KEY', 'DCVD_DATA_DIR', 'DCVD_DATABASE_URL', 'DCVD_BODY_LIMIT']) {
+    assert.ok(help.includes(v), v);
+  }
+});
+
+test('serve: listens, answers, and finishes an in-flight request on SIGTERM', async () => {
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+    env: { ...process.env, DCVD_DATA_DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no start: ${stderr}`)), 30_000);
+    child.stderr.on('data', () => {
+      if (/HTTPS on/.test(stderr)) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)?.[1]);
+  const certPath = /certificate: (\S+)\)/.exec(stderr)?.[1];
+  assert.ok(port > 0 && certPath);
+  const ca = readFileSync(certPath, 'utf8');
+
+  // A request whose body arrives slowly is in flight when SIGTERM comes.
+  const answer = new Promise<string>((resolve, reject) => {
+    const req = https.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/products/!ResendDCVEmail', ca, servername: 'localhost', headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': '11' } },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve(body));
+      },
+    );
+    req.on('error', reject);
+    req.write('loginName=');
+    setTimeout(() => {
+      child.kill('SIGTERM');
+      setTimeout(() => req.end('x'), 300);
+    }, 300);
+  });
+  assert.equal(await answer, 'errorCode=-3&errorMessage=The+%27loginPassword%27+argument+is+missing%21&errorItem=loginPassword');
+  assert.equal(await exited, 0);
+  assert.match(stderr, /SIGTERM, finishing in-flight requests/);
+});
