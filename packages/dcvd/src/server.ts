@@ -9,7 +9,7 @@ import { migrateToLatest } from './store/migrations.ts';
 import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
 import { buildApp } from './http/app.ts';
-import { pendingUseCases } from './api/not-yet.ts';
+import { createUseCases } from './api/index.ts';
 
 export interface RunningServer {
   https: AddressInfo;
@@ -46,7 +46,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
 
     const auth = new Authenticator(store.db, clock, config.auth);
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases: pendingUseCases };
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases: createUseCases() };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);

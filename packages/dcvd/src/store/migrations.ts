@@ -41,6 +41,22 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0002_offered_addresses': {
+      async up(db: Kysely<unknown>) {
+        await withId(db.schema.createTable('offered_addresses'), dialect)
+          .addColumn('account_id', 'bigint', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('domain', 'varchar(253)', (c) => c.notNull())
+          .addColumn('address', 'varchar(254)', (c) => c.notNull())
+          .addColumn('level', 'integer', (c) => c.notNull())
+          .addColumn('source', 'varchar(16)', (c) => c.notNull())
+          .addColumn('dns_detail', 'text')
+          .addColumn('offered_at', 'bigint', (c) => c.notNull())
+          .addUniqueConstraint('offered_addresses_account_domain_address', ['account_id', 'domain', 'address'])
+          .execute();
+        // The purge scans by age.
+        await db.schema.createIndex('offered_addresses_offered_at').on('offered_addresses').column('offered_at').execute();
+      },
+    },
   };
 }
 

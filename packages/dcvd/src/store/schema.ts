@@ -35,7 +35,24 @@ export interface IpFailureTable {
   blocked_until: Millis | null;
 }
 
+/** The 24-hour registry (CONTRACT §4): one row per account, domain and address, refreshed on every offer. */
+export interface OfferedAddressTable {
+  id: Generated<number>;
+  account_id: number;
+  /** The normalized domain the list was asked for (without `*.`). */
+  domain: string;
+  /** Local part as offered, domain part lower-cased. */
+  address: string;
+  level: number;
+  /** How the address was found: constructed, dns-txt or dns-caa (evidence, CONTRACT §6). */
+  source: string;
+  /** JSON of the DNS answer that gave a DNS contact: name, rcode, AD bit, EDE, resolver. */
+  dns_detail: string | null;
+  offered_at: Millis;
+}
+
 export interface Database {
   accounts: AccountTable;
   ip_failures: IpFailureTable;
+  offered_addresses: OfferedAddressTable;
 }

@@ -1,0 +1,113 @@
+/**
+ * The 24-hour registry of CONTRACT §4: every address GetDCVEmailAddressList
+ * returns is recorded with the account, the normalized domain and the time;
+ * a dcvEmailAddress is accepted only if the same account was offered it for
+ * that domain in the 24 hours before. One row per (account, domain, address),
+ * refreshed on each offer, so the table grows with distinct offers, not calls,
+ * and every check is one unique-index lookup.
+ */
+import type { Kysely } from 'kysely';
+import type { Database } from '../store/schema.ts';
+
+export const REGISTRY_TTL_MS = 24 * 60 * 60 * 1000;
+
+export type ContactSource = 'constructed' | 'dns-txt' | 'dns-caa';
+
+/** The DNS answer a contact address came from, kept as evidence. */
+export interface DnsEvidence {
+  name: string;
+  type: 'TXT' | 'CAA';
+  rcode: string;
+  authenticatedData: boolean;
+  extendedErrors: { infoCode: number; extraText: string }[];
+  resolver: string;
+}
+
+export interface OfferedAddress {
+  address: string;
+  level: number;
+  source: ContactSource;
+  dns?: DnsEvidence;
+}
+
+export interface OfferRecord extends OfferedAddress {
+  domain: string;
+  offeredAt: number;
+}
+
+/** Addresses compare with the domain part case-insensitive and the local part as written (RFC 5321 §2.4). */
+export function normalizeAddress(address: string): string {
+  const at = address.lastIndexOf('@');
+  return at < 0 ? address : address.slice(0, at) + address.slice(at).toLowerCase();
+}
+
+export class OfferedAddressRegistry {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** Records (or refreshes) every address of one answer. */
+  async record(accountId: number, domain: string, offers: readonly OfferedAddress[], now: number): Promise<void> {
+    if (offers.length === 0) return;
+    const rows = offers.map((o) => ({
+      account_id: accountId,
+      domain,
+      address: normalizeAddress(o.address),
+      level: o.level,
+      source: o.source,
+      dns_detail: o.dns ? JSON.stringify(o.dns) : null,
+      offered_at: now,
+    }));
+    // The same address may come from two sources in one answer: keep the first (constructed wins).
+    const byAddress = new Map<string, (typeof rows)[number]>();
+    for (const r of rows) if (!byAddress.has(r.address)) byAddress.set(r.address, r);
+    await this.db
+      .insertInto('offered_addresses')
+      .values([...byAddress.values()])
+      .onConflict((oc) =>
+        oc.columns(['account_id', 'domain', 'address']).doUpdateSet((eb) => ({
+          level: eb.ref('excluded.level'),
+          source: eb.ref('excluded.source'),
+          dns_detail: eb.ref('excluded.dns_detail'),
+          offered_at: eb.ref('excluded.offered_at'),
+        })),
+      )
+      .execute();
+  }
+
+  /** The offer of `address` to this account for `domain` within the last 24 hours, if any. */
+  async find(accountId: number, domain: string, address: string, now: number): Promise<OfferRecord | undefined> {
+    const row = await this.db
+      .selectFrom('offered_addresses')
+      .select(['domain', 'address', 'level', 'source', 'dns_detail', 'offered_at'])
+      .where('account_id', '=', accountId)
+      .where('domain', '=', domain)
+      .where('address', '=', normalizeAddress(address))
+      .where('offered_at', '>', now - REGISTRY_TTL_MS)
+      .executeTakeFirst();
+    if (!row) return undefined;
+    const record: OfferRecord = {
+      domain: row.domain,
+      address: row.address,
+      level: row.level,
+      source: row.source as ContactSource,
+      offeredAt: row.offered_at,
+    };
+    if (row.dns_detail) record.dns = JSON.parse(row.dns_detail) as DnsEvidence;
+    return record;
+  }
+
+  /** Deletes expired rows in batches (short write locks); returns how many. */
+  async purge(now: number, batchSize = 5000): Promise<number> {
+    let total = 0;
+    for (;;) {
+      const result = await this.db
+        .deleteFrom('offered_addresses')
+        .where('id', 'in', (eb) =>
+          eb.selectFrom('offered_addresses').select('id').where('offered_at', '<=', now - REGISTRY_TTL_MS).limit(batchSize),
+        )
+        .executeTakeFirst();
+      const n = Number(result.numDeletedRows);
+      total += n;
+      if (n < batchSize) return total;
+    }
+  }
+}
