@@ -4,6 +4,8 @@
  */
 import { resolve } from 'node:path';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
+import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
+import type { Resolver } from './dns/client.ts';
 
 export interface HostPort {
   host: string;
@@ -24,6 +26,14 @@ export interface ServeConfig {
   /** Request bodies above this many bytes answer -14 with HTTP 413 (CONTRACT §1). */
   bodyLimit: number;
   auth: AuthPolicy;
+  /** DNS resolvers for contact lookups; undefined = the system's (CONTRACT §3). */
+  dnsServers?: Resolver[] | undefined;
+  /** Per-attempt DNS timeout. */
+  dnsTimeoutMs: number;
+  /** Attempts per lookup; only timeouts are retried. */
+  dnsAttempts: number;
+  /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10). */
+  emailDcv: EmailDcvPolicy;
   logLevel: string;
 }
 
@@ -36,6 +46,9 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dataDir: resolve('dcvd-data'),
     bodyLimit: 64 * 1024,
     auth: { ...DEFAULT_AUTH_POLICY },
+    dnsTimeoutMs: 2000,
+    dnsAttempts: 2,
+    emailDcv: defaultEmailDcvPolicy(),
     logLevel: 'info',
     ...overrides,
   };

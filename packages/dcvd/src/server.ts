@@ -10,6 +10,9 @@ import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
 import { buildApp } from './http/app.ts';
 import { createUseCases } from './api/index.ts';
+import { createDnsClient, systemResolvers } from './dns/client.ts';
+import { DnsLookupStats } from './contacts/dns.ts';
+import { OfferedAddressRegistry } from './registry/offered.ts';
 
 export interface RunningServer {
   https: AddressInfo;
@@ -46,7 +49,15 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
 
     const auth = new Authenticator(store.db, clock, config.auth);
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases: createUseCases() };
+    const registry = new OfferedAddressRegistry(store.db);
+    const dns = createDnsClient({
+      resolvers: config.dnsServers ?? systemResolvers(),
+      timeoutMs: config.dnsTimeoutMs,
+      attempts: config.dnsAttempts,
+    });
+    const dnsStats = new DnsLookupStats();
+    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv } });
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);
@@ -58,8 +69,13 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port);
     }
 
+    // Background purges: per-IP counters whose window is over, registry rows older than 24 hours.
     const purge = setInterval(() => {
       auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
+      registry
+        .purge(clock.now())
+        .then((n) => n > 0 && logger.info({ purged: n }, 'expired 24-hour registry rows purged'))
+        .catch((err: unknown) => logger.error({ err }, 'purging the 24-hour registry failed'));
     }, 60_000);
     purge.unref();
 

@@ -8,6 +8,8 @@ import { openStore, type Store } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { systemClock } from '../deps.ts';
 import { startServer } from '../server.ts';
+import { parseResolvers, type Resolver } from '../dns/client.ts';
+import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
 import { opt, parseIsoDate, readStdin, repeatable, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 
 /** Output of data commands: JSON with --json, readable lines otherwise. */
@@ -133,6 +135,11 @@ interface ServeFlags extends StoreFlags {
   ipFailureWindow: number;
   ipBlockDuration: number;
   credentialCacheTtl: number;
+  dnsServers?: Resolver[];
+  dnsTimeout: number;
+  dnsAttempts: number;
+  emailDcvBlocklist?: string[];
+  emailDcvCutoff: number;
   logLevel: string;
 }
 
@@ -154,6 +161,16 @@ function serveCommand(): Command {
     .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(d.ipWindowMs, '15m'))
     .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(d.ipBlockMs, '15m'))
     .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(d.credentialCacheMs, '60s'))
+    .addOption(opt('--dns-servers <host:port,…>', 'resolvers for contact lookups (default: the system\u2019s)', (v) => parseResolvers(v)))
+    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(2000, '2s'))
+    .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(2))
+    .addOption(repeatable('--email-dcv-blocklist <domain>', 'domains (and everything below them) refused email DCV with -160; comma-separated or repeated'))
+    .addOption(
+      opt('--email-dcv-cutoff <iso-date>', 'from this date GetDCVEmailAddressList answers -160', parseIsoDate).default(
+        DEFAULT_EMAIL_DCV_CUTOFF,
+        '2028-03-15',
+      ),
+    )
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
@@ -174,6 +191,10 @@ function serveCommand(): Command {
           ipBlockMs: flags.ipBlockDuration,
           credentialCacheMs: flags.credentialCacheTtl,
         },
+        dnsServers: flags.dnsServers,
+        dnsTimeoutMs: flags.dnsTimeout,
+        dnsAttempts: flags.dnsAttempts,
+        emailDcv: { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff },
         logLevel: flags.logLevel,
       });
       const server = await startServer(config);

@@ -1,0 +1,62 @@
+/**
+ * GetDCVEmailAddressList (seed and CONTRACT §1–§4): permission, domain rules,
+ * policy, constructed addresses, DNS contacts (responseFormat 2), and the
+ * 24-hour registry of everything returned.
+ */
+import type { DcvEmailAddressList } from '@dcvd/client';
+import type { Clock } from '../deps.ts';
+import { checkDomainName, constructedAddresses } from '../domains/index.ts';
+import { findDnsContacts, type DnsLookupStats } from '../contacts/dns.ts';
+import type { DnsClient } from '../dns/client.ts';
+import { normalizeAddress, type OfferedAddress, type OfferedAddressRegistry } from '../registry/offered.ts';
+import { policyRefusal, type EmailDcvPolicy } from './policy.ts';
+import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
+
+export interface GetListDeps {
+  clock: Clock;
+  dns: DnsClient;
+  dnsStats: DnsLookupStats;
+  registry: OfferedAddressRegistry;
+  policy: EmailDcvPolicy;
+}
+
+export async function getDcvEmailAddressList(
+  deps: GetListDeps,
+  ctx: CallContext,
+  params: GetDcvEmailAddressListParams,
+): Promise<Outcome<DcvEmailAddressList>> {
+  // Step 8.
+  if (!ctx.account.perm_auto_apply) return { ok: false, error: { code: -91 } };
+  // Step 9: -4 / -19 / -37.
+  const check = checkDomainName(params.domainName);
+  if (!check.ok) {
+    ctx.log.info({ domainRule: check.reason }, 'domain refused');
+    return { ok: false, error: check.code === -4 ? { code: -4, item: 'domainName' } : { code: check.code } };
+  }
+  // Step 10: the operator's policy.
+  const refusal = policyRefusal(deps.policy, check.domain, deps.clock.now());
+  if (refusal) {
+    ctx.log.info({ policy: refusal }, 'email DCV refused by policy');
+    return { ok: false, error: { code: -160 } };
+  }
+
+  const offers: OfferedAddress[] = constructedAddresses(check.adns).map((c) => ({ ...c, source: 'constructed' }));
+  // responseFormat 1 returns the constructed addresses only (CONTRACT §1, reading of the seed).
+  if (params.responseFormat === 2) {
+    const seen = new Set(offers.map((o) => normalizeAddress(o.address)));
+    const found = await findDnsContacts({ dns: deps.dns, log: ctx.log, stats: deps.dnsStats }, check.domain, check.adns);
+    for (const contact of found) {
+      const key = normalizeAddress(contact.address);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      offers.push(contact);
+    }
+  }
+
+  await deps.registry.record(ctx.account.id, check.domain, offers, deps.clock.now());
+
+  // Constructed first, then DNS contacts, each in its level's list.
+  const levels: Record<number, string[]> = {};
+  for (const offer of offers) (levels[offer.level] ??= []).push(offer.address);
+  return { ok: true, value: { domainName: check.domain, levels } };
+}

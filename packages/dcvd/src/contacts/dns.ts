@@ -1,0 +1,115 @@
+/**
+ * Contact addresses published in DNS (CONTRACT §3), the two providers of the
+ * DigiCert library's shape: DNS TXT at `_validation-contactemail.<ADN>` for
+ * every ADN, and CAA `contactemail` found by RFC 8659 tree climbing. All
+ * lookups of one request run concurrently; a failed lookup drops only its
+ * source, is logged and counted.
+ */
+import type { FastifyBaseLogger } from 'fastify';
+import { DnsError, type DnsClient, type DnsResult } from '../dns/client.ts';
+import type { Adn } from '../domains/index.ts';
+import type { DnsEvidence, OfferedAddress } from '../registry/offered.ts';
+import { isContactAddress } from './address.ts';
+
+export const TXT_PREFIX = '_validation-contactemail.';
+
+/** Counts lookups by outcome, for the log and for metrics. */
+export class DnsLookupStats {
+  readonly counts = new Map<string, number>();
+  add(type: string, outcome: string): void {
+    const key = `${type}:${outcome}`;
+    this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+  }
+  get(type: string, outcome: string): number {
+    return this.counts.get(`${type}:${outcome}`) ?? 0;
+  }
+}
+
+export interface ContactLookup {
+  dns: DnsClient;
+  log: FastifyBaseLogger;
+  stats: DnsLookupStats;
+}
+
+function evidence(result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
+  return {
+    name: result.name,
+    type,
+    rcode: result.rcode,
+    authenticatedData: result.authenticatedData,
+    extendedErrors: result.extendedErrors,
+    resolver: result.resolver,
+  };
+}
+
+/** Runs one lookup; a failure is logged, counted and becomes `undefined`. */
+async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'CAA', name: string, run: () => Promise<T>): Promise<T | undefined> {
+  try {
+    const result = await run();
+    ctx.stats.add(type, 'ok');
+    return result;
+  } catch (err) {
+    if (!(err instanceof DnsError)) throw err;
+    ctx.stats.add(type, err.kind);
+    ctx.log.warn(
+      { dns: { type, name, kind: err.kind, rcode: err.rcode, resolver: err.resolver, extendedErrors: err.extendedErrors } },
+      'DNS lookup failed; its contact source is dropped',
+    );
+    return undefined;
+  }
+}
+
+/** TXT provider: one lookup per ADN; each record's strings concatenated must be exactly one address. */
+async function txtContacts(ctx: ContactLookup, adns: readonly Adn[]): Promise<OfferedAddress[]> {
+  const perAdn = await Promise.all(
+    adns.map(async (adn) => {
+      const result = await attempt(ctx, 'TXT', TXT_PREFIX + adn.name, () => ctx.dns.txt(TXT_PREFIX + adn.name));
+      if (!result) return [];
+      const found: OfferedAddress[] = [];
+      for (const strings of result.records) {
+        const value = strings.join('');
+        if (isContactAddress(value)) found.push({ address: value, level: adn.level, source: 'dns-txt', dns: evidence(result, 'TXT') });
+      }
+      return found;
+    }),
+  );
+  return perAdn.flat();
+}
+
+/** The names RFC 8659 §3 climbs: the FQDN, then each parent up to (and including) the TLD. */
+export function caaClimb(fqdn: string): string[] {
+  const labels = fqdn.split('.');
+  return labels.map((_, i) => labels.slice(i).join('.'));
+}
+
+/**
+ * CAA provider: the relevant RRset is the first non-empty one climbing from
+ * the FQDN. Its `contactemail` values count for every ADN at or below where it
+ * was found and are listed at that ADN's level — or the base domain's, when
+ * the RRset sits above the base domain. The climb's lookups run concurrently;
+ * if one below the relevant RRset failed, the relevant RRset is unknown and the
+ * source is dropped.
+ */
+async function caaContacts(ctx: ContactLookup, fqdn: string, adns: readonly Adn[]): Promise<OfferedAddress[]> {
+  const names = caaClimb(fqdn);
+  const results = await Promise.all(names.map((name) => attempt(ctx, 'CAA', name, () => ctx.dns.caa(name))));
+  for (let i = 0; i < names.length; i++) {
+    const result = results[i];
+    if (result === undefined) return [];
+    if (result.records.length === 0) continue;
+    const at = adns.find((a) => a.name === names[i]) ?? adns[0]!;
+    const found: OfferedAddress[] = [];
+    for (const record of result.records) {
+      if (record.tag.toLowerCase() !== 'contactemail') continue;
+      if (isContactAddress(record.value)) found.push({ address: record.value, level: at.level, source: 'dns-caa', dns: evidence(result, 'CAA') });
+    }
+    return found;
+  }
+  return [];
+}
+
+/** Every DNS contact of a checked name: TXT and CAA concurrently, in that order. */
+export async function findDnsContacts(ctx: ContactLookup, fqdn: string, adns: readonly Adn[]): Promise<OfferedAddress[]> {
+  const [txt, caa] = await Promise.all([txtContacts(ctx, adns), caaContacts(ctx, fqdn, adns)]);
+  return [...txt, ...caa];
+}
