@@ -1,0 +1,264 @@
+/**
+ * GetDCVEmailAddressList end to end (CONTRACT §1–§4): real HTTPS, a real DNS
+ * server on loopback (UDP and TCP on one port), SQLite on disk.
+ */
+import { after, before, beforeEach, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ManualClock } from '../src/deps.ts';
+import { parseResolvers } from '../src/dns/client.ts';
+import { OfferedAddressRegistry, REGISTRY_TTL_MS } from '../src/registry/offered.ts';
+import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
+import { GET_PATH, PASSWORD, form, startTestServer, type TestServer } from './support/server.ts';
+
+const clock = new ManualClock(Date.UTC(2026, 10, 23, 12));
+let dns: TestDnsServer;
+let s: TestServer;
+let registry: OfferedAddressRegistry;
+
+before(async () => {
+  dns = await startTestDnsServer();
+  s = await startTestServer(
+    {
+      dnsServers: parseResolvers(dns.address),
+      dnsTimeoutMs: 300,
+      dnsAttempts: 2,
+      emailDcv: { blocklist: ['blocked.example.com'], cutoff: Date.UTC(2028, 2, 15) },
+    },
+    { clock },
+  );
+  await s.createAccount('alice');
+  await s.createAccount('bob');
+  await s.createAccount('nobody', { permissions: [] });
+  registry = new OfferedAddressRegistry(s.store.db);
+});
+after(async () => {
+  await s.stop();
+  await dns.close();
+});
+beforeEach(() => dns.reset());
+
+function ask(domainName: string, extra: Record<string, string> = {}, login = 'alice') {
+  return s.post(GET_PATH, form({ loginName: login, loginPassword: PASSWORD, domainName, product: '801', ...extra }));
+}
+const json = (domainName: string, login = 'alice') => ask(domainName, { responseFormat: '2' }, login);
+const five = (d: string) => ['admin', 'administrator', 'hostmaster', 'postmaster', 'webmaster'].map((l) => `${l}@${d}`);
+
+describe('text format (responseFormat 1)', () => {
+  test('www.example.com: exact bytes, level 2 then level 3, the five local parts in order', async () => {
+    const res = await ask('www.example.com');
+    assert.equal(res.status, 200);
+    assert.equal(res.headers['content-type'], 'text/plain; charset=utf-8');
+    const lines = ['0', 'domain_name\twww.example.com', ...five('example.com').map((a) => `level2_email\t${a}`), ...five('www.example.com').map((a) => `level3_email\t${a}`)];
+    assert.equal(res.body, lines.join('\n') + '\n');
+  });
+
+  test('www.example.co.uk yields level 3 and 4, never co.uk', async () => {
+    const res = await ask('WWW.Example.CO.UK.');
+    assert.equal(
+      res.body,
+      ['0', 'domain_name\twww.example.co.uk', ...five('example.co.uk').map((a) => `level3_email\t${a}`), ...five('www.example.co.uk').map((a) => `level4_email\t${a}`)].join('\n') + '\n',
+    );
+  });
+
+  test('text format does not look up or return DNS contacts', async () => {
+    dns.setTxt('_validation-contactemail.example.org', [['owner@example.net']]);
+    const res = await ask('example.org');
+    assert.ok(!res.body.includes('owner@example.net'));
+    assert.equal(dns.queries.length, 0);
+  });
+
+  test('wildcard, IDN and private PSL names', async () => {
+    assert.match((await ask('*.example.co.uk')).body, /^0\ndomain_name\texample\.co\.uk\nlevel3_email\tadmin@example\.co\.uk\n/);
+    assert.match((await ask('bücher.de')).body, /^0\ndomain_name\txn--bcher-kva\.de\nlevel2_email\tadmin@xn--bcher-kva\.de\n/);
+    assert.match((await ask('xn--bcher-kva.de')).body, /domain_name\txn--bcher-kva\.de\n/);
+    const gh = (await ask('foo.github.io')).body;
+    assert.match(gh, /^0\ndomain_name\tfoo\.github\.io\nlevel3_email\tadmin@foo\.github\.io\n/);
+    assert.ok(!gh.includes('@github.io'));
+  });
+});
+
+describe('domain rules on the wire (§2)', () => {
+  const cases: [string, string][] = [
+    ['co.uk', "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    ['*.co.uk', "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    ['github.io', "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    ['a..com', "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    [`${'a'.repeat(64)}.com`, "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    ['1.2.3', "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    ['0x7f.1', "-4\nThe value of the 'domainName' argument is invalid!\n"],
+    ['8.8.8.8', '-19\nThe Domain Name may not be an Internet-accessible IP Address!\n'],
+    ['[2001:4860:4860::8888]', '-19\nThe Domain Name may not be an Internet-accessible IP Address!\n'],
+    ['2001:4860:4860::8888', '-19\nThe Domain Name may not be an Internet-accessible IP Address!\n'],
+    ['10.1.2.3', '-37\nThe Domain Name is an Intranet Server Name or Intranet IP Address!\n'],
+    ['[::1]', '-37\nThe Domain Name is an Intranet Server Name or Intranet IP Address!\n'],
+    ['intranet', '-37\nThe Domain Name is an Intranet Server Name or Intranet IP Address!\n'],
+    ['host.corp', '-37\nThe Domain Name is an Intranet Server Name or Intranet IP Address!\n'],
+    ['printer.local', '-37\nThe Domain Name is an Intranet Server Name or Intranet IP Address!\n'],
+    ['foo.localhost', '-37\nThe Domain Name is an Intranet Server Name or Intranet IP Address!\n'],
+    ['1.0.0.127.in-addr.arpa', '-37\nThe Domain Name is an Intranet Server Name or Intranet IP Address!\n'],
+  ];
+  for (const [domain, expected] of cases) {
+    test(JSON.stringify(domain), async () => assert.equal((await ask(domain)).body, expected));
+  }
+  test('253 characters pass, 254 do not', async () => {
+    const label = 'a'.repeat(63);
+    const d253 = `${label}.${label}.${label}.${'b'.repeat(57)}.com`;
+    assert.equal(d253.length, 253);
+    assert.match((await ask(d253)).body, /^0\n/);
+    assert.match((await ask(`x${d253}`)).body, /^-4\n/);
+  });
+  test('JSON errors carry errorItem for -4 only', async () => {
+    assert.equal((await json('co.uk')).body, '{"errorCode":-4,"errorMessage":"The value of the \'domainName\' argument is invalid!","errorItem":"domainName"}');
+    assert.equal((await json('8.8.8.8')).body, '{"errorCode":-19,"errorMessage":"The Domain Name may not be an Internet-accessible IP Address!"}');
+  });
+  test('-91 comes before domain rules', async () => {
+    assert.equal((await ask('8.8.8.8', {}, 'nobody')).body, '-91\nPermission Denied. Not allowed to use the AUTO-Apply service.\n');
+  });
+});
+
+describe('policy (-160)', () => {
+  test('blocklisted domains and names below them', async () => {
+    const msg = '-160\nThe request for the DCV email address list was unsuccessful.\n';
+    assert.equal((await ask('blocked.example.com')).body, msg);
+    assert.equal((await ask('www.blocked.example.com')).body, msg);
+    assert.match((await ask('notblocked.example.com')).body, /^0\n/);
+  });
+  test('after the cut-off date', async () => {
+    const saved = clock.now();
+    clock.set(Date.UTC(2028, 2, 15));
+    try {
+      assert.equal((await ask('example.com')).body, '-160\nThe request for the DCV email address list was unsuccessful.\n');
+    } finally {
+      clock.set(saved);
+    }
+  });
+});
+
+describe('DNS contacts (responseFormat 2, §3)', () => {
+  test('TXT and CAA contacts are listed after the constructed ones, at their level', async () => {
+    dns.setTxt('_validation-contactemail.www.example.com', [['web-owner@example.net']]);
+    dns.setTxt('_validation-contactemail.example.com', [['owner@', 'example.net'], ['not an address'], ['"quoted@example.net"'], [' space@example.net']]);
+    dns.setCaa('example.com', [
+      { tag: 'issue', value: 'ca.example' },
+      { tag: 'ContactEmail', value: 'caa-contact@example.org' },
+    ]);
+    const res = await json('www.example.com');
+    assert.equal(res.headers['content-type'], 'application/json; charset=utf-8');
+    assert.equal(
+      res.body,
+      JSON.stringify({
+        errorCode: 0,
+        domain_name: 'www.example.com',
+        level2_email: [...five('example.com'), 'owner@example.net', 'caa-contact@example.org'],
+        level3_email: [...five('www.example.com'), 'web-owner@example.net'],
+      }),
+    );
+    const names = dns.queries.map((q) => `${q.type} ${q.name}`).sort();
+    assert.deepEqual(names, [
+      'CAA com',
+      'CAA example.com',
+      'CAA www.example.com',
+      'TXT _validation-contactemail.example.com',
+      'TXT _validation-contactemail.www.example.com',
+    ]);
+  });
+
+  test('CAA above the base domain is listed at the base domain\u2019s level; the lowest RRset wins', async () => {
+    dns.setCaa('co.uk', [{ tag: 'contactemail', value: 'registry@co.uk' }]);
+    const above = JSON.parse((await json('www.shop.co.uk')).body);
+    assert.deepEqual(above.level3_email.slice(5), ['registry@co.uk']);
+    dns.setCaa('www.shop.co.uk', [{ tag: 'issue', value: 'ca.example' }]);
+    const lower = JSON.parse((await json('www.shop.co.uk')).body);
+    assert.equal(lower.level3_email.length, 5, 'the relevant RRset (www) has no contactemail');
+    assert.equal(lower.level4_email.length, 5);
+  });
+
+  test('junk values, CR/LF, control characters and over-long addresses are ignored', async () => {
+    dns.setTxt('_validation-contactemail.junk.com', [
+      ['a@b.c\r\nBcc: x@y.z'],
+      ['x@y.z\u0000'],
+      [`${'a'.repeat(64)}@${'b'.repeat(186)}.com`],
+      ['two@a.com three@a.com'],
+      [Buffer.from([0x61, 0x40, 0xff, 0x2e, 0x63, 0x6f, 0x6d])],
+      ['<angle@example.net>'],
+      ['ok@valid.example.net'],
+    ]);
+    const res = JSON.parse((await json('junk.com')).body);
+    assert.deepEqual(res.level2_email, [...five('junk.com'), 'ok@valid.example.net']);
+  });
+
+  test('a multi-record answer of 50 TXT records (TCP fallback) is read whole', async () => {
+    dns.setTxt('_validation-contactemail.many.com', Array.from({ length: 50 }, (_, i) => [`contact${i}@many-contacts.example.net`]));
+    const res = JSON.parse((await json('many.com')).body);
+    assert.equal(res.level2_email.length, 55);
+    assert.ok(dns.queries.some((q) => q.transport === 'tcp'));
+  });
+
+  test('SERVFAIL, timeouts and REFUSED drop only their source; the constructed list is still served', async () => {
+    dns.setServfail('_validation-contactemail.fail.com');
+    dns.setNoAnswer('fail.com', 'CAA');
+    const res = JSON.parse((await json('fail.com')).body);
+    assert.deepEqual(res, { errorCode: 0, domain_name: 'fail.com', level2_email: five('fail.com') });
+    const warnings = s.logs.filter((l) => l.msg === 'DNS lookup failed; its contact source is dropped');
+    assert.ok(warnings.some((l) => (l.dns as { kind: string }).kind === 'servfail'));
+    assert.ok(warnings.some((l) => (l.dns as { kind: string }).kind === 'timeout'));
+
+    // A failed CAA lookup below a non-empty RRset makes the CAA source unknown; TXT still counts.
+    dns.reset();
+    dns.setRefused('www.fail.com', 'CAA');
+    dns.setCaa('fail.com', [{ tag: 'contactemail', value: 'caa@fail-contact.example' }]);
+    dns.setTxt('_validation-contactemail.fail.com', [['txt@fail-contact.example']]);
+    const mixed = JSON.parse((await json('www.fail.com')).body);
+    assert.deepEqual(mixed.level2_email, [...five('fail.com'), 'txt@fail-contact.example']);
+  });
+
+  test('duplicates of constructed addresses are listed once', async () => {
+    dns.setTxt('_validation-contactemail.dup.com', [['admin@dup.com'], ['Admin@DUP.com']]);
+    const res = JSON.parse((await json('dup.com')).body);
+    assert.deepEqual(res.level2_email, [...five('dup.com'), 'Admin@DUP.com']);
+  });
+});
+
+describe('the 24-hour registry (§4)', () => {
+  test('every returned address is recorded with account, domain, source and time', async () => {
+    dns.setTxt('_validation-contactemail.reg.com', [['contact@reg-owner.example']]);
+    dns.setAuthenticated('_validation-contactemail.reg.com', true);
+    await json('www.reg.com');
+    const alice = (await s.accounts.find('alice'))!;
+    const bob = (await s.accounts.find('bob'))!;
+    const constructed = await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now());
+    assert.deepEqual(constructed, { domain: 'www.reg.com', address: 'hostmaster@reg.com', level: 2, source: 'constructed', offeredAt: clock.now() });
+    const txt = await registry.find(alice.id, 'www.reg.com', 'contact@REG-OWNER.example', clock.now());
+    assert.equal(txt?.source, 'dns-txt');
+    assert.equal(txt?.dns?.authenticatedData, true);
+    assert.equal(txt?.dns?.name, '_validation-contactemail.reg.com');
+    assert.equal(txt?.dns?.resolver, dns.address);
+    // Another account, another domain, or 24 hours later: not offered.
+    assert.equal(await registry.find(bob.id, 'www.reg.com', 'hostmaster@reg.com', clock.now()), undefined);
+    assert.equal(await registry.find(alice.id, 'reg.com', 'hostmaster@reg.com', clock.now()), undefined);
+    assert.equal(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + REGISTRY_TTL_MS), undefined);
+    assert.ok(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + REGISTRY_TTL_MS - 1));
+  });
+
+  test('a new offer refreshes the time; the purge removes only expired rows', async () => {
+    const alice = (await s.accounts.find('alice'))!;
+    await ask('purge.com');
+    clock.advance(REGISTRY_TTL_MS / 2);
+    await ask('purge.com');
+    await ask('other-purge.com', {}, 'bob');
+    clock.advance(REGISTRY_TTL_MS / 2 + 1);
+    assert.ok(await registry.find(alice.id, 'purge.com', 'admin@purge.com', clock.now()), 'refreshed 12 h ago');
+    const before = await s.store.db.selectFrom('offered_addresses').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    const purged = await registry.purge(clock.now() + REGISTRY_TTL_MS / 2, 3);
+    assert.ok(purged >= 10, `purged ${purged}`);
+    const afterPurge = await s.store.db.selectFrom('offered_addresses').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    assert.equal(Number(before.n) - Number(afterPurge.n), purged);
+    assert.equal(await registry.find(alice.id, 'purge.com', 'admin@purge.com', clock.now()), undefined);
+  });
+
+  test('the seed\u2019s sample request with credentials', async () => {
+    const res = await s.post(GET_PATH, form({ loginName: 'alice', loginPassword: PASSWORD, domainName: 'domain_name', responseformat: '2', product: '801' }));
+    // `domain_name` has an underscore and no public suffix: not a valid host name.
+    assert.equal(res.body, '{"errorCode":-4,"errorMessage":"The value of the \'domainName\' argument is invalid!","errorItem":"domainName"}');
+  });
+});
