@@ -1,0 +1,75 @@
+/** A server under test, run by bench/lib.ts startChild(): `bare` (node:https, fixed body) or `dcvd`. */
+import https from 'node:https';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { generate } from 'selfsigned';
+import { defaultServeConfig } from '../src/config.ts';
+import { startServer } from '../src/server.ts';
+import { createLogger } from '../src/log.ts';
+import { parseResolvers } from '../src/dns/client.ts';
+import { AccountRepository } from '../src/accounts/repository.ts';
+import { systemClock } from '../src/deps.ts';
+
+const [mode, raw] = process.argv.slice(2);
+const options = JSON.parse(raw ?? '{}') as { dnsServer?: string; login?: string; password?: string; databaseUrl?: string };
+const send = (m: unknown) => process.send!(m);
+let stop: () => Promise<void>;
+
+if (mode === 'bare') {
+  const pems = await generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
+  const body = '0\n';
+  const server = https.createServer({ key: pems.private, cert: pems.cert, minVersion: 'TLSv1.2' }, (req, res) => {
+    req.resume();
+    req.on('end', () => {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length });
+      res.end(body);
+    });
+  });
+  server.keepAliveTimeout = 10_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  stop = () => new Promise((r) => server.close(() => r()));
+  send({ port: (server.address() as AddressInfo).port, ca: pems.cert });
+} else if (mode === 'dns') {
+  // The test DNS server with the benchmark's records, in its own process so it does not share the load generator's CPU.
+  const { startTestDnsServer } = await import('../test/support/dns-server.ts');
+  const dns = await startTestDnsServer();
+  dns.setTxt('_validation-contactemail.example.com', [['owner@example.net']]);
+  dns.setTxt('_validation-contactemail.www.example.com', [['web@example.net']]);
+  dns.setCaa('example.com', [
+    { tag: 'issue', value: 'ca.example' },
+    { tag: 'contactemail', value: 'caa@example.org' },
+  ]);
+  stop = () => dns.close();
+  send({ port: dns.port, ca: '', info: { address: dns.address } });
+} else if (mode === 'dcvd') {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-'));
+  const config = defaultServeConfig({
+    listen: { host: '127.0.0.1', port: 0 },
+    dataDir,
+    databaseUrl: options.databaseUrl,
+    dnsServers: options.dnsServer ? parseResolvers(options.dnsServer) : undefined,
+    logLevel: 'warn',
+  });
+  // Raise the per-IP limit: the load comes from one address.
+  config.auth.ipFailures = 1_000_000;
+  const server = await startServer(config, { logger: createLogger('warn') });
+  if (options.login && options.password) {
+    await new AccountRepository(server.store.db, systemClock).create(options.login, { password: options.password, permissions: ['auto-apply', 'voucher'] });
+  }
+  stop = async () => {
+    await server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  send({ port: server.https.port, ca: server.cert, info: { database: server.store.dialect } });
+} else {
+  throw new Error(`unknown bench child mode ${mode}`);
+}
+
+process.on('message', async (m) => {
+  if (m !== 'stop') return;
+  await stop();
+  send({ maxRssMiB: process.resourceUsage().maxRSS / 1024 });
+  process.exit(0);
+});

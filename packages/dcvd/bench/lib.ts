@@ -1,0 +1,141 @@
+/**
+ * Benchmark tools: a keep-alive HTTPS load generator with latency
+ * percentiles, and child processes for the servers under test so that their
+ * CPU and peak RSS are their own. Figures are only compared within one run.
+ */
+import https from 'node:https';
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface LoadResult {
+  requests: number;
+  errors: number;
+  seconds: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  p999: number;
+}
+
+export interface LoadOptions {
+  port: number;
+  ca: string;
+  path: string;
+  body: string;
+  concurrency: number;
+  durationMs: number;
+  warmupMs?: number;
+  /** A response counts as an error unless this returns true. */
+  check?: (status: number, body: string) => boolean;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function once(agent: https.Agent, o: LoadOptions): Promise<[number, string]> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: o.port,
+        path: o.path,
+        method: 'POST',
+        agent,
+        servername: 'localhost',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(o.body) },
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve([res.statusCode ?? 0, body]));
+      },
+    );
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
+
+/** `concurrency` loops, each sending its next request when the last one is answered. */
+export async function load(o: LoadOptions): Promise<LoadResult> {
+  const agent = new https.Agent({ ca: o.ca, keepAlive: true, maxSockets: o.concurrency });
+  const latencies: number[] = [];
+  let errors = 0;
+  let measuring = false;
+  const warmupEnd = Date.now() + (o.warmupMs ?? 1000);
+  const end = warmupEnd + o.durationMs;
+  let started = 0n;
+  const loop = async () => {
+    while (Date.now() < end) {
+      if (!measuring && Date.now() >= warmupEnd) {
+        measuring = true;
+        started = process.hrtime.bigint();
+      }
+      const t0 = process.hrtime.bigint();
+      let ok = false;
+      try {
+        const [status, body] = await once(agent, o);
+        ok = o.check ? o.check(status, body) : status === 200;
+      } catch {
+        ok = false;
+      }
+      if (measuring) {
+        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (!ok) errors++;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: o.concurrency }, loop));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  agent.destroy();
+  const sorted = Float64Array.from(latencies).sort();
+  return {
+    requests: latencies.length,
+    errors,
+    seconds,
+    rps: latencies.length / seconds,
+    p50: percentile(sorted, 50),
+    p99: percentile(sorted, 99),
+    p999: percentile(sorted, 99.9),
+  };
+}
+
+/** A server under test in its own process (bench/child.ts). */
+export interface Child {
+  port: number;
+  ca: string;
+  info: Record<string, unknown>;
+  /** Stops the child; resolves with its peak RSS in MiB. */
+  stop(): Promise<number>;
+}
+
+export function startChild(mode: string, options: Record<string, unknown> = {}): Promise<Child> {
+  const child: ChildProcess = fork(fileURLToPath(new URL('./child.ts', import.meta.url)), [mode, JSON.stringify(options)], {
+    // DCVD_BENCH_PROFILE=DIR writes a CPU profile of each server under test there.
+    execArgv: ['--import', 'tsx', ...(process.env.DCVD_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DCVD_BENCH_PROFILE}`] : [])],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => reject(new Error(`bench child ${mode} exited with ${code}`)));
+    child.once('message', (msg: { port: number; ca: string; info?: Record<string, unknown> }) => {
+      child.removeAllListeners('exit');
+      resolve({
+        port: msg.port,
+        ca: msg.ca,
+        info: msg.info ?? {},
+        stop: () =>
+          new Promise<number>((done) => {
+            child.once('message', (m: { maxRssMiB: number }) => done(m.maxRssMiB));
+            child.send('stop');
+          }),
+      });
+    });
+  });
+}
+
+export function fmt(name: string, r: LoadResult, rssMiB: number): string {
+  return `${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(6)} ms  p99 ${r.p99.toFixed(2).padStart(6)} ms  p99.9 ${r.p999.toFixed(2).padStart(6)} ms  errors ${r.errors}  peak RSS ${rssMiB.toFixed(0)} MiB`;
+}

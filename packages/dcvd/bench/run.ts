@@ -1,0 +1,7 @@
+/** `npm run bench`: every benchmark, each against a baseline measured in the same run. */
+import getList from './get-list.ts';
+
+const durationMs = Number(process.env.DCVD_BENCH_SECONDS ?? 10) * 1000;
+console.log(`dcvd benchmarks — node ${process.version}, ${new Date().toISOString()}`);
+const list = await getList({ durationMs });
+for (const line of list.lines) console.log(line);
