@@ -4,6 +4,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { GET_PATH, PASSWORD, RESEND_PATH, form, startTestServer, type TestServer } from './support/server.ts';
 
 const MSG16 = 'Incorrect login details, account is locked, password has expired or your source IP is blocked.';
@@ -138,6 +139,26 @@ describe('transport and body rules', () => {
     const res = await s.post(RESEND_PATH, '');
     assert.match(String(res.headers['x-request-id']), /^[0-9a-f-]{36}$/);
     assert.equal(res.headers['cache-control'], 'no-store');
+  });
+});
+
+describe('TLS', () => {
+  const handshake = (opts: tls.ConnectionOptions) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: s.https.port, ca: s.cert, servername: 'localhost', ...opts }, () => {
+        const version = `${socket.getProtocol()} ${socket.getCipher().name}`;
+        socket.end();
+        resolve(version);
+      });
+      socket.on('error', reject);
+    });
+  test('TLS 1.3 and 1.2 with a forward-secret AEAD suite', async () => {
+    assert.match(await handshake({}), /^TLSv1\.3 /);
+    assert.match(await handshake({ maxVersion: 'TLSv1.2' }), /^TLSv1\.2 ECDHE-(ECDSA|RSA)-(AES\d+-GCM|CHACHA20)/);
+  });
+  test('TLS 1.1 and weak TLS 1.2 suites are refused', async () => {
+    await assert.rejects(handshake({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1' }));
+    await assert.rejects(handshake({ maxVersion: 'TLSv1.2', ciphers: 'AES128-SHA:AES256-SHA:ECDHE-ECDSA-AES128-SHA' }));
   });
 });
 

@@ -11,6 +11,19 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   tls?: { key: string; cert: string } | undefined;
 }
 
+/**
+ * TLS 1.2 and 1.3 only; for 1.2, forward-secret AEAD suites only (Mozilla's
+ * "intermediate" list without DHE). TLS 1.3 suites are OpenSSL's defaults.
+ */
+export const TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 /** Bounds on slow or idle clients (slowloris): whole request, headers, idle keep-alive. */
 export const SERVER_TIMEOUTS = {
   requestMs: 15_000,
@@ -36,7 +49,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return503OnClosing: false,
     // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/%21/i, '/products/!'),
-    ...(options.tls ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const } } : {}),
+    ...(options.tls
+      ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true } }
+      : {}),
   });
   app.server.headersTimeout = SERVER_TIMEOUTS.headersMs;
 
