@@ -12,6 +12,8 @@ import { normalizeAddress, type OfferedAddress, type OfferedAddressRegistry } fr
 import { policyRefusal, type EmailDcvPolicy } from './policy.ts';
 import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
 
+export const MAX_ADDRESS_LENGTH = 254;
+
 export interface GetListDeps {
   clock: Clock;
   dns: DnsClient;
@@ -40,7 +42,10 @@ export async function getDcvEmailAddressList(
     return { ok: false, error: { code: -160 } };
   }
 
-  const offers: OfferedAddress[] = constructedAddresses(check.adns).map((c) => ({ ...c, source: 'constructed' }));
+  // An address over 254 characters cannot be an SMTP path (RFC 5321 §4.5.3.1.3): long ADNs offer none.
+  const offers: OfferedAddress[] = constructedAddresses(check.adns)
+    .filter((c) => c.address.length <= MAX_ADDRESS_LENGTH)
+    .map((c) => ({ ...c, source: 'constructed' }));
   // responseFormat 1 returns the constructed addresses only (CONTRACT §1, reading of the seed).
   if (params.responseFormat === 2) {
     const seen = new Set(offers.map((o) => normalizeAddress(o.address)));

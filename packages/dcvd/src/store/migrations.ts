@@ -3,7 +3,7 @@
  * builder only, no dialect-specific SQL except the identity column, which the
  * two dialects spell differently.
  */
-import { Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResult } from 'kysely';
+import { Migrator, sql, type Kysely, type Migration, type MigrationProvider, type MigrationResult } from 'kysely';
 import type { Dialect } from './database.ts';
 
 type Builder = ReturnType<Kysely<unknown>['schema']['createTable']>;
@@ -67,13 +67,17 @@ class StaticProvider implements MigrationProvider {
   }
 }
 
-function migrator(db: Kysely<any>, dialect: Dialect): Migrator {
-  return new Migrator({ db, provider: new StaticProvider(migrations(dialect)) });
+async function migrator(db: Kysely<any>, dialect: Dialect): Promise<Migrator> {
+  if (dialect === 'sqlite') return new Migrator({ db, provider: new StaticProvider(migrations(dialect)) });
+  // Kysely looks for its bookkeeping tables in every schema unless told which: name the
+  // current one, so a database with several dcvd schemas (search_path) keeps them apart.
+  const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db);
+  return new Migrator({ db, provider: new StaticProvider(migrations(dialect)), migrationTableSchema: rows[0]!.schema });
 }
 
 /** Applies every pending migration; throws with the failing migration's name. */
 export async function migrateToLatest(db: Kysely<any>, dialect: Dialect): Promise<MigrationResult[]> {
-  const { error, results } = await migrator(db, dialect).migrateToLatest();
+  const { error, results } = await (await migrator(db, dialect)).migrateToLatest();
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -83,6 +87,6 @@ export async function migrateToLatest(db: Kysely<any>, dialect: Dialect): Promis
 
 /** Names of migrations not yet applied (empty when the schema is current). */
 export async function pendingMigrations(db: Kysely<any>, dialect: Dialect): Promise<string[]> {
-  const all = await migrator(db, dialect).getMigrations();
+  const all = await (await migrator(db, dialect)).getMigrations();
   return all.filter((m) => m.executedAt === undefined).map((m) => m.name);
 }

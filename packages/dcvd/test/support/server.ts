@@ -10,6 +10,7 @@ import { startServer, type RunningServer } from '../../src/server.ts';
 import { createLogger } from '../../src/log.ts';
 import { AccountRepository, type AccountInput } from '../../src/accounts/repository.ts';
 import type { Clock } from '../../src/deps.ts';
+import { createTestDatabase } from './database.ts';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
@@ -52,7 +53,9 @@ export async function startTestServer(
     },
   });
   const logger = createLogger('debug', 1, sink);
-  const config = defaultServeConfig({ listen: { host: '127.0.0.1', port: 0 }, dataDir, ...overrides });
+  // SQLite in the data directory, or a schema of its own on PostgreSQL (DCVD_TEST_DATABASE=postgres).
+  const database = await createTestDatabase();
+  const config = defaultServeConfig({ listen: { host: '127.0.0.1', port: 0 }, dataDir, databaseUrl: database.url, ...overrides });
   const server = await startServer(config, { logger, ...deps });
   const accounts = new AccountRepository(server.store.db, deps.clock ?? { now: () => Date.now() });
   const agent = new https.Agent({ ca: server.cert, keepAlive: false });
@@ -106,6 +109,7 @@ export async function startTestServer(
     async stop() {
       agent.destroy();
       await server.close();
+      await database.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

@@ -1,0 +1,59 @@
+/**
+ * Which database the tests run on (CONTRACT §10): SQLite always; PostgreSQL
+ * when DCVD_TEST_DATABASE=postgres. Each test server then gets a schema of
+ * its own in the PostgreSQL database (search_path), dropped at the end, so
+ * test files can run side by side against one server.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+export const DEFAULT_TEST_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
+
+export function testDatabaseKind(): 'sqlite' | 'postgres' {
+  return process.env.DCVD_TEST_DATABASE === 'postgres' ? 'postgres' : 'sqlite';
+}
+
+function baseUrl(): string {
+  return process.env.DCVD_TEST_DATABASE_URL ?? DEFAULT_TEST_POSTGRES_URL;
+}
+
+/** True when a PostgreSQL server answers at the test URL. */
+export async function postgresReachable(url = baseUrl()): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('select 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export interface TestDatabase {
+  /** undefined: SQLite in the data directory. */
+  url: string | undefined;
+  drop(): Promise<void>;
+}
+
+/** A fresh database for one test server. */
+export async function createTestDatabase(): Promise<TestDatabase> {
+  if (testDatabaseKind() === 'sqlite') return { url: undefined, drop: async () => undefined };
+  const schema = `dcvd_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: baseUrl() });
+  await admin.connect();
+  await admin.query(`create schema ${schema}`);
+  await admin.end();
+  const url = new URL(baseUrl());
+  url.searchParams.set('options', `-c search_path=${schema}`);
+  return {
+    url: url.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: baseUrl() });
+      await c.connect();
+      await c.query(`drop schema if exists ${schema} cascade`);
+      await c.end();
+    },
+  };
+}
