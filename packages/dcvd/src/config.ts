@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
 import type { Resolver } from './dns/client.ts';
+import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
 
 export interface HostPort {
   host: string;
@@ -34,7 +35,34 @@ export interface ServeConfig {
   dnsAttempts: number;
   /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10). */
   emailDcv: EmailDcvPolicy;
+  /** DCV emails: links, sender, random values, delivery (CONTRACT §5). */
+  dcvEmail: DcvEmailConfig;
   logLevel: string;
+}
+
+export interface DcvEmailConfig {
+  /** smtp[s]://[user:pass@]host[:port]; undefined = .eml files under `<dataDir>/outbox/`. */
+  smtpUrl?: string | undefined;
+  mailFrom: string;
+  /** Base of the confirmation links; undefined = derived from the HTTPS listener (`https://localhost:PORT` on loopback). */
+  publicUrl?: string | undefined;
+  /** Minimum time between two DCV emails of one order (-160 when faster). */
+  resendIntervalMs: number;
+  /** Validity of a new random value; at most 30 days. */
+  randomValueTtlMs: number;
+  /** Secret of the keyed hashes and sealed codes; undefined = `<dataDir>/secret.key`. Instances sharing a database share it. */
+  secretKeyFile?: string | undefined;
+  outbox: OutboxPolicy;
+}
+
+export function defaultDcvEmailConfig(overrides: Partial<DcvEmailConfig> = {}): DcvEmailConfig {
+  return {
+    mailFrom: 'dcvd@localhost',
+    resendIntervalMs: 60_000,
+    randomValueTtlMs: 30 * 24 * 60 * 60 * 1000,
+    outbox: { ...DEFAULT_OUTBOX_POLICY },
+    ...overrides,
+  };
 }
 
 export const DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 8443 };
@@ -49,6 +77,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dnsTimeoutMs: 2000,
     dnsAttempts: 2,
     emailDcv: defaultEmailDcvPolicy(),
+    dcvEmail: defaultDcvEmailConfig(),
     logLevel: 'info',
     ...overrides,
   };

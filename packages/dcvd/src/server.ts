@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { ServeConfig } from './config.ts';
-import { systemClock, type Clock } from './deps.ts';
+import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openStore, type Store } from './store/database.ts';
 import { migrateToLatest } from './store/migrations.ts';
@@ -13,6 +13,12 @@ import { createUseCases } from './api/index.ts';
 import { createDnsClient, systemResolvers } from './dns/client.ts';
 import { DnsLookupStats } from './contacts/dns.ts';
 import { OfferedAddressRegistry } from './registry/offered.ts';
+import type { ResendDeps } from './api/resend-dcv-email.ts';
+import { OrderRepository } from './orders/orders.ts';
+import { TemplateRepository } from './orders/templates.ts';
+import { loadValueKeys } from './orders/random-values.ts';
+import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
+import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 
 export interface RunningServer {
   https: AddressInfo;
@@ -23,6 +29,8 @@ export interface RunningServer {
   cert: string;
   store: Store;
   logger: Logger;
+  /** The DCV email outbox worker of this process. */
+  outbox: OutboxWorker;
   /** Stops accepting connections, lets in-flight requests finish, closes the store. */
   close(): Promise<void>;
 }
@@ -30,6 +38,7 @@ export interface RunningServer {
 export interface ServerDeps {
   clock?: Clock;
   logger?: Logger;
+  random?: RandomSource;
 }
 
 async function listen(app: FastifyInstance, host: string, port: number): Promise<AddressInfo> {
@@ -42,6 +51,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
   const logger = deps.logger ?? createLogger(config.logLevel);
   const store = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
   const apps: FastifyInstance[] = [];
+  let outbox: OutboxWorker | undefined;
   try {
     const applied = await migrateToLatest(store.db, store.dialect);
     for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
@@ -56,7 +66,20 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       attempts: config.dnsAttempts,
     });
     const dnsStats = new DnsLookupStats();
-    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv } });
+    // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started below) delivers.
+    checkDcvEmailConfig(config.dcvEmail);
+    const random = deps.random ?? cryptoRandom;
+    const valueKeys = loadValueKeys(config.dataDir, config.dcvEmail.secretKeyFile);
+    const resend: ResendDeps = {
+      db: store.db,
+      clock,
+      orders: new OrderRepository(store.db, clock, random),
+      templates: new TemplateRepository(store.db, clock),
+      registry,
+      settings: { keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: config.dcvEmail.resendIntervalMs },
+      onQueued: () => outbox?.wake(),
+    };
+    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv }, resend });
     const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases };
 
     const httpsApp = await buildApp({ ...common, tls });
@@ -69,6 +92,21 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port);
     }
 
+    // The outbox worker: links point at --public-url, or at this listener.
+    outbox = new OutboxWorker({
+      db: store.db,
+      dialect: store.dialect,
+      clock,
+      transport: createMailTransport(config.dcvEmail, config.dataDir, logger),
+      keys: valueKeys,
+      mailFrom: config.dcvEmail.mailFrom,
+      publicUrl: config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress),
+      policy: config.dcvEmail.outbox,
+      log: logger,
+    });
+    outbox.start();
+    const worker = outbox;
+
     // Background purges: per-IP counters whose window is over, registry rows older than 24 hours.
     const purge = setInterval(() => {
       auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
@@ -76,6 +114,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         .purge(clock.now())
         .then((n) => n > 0 && logger.info({ purged: n }, 'expired 24-hour registry rows purged'))
         .catch((err: unknown) => logger.error({ err }, 'purging the 24-hour registry failed'));
+      purgeSealedCodes(store.db, clock.now()).catch((err: unknown) => logger.error({ err }, 'erasing sealed codes of dead values failed'));
     }, 60_000);
     purge.unref();
 
@@ -90,10 +129,13 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       cert: tls.cert,
       store,
       logger,
+      outbox: worker,
       close() {
         closing ??= (async () => {
           clearInterval(purge);
           await Promise.all(apps.map((a) => a.close()));
+          // After the listeners (a request in flight may still queue an email), before the store.
+          await worker.stop();
           await store.close();
         })();
         return closing;
@@ -103,6 +145,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     return running;
   } catch (err) {
     await Promise.allSettled(apps.map((a) => a.close()));
+    await outbox?.stop();
     await store.close();
     throw err;
   }

@@ -4,28 +4,14 @@ import { Command, CommanderError } from 'commander';
 import { defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
 import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
 import { AccountError, AccountRepository, PERMISSIONS, type AccountInput, type AccountView, type Permission } from '../accounts/repository.ts';
-import { openStore, type Store } from '../store/database.ts';
+import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { systemClock } from '../deps.ts';
 import { startServer } from '../server.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
-import { opt, parseIsoDate, readStdin, repeatable, withJson, withStoreOptions, type StoreFlags } from './options.ts';
-
-/** Output of data commands: JSON with --json, readable lines otherwise. */
-function print(json: boolean | undefined, value: unknown, human: () => string): void {
-  process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
-}
-
-async function withStore<T>(flags: StoreFlags, fn: (store: Store) => Promise<T>): Promise<T> {
-  const store = openStore({ dataDir: resolve(flags.dataDir), databaseUrl: flags.databaseUrl });
-  try {
-    await migrateToLatest(store.db, store.dialect);
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
+import { opt, parseIsoDate, print, readStdin, repeatable, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
+import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 
 function describeAccount(a: AccountView): string {
   const state = a.locked ? 'locked' : a.lockedUntil ? `locked out until ${a.lockedUntil}` : 'active';
@@ -195,6 +181,7 @@ function serveCommand(): Command {
         dnsTimeoutMs: flags.dnsTimeout,
         dnsAttempts: flags.dnsAttempts,
         emailDcv: { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff },
+        dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         logLevel: flags.logLevel,
       });
       const server = await startServer(config);
@@ -243,9 +230,12 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  program.addCommand(serveCommand());
+  program.addCommand(withDcvEmailOptions(serveCommand()));
   program.addCommand(accountCommands());
   program.addCommand(migrateCommand());
+  program.addCommand(orderCommands());
+  program.addCommand(templateCommands());
+  program.addCommand(outboxCommands());
   return program;
 }
 

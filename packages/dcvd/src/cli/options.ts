@@ -2,7 +2,10 @@
  * Option helpers: every option gets its environment variable, `DCVD_` + the
  * long name upper-cased with dashes as underscores (CONTRACT §9).
  */
+import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { openStore, type Store } from '../store/database.ts';
+import { migrateToLatest } from '../store/migrations.ts';
 
 export function envName(flags: string): string {
   const long = /--([a-z0-9-]+)/.exec(flags)?.[1];
@@ -65,4 +68,20 @@ export function parseIsoDate(text: string): number {
   const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text.trim()) : NaN;
   if (Number.isNaN(ms)) throw new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
   return ms;
+}
+
+/** Output of data commands: JSON with --json, readable lines otherwise. */
+export function print(json: boolean | undefined, value: unknown, human: () => string): void {
+  process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
+}
+
+/** Opens the store of --data-dir / --database-url, applies pending migrations, runs `fn`, closes it. */
+export async function withStore<T>(flags: StoreFlags, fn: (store: Store) => Promise<T>): Promise<T> {
+  const store = openStore({ dataDir: resolve(flags.dataDir), databaseUrl: flags.databaseUrl });
+  try {
+    await migrateToLatest(store.db, store.dialect);
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
 }

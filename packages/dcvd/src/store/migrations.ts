@@ -57,6 +57,83 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('offered_addresses_offered_at').on('offered_addresses').column('offered_at').execute();
       },
     },
+    '0003_orders_templates_outbox': {
+      async up(db: Kysely<unknown>) {
+        await withId(db.schema.createTable('orders'), dialect)
+          .addColumn('account_id', 'bigint', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('order_number', 'bigint', (c) => c.notNull().unique())
+          .addColumn('base_order_number', 'bigint', (c) => c.notNull())
+          .addColumn('product', 'bigint')
+          .addColumn('domain', 'varchar(255)', (c) => c.notNull())
+          .addColumn('dcv_method', 'varchar(16)', (c) => c.notNull())
+          .addColumn('dcv_status', 'varchar(16)', (c) => c.notNull())
+          .addColumn('voucher', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('template_id', 'bigint')
+          .addColumn('dcv_email_address', 'varchar(254)')
+          .addColumn('dcv_adn', 'varchar(253)')
+          .addColumn('dcv_address_source', 'varchar(16)')
+          .addColumn('dcv_dns_detail', 'text')
+          .addColumn('last_dcv_email_at', 'bigint')
+          .addColumn('dcv_decided_at', 'bigint')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .execute();
+        // A base order number resolves to the newest order of its chain.
+        await db.schema.createIndex('orders_chain').on('orders').columns(['base_order_number', 'id']).execute();
+        await db.schema.createIndex('orders_account').on('orders').columns(['account_id', 'id']).execute();
+
+        await withId(db.schema.createTable('dcv_templates'), dialect)
+          .addColumn('account_id', 'bigint', (c) => c.notNull())
+          .addColumn('template_id', 'bigint', (c) => c.notNull())
+          .addColumn('subject', 'text', (c) => c.notNull())
+          .addColumn('text_body', 'text', (c) => c.notNull())
+          .addColumn('html_body', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addUniqueConstraint('dcv_templates_scope_id', ['account_id', 'template_id'])
+          .execute();
+
+        await withId(db.schema.createTable('random_values'), dialect)
+          .addColumn('order_id', 'bigint', (c) => c.notNull().references('orders.id').onDelete('cascade'))
+          .addColumn('value_hash', 'varchar(64)', (c) => c.notNull().unique())
+          .addColumn('recipient', 'varchar(254)', (c) => c.notNull())
+          .addColumn('adn', 'varchar(253)', (c) => c.notNull())
+          .addColumn('address_source', 'varchar(16)', (c) => c.notNull())
+          .addColumn('dns_detail', 'text')
+          .addColumn('template_ref', 'bigint')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint', (c) => c.notNull())
+          .addColumn('revoked_at', 'bigint')
+          .addColumn('revoked_reason', 'varchar(16)')
+          .addColumn('spent_at', 'bigint')
+          .execute();
+        await db.schema.createIndex('random_values_order').on('random_values').columns(['order_id', 'id']).execute();
+
+        await withId(db.schema.createTable('outbox'), dialect)
+          .addColumn('message_id', 'varchar(160)', (c) => c.notNull().unique())
+          .addColumn('order_id', 'bigint', (c) => c.notNull().references('orders.id').onDelete('cascade'))
+          .addColumn('random_value_id', 'bigint', (c) => c.notNull().references('random_values.id').onDelete('cascade'))
+          .addColumn('recipient', 'varchar(254)', (c) => c.notNull())
+          .addColumn('state', 'varchar(16)', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+          .addColumn('lease_until', 'bigint')
+          .addColumn('claim_token', 'varchar(64)')
+          .addColumn('sealed_code', 'text')
+          .addColumn('mail_from', 'varchar(254)')
+          .addColumn('subject', 'text')
+          .addColumn('last_error', 'text')
+          .addColumn('response', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .addColumn('delivered_at', 'bigint')
+          .execute();
+        // The worker's two claims: due pending emails, and sending ones whose lease ran out.
+        await db.schema.createIndex('outbox_due').on('outbox').columns(['state', 'next_attempt_at']).execute();
+        await db.schema.createIndex('outbox_lease').on('outbox').columns(['state', 'lease_until']).execute();
+        await db.schema.createIndex('outbox_order').on('outbox').columns(['order_id', 'id']).execute();
+        await db.schema.createIndex('outbox_random_value').on('outbox').columns(['random_value_id', 'id']).execute();
+      },
+    },
   };
 }
 

@@ -51,8 +51,110 @@ export interface OfferedAddressTable {
   offered_at: Millis;
 }
 
+/** An order of the CA's ordering system (CONTRACT §5), created through the operator interface (§9). */
+export interface OrderTable {
+  id: Generated<number>;
+  account_id: number;
+  /** Unique across all accounts. */
+  order_number: number;
+  /** The chain (renewals, reissues) this order belongs to; an order that starts a chain has its own number here. */
+  base_order_number: number;
+  /** Product code (801 VMC and 803 CMC ignore dcvTemplateID); null when the ordering system gave none. */
+  product: number | null;
+  /** Normalized (A-labels, lower case), with `*.` kept for a wildcard order. */
+  domain: string;
+  /** email, http, https or cname: only `email` orders are sent DCV emails. */
+  dcv_method: string;
+  /** awaiting, validated, declined or cancelled. */
+  dcv_status: string;
+  voucher: ColumnType<number, number | undefined, number>;
+  /** The template of this order's DCV emails when the resend names none; null = the built-in default. */
+  template_id: number | null;
+  /** The current DCV address and how it was found (evidence, CONTRACT §6). */
+  dcv_email_address: string | null;
+  dcv_adn: string | null;
+  dcv_address_source: string | null;
+  dcv_dns_detail: string | null;
+  /** When the last DCV email was queued: the minimum resend interval counts from here. */
+  last_dcv_email_at: Millis | null;
+  dcv_decided_at: Millis | null;
+  created_at: Millis;
+  updated_at: Millis;
+}
+
+/** DCV email templates (CONTRACT §5, §9): `account_id` 0 is a global template. Immutable once created. */
+export interface DcvTemplateTable {
+  id: Generated<number>;
+  account_id: number;
+  /** The dcvTemplateID of the API. */
+  template_id: number;
+  subject: string;
+  text_body: string;
+  html_body: string | null;
+  created_at: Millis;
+}
+
+/**
+ * Random Values (BR 3.2.2.4.4), stored only as keyed hashes, with what the
+ * evidence of a validation needs later (CONTRACT §5, §6).
+ */
+export interface RandomValueTable {
+  id: Generated<number>;
+  order_id: number;
+  /** Hex HMAC-SHA256 of the canonical code under the instance's secret key. */
+  value_hash: string;
+  recipient: string;
+  adn: string;
+  /** constructed, dns-txt or dns-caa. */
+  address_source: string;
+  /** JSON of the DNS answer for a DNS contact. */
+  dns_detail: string | null;
+  /** The dcv_templates row its emails are rendered with; null = the built-in default. */
+  template_ref: number | null;
+  created_at: Millis;
+  expires_at: Millis;
+  /** Set when the value stopped working before its expiry: superseded by a newer value, or the order was cancelled. */
+  revoked_at: Millis | null;
+  revoked_reason: string | null;
+  /** Set once, atomically, by the confirmation that uses it. */
+  spent_at: Millis | null;
+}
+
+/** The transactional outbox (CONTRACT §5): one row per DCV email. */
+export interface OutboxTable {
+  id: Generated<number>;
+  /** Idempotency key, sent as the Message-ID. */
+  message_id: string;
+  order_id: number;
+  random_value_id: number;
+  recipient: string;
+  /** pending, sending, delivered, failed or cancelled. */
+  state: string;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Millis;
+  /** While `sending`: another worker may take the email over after this time. */
+  lease_until: Millis | null;
+  /** Which claim holds the lease; only its holder may record the outcome. */
+  claim_token: string | null;
+  /** The validation code, sealed (AES-256-GCM) until the value stops working; never in clear text. */
+  sealed_code: string | null;
+  /** Set at delivery: what was actually sent. */
+  mail_from: string | null;
+  subject: string | null;
+  /** The server's reply or the reason of the last failure. */
+  last_error: string | null;
+  response: string | null;
+  created_at: Millis;
+  updated_at: Millis;
+  delivered_at: Millis | null;
+}
+
 export interface Database {
   accounts: AccountTable;
   ip_failures: IpFailureTable;
   offered_addresses: OfferedAddressTable;
+  orders: OrderTable;
+  dcv_templates: DcvTemplateTable;
+  random_values: RandomValueTable;
+  outbox: OutboxTable;
 }

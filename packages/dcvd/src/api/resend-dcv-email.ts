@@ -1,0 +1,91 @@
+/**
+ * ResendDCVEmail (seed and CONTRACT §1, §4, §5). Checks, first failure answers:
+ * the order (orderNumber, else baseOrderNumber; another account's order is
+ * answered exactly like a missing one) → -4; a voucher order without the
+ * voucher permission → -90; dcvTemplateID unknown to the account → -4
+ * (ignored for 801/803); dcvEmailAddress not offered to the account for the
+ * order's domain in the last 24 hours → -4, or omitted when the order never
+ * had an address → -3; the order not awaiting email DCV, or the previous DCV
+ * email less than the minimum interval ago → -160. Success: the email is
+ * durably queued (transactional outbox).
+ */
+import type { Kysely } from 'kysely';
+import type { Clock } from '../deps.ts';
+import type { Database } from '../store/schema.ts';
+import type { OfferedAddressRegistry } from '../registry/offered.ts';
+import { MARK_CERTIFICATE_PRODUCTS, type OrderRepository, type OrderRow } from '../orders/orders.ts';
+import type { TemplateRepository } from '../orders/templates.ts';
+import { currentRecipient, offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import type { CallContext, Outcome, ResendDcvEmailParams } from './types.ts';
+
+export interface ResendDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+  orders: OrderRepository;
+  templates: TemplateRepository;
+  registry: OfferedAddressRegistry;
+  settings: DcvEmailSettings;
+  /** Called after an email was queued (wakes the outbox worker of this process). */
+  onQueued?: () => void;
+}
+
+async function findOrder(deps: ResendDeps, ctx: CallContext, params: ResendDcvEmailParams): Promise<Outcome<OrderRow>> {
+  if (params.orderNumber !== undefined) {
+    const order = await deps.orders.findByNumber(params.orderNumber);
+    // Another account's order is answered exactly like a missing one (CONTRACT §5).
+    if (!order || order.account_id !== ctx.account.id) return { ok: false, error: { code: -4, item: 'orderNumber' } };
+    // Both given: they must name the same chain, or the call is ambiguous.
+    if (params.baseOrderNumber !== undefined && order.base_order_number !== params.baseOrderNumber) {
+      return { ok: false, error: { code: -4, item: 'baseOrderNumber' } };
+    }
+    return { ok: true, value: order };
+  }
+  const order = await deps.orders.newestOfChain(ctx.account.id, params.baseOrderNumber!);
+  return order ? { ok: true, value: order } : { ok: false, error: { code: -4, item: 'baseOrderNumber' } };
+}
+
+export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params: ResendDcvEmailParams): Promise<Outcome<void>> {
+  const now = deps.clock.now();
+  const found = await findOrder(deps, ctx, params);
+  if (!found.ok) return found;
+  const order = found.value;
+  const log = ctx.log.child({ orderNumber: order.order_number });
+
+  // Step 8: permissions.
+  if (order.voucher === 1 && !ctx.account.perm_voucher) return { ok: false, error: { code: -90 } };
+
+  // The template: dcvTemplateID, else the order's own, else the built-in default. "Not relevant" for VMC/CMC.
+  let templateId = order.template_id;
+  if (params.dcvTemplateID !== undefined && !(order.product !== null && MARK_CERTIFICATE_PRODUCTS.has(order.product))) {
+    templateId = params.dcvTemplateID;
+  }
+  let templateRef: number | null = null;
+  if (templateId !== null) {
+    const row = await deps.templates.resolve(ctx.account.id, templateId);
+    if (!row) return { ok: false, error: { code: -4, item: 'dcvTemplateID' } };
+    templateRef = row.id;
+  }
+
+  // The recipient: a newly named address must pass the 24-hour rule (CONTRACT §4).
+  let recipient: DcvRecipient | undefined;
+  if (params.dcvEmailAddress !== undefined) {
+    recipient = await offeredRecipient(deps.registry, order, params.dcvEmailAddress, now);
+    if (!recipient) {
+      log.info('dcvEmailAddress was not offered to this account for the domain in the last 24 hours');
+      return { ok: false, error: { code: -4, item: 'dcvEmailAddress' } };
+    }
+  } else {
+    recipient = currentRecipient(order);
+    if (!recipient) return { ok: false, error: { code: -3, item: 'dcvEmailAddress' } };
+  }
+
+  // Step 10: the operation.
+  const result = await queueDcvEmail(deps.db, deps.settings, { order, recipient, templateRef, now });
+  if (!result.queued) {
+    log.info({ refusal: result.reason }, 'dcv email not resent');
+    return { ok: false, error: { code: -160 } };
+  }
+  log.info({ messageId: result.messageId, to: recipient.address, reusedValue: result.reusedValue }, 'dcv email queued');
+  deps.onQueued?.();
+  return { ok: true, value: undefined };
+}

@@ -1,0 +1,336 @@
+/**
+ * The outbox worker (CONTRACT §5, §10): delivers queued DCV emails in the
+ * background with retries and exponential backoff, records each outcome, and
+ * never sends one email twice on purpose.
+ *
+ * States: `pending` (waiting for its next attempt) → `sending` (claimed by a
+ * worker, under a lease) → `delivered` | `failed` (permanent error or retry
+ * limit) | back to `pending` (transient error). `cancelled`: not sent because
+ * its code stopped working first (superseded, order cancelled, code used).
+ *
+ * A claim is one statement (`UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP
+ * LOCKED]) RETURNING`), so several workers on one database never take the
+ * same email; only the claim's holder (its token) may record the outcome. An
+ * email whose worker died is taken over when its lease runs out; the SMTP
+ * timeouts are a third of the lease, so a live worker always finishes first.
+ * The email's idempotency key is its Message-ID: the file transport writes
+ * each id once; an SMTP server that accepted a message just before the
+ * process died may see it again with the same Message-ID (receivers can
+ * deduplicate on it) — the only window SMTP itself leaves open.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Selectable } from 'kysely';
+import type { Clock } from '../deps.ts';
+import type { Dialect } from '../store/database.ts';
+import type { Database, OutboxTable } from '../store/schema.ts';
+import type { Logger } from '../log.ts';
+import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/templates.ts';
+import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
+import { MailDeliveryError, TemplateError } from './errors.ts';
+import type { OutgoingEmail } from './message.ts';
+import { renderTemplate } from './templates.ts';
+import type { MailTransport } from './transport.ts';
+
+export type OutboxRow = Selectable<OutboxTable>;
+export const OUTBOX_STATES = ['pending', 'sending', 'delivered', 'failed', 'cancelled'] as const;
+
+export interface OutboxPolicy {
+  /** How long a claim holds an email before another worker may take it over. */
+  leaseMs: number;
+  /** Delay after the first failed attempt; doubled after each further one. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** Attempts before an email is marked failed. */
+  maxAttempts: number;
+  /** Emails in flight at once (also the SMTP pool's connection count). */
+  concurrency: number;
+  /** How often the worker looks for due emails when nothing woke it. */
+  pollMs: number;
+}
+
+export const DEFAULT_OUTBOX_POLICY: OutboxPolicy = {
+  leaseMs: 5 * 60_000,
+  retryBaseMs: 30_000,
+  retryMaxMs: 60 * 60_000,
+  maxAttempts: 10,
+  concurrency: 8,
+  pollMs: 1000,
+};
+
+/** SMTP timeouts that let a live worker finish well within its lease. */
+export function smtpTimeoutsFor(policy: OutboxPolicy): { connectionTimeoutMs: number; greetingTimeoutMs: number; socketTimeoutMs: number } {
+  const third = Math.max(1000, Math.floor(policy.leaseMs / 3));
+  return { connectionTimeoutMs: Math.min(10_000, third), greetingTimeoutMs: Math.min(10_000, third), socketTimeoutMs: Math.min(60_000, third) };
+}
+
+/** Delay before attempt `attempts + 1`: exponential, capped, with ±20 % jitter so a recovered server is not hit all at once. */
+export function retryDelay(policy: OutboxPolicy, attempts: number): number {
+  const exact = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, attempts - 1));
+  return Math.round(exact * (0.8 + Math.random() * 0.4));
+}
+
+export interface OutboxWorkerDeps {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  clock: Clock;
+  transport: MailTransport;
+  keys: ValueKeys;
+  /** Envelope and From address. */
+  mailFrom: string;
+  /** Base of the confirmation links. */
+  publicUrl: string;
+  policy: OutboxPolicy;
+  log: Logger;
+}
+
+/** `2026-01-31 12:00:00 UTC`: unambiguous for every reader of the email. */
+function readableTime(ms: number): string {
+  return new Date(ms).toISOString().replace('T', ' ').replace(/\.\d{3}Z$/, ' UTC');
+}
+
+export function confirmationUrl(publicUrl: string, code: string): string {
+  return `${publicUrl.replace(/\/+$/, '')}/dcv/confirm/${code}`;
+}
+
+export class OutboxWorker {
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly templates: TemplateRepository;
+  private readonly templateCache = new Map<number, TemplateRow | undefined>();
+  private timer: NodeJS.Timeout | undefined;
+  private pumping: Promise<void> | undefined;
+  private again = false;
+  private stopping = false;
+
+  constructor(private readonly deps: OutboxWorkerDeps) {
+    this.templates = new TemplateRepository(deps.db, deps.clock);
+  }
+
+  start(): void {
+    this.timer = setInterval(() => this.wake(), this.deps.policy.pollMs);
+    this.timer.unref();
+    this.wake();
+  }
+
+  /** Look for due emails now (called when one was queued in this process). */
+  wake(): void {
+    if (this.stopping) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      // A wake that came after the last look for due emails.
+      if (this.again) this.wake();
+    });
+  }
+
+  /** Stops claiming, lets every claimed email finish (bounded by the SMTP timeouts), closes the transport. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.timer);
+    await this.pumping;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.deps.transport.close();
+  }
+
+  /** Resolves when nothing is in flight or being claimed (tests, benchmarks). */
+  async idle(): Promise<void> {
+    while (this.pumping || this.inFlight.size > 0) {
+      await this.pumping;
+      await Promise.allSettled([...this.inFlight]);
+    }
+  }
+
+  private async pump(): Promise<void> {
+    const { policy, log } = this.deps;
+    try {
+      do {
+        this.again = false;
+        while (!this.stopping && this.inFlight.size < policy.concurrency) {
+          const rows = await this.claim(policy.concurrency - this.inFlight.size);
+          for (const row of rows) {
+            const p: Promise<void> = this.deliver(row).finally(() => {
+              this.inFlight.delete(p);
+              this.wake();
+            });
+            this.inFlight.add(p);
+          }
+          if (rows.length === 0) break;
+        }
+      } while (this.again && !this.stopping);
+    } catch (err) {
+      log.error({ err }, 'outbox: claiming emails failed');
+    }
+  }
+
+  /** Takes up to `limit` due emails: pending ones whose time has come, and sending ones whose lease ran out. */
+  private async claim(limit: number): Promise<OutboxRow[]> {
+    const { db, dialect, clock, policy } = this.deps;
+    const now = clock.now();
+    const token = randomUUID();
+    return db
+      .updateTable('outbox')
+      .set((eb) => ({
+        state: 'sending',
+        lease_until: now + policy.leaseMs,
+        claim_token: token,
+        attempts: eb('attempts', '+', 1),
+        updated_at: now,
+      }))
+      .where('id', 'in', (eb) => {
+        const due = eb
+          .selectFrom('outbox')
+          .select('id')
+          .where((w) =>
+            w.or([
+              w.and([w('state', '=', 'pending'), w('next_attempt_at', '<=', now)]),
+              w.and([w('state', '=', 'sending'), w('lease_until', '<=', now)]),
+            ]),
+          )
+          .orderBy('next_attempt_at')
+          .limit(limit);
+        return dialect === 'postgres' ? due.forUpdate().skipLocked() : due;
+      })
+      .returningAll()
+      .execute();
+  }
+
+  private async template(ref: number | null): Promise<TemplateRow | undefined> {
+    if (ref === null) return undefined;
+    if (!this.templateCache.has(ref)) this.templateCache.set(ref, await this.templates.byRowId(ref));
+    return this.templateCache.get(ref);
+  }
+
+  private async deliver(row: OutboxRow): Promise<void> {
+    const { db, clock, keys, log, transport } = this.deps;
+    const facts = await db
+      .selectFrom('outbox as o')
+      .innerJoin('orders as ord', 'ord.id', 'o.order_id')
+      .innerJoin('random_values as rv', 'rv.id', 'o.random_value_id')
+      .select([
+        'ord.order_number',
+        'ord.domain',
+        'ord.dcv_status',
+        'rv.value_hash',
+        'rv.adn',
+        'rv.expires_at',
+        'rv.revoked_at',
+        'rv.spent_at',
+        'rv.template_ref',
+      ])
+      .where('o.id', '=', row.id)
+      .executeTakeFirst();
+    const where = { messageId: row.message_id, orderNumber: facts?.order_number, to: row.recipient, attempt: row.attempts };
+    const now = clock.now();
+    if (!facts || facts.dcv_status !== 'awaiting' || facts.revoked_at !== null || facts.spent_at !== null || facts.expires_at <= now) {
+      await this.finish(row, { state: 'cancelled', last_error: 'validation code no longer valid when its turn came', sealed_code: null });
+      log.info({ ...where, state: 'cancelled' }, 'dcv email not sent: its code stopped working');
+      return;
+    }
+    let email: OutgoingEmail;
+    try {
+      if (row.sealed_code === null) throw new MailDeliveryError(true, 'the sealed validation code was erased');
+      const code = openSealedCode(keys, row.sealed_code, facts.value_hash);
+      const rendered = renderTemplate(emailTemplate(await this.template(facts.template_ref)), {
+        orderNumber: String(facts.order_number),
+        domain: facts.domain,
+        adn: facts.adn,
+        validationCode: code,
+        confirmationUrl: confirmationUrl(this.deps.publicUrl, code),
+        expiresAt: readableTime(facts.expires_at),
+      });
+      email = { messageId: row.message_id, from: this.deps.mailFrom, to: row.recipient, ...rendered };
+      const result = await transport.send(email);
+      await this.finish(row, {
+        state: 'delivered',
+        delivered_at: clock.now(),
+        response: result.response.slice(0, 1000),
+        mail_from: email.from,
+        subject: email.subject,
+        last_error: null,
+      });
+      log.info({ ...where, state: 'delivered' }, 'dcv email delivered');
+    } catch (err) {
+      const permanent = err instanceof MailDeliveryError ? err.permanent : err instanceof TemplateError;
+      const reason = (err instanceof MailDeliveryError ? err.reason : err instanceof Error ? err.message : String(err)).slice(0, 1000);
+      const giveUp = permanent || row.attempts >= this.deps.policy.maxAttempts;
+      if (giveUp) {
+        await this.finish(row, { state: 'failed', last_error: reason, sealed_code: null });
+        log.warn({ ...where, state: 'failed', reason }, 'dcv email failed');
+      } else {
+        const next = clock.now() + retryDelay(this.deps.policy, row.attempts);
+        await this.finish(row, { state: 'pending', next_attempt_at: next, last_error: reason });
+        log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'dcv email attempt failed; will retry');
+      }
+    }
+  }
+
+  /** Records an outcome, only while this claim still holds the email. */
+  private async finish(row: OutboxRow, changes: Partial<Omit<OutboxRow, 'id'>>): Promise<void> {
+    try {
+      await this.deps.db
+        .updateTable('outbox')
+        .set({ ...changes, lease_until: null, claim_token: null, updated_at: this.deps.clock.now() })
+        .where('id', '=', row.id)
+        .where('claim_token', '=', row.claim_token)
+        .execute();
+    } catch (err) {
+      // The lease runs out and the email is taken over; for a delivered one that means a second send, so say so loudly.
+      this.deps.log.error({ err, messageId: row.message_id, outcome: changes.state }, 'outbox: recording the outcome failed');
+    }
+  }
+}
+
+/** Erases sealed codes whose value no longer works (expired, superseded, cancelled, used) from finished emails. */
+export async function purgeSealedCodes(db: Kysely<Database>, now: number): Promise<number> {
+  const result = await db
+    .updateTable('outbox')
+    .set({ sealed_code: null })
+    .where('sealed_code', 'is not', null)
+    .where('state', 'not in', ['pending', 'sending'])
+    .where('random_value_id', 'in', (eb) =>
+      eb
+        .selectFrom('random_values')
+        .select('id')
+        .where((w) => w.or([w('expires_at', '<=', now), w('revoked_at', 'is not', null), w('spent_at', 'is not', null)])),
+    )
+    .executeTakeFirst();
+  return Number(result.numUpdatedRows);
+}
+
+export interface OutboxView {
+  messageId: string;
+  orderNumber: number;
+  to: string;
+  state: string;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  response: string | null;
+  createdAt: string;
+  deliveredAt: string | null;
+}
+
+/** The newest emails first, optionally of one state or order (`dcvd outbox list`, `dcvd order show`). */
+export async function listOutbox(db: Kysely<Database>, filter: { state?: string; orderId?: number; limit?: number } = {}): Promise<OutboxView[]> {
+  let q = db
+    .selectFrom('outbox as o')
+    .innerJoin('orders as ord', 'ord.id', 'o.order_id')
+    .select(['o.message_id', 'ord.order_number', 'o.recipient', 'o.state', 'o.attempts', 'o.next_attempt_at', 'o.last_error', 'o.response', 'o.created_at', 'o.delivered_at']);
+  if (filter.state !== undefined) q = q.where('o.state', '=', filter.state);
+  if (filter.orderId !== undefined) q = q.where('o.order_id', '=', filter.orderId);
+  const rows = await q.orderBy('o.id', 'desc').limit(filter.limit ?? 100).execute();
+  return rows.map((r) => ({
+    messageId: r.message_id,
+    orderNumber: r.order_number,
+    to: r.recipient,
+    state: r.state,
+    attempts: r.attempts,
+    nextAttemptAt: r.state === 'pending' ? new Date(r.next_attempt_at).toISOString() : null,
+    lastError: r.last_error,
+    response: r.response,
+    createdAt: new Date(r.created_at).toISOString(),
+    deliveredAt: r.delivered_at === null ? null : new Date(r.delivered_at).toISOString(),
+  }));
+}

@@ -1,0 +1,191 @@
+/**
+ * Queueing one DCV email (CONTRACT §5), shared by ResendDCVEmail and
+ * `dcvd order create --dcv-email`: the order's new DCV state, the random
+ * value and the outbox row are written in one transaction (a transactional
+ * outbox), and the minimum resend interval is enforced by that same write.
+ */
+import type { Kysely } from 'kysely';
+import type { RandomSource } from '../deps.ts';
+import type { Database } from '../store/schema.ts';
+import { addressProblem } from '../mail/message.ts';
+import type { OfferedAddressRegistry } from '../registry/offered.ts';
+import { validationDomain, type OrderRow } from './orders.ts';
+import { hashCode, newValidationCode, revokeValuesOfOrder, sealCode, type ValueKeys } from './random-values.ts';
+
+/** Where a DCV email goes, and how the address was found (evidence, CONTRACT §6). */
+export interface DcvRecipient {
+  address: string;
+  adn: string;
+  source: string;
+  dnsDetail: string | null;
+}
+
+/**
+ * The 24-hour rule (CONTRACT §4): the address must have been returned to this
+ * account for the order's domain within the last 24 hours. Undefined otherwise.
+ */
+export async function offeredRecipient(
+  registry: OfferedAddressRegistry,
+  order: Pick<OrderRow, 'account_id' | 'domain'>,
+  address: string,
+  now: number,
+): Promise<DcvRecipient | undefined> {
+  // Never offered anyway, and never allowed near a header (CONTRACT §5, header injection).
+  if (addressProblem(address) !== undefined) return undefined;
+  const domain = validationDomain(order);
+  const offer = await registry.find(order.account_id, domain, address, now);
+  if (!offer) return undefined;
+  const labels = domain.split('.');
+  if (offer.level < 1 || offer.level > labels.length) return undefined;
+  return {
+    address: offer.address,
+    adn: labels.slice(labels.length - offer.level).join('.'),
+    source: offer.source,
+    dnsDetail: offer.dns ? JSON.stringify(offer.dns) : null,
+  };
+}
+
+/** The order's current address, as recorded when it was set. */
+export function currentRecipient(order: OrderRow): DcvRecipient | undefined {
+  if (order.dcv_email_address === null || order.dcv_adn === null) return undefined;
+  return {
+    address: order.dcv_email_address,
+    adn: order.dcv_adn,
+    source: order.dcv_address_source ?? 'constructed',
+    dnsDetail: order.dcv_dns_detail,
+  };
+}
+
+export interface DcvEmailSettings {
+  keys: ValueKeys;
+  random: RandomSource;
+  /** How long a new random value stays valid (at most 30 days). */
+  randomValueTtlMs: number;
+  /** Minimum time between two DCV emails of one order. */
+  resendIntervalMs: number;
+}
+
+export interface QueueRequest {
+  order: OrderRow;
+  recipient: DcvRecipient;
+  /** dcv_templates row id, or null for the built-in default. */
+  templateRef: number | null;
+  now: number;
+}
+
+export type QueueResult =
+  | { queued: true; messageId: string; randomValueId: number; reusedValue: boolean }
+  | { queued: false; reason: 'not-awaiting-email' | 'too-soon' };
+
+/** A Message-ID that is also the email's idempotency key. */
+function newMessageId(random: RandomSource): string {
+  return `<${random.bytes(16).toString('hex')}@dcvd>`;
+}
+
+export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
+  const { order, recipient, templateRef, now } = req;
+  return db.transaction().execute(async (trx) => {
+    // First statement is the write: it takes SQLite's write lock at once, and
+    // its conditions make "awaiting email DCV" and the interval race-free.
+    const claimed = await trx
+      .updateTable('orders')
+      .set({
+        dcv_email_address: recipient.address,
+        dcv_adn: recipient.adn,
+        dcv_address_source: recipient.source,
+        dcv_dns_detail: recipient.dnsDetail,
+        last_dcv_email_at: now,
+        updated_at: now,
+      })
+      .where('id', '=', order.id)
+      .where('dcv_status', '=', 'awaiting')
+      .where('dcv_method', '=', 'email')
+      .where((eb) => eb.or([eb('last_dcv_email_at', 'is', null), eb('last_dcv_email_at', '<=', now - settings.resendIntervalMs)]))
+      .executeTakeFirst();
+    if (Number(claimed.numUpdatedRows) !== 1) {
+      const fresh = await trx.selectFrom('orders').select(['dcv_status', 'dcv_method']).where('id', '=', order.id).executeTakeFirst();
+      return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
+    }
+
+    // BR 3.2.2.4.4: the value may be reused only when recipient and content are unchanged and it has not expired.
+    let valueId: number | undefined;
+    let sealed: string | undefined;
+    const live = await trx
+      .selectFrom('random_values')
+      .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at'])
+      .where('order_id', '=', order.id)
+      .where('revoked_at', 'is', null)
+      .where('spent_at', 'is', null)
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+    if (live && live.expires_at > now && live.recipient === recipient.address && live.adn === recipient.adn && live.template_ref === templateRef) {
+      const previous = await trx
+        .selectFrom('outbox')
+        .select('sealed_code')
+        .where('random_value_id', '=', live.id)
+        .where('sealed_code', 'is not', null)
+        .orderBy('id', 'desc')
+        .limit(1)
+        .executeTakeFirst();
+      if (previous?.sealed_code) {
+        valueId = live.id;
+        sealed = previous.sealed_code;
+      }
+    }
+    const reusedValue = valueId !== undefined;
+
+    if (valueId === undefined || sealed === undefined) {
+      // A new value: every older one of the order stops working.
+      await revokeValuesOfOrder(trx, order.id, 'superseded', now);
+
+      const code = newValidationCode(settings.random);
+      const valueHash = hashCode(settings.keys, code);
+      const inserted = await trx
+        .insertInto('random_values')
+        .values({
+          order_id: order.id,
+          value_hash: valueHash,
+          recipient: recipient.address,
+          adn: recipient.adn,
+          address_source: recipient.source,
+          dns_detail: recipient.dnsDetail,
+          template_ref: templateRef,
+          created_at: now,
+          expires_at: now + settings.randomValueTtlMs,
+          revoked_at: null,
+          revoked_reason: null,
+          spent_at: null,
+        })
+        .returning('id')
+        .executeTakeFirstOrThrow();
+      valueId = inserted.id;
+      sealed = sealCode(settings.keys, code, valueHash, settings.random);
+    }
+
+    const messageId = newMessageId(settings.random);
+    await trx
+      .insertInto('outbox')
+      .values({
+        message_id: messageId,
+        order_id: order.id,
+        random_value_id: valueId,
+        recipient: recipient.address,
+        state: 'pending',
+        attempts: 0,
+        next_attempt_at: now,
+        lease_until: null,
+        claim_token: null,
+        sealed_code: sealed,
+        mail_from: null,
+        subject: null,
+        last_error: null,
+        response: null,
+        created_at: now,
+        updated_at: now,
+        delivered_at: null,
+      })
+      .execute();
+    return { queued: true, messageId, randomValueId: valueId, reusedValue };
+  });
+}

@@ -1,0 +1,229 @@
+/**
+ * Orders (CONTRACT §5): each belongs to one account, has a unique order
+ * number and a base order number shared by its renewal/reissue chain (which
+ * resolves to the chain's newest order), a product, a domain, a DCV method
+ * and status, the current DCV address and a voucher flag. The CA's ordering
+ * system creates them through the operator interface (§9).
+ */
+import type { Kysely, Selectable } from 'kysely';
+import type { Clock, RandomSource } from '../deps.ts';
+import type { Database, OrderTable } from '../store/schema.ts';
+import { checkDomainName } from '../domains/index.ts';
+import { revokeValuesOfOrder } from './random-values.ts';
+
+export type OrderRow = Selectable<OrderTable>;
+
+export const DCV_STATUSES = ['awaiting', 'validated', 'declined', 'cancelled'] as const;
+export type DcvStatus = (typeof DCV_STATUSES)[number];
+export const DCV_METHODS = ['email', 'http', 'https', 'cname'] as const;
+export type DcvMethod = (typeof DCV_METHODS)[number];
+
+/** Products for which dcvTemplateID is "not relevant" (seed): VMC and CMC. */
+export const MARK_CERTIFICATE_PRODUCTS: ReadonlySet<number> = new Set([801, 803]);
+
+/** The API's integer range (CONTRACT §1): order numbers beyond it could never be named in a request. */
+const MAX_NUMBER = Number.MAX_SAFE_INTEGER;
+/** Assigned order numbers: 8 digits, drawn at random (no count of orders leaks through them). */
+const ASSIGNED_MIN = 10_000_000;
+const ASSIGNED_SPAN = 90_000_000;
+
+export class OrderError extends Error {
+  override name = 'OrderError';
+}
+
+export interface OrderInput {
+  accountId: number;
+  domain: string;
+  orderNumber?: number;
+  baseOrderNumber?: number;
+  product?: number;
+  voucher?: boolean;
+  dcvMethod?: DcvMethod;
+  templateId?: number;
+}
+
+/** An order as the operator interface prints it (CONTRACT §9). */
+export interface OrderView {
+  orderNumber: number;
+  baseOrderNumber: number;
+  account: string;
+  domain: string;
+  product: number | null;
+  voucher: boolean;
+  dcvMethod: string;
+  dcvStatus: string;
+  dcvEmailAddress: string | null;
+  templateId: number | null;
+  lastDcvEmailAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function orderView(row: OrderRow, login: string): OrderView {
+  return {
+    orderNumber: row.order_number,
+    baseOrderNumber: row.base_order_number,
+    account: login,
+    domain: row.domain,
+    product: row.product,
+    voucher: row.voucher === 1,
+    dcvMethod: row.dcv_method,
+    dcvStatus: row.dcv_status,
+    dcvEmailAddress: row.dcv_email_address,
+    templateId: row.template_id,
+    lastDcvEmailAt: iso(row.last_dcv_email_at),
+    createdAt: iso(row.created_at)!,
+    updatedAt: iso(row.updated_at)!,
+  };
+}
+
+/** The name DCV is done for: the order's domain without a wildcard's `*.` (the 24-hour registry's key). */
+export function validationDomain(order: Pick<OrderRow, 'domain'>): string {
+  return order.domain.startsWith('*.') ? order.domain.slice(2) : order.domain;
+}
+
+function checkNumber(name: string, n: number | undefined): void {
+  if (n !== undefined && (!Number.isSafeInteger(n) || n < 1 || n > MAX_NUMBER)) {
+    throw new OrderError(`${name} must be a whole number from 1 to ${MAX_NUMBER}`);
+  }
+}
+
+export class OrderRepository {
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly clock: Clock,
+    private readonly random: RandomSource,
+  ) {}
+
+  /** Creates an order in `awaiting`; checks the domain as the API does (CONTRACT §2) and keeps chains within one account. */
+  async create(input: OrderInput): Promise<OrderRow> {
+    checkNumber('order number', input.orderNumber);
+    checkNumber('base order number', input.baseOrderNumber);
+    checkNumber('product code', input.product);
+    checkNumber('template id', input.templateId);
+    const check = checkDomainName(input.domain);
+    if (!check.ok) throw new OrderError(`domain ${JSON.stringify(input.domain)} cannot be validated (${check.reason}, API code ${check.code})`);
+    const domain = check.wildcard ? `*.${check.domain}` : check.domain;
+    const method = input.dcvMethod ?? 'email';
+    if (!DCV_METHODS.includes(method)) throw new OrderError(`DCV method must be one of ${DCV_METHODS.join(', ')}`);
+
+    if (input.orderNumber !== undefined) {
+      if (await this.findByNumber(input.orderNumber)) throw new OrderError(`order ${input.orderNumber} already exists`);
+      const chain = await this.chainMember(input.orderNumber);
+      if (chain && (chain.account_id !== input.accountId || (input.baseOrderNumber ?? input.orderNumber) !== input.orderNumber)) {
+        throw new OrderError(`${input.orderNumber} is already the base order number of another chain`);
+      }
+    }
+    if (input.baseOrderNumber !== undefined && input.baseOrderNumber !== input.orderNumber) {
+      const root = await this.findByNumber(input.baseOrderNumber);
+      const member = root ?? (await this.chainMember(input.baseOrderNumber));
+      if (member && member.account_id !== input.accountId) {
+        throw new OrderError(`base order number ${input.baseOrderNumber} belongs to another account`);
+      }
+      if (root && root.base_order_number !== root.order_number) {
+        throw new OrderError(`order ${root.order_number} is not the base of its chain; its base order number is ${root.base_order_number}`);
+      }
+    }
+
+    const now = this.clock.now();
+    for (let attempt = 0; ; attempt += 1) {
+      const orderNumber = input.orderNumber ?? (await this.unusedOrderNumber());
+      try {
+        await this.db
+          .insertInto('orders')
+          .values({
+            account_id: input.accountId,
+            order_number: orderNumber,
+            base_order_number: input.baseOrderNumber ?? orderNumber,
+            product: input.product ?? null,
+            domain,
+            dcv_method: method,
+            dcv_status: 'awaiting',
+            voucher: input.voucher ? 1 : 0,
+            template_id: input.templateId ?? null,
+            dcv_email_address: null,
+            dcv_adn: null,
+            dcv_address_source: null,
+            dcv_dns_detail: null,
+            last_dcv_email_at: null,
+            dcv_decided_at: null,
+            created_at: now,
+            updated_at: now,
+          })
+          .execute();
+        return (await this.findByNumber(orderNumber))!;
+      } catch (err) {
+        // Another writer took the number between the check and the insert.
+        if (!(await this.findByNumber(orderNumber))) throw err;
+        if (input.orderNumber !== undefined || attempt >= 5) throw new OrderError(`order ${orderNumber} already exists`);
+      }
+    }
+  }
+
+  findByNumber(orderNumber: number): Promise<OrderRow | undefined> {
+    return this.db.selectFrom('orders').selectAll().where('order_number', '=', orderNumber).executeTakeFirst();
+  }
+
+  /** The newest order of the chain `baseOrderNumber` that belongs to this account. */
+  newestOfChain(accountId: number, baseOrderNumber: number): Promise<OrderRow | undefined> {
+    return this.db
+      .selectFrom('orders')
+      .selectAll()
+      .where('base_order_number', '=', baseOrderNumber)
+      .where('account_id', '=', accountId)
+      .orderBy('id', 'desc')
+      .limit(1)
+      .executeTakeFirst();
+  }
+
+  async list(accountId?: number): Promise<OrderRow[]> {
+    let q = this.db.selectFrom('orders').selectAll();
+    if (accountId !== undefined) q = q.where('account_id', '=', accountId);
+    return q.orderBy('id').execute();
+  }
+
+  /**
+   * Cancels an order: its codes stop working and its DCV emails not yet sent
+   * are not sent. A cancelled order stays cancelled.
+   */
+  async cancel(orderNumber: number): Promise<OrderRow> {
+    const order = await this.require(orderNumber);
+    if (order.dcv_status === 'cancelled') throw new OrderError(`order ${orderNumber} is already cancelled`);
+    const now = this.clock.now();
+    await this.db.transaction().execute(async (trx) => {
+      await trx.updateTable('orders').set({ dcv_status: 'cancelled', updated_at: now }).where('id', '=', order.id).execute();
+      await revokeValuesOfOrder(trx, order.id, 'cancelled', now);
+    });
+    return (await this.findByNumber(orderNumber))!;
+  }
+
+  /** Records the recipient's decision (the confirmation step): only an order awaiting DCV can be decided. */
+  async recordDcvDecision(orderId: number, status: 'validated' | 'declined', now: number): Promise<boolean> {
+    const result = await this.db
+      .updateTable('orders')
+      .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
+      .where('id', '=', orderId)
+      .where('dcv_status', '=', 'awaiting')
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  async require(orderNumber: number): Promise<OrderRow> {
+    const order = await this.findByNumber(orderNumber);
+    if (!order) throw new OrderError(`no order ${orderNumber}`);
+    return order;
+  }
+
+  private chainMember(baseOrderNumber: number): Promise<OrderRow | undefined> {
+    return this.db.selectFrom('orders').selectAll().where('base_order_number', '=', baseOrderNumber).limit(1).executeTakeFirst();
+  }
+
+  private async unusedOrderNumber(): Promise<number> {
+    for (;;) {
+      const n = ASSIGNED_MIN + (this.random.bytes(4).readUInt32BE(0) % ASSIGNED_SPAN);
+      if (!(await this.findByNumber(n)) && !(await this.chainMember(n))) return n;
+    }
+  }
+}
