@@ -5,7 +5,8 @@ import type { ServeConfig } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openStore, type Store } from './store/database.ts';
-import { migrateToLatest } from './store/migrations.ts';
+import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
+import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
 import { buildApp } from './http/app.ts';
@@ -80,7 +81,12 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       onQueued: () => outbox?.wake(),
     };
     const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv }, resend });
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases };
+    const readiness = async () => {
+      await sql`select 1`.execute(store.db);
+      const pending = await pendingMigrations(store.db, store.dialect);
+      return pending.length > 0 ? `pending migrations: ${pending.join(', ')}` : undefined;
+    };
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);

@@ -142,6 +142,25 @@ describe('transport and body rules', () => {
   });
 });
 
+describe('health endpoints', () => {
+  test('/healthz and /readyz on both listeners', async () => {
+    for (const plain of [false, true]) {
+      const h = await s.request({ path: '/healthz', method: 'GET', plain });
+      assert.deepEqual([h.status, h.body], [200, 'ok\n']);
+      const r = await s.request({ path: '/readyz', method: 'GET', plain });
+      assert.deepEqual([r.status, r.body], [200, 'ready\n']);
+    }
+  });
+  test('/readyz answers 503 when the database does not', async () => {
+    const t = await startTestServer();
+    await t.store.db.destroy();
+    const r = await t.request({ path: '/readyz', method: 'GET' });
+    assert.deepEqual([r.status, r.body], [503, 'not ready: database unavailable\n']);
+    assert.equal((await t.request({ path: '/healthz', method: 'GET' })).status, 200);
+    await t.stop();
+  });
+});
+
 describe('TLS', () => {
   const handshake = (opts: tls.ConnectionOptions) =>
     new Promise<string>((resolve, reject) => {

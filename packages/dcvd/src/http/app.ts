@@ -9,6 +9,8 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   trustProxy: string[];
   /** Present on the HTTPS listener. */
   tls?: { key: string; cert: string } | undefined;
+  /** Readiness for /readyz: the database answers and its schema is current; a reason when not. */
+  readiness: () => Promise<string | undefined>;
 }
 
 /**
@@ -77,6 +79,22 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       },
       'request',
     );
+  });
+
+  // For load balancers: /healthz says the process is up; /readyz that it can serve (database and schema).
+  app.get('/healthz', async (_request, reply) => reply.type('text/plain; charset=utf-8').send('ok\n'));
+  app.get('/readyz', async (request, reply) => {
+    let problem: string | undefined;
+    try {
+      problem = await options.readiness();
+    } catch (err) {
+      request.log.warn({ err }, 'readiness check failed');
+      problem = 'database unavailable';
+    }
+    return reply
+      .code(problem ? 503 : 200)
+      .type('text/plain; charset=utf-8')
+      .send(problem ? `not ready: ${problem}\n` : 'ready\n');
   });
 
   app.setNotFoundHandler((_request, reply) => reply.code(404).type('text/plain; charset=utf-8').send('Not Found\n'));
