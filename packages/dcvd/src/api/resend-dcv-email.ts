@@ -52,7 +52,7 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   const log = ctx.log.child({ orderNumber: order.order_number });
 
   // Step 8: permissions.
-  if (order.voucher === 1 && !ctx.account.perm_voucher) return { ok: false, error: { code: -90 } };
+  if (order.voucher === 1 && !ctx.account.perm_voucher) return { ok: false, error: { code: -90, item: 'ResendDCVEmail' } };
 
   // The template: dcvTemplateID, else the order's own, else the built-in default. "Not relevant" for VMC/CMC.
   let templateId = order.template_id;

@@ -14,6 +14,8 @@ import { createTestDatabase } from './database.ts';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
+  /** undefined: SQLite in dataDir (a restarted server given the same two finds the same data). */
+  databaseUrl: string | undefined;
   /** Every log line the server wrote, parsed. */
   logs: Record<string, unknown>[];
   accounts: AccountRepository;
@@ -92,6 +94,7 @@ export async function startTestServer(
   return {
     ...server,
     dataDir,
+    databaseUrl: database.url,
     logs,
     accounts,
     request,

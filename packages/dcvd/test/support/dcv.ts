@@ -1,0 +1,55 @@
+/** Orders, offers and resends against a test server (CONTRACT §4, §5). */
+import { cryptoRandom, type Clock } from '../../src/deps.ts';
+import { OrderRepository, type OrderInput, type OrderRow } from '../../src/orders/orders.ts';
+import { TemplateRepository, GLOBAL_SCOPE } from '../../src/orders/templates.ts';
+import type { EmailTemplate } from '../../src/mail/templates.ts';
+import { form, GET_PATH, PASSWORD, RESEND_PATH, type Response, type TestServer } from './server.ts';
+
+export async function accountId(server: TestServer, login: string): Promise<number> {
+  const row = await server.accounts.find(login);
+  if (!row) throw new Error(`no account ${login}`);
+  return row.id;
+}
+
+export async function createOrder(server: TestServer, clock: Clock, login: string, input: Omit<OrderInput, 'accountId'>): Promise<OrderRow> {
+  return new OrderRepository(server.store.db, clock, cryptoRandom).create({ ...input, accountId: await accountId(server, login) });
+}
+
+export async function createTemplate(server: TestServer, clock: Clock, login: string | null, id: number, t: EmailTemplate): Promise<void> {
+  await new TemplateRepository(server.store.db, clock).create(login === null ? GLOBAL_SCOPE : await accountId(server, login), id, t);
+}
+
+/** GetDCVEmailAddressList (text format: constructed addresses, no DNS): records the offers of the 24-hour rule. */
+export async function getList(server: TestServer, login: string, domainName: string): Promise<Response> {
+  const r = await server.post(GET_PATH, form({ loginName: login, loginPassword: PASSWORD, domainName, product: '801' }));
+  if (!r.body.startsWith('0\n')) throw new Error(`GetDCVEmailAddressList failed: ${r.body}`);
+  return r;
+}
+
+export function resend(server: TestServer, login: string, params: Record<string, string | number>): Promise<Response> {
+  const pairs: Record<string, string> = { loginName: login, loginPassword: PASSWORD };
+  for (const [k, v] of Object.entries(params)) pairs[k] = String(v);
+  return server.post(RESEND_PATH, form(pairs));
+}
+
+export const OK = 'errorCode=0';
+
+/** The urlencoded error body of ResendDCVEmail, as the seed's table spells it. */
+export function errorBody(code: number, item?: string): string {
+  const messages: Record<number, string> = {
+    [-3]: `The '${item}' argument is missing!`,
+    [-4]: `The value of the '${item}' argument is invalid!`,
+    [-90]: "Permission denied for using 'voucher' with 'ResendDCVEmail'.",
+    [-160]: 'The attempt to resend DCV emails did not succeed.',
+  };
+  const p = new URLSearchParams({ errorCode: String(code), errorMessage: messages[code]! });
+  if (item !== undefined) p.set('errorItem', item);
+  return p.toString();
+}
+
+/** The validation code in a delivered email's text. */
+export function codeIn(text: string | undefined): string {
+  const m = /Validation code:\s+([0-9A-Z]{26})\b/.exec(text ?? '');
+  if (!m) throw new Error(`no validation code in ${JSON.stringify(text)}`);
+  return m[1]!;
+}
