@@ -49,7 +49,8 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   const found = await findOrder(deps, ctx, params);
   if (!found.ok) return found;
   const order = found.value;
-  const log = ctx.log.child({ orderNumber: order.order_number });
+  const log = ctx.log;
+  const orderNumber = order.order_number;
 
   // Step 8: permissions.
   if (order.voucher === 1 && !ctx.account.perm_voucher) return { ok: false, error: { code: -90, item: 'ResendDCVEmail' } };
@@ -71,7 +72,7 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   if (params.dcvEmailAddress !== undefined) {
     recipient = await offeredRecipient(deps.registry, order, params.dcvEmailAddress, now);
     if (!recipient) {
-      log.info('dcvEmailAddress was not offered to this account for the domain in the last 24 hours');
+      log.info({ orderNumber }, 'dcvEmailAddress was not offered to this account for the domain in the last 24 hours');
       return { ok: false, error: { code: -4, item: 'dcvEmailAddress' } };
     }
   } else {
@@ -82,10 +83,10 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   // Step 10: the operation.
   const result = await queueDcvEmail(deps.db, deps.settings, { order, recipient, templateRef, now });
   if (!result.queued) {
-    log.info({ refusal: result.reason }, 'dcv email not resent');
+    log.info({ orderNumber, refusal: result.reason }, 'dcv email not resent');
     return { ok: false, error: { code: -160 } };
   }
-  log.info({ messageId: result.messageId, to: recipient.address, reusedValue: result.reusedValue }, 'dcv email queued');
+  log.info({ orderNumber, messageId: result.messageId, to: recipient.address, reusedValue: result.reusedValue }, 'dcv email queued');
   deps.onQueued?.();
   return { ok: true, value: undefined };
 }

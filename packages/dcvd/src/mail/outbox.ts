@@ -164,8 +164,18 @@ export class OutboxWorker {
     }
   }
 
-  /** Takes up to `limit` due emails: pending ones whose time has come, and sending ones whose lease ran out. */
+  /** Takes up to `limit` due emails: sending ones whose lease ran out (a dead worker's), then pending ones whose time has come. */
   private async claim(limit: number): Promise<OutboxRow[]> {
+    const taken = await this.claimWhere(limit, 'sending', 'lease_until');
+    return taken.length < limit ? [...taken, ...(await this.claimWhere(limit - taken.length, 'pending', 'next_attempt_at'))] : taken;
+  }
+
+  /**
+   * One statement per claim. Each of the two kinds is a range of its own index
+   * ((state, lease_until), (state, next_attempt_at)), so a claim costs the
+   * same with a backlog of millions as with none.
+   */
+  private claimWhere(limit: number, state: 'sending' | 'pending', due: 'lease_until' | 'next_attempt_at'): Promise<OutboxRow[]> {
     const { db, dialect, clock, policy } = this.deps;
     const now = clock.now();
     const token = randomUUID();
@@ -179,19 +189,10 @@ export class OutboxWorker {
         updated_at: now,
       }))
       .where('id', 'in', (eb) => {
-        const due = eb
-          .selectFrom('outbox')
-          .select('id')
-          .where((w) =>
-            w.or([
-              w.and([w('state', '=', 'pending'), w('next_attempt_at', '<=', now)]),
-              w.and([w('state', '=', 'sending'), w('lease_until', '<=', now)]),
-            ]),
-          )
-          .orderBy('next_attempt_at')
-          .limit(limit);
-        return dialect === 'postgres' ? due.forUpdate().skipLocked() : due;
+        const rows = eb.selectFrom('outbox').select('id').where('state', '=', state).where(due, '<=', now).orderBy(due).limit(limit);
+        return dialect === 'postgres' ? rows.forUpdate().skipLocked() : rows;
       })
+      .where('state', '=', state)
       .returningAll()
       .execute();
   }

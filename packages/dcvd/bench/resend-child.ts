@@ -1,0 +1,79 @@
+/**
+ * Processes of the ResendDCVEmail benchmark (bench/resend.ts), each with its
+ * own CPU: `sink`, an SMTP server that counts what it accepts (no parsing),
+ * and `dcvd`, the server with its outbox delivering to that sink.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SMTPServer } from 'smtp-server';
+import { defaultDcvEmailConfig, defaultServeConfig } from '../src/config.ts';
+import { startServer } from '../src/server.ts';
+import { createLogger } from '../src/log.ts';
+import { AccountRepository } from '../src/accounts/repository.ts';
+import { OfferedAddressRegistry } from '../src/registry/offered.ts';
+import { OrderRepository } from '../src/orders/orders.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { cryptoRandom, systemClock } from '../src/deps.ts';
+
+const [mode, raw] = process.argv.slice(2);
+const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number };
+const send = (m: unknown) => process.send!(m);
+let count: () => Promise<unknown>;
+let stop: () => Promise<void>;
+
+if (mode === 'sink') {
+  let accepted = 0;
+  const sink = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ['STARTTLS'],
+    logger: false,
+    onData(stream, _session, callback) {
+      stream.resume();
+      stream.on('end', () => {
+        accepted += 1;
+        callback(null, 'Queued');
+      });
+    },
+  });
+  await new Promise<void>((r) => sink.listen(0, '127.0.0.1', r));
+  const port = (sink.server.address() as { port: number }).port;
+  count = async () => accepted;
+  stop = () => new Promise((r) => sink.close(() => r()));
+  send({ port, ca: '' });
+} else if (mode === 'dcvd') {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-resend-'));
+  const config = defaultServeConfig({
+    listen: { host: '127.0.0.1', port: 0 },
+    dataDir,
+    logLevel: 'warn',
+    // Interval 0: one order can be resent as fast as the load comes (the default 60 s would answer -160).
+    dcvEmail: defaultDcvEmailConfig({ smtpUrl: options.smtpUrl, mailFrom: 'dcv@ca.example', resendIntervalMs: 0, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 100 } }),
+  });
+  config.auth.ipFailures = 1_000_000;
+  const server = await startServer(config, { logger: createLogger('warn') });
+  const db = server.store.db;
+  await new AccountRepository(db, systemClock).create(options.login!, { password: options.password!, permissions: ['auto-apply'] });
+  const account = (await db.selectFrom('accounts').select('id').where('login', '=', options.login!).executeTakeFirstOrThrow()).id;
+  await new OrderRepository(db, systemClock, cryptoRandom).create({ accountId: account, domain: 'www.example.com', orderNumber: options.orderNumber! });
+  await new OfferedAddressRegistry(db).record(account, 'www.example.com', [{ address: 'admin@example.com', level: 2, source: 'constructed' }], Date.now());
+  count = async () => {
+    const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).groupBy('state').execute();
+    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+  };
+  stop = async () => {
+    await server.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  send({ port: server.https.port, ca: server.cert });
+} else {
+  throw new Error(`unknown mode ${mode}`);
+}
+
+process.on('message', async (m) => {
+  if (m === 'count') send({ count: await count() });
+  if (m !== 'stop') return;
+  await stop();
+  send({ maxRssMiB: process.resourceUsage().maxRSS / 1024 });
+  process.exit(0);
+});
