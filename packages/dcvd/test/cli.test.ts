@@ -1,29 +1,20 @@
 /** The `dcvd` command as a user runs it (CONTRACT §9): real processes, env variables, --json, graceful shutdown. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
-import { fileURLToPath } from 'node:url';
+import { BIN, runDcvd } from './support/cli.ts';
 
-const BIN = fileURLToPath(new URL('../bin/dcvd.js', import.meta.url));
 let dir: string;
 before(() => {
   dir = mkdtempSync(join(tmpdir(), 'dcvd-cli-'));
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-function dcvd(args: string[], opts: { input?: string; env?: Record<string, string> } = {}) {
-  const r = spawnSync(process.execPath, [BIN, ...args], {
-    input: opts.input ?? '',
-    env: { ...process.env, DCVD_DATA_DIR: dir, ...opts.env },
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
+const dcvd = (args: string[], opts: { input?: string; env?: Record<string, string> } = {}) => runDcvd(dir, args, opts);
 
 test('account create / update / lock / unlock / list with --json', () => {
   const created = dcvd(['account', 'create', '--login', 'cli-user', '--password-stdin', '--permission', 'auto-apply', '--allow-ip', '10.0.0.0/8', '--json'], {
