@@ -1,5 +1,7 @@
 /**
- * @dcvd/client — the wire protocol of the reseller API's DCV email endpoints
- * (GetDCVEmailAddressList, ResendDCVEmail). Zero runtime dependencies.
+ * @dcvd/client — a typed client of the reseller API's DCV email endpoints
+ * (GetDCVEmailAddressList, ResendDCVEmail), and their wire protocol, which
+ * the dcvd server shares. Zero runtime dependencies; needs only `fetch`.
  */
 export * from './protocol/index.ts';
+export * from './client.ts';

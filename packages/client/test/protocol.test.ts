@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import {
   GET_DCV_EMAIL_ADDRESS_LIST as GET,
   RESEND_DCV_EMAIL as RESEND,
+  decodeAddressList,
   decodeJson,
   decodeText,
   decodeUrlencoded,
   encodeJson,
   encodeJsonError,
+  encodeRequestParams,
   encodeText,
   encodeTextError,
   encodeUrlencoded,
@@ -164,4 +166,50 @@ test('decoders reject bodies that are not the protocol', () => {
   assert.throws(() => decodeJson('nope'), /not valid JSON/);
   assert.throws(() => decodeJson('[1]'), /not an object/);
   assert.throws(() => decodeUrlencoded('foo=bar'), /numeric error code/);
+});
+
+test('request bodies: canonical names in table order, absent values left out, read back by the parser', () => {
+  const body = encodeRequestParams(GET, { responseFormat: 2, domainName: 'www.example.com', loginPassword: 'p&=+ é', loginName: 'u' });
+  assert.equal(body, 'loginName=u&loginPassword=p%26%3D%2B+%C3%A9&domainName=www.example.com&responseFormat=2');
+  assert.deepEqual(parse(GET, body), { ok: false, error: { code: -3, item: 'product' } });
+  const full = encodeRequestParams(GET, { loginName: 'u', loginPassword: 'p&=+ é', domainName: 'a.com', product: 803, responseFormat: 1 });
+  assert.deepEqual(parse(GET, full), { ok: true, params: { loginName: 'u', loginPassword: 'p&=+ é', domainName: 'a.com', product: 803, responseFormat: 1 } });
+  const resend = encodeRequestParams(RESEND, { loginName: 'u', loginPassword: 'p', dcvTemplateID: 4, baseOrderNumber: 9, orderNumber: undefined, dcvEmailAddress: 'admin@a.com' });
+  assert.equal(resend, 'loginName=u&loginPassword=p&baseOrderNumber=9&dcvEmailAddress=admin%40a.com&dcvTemplateID=4');
+  assert.deepEqual(parse(RESEND, resend), { ok: true, params: { loginName: 'u', loginPassword: 'p', baseOrderNumber: 9, dcvEmailAddress: 'admin@a.com', dcvTemplateID: 4 } });
+  // Only the spec's canonical names: a misspelt name is the caller's bug, not something to send.
+  assert.throws(() => encodeRequestParams(RESEND, { dcvTemplateId: 4 }), /has no parameter "dcvTemplateId"/);
+});
+
+test('errorDetail is its own field in urlencoded and JSON errors', () => {
+  assert.deepEqual(decodeUrlencoded('errorCode=-4&errorMessage=bad&errorItem=orderNumber&errorDetail=no+such+order&x=1'), {
+    ok: false,
+    error: { errorCode: -4, errorMessage: 'bad', errorItem: 'orderNumber', errorDetail: 'no such order', extra: { x: '1' } },
+  });
+  assert.deepEqual(decodeJson('{"errorCode":-14,"errorMessage":"m","errorDetail":"d","errorItem":null}'), {
+    ok: false,
+    error: { errorCode: -14, errorMessage: 'm', errorDetail: 'd', extra: {} },
+  });
+});
+
+test('decodeAddressList picks the decoder from the body, whatever was asked', () => {
+  const list = { domainName: 'example.com', levels: { 2: ['admin@example.com'] } };
+  for (const body of [encodeText(list), encodeJson(list), ` \n${encodeJson(list)}`]) {
+    const d = decodeAddressList(body);
+    assert.ok(d.ok, body);
+    assert.deepEqual(d.value.levels, list.levels);
+    assert.equal(d.value.domainName, 'example.com');
+  }
+  // dcvd answers errors found before the parameters in text, even to responseFormat=2.
+  assert.deepEqual(decodeAddressList(encodeTextError('GetDCVEmailAddressList', { code: -17 })), {
+    ok: false,
+    error: { errorCode: -17, errorMessage: 'Request used GET rather than POST!', extra: {} },
+  });
+  const u = decodeAddressList('errorCode=-2&errorMessage=Unrecognised+argument%21&errorItem=foo');
+  assert.ok(!u.ok);
+  assert.equal(u.error.errorItem, 'foo');
+  const s = decodeAddressList('errorCode=0&domain_name=a.com&level2_email=admin%40a.com&level2_email=webmaster%40a.com');
+  assert.ok(s.ok);
+  assert.deepEqual(s.value.levels, { 2: ['admin@a.com', 'webmaster@a.com'] });
+  assert.throws(() => decodeAddressList('<html>502</html>'), /numeric error code/);
 });

@@ -36,7 +36,9 @@ export interface DecodedError {
   errorCode: number;
   errorMessage: string;
   errorItem?: string;
-  /** Anything else the body carried (e.g. the real host's `errorDetail`). */
+  /** The real host's `errorDetail` (urlencoded or JSON), when it sends one; dcvd never does. */
+  errorDetail?: string;
+  /** Anything else the body carried, kept as sent. */
   extra: Record<string, string>;
 }
 
@@ -174,13 +176,9 @@ export function decodeJson(body: string): Decoded<DecodedDcvEmailAddressList> {
   const record = data as Record<string, unknown>;
   const code = parseCode(asString(record.errorCode));
   if (code !== 0) {
-    const extra: Record<string, string> = {};
-    for (const [k, v] of Object.entries(record)) {
-      if (k !== 'errorCode' && k !== 'errorMessage' && k !== 'errorItem') extra[k] = asString(v);
-    }
-    const error: DecodedError = { errorCode: code, errorMessage: asString(record.errorMessage ?? ''), extra };
-    if (record.errorItem !== undefined) error.errorItem = asString(record.errorItem);
-    return { ok: false, error };
+    const fields: Record<string, string> = {};
+    for (const [k, v] of Object.entries(record)) if (v !== undefined && v !== null) fields[k] = asString(v);
+    return { ok: false, error: errorFromFields(code, fields) };
   }
   const list = emptyList();
   for (const [key, value] of Object.entries(record)) {
@@ -197,11 +195,39 @@ export function decodeUrlencoded(body: string): Decoded<Record<string, string>> 
   for (const [k, v] of new URLSearchParams(body.trim())) fields[k] ??= v;
   const code = parseCode(fields.errorCode);
   if (code === 0) return { ok: true, value: fields };
+  return { ok: false, error: errorFromFields(code, fields) };
+}
+
+const ERROR_FIELDS = new Set(['errorCode', 'errorMessage', 'errorItem', 'errorDetail']);
+
+/** An error from the fields of a urlencoded or JSON body; fields not of the error kept in `extra`. */
+function errorFromFields(code: number, fields: Record<string, string>): DecodedError {
   const extra: Record<string, string> = {};
-  for (const [k, v] of Object.entries(fields)) {
-    if (k !== 'errorCode' && k !== 'errorMessage' && k !== 'errorItem') extra[k] = v;
-  }
+  for (const [k, v] of Object.entries(fields)) if (!ERROR_FIELDS.has(k)) extra[k] = v;
   const error: DecodedError = { errorCode: code, errorMessage: fields.errorMessage ?? '', extra };
   if (fields.errorItem !== undefined) error.errorItem = fields.errorItem;
-  return { ok: false, error };
+  if (fields.errorDetail !== undefined) error.errorDetail = fields.errorDetail;
+  return error;
+}
+
+/**
+ * Decodes a GetDCVEmailAddressList body in whichever shape it came: JSON (it
+ * starts with `{`), urlencoded (it starts with `errorCode=`, as the real
+ * host's errors may), text otherwise. The body decides, not the requested
+ * format or the Content-Type, since a server may answer an error found
+ * before the parameters in another format than the one asked for (dcvd
+ * answers -1, -2, -17 in text even to `responseFormat=2`).
+ */
+export function decodeAddressList(body: string): Decoded<DecodedDcvEmailAddressList> {
+  const start = body.replace(/^[\s\uFEFF]+/, '');
+  if (start.startsWith('{')) return decodeJson(body);
+  if (/^errorCode=/i.test(start)) {
+    const decoded = decodeUrlencoded(start);
+    if (!decoded.ok) return decoded;
+    const list = emptyList();
+    // Every pair, repeats included (decodeUrlencoded keeps the first of each name).
+    for (const [key, value] of new URLSearchParams(start.trim())) if (key !== 'errorCode') addPair(list, key, value.trim());
+    return { ok: true, value: finishList(list) };
+  }
+  return decodeText(body);
 }

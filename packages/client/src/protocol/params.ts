@@ -137,6 +137,27 @@ export function parseRequestParams(spec: EndpointSpec, entries: Iterable<readonl
   return { ok: true, params };
 }
 
+/**
+ * A request body: the given parameters under their canonical names, in the
+ * seed's table order, as `application/x-www-form-urlencoded`. `undefined` and
+ * `null` values are left out (the server then answers -3 where one is
+ * required). Nothing is checked here: the server's rules are the only ones,
+ * so the encoder never disagrees with the host it talks to. Names the spec
+ * does not know are an error of the caller, not a request to send.
+ * `parseRequestParams(spec, formEntries(body))` reads it back.
+ */
+export function encodeRequestParams(spec: EndpointSpec, params: Readonly<Record<string, string | number | undefined | null>>): string {
+  for (const name of Object.keys(params)) {
+    if (!spec.params.some((p) => p.name === name)) throw new TypeError(`${spec.endpoint} has no parameter ${JSON.stringify(name)}`);
+  }
+  const out = new URLSearchParams();
+  for (const param of spec.params) {
+    const value = params[param.name];
+    if (value !== undefined && value !== null) out.append(param.name, String(value));
+  }
+  return out.toString();
+}
+
 /** The name/value pairs of an `application/x-www-form-urlencoded` body, in order, repeats kept. */
 export function formEntries(body: string): [string, string][] {
   return [...new URLSearchParams(body)];
