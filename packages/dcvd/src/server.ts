@@ -81,10 +81,22 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       onQueued: () => outbox?.wake(),
     };
     const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv }, resend });
+    // Bounded: a load balancer needs an answer, not a hanging probe.
     const readiness = async () => {
-      await sql`select 1`.execute(store.db);
-      const pending = await pendingMigrations(store.db, store.dialect);
-      return pending.length > 0 ? `pending migrations: ${pending.join(', ')}` : undefined;
+      let timer: NodeJS.Timeout | undefined;
+      const check = (async () => {
+        await sql`select 1`.execute(store.db);
+        const pending = await pendingMigrations(store.db, store.dialect);
+        return pending.length > 0 ? `pending migrations: ${pending.join(', ')}` : undefined;
+      })();
+      const timeout = new Promise<string>((resolve) => {
+        timer = setTimeout(() => resolve('database did not answer within 2 s'), 2000);
+      });
+      try {
+        return await Promise.race([check, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
     };
     const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness };
 

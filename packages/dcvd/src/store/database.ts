@@ -30,6 +30,12 @@ export interface StoreOptions {
 // int8 (bigint) columns hold millisecond times and ids, all below 2^53: return numbers, not strings.
 pg.types.setTypeParser(20, (v) => Number(v));
 
+/** close() may be called by several owners (server, tests): the first call does the work. */
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= fn());
+}
+
 function redactUrl(url: string): string {
   try {
     const u = new URL(url);
@@ -70,11 +76,12 @@ export function withStatementCache(db: SQLite.Database, max = 500): SqliteDataba
 export function openStore(options: StoreOptions): Store {
   const url = options.databaseUrl;
   if (url && /^postgres(ql)?:\/\//i.test(url)) {
-    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10 });
+    // A database that does not answer fails a query within 5 s instead of holding it forever.
+    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: 5000 });
     // An idle client's error (e.g. the server restarted) must not crash the process.
     pool.on('error', () => undefined);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
-    return { db, dialect: 'postgres', location: redactUrl(url), close: () => db.destroy() };
+    return { db, dialect: 'postgres', location: redactUrl(url), close: once(() => db.destroy()) };
   }
   let file: string;
   if (url) {
@@ -91,5 +98,5 @@ export function openStore(options: StoreOptions): Store {
   // The CLI and the server write the same file: wait for a lock instead of failing at once.
   sqlite.pragma('busy_timeout = 5000');
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-  return { db, dialect: 'sqlite', location: file, close: () => db.destroy() };
+  return { db, dialect: 'sqlite', location: file, close: once(() => db.destroy()) };
 }

@@ -40,6 +40,11 @@ export interface TestDatabase {
 /** A fresh database for one test server. */
 export async function createTestDatabase(): Promise<TestDatabase> {
   if (testDatabaseKind() === 'sqlite') return { url: undefined, drop: async () => undefined };
+  return createPostgresSchema();
+}
+
+/** A schema of its own on the test PostgreSQL server, whatever DCVD_TEST_DATABASE says. */
+export async function createPostgresSchema(): Promise<TestDatabase & { url: string }> {
   const schema = `dcvd_test_${randomBytes(6).toString('hex')}`;
   const admin = new pg.Client({ connectionString: baseUrl() });
   await admin.connect();
