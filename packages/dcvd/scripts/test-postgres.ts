@@ -1,5 +1,5 @@
 /**
- * Runs every test file that starts a dcvd server (test/support/server.ts)
+ * Runs every test file that starts a dcvd server (startTestServer)
  * again on PostgreSQL (CONTRACT §10). Without a reachable server it prints a
  * clear "skipped" line and succeeds — unless DCVD_REQUIRE_POSTGRES=1 (CI),
  * where a missing PostgreSQL is a failure.
@@ -23,7 +23,7 @@ if (!(await postgresReachable(url))) {
 }
 
 const files = readdirSync(testDir)
-  .filter((f) => f.endsWith('.test.ts') && readFileSync(testDir + f, 'utf8').includes('./support/server.ts'))
+  .filter((f) => f.endsWith('.test.ts') && readFileSync(testDir + f, 'utf8').includes('startTestServer('))
   .sort()
   .map((f) => `test/${f}`);
 console.log(`PostgreSQL run (${shown}): ${files.join(' ')}`);

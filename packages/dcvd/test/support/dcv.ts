@@ -1,4 +1,5 @@
 /** Orders, offers and resends against a test server (CONTRACT §4, §5). */
+import { encodeUrlencoded } from '@dcvd/client';
 import { cryptoRandom, type Clock } from '../../src/deps.ts';
 import { OrderRepository, type OrderInput, type OrderRow } from '../../src/orders/orders.ts';
 import { TemplateRepository, GLOBAL_SCOPE } from '../../src/orders/templates.ts';
@@ -36,15 +37,8 @@ export const OK = 'errorCode=0';
 
 /** The urlencoded error body of ResendDCVEmail, as the seed's table spells it. */
 export function errorBody(code: number, item?: string): string {
-  const messages: Record<number, string> = {
-    [-3]: `The '${item}' argument is missing!`,
-    [-4]: `The value of the '${item}' argument is invalid!`,
-    [-90]: "Permission denied for using 'voucher' with 'ResendDCVEmail'.",
-    [-160]: 'The attempt to resend DCV emails did not succeed.',
-  };
-  const p = new URLSearchParams({ errorCode: String(code), errorMessage: messages[code]! });
-  if (item !== undefined) p.set('errorItem', item);
-  return p.toString();
+  // The protocol's own encoder: its exact bytes are pinned by the protocol tests.
+  return encodeUrlencoded('ResendDCVEmail', item === undefined ? { code } : { code, item });
 }
 
 /** The validation code in a delivered email's text. */

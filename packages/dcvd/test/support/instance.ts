@@ -1,0 +1,53 @@
+/** `dcvd serve` as a real child process: started, talked to over HTTPS, killed. */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import { BIN } from './cli.ts';
+
+export interface ServeProcess {
+  child: ChildProcess;
+  port: number;
+  ca: string;
+  exited: Promise<number | null>;
+  post(path: string, body: string): Promise<string>;
+}
+
+/** Starts `dcvd serve --listen 127.0.0.1:0 …args` with DCVD_DATA_DIR=dataDir; resolves once it listens. */
+export async function startServe(dataDir: string, args: string[], timeoutMs = 30_000): Promise<ServeProcess> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', ...args], {
+    env: { ...process.env, DCVD_DATA_DIR: dataDir },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let stderr = '';
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`serve did not start: ${stderr}`)), timeoutMs);
+    child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+      if (/HTTPS on .*\n/.test(stderr)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`serve exited with ${code}: ${stderr}`));
+    });
+  });
+  const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)![1]);
+  const ca = readFileSync(/certificate: (\S+)\)/.exec(stderr)![1]!, 'utf8');
+  const post = (path: string, body: string) =>
+    new Promise<string>((resolve, reject) => {
+      const req = https.request(
+        { host: '127.0.0.1', port, path, method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+        (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve(text));
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  return { child, port, ca, exited, post };
+}
