@@ -97,10 +97,10 @@ interface ErrorFixture {
 
 const errors: ErrorFixture[] = [
   {
-    name: 'text error, as dcvd sends it',
+    name: 'text error, as dcvd sends it; the item read back from the message',
     endpoint: 'GetDCVEmailAddressList',
     body: "-3\nThe 'product' argument is missing!\n",
-    expect: { code: ErrorCode.MissingArgument, message: "The 'product' argument is missing!" },
+    expect: { code: ErrorCode.MissingArgument, message: "The 'product' argument is missing!", item: 'product' },
   },
   {
     name: 'text error with CRLF and no final line end (the seed\u2019s sample)',

@@ -133,10 +133,21 @@ test('text format: exact bytes and round trip', () => {
   assert.equal(decoded.value.domainName, 'www.example.com');
   assert.deepEqual(decoded.value.emails, ['admin@example.com', 'webmaster@example.com', 'admin@www.example.com']);
   assert.equal(encodeTextError('GetDCVEmailAddressList', { code: -3, item: 'domainName' }), "-3\nThe 'domainName' argument is missing!\n");
+  // The text format carries no errorItem: it is read back from the seed's message where it names one.
   assert.deepEqual(decodeText("-3\nThe 'domainName' argument is missing!\n"), {
     ok: false,
-    error: { errorCode: -3, errorMessage: "The 'domainName' argument is missing!", extra: {} },
+    error: { errorCode: -3, errorMessage: "The 'domainName' argument is missing!", errorItem: 'domainName', extra: {} },
   });
+  for (const [code, item] of [[-3, 'product'], [-4, 'responseFormat'], [-4, "it's"]] as const) {
+    const d = decodeText(encodeTextError('GetDCVEmailAddressList', { code, item }));
+    assert.ok(!d.ok);
+    assert.equal(d.error.errorItem, item);
+  }
+  for (const body of ['-2\nUnrecognised argument!\n', "-4\nThe value of the '' argument is invalid!\n", '-4\nsomething else\n', "-16\nThe 'x' argument is missing!\n"]) {
+    const d = decodeText(body);
+    assert.ok(!d.ok);
+    assert.equal(d.error.errorItem, undefined, body);
+  }
 });
 
 test('text decoding tolerates what the real host sends', () => {

@@ -4,7 +4,7 @@
  * dcvd sends; decoders accept that and what the real reseller host is known to
  * send beyond it (CRLF, a space after the tab, whois_email lines, unknown keys).
  */
-import { CODES_WITH_ITEM, errorMessage, type ApiError, type Endpoint } from './errors.ts';
+import { CODES_WITH_ITEM, ERROR_MESSAGES, errorMessage, type ApiError, type Endpoint } from './errors.ts';
 
 export const CONTENT_TYPE = {
   urlencoded: 'application/x-www-form-urlencoded',
@@ -140,13 +140,30 @@ function finishList(list: DecodedDcvEmailAddressList): DecodedDcvEmailAddressLis
   return list;
 }
 
+/**
+ * The text format has no errorItem; for the codes that have one, the seed's
+ * message names the parameter in place of `xxxx` ("The 'product' argument is
+ * missing!"), so it is read back from there. A message in another wording
+ * gives none.
+ */
+function itemInMessage(endpoint: Endpoint, code: number, message: string): string | undefined {
+  const template = ERROR_MESSAGES[endpoint][code];
+  if (!CODES_WITH_ITEM.has(code) || template === undefined || !template.includes('xxxx')) return undefined;
+  const [before, after] = template.split('xxxx') as [string, string];
+  if (message.length <= before.length + after.length || !message.startsWith(before) || !message.endsWith(after)) return undefined;
+  return message.slice(before.length, message.length - after.length);
+}
+
 /** Decodes a text/plain GetDCVEmailAddressList body. */
 export function decodeText(body: string): Decoded<DecodedDcvEmailAddressList> {
   const lines = body.split(/\r?\n/);
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   const code = parseCode(lines[0]);
   if (code !== 0) {
-    return { ok: false, error: { errorCode: code, errorMessage: (lines[1] ?? '').trim(), extra: {} } };
+    const error: DecodedError = { errorCode: code, errorMessage: (lines[1] ?? '').trim(), extra: {} };
+    const item = itemInMessage('GetDCVEmailAddressList', code, error.errorMessage);
+    if (item !== undefined) error.errorItem = item;
+    return { ok: false, error };
   }
   const list = emptyList();
   for (const line of lines.slice(1)) {
