@@ -12,6 +12,7 @@ import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
 import { opt, parseIsoDate, print, readStdin, repeatable, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
+import { clientCommands } from './client.ts';
 
 function describeAccount(a: AccountView): string {
   const state = a.locked ? 'locked' : a.lockedUntil ? `locked out until ${a.lockedUntil}` : 'active';
@@ -236,6 +237,7 @@ export function buildProgram(): Command {
   program.addCommand(orderCommands());
   program.addCommand(templateCommands());
   program.addCommand(outboxCommands());
+  program.addCommand(clientCommands());
   return program;
 }
 
