@@ -34,7 +34,7 @@ test('the published package.json: no dependency of any kind, exports for import 
   assert.equal(pkg.name, '@dcvd/client');
   assert.equal(pkg.type, 'module');
   const root = pkg.exports['.'];
-  for (const [condition, dir] of [['import', 'esm'], ['require', 'cjs']]) {
+  for (const [condition, dir] of [['import', 'esm'], ['require', 'cjs']] as const) {
     assert.deepEqual(root[condition], { types: `./${dir}/index.d.ts`, default: `./${dir}/index.js` });
     assert.ok(existsSync(join(DIST, dir, 'index.js')) && existsSync(join(DIST, dir, 'index.d.ts')), dir);
   }
