@@ -74,6 +74,16 @@ const lists: ListFixture[] = [
     expect: { levels: { 3: ['admin@www.example.com'] }, whoisEmails: ['w@example.org'], extra: { note: ['{"a":1}'] } },
   },
   {
+    name: 'a byte order mark before JSON or text',
+    body: '\uFEFF{"errorCode":0,"level2_email":["admin@example.com"]}',
+    expect: { levels: { 2: ['admin@example.com'] } },
+  },
+  {
+    name: 'a byte order mark before the text format’s code',
+    body: '\uFEFF0\nlevel2_email\tadmin@example.com\n',
+    expect: { levels: { 2: ['admin@example.com'] } },
+  },
+  {
     name: 'an address listed at two levels appears once in emails',
     body: '0\nlevel2_email\tcontact@example.org\nlevel3_email\tcontact@example.org\n',
     expect: { levels: { 2: ['contact@example.org'], 3: ['contact@example.org'] }, emails: ['contact@example.org'] },

@@ -237,7 +237,7 @@ function errorFromFields(code: number, fields: Record<string, string>): DecodedE
  */
 export function decodeAddressList(body: string): Decoded<DecodedDcvEmailAddressList> {
   const start = body.replace(/^[\s\uFEFF]+/, '');
-  if (start.startsWith('{')) return decodeJson(body);
+  if (start.startsWith('{')) return decodeJson(start);
   if (/^errorCode=/i.test(start)) {
     const decoded = decodeUrlencoded(start);
     if (!decoded.ok) return decoded;
