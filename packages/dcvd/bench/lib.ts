@@ -15,11 +15,16 @@ export interface LoadResult {
   p50: number;
   p99: number;
   p999: number;
+  /** The first failed answer (status and body start, or the error), for the report. */
+  firstError?: string;
 }
 
 export interface LoadOptions {
   port: number;
-  ca: string;
+  /** More servers to spread the loops over (round robin), e.g. several instances. */
+  morePorts?: number[];
+  /** The server's certificate, or one per server (port, morePorts…): each gets its own agent. */
+  ca: string | string[];
   path: string;
   body: string;
   concurrency: number;
@@ -34,12 +39,12 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-function once(agent: https.Agent, o: LoadOptions): Promise<[number, string]> {
+function once(agent: https.Agent, o: LoadOptions, port: number): Promise<[number, string]> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
         host: '127.0.0.1',
-        port: o.port,
+        port,
         path: o.path,
         method: 'POST',
         agent,
@@ -60,14 +65,19 @@ function once(agent: https.Agent, o: LoadOptions): Promise<[number, string]> {
 
 /** `concurrency` loops, each sending its next request when the last one is answered. */
 export async function load(o: LoadOptions): Promise<LoadResult> {
-  const agent = new https.Agent({ ca: o.ca, keepAlive: true, maxSockets: o.concurrency });
+  const ports = [o.port, ...(o.morePorts ?? [])];
+  const cas = Array.isArray(o.ca) ? o.ca : ports.map(() => o.ca as string);
+  const agents = ports.map((_, i) => new https.Agent({ ca: cas[i], keepAlive: true, maxSockets: o.concurrency }));
   const latencies: number[] = [];
   let errors = 0;
+  let firstError: string | undefined;
   let measuring = false;
   const warmupEnd = Date.now() + (o.warmupMs ?? 1000);
   const end = warmupEnd + o.durationMs;
   let started = 0n;
-  const loop = async () => {
+  const loop = async (_: unknown, index: number) => {
+    const port = ports[index % ports.length]!;
+    const agent = agents[index % ports.length]!;
     while (Date.now() < end) {
       if (!measuring && Date.now() >= warmupEnd) {
         measuring = true;
@@ -75,23 +85,29 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
       }
       const t0 = process.hrtime.bigint();
       let ok = false;
+      let failure = '';
       try {
-        const [status, body] = await once(agent, o);
+        const [status, body] = await once(agent, o, port);
         ok = o.check ? o.check(status, body) : status === 200;
-      } catch {
-        ok = false;
+        failure = `${status} ${body.slice(0, 120)}`;
+      } catch (err) {
+        failure = String(err);
       }
       if (measuring) {
         latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        if (!ok) errors++;
+        if (!ok) {
+          errors++;
+          firstError ??= failure;
+        }
       }
     }
   };
-  await Promise.all(Array.from({ length: o.concurrency }, loop));
+  await Promise.all(Array.from({ length: o.concurrency }, (_, i) => loop(undefined, i)));
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-  agent.destroy();
+  for (const agent of agents) agent.destroy();
   const sorted = Float64Array.from(latencies).sort();
   return {
+    ...(firstError === undefined ? {} : { firstError }),
     requests: latencies.length,
     errors,
     seconds,
@@ -137,5 +153,6 @@ export function startChild(mode: string, options: Record<string, unknown> = {}):
 }
 
 export function fmt(name: string, r: LoadResult, rssMiB: number): string {
-  return `${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(6)} ms  p99 ${r.p99.toFixed(2).padStart(6)} ms  p99.9 ${r.p999.toFixed(2).padStart(6)} ms  errors ${r.errors}  peak RSS ${rssMiB.toFixed(0)} MiB`;
+  const failure = r.firstError === undefined ? '' : `  first error: ${JSON.stringify(r.firstError)}`;
+  return `${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(6)} ms  p99 ${r.p99.toFixed(2).padStart(6)} ms  p99.9 ${r.p999.toFixed(2).padStart(6)} ms  errors ${r.errors}  peak RSS ${rssMiB.toFixed(0)} MiB${failure}`;
 }

@@ -8,3 +8,6 @@ const list = await getList({ durationMs });
 for (const line of list.lines) console.log(line);
 console.log('');
 for (const line of await resend({ durationMs })) console.log(line);
+console.log('');
+const { default: storage } = await import('./postgres.ts');
+for (const line of await storage({ durationMs })) console.log(line);
