@@ -24,6 +24,8 @@ export interface ServeConfig {
   tlsKey?: string | undefined;
   dataDir: string;
   databaseUrl?: string | undefined;
+  /** PostgreSQL connections per instance. */
+  dbPoolSize: number;
   /** Request bodies above this many bytes answer -14 with HTTP 413 (CONTRACT §1). */
   bodyLimit: number;
   auth: AuthPolicy;
@@ -73,6 +75,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     trustProxy: [],
     dataDir: resolve('dcvd-data'),
     bodyLimit: 64 * 1024,
+    dbPoolSize: 10,
     auth: { ...DEFAULT_AUTH_POLICY },
     dnsTimeoutMs: 2000,
     dnsAttempts: 2,

@@ -50,7 +50,7 @@ async function listen(app: FastifyInstance, host: string, port: number): Promise
 export async function startServer(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const store = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl });
+  const store = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, poolSize: config.dbPoolSize });
   const apps: FastifyInstance[] = [];
   let outbox: OutboxWorker | undefined;
   try {

@@ -116,6 +116,7 @@ interface ServeFlags extends StoreFlags {
   tlsCert?: string;
   tlsKey?: string;
   bodyLimit: number;
+  dbPoolSize: number;
   lockoutFailures: number;
   lockoutDuration: number;
   ipFailureLimit: number;
@@ -141,6 +142,7 @@ function serveCommand(): Command {
       .addOption(opt('--tls-cert <file>', 'certificate (PEM); default: a self-signed one for localhost in the data directory'))
       .addOption(opt('--tls-key <file>', 'private key (PEM) of --tls-cert')),
   )
+    .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(10))
     .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 with HTTP 413', parseSize).default(64 * 1024, '64k'))
     .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
     .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(d.lockoutMs, '15m'))
@@ -169,6 +171,7 @@ function serveCommand(): Command {
         dataDir: resolve(flags.dataDir),
         databaseUrl: flags.databaseUrl,
         bodyLimit: flags.bodyLimit,
+        dbPoolSize: flags.dbPoolSize,
         auth: {
           ...d,
           lockoutFailures: flags.lockoutFailures,
