@@ -6,9 +6,8 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import https from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,7 +22,7 @@ import { cryptoRandom, systemClock } from '../src/deps.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type TestServer } from './support/server.ts';
 import { createTestDatabase } from './support/database.ts';
-import { BIN } from './support/cli.ts';
+import { startServe, type ServeProcess } from './support/instance.ts';
 import { codeIn, createOrder, getList, OK, resend } from './support/dcv.ts';
 
 const FAST = { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 400, maxAttempts: 6, leaseMs: 3000 };
@@ -214,33 +213,12 @@ describe('dcvd serve killed with SIGKILL mid-delivery', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function serve(): Promise<{ child: ChildProcess; port: number; ca: string; exited: Promise<unknown> }> {
-    const args = [BIN, 'serve', '--listen', '127.0.0.1:0', '--smtp-url', sink.url, '--outbox-lease', '3s', '--outbox-poll-interval', '100ms', '--outbox-retry-base', '200ms', '--log-level', 'warn'];
+  async function serve(): Promise<ServeProcess> {
+    const args = ['--smtp-url', sink.url, '--outbox-lease', '3s', '--outbox-poll-interval', '100ms', '--outbox-retry-base', '200ms', '--log-level', 'warn'];
     if (databaseUrl) args.push('--database-url', databaseUrl);
-    const child = spawn(process.execPath, args, { env: { ...process.env, DCVD_DATA_DIR: dir }, stdio: ['ignore', 'ignore', 'pipe'] });
-    children.push(child);
-    const exited = new Promise((resolve) => child.on('exit', resolve));
-    let stderr = '';
-    child.stderr!.on('data', (c: Buffer) => (stderr += c.toString()));
-    await waitUntil(`serve to start: ${stderr}`, async () => /HTTPS on/.test(stderr), 30_000);
-    const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)![1]);
-    const ca = readFileSync(/certificate: (\S+)\)/.exec(stderr)![1]!, 'utf8');
-    return { child, port, ca, exited };
-  }
-
-  function post(port: number, ca: string, path: string, body: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const req = https.request(
-        { host: '127.0.0.1', port, path, method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
-        (res) => {
-          let text = '';
-          res.on('data', (c: Buffer) => (text += c.toString()));
-          res.on('end', () => resolve(text));
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
+    const started = await startServe(dir, args);
+    children.push(started.child);
+    return started;
   }
 
   test('what was pending or in flight is delivered after the restart, nothing twice', async () => {
@@ -255,9 +233,9 @@ describe('dcvd serve killed with SIGKILL mid-delivery', () => {
       sink.hang(true);
       const a = await serve();
       const creds = { loginName: 'alice', loginPassword: PASSWORD };
-      assert.match(await post(a.port, a.ca, GET_PATH, form({ ...creds, domainName: 'www.example.com', product: '801' })), /^0\n/);
+      assert.match(await a.post(GET_PATH, form({ ...creds, domainName: 'www.example.com', product: '801' })), /^0\n/);
       for (let i = 1; i <= 6; i++) {
-        assert.equal(await post(a.port, a.ca, RESEND_PATH, form({ ...creds, orderNumber: String(6_000_000 + i), dcvEmailAddress: 'admin@example.com' })), OK);
+        assert.equal(await a.post(RESEND_PATH, form({ ...creds, orderNumber: String(6_000_000 + i), dcvEmailAddress: 'admin@example.com' })), OK);
       }
       // All six are in flight: the SMTP server has them and never answers DATA.
       await waitUntil('six emails in flight', async () => (await outboxRows(store)).filter((r) => r.state === 'sending').length === 6 && sink.connections > 0);
