@@ -26,6 +26,8 @@ export interface ServeConfig {
   databaseUrl?: string | undefined;
   /** PostgreSQL connections per instance. */
   dbPoolSize: number;
+  /** How often `serve` logs memory and event-loop delay. */
+  statsIntervalMs: number;
   /** Request bodies above this many bytes answer -14 with HTTP 413 (CONTRACT §1). */
   bodyLimit: number;
   auth: AuthPolicy;
@@ -76,6 +78,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dataDir: resolve('dcvd-data'),
     bodyLimit: 64 * 1024,
     dbPoolSize: 10,
+    statsIntervalMs: 60_000,
     auth: { ...DEFAULT_AUTH_POLICY },
     dnsTimeoutMs: 2000,
     dnsAttempts: 2,

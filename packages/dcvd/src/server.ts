@@ -1,5 +1,6 @@
 /** `dcvd serve`: store, migrations, certificate, listeners, background work, graceful shutdown. */
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import type { ServeConfig } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
@@ -125,6 +126,23 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     outbox.start();
     const worker = outbox;
 
+    // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.
+    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+    loopDelay.enable();
+    const stats = setInterval(() => {
+      const m = process.memoryUsage();
+      logger.info(
+        {
+          rssMiB: Math.round(m.rss / 1048576),
+          heapUsedMiB: Math.round(m.heapUsed / 1048576),
+          eventLoopDelayMs: { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
+        },
+        'process stats',
+      );
+      loopDelay.reset();
+    }, config.statsIntervalMs);
+    stats.unref();
+
     // Background purges: per-IP counters whose window is over, registry rows older than 24 hours.
     const purge = setInterval(() => {
       auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
@@ -151,6 +169,8 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       close() {
         closing ??= (async () => {
           clearInterval(purge);
+          clearInterval(stats);
+          loopDelay.disable();
           await Promise.all(apps.map((a) => a.close()));
           // After the listeners (a request in flight may still queue an email), before the store.
           await worker.stop();

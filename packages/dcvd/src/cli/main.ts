@@ -117,6 +117,7 @@ interface ServeFlags extends StoreFlags {
   tlsKey?: string;
   bodyLimit: number;
   dbPoolSize: number;
+  statsInterval: number;
   lockoutFailures: number;
   lockoutDuration: number;
   ipFailureLimit: number;
@@ -142,6 +143,7 @@ function serveCommand(): Command {
       .addOption(opt('--tls-cert <file>', 'certificate (PEM); default: a self-signed one for localhost in the data directory'))
       .addOption(opt('--tls-key <file>', 'private key (PEM) of --tls-cert')),
   )
+    .addOption(opt('--stats-interval <duration>', 'how often to log memory and event-loop delay', parseDuration).default(60_000, '60s'))
     .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(10))
     .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 with HTTP 413', parseSize).default(64 * 1024, '64k'))
     .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
@@ -172,6 +174,7 @@ function serveCommand(): Command {
         databaseUrl: flags.databaseUrl,
         bodyLimit: flags.bodyLimit,
         dbPoolSize: flags.dbPoolSize,
+        statsIntervalMs: flags.statsInterval,
         auth: {
           ...d,
           lockoutFailures: flags.lockoutFailures,
