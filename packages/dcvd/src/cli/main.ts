@@ -143,7 +143,11 @@ function serveCommand(): Command {
       .addOption(opt('--tls-cert <file>', 'certificate (PEM); default: a self-signed one for localhost in the data directory'))
       .addOption(opt('--tls-key <file>', 'private key (PEM) of --tls-cert')),
   )
-    .addOption(opt('--stats-interval <duration>', 'how often to log memory and event-loop delay', parseDuration).default(60_000, '60s'))
+    .addOption(opt('--stats-interval <duration>', 'how often to log memory and event-loop delay (at least 1s)', (v) => {
+        const ms = parseDuration(v);
+        if (ms < 1000) throw new Error('the stats interval must be at least 1s');
+        return ms;
+      }).default(60_000, '60s'))
     .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(10))
     .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 with HTTP 413', parseSize).default(64 * 1024, '64k'))
     .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
