@@ -7,6 +7,7 @@ import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
 import type { Resolver } from './dns/client.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
+import { DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
 
 export interface HostPort {
   host: string;
@@ -41,6 +42,8 @@ export interface ServeConfig {
   emailDcv: EmailDcvPolicy;
   /** DCV emails: links, sender, random values, delivery (CONTRACT §5). */
   dcvEmail: DcvEmailConfig;
+  /** Unknown validation codes per source IP on the confirmation pages (CONTRACT §6). */
+  codeGuessing: CodeGuessPolicy;
   logLevel: string;
 }
 
@@ -84,6 +87,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dnsAttempts: 2,
     emailDcv: defaultEmailDcvPolicy(),
     dcvEmail: defaultDcvEmailConfig(),
+    codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },
     logLevel: 'info',
     ...overrides,
   };

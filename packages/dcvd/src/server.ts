@@ -20,6 +20,7 @@ import { OrderRepository } from './orders/orders.ts';
 import { TemplateRepository } from './orders/templates.ts';
 import { loadValueKeys } from './orders/random-values.ts';
 import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
+import { ConfirmationService } from './orders/confirmation.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 
 export interface RunningServer {
@@ -99,7 +100,10 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         clearTimeout(timer);
       }
     };
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness };
+    // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.
+    const confirmation = new ConfirmationService({ db: store.db, clock, keys: valueKeys, policy: config.codeGuessing });
+    const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl };
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness, confirm };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);
@@ -150,6 +154,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         .purge(clock.now())
         .then((n) => n > 0 && logger.info({ purged: n }, 'expired 24-hour registry rows purged'))
         .catch((err: unknown) => logger.error({ err }, 'purging the 24-hour registry failed'));
+      confirmation.purgeFailures().catch((err: unknown) => logger.error({ err }, 'purging validation-code failure counters failed'));
       purgeSealedCodes(store.db, clock.now()).catch((err: unknown) => logger.error({ err }, 'erasing sealed codes of dead values failed'));
     }, 60_000);
     purge.unref();

@@ -10,6 +10,7 @@ import { systemClock } from '../deps.ts';
 import { startServer } from '../server.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
+import { DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
 import { opt, parseIsoDate, print, readStdin, repeatable, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
@@ -129,6 +130,8 @@ interface ServeFlags extends StoreFlags {
   dnsAttempts: number;
   emailDcvBlocklist?: string[];
   emailDcvCutoff: number;
+  codeFailureLimit: number;
+  codeFailureWindow: number;
   logLevel: string;
 }
 
@@ -166,6 +169,14 @@ function serveCommand(): Command {
         '2028-03-15',
       ),
     )
+    .addOption(
+      opt('--code-failure-limit <n>', 'unknown validation codes from one source IP that block it on the confirmation pages', (v) => parseCount(v, 1)).default(
+        DEFAULT_CODE_GUESS_POLICY.failureLimit,
+      ),
+    )
+    .addOption(
+      opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(DEFAULT_CODE_GUESS_POLICY.windowMs, '15m'),
+    )
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
@@ -193,6 +204,7 @@ function serveCommand(): Command {
         dnsAttempts: flags.dnsAttempts,
         emailDcv: { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
+        codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
         logLevel: flags.logLevel,
       });
       const server = await startServer(config);

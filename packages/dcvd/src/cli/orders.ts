@@ -15,6 +15,7 @@ import { DCV_METHODS, OrderError, OrderRepository, orderView, validationDomain, 
 import { GLOBAL_SCOPE, TemplateRepository, TemplateStoreError, templateView, type TemplateView } from '../orders/templates.ts';
 import { offeredRecipient, queueDcvEmail } from '../orders/dcv-email.ts';
 import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
+import { listEvidence } from '../orders/confirmation.ts';
 import { opt, print, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
 
 /** An order number, product code or template id: the API's integer rule (CONTRACT §1). */
@@ -219,9 +220,15 @@ export function orderCommands(): Command {
       const view = await withStore(flags, async (s) => {
         const row = await new OrderRepository(s.db, systemClock, cryptoRandom).require(orderNumber);
         const [v] = await viewsOf(s, [row]);
-        return { ...v!, emails: await listOutbox(s.db, { orderId: row.id }) };
+        return { ...v!, emails: await listOutbox(s.db, { orderId: row.id }), evidence: await listEvidence(s.db, { orderId: row.id }) };
       });
-      print(flags.json, view, () => [describeOrder(view), ...view.emails.map((e) => `  email ${describeEmail(e)}`)].join('\n'));
+      print(flags.json, view, () =>
+        [
+          describeOrder(view),
+          ...view.emails.map((e) => `  email ${describeEmail(e)}`),
+          ...view.evidence.map((e) => `  ${e.decision} ${e.decidedAt} by ${e.recipient} (ADN ${e.adn}, BR ${e.brSection} v${e.brVersion}, ${e.addressSource}) from ${e.sourceIp}`),
+        ].join('\n'),
+      );
     },
   );
 

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
+import { confirmPages, type ConfirmPagesOptions } from './confirm.ts';
 
 export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   logger: Logger;
@@ -11,6 +12,13 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   tls?: { key: string; cert: string } | undefined;
   /** Readiness for /readyz: the database answers and its schema is current; a reason when not. */
   readiness: () => Promise<string | undefined>;
+  /** The confirmation pages (CONTRACT §6). */
+  confirm: ConfirmPagesOptions;
+}
+
+/** Paths as logged: a validation code in a confirmation link is never written down (CONTRACT §7). */
+export function loggedPath(url: string): string {
+  return url.replace(/^(\/dcv\/confirm\/)[^?#]*/, '$1[redacted]').slice(0, 200);
 }
 
 /**
@@ -75,7 +83,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         ms: Math.round(reply.elapsedTime * 100) / 100,
         ip: request.ip,
         method: request.method,
-        path: outcome ? undefined : request.url.slice(0, 200),
+        path: outcome ? undefined : loggedPath(request.url),
       },
       'request',
     );
@@ -105,5 +113,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(async (api) => legacyApi(api as unknown as FastifyInstance, { ...options, secure: options.tls !== undefined }));
+  // Its own context: its body parser (small forms), security headers and error pages stay there.
+  await app.register(async (pages) => confirmPages(pages as unknown as FastifyInstance, options.confirm));
   return app as unknown as FastifyInstance;
 }

@@ -56,11 +56,13 @@ export interface ValueKeys {
   hash: Buffer;
   /** Seals codes in the outbox. */
   seal: Buffer;
+  /** Signs the confirmation pages' anti-CSRF tokens. */
+  form: Buffer;
 }
 
 export function deriveKeys(secret: Buffer): ValueKeys {
   const derive = (label: string) => createHmac('sha256', secret).update(label).digest();
-  return { hash: derive('dcvd/random-value-hash/v1'), seal: derive('dcvd/outbox-seal/v1') };
+  return { hash: derive('dcvd/random-value-hash/v1'), seal: derive('dcvd/outbox-seal/v1'), form: derive('dcvd/confirm-form/v1') };
 }
 
 /** The keyed hash a code is stored and looked up under (hex). */
@@ -161,27 +163,35 @@ export class RandomValueStore {
    * the outbox are erased with it.
    */
   async spend(valueId: number, now: number): Promise<boolean> {
-    return this.db.transaction().execute(async (trx) => {
-      const result = await trx
-        .updateTable('random_values')
-        .set({ spent_at: now })
-        .where('id', '=', valueId)
-        .where('spent_at', 'is', null)
-        .where('revoked_at', 'is', null)
-        .where('expires_at', '>', now)
-        .executeTakeFirst();
-      if (Number(result.numUpdatedRows) !== 1) return false;
-      // Emails still waiting would carry a dead code: they are not sent. One in flight keeps its copy until it ends.
-      await trx
-        .updateTable('outbox')
-        .set({ state: 'cancelled', last_error: 'validation code already used', sealed_code: null, updated_at: now })
-        .where('random_value_id', '=', valueId)
-        .where('state', '=', 'pending')
-        .execute();
-      await trx.updateTable('outbox').set({ sealed_code: null }).where('random_value_id', '=', valueId).where('state', '!=', 'sending').execute();
-      return true;
-    });
+    return this.db.transaction().execute((trx) => spendValue(trx, valueId, now));
   }
+}
+
+/**
+ * The conditional update that spends a value: of two concurrent calls one
+ * changes the row and the other finds it spent (CONTRACT §6). Emails still
+ * waiting with it are not sent; finished ones lose their sealed copies. Call
+ * inside the transaction that records what the spending decided.
+ */
+export async function spendValue(trx: Kysely<Database>, valueId: number, now: number): Promise<boolean> {
+  const result = await trx
+    .updateTable('random_values')
+    .set({ spent_at: now })
+    .where('id', '=', valueId)
+    .where('spent_at', 'is', null)
+    .where('revoked_at', 'is', null)
+    .where('expires_at', '>', now)
+    .executeTakeFirst();
+  if (Number(result.numUpdatedRows) !== 1) return false;
+  // Emails still waiting would carry a dead code: they are not sent. One in flight keeps its copy until it ends.
+  await trx
+    .updateTable('outbox')
+    .set({ state: 'cancelled', last_error: 'validation code already used', sealed_code: null, updated_at: now })
+    .where('random_value_id', '=', valueId)
+    .where('state', '=', 'pending')
+    .execute();
+  await trx.updateTable('outbox').set({ sealed_code: null }).where('random_value_id', '=', valueId).where('state', '!=', 'sending').execute();
+  return true;
 }
 
 /**

@@ -134,6 +134,37 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('outbox_random_value').on('outbox').columns(['random_value_id', 'id']).execute();
       },
     },
+    '0004_confirmation_evidence': {
+      async up(db: Kysely<unknown>) {
+        await withId(db.schema.createTable('dcv_evidence'), dialect)
+          .addColumn('order_id', 'bigint', (c) => c.notNull().references('orders.id').onDelete('cascade'))
+          .addColumn('random_value_id', 'bigint', (c) => c.notNull().unique().references('random_values.id').onDelete('cascade'))
+          .addColumn('decision', 'varchar(16)', (c) => c.notNull())
+          .addColumn('br_section', 'varchar(16)', (c) => c.notNull())
+          .addColumn('br_version', 'varchar(16)', (c) => c.notNull())
+          .addColumn('domain', 'varchar(255)', (c) => c.notNull())
+          .addColumn('adn', 'varchar(253)', (c) => c.notNull())
+          .addColumn('recipient', 'varchar(254)', (c) => c.notNull())
+          .addColumn('address_source', 'varchar(16)', (c) => c.notNull())
+          .addColumn('dns_detail', 'text')
+          .addColumn('value_hash', 'varchar(64)', (c) => c.notNull())
+          .addColumn('value_created_at', 'bigint', (c) => c.notNull())
+          .addColumn('message_id', 'varchar(160)')
+          .addColumn('email_sent_at', 'bigint')
+          .addColumn('decided_at', 'bigint', (c) => c.notNull())
+          .addColumn('source_ip', 'varchar(64)', (c) => c.notNull())
+          .addColumn('user_agent', 'varchar(512)')
+          .execute();
+        await db.schema.createIndex('dcv_evidence_order').on('dcv_evidence').columns(['order_id', 'id']).execute();
+        await db.schema
+          .createTable('code_failures')
+          .addColumn('ip', 'varchar(64)', (c) => c.primaryKey())
+          .addColumn('window_start', 'bigint', (c) => c.notNull())
+          .addColumn('failures', 'integer', (c) => c.notNull())
+          .addColumn('blocked_until', 'bigint')
+          .execute();
+      },
+    },
   };
 }
 

@@ -149,6 +149,44 @@ export interface OutboxTable {
   delivered_at: Millis | null;
 }
 
+/**
+ * The evidence of one DCV decision (CONTRACT §6), written in the transaction
+ * that spends the code and decides the order; never changed afterwards.
+ */
+export interface DcvEvidenceTable {
+  id: Generated<number>;
+  order_id: number;
+  random_value_id: number;
+  /** approved or declined. */
+  decision: string;
+  /** The BR method: section (3.2.2.4.4, .13 or .14, by how the address was found) and the BR version. */
+  br_section: string;
+  br_version: string;
+  domain: string;
+  adn: string;
+  recipient: string;
+  /** constructed, dns-txt or dns-caa, with the DNS answer (JSON) for the last two. */
+  address_source: string;
+  dns_detail: string | null;
+  /** The random value's keyed hash (never the value). */
+  value_hash: string;
+  value_created_at: Millis;
+  /** The last delivered email that carried the value (Message-ID, time); null if none was delivered yet. */
+  message_id: string | null;
+  email_sent_at: Millis | null;
+  decided_at: Millis;
+  source_ip: string;
+  user_agent: string | null;
+}
+
+/** Unknown validation codes per source IP (CONTRACT §6: guessing is rate-limited), shared by every instance. */
+export interface CodeFailureTable {
+  ip: string;
+  window_start: Millis;
+  failures: number;
+  blocked_until: Millis | null;
+}
+
 export interface Database {
   accounts: AccountTable;
   ip_failures: IpFailureTable;
@@ -157,4 +195,6 @@ export interface Database {
   dcv_templates: DcvTemplateTable;
   random_values: RandomValueTable;
   outbox: OutboxTable;
+  dcv_evidence: DcvEvidenceTable;
+  code_failures: CodeFailureTable;
 }

@@ -1,0 +1,248 @@
+/**
+ * The confirmation step (CONTRACT §6): a validation code is looked up (which
+ * changes nothing), then approved or declined, which spends the code, decides
+ * the order and writes the evidence in one transaction. Unknown codes count
+ * against the source IP, in the database, so every instance counts together.
+ */
+import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Clock } from '../deps.ts';
+import type { Database } from '../store/schema.ts';
+import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys } from './random-values.ts';
+
+/** The Baseline Requirements version the evidence names (bump it with the rules it follows). */
+export const BR_VERSION = '2.1.5';
+
+/** The BR method by how the address was found: constructed (3.2.2.4.4), DNS CAA (3.2.2.4.13), DNS TXT (3.2.2.4.14). */
+export const BR_SECTIONS: Readonly<Record<string, string>> = {
+  constructed: '3.2.2.4.4',
+  'dns-caa': '3.2.2.4.13',
+  'dns-txt': '3.2.2.4.14',
+};
+
+export interface CodeGuessPolicy {
+  /** Unknown codes from one source IP within `windowMs` that block it. */
+  failureLimit: number;
+  /** The counting window, and how long a block lasts. */
+  windowMs: number;
+}
+
+export const DEFAULT_CODE_GUESS_POLICY: CodeGuessPolicy = { failureLimit: 20, windowMs: 15 * 60_000 };
+
+export type Decision = 'approve' | 'decline';
+
+/** What a code opens: the order's facts for an active one, only its state otherwise. */
+export type CodeLookup =
+  | { state: 'active'; valueId: number; orderNumber: number; domain: string; adn: string; recipient: string; expiresAt: number }
+  | { state: Exclude<CodeState, 'active'> | 'unknown' | 'blocked' };
+
+export type DecisionOutcome = 'approved' | 'declined' | Exclude<CodeLookup['state'], 'active'>;
+
+export interface DecidedEvent {
+  decision: 'approved' | 'declined';
+  orderId: number;
+  accountId: number;
+  orderNumber: number;
+  baseOrderNumber: number;
+  domain: string;
+  evidenceId: number;
+  decidedAt: number;
+}
+
+export interface ConfirmationDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+  keys: ValueKeys;
+  policy: CodeGuessPolicy;
+  /** Called inside the deciding transaction (the webhook outbox row is written there). */
+  onDecided?: (trx: Transaction<Database>, event: DecidedEvent) => Promise<void>;
+}
+
+/** Thrown inside the transaction to undo a spend whose order could not be decided. */
+class NotDecided extends Error {}
+
+export class ConfirmationService {
+  private readonly values: RandomValueStore;
+
+  constructor(private readonly deps: ConfirmationDeps) {
+    this.values = new RandomValueStore(deps.db, deps.keys);
+  }
+
+  /** Looks a code up for the page that shows it (GET): changes nothing but the guessing counter. */
+  async lookup(input: string, ip: string): Promise<CodeLookup> {
+    const now = this.deps.clock.now();
+    if (await this.blocked(ip, now)) return { state: 'blocked' };
+    const row = await this.values.findByCode(input);
+    if (!row) {
+      await this.recordFailure(ip, now);
+      return { state: 'unknown' };
+    }
+    const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
+    const state = codeState(row, now);
+    if (!order) return { state: 'unknown' };
+    if (state !== 'active') return { state };
+    // An active value of an order that is no longer awaiting cannot decide it.
+    if (order.dcv_status === 'cancelled') return { state: 'cancelled' };
+    if (order.dcv_status !== 'awaiting') return { state: 'spent' };
+    return { state, valueId: row.id, orderNumber: order.order_number, domain: order.domain, adn: row.adn, recipient: row.recipient, expiresAt: row.expires_at };
+  }
+
+  /**
+   * Approves or declines with a code: the code is spent, the order decided and
+   * the evidence written atomically; of two concurrent calls one wins and the
+   * other sees `spent`.
+   */
+  async decide(input: string, decision: Decision, who: { ip: string; userAgent: string | undefined }): Promise<{ outcome: DecisionOutcome; lookup: CodeLookup }> {
+    const found = await this.lookup(input, who.ip);
+    if (found.state !== 'active') return { outcome: found.state, lookup: found };
+    const { db, clock, onDecided } = this.deps;
+    const now = clock.now();
+    const status = decision === 'approve' ? 'validated' : 'declined';
+    try {
+      await db.transaction().execute(async (trx) => {
+        if (!(await spendValue(trx, found.valueId, now))) throw new NotDecided();
+        const order = await trx
+          .updateTable('orders')
+          .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
+          .where('order_number', '=', found.orderNumber)
+          .where('dcv_status', '=', 'awaiting')
+          .returningAll()
+          .executeTakeFirst();
+        if (!order) throw new NotDecided();
+        const value = await trx.selectFrom('random_values').selectAll().where('id', '=', found.valueId).executeTakeFirstOrThrow();
+        const sent = await trx
+          .selectFrom('outbox')
+          .select(['message_id', 'delivered_at'])
+          .where('random_value_id', '=', value.id)
+          .where('state', '=', 'delivered')
+          .orderBy('delivered_at', 'desc')
+          .limit(1)
+          .executeTakeFirst();
+        const evidence = await trx
+          .insertInto('dcv_evidence')
+          .values({
+            order_id: order.id,
+            random_value_id: value.id,
+            decision: decision === 'approve' ? 'approved' : 'declined',
+            br_section: BR_SECTIONS[value.address_source] ?? BR_SECTIONS.constructed!,
+            br_version: BR_VERSION,
+            domain: order.domain,
+            adn: value.adn,
+            recipient: value.recipient,
+            address_source: value.address_source,
+            dns_detail: value.dns_detail,
+            value_hash: value.value_hash,
+            value_created_at: value.created_at,
+            message_id: sent?.message_id ?? null,
+            email_sent_at: sent?.delivered_at ?? null,
+            decided_at: now,
+            source_ip: who.ip.slice(0, 64),
+            user_agent: who.userAgent === undefined ? null : who.userAgent.slice(0, 512),
+          })
+          .returning('id')
+          .executeTakeFirstOrThrow();
+        await onDecided?.(trx, {
+          decision: decision === 'approve' ? 'approved' : 'declined',
+          orderId: order.id,
+          accountId: order.account_id,
+          orderNumber: order.order_number,
+          baseOrderNumber: order.base_order_number,
+          domain: order.domain,
+          evidenceId: evidence.id,
+          decidedAt: now,
+        });
+      });
+    } catch (err) {
+      if (!(err instanceof NotDecided)) throw err;
+      // Someone else decided first (or the order changed): say where the code stands now.
+      const again = await this.values.findByCode(input);
+      const state = again ? codeState(again, clock.now()) : 'unknown';
+      const outcome = state === 'active' || state === 'expired' ? 'spent' : state;
+      return { outcome, lookup: { state: outcome } };
+    }
+    return { outcome: decision === 'approve' ? 'approved' : 'declined', lookup: found };
+  }
+
+  private async blocked(ip: string, now: number): Promise<boolean> {
+    const row = await this.deps.db.selectFrom('code_failures').select('blocked_until').where('ip', '=', ip).executeTakeFirst();
+    return row?.blocked_until != null && row.blocked_until > now;
+  }
+
+  /** One atomic upsert per unknown code; the limit blocks the IP for a window. */
+  private async recordFailure(ip: string, now: number): Promise<void> {
+    const { db, policy } = this.deps;
+    const windowStart = now - policy.windowMs;
+    const row = await db
+      .insertInto('code_failures')
+      .values({ ip, window_start: now, failures: 1, blocked_until: null })
+      .onConflict((oc) =>
+        oc.column('ip').doUpdateSet({
+          failures: sql<number>`case when code_failures.window_start <= ${windowStart} then 1 else code_failures.failures + 1 end`,
+          window_start: sql<number>`case when code_failures.window_start <= ${windowStart} then ${now} else code_failures.window_start end`,
+        }),
+      )
+      .returning('failures')
+      .executeTakeFirst();
+    if (row && row.failures >= policy.failureLimit) {
+      await db.updateTable('code_failures').set({ blocked_until: now + policy.windowMs, failures: 0, window_start: now }).where('ip', '=', ip).execute();
+    }
+  }
+
+  /** Deletes counters whose window and block are over. */
+  async purgeFailures(): Promise<number> {
+    const now = this.deps.clock.now();
+    const result = await this.deps.db
+      .deleteFrom('code_failures')
+      .where('window_start', '<=', now - this.deps.policy.windowMs)
+      .where((eb) => eb.or([eb('blocked_until', 'is', null), eb('blocked_until', '<=', now)]))
+      .executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+}
+
+/** A validation's evidence as the operator interface shows it (CONTRACT §6, §9). */
+export interface EvidenceView {
+  decision: string;
+  method: string;
+  brSection: string;
+  brVersion: string;
+  orderNumber: number;
+  domain: string;
+  adn: string;
+  recipient: string;
+  addressSource: string;
+  dns: unknown;
+  randomValueHash: string;
+  randomValueCreatedAt: string;
+  emailMessageId: string | null;
+  emailSentAt: string | null;
+  decidedAt: string;
+  sourceIp: string;
+  userAgent: string | null;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export async function listEvidence(db: Kysely<Database>, filter: { orderId?: number; limit?: number } = {}): Promise<EvidenceView[]> {
+  let q = db.selectFrom('dcv_evidence as e').innerJoin('orders as o', 'o.id', 'e.order_id').selectAll('e').select('o.order_number');
+  if (filter.orderId !== undefined) q = q.where('e.order_id', '=', filter.orderId);
+  const rows = await q.orderBy('e.id', 'desc').limit(filter.limit ?? 100).execute();
+  return rows.map((r) => ({
+    decision: r.decision,
+    method: `BR ${r.br_section} (email)`,
+    brSection: r.br_section,
+    brVersion: r.br_version,
+    orderNumber: r.order_number,
+    domain: r.domain,
+    adn: r.adn,
+    recipient: r.recipient,
+    addressSource: r.address_source,
+    dns: r.dns_detail === null ? null : (JSON.parse(r.dns_detail) as unknown),
+    randomValueHash: r.value_hash,
+    randomValueCreatedAt: iso(r.value_created_at)!,
+    emailMessageId: r.message_id,
+    emailSentAt: iso(r.email_sent_at),
+    decidedAt: iso(r.decided_at)!,
+    sourceIp: r.source_ip,
+    userAgent: r.user_agent,
+  }));
+}
