@@ -12,12 +12,30 @@ export interface ServeProcess {
   post(path: string, body: string): Promise<string>;
 }
 
-/** Starts `dcvd serve --listen 127.0.0.1:0 …args` with DCVD_DATA_DIR=dataDir; resolves once it listens. */
-export async function startServe(dataDir: string, args: string[], timeoutMs = 30_000): Promise<ServeProcess> {
+/**
+ * Starts `dcvd serve --listen 127.0.0.1:0 …args` with DCVD_DATA_DIR=dataDir;
+ * resolves once it listens. `onLogLine` receives each JSON log line (stdout).
+ */
+export async function startServe(
+  dataDir: string,
+  args: string[],
+  opts: { timeoutMs?: number; onLogLine?: (line: Record<string, unknown>) => void } = {},
+): Promise<ServeProcess> {
+  const timeoutMs = opts.timeoutMs ?? 30_000;
   const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', ...args], {
     env: { ...process.env, DCVD_DATA_DIR: dataDir },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', opts.onLogLine ? 'pipe' : 'ignore', 'pipe'],
   });
+  if (opts.onLogLine) {
+    const onLine = opts.onLogLine;
+    let pending = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      pending += c.toString();
+      const lines = pending.split('\n');
+      pending = lines.pop()!;
+      for (const line of lines) if (line.startsWith('{')) onLine(JSON.parse(line) as Record<string, unknown>);
+    });
+  }
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   let stderr = '';
   await new Promise<void>((resolve, reject) => {
