@@ -122,6 +122,17 @@ describe('source addresses', () => {
     assert.equal(await authenticates(s, 'lee', PASSWORD, ip), true, 'the block is over');
   });
 
+  test('guessing against a locked account still counts against the source IP', async () => {
+    await s.createAccount('mia');
+    await s.accounts.lock('mia');
+    const ip = '127.0.0.40';
+    for (let i = 0; i < 3; i++) assert.equal(await authenticates(s, 'mia', 'wrong guess', ip), false);
+    const blocked = s.logs.filter((l) => l.msg === 'request' && l.ip === ip).map((l) => l.reason);
+    assert.deepEqual(blocked, ['locked', 'locked', 'locked']);
+    assert.equal(await authenticates(s, 'lee', PASSWORD, ip), false, 'the IP is blocked after 3 failures');
+    assert.equal(s.logs.filter((l) => l.msg === 'request' && l.ip === ip).at(-1)!.reason, 'ip-blocked');
+  });
+
   test('failures outside the window do not add up', async () => {
     const ip = '127.0.0.30';
     for (let i = 0; i < 2; i++) await authenticates(s, 'nobody', 'x', ip);

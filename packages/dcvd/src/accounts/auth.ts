@@ -88,7 +88,10 @@ export class Authenticator {
     }
 
     // Locked accounts still pay for the verification above: no timing tells locked from unknown.
+    // A wrong password still counts against the source IP, so hammering a locked account gets
+    // the IP blocked (and spares the server its argon2 work) like any other guessing.
     if (account.locked === 1 || (account.locked_until !== null && account.locked_until > now)) {
+      if (!verified) await this.recordIpFailure(sourceIp, now);
       return { ok: false, reason: 'locked' };
     }
     if (!verified) {
