@@ -8,6 +8,7 @@ import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
 import type { Resolver } from './dns/client.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
 import { DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
+import type { WebhookConfig } from './orders/webhooks.ts';
 
 export interface HostPort {
   host: string;
@@ -44,6 +45,8 @@ export interface ServeConfig {
   dcvEmail: DcvEmailConfig;
   /** Unknown validation codes per source IP on the confirmation pages (CONTRACT §6). */
   codeGuessing: CodeGuessPolicy;
+  /** Signed webhooks of DCV decisions (CONTRACT §6). */
+  webhooks: WebhookConfig;
   logLevel: string;
 }
 
@@ -88,6 +91,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     emailDcv: defaultEmailDcvPolicy(),
     dcvEmail: defaultDcvEmailConfig(),
     codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },
+    webhooks: {},
     logLevel: 'info',
     ...overrides,
   };

@@ -21,6 +21,7 @@ import { TemplateRepository } from './orders/templates.ts';
 import { loadValueKeys } from './orders/random-values.ts';
 import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
+import { queueDecisionWebhook, WebhookWorker } from './orders/webhooks.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 
 export interface RunningServer {
@@ -34,6 +35,8 @@ export interface RunningServer {
   logger: Logger;
   /** The DCV email outbox worker of this process. */
   outbox: OutboxWorker;
+  /** The webhook worker (with a webhook secret configured). */
+  webhooks: WebhookWorker | undefined;
   /** Stops accepting connections, lets in-flight requests finish, closes the store. */
   close(): Promise<void>;
 }
@@ -55,6 +58,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
   const store = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, poolSize: config.dbPoolSize });
   const apps: FastifyInstance[] = [];
   let outbox: OutboxWorker | undefined;
+  let webhooks: WebhookWorker | undefined;
   try {
     const applied = await migrateToLatest(store.db, store.dialect);
     for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
@@ -101,7 +105,20 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       }
     };
     // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.
-    const confirmation = new ConfirmationService({ db: store.db, clock, keys: valueKeys, policy: config.codeGuessing });
+    // Signed webhooks of the decisions: queued in the deciding transaction, delivered by their own worker.
+    const hooks = config.webhooks;
+    if (hooks.url !== undefined && hooks.secret === undefined) throw new Error('--webhook-url needs --webhook-secret or --webhook-secret-file');
+    const confirmation = new ConfirmationService({
+      db: store.db,
+      clock,
+      keys: valueKeys,
+      policy: config.codeGuessing,
+      async onDecided(trx, event) {
+        const queued = await queueDecisionWebhook(trx, hooks, event);
+        if (!queued && hooks.secret === undefined) logger.warn({ orderNumber: event.orderNumber }, 'no webhook queued: no --webhook-secret configured');
+      },
+      afterDecided: () => webhooks?.wake(),
+    });
     const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl };
     const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness, confirm };
 
@@ -129,6 +146,11 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     });
     outbox.start();
     const worker = outbox;
+    if (hooks.secret !== undefined) {
+      webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret });
+      webhooks.start();
+    }
+    const hookWorker = webhooks;
 
     // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -171,6 +193,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       store,
       logger,
       outbox: worker,
+      webhooks: hookWorker,
       close() {
         closing ??= (async () => {
           clearInterval(purge);
@@ -179,6 +202,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
           await Promise.all(apps.map((a) => a.close()));
           // After the listeners (a request in flight may still queue an email), before the store.
           await worker.stop();
+          await hookWorker?.stop();
           await store.close();
         })();
         return closing;
@@ -189,6 +213,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
   } catch (err) {
     await Promise.allSettled(apps.map((a) => a.close()));
     await outbox?.stop();
+    await webhooks?.stop();
     await store.close();
     throw err;
   }

@@ -4,6 +4,15 @@ import type { AccountTable, Database } from '../store/schema.ts';
 import type { Clock } from '../deps.ts';
 import { hashPassword } from './passwords.ts';
 import { normalizeNetworks } from './networks.ts';
+import { checkWebhookUrl as checkUrl } from '../orders/webhooks.ts';
+
+function checkWebhookUrl(url: string): string {
+  try {
+    return checkUrl(url);
+  } catch (err) {
+    throw new AccountError((err as Error).message);
+  }
+}
 
 export type Permission = 'auto-apply' | 'voucher';
 export const PERMISSIONS: readonly Permission[] = ['auto-apply', 'voucher'];
@@ -19,6 +28,8 @@ export interface AccountView {
   locked: boolean;
   lockedUntil: string | null;
   failedAttempts: number;
+  /** Where this account's DCV decisions are POSTed; null = the global one. */
+  webhookUrl: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -41,6 +52,7 @@ export function accountView(row: AccountRow, now: number): AccountView {
     locked: row.locked === 1,
     lockedUntil: row.locked_until !== null && row.locked_until > now ? iso(row.locked_until) : null,
     failedAttempts: row.failed_attempts,
+    webhookUrl: row.webhook_url,
     createdAt: iso(row.created_at)!,
     updatedAt: iso(row.updated_at)!,
   };
@@ -52,6 +64,8 @@ export interface AccountInput {
   allowedNetworks?: string[];
   /** null clears the expiry. */
   passwordExpiresAt?: number | null;
+  /** null clears it (the global webhook URL applies). */
+  webhookUrl?: string | null;
 }
 
 function checkLogin(login: string): void {
@@ -88,6 +102,7 @@ export class AccountRepository {
         perm_voucher: perms.includes('voucher') ? 1 : 0,
         allowed_networks: normalizeNetworks(input.allowedNetworks ?? []),
         password_expires_at: input.passwordExpiresAt ?? null,
+        webhook_url: input.webhookUrl == null ? null : checkWebhookUrl(input.webhookUrl),
         created_at: now,
         updated_at: now,
       })
@@ -109,6 +124,7 @@ export class AccountRepository {
     }
     if (input.allowedNetworks !== undefined) changes.allowed_networks = normalizeNetworks(input.allowedNetworks);
     if (input.passwordExpiresAt !== undefined) changes.password_expires_at = input.passwordExpiresAt;
+    if (input.webhookUrl !== undefined) changes.webhook_url = input.webhookUrl === null ? null : checkWebhookUrl(input.webhookUrl);
     await this.bump(row.id, changes);
     return this.view(login);
   }

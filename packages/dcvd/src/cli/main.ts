@@ -11,6 +11,8 @@ import { startServer } from '../server.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
 import { DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
+import { checkWebhookUrl } from '../orders/webhooks.ts';
+import { readFileSync } from 'node:fs';
 import { opt, parseIsoDate, print, readStdin, repeatable, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
@@ -22,6 +24,7 @@ function describeAccount(a: AccountView): string {
     `  permissions: ${a.permissions.join(', ') || 'none'}`,
     `  allowed networks: ${a.allowedNetworks.join(', ') || 'any'}`,
     `  password expires: ${a.passwordExpiresAt ?? 'never'}`,
+    `  webhook: ${a.webhookUrl ?? 'the server\u2019s --webhook-url'}`,
   ].join('\n');
 }
 
@@ -41,6 +44,7 @@ interface AccountFlags extends StoreFlags {
   permission?: string[];
   clearPermissions?: boolean;
   passwordExpires?: number | false;
+  webhookUrl?: string | false;
   json?: boolean;
 }
 
@@ -57,13 +61,15 @@ function accountCommands(): Command {
       .addOption(opt('--password-stdin', 'read the password from standard input (required)').makeOptionMandatory())
       .addOption(repeatable('--allow-ip <cidr>', 'allowed source network; repeat for several (default: any)'))
       .addOption(repeatable('--permission <name>', 'auto-apply or voucher; repeat for both'))
-      .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate)),
+      .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
+      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url)')),
   ).action(async (flags: AccountFlags) => {
     const password = await readStdin();
     const input: AccountInput & { password: string } = { password, allowedNetworks: flags.allowIp ?? [] };
     const perms = permissionList(flags.permission);
     if (perms) input.permissions = perms;
     if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
+    if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
     const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).create(flags.login, input));
     print(flags.json, view, () => `created account\n${describeAccount(view)}`);
   });
@@ -79,7 +85,9 @@ function accountCommands(): Command {
       .addOption(repeatable('--permission <name>', 'replace the permissions: auto-apply, voucher; repeat for both'))
       .addOption(opt('--clear-permissions', 'remove every permission'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
-      .addOption(opt('--no-password-expires', 'the password never expires')),
+      .addOption(opt('--no-password-expires', 'the password never expires'))
+      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here'))
+      .addOption(opt('--no-webhook-url', 'use the server\u2019s --webhook-url again')),
   ).action(async (flags: AccountFlags) => {
     const input: AccountInput = {};
     if (flags.passwordStdin) input.password = await readStdin();
@@ -89,6 +97,8 @@ function accountCommands(): Command {
     else if (flags.permission) input.permissions = permissionList(flags.permission)!;
     if (flags.passwordExpires === false) input.passwordExpiresAt = null;
     else if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
+    if (flags.webhookUrl === false) input.webhookUrl = null;
+    else if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
     const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).update(flags.login, input));
     print(flags.json, view, () => `updated account\n${describeAccount(view)}`);
   });
@@ -132,7 +142,18 @@ interface ServeFlags extends StoreFlags {
   emailDcvCutoff: number;
   codeFailureLimit: number;
   codeFailureWindow: number;
+  webhookUrl?: string;
+  webhookSecret?: string;
+  webhookSecretFile?: string;
   logLevel: string;
+}
+
+/** The signing key: --webhook-secret (DCVD_WEBHOOK_SECRET) or the file's contents, at least 16 characters. */
+function webhookSecret(flags: ServeFlags): string | undefined {
+  if (flags.webhookSecret !== undefined && flags.webhookSecretFile !== undefined) throw new Error('give --webhook-secret or --webhook-secret-file, not both');
+  const secret = flags.webhookSecretFile !== undefined ? readFileSync(flags.webhookSecretFile, 'utf8').trim() : flags.webhookSecret;
+  if (secret !== undefined && secret.length < 16) throw new Error('the webhook secret must be at least 16 characters');
+  return secret;
 }
 
 function serveCommand(): Command {
@@ -177,6 +198,9 @@ function serveCommand(): Command {
     .addOption(
       opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(DEFAULT_CODE_GUESS_POLICY.windowMs, '15m'),
     )
+    .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
+    .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the webhook signatures (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
+    .addOption(opt('--webhook-secret-file <file>', 'read the webhook signing key from this file'))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
@@ -205,6 +229,7 @@ function serveCommand(): Command {
         emailDcv: { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
+        webhooks: { url: flags.webhookUrl, secret: webhookSecret(flags) },
         logLevel: flags.logLevel,
       });
       const server = await startServer(config);

@@ -16,6 +16,7 @@ import { GLOBAL_SCOPE, TemplateRepository, TemplateStoreError, templateView, typ
 import { offeredRecipient, queueDcvEmail } from '../orders/dcv-email.ts';
 import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { listEvidence } from '../orders/confirmation.ts';
+import { listWebhooks } from '../orders/webhooks.ts';
 import { opt, print, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
 
 /** An order number, product code or template id: the API's integer rule (CONTRACT §1). */
@@ -220,12 +221,13 @@ export function orderCommands(): Command {
       const view = await withStore(flags, async (s) => {
         const row = await new OrderRepository(s.db, systemClock, cryptoRandom).require(orderNumber);
         const [v] = await viewsOf(s, [row]);
-        return { ...v!, emails: await listOutbox(s.db, { orderId: row.id }), evidence: await listEvidence(s.db, { orderId: row.id }) };
+        return { ...v!, emails: await listOutbox(s.db, { orderId: row.id }), evidence: await listEvidence(s.db, { orderId: row.id }), webhooks: await listWebhooks(s.db, { orderId: row.id }) };
       });
       print(flags.json, view, () =>
         [
           describeOrder(view),
           ...view.emails.map((e) => `  email ${describeEmail(e)}`),
+          ...view.webhooks.map((w) => `  webhook ${w.event} ${w.eventId} to ${w.url}  ${w.state}  (attempts ${w.attempts})${w.lastError ? ` \u2014 ${w.lastError}` : ''}`),
           ...view.evidence.map((e) => `  ${e.decision} ${e.decidedAt} by ${e.recipient} (ADN ${e.adn}, BR ${e.brSection} v${e.brVersion}, ${e.addressSource}) from ${e.sourceIp}`),
         ].join('\n'),
       );

@@ -18,7 +18,6 @@
  * process died may see it again with the same Message-ID (receivers can
  * deduplicate on it) — the only window SMTP itself leaves open.
  */
-import { randomUUID } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Dialect } from '../store/database.ts';
@@ -29,6 +28,7 @@ import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { MailDeliveryError, TemplateError } from './errors.ts';
 import type { OutgoingEmail } from './message.ts';
 import { renderTemplate } from './templates.ts';
+import { LeasedQueueWorker } from './queue.ts';
 import type { MailTransport } from './transport.ts';
 
 export type OutboxRow = Selectable<OutboxTable>;
@@ -92,109 +92,17 @@ export function confirmationUrl(publicUrl: string, code: string): string {
   return `${publicUrl.replace(/\/+$/, '')}/dcv/confirm/${code}`;
 }
 
-export class OutboxWorker {
-  private readonly inFlight = new Set<Promise<void>>();
+export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
   private readonly templates: TemplateRepository;
   private readonly templateCache = new Map<number, TemplateRow | undefined>();
-  private timer: NodeJS.Timeout | undefined;
-  private pumping: Promise<void> | undefined;
-  private again = false;
-  private stopping = false;
 
   constructor(private readonly deps: OutboxWorkerDeps) {
+    super({ ...deps, table: 'outbox', what: 'emails' });
     this.templates = new TemplateRepository(deps.db, deps.clock);
   }
 
-  start(): void {
-    this.timer = setInterval(() => this.wake(), this.deps.policy.pollMs);
-    this.timer.unref();
-    this.wake();
-  }
-
-  /** Look for due emails now (called when one was queued in this process). */
-  wake(): void {
-    if (this.stopping) return;
-    if (this.pumping) {
-      this.again = true;
-      return;
-    }
-    this.pumping = this.pump().finally(() => {
-      this.pumping = undefined;
-      // A wake that came after the last look for due emails.
-      if (this.again) this.wake();
-    });
-  }
-
-  /** Stops claiming, lets every claimed email finish (bounded by the SMTP timeouts), closes the transport. */
-  async stop(): Promise<void> {
-    this.stopping = true;
-    clearInterval(this.timer);
-    await this.pumping;
-    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+  protected override async close(): Promise<void> {
     await this.deps.transport.close();
-  }
-
-  /** Resolves when nothing is in flight or being claimed (tests, benchmarks). */
-  async idle(): Promise<void> {
-    while (this.pumping || this.inFlight.size > 0) {
-      await this.pumping;
-      await Promise.allSettled([...this.inFlight]);
-    }
-  }
-
-  private async pump(): Promise<void> {
-    const { policy, log } = this.deps;
-    try {
-      do {
-        this.again = false;
-        while (!this.stopping && this.inFlight.size < policy.concurrency) {
-          const rows = await this.claim(policy.concurrency - this.inFlight.size);
-          for (const row of rows) {
-            const p: Promise<void> = this.deliver(row).finally(() => {
-              this.inFlight.delete(p);
-              this.wake();
-            });
-            this.inFlight.add(p);
-          }
-          if (rows.length === 0) break;
-        }
-      } while (this.again && !this.stopping);
-    } catch (err) {
-      log.error({ err }, 'outbox: claiming emails failed');
-    }
-  }
-
-  /** Takes up to `limit` due emails: sending ones whose lease ran out (a dead worker's), then pending ones whose time has come. */
-  private async claim(limit: number): Promise<OutboxRow[]> {
-    const taken = await this.claimWhere(limit, 'sending', 'lease_until');
-    return taken.length < limit ? [...taken, ...(await this.claimWhere(limit - taken.length, 'pending', 'next_attempt_at'))] : taken;
-  }
-
-  /**
-   * One statement per claim. Each of the two kinds is a range of its own index
-   * ((state, lease_until), (state, next_attempt_at)), so a claim costs the
-   * same with a backlog of millions as with none.
-   */
-  private claimWhere(limit: number, state: 'sending' | 'pending', due: 'lease_until' | 'next_attempt_at'): Promise<OutboxRow[]> {
-    const { db, dialect, clock, policy } = this.deps;
-    const now = clock.now();
-    const token = randomUUID();
-    return db
-      .updateTable('outbox')
-      .set((eb) => ({
-        state: 'sending',
-        lease_until: now + policy.leaseMs,
-        claim_token: token,
-        attempts: eb('attempts', '+', 1),
-        updated_at: now,
-      }))
-      .where('id', 'in', (eb) => {
-        const rows = eb.selectFrom('outbox').select('id').where('state', '=', state).where(due, '<=', now).orderBy(due).limit(limit);
-        return dialect === 'postgres' ? rows.forUpdate().skipLocked() : rows;
-      })
-      .where('state', '=', state)
-      .returningAll()
-      .execute();
   }
 
   private async template(ref: number | null): Promise<TemplateRow | undefined> {
@@ -203,7 +111,7 @@ export class OutboxWorker {
     return this.templateCache.get(ref);
   }
 
-  private async deliver(row: OutboxRow): Promise<void> {
+  protected async deliver(row: OutboxRow): Promise<void> {
     const { db, clock, keys, log, transport } = this.deps;
     const facts = await db
       .selectFrom('outbox as o')
@@ -264,21 +172,6 @@ export class OutboxWorker {
         await this.finish(row, { state: 'pending', next_attempt_at: next, last_error: reason });
         log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'dcv email attempt failed; will retry');
       }
-    }
-  }
-
-  /** Records an outcome, only while this claim still holds the email. */
-  private async finish(row: OutboxRow, changes: Partial<Omit<OutboxRow, 'id'>>): Promise<void> {
-    try {
-      await this.deps.db
-        .updateTable('outbox')
-        .set({ ...changes, lease_until: null, claim_token: null, updated_at: this.deps.clock.now() })
-        .where('id', '=', row.id)
-        .where('claim_token', '=', row.claim_token)
-        .execute();
-    } catch (err) {
-      // The lease runs out and the email is taken over; for a delivered one that means a second send, so say so loudly.
-      this.deps.log.error({ err, messageId: row.message_id, outcome: changes.state }, 'outbox: recording the outcome failed');
     }
   }
 }

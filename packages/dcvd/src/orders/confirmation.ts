@@ -55,6 +55,8 @@ export interface ConfirmationDeps {
   policy: CodeGuessPolicy;
   /** Called inside the deciding transaction (the webhook outbox row is written there). */
   onDecided?: (trx: Transaction<Database>, event: DecidedEvent) => Promise<void>;
+  /** Called after that transaction committed (wakes the webhook worker). */
+  afterDecided?: () => void;
 }
 
 /** Thrown inside the transaction to undo a spend whose order could not be decided. */
@@ -159,6 +161,7 @@ export class ConfirmationService {
       const outcome = state === 'active' || state === 'expired' ? 'spent' : state;
       return { outcome, lookup: { state: outcome } };
     }
+    this.deps.afterDecided?.();
     return { outcome: decision === 'approve' ? 'approved' : 'declined', lookup: found };
   }
 

@@ -165,6 +165,31 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    '0005_webhooks': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('accounts').addColumn('webhook_url', 'text').execute();
+        await withId(db.schema.createTable('webhook_outbox'), dialect)
+          .addColumn('event_id', 'varchar(64)', (c) => c.notNull().unique())
+          .addColumn('order_id', 'bigint', (c) => c.notNull().references('orders.id').onDelete('cascade'))
+          .addColumn('event', 'varchar(32)', (c) => c.notNull())
+          .addColumn('url', 'text', (c) => c.notNull())
+          .addColumn('body', 'text', (c) => c.notNull())
+          .addColumn('state', 'varchar(16)', (c) => c.notNull())
+          .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('next_attempt_at', 'bigint', (c) => c.notNull())
+          .addColumn('lease_until', 'bigint')
+          .addColumn('claim_token', 'varchar(64)')
+          .addColumn('last_error', 'text')
+          .addColumn('response', 'text')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .addColumn('delivered_at', 'bigint')
+          .execute();
+        await db.schema.createIndex('webhook_outbox_due').on('webhook_outbox').columns(['state', 'next_attempt_at']).execute();
+        await db.schema.createIndex('webhook_outbox_lease').on('webhook_outbox').columns(['state', 'lease_until']).execute();
+        await db.schema.createIndex('webhook_outbox_order').on('webhook_outbox').columns(['order_id', 'id']).execute();
+      },
+    },
   };
 }
 

@@ -24,6 +24,8 @@ export interface AccountTable {
   failed_attempts: ColumnType<number, number | undefined, number>;
   /** Set by the lockout rule. */
   locked_until: Millis | null;
+  /** Where this account's DCV decisions are POSTed (CONTRACT §6); null = the global --webhook-url. */
+  webhook_url: ColumnType<string | null, string | null | undefined, string | null>;
   created_at: Millis;
   updated_at: Millis;
 }
@@ -187,6 +189,28 @@ export interface CodeFailureTable {
   blocked_until: Millis | null;
 }
 
+/** Signed webhook events (CONTRACT §6), delivered by the same leased-queue machinery as the emails. */
+export interface WebhookOutboxTable {
+  id: Generated<number>;
+  /** Idempotency key, sent as X-Dcvd-Event-Id. */
+  event_id: string;
+  order_id: number;
+  event: string;
+  url: string;
+  /** The exact JSON body that is signed and sent. */
+  body: string;
+  state: string;
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: Millis;
+  lease_until: Millis | null;
+  claim_token: string | null;
+  last_error: string | null;
+  response: string | null;
+  created_at: Millis;
+  updated_at: Millis;
+  delivered_at: Millis | null;
+}
+
 export interface Database {
   accounts: AccountTable;
   ip_failures: IpFailureTable;
@@ -197,4 +221,5 @@ export interface Database {
   outbox: OutboxTable;
   dcv_evidence: DcvEvidenceTable;
   code_failures: CodeFailureTable;
+  webhook_outbox: WebhookOutboxTable;
 }

@@ -1,0 +1,169 @@
+/**
+ * The durable queue machinery shared by the DCV email outbox and the webhook
+ * outbox (CONTRACT §5, §6, §10): rows go `pending` → `sending` (claimed under
+ * a lease by one statement, `FOR UPDATE SKIP LOCKED` on PostgreSQL) → an
+ * outcome recorded only by the claim's holder. A worker whose process died
+ * loses its rows when the lease runs out; another takes them over.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../deps.ts';
+import type { Dialect } from '../store/database.ts';
+import type { Database } from '../store/schema.ts';
+import type { Logger } from '../log.ts';
+import type { OutboxPolicy } from './outbox.ts';
+
+/** The columns every queue table has. */
+export interface QueueColumns {
+  id: number;
+  state: string;
+  attempts: number;
+  next_attempt_at: number;
+  lease_until: number | null;
+  claim_token: string | null;
+  updated_at: number;
+}
+
+export type QueueTable = 'outbox' | 'webhook_outbox';
+
+export interface QueueDeps {
+  db: Kysely<Database>;
+  dialect: Dialect;
+  clock: Clock;
+  policy: OutboxPolicy;
+  log: Logger;
+  table: QueueTable;
+  /** For log lines: "emails", "webhooks". */
+  what: string;
+}
+
+export abstract class LeasedQueueWorker<Row extends QueueColumns> {
+  private readonly inFlight = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private pumping: Promise<void> | undefined;
+  private again = false;
+  private stopping = false;
+
+  constructor(private readonly queue: QueueDeps) {}
+
+  /** Delivers one claimed row and records its outcome with `finish`. */
+  protected abstract deliver(row: Row): Promise<void>;
+
+  /** Releases what delivery holds (a transport), after the last row in flight. */
+  protected async close(): Promise<void> {}
+
+  start(): void {
+    this.timer = setInterval(() => this.wake(), this.queue.policy.pollMs);
+    this.timer.unref();
+    this.wake();
+  }
+
+  /** Look for due rows now (called when one was queued in this process). */
+  wake(): void {
+    if (this.stopping) return;
+    if (this.pumping) {
+      this.again = true;
+      return;
+    }
+    this.pumping = this.pump().finally(() => {
+      this.pumping = undefined;
+      // A wake that came after the last look for due rows.
+      if (this.again) this.wake();
+    });
+  }
+
+  /** Stops claiming, lets every claimed row finish (bounded by the delivery timeouts), then closes. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearInterval(this.timer);
+    await this.pumping;
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.close();
+  }
+
+  /** Resolves when nothing is in flight or being claimed (tests, benchmarks). */
+  async idle(): Promise<void> {
+    while (this.pumping || this.inFlight.size > 0) {
+      await this.pumping;
+      await Promise.allSettled([...this.inFlight]);
+    }
+  }
+
+  private async pump(): Promise<void> {
+    const { policy, log } = this.queue;
+    try {
+      do {
+        this.again = false;
+        while (!this.stopping && this.inFlight.size < policy.concurrency) {
+          const rows = await this.claim(policy.concurrency - this.inFlight.size);
+          for (const row of rows) {
+            const p: Promise<void> = this.deliver(row).finally(() => {
+              this.inFlight.delete(p);
+              this.wake();
+            });
+            this.inFlight.add(p);
+          }
+          if (rows.length === 0) break;
+        }
+      } while (this.again && !this.stopping);
+    } catch (err) {
+      log.error({ err, table: this.queue.table }, `claiming ${this.queue.what} failed`);
+    }
+  }
+
+  /** Takes up to `limit` due rows: sending ones whose lease ran out (a dead worker's), then pending ones whose time has come. */
+  private async claim(limit: number): Promise<Row[]> {
+    const taken = await this.claimWhere(limit, 'sending', 'lease_until');
+    return taken.length < limit ? [...taken, ...(await this.claimWhere(limit - taken.length, 'pending', 'next_attempt_at'))] : taken;
+  }
+
+  /** The queue's table, typed by its shared columns. */
+  private get table() {
+    return { db: this.queue.db as unknown as Kysely<{ q: QueueColumns }>, name: this.queue.table as unknown as 'q' };
+  }
+
+  /**
+   * One statement per claim. Each of the two kinds is a range of its own index
+   * ((state, lease_until), (state, next_attempt_at)), so a claim costs the
+   * same with a backlog of millions as with none.
+   */
+  private async claimWhere(limit: number, state: 'sending' | 'pending', due: 'lease_until' | 'next_attempt_at'): Promise<Row[]> {
+    const { dialect, clock, policy } = this.queue;
+    const { db, name } = this.table;
+    const now = clock.now();
+    const token = randomUUID();
+    const rows = await db
+      .updateTable(name)
+      .set((eb) => ({
+        state: 'sending',
+        lease_until: now + policy.leaseMs,
+        claim_token: token,
+        attempts: eb('attempts', '+', 1),
+        updated_at: now,
+      }))
+      .where('id', 'in', (eb) => {
+        const rows = eb.selectFrom(name).select('id').where('state', '=', state).where(due, '<=', now).orderBy(due).limit(limit);
+        return dialect === 'postgres' ? rows.forUpdate().skipLocked() : rows;
+      })
+      .where('state', '=', state)
+      .returningAll()
+      .execute();
+    return rows as unknown as Row[];
+  }
+
+  /** Records an outcome, only while this claim still holds the row. */
+  protected async finish(row: Row, changes: Partial<Omit<Row, 'id'>>): Promise<void> {
+    const { db, name } = this.table;
+    try {
+      await db
+        .updateTable(name)
+        .set({ ...(changes as Partial<QueueColumns>), lease_until: null, claim_token: null, updated_at: this.queue.clock.now() })
+        .where('id', '=', row.id)
+        .where('claim_token', '=', row.claim_token)
+        .execute();
+    } catch (err) {
+      // The lease runs out and the row is taken over; for a delivered one that means a second send, so say so loudly.
+      this.queue.log.error({ err, table: this.queue.table, id: row.id, outcome: changes.state }, 'recording a delivery outcome failed');
+    }
+  }
+}

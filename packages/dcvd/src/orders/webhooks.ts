@@ -1,0 +1,170 @@
+/**
+ * Signed webhooks (CONTRACT §6): when an order is validated or declined, a
+ * JSON event is written to the webhook outbox in the deciding transaction and
+ * POSTed in the background to the account's URL (else the global one), with
+ * retries and backoff, by the same leased-queue machinery as the emails.
+ *
+ * Signature: `X-Dcvd-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`,
+ * computed at each attempt, so receivers can refuse old timestamps (replays).
+ */
+import { createHmac, randomUUID } from 'node:crypto';
+import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Database, WebhookOutboxTable } from '../store/schema.ts';
+import { LeasedQueueWorker, type QueueDeps } from '../mail/queue.ts';
+import { retryDelay } from '../mail/outbox.ts';
+import { listEvidence, type DecidedEvent } from './confirmation.ts';
+
+export type WebhookRow = Selectable<WebhookOutboxTable>;
+
+export interface WebhookConfig {
+  /** Global URL for accounts without their own. */
+  url?: string | undefined;
+  /** HMAC key; without it no event is queued. */
+  secret?: string | undefined;
+}
+
+export const SIGNATURE_HEADER = 'x-dcvd-signature';
+
+/** The signature header's value for a body sent at `unixSeconds`. */
+export function signWebhook(secret: string, unixSeconds: number, body: string): string {
+  return `t=${unixSeconds},v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`;
+}
+
+/** An http(s) URL without credentials; throws otherwise. */
+export function checkWebhookUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new Error(`webhook URL ${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('a webhook URL must be https:// (or http://)');
+  if (u.username !== '' || u.password !== '') throw new Error('a webhook URL must not carry credentials (the signature authenticates)');
+  return u.toString();
+}
+
+/**
+ * Queues the event of a decision inside its transaction (ConfirmationService's
+ * onDecided). Returns false when there is no URL or no secret.
+ */
+export async function queueDecisionWebhook(trx: Transaction<Database>, config: WebhookConfig, event: DecidedEvent): Promise<boolean> {
+  const account = await trx.selectFrom('accounts').select(['login', 'webhook_url']).where('id', '=', event.accountId).executeTakeFirstOrThrow();
+  const url = account.webhook_url ?? config.url;
+  if (url === undefined || config.secret === undefined) return false;
+  const [evidence] = await listEvidence(trx, { orderId: event.orderId, limit: 1 });
+  const id = randomUUID();
+  const type = event.decision === 'approved' ? 'dcv.validated' : 'dcv.declined';
+  const body = JSON.stringify({
+    id,
+    type,
+    createdAt: new Date(event.decidedAt).toISOString(),
+    order: {
+      orderNumber: event.orderNumber,
+      baseOrderNumber: event.baseOrderNumber,
+      account: account.login,
+      domain: event.domain,
+      dcvStatus: event.decision === 'approved' ? 'validated' : 'declined',
+    },
+    evidence,
+  });
+  await trx
+    .insertInto('webhook_outbox')
+    .values({
+      event_id: id,
+      order_id: event.orderId,
+      event: type,
+      url,
+      body,
+      state: 'pending',
+      next_attempt_at: event.decidedAt,
+      lease_until: null,
+      claim_token: null,
+      last_error: null,
+      response: null,
+      created_at: event.decidedAt,
+      updated_at: event.decidedAt,
+      delivered_at: null,
+    })
+    .execute();
+  return true;
+}
+
+export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
+  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what'> & { secret: string }) {
+    super({ ...deps, table: 'webhook_outbox', what: 'webhooks' });
+  }
+
+  protected async deliver(row: WebhookRow): Promise<void> {
+    const { clock, policy, log, secret } = this.deps;
+    const where = { eventId: row.event_id, event: row.event, attempt: row.attempts };
+    const t = Math.floor(clock.now() / 1000);
+    let reason: string;
+    try {
+      const res = await fetch(row.url, {
+        method: 'POST',
+        body: row.body,
+        redirect: 'manual',
+        // A third of the lease: a live worker always records its outcome first.
+        signal: AbortSignal.timeout(Math.max(1000, Math.floor(policy.leaseMs / 3))),
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'dcvd-webhook/1',
+          'x-dcvd-event': row.event,
+          'x-dcvd-event-id': row.event_id,
+          [SIGNATURE_HEADER]: signWebhook(secret, t, row.body),
+        },
+      });
+      await res.body?.cancel();
+      if (res.status >= 200 && res.status < 300) {
+        await this.finish(row, { state: 'delivered', delivered_at: clock.now(), response: `HTTP ${res.status}`, last_error: null });
+        log.info({ ...where, state: 'delivered', status: res.status }, 'webhook delivered');
+        return;
+      }
+      reason = `HTTP ${res.status}`;
+    } catch (err) {
+      reason = (err instanceof Error ? (err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message) : String(err)).slice(0, 500);
+    }
+    if (row.attempts >= policy.maxAttempts) {
+      await this.finish(row, { state: 'failed', last_error: reason });
+      log.warn({ ...where, state: 'failed', reason }, 'webhook failed');
+    } else {
+      const next = clock.now() + retryDelay(policy, row.attempts);
+      await this.finish(row, { state: 'pending', next_attempt_at: next, last_error: reason });
+      log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'webhook attempt failed; will retry');
+    }
+  }
+}
+
+export interface WebhookView {
+  eventId: string;
+  event: string;
+  orderNumber: number;
+  url: string;
+  state: string;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  response: string | null;
+  createdAt: string;
+  deliveredAt: string | null;
+}
+
+/** Webhook events, newest first (`dcvd order show`). */
+export async function listWebhooks(db: Kysely<Database>, filter: { orderId?: number; limit?: number } = {}): Promise<WebhookView[]> {
+  let q = db.selectFrom('webhook_outbox as w').innerJoin('orders as o', 'o.id', 'w.order_id').selectAll('w').select('o.order_number');
+  if (filter.orderId !== undefined) q = q.where('w.order_id', '=', filter.orderId);
+  const rows = await q.orderBy('w.id', 'desc').limit(filter.limit ?? 100).execute();
+  return rows.map((r) => ({
+    eventId: r.event_id,
+    event: r.event,
+    orderNumber: r.order_number,
+    url: r.url,
+    state: r.state,
+    attempts: r.attempts,
+    nextAttemptAt: r.state === 'pending' ? new Date(r.next_attempt_at).toISOString() : null,
+    lastError: r.last_error,
+    response: r.response,
+    createdAt: new Date(r.created_at).toISOString(),
+    deliveredAt: r.delivered_at === null ? null : new Date(r.delivered_at).toISOString(),
+  }));
+}
