@@ -14,6 +14,7 @@ import { buildApp } from './http/app.ts';
 import { createUseCases } from './api/index.ts';
 import { createDnsClient, systemResolvers } from './dns/client.ts';
 import { DnsLookupStats } from './contacts/dns.ts';
+import { createMetrics, type Metrics } from './metrics.ts';
 import { OfferedAddressRegistry } from './registry/offered.ts';
 import type { ResendDeps } from './api/resend-dcv-email.ts';
 import { OrderRepository } from './orders/orders.ts';
@@ -26,6 +27,8 @@ import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './ma
 
 export interface RunningServer {
   https: AddressInfo;
+  /** Prometheus metrics of this server (served on the admin listener). */
+  metrics: Metrics;
   http?: AddressInfo;
   /** The certificate's path (generated or the operator's). */
   certPath: string;
@@ -65,14 +68,15 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     const tls = await loadOrCreateCertificate(config);
     if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
 
-    const auth = new Authenticator(store.db, clock, config.auth);
+    const metrics = createMetrics(store.db);
+    const auth = new Authenticator(store.db, clock, config.auth, () => metrics.lockout());
     const registry = new OfferedAddressRegistry(store.db);
     const dns = createDnsClient({
       resolvers: config.dnsServers ?? systemResolvers(),
       timeoutMs: config.dnsTimeoutMs,
       attempts: config.dnsAttempts,
     });
-    const dnsStats = new DnsLookupStats();
+    const dnsStats = new DnsLookupStats((type, outcome) => metrics.dnsLookup(type, outcome));
     // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started below) delivers.
     checkDcvEmailConfig(config.dcvEmail);
     const random = deps.random ?? cryptoRandom;
@@ -120,7 +124,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       afterDecided: () => webhooks?.wake(),
     });
     const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl };
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness, confirm };
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness, confirm, metrics };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);
@@ -188,6 +192,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     let closing: Promise<void> | undefined;
     const running: RunningServer = {
       https: httpsAddress,
+      metrics,
       certPath: tls.certPath,
       cert: tls.cert,
       store,

@@ -61,6 +61,8 @@ export class Authenticator {
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
     private readonly policy: AuthPolicy = DEFAULT_AUTH_POLICY,
+    /** Told of each lockout (metrics). */
+    private readonly onLockout?: () => void,
   ) {}
 
   async authenticate(login: string, password: string, sourceIp: string): Promise<AuthResult> {
@@ -156,6 +158,7 @@ export class Authenticator {
         }))
         .where('id', '=', accountId)
         .execute();
+      this.onLockout?.();
     }
   }
 

@@ -13,12 +13,14 @@ import { isContactAddress } from './address.ts';
 
 export const TXT_PREFIX = '_validation-contactemail.';
 
-/** Counts lookups by outcome, for the log and for metrics. */
+/** Counts lookups by outcome, and passes each to `sink` (the metrics). */
 export class DnsLookupStats {
   readonly counts = new Map<string, number>();
+  constructor(private readonly sink?: (type: string, outcome: string) => void) {}
   add(type: string, outcome: string): void {
     const key = `${type}:${outcome}`;
     this.counts.set(key, (this.counts.get(key) ?? 0) + 1);
+    this.sink?.(type, outcome);
   }
   get(type: string, outcome: string): number {
     return this.counts.get(`${type}:${outcome}`) ?? 0;

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
+import type { Metrics } from '../metrics.ts';
 import { confirmPages, type ConfirmPagesOptions } from './confirm.ts';
 
 export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
@@ -14,6 +15,8 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   readiness: () => Promise<string | undefined>;
   /** The confirmation pages (CONTRACT §6). */
   confirm: ConfirmPagesOptions;
+  /** Counts each API call (endpoint, code, latency, -16 cause). */
+  metrics?: Metrics;
 }
 
 /** Paths as logged: a validation code in a confirmation link is never written down (CONTRACT §7). */
@@ -74,6 +77,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // One line per request: id (as reqId), endpoint, outcome code, latency. Never the body.
   app.addHook('onResponse', async (request, reply) => {
     const outcome = request.apiOutcome;
+    if (outcome && options.metrics) {
+      options.metrics.observeRequest(outcome.endpoint, outcome.code, reply.elapsedTime / 1000, outcome.code === -16 ? outcome.reason : undefined);
+    }
     request.log.info(
       {
         endpoint: outcome?.endpoint ?? null,

@@ -1,0 +1,103 @@
+/**
+ * Prometheus metrics for operators (issue 8), with prom-client on a registry
+ * of this server's own (several servers in one process never mix). Served as
+ * `GET /metrics` on the admin listener. docs/OPERATIONS.md explains each one.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { sql, type Kysely } from 'kysely';
+import type { Database } from './store/schema.ts';
+
+export interface Metrics {
+  registry: Registry;
+  /** One API call: its endpoint, outcome code and latency; the -16 cause when there is one. */
+  observeRequest(endpoint: string, code: number, seconds: number, authFailure?: string): void;
+  /** One DNS lookup of a contact source, by type and outcome (ok, timeout, servfail, …). */
+  dnsLookup(type: string, outcome: string): void;
+  /** An account locked by the lockout rule. */
+  lockout(): void;
+  /** The Prometheus text exposition. */
+  render(): Promise<string>;
+  contentType: string;
+}
+
+export function createMetrics(db: Kysely<Database>): Metrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'dcvd_' });
+  const requests = new Counter({
+    name: 'dcvd_api_requests_total',
+    help: 'API calls by endpoint and outcome code (0 = success).',
+    labelNames: ['endpoint', 'code'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'dcvd_api_request_duration_seconds',
+    help: 'API call latency by endpoint, from the request to the response being sent.',
+    labelNames: ['endpoint'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  const authFailures = new Counter({
+    name: 'dcvd_auth_failures_total',
+    help: 'Calls answered -16, by cause (unknown-login, wrong-password, locked, password-expired, source-not-allowed, ip-blocked).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const lockouts = new Counter({
+    name: 'dcvd_lockouts_total',
+    help: 'Accounts locked by the lockout rule (consecutive failures).',
+    registers: [registry],
+  });
+  const dns = new Counter({
+    name: 'dcvd_dns_lookups_total',
+    help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, refused, rcode, malformed, network).',
+    labelNames: ['type', 'outcome'] as const,
+    registers: [registry],
+  });
+  // Read from the database at scrape time, so they are right across instances and restarts.
+  new Gauge({
+    name: 'dcvd_outbox_emails',
+    help: 'DCV emails in the outbox by state: pending and sending are the queue depth; delivered, failed and cancelled are outcomes.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = await db
+        .selectFrom('outbox')
+        .select(['state', sql<number>`count(*)`.as('n')])
+        .groupBy('state')
+        .execute();
+      for (const r of rows) this.set({ state: r.state }, Number(r.n));
+    },
+  });
+  const pendingAge = new Gauge({
+    name: 'dcvd_outbox_oldest_pending_seconds',
+    help: 'Age of the oldest DCV email not yet delivered (0 when none): a growing value means delivery is stuck.',
+    registers: [registry],
+    async collect() {
+      const row = await db
+        .selectFrom('outbox')
+        .select((eb) => eb.fn.min('created_at').as('oldest'))
+        .where('state', 'in', ['pending', 'sending'])
+        .executeTakeFirst();
+      const oldest = row?.oldest == null ? undefined : Number(row.oldest);
+      pendingAge.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+    },
+  });
+
+  return {
+    registry,
+    observeRequest(endpoint, code, seconds, authFailure) {
+      requests.inc({ endpoint, code: String(code) });
+      latency.observe({ endpoint }, seconds);
+      if (authFailure) authFailures.inc({ reason: authFailure });
+    },
+    dnsLookup(type, outcome) {
+      dns.inc({ type, outcome });
+    },
+    lockout() {
+      lockouts.inc();
+    },
+    render: () => registry.metrics(),
+    contentType: registry.contentType,
+  };
+}
