@@ -5,12 +5,13 @@
  * caller (-16); the reason is only for the log.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Clock } from '../deps.ts';
 import type { AccountRow } from './repository.ts';
 import { dummyHash, verifyPassword } from './passwords.ts';
 import { isAllowedSource } from './networks.ts';
+import { FailureCounter } from './failure-counter.ts';
 
 export interface AuthPolicy {
   /** Consecutive failures that lock an account. */
@@ -56,6 +57,7 @@ export class Authenticator {
   /** Keyed hashes of verified login+password pairs; the key lives only in this process. */
   private readonly remembered = new Map<string, Remembered>();
   private readonly key = randomBytes(32);
+  private readonly ipCounter: FailureCounter;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -63,17 +65,19 @@ export class Authenticator {
     private readonly policy: AuthPolicy = DEFAULT_AUTH_POLICY,
     /** Told of each lockout (metrics). */
     private readonly onLockout?: () => void,
-  ) {}
+  ) {
+    this.ipCounter = new FailureCounter(db, 'ip_failures', { limit: policy.ipFailures, windowMs: policy.ipWindowMs, blockMs: policy.ipBlockMs });
+  }
 
   async authenticate(login: string, password: string, sourceIp: string): Promise<AuthResult> {
     const now = this.clock.now();
-    if (await this.ipBlocked(sourceIp, now)) return { ok: false, reason: 'ip-blocked' };
+    if (await this.ipCounter.blocked(sourceIp, now)) return { ok: false, reason: 'ip-blocked' };
 
     const account = await this.db.selectFrom('accounts').selectAll().where('login', '=', login).executeTakeFirst();
     if (!account) {
       // Same work as a wrong password, so timing does not tell the two apart.
       await verifyPassword(await dummyHash(), password);
-      await this.recordIpFailure(sourceIp, now);
+      await this.ipCounter.record(sourceIp, now);
       return { ok: false, reason: 'unknown-login' };
     }
 
@@ -93,12 +97,12 @@ export class Authenticator {
     // A wrong password still counts against the source IP, so hammering a locked account gets
     // the IP blocked (and spares the server its argon2 work) like any other guessing.
     if (account.locked === 1 || (account.locked_until !== null && account.locked_until > now)) {
-      if (!verified) await this.recordIpFailure(sourceIp, now);
+      if (!verified) await this.ipCounter.record(sourceIp, now);
       return { ok: false, reason: 'locked' };
     }
     if (!verified) {
       await this.recordAccountFailure(account.id, now);
-      await this.recordIpFailure(sourceIp, now);
+      await this.ipCounter.record(sourceIp, now);
       return { ok: false, reason: 'wrong-password' };
     }
     if (account.password_expires_at !== null && account.password_expires_at <= now) {
@@ -131,15 +135,6 @@ export class Authenticator {
     });
   }
 
-  private async ipBlocked(ip: string, now: number): Promise<boolean> {
-    const row = await this.db
-      .selectFrom('ip_failures')
-      .select('blocked_until')
-      .where('ip', '=', ip)
-      .executeTakeFirst();
-    return row?.blocked_until != null && row.blocked_until > now;
-  }
-
   /** One atomic statement per step, so that several instances on one database count together (CONTRACT §10). */
   private async recordAccountFailure(accountId: number, now: number): Promise<void> {
     const row = await this.db
@@ -162,36 +157,9 @@ export class Authenticator {
     }
   }
 
-  private async recordIpFailure(ip: string, now: number): Promise<void> {
-    const windowStart = now - this.policy.ipWindowMs;
-    const row = await this.db
-      .insertInto('ip_failures')
-      .values({ ip, window_start: now, failures: 1, blocked_until: null })
-      .onConflict((oc) =>
-        oc.column('ip').doUpdateSet({
-          failures: sql<number>`case when ip_failures.window_start <= ${windowStart} then 1 else ip_failures.failures + 1 end`,
-          window_start: sql<number>`case when ip_failures.window_start <= ${windowStart} then ${now} else ip_failures.window_start end`,
-        }),
-      )
-      .returning('failures')
-      .executeTakeFirst();
-    if (row && row.failures >= this.policy.ipFailures) {
-      await this.db
-        .updateTable('ip_failures')
-        .set({ blocked_until: now + this.policy.ipBlockMs, failures: 0, window_start: now })
-        .where('ip', '=', ip)
-        .execute();
-    }
+  /** Deletes per-IP rows whose window and block are both over; returns how many. */
+  purgeIpFailures(): Promise<number> {
+    return this.ipCounter.purge(this.clock.now());
   }
 
-  /** Deletes per-IP rows whose window and block are both over; returns how many. */
-  async purgeIpFailures(): Promise<number> {
-    const now = this.clock.now();
-    const result = await this.db
-      .deleteFrom('ip_failures')
-      .where('window_start', '<=', now - this.policy.ipWindowMs)
-      .where((eb) => eb.or([eb('blocked_until', 'is', null), eb('blocked_until', '<=', now)]))
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
-  }
 }

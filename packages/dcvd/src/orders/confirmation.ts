@@ -4,10 +4,11 @@
  * the order and writes the evidence in one transaction. Unknown codes count
  * against the source IP, in the database, so every instance counts together.
  */
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys } from './random-values.ts';
+import { FailureCounter } from '../accounts/failure-counter.ts';
 
 /** The Baseline Requirements version the evidence names (bump it with the rules it follows). */
 export const BR_VERSION = '2.1.5';
@@ -64,18 +65,21 @@ class NotDecided extends Error {}
 
 export class ConfirmationService {
   private readonly values: RandomValueStore;
+  /** Unknown codes per source IP; the block lasts one window. */
+  private readonly failures: FailureCounter;
 
   constructor(private readonly deps: ConfirmationDeps) {
     this.values = new RandomValueStore(deps.db, deps.keys);
+    this.failures = new FailureCounter(deps.db, 'code_failures', { limit: deps.policy.failureLimit, windowMs: deps.policy.windowMs, blockMs: deps.policy.windowMs });
   }
 
   /** Looks a code up for the page that shows it (GET): changes nothing but the guessing counter. */
   async lookup(input: string, ip: string): Promise<CodeLookup> {
     const now = this.deps.clock.now();
-    if (await this.blocked(ip, now)) return { state: 'blocked' };
+    if (await this.failures.blocked(ip, now)) return { state: 'blocked' };
     const row = await this.values.findByCode(input);
     if (!row) {
-      await this.recordFailure(ip, now);
+      await this.failures.record(ip, now);
       return { state: 'unknown' };
     }
     const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
@@ -165,40 +169,9 @@ export class ConfirmationService {
     return { outcome: decision === 'approve' ? 'approved' : 'declined', lookup: found };
   }
 
-  private async blocked(ip: string, now: number): Promise<boolean> {
-    const row = await this.deps.db.selectFrom('code_failures').select('blocked_until').where('ip', '=', ip).executeTakeFirst();
-    return row?.blocked_until != null && row.blocked_until > now;
-  }
-
-  /** One atomic upsert per unknown code; the limit blocks the IP for a window. */
-  private async recordFailure(ip: string, now: number): Promise<void> {
-    const { db, policy } = this.deps;
-    const windowStart = now - policy.windowMs;
-    const row = await db
-      .insertInto('code_failures')
-      .values({ ip, window_start: now, failures: 1, blocked_until: null })
-      .onConflict((oc) =>
-        oc.column('ip').doUpdateSet({
-          failures: sql<number>`case when code_failures.window_start <= ${windowStart} then 1 else code_failures.failures + 1 end`,
-          window_start: sql<number>`case when code_failures.window_start <= ${windowStart} then ${now} else code_failures.window_start end`,
-        }),
-      )
-      .returning('failures')
-      .executeTakeFirst();
-    if (row && row.failures >= policy.failureLimit) {
-      await db.updateTable('code_failures').set({ blocked_until: now + policy.windowMs, failures: 0, window_start: now }).where('ip', '=', ip).execute();
-    }
-  }
-
   /** Deletes counters whose window and block are over. */
-  async purgeFailures(): Promise<number> {
-    const now = this.deps.clock.now();
-    const result = await this.deps.db
-      .deleteFrom('code_failures')
-      .where('window_start', '<=', now - this.deps.policy.windowMs)
-      .where((eb) => eb.or([eb('blocked_until', 'is', null), eb('blocked_until', '<=', now)]))
-      .executeTakeFirst();
-    return Number(result.numDeletedRows);
+  purgeFailures(): Promise<number> {
+    return this.failures.purge(this.deps.clock.now());
   }
 }
 
