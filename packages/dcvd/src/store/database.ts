@@ -11,6 +11,9 @@ import type { Database } from './schema.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
+/** Longest a statement may wait or run: SQLite's busy timeout, PostgreSQL's statement_timeout. */
+export const STATEMENT_TIMEOUT_MS = 5000;
+
 export interface Store {
   db: Kysely<Database>;
   dialect: Dialect;
@@ -76,8 +79,13 @@ export function withStatementCache(db: SQLite.Database, max = 500): SqliteDataba
 export function openStore(options: StoreOptions): Store {
   const url = options.databaseUrl;
   if (url && /^postgres(ql)?:\/\//i.test(url)) {
-    // A database that does not answer fails a query within 5 s instead of holding it forever.
-    const pool = new pg.Pool({ connectionString: url, max: options.poolSize ?? 10, connectionTimeoutMillis: 5000 });
+    // A database that does not answer, or a lock held too long, fails a query (-14) instead of holding it forever.
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: options.poolSize ?? 10,
+      connectionTimeoutMillis: 5000,
+      statement_timeout: STATEMENT_TIMEOUT_MS,
+    });
     // An idle client's error (e.g. the server restarted) must not crash the process.
     pool.on('error', () => undefined);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
@@ -96,7 +104,7 @@ export function openStore(options: StoreOptions): Store {
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('foreign_keys = ON');
   // The CLI and the server write the same file: wait for a lock instead of failing at once.
-  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma(`busy_timeout = ${STATEMENT_TIMEOUT_MS}`);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
   return { db, dialect: 'sqlite', location: file, close: once(() => db.destroy()) };
 }
