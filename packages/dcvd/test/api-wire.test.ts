@@ -132,6 +132,12 @@ describe('transport and body rules', () => {
     const x = await s.post(RESEND_PATH, '', { plain: true, headers: { 'x-forwarded-proto': 'https' } });
     assert.match(x.body, /^errorCode=-1&/);
   });
+  test('over-long and malformed URLs get a plain 4xx that echoes nothing', async () => {
+    const long = await s.request({ path: `/dcv/confirm/${'A'.repeat(5000)}`, method: 'GET' });
+    assert.deepEqual([long.status, long.headers['content-type'], long.body], [414, 'text/plain; charset=utf-8', 'URI Too Long\n']);
+    const bad = await s.request({ path: '/dcv/confirm/%E0%A4%A', method: 'GET' });
+    assert.deepEqual([bad.status, bad.body], [400, 'Bad Request\n']);
+  });
   test('unknown paths get a plain 404', async () => {
     const res = await s.request({ path: '/products/!Nope', method: 'POST' });
     assert.equal(res.status, 404);

@@ -34,8 +34,17 @@ export interface AccountView {
   updatedAt: string;
 }
 
+export type ErrorKind = 'invalid' | 'not-found' | 'conflict';
+
 export class AccountError extends Error {
   override name = 'AccountError';
+  /** What went wrong, for the internal API's status codes: bad input, a named object that does not exist, or a clash with one that does. */
+  constructor(
+    message: string,
+    readonly kind: ErrorKind = 'invalid',
+  ) {
+    super(message);
+  }
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -91,7 +100,7 @@ export class AccountRepository {
     checkPassword(input.password);
     const now = this.clock.now();
     const existing = await this.find(login);
-    if (existing) throw new AccountError(`account ${JSON.stringify(login)} already exists`);
+    if (existing) throw new AccountError(`account ${JSON.stringify(login)} already exists`, 'conflict');
     const perms = input.permissions ?? [];
     await this.db
       .insertInto('accounts')
@@ -158,7 +167,7 @@ export class AccountRepository {
 
   private async require(login: string): Promise<AccountRow> {
     const row = await this.find(login);
-    if (!row) throw new AccountError(`no account ${JSON.stringify(login)}`);
+    if (!row) throw new AccountError(`no account ${JSON.stringify(login)}`, 'not-found');
     return row;
   }
 

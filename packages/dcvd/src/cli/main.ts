@@ -3,17 +3,16 @@ import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
 import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
-import { AccountError, AccountRepository, PERMISSIONS, type AccountInput, type AccountView, type Permission } from '../accounts/repository.ts';
+import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
 import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
-import { systemClock } from '../deps.ts';
 import { startServer } from '../server.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
 import { DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
 import { checkWebhookUrl } from '../orders/webhooks.ts';
 import { readFileSync } from 'node:fs';
-import { opt, parseIsoDate, print, readStdin, repeatable, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
+import { opt, parseIsoDate, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
 
@@ -26,14 +25,6 @@ function describeAccount(a: AccountView): string {
     `  password expires: ${a.passwordExpiresAt ?? 'never'}`,
     `  webhook: ${a.webhookUrl ?? 'the server\u2019s --webhook-url'}`,
   ].join('\n');
-}
-
-function permissionList(values: string[] | undefined): Permission[] | undefined {
-  if (values === undefined) return undefined;
-  for (const v of values) {
-    if (!PERMISSIONS.includes(v as Permission)) throw new AccountError(`unknown permission ${JSON.stringify(v)} (known: ${PERMISSIONS.join(', ')})`);
-  }
-  return [...new Set(values)] as Permission[];
 }
 
 interface AccountFlags extends StoreFlags {
@@ -66,11 +57,10 @@ function accountCommands(): Command {
   ).action(async (flags: AccountFlags) => {
     const password = await readStdin();
     const input: AccountInput & { password: string } = { password, allowedNetworks: flags.allowIp ?? [] };
-    const perms = permissionList(flags.permission);
-    if (perms) input.permissions = perms;
+    if (flags.permission) input.permissions = flags.permission as Permission[];
     if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
     if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
-    const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).create(flags.login, input));
+    const view = await withAdmin(flags, (a) => a.createAccount(flags.login, input));
     print(flags.json, view, () => `created account\n${describeAccount(view)}`);
   });
 
@@ -94,12 +84,12 @@ function accountCommands(): Command {
     if (flags.clearAllowIp) input.allowedNetworks = [];
     else if (flags.allowIp) input.allowedNetworks = flags.allowIp;
     if (flags.clearPermissions) input.permissions = [];
-    else if (flags.permission) input.permissions = permissionList(flags.permission)!;
+    else if (flags.permission) input.permissions = flags.permission as Permission[];
     if (flags.passwordExpires === false) input.passwordExpiresAt = null;
     else if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
     if (flags.webhookUrl === false) input.webhookUrl = null;
     else if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
-    const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).update(flags.login, input));
+    const view = await withAdmin(flags, (a) => a.updateAccount(flags.login, input));
     print(flags.json, view, () => `updated account\n${describeAccount(view)}`);
   });
 
@@ -108,13 +98,13 @@ function accountCommands(): Command {
     ['unlock', 'unlock an account, also from a lockout, and reset its failure count'],
   ] as const) {
     common(account.command(name).description(description).addOption(login())).action(async (flags: AccountFlags) => {
-      const view = await withStore(flags, (s) => new AccountRepository(s.db, systemClock)[name](flags.login));
+      const view = await withAdmin(flags, (a) => (name === 'lock' ? a.lockAccount(flags.login) : a.unlockAccount(flags.login)));
       print(flags.json, view, () => `${name}ed account\n${describeAccount(view)}`);
     });
   }
 
   common(account.command('list').description('list the accounts')).action(async (flags: AccountFlags) => {
-    const views = await withStore(flags, (s) => new AccountRepository(s.db, systemClock).list());
+    const views = await withAdmin(flags, (a) => a.listAccounts());
     print(flags.json, views, () => (views.length === 0 ? 'no accounts' : views.map(describeAccount).join('\n')));
   });
   return account;

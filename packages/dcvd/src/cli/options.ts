@@ -6,6 +6,9 @@ import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { openStore, type Store } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
+import { AdminService } from '../admin/service.ts';
+import { cryptoRandom, systemClock } from '../deps.ts';
+import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 
 export function envName(flags: string): string {
   const long = /--([a-z0-9-]+)/.exec(flags)?.[1];
@@ -73,6 +76,25 @@ export function parseIsoDate(text: string): number {
 /** Output of data commands: JSON with --json, readable lines otherwise. */
 export function print(json: boolean | undefined, value: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
+}
+
+/** The operations behind the commands (and the internal API) on the store of --data-dir / --database-url. */
+export function withAdmin<T>(flags: StoreFlags & { secretKeyFile?: string; randomValueTtl?: number }, fn: (admin: AdminService) => Promise<T>): Promise<T> {
+  return withStore(flags, (s) =>
+    fn(
+      new AdminService({
+        db: s.db,
+        clock: systemClock,
+        random: cryptoRandom,
+        dcvEmail: () => ({
+          keys: loadValueKeys(resolve(flags.dataDir), flags.secretKeyFile ? resolve(flags.secretKeyFile) : undefined),
+          random: cryptoRandom,
+          randomValueTtlMs: flags.randomValueTtl ?? MAX_RANDOM_VALUE_TTL_MS,
+          resendIntervalMs: 0,
+        }),
+      }),
+    ),
+  );
 }
 
 /** Opens the store of --data-dir / --database-url, applies pending migrations, runs `fn`, closes it. */

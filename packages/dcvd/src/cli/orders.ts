@@ -6,18 +6,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { defaultDcvEmailConfig, parseCount, parseDuration, type DcvEmailConfig } from '../config.ts';
-import { cryptoRandom, systemClock } from '../deps.ts';
-import type { Store } from '../store/database.ts';
-import { OfferedAddressRegistry } from '../registry/offered.ts';
-import { checkDomainName } from '../domains/index.ts';
-import { DEFAULT_OUTBOX_POLICY, listOutbox, OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
-import { DCV_METHODS, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
-import { GLOBAL_SCOPE, TemplateRepository, TemplateStoreError, templateView, type TemplateView } from '../orders/templates.ts';
-import { offeredRecipient, queueDcvEmail } from '../orders/dcv-email.ts';
-import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
-import { listEvidence } from '../orders/confirmation.ts';
-import { listWebhooks } from '../orders/webhooks.ts';
-import { opt, print, withJson, withStore, withStoreOptions, type StoreFlags } from './options.ts';
+import { DEFAULT_OUTBOX_POLICY, OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
+import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts';
+import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
+import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
+import { opt, print, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 
 /** An order number, product code or template id: the API's integer rule (CONTRACT §1). */
 function parseId(text: string): number {
@@ -94,23 +87,7 @@ export function dcvEmailConfigFrom(flags: DcvEmailFlags & { dataDir: string }): 
   });
 }
 
-// ---------------------------------------------------------------- helpers
-
-async function accountId(store: Store, login: string): Promise<number> {
-  const row = await store.db.selectFrom('accounts').select('id').where('login', '=', login).executeTakeFirst();
-  if (!row) throw new OrderError(`no account ${JSON.stringify(login)}`);
-  return row.id;
-}
-
-async function logins(store: Store): Promise<Map<number, string>> {
-  const rows = await store.db.selectFrom('accounts').select(['id', 'login']).execute();
-  return new Map(rows.map((r) => [r.id, r.login]));
-}
-
-async function viewsOf(store: Store, rows: OrderRow[]): Promise<OrderView[]> {
-  const names = await logins(store);
-  return rows.map((r) => orderView(r, names.get(r.account_id) ?? `#${r.account_id}`));
-}
+// ---------------------------------------------------------------- views
 
 function describeOrder(o: OrderView): string {
   return [
@@ -144,54 +121,6 @@ interface OrderCreateFlags extends StoreFlags, ValueFlags {
   json?: boolean;
 }
 
-async function createOrder(store: Store, flags: OrderCreateFlags): Promise<OrderView & { queuedEmail: string | null }> {
-  const now = systemClock.now();
-  const owner = await accountId(store, flags.account);
-  const orders = new OrderRepository(store.db, systemClock, cryptoRandom);
-  let templateRef: number | null = null;
-  if (flags.templateId !== undefined) {
-    const row = await new TemplateRepository(store.db, systemClock).resolve(owner, flags.templateId);
-    if (!row) throw new OrderError(`no template ${flags.templateId} for account ${JSON.stringify(flags.account)} or global`);
-    templateRef = row.id;
-  }
-  // The 24-hour rule (CONTRACT §4) before anything is written.
-  let recipient;
-  if (flags.dcvEmail !== undefined) {
-    if (flags.dcvMethod !== 'email') throw new OrderError('--dcv-email needs --dcv-method email');
-    const domain = checkDomainName(flags.domain);
-    if (domain.ok) {
-      const pseudo = { account_id: owner, domain: domain.domain };
-      recipient = await offeredRecipient(new OfferedAddressRegistry(store.db), pseudo, flags.dcvEmail, now);
-      if (!recipient) {
-        throw new OrderError(
-          `${flags.dcvEmail} was not returned to account ${JSON.stringify(flags.account)} by GetDCVEmailAddressList for ${validationDomain(pseudo)} in the last 24 hours`,
-        );
-      }
-    }
-  }
-  const input: Parameters<OrderRepository['create']>[0] = { accountId: owner, domain: flags.domain, dcvMethod: flags.dcvMethod, voucher: flags.voucher === true };
-  if (flags.orderNumber !== undefined) input.orderNumber = flags.orderNumber;
-  if (flags.baseOrderNumber !== undefined) input.baseOrderNumber = flags.baseOrderNumber;
-  if (flags.product !== undefined) input.product = flags.product;
-  if (flags.templateId !== undefined) input.templateId = flags.templateId;
-  let order = await orders.create(input);
-  let queuedEmail: string | null = null;
-  if (recipient) {
-    const settings = {
-      keys: loadValueKeys(resolve(flags.dataDir), flags.secretKeyFile ? resolve(flags.secretKeyFile) : undefined),
-      random: cryptoRandom,
-      randomValueTtlMs: flags.randomValueTtl,
-      resendIntervalMs: 0,
-    };
-    const result = await queueDcvEmail(store.db, settings, { order, recipient, templateRef, now });
-    if (!result.queued) throw new OrderError(`order ${order.order_number} was created, but its DCV email could not be queued (${result.reason})`);
-    queuedEmail = result.messageId;
-    order = (await orders.findByNumber(order.order_number))!;
-  }
-  const [view] = await viewsOf(store, [order]);
-  return { ...view!, queuedEmail };
-}
-
 export function orderCommands(): Command {
   const order = new Command('order').description('orders of the CA\u2019s ordering system (ResendDCVEmail works on them)');
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
@@ -212,17 +141,13 @@ export function orderCommands(): Command {
         .addOption(opt('--dcv-email <address>', 'send the first DCV email to this address (returned by GetDCVEmailAddressList in the last 24 hours)')),
     ),
   ).action(async (flags: OrderCreateFlags) => {
-    const view = await withStore(flags, (s) => createOrder(s, flags));
+    const view = await withAdmin(flags, (a) => a.createOrder(flags));
     print(flags.json, view, () => `created ${describeOrder(view)}${view.queuedEmail ? `\n  DCV email queued: ${view.queuedEmail}` : ''}`);
   });
 
   common(order.command('show').description('show an order and its DCV emails').argument('<order-number>', 'order number', parseId)).action(
     async (orderNumber: number, flags: StoreFlags & { json?: boolean }) => {
-      const view = await withStore(flags, async (s) => {
-        const row = await new OrderRepository(s.db, systemClock, cryptoRandom).require(orderNumber);
-        const [v] = await viewsOf(s, [row]);
-        return { ...v!, emails: await listOutbox(s.db, { orderId: row.id }), evidence: await listEvidence(s.db, { orderId: row.id }), webhooks: await listWebhooks(s.db, { orderId: row.id }) };
-      });
+      const view = await withAdmin(flags, (a) => a.showOrder(orderNumber));
       print(flags.json, view, () =>
         [
           describeOrder(view),
@@ -236,17 +161,14 @@ export function orderCommands(): Command {
 
   common(order.command('list').description('list orders, oldest first').addOption(opt('--account <login>', 'only this account\u2019s orders'))).action(
     async (flags: StoreFlags & { json?: boolean; account?: string }) => {
-      const views = await withStore(flags, async (s) => {
-        const owner = flags.account === undefined ? undefined : await accountId(s, flags.account);
-        return viewsOf(s, await new OrderRepository(s.db, systemClock, cryptoRandom).list(owner));
-      });
+      const views = await withAdmin(flags, (a) => a.listOrders(flags.account));
       print(flags.json, views, () => (views.length === 0 ? 'no orders' : views.map(describeOrder).join('\n')));
     },
   );
 
   common(order.command('cancel').description('cancel an order: its codes stop working, unsent DCV emails are not sent').argument('<order-number>', 'order number', parseId)).action(
     async (orderNumber: number, flags: StoreFlags & { json?: boolean }) => {
-      const view = await withStore(flags, async (s) => (await viewsOf(s, [await new OrderRepository(s.db, systemClock, cryptoRandom).cancel(orderNumber)]))[0]!);
+      const view = await withAdmin(flags, (a) => a.cancelOrder(orderNumber));
       print(flags.json, view, () => `cancelled ${describeOrder(view)}`);
     },
   );
@@ -283,25 +205,13 @@ export function templateCommands(): Command {
     if ((flags.account === undefined) === (flags.global !== true)) throw new TemplateStoreError('give exactly one of --account NAME and --global');
     const text = readFileSync(flags.textFile, 'utf8');
     const html = flags.htmlFile === undefined ? undefined : readFileSync(flags.htmlFile, 'utf8');
-    const view = await withStore(flags, async (s) => {
-      const scope = flags.account === undefined ? GLOBAL_SCOPE : await accountId(s, flags.account);
-      const row = await new TemplateRepository(s.db, systemClock).create(scope, flags.id, {
-        subject: flags.subject,
-        text,
-        ...(html === undefined ? {} : { html }),
-      });
-      return templateView(row, flags.account ?? null);
-    });
+    const view = await withAdmin(flags, (a) => a.createTemplate(flags.account ?? null, flags.id, { subject: flags.subject, text, ...(html === undefined ? {} : { html }) }));
     print(flags.json, view, () => `created ${describeTemplate(view)}`);
   });
 
   common(template.command('list').description('list templates').addOption(opt('--account <login>', 'only this account\u2019s templates'))).action(
     async (flags: StoreFlags & { json?: boolean; account?: string }) => {
-      const views = await withStore(flags, async (s) => {
-        const scope = flags.account === undefined ? undefined : await accountId(s, flags.account);
-        const names = await logins(s);
-        return (await new TemplateRepository(s.db, systemClock).list(scope)).map((r) => templateView(r, r.account_id === GLOBAL_SCOPE ? null : (names.get(r.account_id) ?? `#${r.account_id}`)));
-      });
+      const views = await withAdmin(flags, (a) => a.listTemplates(flags.account));
       print(flags.json, views, () => (views.length === 0 ? 'no templates' : views.map(describeTemplate).join('\n')));
     },
   );
@@ -326,12 +236,7 @@ export function outboxCommands(): Command {
         .addOption(opt('--limit <n>', 'at most this many', (v) => parseCount(v, 1)).default(100)),
     ),
   ).action(async (flags: StoreFlags & { json?: boolean; state?: string; order?: number; limit: number }) => {
-    const views = await withStore(flags, async (s) => {
-      const filter: Parameters<typeof listOutbox>[1] = { limit: flags.limit };
-      if (flags.state !== undefined) filter.state = flags.state;
-      if (flags.order !== undefined) filter.orderId = (await new OrderRepository(s.db, systemClock, cryptoRandom).require(flags.order)).id;
-      return listOutbox(s.db, filter);
-    });
+    const views = await withAdmin(flags, (a) => a.listOutbox({ state: flags.state, orderNumber: flags.order, limit: flags.limit }));
     print(flags.json, views, () => (views.length === 0 ? 'no emails' : views.map(describeEmail).join('\n')));
   });
   return outbox;

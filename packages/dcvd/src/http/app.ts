@@ -1,6 +1,7 @@
 /** One fastify app per listener (HTTPS, optional plain HTTP), built the same way (CONTRACT §8). */
 import { randomUUID } from 'node:crypto';
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { STATUS_CODES } from 'node:http';
+import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
 import type { Metrics } from '../metrics.ts';
@@ -60,6 +61,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     keepAliveTimeout: SERVER_TIMEOUTS.keepAliveMs,
     // In-flight and keep-alive requests are still answered while shutting down.
     return503OnClosing: false,
+    // Malformed or over-long URLs: fastify's own answer is JSON that echoes the URL (a confirmation
+    // path holds a code). Answer plainly, echo nothing, keep the security headers.
+    frameworkErrors: (error, _request, reply) => {
+      const status: 400 | 414 = error.statusCode === 414 ? 414 : 400;
+      void (reply as FastifyReply)
+        .code(status)
+        .header('cache-control', 'no-store')
+        .header('x-content-type-options', 'nosniff')
+        .type('text/plain; charset=utf-8')
+        .send(`${STATUS_CODES[status]}\n`);
+    },
     // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/%21/i, '/products/!'),
     ...(options.tls
@@ -115,7 +127,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler((error: { statusCode?: number }, request, reply) => {
     const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 500 ? error.statusCode : 500;
     if (status === 500) request.log.error({ err: error }, 'unexpected error');
-    return reply.code(status).type('text/plain; charset=utf-8').send(`${status === 500 ? 'Internal Server Error' : 'Bad Request'}\n`);
+    return reply.code(status).type('text/plain; charset=utf-8').send(`${STATUS_CODES[status] ?? 'Error'}\n`);
   });
 
   await app.register(async (api) => legacyApi(api as unknown as FastifyInstance, { ...options, secure: options.tls !== undefined }));

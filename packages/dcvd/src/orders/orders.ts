@@ -10,6 +10,7 @@ import type { Clock, RandomSource } from '../deps.ts';
 import type { Database, OrderTable } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
+import type { ErrorKind } from '../accounts/repository.ts';
 
 export type OrderRow = Selectable<OrderTable>;
 
@@ -29,6 +30,13 @@ const ASSIGNED_SPAN = 90_000_000;
 
 export class OrderError extends Error {
   override name = 'OrderError';
+  /** What went wrong, for the internal API's status codes: bad input, a named object that does not exist, or a clash with one that does. */
+  constructor(
+    message: string,
+    readonly kind: ErrorKind = 'invalid',
+  ) {
+    super(message);
+  }
 }
 
 export interface OrderInput {
@@ -110,10 +118,10 @@ export class OrderRepository {
     if (!DCV_METHODS.includes(method)) throw new OrderError(`DCV method must be one of ${DCV_METHODS.join(', ')}`);
 
     if (input.orderNumber !== undefined) {
-      if (await this.findByNumber(input.orderNumber)) throw new OrderError(`order ${input.orderNumber} already exists`);
+      if (await this.findByNumber(input.orderNumber)) throw new OrderError(`order ${input.orderNumber} already exists`, 'conflict');
       const chain = await this.chainMember(input.orderNumber);
       if (chain && (chain.account_id !== input.accountId || (input.baseOrderNumber ?? input.orderNumber) !== input.orderNumber)) {
-        throw new OrderError(`${input.orderNumber} is already the base order number of another chain`);
+        throw new OrderError(`${input.orderNumber} is already the base order number of another chain`, 'conflict');
       }
     }
     if (input.baseOrderNumber !== undefined && input.baseOrderNumber !== input.orderNumber) {
@@ -157,7 +165,7 @@ export class OrderRepository {
       } catch (err) {
         // Another writer took the number between the check and the insert.
         if (!(await this.findByNumber(orderNumber))) throw err;
-        if (input.orderNumber !== undefined || attempt >= 5) throw new OrderError(`order ${orderNumber} already exists`);
+        if (input.orderNumber !== undefined || attempt >= 5) throw new OrderError(`order ${orderNumber} already exists`, 'conflict');
       }
     }
   }
@@ -190,7 +198,7 @@ export class OrderRepository {
    */
   async cancel(orderNumber: number): Promise<OrderRow> {
     const order = await this.require(orderNumber);
-    if (order.dcv_status === 'cancelled') throw new OrderError(`order ${orderNumber} is already cancelled`);
+    if (order.dcv_status === 'cancelled') throw new OrderError(`order ${orderNumber} is already cancelled`, 'conflict');
     const now = this.clock.now();
     await this.db.transaction().execute(async (trx) => {
       await trx.updateTable('orders').set({ dcv_status: 'cancelled', updated_at: now }).where('id', '=', order.id).execute();
@@ -212,7 +220,7 @@ export class OrderRepository {
 
   async require(orderNumber: number): Promise<OrderRow> {
     const order = await this.findByNumber(orderNumber);
-    if (!order) throw new OrderError(`no order ${orderNumber}`);
+    if (!order) throw new OrderError(`no order ${orderNumber}`, 'not-found');
     return order;
   }
 

@@ -5,6 +5,7 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { Clock } from '../deps.ts';
+import type { ErrorKind } from '../accounts/repository.ts';
 import type { Database, DcvTemplateTable } from '../store/schema.ts';
 import { DEFAULT_TEMPLATE, validateTemplate, type EmailTemplate } from '../mail/templates.ts';
 
@@ -15,6 +16,13 @@ export const GLOBAL_SCOPE = 0;
 
 export class TemplateStoreError extends Error {
   override name = 'TemplateStoreError';
+  /** What went wrong, for the internal API's status codes: bad input, a named object that does not exist, or a clash with one that does. */
+  constructor(
+    message: string,
+    readonly kind: ErrorKind = 'invalid',
+  ) {
+    super(message);
+  }
 }
 
 export interface TemplateView {
@@ -53,7 +61,7 @@ export class TemplateRepository {
     if (!Number.isSafeInteger(templateId) || templateId < 1) throw new TemplateStoreError('template id must be a whole number from 1 to 2^53-1');
     validateTemplate(template);
     const existing = await this.findInScope(scope, templateId);
-    if (existing) throw new TemplateStoreError(`template ${templateId} already exists ${scope === GLOBAL_SCOPE ? 'globally' : 'for this account'}`);
+    if (existing) throw new TemplateStoreError(`template ${templateId} already exists ${scope === GLOBAL_SCOPE ? 'globally' : 'for this account'}`, 'conflict');
     await this.db
       .insertInto('dcv_templates')
       .values({

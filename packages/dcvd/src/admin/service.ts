@@ -1,0 +1,230 @@
+/**
+ * The operator's operations (CONTRACT §9): accounts, orders, templates, the
+ * outbox and evidence. One implementation behind both the `dcvd` commands and
+ * the internal JSON API; each returns exactly the JSON view `--json` prints.
+ */
+import type { Kysely } from 'kysely';
+import type { Clock, RandomSource } from '../deps.ts';
+import type { Database } from '../store/schema.ts';
+import { AccountError, AccountRepository, PERMISSIONS, type AccountInput, type AccountView, type Permission } from '../accounts/repository.ts';
+import { normalizeNetworks } from '../accounts/networks.ts';
+import { OfferedAddressRegistry } from '../registry/offered.ts';
+import { checkDomainName } from '../domains/index.ts';
+import { listOutbox, type OutboxView } from '../mail/outbox.ts';
+import { OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
+import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
+import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
+import { listWebhooks, type WebhookView } from '../orders/webhooks.ts';
+import type { EmailTemplate } from '../mail/templates.ts';
+
+export interface AdminDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+  random: RandomSource;
+  /** How a first DCV email is made; called only when an order is created with an address (it may create the key file). */
+  dcvEmail: () => DcvEmailSettings;
+  /** After an email was queued (the server wakes its outbox worker). */
+  onQueued?: () => void;
+}
+
+export interface OrderCreateRequest {
+  account: string;
+  domain: string;
+  orderNumber?: number | undefined;
+  baseOrderNumber?: number | undefined;
+  product?: number | undefined;
+  voucher?: boolean | undefined;
+  dcvMethod: DcvMethod;
+  templateId?: number | undefined;
+  dcvEmail?: string | undefined;
+}
+
+export type CreatedOrder = OrderView & { queuedEmail: string | null };
+export type OrderDetail = OrderView & { emails: OutboxView[]; evidence: EvidenceView[]; webhooks: WebhookView[] };
+
+export interface OutboxFilter {
+  state?: string | undefined;
+  orderNumber?: number | undefined;
+  limit: number;
+}
+
+/** Checks permission names and drops repeats. */
+export function permissionList(values: string[] | undefined): Permission[] | undefined {
+  if (values === undefined) return undefined;
+  for (const v of values) {
+    if (!PERMISSIONS.includes(v as Permission)) throw new AccountError(`unknown permission ${JSON.stringify(v)} (known: ${PERMISSIONS.join(', ')})`);
+  }
+  return [...new Set(values)] as Permission[];
+}
+
+/** Source networks, checked up front so a bad one is the caller's error (AccountError), not an internal one. */
+function checkedNetworks(values: string[] | undefined): string[] | undefined {
+  if (values === undefined) return undefined;
+  try {
+    normalizeNetworks(values);
+  } catch (err) {
+    throw new AccountError((err as Error).message);
+  }
+  return values;
+}
+
+export class AdminService {
+  private readonly accounts: AccountRepository;
+  private readonly orders: OrderRepository;
+  private readonly templates: TemplateRepository;
+
+  constructor(private readonly deps: AdminDeps) {
+    this.accounts = new AccountRepository(deps.db, deps.clock);
+    this.orders = new OrderRepository(deps.db, deps.clock, deps.random);
+    this.templates = new TemplateRepository(deps.db, deps.clock);
+  }
+
+  // ------------------------------------------------------------ accounts
+
+  createAccount(login: string, input: AccountInput & { password: string }): Promise<AccountView> {
+    return this.accounts.create(login, { ...input, ...this.checkedAccountInput(input) });
+  }
+
+  updateAccount(login: string, input: AccountInput): Promise<AccountView> {
+    return this.accounts.update(login, { ...input, ...this.checkedAccountInput(input) });
+  }
+
+  showAccount(login: string): Promise<AccountView> {
+    return this.accounts.view(login);
+  }
+
+  lockAccount(login: string): Promise<AccountView> {
+    return this.accounts.lock(login);
+  }
+
+  unlockAccount(login: string): Promise<AccountView> {
+    return this.accounts.unlock(login);
+  }
+
+  listAccounts(): Promise<AccountView[]> {
+    return this.accounts.list();
+  }
+
+  private checkedAccountInput(input: AccountInput): AccountInput {
+    const checked: AccountInput = {};
+    const perms = permissionList(input.permissions);
+    if (perms) checked.permissions = perms;
+    const networks = checkedNetworks(input.allowedNetworks);
+    if (networks) checked.allowedNetworks = networks;
+    return checked;
+  }
+
+  // ------------------------------------------------------------ orders
+
+  /** Creates an order; with `dcvEmail`, the 24-hour rule (CONTRACT §4) applies and the first DCV email is queued. */
+  async createOrder(req: OrderCreateRequest): Promise<CreatedOrder> {
+    const { db, clock } = this.deps;
+    const now = clock.now();
+    const owner = await this.accountId(req.account);
+    let templateRef: number | null = null;
+    if (req.templateId !== undefined) {
+      const row = await this.templates.resolve(owner, req.templateId);
+      if (!row) throw new OrderError(`no template ${req.templateId} for account ${JSON.stringify(req.account)} or global`, 'not-found');
+      templateRef = row.id;
+    }
+    // The 24-hour rule before anything is written.
+    let recipient: DcvRecipient | undefined;
+    if (req.dcvEmail !== undefined) {
+      if (req.dcvMethod !== 'email') throw new OrderError('--dcv-email needs --dcv-method email');
+      const domain = checkDomainName(req.domain);
+      if (domain.ok) {
+        const pseudo = { account_id: owner, domain: domain.domain };
+        recipient = await offeredRecipient(new OfferedAddressRegistry(db), pseudo, req.dcvEmail, now);
+        if (!recipient) {
+          throw new OrderError(
+            `${req.dcvEmail} was not returned to account ${JSON.stringify(req.account)} by GetDCVEmailAddressList for ${validationDomain(pseudo)} in the last 24 hours`,
+          );
+        }
+      }
+    }
+    const input: Parameters<OrderRepository['create']>[0] = { accountId: owner, domain: req.domain, dcvMethod: req.dcvMethod, voucher: req.voucher === true };
+    if (req.orderNumber !== undefined) input.orderNumber = req.orderNumber;
+    if (req.baseOrderNumber !== undefined) input.baseOrderNumber = req.baseOrderNumber;
+    if (req.product !== undefined) input.product = req.product;
+    if (req.templateId !== undefined) input.templateId = req.templateId;
+    let order = await this.orders.create(input);
+    let queuedEmail: string | null = null;
+    if (recipient) {
+      const settings = { ...this.deps.dcvEmail(), resendIntervalMs: 0 };
+      const result = await queueDcvEmail(db, settings, { order, recipient, templateRef, now });
+      if (!result.queued) throw new OrderError(`order ${order.order_number} was created, but its DCV email could not be queued (${result.reason})`);
+      queuedEmail = result.messageId;
+      this.deps.onQueued?.();
+      order = (await this.orders.findByNumber(order.order_number))!;
+    }
+    const [view] = await this.viewsOf([order]);
+    return { ...view!, queuedEmail };
+  }
+
+  /** An order with its DCV emails, evidence and webhook events (`dcvd order show`). */
+  async showOrder(orderNumber: number): Promise<OrderDetail> {
+    const { db } = this.deps;
+    const row = await this.orders.require(orderNumber);
+    const [v] = await this.viewsOf([row]);
+    return { ...v!, emails: await listOutbox(db, { orderId: row.id }), evidence: await listEvidence(db, { orderId: row.id }), webhooks: await listWebhooks(db, { orderId: row.id }) };
+  }
+
+  async listOrders(account?: string): Promise<OrderView[]> {
+    const owner = account === undefined ? undefined : await this.accountId(account);
+    return this.viewsOf(await this.orders.list(owner));
+  }
+
+  async cancelOrder(orderNumber: number): Promise<OrderView> {
+    return (await this.viewsOf([await this.orders.cancel(orderNumber)]))[0]!;
+  }
+
+  /** The evidence of an order's validations, newest first (CONTRACT §6). */
+  async orderEvidence(orderNumber: number): Promise<EvidenceView[]> {
+    const row = await this.orders.require(orderNumber);
+    return listEvidence(this.deps.db, { orderId: row.id });
+  }
+
+  // ------------------------------------------------------------ templates
+
+  /** `account` null: a global template. */
+  async createTemplate(account: string | null, id: number, template: EmailTemplate): Promise<TemplateView> {
+    const scope = account === null ? GLOBAL_SCOPE : await this.accountId(account);
+    const row = await this.templates.create(scope, id, template);
+    return templateView(row, account);
+  }
+
+  async listTemplates(account?: string): Promise<TemplateView[]> {
+    const scope = account === undefined ? undefined : await this.accountId(account);
+    const names = await this.logins();
+    return (await this.templates.list(scope)).map((r) => templateView(r, r.account_id === GLOBAL_SCOPE ? null : (names.get(r.account_id) ?? `#${r.account_id}`)));
+  }
+
+  // ------------------------------------------------------------ outbox
+
+  /** DCV emails and their delivery state, newest first. */
+  async listOutbox(filter: OutboxFilter): Promise<OutboxView[]> {
+    const query: Parameters<typeof listOutbox>[1] = { limit: filter.limit };
+    if (filter.state !== undefined) query.state = filter.state;
+    if (filter.orderNumber !== undefined) query.orderId = (await this.orders.require(filter.orderNumber)).id;
+    return listOutbox(this.deps.db, query);
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  private async accountId(login: string): Promise<number> {
+    const row = await this.deps.db.selectFrom('accounts').select('id').where('login', '=', login).executeTakeFirst();
+    if (!row) throw new OrderError(`no account ${JSON.stringify(login)}`, 'not-found');
+    return row.id;
+  }
+
+  private async logins(): Promise<Map<number, string>> {
+    const rows = await this.deps.db.selectFrom('accounts').select(['id', 'login']).execute();
+    return new Map(rows.map((r) => [r.id, r.login]));
+  }
+
+  private async viewsOf(rows: OrderRow[]): Promise<OrderView[]> {
+    const names = await this.logins();
+    return rows.map((r) => orderView(r, names.get(r.account_id) ?? `#${r.account_id}`));
+  }
+}
