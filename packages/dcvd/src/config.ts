@@ -20,6 +20,10 @@ export interface ServeConfig {
   listen: HostPort;
   /** Optional plain-HTTP listener (API calls answer -1 unless through a trusted proxy, CONTRACT §8). */
   httpListen?: HostPort | undefined;
+  /** The internal JSON API's listener (HTTPS, same certificate); off when undefined (CONTRACT §9). */
+  adminListen?: HostPort | undefined;
+  /** Its bearer token, at least 32 characters; required with adminListen. */
+  adminToken?: string | undefined;
   /** CIDRs of proxies whose X-Forwarded-For / X-Forwarded-Proto are believed. */
   trustProxy: string[];
   tlsCert?: string | undefined;

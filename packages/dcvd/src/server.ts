@@ -24,12 +24,16 @@ import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
 import { queueDecisionWebhook, WebhookWorker } from './orders/webhooks.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
+import { AdminService } from './admin/service.ts';
+import { buildAdminApp, checkAdminToken } from './admin/http.ts';
 
 export interface RunningServer {
   https: AddressInfo;
   /** Prometheus metrics of this server (served on the admin listener). */
   metrics: Metrics;
   http?: AddressInfo;
+  /** The internal JSON API's listener (with --admin-listen). */
+  admin?: AddressInfo;
   /** The certificate's path (generated or the operator's). */
   certPath: string;
   /** The certificate, PEM (tests trust it). */
@@ -63,6 +67,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
   let outbox: OutboxWorker | undefined;
   let webhooks: WebhookWorker | undefined;
   try {
+    const adminToken = config.adminListen ? checkAdminToken(config.adminToken) : undefined;
     const applied = await migrateToLatest(store.db, store.dialect);
     for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
     const tls = await loadOrCreateCertificate(config);
@@ -156,6 +161,21 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     }
     const hookWorker = webhooks;
 
+    // The internal JSON API (CONTRACT §9), last: the operator's operations, the metrics, the OpenAPI document.
+    let adminAddress: AddressInfo | undefined;
+    if (config.adminListen && adminToken !== undefined) {
+      const admin = new AdminService({
+        db: store.db,
+        clock,
+        random,
+        dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0 }),
+        onQueued: () => worker.wake(),
+      });
+      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit });
+      apps.push(adminApp);
+      adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port);
+    }
+
     // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
@@ -186,7 +206,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     purge.unref();
 
     logger.info(
-      { https: httpsAddress, http: httpAddress, database: store.location, certPath: tls.certPath },
+      { https: httpsAddress, http: httpAddress, admin: adminAddress, database: store.location, certPath: tls.certPath },
       'dcvd is listening',
     );
     let closing: Promise<void> | undefined;
@@ -214,6 +234,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       },
     };
     if (httpAddress) running.http = httpAddress;
+    if (adminAddress) running.admin = adminAddress;
     return running;
   } catch (err) {
     await Promise.allSettled(apps.map((a) => a.close()));

@@ -113,6 +113,8 @@ function accountCommands(): Command {
 interface ServeFlags extends StoreFlags {
   listen: string;
   httpListen?: string;
+  adminListen?: string;
+  adminToken?: string;
   trustProxy?: string[];
   tlsCert?: string;
   tlsKey?: string;
@@ -153,6 +155,8 @@ function serveCommand(): Command {
       .description('run the API server (applies pending migrations first)')
       .addOption(opt('--listen <host:port>', 'HTTPS listener').default('127.0.0.1:8443'))
       .addOption(opt('--http-listen <host:port>', 'plain-HTTP listener (API calls answer -1 unless from a trusted proxy); off by default'))
+      .addOption(opt('--admin-listen <host:port>', 'internal JSON API and /metrics (HTTPS, same certificate, bearer token); off by default'))
+      .addOption(opt('--admin-token <token>', 'bearer token of --admin-listen, at least 32 characters (better: DCVD_ADMIN_TOKEN)'))
       .addOption(repeatable('--trust-proxy <cidr>', 'proxies whose X-Forwarded-For/-Proto are believed; comma-separated or repeated'))
       .addOption(opt('--tls-cert <file>', 'certificate (PEM); default: a self-signed one for localhost in the data directory'))
       .addOption(opt('--tls-key <file>', 'private key (PEM) of --tls-cert')),
@@ -196,6 +200,8 @@ function serveCommand(): Command {
       const config: ServeConfig = defaultServeConfig({
         listen: parseHostPort(flags.listen),
         httpListen: flags.httpListen ? parseHostPort(flags.httpListen) : undefined,
+        adminListen: flags.adminListen ? parseHostPort(flags.adminListen) : undefined,
+        adminToken: flags.adminToken,
         trustProxy: flags.trustProxy ?? [],
         tlsCert: flags.tlsCert,
         tlsKey: flags.tlsKey,
@@ -226,6 +232,7 @@ function serveCommand(): Command {
       const host = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]` : a.address) + `:${a.port}`;
       process.stderr.write(`dcvd: HTTPS on https://${host(server.https)}/  (certificate: ${server.certPath})\n`);
       if (server.http) process.stderr.write(`dcvd: plain HTTP on http://${host(server.http)}/\n`);
+      if (server.admin) process.stderr.write(`dcvd: internal API on https://${host(server.admin)}/v1/ (bearer token)\n`);
       process.stderr.write(`dcvd: database ${server.store.location}\n`);
       let stopping = false;
       const stop = (signal: string) => {

@@ -30,6 +30,8 @@ export interface RequestOptions {
   headers?: Record<string, string | number>;
   /** Use the plain-HTTP listener. */
   plain?: boolean;
+  /** Use the internal API's listener (HTTPS). */
+  admin?: boolean;
   /** Send from this local address (loopback range). */
   localAddress?: string;
 }
@@ -64,7 +66,7 @@ export async function startTestServer(
 
   function request(opts: RequestOptions & { path: string; body?: string | Buffer }): Promise<Response> {
     const plain = opts.plain === true;
-    const address = plain ? server.http : server.https;
+    const address = plain ? server.http : opts.admin ? server.admin : server.https;
     if (!address) throw new Error('no such listener');
     const lib = plain ? http : https;
     return new Promise((resolve, reject) => {

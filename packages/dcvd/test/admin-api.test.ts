@@ -1,0 +1,286 @@
+/** The internal JSON API (CONTRACT §9): bearer token, the CLI's operations and views, errors, /metrics, OpenAPI. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { startTestServer, type Response, type TestServer } from './support/server.ts';
+import { runDcvd } from './support/cli.ts';
+import { getList } from './support/dcv.ts';
+import { defaultServeConfig } from '../src/config.ts';
+import { startServer } from '../src/server.ts';
+import { createLogger } from '../src/log.ts';
+import { systemClock, cryptoRandom } from '../src/deps.ts';
+import { loadOrCreateCertificate } from '../src/http/tls.ts';
+import { buildAdminApp, registeredRoutes } from '../src/admin/http.ts';
+import { AdminService } from '../src/admin/service.ts';
+
+const TOKEN = 'test-admin-token-0123456789abcdefghijklmnop';
+let server: TestServer;
+
+before(async () => {
+  server = await startTestServer({ adminListen: { host: '127.0.0.1', port: 0 }, adminToken: TOKEN });
+  await server.createAccount('alice');
+});
+after(() => server.stop());
+
+interface ApiResult extends Response {
+  json: any;
+}
+
+async function api(method: string, path: string, body?: unknown, opts: { token?: string | null; localAddress?: string; raw?: string; contentType?: string } = {}): Promise<ApiResult> {
+  const headers: Record<string, string> = {};
+  const token = opts.token === undefined ? TOKEN : opts.token;
+  if (token !== null) headers.authorization = `Bearer ${token}`;
+  const payload = opts.raw ?? (body === undefined ? undefined : JSON.stringify(body));
+  if (payload !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
+  const r = await server.request({ admin: true, method, path, headers, ...(payload === undefined ? {} : { body: payload }), ...(opts.localAddress ? { localAddress: opts.localAddress } : {}) });
+  let json: unknown;
+  try {
+    json = JSON.parse(r.body);
+  } catch {
+    json = undefined;
+  }
+  return { ...r, json };
+}
+
+/** The same operation through the `dcvd` command, on the server's database. */
+function cli(args: string[], input?: string): any {
+  const env: Record<string, string> = server.databaseUrl ? { DCVD_DATABASE_URL: server.databaseUrl } : {};
+  const r = runDcvd(server.dataDir, [...args, '--json'], { env, ...(input === undefined ? {} : { input }) });
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+function assertError(r: ApiResult, status: number, code: string, message?: RegExp): void {
+  assert.equal(r.status, status, r.body);
+  assert.match(String(r.headers['content-type']), /^application\/json/);
+  assert.equal(r.json.error.code, code);
+  assert.equal(typeof r.json.error.message, 'string');
+  if (message) assert.match(r.json.error.message, message);
+}
+
+test('refuses to start without a token, or with one shorter than 32 characters', async () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-admin-'));
+  try {
+    const logger = createLogger('fatal');
+    for (const [adminToken, message] of [
+      [undefined, /--admin-listen needs --admin-token/],
+      ['short-token', /at least 32 characters/],
+    ] as const) {
+      const config = defaultServeConfig({ listen: { host: '127.0.0.1', port: 0 }, adminListen: { host: '127.0.0.1', port: 0 }, adminToken, dataDir });
+      await assert.rejects(startServer(config, { logger }), message);
+    }
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+});
+
+test('the bearer token is required, compared, and never logged; unknown routes are 404 JSON', async () => {
+  const none = await api('GET', '/v1/accounts', undefined, { token: null });
+  assertError(none, 401, 'unauthorized');
+  assert.equal(none.headers['www-authenticate'], 'Bearer');
+  assertError(await api('GET', '/v1/accounts', undefined, { token: TOKEN.slice(0, -1) + 'X' }), 401, 'unauthorized', /wrong token/);
+  assertError(await api('GET', '/v1/accounts', undefined, { token: `${TOKEN}x` }), 401, 'unauthorized');
+  // Without a token, not even the existence of a route is revealed.
+  assertError(await api('GET', '/v1/nothing-here', undefined, { token: null }), 401, 'unauthorized');
+  assertError(await api('GET', '/v1/nothing-here'), 404, 'not_found');
+  assertError(await api('DELETE', '/v1/accounts'), 404, 'not_found');
+  assertError(await api('GET', '/v1/orders/%E0%A4%A'), 400, 'invalid_request', /malformed URL/);
+  assert.equal((await api('GET', '/v1/accounts')).status, 200);
+  // Not on the public listener.
+  assert.equal((await server.request({ method: 'GET', path: '/v1/accounts', headers: { authorization: `Bearer ${TOKEN}` } })).status, 404);
+  assert.ok(!JSON.stringify(server.logs).includes(TOKEN), 'the token is in the log');
+});
+
+test('wrong tokens are limited per source IP: the limit blocks even the right token; other IPs go on', async () => {
+  const from = '127.0.0.2';
+  for (let i = 0; i < 10; i++) assertError(await api('GET', '/v1/accounts', undefined, { token: `wrong-${i}`, localAddress: from }), 401, 'unauthorized');
+  const blocked = await api('GET', '/v1/accounts', undefined, { localAddress: from });
+  assertError(blocked, 429, 'rate_limited');
+  assert.ok(Number(blocked.headers['retry-after']) > 0);
+  assert.equal((await api('GET', '/v1/accounts')).status, 200);
+});
+
+test('accounts: create, show, update, lock, unlock, list — the CLI\u2019s views; passwords only in bodies, never logged', async () => {
+  const password = 'api password that is long enough';
+  const created = await api('POST', '/v1/accounts', { login: 'api-user', password, permissions: ['auto-apply'], allowedNetworks: ['10.0.0.0/8'], passwordExpiresAt: '2030-01-31' });
+  assert.equal(created.status, 201, created.body);
+  assert.equal(created.json.login, 'api-user');
+  assert.deepEqual(created.json.permissions, ['auto-apply']);
+  assert.equal(created.json.passwordExpiresAt, '2030-01-31T00:00:00.000Z');
+  assert.equal(created.json.password_hash, undefined);
+
+  const shown = await api('GET', '/v1/accounts/api-user');
+  assert.deepEqual(shown.json, created.json);
+  const updated = await api('PATCH', '/v1/accounts/api-user', { permissions: ['auto-apply', 'voucher', 'voucher'], allowedNetworks: [], passwordExpiresAt: null, webhookUrl: 'https://orders.example/hook' });
+  assert.equal(updated.status, 200, updated.body);
+  assert.deepEqual(updated.json.permissions, ['auto-apply', 'voucher']);
+  assert.deepEqual(updated.json.allowedNetworks, []);
+  assert.equal(updated.json.passwordExpiresAt, null);
+  assert.equal(updated.json.webhookUrl, 'https://orders.example/hook');
+  assert.equal((await api('POST', '/v1/accounts/api-user/lock')).json.locked, true);
+  assert.equal((await api('POST', '/v1/accounts/api-user/unlock')).json.locked, false);
+
+  const list = await api('GET', '/v1/accounts');
+  assert.deepEqual(list.json, cli(['account', 'list']));
+  assert.deepEqual(
+    list.json.find((a: { login: string }) => a.login === 'api-user'),
+    (await api('GET', '/v1/accounts/api-user')).json,
+  );
+  assert.ok(!JSON.stringify(server.logs).includes(password), 'a password is in the log');
+});
+
+test('accounts: validation errors are 400, unknown logins 404, duplicates 409', async () => {
+  assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'short' }), 400, 'invalid_request', /password/);
+  assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', permissions: ['root'] }), 400, 'invalid_request', /permissions/);
+  assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', allowedNetworks: ['nonsense'] }), 400, 'invalid_request', /not an IP network/);
+  assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', extra: 1 }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', webhookUrl: 'ftp://nope' }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', passwordExpiresAt: 'tomorrow' }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/accounts', undefined, { raw: '{"login":' }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/accounts', undefined, { raw: 'login=x', contentType: 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
+  assertError(await api('POST', '/v1/accounts', { login: 'alice', password: 'long enough password' }), 409, 'conflict', /already exists/);
+  assertError(await api('GET', '/v1/accounts/ghost'), 404, 'not_found', /no account "ghost"/);
+  assertError(await api('PATCH', '/v1/accounts/ghost', { permissions: [] }), 404, 'not_found');
+  assertError(await api('POST', '/v1/accounts/ghost/lock'), 404, 'not_found');
+  assert.equal(await server.accounts.find('x'), undefined);
+});
+
+test('orders: create with dcvEmailAddress obeys the 24-hour rule and queues an email; show, list, evidence, outbox, cancel equal the CLI', async () => {
+  const body = { account: 'alice', domain: 'www.example.com', orderNumber: 9100001, dcvEmailAddress: 'admin@example.com' };
+  assertError(await api('POST', '/v1/orders', body), 400, 'invalid_request', /in the last 24 hours/);
+  assertError(await api('GET', '/v1/orders/9100001'), 404, 'not_found', /no order 9100001/);
+
+  await getList(server, 'alice', 'www.example.com');
+  const created = await api('POST', '/v1/orders', body);
+  assert.equal(created.status, 201, created.body);
+  assert.equal(created.json.orderNumber, 9100001);
+  assert.equal(created.json.dcvEmailAddress, 'admin@example.com');
+  assert.match(created.json.queuedEmail, /^<.+>$/);
+  // Compared with the CLI once the email is delivered (to .eml files), so that both see the same state.
+  for (let i = 0; (await api('GET', '/v1/outbox?order=9100001')).json[0].state !== 'delivered'; i++) {
+    assert.ok(i < 100, 'the DCV email was not delivered');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+
+  const shown = await api('GET', '/v1/orders/9100001');
+  assert.deepEqual(shown.json, cli(['order', 'show', '9100001']));
+  assert.equal(shown.json.emails.length, 1);
+  assert.equal(shown.json.emails[0].messageId, created.json.queuedEmail);
+  const { emails: _e, evidence: _v, webhooks: _w, ...order } = shown.json;
+  const { queuedEmail: _q, ...createdOrder } = created.json;
+  assert.deepEqual(order, createdOrder);
+
+  assert.deepEqual((await api('GET', '/v1/orders')).json, cli(['order', 'list']));
+  assert.deepEqual((await api('GET', '/v1/orders?account=alice')).json, cli(['order', 'list', '--account', 'alice']));
+  assert.deepEqual((await api('GET', '/v1/orders/9100001/evidence')).json, shown.json.evidence);
+  const outbox = await api('GET', '/v1/outbox?order=9100001');
+  assert.deepEqual(outbox.json, cli(['outbox', 'list', '--order', '9100001']));
+  assert.equal(outbox.json[0].messageId, created.json.queuedEmail);
+
+  const cancelled = await api('POST', '/v1/orders/9100001/cancel');
+  assert.equal(cancelled.status, 200, cancelled.body);
+  assert.equal(cancelled.json.dcvStatus, 'cancelled');
+  const again = cli(['order', 'show', '9100001']);
+  const { emails: _e2, evidence: _v2, webhooks: _w2, ...cancelledOrder } = again;
+  assert.deepEqual(cancelled.json, cancelledOrder);
+  assertError(await api('POST', '/v1/orders/9100001/cancel'), 409, 'conflict', /already cancelled/);
+});
+
+test('orders: validation errors are 400, unknown orders and accounts 404, a taken number 409', async () => {
+  const ok = await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org' });
+  assert.equal(ok.status, 201, ok.body);
+  assert.ok(ok.json.orderNumber >= 10_000_000);
+  assert.equal(ok.json.queuedEmail, null);
+  assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org', orderNumber: ok.json.orderNumber }), 409, 'conflict');
+  assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'localhost' }), 400, 'invalid_request', /cannot be validated/);
+  assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org', orderNumber: 0 }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org', orderNumber: '12' }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org', dcvMethod: 'carrier-pigeon' }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/orders', { account: 'alice' }), 400, 'invalid_request', /domain/);
+  assertError(await api('POST', '/v1/orders', { account: 'ghost', domain: 'example.org' }), 404, 'not_found', /no account/);
+  assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org', templateId: 999 }), 404, 'not_found', /no template 999/);
+  assertError(await api('GET', '/v1/orders/abc'), 400, 'invalid_request');
+  assertError(await api('GET', '/v1/orders/0'), 400, 'invalid_request');
+  assertError(await api('GET', '/v1/orders/99999999999999999999'), 400, 'invalid_request');
+  assertError(await api('GET', '/v1/orders/123456'), 404, 'not_found');
+  assertError(await api('GET', '/v1/orders/123456/evidence'), 404, 'not_found');
+  assertError(await api('POST', '/v1/orders/123456/cancel'), 404, 'not_found');
+  assertError(await api('GET', '/v1/orders?account=ghost'), 404, 'not_found');
+  assertError(await api('GET', '/v1/outbox?state=lost'), 400, 'invalid_request');
+  assertError(await api('GET', '/v1/outbox?limit=0'), 400, 'invalid_request');
+  assertError(await api('GET', '/v1/outbox?order=123456'), 404, 'not_found');
+});
+
+test('templates: create (account or global) and list equal the CLI; bad templates are 400', async () => {
+  const text = 'Code {{validationCode}} for {{domain}}';
+  const g = await api('POST', '/v1/templates', { global: true, id: 20, subject: 'Validate {{domain}}', text, html: '<p>{{validationCode}}</p>' });
+  assert.equal(g.status, 201, g.body);
+  assert.deepEqual({ id: g.json.id, account: g.json.account, hasHtml: g.json.hasHtml }, { id: 20, account: null, hasHtml: true });
+  const a = await api('POST', '/v1/templates', { account: 'alice', id: 20, subject: 'Alice {{domain}}', text });
+  assert.equal(a.json.account, 'alice');
+  assert.deepEqual((await api('GET', '/v1/templates')).json, cli(['template', 'list']));
+  assert.deepEqual((await api('GET', '/v1/templates?account=alice')).json, cli(['template', 'list', '--account', 'alice']));
+  assertError(await api('POST', '/v1/templates', { global: true, id: 20, subject: 's', text }), 409, 'conflict');
+  assertError(await api('POST', '/v1/templates', { global: true, account: 'alice', id: 21, subject: 's', text }), 400, 'invalid_request', /exactly one/);
+  assertError(await api('POST', '/v1/templates', { id: 21, subject: 's', text }), 400, 'invalid_request', /exactly one/);
+  assertError(await api('POST', '/v1/templates', { global: true, id: 21, subject: 's', text: 'no code here' }), 400, 'invalid_request', /validationCode/);
+  assertError(await api('POST', '/v1/templates', { global: true, id: 21, subject: 's', text: '{{#x}}' }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/templates', { account: 'ghost', id: 21, subject: 's', text }), 404, 'not_found');
+});
+
+test('GET /metrics: Prometheus text behind the token, with the API call counter', async () => {
+  await getList(server, 'alice', 'metrics.example.com');
+  assertError(await api('GET', '/metrics', undefined, { token: null }), 401, 'unauthorized');
+  const r = await api('GET', '/metrics');
+  assert.equal(r.status, 200);
+  assert.match(String(r.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+  assert.match(r.body, /^# HELP dcvd_api_requests_total /m);
+  assert.match(r.body, /^dcvd_api_requests_total\{endpoint="GetDCVEmailAddressList",code="0"\} [1-9]\d*$/m);
+  assert.match(r.body, /^# TYPE dcvd_outbox_emails gauge$/m);
+});
+
+test('GET /openapi.json is docs/openapi.json, and names every route the app registers', async () => {
+  const served = await api('GET', '/openapi.json');
+  assert.equal(served.status, 200);
+  const file = JSON.parse(readFileSync(new URL('../../../docs/openapi.json', import.meta.url), 'utf8'));
+  assert.deepEqual(served.json, file, 'docs/openapi.json is stale: run `node --import tsx scripts/openapi.ts`');
+  assert.equal(file.openapi, '3.1.0');
+
+  const tls = await loadOrCreateCertificate({ dataDir: server.dataDir });
+  const admin = new AdminService({ db: server.store.db, clock: systemClock, random: cryptoRandom, dcvEmail: () => assert.fail('not called') });
+  const app = await buildAdminApp({ admin, token: TOKEN, logger: createLogger('fatal'), metrics: server.metrics, clock: systemClock, tls, bodyLimit: 65536 });
+  await app.ready();
+  const registered = registeredRoutes(app);
+  assert.ok(registered.length >= 16, registered.join(', '));
+  const documented = Object.entries(file.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) =>
+    Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`),
+  );
+  assert.deepEqual([...registered].sort(), [...documented].sort());
+  await app.close();
+});
+
+test('fuzz: random JSON bodies, paths and query strings never get a 5xx', async () => {
+  const json = fc.jsonValue({ maxDepth: 3 });
+  const field = fc.oneof(fc.constantFrom('login', 'password', 'permissions', 'allowedNetworks', 'account', 'domain', 'orderNumber', 'id', 'subject', 'text', 'global', 'dcvEmailAddress'), fc.string());
+  const body = fc.oneof(json, fc.dictionary(field, json, { maxKeys: 6 }));
+  const target = fc.constantFrom(['POST', '/v1/accounts'], ['PATCH', '/v1/accounts/alice'], ['POST', '/v1/orders'], ['POST', '/v1/templates']);
+  await fc.assert(
+    fc.asyncProperty(target, body, async ([method, path], b) => {
+      const r = await api(method!, path!, b);
+      assert.ok(r.status < 500, `${method} ${path} ${JSON.stringify(b)} -> ${r.status} ${r.body}`);
+      if (r.status >= 400) assert.equal(typeof r.json?.error?.code, 'string', r.body);
+    }),
+    { numRuns: 60 },
+  );
+  const segment = fc.string({ maxLength: 12 }).map(encodeURIComponent);
+  await fc.assert(
+    fc.asyncProperty(fc.constantFrom('/v1/accounts/', '/v1/orders/', '/v1/orders?account=', '/v1/outbox?limit=', '/v1/outbox?order=', '/v1/templates?account='), segment, async (prefix, s) => {
+      const r = await api('GET', prefix + s);
+      assert.ok(r.status < 500, `${prefix}${s} -> ${r.status} ${r.body}`);
+    }),
+    { numRuns: 60 },
+  );
+});
