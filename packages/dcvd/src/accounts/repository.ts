@@ -36,15 +36,18 @@ export interface AccountView {
 
 export type ErrorKind = 'invalid' | 'not-found' | 'conflict';
 
-export class AccountError extends Error {
-  override name = 'AccountError';
-  /** What went wrong, for the internal API's status codes: bad input, a named object that does not exist, or a clash with one that does. */
+/** An operator's request refused. `kind` picks the internal API's status: bad input, a named object that does not exist, or a clash with one that does. */
+export class OperatorError extends Error {
   constructor(
     message: string,
     readonly kind: ErrorKind = 'invalid',
   ) {
     super(message);
   }
+}
+
+export class AccountError extends OperatorError {
+  override name = 'AccountError';
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());

@@ -4,20 +4,19 @@
  * token, plus GET /metrics and GET /openapi.json. HTTPS with the server's
  * certificate: the token must not cross a network in clear text.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
+import { createHash, timingSafeEqual } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { Type, type Static, type TSchema } from 'typebox';
 import { Compile } from 'typebox/compile';
 import Value from 'typebox/value';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Clock } from '../deps.ts';
-import { AccountError, type AccountInput } from '../accounts/repository.ts';
-import { OrderError } from '../orders/orders.ts';
+import { OperatorError, type AccountInput } from '../accounts/repository.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
 import { parseIsoDate } from '../cli/options.ts';
-import { SERVER_TIMEOUTS, TLS_CIPHERS } from '../http/app.ts';
+import { baseServerOptions, SERVER_TIMEOUTS } from '../http/app.ts';
 import type { AdminService } from './service.ts';
 import {
   AccountCreateBody,
@@ -355,21 +354,12 @@ export function registeredRoutes(app: FastifyInstance): string[] {
 
 export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: options.logger,
-    logController: new LogController({ disableRequestLogging: true }),
-    genReqId: () => randomUUID(),
-    requestIdHeader: false,
-    bodyLimit: options.bodyLimit,
-    connectionTimeout: SERVER_TIMEOUTS.idleSocketMs,
-    requestTimeout: SERVER_TIMEOUTS.requestMs,
-    keepAliveTimeout: SERVER_TIMEOUTS.keepAliveMs,
-    return503OnClosing: false,
+    ...baseServerOptions(options),
     // Malformed or over-long URLs get this API's error shape too, without echoing the URL.
     frameworkErrors: (error, _request, reply) => {
       const status = error.statusCode === 414 ? 414 : 400;
       void sendError(reply as FastifyReply, status, status === 414 ? 'uri_too_long' : 'invalid_request', status === 414 ? 'the URL is too long' : 'malformed URL');
     },
-    https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true },
   }) as unknown as FastifyInstance;
   app.server.headersTimeout = SERVER_TIMEOUTS.headersMs;
   const names: string[] = [];
@@ -419,7 +409,7 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
 
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`));
   app.setErrorHandler((error: Error & { statusCode?: number; validation?: unknown }, request, reply) => {
-    if (error instanceof AccountError || error instanceof OrderError || error instanceof TemplateStoreError) {
+    if (error instanceof OperatorError) {
       const status = error.kind === 'not-found' ? 404 : error.kind === 'conflict' ? 409 : 400;
       return sendError(reply, status, STATUS_CODES[status]!, error.message);
     }

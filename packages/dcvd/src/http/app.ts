@@ -38,6 +38,30 @@ export const TLS_CIPHERS = [
   'ECDHE-RSA-CHACHA20-POLY1305',
 ].join(':');
 
+/**
+ * Fastify options every dcvd listener shares: our logger and request ids,
+ * the body limit, the timeouts, answering while shutting down, and TLS.
+ */
+export function baseServerOptions(opts: { logger: Logger; bodyLimit: number; tls?: { key: string; cert: string } | undefined }) {
+  return {
+    loggerInstance: opts.logger,
+    // Our own one line per request replaces fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Request ids are ours; a client's x-request-id is not trusted.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false as const,
+    bodyLimit: opts.bodyLimit,
+    connectionTimeout: SERVER_TIMEOUTS.idleSocketMs,
+    requestTimeout: SERVER_TIMEOUTS.requestMs,
+    keepAliveTimeout: SERVER_TIMEOUTS.keepAliveMs,
+    // In-flight and keep-alive requests are still answered while shutting down.
+    return503OnClosing: false,
+    ...(opts.tls
+      ? { https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true } }
+      : {}),
+  };
+}
+
 /** Bounds on slow or idle clients (slowloris): whole request, headers, idle keep-alive. */
 export const SERVER_TIMEOUTS = {
   requestMs: 15_000,
@@ -48,19 +72,8 @@ export const SERVER_TIMEOUTS = {
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    loggerInstance: options.logger,
-    // Our own one line per request (onResponse below) replaces fastify's two.
-    logController: new LogController({ disableRequestLogging: true }),
-    // Request ids are ours; a client's x-request-id is not trusted.
-    genReqId: () => randomUUID(),
-    requestIdHeader: false,
+    ...baseServerOptions(options),
     trustProxy: options.trustProxy.length > 0 ? options.trustProxy : false,
-    bodyLimit: options.bodyLimit,
-    connectionTimeout: SERVER_TIMEOUTS.idleSocketMs,
-    requestTimeout: SERVER_TIMEOUTS.requestMs,
-    keepAliveTimeout: SERVER_TIMEOUTS.keepAliveMs,
-    // In-flight and keep-alive requests are still answered while shutting down.
-    return503OnClosing: false,
     // Malformed or over-long URLs: fastify's own answer is JSON that echoes the URL (a confirmation
     // path holds a code). Answer plainly, echo nothing, keep the security headers.
     frameworkErrors: (error, _request, reply) => {
@@ -74,9 +87,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/%21/i, '/products/!'),
-    ...(options.tls
-      ? { https: { key: options.tls.key, cert: options.tls.cert, minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true } }
-      : {}),
   });
   app.server.headersTimeout = SERVER_TIMEOUTS.headersMs;
 

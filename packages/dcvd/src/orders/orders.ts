@@ -10,7 +10,7 @@ import type { Clock, RandomSource } from '../deps.ts';
 import type { Database, OrderTable } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
-import type { ErrorKind } from '../accounts/repository.ts';
+import { OperatorError } from '../accounts/repository.ts';
 
 export type OrderRow = Selectable<OrderTable>;
 
@@ -28,15 +28,8 @@ const MAX_NUMBER = Number.MAX_SAFE_INTEGER;
 const ASSIGNED_MIN = 10_000_000;
 const ASSIGNED_SPAN = 90_000_000;
 
-export class OrderError extends Error {
+export class OrderError extends OperatorError {
   override name = 'OrderError';
-  /** What went wrong, for the internal API's status codes: bad input, a named object that does not exist, or a clash with one that does. */
-  constructor(
-    message: string,
-    readonly kind: ErrorKind = 'invalid',
-  ) {
-    super(message);
-  }
 }
 
 export interface OrderInput {

@@ -5,7 +5,7 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { Clock } from '../deps.ts';
-import type { ErrorKind } from '../accounts/repository.ts';
+import { OperatorError } from '../accounts/repository.ts';
 import type { Database, DcvTemplateTable } from '../store/schema.ts';
 import { DEFAULT_TEMPLATE, validateTemplate, type EmailTemplate } from '../mail/templates.ts';
 
@@ -14,15 +14,8 @@ export type TemplateRow = Selectable<DcvTemplateTable>;
 /** account_id of global templates (account ids start at 1 in both databases). */
 export const GLOBAL_SCOPE = 0;
 
-export class TemplateStoreError extends Error {
+export class TemplateStoreError extends OperatorError {
   override name = 'TemplateStoreError';
-  /** What went wrong, for the internal API's status codes: bad input, a named object that does not exist, or a clash with one that does. */
-  constructor(
-    message: string,
-    readonly kind: ErrorKind = 'invalid',
-  ) {
-    super(message);
-  }
 }
 
 export interface TemplateView {
