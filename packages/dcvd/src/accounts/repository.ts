@@ -4,6 +4,7 @@ import type { AccountTable, Database } from '../store/schema.ts';
 import type { Clock } from '../deps.ts';
 import { hashPassword } from './passwords.ts';
 import { normalizeNetworks } from './networks.ts';
+import { OperatorError } from '../errors.ts';
 import { checkWebhookUrl as checkUrl } from '../orders/webhooks.ts';
 
 function checkWebhookUrl(url: string): string {
@@ -32,18 +33,6 @@ export interface AccountView {
   webhookUrl: string | null;
   createdAt: string;
   updatedAt: string;
-}
-
-export type ErrorKind = 'invalid' | 'not-found' | 'conflict';
-
-/** An operator's request refused. `kind` picks the internal API's status: bad input, a named object that does not exist, or a clash with one that does. */
-export class OperatorError extends Error {
-  constructor(
-    message: string,
-    readonly kind: ErrorKind = 'invalid',
-  ) {
-    super(message);
-  }
 }
 
 export class AccountError extends OperatorError {

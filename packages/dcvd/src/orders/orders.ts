@@ -10,7 +10,7 @@ import type { Clock, RandomSource } from '../deps.ts';
 import type { Database, OrderTable } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
-import { OperatorError } from '../accounts/repository.ts';
+import { OperatorError } from '../errors.ts';
 
 export type OrderRow = Selectable<OrderTable>;
 

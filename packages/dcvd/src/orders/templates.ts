@@ -5,7 +5,7 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { Clock } from '../deps.ts';
-import { OperatorError } from '../accounts/repository.ts';
+import { OperatorError } from '../errors.ts';
 import type { Database, DcvTemplateTable } from '../store/schema.ts';
 import { DEFAULT_TEMPLATE, validateTemplate, type EmailTemplate } from '../mail/templates.ts';
 
