@@ -516,7 +516,7 @@ describe('answer parser', () => {
           }
         },
       ),
-      { numRuns: 5000 },
+      { numRuns: 5000, seed: 20261123 },
     );
   });
 });
