@@ -28,7 +28,7 @@ import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { MailDeliveryError, TemplateError } from './errors.ts';
 import type { OutgoingEmail } from './message.ts';
 import { renderTemplate } from './templates.ts';
-import { LeasedQueueWorker } from './queue.ts';
+import { LeasedQueueWorker, deliveryView, type DeliveryView } from './queue.ts';
 import type { MailTransport } from './transport.ts';
 
 export type OutboxRow = Selectable<OutboxTable>;
@@ -193,17 +193,10 @@ export async function purgeSealedCodes(db: Kysely<Database>, now: number): Promi
   return Number(result.numUpdatedRows);
 }
 
-export interface OutboxView {
+export interface OutboxView extends DeliveryView {
   messageId: string;
   orderNumber: number;
   to: string;
-  state: string;
-  attempts: number;
-  nextAttemptAt: string | null;
-  lastError: string | null;
-  response: string | null;
-  createdAt: string;
-  deliveredAt: string | null;
 }
 
 /** The newest emails first, optionally of one state or order (`dcvd outbox list`, `dcvd order show`). */
@@ -219,12 +212,6 @@ export async function listOutbox(db: Kysely<Database>, filter: { state?: string;
     messageId: r.message_id,
     orderNumber: r.order_number,
     to: r.recipient,
-    state: r.state,
-    attempts: r.attempts,
-    nextAttemptAt: r.state === 'pending' ? new Date(r.next_attempt_at).toISOString() : null,
-    lastError: r.last_error,
-    response: r.response,
-    createdAt: new Date(r.created_at).toISOString(),
-    deliveredAt: r.delivered_at === null ? null : new Date(r.delivered_at).toISOString(),
+    ...deliveryView(r),
   }));
 }

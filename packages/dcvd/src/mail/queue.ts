@@ -26,6 +26,38 @@ export interface QueueColumns {
 
 export type QueueTable = 'outbox' | 'webhook_outbox';
 
+/** Where a queued item stands, as the operator interface shows it (emails and webhook events alike). */
+export interface DeliveryView {
+  state: string;
+  attempts: number;
+  /** When a pending item is tried next; null in any other state. */
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  response: string | null;
+  createdAt: string;
+  deliveredAt: string | null;
+}
+
+export function deliveryView(r: {
+  state: string;
+  attempts: number;
+  next_attempt_at: number;
+  last_error: string | null;
+  response: string | null;
+  created_at: number;
+  delivered_at: number | null;
+}): DeliveryView {
+  return {
+    state: r.state,
+    attempts: r.attempts,
+    nextAttemptAt: r.state === 'pending' ? new Date(r.next_attempt_at).toISOString() : null,
+    lastError: r.last_error,
+    response: r.response,
+    createdAt: new Date(r.created_at).toISOString(),
+    deliveredAt: r.delivered_at === null ? null : new Date(r.delivered_at).toISOString(),
+  };
+}
+
 export interface QueueDeps {
   db: Kysely<Database>;
   dialect: Dialect;

@@ -10,7 +10,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
-import { LeasedQueueWorker, type QueueDeps } from '../mail/queue.ts';
+import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../mail/queue.ts';
 import { retryDelay } from '../mail/outbox.ts';
 import { listEvidence, type DecidedEvent } from './confirmation.ts';
 
@@ -135,18 +135,11 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
   }
 }
 
-export interface WebhookView {
+export interface WebhookView extends DeliveryView {
   eventId: string;
   event: string;
   orderNumber: number;
   url: string;
-  state: string;
-  attempts: number;
-  nextAttemptAt: string | null;
-  lastError: string | null;
-  response: string | null;
-  createdAt: string;
-  deliveredAt: string | null;
 }
 
 /** Webhook events, newest first (`dcvd order show`). */
@@ -159,12 +152,6 @@ export async function listWebhooks(db: Kysely<Database>, filter: { orderId?: num
     event: r.event,
     orderNumber: r.order_number,
     url: r.url,
-    state: r.state,
-    attempts: r.attempts,
-    nextAttemptAt: r.state === 'pending' ? new Date(r.next_attempt_at).toISOString() : null,
-    lastError: r.last_error,
-    response: r.response,
-    createdAt: new Date(r.created_at).toISOString(),
-    deliveredAt: r.delivered_at === null ? null : new Date(r.delivered_at).toISOString(),
+    ...deliveryView(r),
   }));
 }
