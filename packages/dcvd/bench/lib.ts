@@ -8,7 +8,10 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 export interface LoadResult {
+  /** Requests answered in the measured window. */
   requests: number;
+  /** Requests answered in all, warm-up included (for CPU per request). */
+  answered: number;
   errors: number;
   seconds: number;
   rps: number;
@@ -75,6 +78,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
   const warmupEnd = Date.now() + (o.warmupMs ?? 1000);
   const end = warmupEnd + o.durationMs;
   let started = 0n;
+  let answered = 0;
   const loop = async (_: unknown, index: number) => {
     const port = ports[index % ports.length]!;
     const agent = agents[index % ports.length]!;
@@ -88,6 +92,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
       let failure = '';
       try {
         const [status, body] = await once(agent, o, port);
+        answered++;
         ok = o.check ? o.check(status, body) : status === 200;
         failure = `${status} ${body.slice(0, 120)}`;
       } catch (err) {
@@ -109,6 +114,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
   return {
     ...(firstError === undefined ? {} : { firstError }),
     requests: latencies.length,
+    answered,
     errors,
     seconds,
     rps: latencies.length / seconds,

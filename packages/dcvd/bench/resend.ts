@@ -18,12 +18,14 @@ interface Proc {
   port: number;
   ca: string;
   count<T>(): Promise<T>;
+  cpuMicros(): Promise<number>;
   stop(): Promise<number>;
 }
 
 function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Promise<Proc> {
   const child: ChildProcess = fork(fileURLToPath(new URL('./resend-child.ts', import.meta.url)), [mode, JSON.stringify(options)], {
-    execArgv: ['--import', 'tsx'],
+    // DCVD_BENCH_PROFILE=DIR writes a CPU profile of each process under test there.
+    execArgv: ['--import', 'tsx', ...(process.env.DCVD_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DCVD_BENCH_PROFILE}`] : [])],
     stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
   });
   const reply = <T>(key: string) => new Promise<T>((resolve) => {
@@ -47,6 +49,11 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
           child.send('count');
           return r;
         },
+        cpuMicros() {
+          const r = reply<number>('cpu');
+          child.send('cpu');
+          return r;
+        },
         stop() {
           const r = reply<number>('maxRssMiB');
           child.send('stop');
@@ -68,6 +75,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER });
     const body = new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, orderNumber: String(ORDER), dcvEmailAddress: 'admin@example.com' }).toString();
     const acceptedBefore = await sink.count<number>();
+    const cpuBefore = await server.cpuMicros();
     const t0 = Date.now();
     const queued = await load({
       port: server.port,
@@ -79,6 +87,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       check: (status, b) => status === 200 && b === 'errorCode=0',
     });
     const loadSeconds = (Date.now() - t0) / 1000;
+    const cpuPerResend = ((await server.cpuMicros()) - cpuBefore) / queued.answered;
     const deliveredDuringLoad = (await sink.count<number>()) - acceptedBefore;
 
     // The backlog the load left behind, delivered with nothing else running.
@@ -98,6 +107,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     return [
       `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends)`,
       fmt('dcvd ResendDCVEmail (queued)', queued, serverRss),
+      `dcvd CPU per resend (outbox worker included): ${cpuPerResend.toFixed(0)} µs, i.e. at most ${(1e6 / cpuPerResend).toFixed(0)} resends/s on one free core`,
       `outbox delivering during that load: ${(deliveredDuringLoad / loadSeconds).toFixed(0)} emails/s`,
       `outbox draining a backlog of ${backlog}: ${(drained / drainSeconds).toFixed(0)} emails/s (${drained} in ${drainSeconds.toFixed(1)}s; sink RSS ${sinkRss.toFixed(0)} MiB)`,
       `exactly once: ${states.delivered ?? 0} rows delivered, ${total} messages at the sink, ${waiting(states)} still waiting, ${states.failed ?? 0} failed`,

@@ -12,6 +12,9 @@ import type { AccountRow } from './repository.ts';
 import { dummyHash, verifyPassword } from './passwords.ts';
 import { isAllowedSource } from './networks.ts';
 import { FailureCounter } from './failure-counter.ts';
+import { prepared } from '../store/prepared.ts';
+
+const accountByLogin = prepared((db, p: { login: string }) => db.selectFrom('accounts').selectAll().where('login', '=', p.login));
 
 export interface AuthPolicy {
   /** Consecutive failures that lock an account. */
@@ -73,7 +76,7 @@ export class Authenticator {
     const now = this.clock.now();
     if (await this.ipCounter.blocked(sourceIp, now)) return { ok: false, reason: 'ip-blocked' };
 
-    const account = await this.db.selectFrom('accounts').selectAll().where('login', '=', login).executeTakeFirst();
+    const account = await accountByLogin.first(this.db, { login });
     if (!account) {
       // Same work as a wrong password, so timing does not tell the two apart.
       await verifyPassword(await dummyHash(), password);

@@ -6,6 +6,13 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database, IpFailureTable } from '../store/schema.ts';
+import { prepared } from '../store/prepared.ts';
+
+/** The block check runs on every API request (and every code guess): precompiled, one per table. */
+const blockedUntil = {
+  ip_failures: prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select('blocked_until').where('ip', '=', p.ip)),
+  code_failures: prepared((db, p: { ip: string }) => db.selectFrom('code_failures').select('blocked_until').where('ip', '=', p.ip)),
+};
 
 export interface FailureLimit {
   /** Failures within the window that block the IP. */
@@ -18,15 +25,15 @@ export class FailureCounter {
   private readonly db: Kysely<Record<string, IpFailureTable>>;
 
   constructor(
-    db: Kysely<Database>,
+    private readonly database: Kysely<Database>,
     private readonly table: 'ip_failures' | 'code_failures',
     private readonly policy: FailureLimit,
   ) {
-    this.db = db as unknown as Kysely<Record<string, IpFailureTable>>;
+    this.db = database as unknown as Kysely<Record<string, IpFailureTable>>;
   }
 
   async blocked(ip: string, now: number): Promise<boolean> {
-    const row = await this.db.selectFrom(this.table).select('blocked_until').where('ip', '=', ip).executeTakeFirst();
+    const row = await blockedUntil[this.table].first(this.database, { ip });
     return row?.blocked_until != null && row.blocked_until > now;
   }
 

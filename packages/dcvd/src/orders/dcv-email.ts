@@ -4,9 +4,10 @@
  * value and the outbox row are written in one transaction (a transactional
  * outbox), and the minimum resend interval is enforced by that same write.
  */
-import type { Kysely } from 'kysely';
+import type { Insertable, Kysely } from 'kysely';
 import type { RandomSource } from '../deps.ts';
-import type { Database } from '../store/schema.ts';
+import type { Database, OutboxTable, RandomValueTable } from '../store/schema.ts';
+import { columns, prepared } from '../store/prepared.ts';
 import { addressProblem } from '../mail/message.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { validationDomain, type OrderRow } from './orders.ts';
@@ -77,6 +78,67 @@ export type QueueResult =
   | { queued: true; messageId: string; randomValueId: number; reusedValue: boolean }
   | { queued: false; reason: 'not-awaiting-email' | 'too-soon' };
 
+// The statements of every queued email, precompiled (src/store/prepared.ts).
+
+/** The order's new DCV state; its conditions make "awaiting email DCV" and the interval race-free. */
+const claimOrder = prepared(
+  (
+    db,
+    p: { id: number; address: string; adn: string; source: string; dnsDetail: string | null; now: number; lastBefore: number },
+  ) =>
+    db
+      .updateTable('orders')
+      .set({
+        dcv_email_address: p.address,
+        dcv_adn: p.adn,
+        dcv_address_source: p.source,
+        dcv_dns_detail: p.dnsDetail,
+        last_dcv_email_at: p.now,
+        updated_at: p.now,
+      })
+      .where('id', '=', p.id)
+      .where('dcv_status', '=', 'awaiting')
+      .where('dcv_method', '=', 'email')
+      .where((eb) => eb.or([eb('last_dcv_email_at', 'is', null), eb('last_dcv_email_at', '<=', p.lastBefore)])),
+);
+
+/** The order's newest value that still works, if any. */
+const liveValue = prepared((db, p: { orderId: number }) =>
+  db
+    .selectFrom('random_values')
+    .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at'])
+    .where('order_id', '=', p.orderId)
+    .where('revoked_at', 'is', null)
+    .where('spent_at', 'is', null)
+    .orderBy('id', 'desc')
+    .limit(1),
+);
+
+/** The sealed code an earlier email of that value kept. */
+const sealedCodeOf = prepared((db, p: { valueId: number }) =>
+  db
+    .selectFrom('outbox')
+    .select('sealed_code')
+    .where('random_value_id', '=', p.valueId)
+    .where('sealed_code', 'is not', null)
+    .orderBy('id', 'desc')
+    .limit(1),
+);
+
+type NewValue = Required<Omit<Insertable<RandomValueTable>, 'id'>>;
+const VALUE_COLUMNS = [
+  'order_id', 'value_hash', 'recipient', 'adn', 'address_source', 'dns_detail', 'template_ref',
+  'created_at', 'expires_at', 'revoked_at', 'revoked_reason', 'spent_at',
+] as const satisfies readonly (keyof NewValue)[];
+const insertValue = prepared((db, p: NewValue) => db.insertInto('random_values').values(columns(p, VALUE_COLUMNS)).returning('id'));
+
+type NewEmail = Required<Omit<Insertable<OutboxTable>, 'id'>>;
+const EMAIL_COLUMNS = [
+  'message_id', 'order_id', 'random_value_id', 'recipient', 'state', 'attempts', 'next_attempt_at', 'lease_until',
+  'claim_token', 'sealed_code', 'mail_from', 'subject', 'last_error', 'response', 'created_at', 'updated_at', 'delivered_at',
+] as const satisfies readonly (keyof NewEmail)[];
+const insertEmail = prepared((db, p: NewEmail) => db.insertInto('outbox').values(columns(p, EMAIL_COLUMNS)));
+
 /** A Message-ID that is also the email's idempotency key. */
 function newMessageId(random: RandomSource): string {
   return `<${random.bytes(16).toString('hex')}@dcvd>`;
@@ -87,22 +149,16 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
   return db.transaction().execute(async (trx) => {
     // First statement is the write: it takes SQLite's write lock at once, and
     // its conditions make "awaiting email DCV" and the interval race-free.
-    const claimed = await trx
-      .updateTable('orders')
-      .set({
-        dcv_email_address: recipient.address,
-        dcv_adn: recipient.adn,
-        dcv_address_source: recipient.source,
-        dcv_dns_detail: recipient.dnsDetail,
-        last_dcv_email_at: now,
-        updated_at: now,
-      })
-      .where('id', '=', order.id)
-      .where('dcv_status', '=', 'awaiting')
-      .where('dcv_method', '=', 'email')
-      .where((eb) => eb.or([eb('last_dcv_email_at', 'is', null), eb('last_dcv_email_at', '<=', now - settings.resendIntervalMs)]))
-      .executeTakeFirst();
-    if (Number(claimed.numUpdatedRows) !== 1) {
+    const claimed = await claimOrder.affected(trx, {
+      id: order.id,
+      address: recipient.address,
+      adn: recipient.adn,
+      source: recipient.source,
+      dnsDetail: recipient.dnsDetail,
+      now,
+      lastBefore: now - settings.resendIntervalMs,
+    });
+    if (claimed !== 1) {
       const fresh = await trx.selectFrom('orders').select(['dcv_status', 'dcv_method']).where('id', '=', order.id).executeTakeFirst();
       return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
     }
@@ -110,24 +166,9 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
     // BR 3.2.2.4.4: the value may be reused only when recipient and content are unchanged and it has not expired.
     let valueId: number | undefined;
     let sealed: string | undefined;
-    const live = await trx
-      .selectFrom('random_values')
-      .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at'])
-      .where('order_id', '=', order.id)
-      .where('revoked_at', 'is', null)
-      .where('spent_at', 'is', null)
-      .orderBy('id', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    const live = await liveValue.first(trx, { orderId: order.id });
     if (live && live.expires_at > now && live.recipient === recipient.address && live.adn === recipient.adn && live.template_ref === templateRef) {
-      const previous = await trx
-        .selectFrom('outbox')
-        .select('sealed_code')
-        .where('random_value_id', '=', live.id)
-        .where('sealed_code', 'is not', null)
-        .orderBy('id', 'desc')
-        .limit(1)
-        .executeTakeFirst();
+      const previous = await sealedCodeOf.first(trx, { valueId: live.id });
       if (previous?.sealed_code) {
         valueId = live.id;
         sealed = previous.sealed_code;
@@ -141,51 +182,45 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
 
       const code = newValidationCode(settings.random);
       const valueHash = hashCode(settings.keys, code);
-      const inserted = await trx
-        .insertInto('random_values')
-        .values({
-          order_id: order.id,
-          value_hash: valueHash,
-          recipient: recipient.address,
-          adn: recipient.adn,
-          address_source: recipient.source,
-          dns_detail: recipient.dnsDetail,
-          template_ref: templateRef,
-          created_at: now,
-          expires_at: now + settings.randomValueTtlMs,
-          revoked_at: null,
-          revoked_reason: null,
-          spent_at: null,
-        })
-        .returning('id')
-        .executeTakeFirstOrThrow();
+      const inserted = await insertValue.first(trx, {
+        order_id: order.id,
+        value_hash: valueHash,
+        recipient: recipient.address,
+        adn: recipient.adn,
+        address_source: recipient.source,
+        dns_detail: recipient.dnsDetail,
+        template_ref: templateRef,
+        created_at: now,
+        expires_at: now + settings.randomValueTtlMs,
+        revoked_at: null,
+        revoked_reason: null,
+        spent_at: null,
+      });
+      if (!inserted) throw new Error('inserting a random value returned no id');
       valueId = inserted.id;
       sealed = sealCode(settings.keys, code, valueHash, settings.random);
     }
 
     const messageId = newMessageId(settings.random);
-    await trx
-      .insertInto('outbox')
-      .values({
-        message_id: messageId,
-        order_id: order.id,
-        random_value_id: valueId,
-        recipient: recipient.address,
-        state: 'pending',
-        attempts: 0,
-        next_attempt_at: now,
-        lease_until: null,
-        claim_token: null,
-        sealed_code: sealed,
-        mail_from: null,
-        subject: null,
-        last_error: null,
-        response: null,
-        created_at: now,
-        updated_at: now,
-        delivered_at: null,
-      })
-      .execute();
+    await insertEmail.execute(trx, {
+      message_id: messageId,
+      order_id: order.id,
+      random_value_id: valueId,
+      recipient: recipient.address,
+      state: 'pending',
+      attempts: 0,
+      next_attempt_at: now,
+      lease_until: null,
+      claim_token: null,
+      sealed_code: sealed,
+      mail_from: null,
+      subject: null,
+      last_error: null,
+      response: null,
+      created_at: now,
+      updated_at: now,
+      delivered_at: null,
+    });
     return { queued: true, messageId, randomValueId: valueId, reusedValue };
   });
 }

@@ -11,6 +11,10 @@ import type { Database, OrderTable } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
 import { OperatorError } from '../errors.ts';
+import { prepared } from '../store/prepared.ts';
+
+/** Every ResendDCVEmail looks its order up by number: precompiled. */
+const orderByNumber = prepared((db, p: { orderNumber: number }) => db.selectFrom('orders').selectAll().where('order_number', '=', p.orderNumber));
 
 export type OrderRow = Selectable<OrderTable>;
 
@@ -164,7 +168,7 @@ export class OrderRepository {
   }
 
   findByNumber(orderNumber: number): Promise<OrderRow | undefined> {
-    return this.db.selectFrom('orders').selectAll().where('order_number', '=', orderNumber).executeTakeFirst();
+    return orderByNumber.first(this.db, { orderNumber });
   }
 
   /** The newest order of the chain `baseOrderNumber` that belongs to this account. */

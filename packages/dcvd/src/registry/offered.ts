@@ -8,8 +8,20 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
+import { prepared } from '../store/prepared.ts';
 
 export const REGISTRY_TTL_MS = 24 * 60 * 60 * 1000;
+
+/** The 24-hour check of every ResendDCVEmail that names an address: precompiled. */
+const offerOf = prepared((db, p: { accountId: number; domain: string; address: string; since: number }) =>
+  db
+    .selectFrom('offered_addresses')
+    .select(['domain', 'address', 'level', 'source', 'dns_detail', 'offered_at'])
+    .where('account_id', '=', p.accountId)
+    .where('domain', '=', p.domain)
+    .where('address', '=', p.address)
+    .where('offered_at', '>', p.since),
+);
 
 export type ContactSource = 'constructed' | 'dns-txt' | 'dns-caa';
 
@@ -75,14 +87,7 @@ export class OfferedAddressRegistry {
 
   /** The offer of `address` to this account for `domain` within the last 24 hours, if any. */
   async find(accountId: number, domain: string, address: string, now: number): Promise<OfferRecord | undefined> {
-    const row = await this.db
-      .selectFrom('offered_addresses')
-      .select(['domain', 'address', 'level', 'source', 'dns_detail', 'offered_at'])
-      .where('account_id', '=', accountId)
-      .where('domain', '=', domain)
-      .where('address', '=', normalizeAddress(address))
-      .where('offered_at', '>', now - REGISTRY_TTL_MS)
-      .executeTakeFirst();
+    const row = await offerOf.first(this.db, { accountId, domain, address: normalizeAddress(address), since: now - REGISTRY_TTL_MS });
     if (!row) return undefined;
     const record: OfferRecord = {
       domain: row.domain,

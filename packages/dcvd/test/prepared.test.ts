@@ -1,0 +1,110 @@
+/**
+ * Precompiled queries (src/store/prepared.ts) on a real SQLite file and, where
+ * one answers, a real PostgreSQL schema: values substituted per call, one
+ * compiled form shared by a database and its transactions, and the mistakes
+ * it must refuse (a value missing, an input the query never reads).
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { openStore, type Store } from '../src/store/database.ts';
+import { migrateToLatest } from '../src/store/migrations.ts';
+import { columns, prepared } from '../src/store/prepared.ts';
+import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
+
+const byIp = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select(['ip', 'failures']).where('ip', '=', p.ip));
+const insertRow = prepared((db, p: { ip: string; failures: number; window_start: number; blocked_until: number | null }) =>
+  db.insertInto('ip_failures').values(columns(p, ['ip', 'failures', 'window_start', 'blocked_until'])),
+);
+const bump = prepared((db, p: { ip: string; by: number }) =>
+  db
+    .updateTable('ip_failures')
+    .set((eb) => ({ failures: eb('failures', '+', p.by) }))
+    .where('ip', '=', p.ip),
+);
+
+async function exercise(store: Store): Promise<void> {
+  const { db } = store;
+  await insertRow.execute(db, { ip: '192.0.2.1', failures: 1, window_start: 10, blocked_until: null });
+  await insertRow.execute(db, { ip: '192.0.2.2', failures: 5, window_start: 20, blocked_until: 99 });
+  // Values differ per call; the compiled SQL is the same.
+  assert.deepEqual(await byIp.first(db, { ip: '192.0.2.1' }), { ip: '192.0.2.1', failures: 1 });
+  assert.deepEqual(await byIp.first(db, { ip: '192.0.2.2' }), { ip: '192.0.2.2', failures: 5 });
+  assert.equal(await byIp.first(db, { ip: '198.51.100.9' }), undefined);
+  assert.equal(await bump.affected(db, { ip: '192.0.2.2', by: 3 }), 1);
+  assert.equal(await bump.affected(db, { ip: '198.51.100.9', by: 3 }), 0);
+
+  // Inside a transaction, and rolled back with it.
+  await assert.rejects(
+    db.transaction().execute(async (trx) => {
+      assert.equal(await bump.affected(trx, { ip: '192.0.2.1', by: 100 }), 1);
+      assert.equal((await byIp.first(trx, { ip: '192.0.2.1' }))?.failures, 101);
+      throw new Error('roll back');
+    }),
+    /roll back/,
+  );
+  assert.deepEqual(await byIp.rows(db, { ip: '192.0.2.1' }), [{ ip: '192.0.2.1', failures: 1 }]);
+  assert.equal((await byIp.first(db, { ip: '192.0.2.2' }))?.failures, 8);
+
+  // A value left out is refused before anything reaches the database.
+  await assert.rejects(byIp.first(db, { ip: undefined as unknown as string }), /no value for ip/);
+  // An input the query never reads means a column left out of its definition.
+  const forgetful = prepared((d, p: { ip: string; failures: number; window_start: number }) =>
+    d.insertInto('ip_failures').values(columns(p, ['ip', 'window_start'])),
+  );
+  await assert.rejects(forgetful.execute(db, { ip: '192.0.2.3', failures: 1, window_start: 1 }), /never uses failures/);
+}
+
+const noPostgres = await postgresOrSkip();
+
+describe('prepared queries', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  test('SQLite', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dcvd-prepared-'));
+    const store = openStore({ dataDir: dir });
+    cleanups.push(async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await migrateToLatest(store.db, store.dialect);
+    await exercise(store);
+  });
+
+  test('PostgreSQL', { skip: noPostgres }, async () => {
+    const schema = await createPostgresSchema();
+    const store = openStore({ dataDir: '', databaseUrl: schema.url });
+    cleanups.push(async () => {
+      await store.close();
+      await schema.drop();
+    });
+    await migrateToLatest(store.db, store.dialect);
+    await exercise(store);
+  });
+
+  test('one compiled form per database, shared with its transactions', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dcvd-prepared-'));
+    const stores = [openStore({ dataDir: join(dir, 'a') }), openStore({ dataDir: join(dir, 'b') })];
+    cleanups.push(async () => {
+      for (const s of stores) await s.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    let builds = 0;
+    const counted = prepared((db, p: { ip: string }) => {
+      builds++;
+      return db.selectFrom('ip_failures').select('ip').where('ip', '=', p.ip);
+    });
+    for (const s of stores) {
+      await migrateToLatest(s.db, s.dialect);
+      await counted.rows(s.db, { ip: 'x' });
+      await counted.rows(s.db, { ip: 'y' });
+      await s.db.transaction().execute((trx) => counted.rows(trx, { ip: 'z' }));
+    }
+    assert.equal(builds, 2);
+  });
+});
