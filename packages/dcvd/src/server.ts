@@ -10,7 +10,7 @@ import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
 import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
-import { buildApp } from './http/app.ts';
+import { buildApp, type ServerTimeouts } from './http/app.ts';
 import { createUseCases } from './api/index.ts';
 import { createDnsClient, systemResolvers } from './dns/client.ts';
 import { DnsLookupStats } from './contacts/dns.ts';
@@ -52,6 +52,8 @@ export interface ServerDeps {
   clock?: Clock;
   logger?: Logger;
   random?: RandomSource;
+  /** Slow-client bounds of every listener (tests use short ones); SERVER_TIMEOUTS when absent. */
+  timeouts?: ServerTimeouts;
 }
 
 async function listen(app: FastifyInstance, host: string, port: number): Promise<AddressInfo> {
@@ -129,7 +131,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       afterDecided: () => webhooks?.wake(),
     });
     const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl };
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, auth, useCases, readiness, confirm, metrics };
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);
@@ -171,7 +173,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0 }),
         onQueued: () => worker.wake(),
       });
-      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit });
+      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts });
       apps.push(adminApp);
       adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port);
     }

@@ -17,7 +17,7 @@ import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
 import { parseIsoDate } from '../cli/options.ts';
-import { baseServerOptions, SERVER_TIMEOUTS } from '../http/app.ts';
+import { baseServerOptions, type ServerTimeouts } from '../http/app.ts';
 import type { AdminService } from './service.ts';
 import {
   AccountCreateBody,
@@ -64,6 +64,8 @@ export interface AdminAppOptions {
   tls: { key: string; cert: string };
   bodyLimit: number;
   tokenPolicy?: AdminTokenPolicy;
+  /** Slow-client bounds; SERVER_TIMEOUTS when absent. */
+  timeouts?: ServerTimeouts | undefined;
 }
 
 // ---------------------------------------------------------------- routes
@@ -362,7 +364,6 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
       void sendError(reply as FastifyReply, status, status === 414 ? 'uri_too_long' : 'invalid_request', status === 414 ? 'the URL is too long' : 'malformed URL');
     },
   }) as unknown as FastifyInstance;
-  app.server.headersTimeout = SERVER_TIMEOUTS.headersMs;
   const names: string[] = [];
   registered.set(app, names);
   app.addHook('onRoute', (r) => {

@@ -18,6 +18,8 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   confirm: ConfirmPagesOptions;
   /** Counts each API call (endpoint, code, latency, -16 cause). */
   metrics?: Metrics;
+  /** Slow-client bounds; SERVER_TIMEOUTS when absent. */
+  timeouts?: ServerTimeouts | undefined;
 }
 
 /** Paths as logged: a validation code in a confirmation link is never written down (CONTRACT §7). */
@@ -39,10 +41,51 @@ export const TLS_CIPHERS = [
 ].join(':');
 
 /**
- * Fastify options every dcvd listener shares: our logger and request ids,
- * the body limit, the timeouts, answering while shutting down, and TLS.
+ * Bounds on slow or idle clients (slowloris), per listener. Production uses
+ * SERVER_TIMEOUTS; tests pass short ones (ServerDeps.timeouts).
  */
-export function baseServerOptions(opts: { logger: Logger; bodyLimit: number; tls?: { key: string; cert: string } | undefined }) {
+export interface ServerTimeouts {
+  /** The whole request, headers and body; then 408 and the connection is closed. */
+  requestMs: number;
+  /** The request headers, from the first byte of the request (or from the connection); then 408. */
+  headersMs: number;
+  /** An idle keep-alive connection after a response (node adds 1 s to what it announces). */
+  keepAliveMs: number;
+  /** A connection without any traffic, at any point after the TLS handshake. */
+  idleSocketMs: number;
+  /** The TLS handshake, in total (a ClientHello trickled byte by byte does not extend it). */
+  handshakeMs: number;
+  /** How often node checks headersMs and requestMs: they are enforced to within this. */
+  checkIntervalMs: number;
+}
+
+export const SERVER_TIMEOUTS: Readonly<ServerTimeouts> = {
+  requestMs: 15_000,
+  headersMs: 10_000,
+  keepAliveMs: 10_000,
+  idleSocketMs: 30_000,
+  // Not node's defaults (120 s, 30 s): with those an unfinished handshake holds a connection for
+  // two minutes, and the 10 s headers timeout fires anywhere between 10 and 40 s.
+  handshakeMs: 10_000,
+  checkIntervalMs: 1_000,
+};
+
+/** Request line and headers above this many bytes answer 431 (node's default, pinned here). */
+export const MAX_HEADER_BYTES = 16 * 1024;
+
+/**
+ * Fastify options every dcvd listener shares: our logger and request ids,
+ * the body limit, the timeouts and header limit, answering while shutting down, and TLS.
+ */
+export function baseServerOptions(opts: {
+  logger: Logger;
+  bodyLimit: number;
+  tls?: { key: string; cert: string } | undefined;
+  timeouts?: ServerTimeouts | undefined;
+}) {
+  const t = opts.timeouts ?? SERVER_TIMEOUTS;
+  // What node's http(s).createServer takes; fastify sets the other three itself.
+  const node = { headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs, maxHeaderSize: MAX_HEADER_BYTES };
   return {
     loggerInstance: opts.logger,
     // Our own one line per request replaces fastify's two.
@@ -51,24 +94,26 @@ export function baseServerOptions(opts: { logger: Logger; bodyLimit: number; tls
     genReqId: () => randomUUID(),
     requestIdHeader: false as const,
     bodyLimit: opts.bodyLimit,
-    connectionTimeout: SERVER_TIMEOUTS.idleSocketMs,
-    requestTimeout: SERVER_TIMEOUTS.requestMs,
-    keepAliveTimeout: SERVER_TIMEOUTS.keepAliveMs,
+    connectionTimeout: t.idleSocketMs,
+    requestTimeout: t.requestMs,
+    keepAliveTimeout: t.keepAliveMs,
     // In-flight and keep-alive requests are still answered while shutting down.
     return503OnClosing: false,
     ...(opts.tls
-      ? { https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: 'TLSv1.2' as const, ciphers: TLS_CIPHERS, honorCipherOrder: true } }
-      : {}),
+      ? {
+          https: {
+            ...node,
+            handshakeTimeout: t.handshakeMs,
+            key: opts.tls.key,
+            cert: opts.tls.cert,
+            minVersion: 'TLSv1.2' as const,
+            ciphers: TLS_CIPHERS,
+            honorCipherOrder: true,
+          },
+        }
+      : { http: node }),
   };
 }
-
-/** Bounds on slow or idle clients (slowloris): whole request, headers, idle keep-alive. */
-export const SERVER_TIMEOUTS = {
-  requestMs: 15_000,
-  headersMs: 10_000,
-  keepAliveMs: 10_000,
-  idleSocketMs: 30_000,
-} as const;
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
@@ -88,8 +133,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/%21/i, '/products/!'),
   });
-  app.server.headersTimeout = SERVER_TIMEOUTS.headersMs;
-
   app.decorateRequest('apiOutcome', null);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

@@ -6,10 +6,9 @@ import https from 'node:https';
 import http from 'node:http';
 import { Writable } from 'node:stream';
 import { defaultServeConfig, type ServeConfig } from '../../src/config.ts';
-import { startServer, type RunningServer } from '../../src/server.ts';
+import { startServer, type RunningServer, type ServerDeps } from '../../src/server.ts';
 import { createLogger } from '../../src/log.ts';
 import { AccountRepository, type AccountInput } from '../../src/accounts/repository.ts';
-import type { Clock } from '../../src/deps.ts';
 import { createTestDatabase } from './database.ts';
 
 export interface TestServer extends RunningServer {
@@ -46,7 +45,7 @@ export const PASSWORD = 'correct horse battery staple';
 
 export async function startTestServer(
   overrides: Partial<ServeConfig> = {},
-  deps: { clock?: Clock } = {},
+  deps: Pick<ServerDeps, 'clock' | 'timeouts'> = {},
 ): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-test-'));
   const logs: Record<string, unknown>[] = [];
