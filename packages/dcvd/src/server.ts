@@ -64,7 +64,12 @@ async function listen(app: FastifyInstance, host: string, port: number): Promise
 export async function startServer(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningServer> {
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const store = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, poolSize: config.dbPoolSize });
+  const store = openStore({
+    dataDir: config.dataDir,
+    databaseUrl: config.databaseUrl,
+    poolSize: config.dbPoolSize,
+    backgroundCheckpoints: { onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed; commits checkpoint by themselves') },
+  });
   const apps: FastifyInstance[] = [];
   let outbox: OutboxWorker | undefined;
   let webhooks: WebhookWorker | undefined;

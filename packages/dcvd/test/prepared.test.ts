@@ -51,10 +51,11 @@ async function exercise(store: Store): Promise<void> {
   // A value left out is refused before anything reaches the database.
   await assert.rejects(byIp.first(db, { ip: undefined as unknown as string }), /no value for ip/);
   // An input the query never reads means a column left out of its definition.
-  const forgetful = prepared((d, p: { ip: string; failures: number; window_start: number }) =>
-    d.insertInto('ip_failures').values(columns(p, ['ip', 'window_start'])),
+  // (A required column left out is a type error already; a nullable one is not.)
+  const forgetful = prepared((d, p: { ip: string; failures: number; window_start: number; blocked_until: number | null }) =>
+    d.insertInto('ip_failures').values(columns(p, ['ip', 'failures', 'window_start'])),
   );
-  await assert.rejects(forgetful.execute(db, { ip: '192.0.2.3', failures: 1, window_start: 1 }), /never uses failures/);
+  await assert.rejects(forgetful.execute(db, { ip: '192.0.2.3', failures: 1, window_start: 1, blocked_until: 5 }), /never uses blocked_until/);
 }
 
 const noPostgres = await postgresOrSkip();

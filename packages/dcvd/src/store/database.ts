@@ -8,6 +8,7 @@ import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
 import type { Database } from './schema.ts';
+import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -28,6 +29,12 @@ export interface StoreOptions {
   databaseUrl?: string | undefined;
   /** PostgreSQL pool size. */
   poolSize?: number;
+  /**
+   * SQLite: WAL checkpoints in a worker thread instead of inside commits
+   * (src/store/checkpointer.ts). For long-running processes (the server), not
+   * for one CLI command.
+   */
+  backgroundCheckpoints?: { intervalMs?: number; onError?: (message: string) => void };
 }
 
 // int8 (bigint) columns hold millisecond times and ids, all below 2^53: return numbers, not strings.
@@ -106,5 +113,20 @@ export function openStore(options: StoreOptions): Store {
   // The CLI and the server write the same file: wait for a lock instead of failing at once.
   sqlite.pragma(`busy_timeout = ${STATEMENT_TIMEOUT_MS}`);
   const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
-  return { db, dialect: 'sqlite', location: file, close: once(() => db.destroy()) };
+  let checkpointer: ReturnType<typeof startCheckpointer> | undefined;
+  if (options.backgroundCheckpoints) {
+    sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
+    // After a checkpoint the WAL is reused from its start; this trims the file back if a burst grew it.
+    sqlite.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
+    checkpointer = startCheckpointer(file, options.backgroundCheckpoints);
+  }
+  return {
+    db,
+    dialect: 'sqlite',
+    location: file,
+    close: once(async () => {
+      await checkpointer?.stop();
+      await db.destroy();
+    }),
+  };
 }

@@ -31,6 +31,19 @@ export async function postgresReachable(url = baseUrl()): Promise<boolean> {
   }
 }
 
+/**
+ * For tests that need PostgreSQL whatever DCVD_TEST_DATABASE says: node:test's
+ * `skip` option — false when a server answers, else a clear message (the URL
+ * without its password). Where DCVD_REQUIRE_POSTGRES=1 (CI) a missing server
+ * throws instead, so the run fails rather than passing with the case skipped.
+ */
+export async function postgresOrSkip(): Promise<false | string> {
+  const url = baseUrl();
+  if (await postgresReachable(url)) return false;
+  if (process.env.DCVD_REQUIRE_POSTGRES === '1') throw new Error(`no PostgreSQL at ${url}, and DCVD_REQUIRE_POSTGRES=1`);
+  return `skipped: no PostgreSQL at ${url.replace(/:[^:@/]*@/, ':***@')}`;
+}
+
 export interface TestDatabase {
   /** undefined: SQLite in the data directory. */
   url: string | undefined;
