@@ -24,19 +24,12 @@ import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type TestServer
 import { createTestDatabase } from './support/database.ts';
 import { startServe, type ServeProcess } from './support/instance.ts';
 import { codeIn, createOrder, getList, OK, resend } from './support/dcv.ts';
+import { waitUntil } from './support/wait.ts';
 
 const FAST = { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 400, maxAttempts: 6, leaseMs: 3000 };
 
 function mailConfig(overrides: Partial<DcvEmailConfig>): DcvEmailConfig {
   return defaultDcvEmailConfig({ mailFrom: 'dcv@ca.example', outbox: FAST, ...overrides });
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(25);
-  }
 }
 
 function outboxRows(store: Store) {

@@ -2,11 +2,11 @@
  * The database behind a typed query builder (CONTRACT §10): SQLite in WAL
  * mode in the data directory by default, PostgreSQL for a postgres:// URL.
  */
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, statfsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect, type SqliteDatabase } from 'kysely';
+import { Kysely, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import type { Database } from './schema.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
 
@@ -83,6 +83,50 @@ export function withStatementCache(db: SQLite.Database, max = 500): SqliteDataba
   };
 }
 
+/**
+ * After some errors (SQLITE_FULL on a full disk, SQLITE_IOERR, SQLITE_NOMEM)
+ * SQLite has already rolled the transaction back. Kysely's ROLLBACK would then
+ * fail ("no transaction is active") and that error, not the cause, would reach
+ * the log: roll back only a transaction that is still open.
+ */
+class SqliteDriverKeepingCause extends SqliteDriver {
+  constructor(
+    config: SqliteDialectConfig,
+    private readonly sqlite: SQLite.Database,
+  ) {
+    super(config);
+  }
+
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    if (this.sqlite.inTransaction) await super.rollbackTransaction(connection);
+  }
+}
+
+class SqliteDialectKeepingCause extends SqliteDialect {
+  constructor(
+    private readonly config: SqliteDialectConfig,
+    private readonly sqlite: SQLite.Database,
+  ) {
+    super(config);
+  }
+
+  override createDriver(): Driver {
+    return new SqliteDriverKeepingCause(this.config, this.sqlite);
+  }
+}
+
+/** SQLite's reason, and the likeliest cause an operator can act on: a full disk makes WAL mode fail with a mere "disk I/O error". */
+function openProblem(file: string, err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  let problem = `${err instanceof Error ? err.message : String(err)}${typeof code === 'string' ? ` (${code})` : ''}`;
+  try {
+    if (statfsSync(dirname(file)).bavail === 0) problem += '; no space left on the disk';
+  } catch {
+    // The directory itself is the problem: SQLite's reason says enough.
+  }
+  return problem;
+}
+
 export function openStore(options: StoreOptions): Store {
   const url = options.databaseUrl;
   if (url && /^postgres(ql)?:\/\//i.test(url)) {
@@ -106,13 +150,19 @@ export function openStore(options: StoreOptions): Store {
     mkdirSync(options.dataDir, { recursive: true, mode: 0o700 });
     file = join(options.dataDir, 'dcvd.sqlite');
   }
-  const sqlite = new SQLite(file);
-  sqlite.pragma('journal_mode = WAL');
-  sqlite.pragma('synchronous = NORMAL');
-  sqlite.pragma('foreign_keys = ON');
-  // The CLI and the server write the same file: wait for a lock instead of failing at once.
-  sqlite.pragma(`busy_timeout = ${STATEMENT_TIMEOUT_MS}`);
-  const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: withStatementCache(sqlite) }) });
+  let sqlite: SQLite.Database | undefined;
+  try {
+    sqlite = new SQLite(file);
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+    sqlite.pragma('foreign_keys = ON');
+    // The CLI and the server write the same file: wait for a lock instead of failing at once.
+    sqlite.pragma(`busy_timeout = ${STATEMENT_TIMEOUT_MS}`);
+  } catch (err) {
+    sqlite?.close();
+    throw new Error(`cannot open the database ${file}: ${openProblem(file, err)}`, { cause: err });
+  }
+  const db = new Kysely<Database>({ dialect: new SqliteDialectKeepingCause({ database: withStatementCache(sqlite) }, sqlite) });
   let checkpointer: ReturnType<typeof startCheckpointer> | undefined;
   if (options.backgroundCheckpoints) {
     sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
