@@ -13,20 +13,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { openStore, type Store } from '../src/store/database.ts';
-import { migrateToLatest } from '../src/store/migrations.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
-import { OrderRepository } from '../src/orders/orders.ts';
-import { cryptoRandom, systemClock } from '../src/deps.ts';
-import { createPostgresSchema, postgresReachable, DEFAULT_TEST_POSTGRES_URL, type TestDatabase } from './support/database.ts';
+import { systemClock } from '../src/deps.ts';
+import { createPostgresSchema, postgresOrSkip, type TestDatabase } from './support/database.ts';
 import { startServe, type ServeProcess } from './support/instance.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH } from './support/server.ts';
-import { OK, errorBody } from './support/dcv.ts';
+import { OK, errorBody, seedOrders } from './support/dcv.ts';
 
-const url = process.env.DCVD_TEST_DATABASE_URL ?? DEFAULT_TEST_POSTGRES_URL;
-const reachable = await postgresReachable(url);
-if (!reachable && process.env.DCVD_REQUIRE_POSTGRES === '1') throw new Error(`no PostgreSQL at ${url}, and DCVD_REQUIRE_POSTGRES=1`);
-const skip = reachable ? false : `skipped: no PostgreSQL at ${url.replace(/:[^:@/]*@/, ':***@')}`;
+const skip = await postgresOrSkip();
 
 const AUTH_FAIL = errorBody(-16);
 const BASE_ORDER = 7_100_000;
@@ -44,11 +39,7 @@ describe('three instances on one PostgreSQL database', { skip }, () => {
     dir = mkdtempSync(join(tmpdir(), 'dcvd-multi-'));
     sink = await startSmtpSink();
     store = openStore({ dataDir: dir, databaseUrl: database.url });
-    await migrateToLatest(store.db, store.dialect);
-    await new AccountRepository(store.db, systemClock).create('alice', { password: PASSWORD, permissions: ['auto-apply'] });
-    const account = (await store.db.selectFrom('accounts').select('id').where('login', '=', 'alice').executeTakeFirstOrThrow()).id;
-    const orders = new OrderRepository(store.db, systemClock, cryptoRandom);
-    for (let i = 1; i <= 20; i++) await orders.create({ accountId: account, domain: 'www.example.com', orderNumber: BASE_ORDER + i });
+    await seedOrders(store, 'alice', 'www.example.com', Array.from({ length: 20 }, (_, i) => BASE_ORDER + 1 + i));
     // One data directory (certificate, secret key) shared by all three, as a deployment shares its secret key file.
     const args = ['--database-url', database.url, '--smtp-url', sink.url, '--outbox-lease', '3s', '--outbox-poll-interval', '100ms', '--outbox-retry-base', '200ms', '--log-level', 'warn'];
     for (let i = 0; i < 3; i++) instances.push(await startServe(dir, args));

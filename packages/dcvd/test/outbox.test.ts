@@ -15,15 +15,12 @@ import { simpleParser } from 'mailparser';
 import { defaultDcvEmailConfig, type DcvEmailConfig } from '../src/config.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
 import { openStore, type Store } from '../src/store/database.ts';
-import { migrateToLatest } from '../src/store/migrations.ts';
-import { AccountRepository } from '../src/accounts/repository.ts';
-import { OrderRepository } from '../src/orders/orders.ts';
-import { cryptoRandom, systemClock } from '../src/deps.ts';
+import { systemClock } from '../src/deps.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type TestServer } from './support/server.ts';
 import { createTestDatabase } from './support/database.ts';
 import { startServe, type ServeProcess } from './support/instance.ts';
-import { codeIn, createOrder, getList, OK, resend } from './support/dcv.ts';
+import { codeIn, createOrder, getList, OK, resend, seedOrders } from './support/dcv.ts';
 import { waitUntil } from './support/wait.ts';
 
 const FAST = { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 400, maxAttempts: 6, leaseMs: 3000 };
@@ -217,11 +214,7 @@ describe('dcvd serve killed with SIGKILL mid-delivery', () => {
   test('what was pending or in flight is delivered after the restart, nothing twice', async () => {
     const store = openStore({ dataDir: dir, databaseUrl });
     try {
-      await migrateToLatest(store.db, store.dialect);
-      await new AccountRepository(store.db, systemClock).create('alice', { password: PASSWORD, permissions: ['auto-apply'] });
-      const account = (await store.db.selectFrom('accounts').select('id').where('login', '=', 'alice').executeTakeFirstOrThrow()).id;
-      const orders = new OrderRepository(store.db, systemClock, cryptoRandom);
-      for (let i = 1; i <= 6; i++) await orders.create({ accountId: account, domain: 'www.example.com', orderNumber: 6_000_000 + i });
+      await seedOrders(store, 'alice', 'www.example.com', [1, 2, 3, 4, 5, 6].map((i) => 6_000_000 + i));
 
       sink.hang(true);
       const a = await serve();

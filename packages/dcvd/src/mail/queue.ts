@@ -6,7 +6,7 @@
  * loses its rows when the lease runs out; another takes them over.
  */
 import { randomUUID } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Dialect } from '../store/database.ts';
 import type { Database } from '../store/schema.ts';
@@ -173,9 +173,16 @@ export abstract class LeasedQueueWorker<Row extends QueueColumns> {
         attempts: eb('attempts', '+', 1),
         updated_at: now,
       }))
-      .where('id', 'in', (eb) => {
+      .where((eb) => {
         const rows = eb.selectFrom(name).select('id').where('state', '=', state).where(due, '<=', now).orderBy(due).limit(limit);
-        return dialect === 'postgres' ? rows.forUpdate().skipLocked() : rows;
+        if (dialect !== 'postgres') return eb('id', 'in', rows);
+        // `id = ANY(ARRAY(…))`, not `id IN (…)`: PostgreSQL may plan IN as a
+        // nested-loop semi join that runs the subquery again for each row it
+        // updates, and SKIP LOCKED makes each run skip the rows this statement
+        // already took, so one claim took every due row (seen: limit 8, 500
+        // taken, when the table was analyzed while nothing was pending). ARRAY
+        // is an init plan: it runs once.
+        return eb('id', '=', eb.fn.any(sql<number[]>`array${rows.forUpdate().skipLocked()}`));
       })
       .where('state', '=', state)
       .returningAll()

@@ -1,7 +1,10 @@
 /** Orders, offers and resends against a test server (CONTRACT §4, §5). */
 import { encodeUrlencoded } from '@dcvd/client';
-import { cryptoRandom, type Clock } from '../../src/deps.ts';
+import { cryptoRandom, systemClock, type Clock } from '../../src/deps.ts';
+import { AccountRepository } from '../../src/accounts/repository.ts';
 import { OrderRepository, type OrderInput, type OrderRow } from '../../src/orders/orders.ts';
+import type { Store } from '../../src/store/database.ts';
+import { migrateToLatest } from '../../src/store/migrations.ts';
 import { TemplateRepository, GLOBAL_SCOPE } from '../../src/orders/templates.ts';
 import type { EmailTemplate } from '../../src/mail/templates.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH, type Response, type TestServer } from './server.ts';
@@ -14,6 +17,19 @@ export async function accountId(server: TestServer, login: string): Promise<numb
 
 export async function createOrder(server: TestServer, clock: Clock, login: string, input: Omit<OrderInput, 'accountId'>): Promise<OrderRow> {
   return new OrderRepository(server.store.db, clock, cryptoRandom).create({ ...input, accountId: await accountId(server, login) });
+}
+
+/**
+ * A store as the CA's ordering system leaves it before `dcvd serve` starts:
+ * migrated, account `login` (PASSWORD, auto-apply) and one email-DCV order for
+ * `domain` per number.
+ */
+export async function seedOrders(store: Store, login: string, domain: string, orderNumbers: number[]): Promise<void> {
+  await migrateToLatest(store.db, store.dialect);
+  await new AccountRepository(store.db, systemClock).create(login, { password: PASSWORD, permissions: ['auto-apply'] });
+  const accountId = (await store.db.selectFrom('accounts').select('id').where('login', '=', login).executeTakeFirstOrThrow()).id;
+  const orders = new OrderRepository(store.db, systemClock, cryptoRandom);
+  for (const orderNumber of orderNumbers) await orders.create({ accountId, domain, orderNumber });
 }
 
 export async function createTemplate(server: TestServer, clock: Clock, login: string | null, id: number, t: EmailTemplate): Promise<void> {

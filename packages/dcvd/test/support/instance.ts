@@ -9,7 +9,8 @@ export interface ServeProcess {
   port: number;
   ca: string;
   exited: Promise<number | null>;
-  post(path: string, body: string): Promise<string>;
+  /** The answer's body; `agent` e.g. a keep-alive one (default: Node's global agent). Rejects when the connection dies first. */
+  post(path: string, body: string, agent?: https.Agent): Promise<string>;
 }
 
 /**
@@ -54,14 +55,15 @@ export async function startServe(
   });
   const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)![1]);
   const ca = readFileSync(/certificate: (\S+)\)/.exec(stderr)![1]!, 'utf8');
-  const post = (path: string, body: string) =>
+  const post = (path: string, body: string, agent?: https.Agent) =>
     new Promise<string>((resolve, reject) => {
       const req = https.request(
-        { host: '127.0.0.1', port, path, method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/x-www-form-urlencoded' } },
+        { host: '127.0.0.1', port, path, method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/x-www-form-urlencoded' }, ...(agent ? { agent } : {}) },
         (res) => {
           let text = '';
           res.on('data', (c: Buffer) => (text += c.toString()));
           res.on('end', () => resolve(text));
+          res.on('error', reject); // the server died mid-answer
         },
       );
       req.on('error', reject);
