@@ -14,9 +14,11 @@
  * email whose worker died is taken over when its lease runs out; the SMTP
  * timeouts are a third of the lease, so a live worker always finishes first.
  * The email's idempotency key is its Message-ID: the file transport writes
- * each id once; an SMTP server that accepted a message just before the
- * process died may see it again with the same Message-ID (receivers can
- * deduplicate on it) — the only window SMTP itself leaves open.
+ * each id once. SMTP leaves two windows in which a server may see a message
+ * twice, both with the same Message-ID (receivers can deduplicate on it):
+ * the process dies after the server accepted the message but before the
+ * delivery was recorded, or an attempt times out after the server accepted
+ * it but before its reply arrived (RFC 5321 §6.1).
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { Clock } from '../deps.ts';
