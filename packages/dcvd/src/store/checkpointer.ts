@@ -50,6 +50,8 @@ export interface Checkpointer {
 /** WAL pages at which the main connection checkpoints by itself (about 40 MiB): the worker normally keeps it far below. */
 export const FALLBACK_AUTOCHECKPOINT_PAGES = 10_000;
 
+const ERROR_REPORT_INTERVAL_MS = 60_000;
+
 export function startCheckpointer(
   file: string,
   options: { intervalMs?: number; onResult?: (r: CheckpointResult) => void; onError?: (message: string) => void } = {},
@@ -58,11 +60,19 @@ export function startCheckpointer(
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, driver, intervalMs: options.intervalMs ?? 250 } });
   // The process may end without stopping it (a CLI, a crash): the main connection's close checkpoints anyway.
   worker.unref();
+  // A lasting failure (a full disk, say) fails every round: report a message once, then at most once a minute.
+  let reported: { message: string; at: number } | undefined;
+  const failed = (message: string) => {
+    const now = Date.now();
+    if (reported?.message === message && now - reported.at < ERROR_REPORT_INTERVAL_MS) return;
+    reported = { message, at: now };
+    options.onError?.(message);
+  };
   worker.on('message', (m: CheckpointResult | { error: string }) => {
-    if ('error' in m) options.onError?.(m.error);
+    if ('error' in m) failed(m.error);
     else options.onResult?.(m);
   });
-  worker.on('error', (err) => options.onError?.(err.message));
+  worker.on('error', (err) => failed(err.message));
   const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
   let stopping: Promise<void> | undefined;
   return {
