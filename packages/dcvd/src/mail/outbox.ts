@@ -65,12 +65,6 @@ export function smtpTimeoutsFor(policy: OutboxPolicy): { connectionTimeoutMs: nu
   return { connectionTimeoutMs: Math.min(10_000, third), greetingTimeoutMs: Math.min(10_000, third), socketTimeoutMs: Math.min(60_000, third) };
 }
 
-/** Delay before attempt `attempts + 1`: exponential, capped, with ±20 % jitter so a recovered server is not hit all at once. */
-export function retryDelay(policy: OutboxPolicy, attempts: number): number {
-  const exact = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, attempts - 1));
-  return Math.round(exact * (0.8 + Math.random() * 0.4));
-}
-
 export interface OutboxWorkerDeps {
   db: Kysely<Database>;
   dialect: Dialect;
@@ -99,7 +93,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
   private readonly templateCache = new Map<number, TemplateRow | undefined>();
 
   constructor(private readonly deps: OutboxWorkerDeps) {
-    super({ ...deps, table: 'outbox', what: 'emails' });
+    super({ ...deps, table: 'outbox', what: 'emails', noun: 'dcv email' });
     this.templates = new TemplateRepository(deps.db, deps.clock);
   }
 
@@ -165,15 +159,8 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
     } catch (err) {
       const permanent = err instanceof MailDeliveryError ? err.permanent : err instanceof TemplateError;
       const reason = (err instanceof MailDeliveryError ? err.reason : err instanceof Error ? err.message : String(err)).slice(0, 1000);
-      const giveUp = permanent || row.attempts >= this.deps.policy.maxAttempts;
-      if (giveUp) {
-        await this.finish(row, { state: 'failed', last_error: reason, sealed_code: null });
-        log.warn({ ...where, state: 'failed', reason }, 'dcv email failed');
-      } else {
-        const next = clock.now() + retryDelay(this.deps.policy, row.attempts);
-        await this.finish(row, { state: 'pending', next_attempt_at: next, last_error: reason });
-        log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'dcv email attempt failed; will retry');
-      }
+      // A failed email's code is erased with it: nothing will send it any more.
+      await this.failedAttempt(row, reason, { permanent, where, onFailed: { sealed_code: null } });
     }
   }
 }

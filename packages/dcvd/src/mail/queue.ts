@@ -21,7 +21,14 @@ export interface QueueColumns {
   next_attempt_at: number;
   lease_until: number | null;
   claim_token: string | null;
+  last_error: string | null;
   updated_at: number;
+}
+
+/** Delay before attempt `attempts + 1`: exponential, capped, with ±20 % jitter so a recovered server is not hit all at once. */
+export function retryDelay(policy: OutboxPolicy, attempts: number): number {
+  const exact = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, attempts - 1));
+  return Math.round(exact * (0.8 + Math.random() * 0.4));
 }
 
 export type QueueTable = 'outbox' | 'webhook_outbox';
@@ -67,6 +74,8 @@ export interface QueueDeps {
   table: QueueTable;
   /** For log lines: "emails", "webhooks". */
   what: string;
+  /** For log lines about one item: "dcv email", "webhook". */
+  noun: string;
 }
 
 export abstract class LeasedQueueWorker<Row extends QueueColumns> {
@@ -188,6 +197,27 @@ export abstract class LeasedQueueWorker<Row extends QueueColumns> {
       .returningAll()
       .execute();
     return rows as unknown as Row[];
+  }
+
+  /**
+   * Records a failed attempt: the row fails for good when the failure is
+   * permanent or its attempts are used up (with `onFailed`'s changes too),
+   * else it waits for its next attempt with backoff. Logs either outcome.
+   */
+  protected async failedAttempt(
+    row: Row,
+    reason: string,
+    opts: { permanent: boolean; where: Record<string, unknown>; onFailed?: Partial<Omit<Row, 'id'>> },
+  ): Promise<void> {
+    const { clock, policy, log, noun } = this.queue;
+    if (opts.permanent || row.attempts >= policy.maxAttempts) {
+      await this.finish(row, { state: 'failed', last_error: reason, ...opts.onFailed } as Partial<Omit<Row, 'id'>>);
+      log.warn({ ...opts.where, state: 'failed', reason }, `${noun} failed`);
+    } else {
+      const next = clock.now() + retryDelay(policy, row.attempts);
+      await this.finish(row, { state: 'pending', next_attempt_at: next, last_error: reason } as Partial<Omit<Row, 'id'>>);
+      log.warn({ ...opts.where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, `${noun} attempt failed; will retry`);
+    }
   }
 
   /** Records an outcome, only while this claim still holds the row. */

@@ -11,7 +11,6 @@ import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../mail/queue.ts';
-import { retryDelay } from '../mail/outbox.ts';
 import { listEvidence, type DecidedEvent } from './confirmation.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
@@ -90,8 +89,8 @@ export async function queueDecisionWebhook(trx: Transaction<Database>, config: W
 }
 
 export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
-  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what'> & { secret: string }) {
-    super({ ...deps, table: 'webhook_outbox', what: 'webhooks' });
+  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string }) {
+    super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
   }
 
   protected async deliver(row: WebhookRow): Promise<void> {
@@ -124,14 +123,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
     } catch (err) {
       reason = (err instanceof Error ? (err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message) : String(err)).slice(0, 500);
     }
-    if (row.attempts >= policy.maxAttempts) {
-      await this.finish(row, { state: 'failed', last_error: reason });
-      log.warn({ ...where, state: 'failed', reason }, 'webhook failed');
-    } else {
-      const next = clock.now() + retryDelay(policy, row.attempts);
-      await this.finish(row, { state: 'pending', next_attempt_at: next, last_error: reason });
-      log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'webhook attempt failed; will retry');
-    }
+    await this.failedAttempt(row, reason, { permanent: false, where });
   }
 }
 
