@@ -164,5 +164,4 @@ export class Authenticator {
   purgeIpFailures(): Promise<number> {
     return this.ipCounter.purge(this.clock.now());
   }
-
 }

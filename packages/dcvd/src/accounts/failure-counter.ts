@@ -6,13 +6,11 @@
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database, IpFailureTable } from '../store/schema.ts';
-import { prepared } from '../store/prepared.ts';
+import { prepared, type PreparedQuery } from '../store/prepared.ts';
 
-/** The block check runs on every API request (and every code guess): precompiled, one per table. */
-const blockedUntil = {
-  ip_failures: prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select('blocked_until').where('ip', '=', p.ip)),
-  code_failures: prepared((db, p: { ip: string }) => db.selectFrom('code_failures').select('blocked_until').where('ip', '=', p.ip)),
-};
+/** Either table, typed by the shape both have. */
+type Counters = Kysely<Record<string, IpFailureTable>>;
+const counters = (db: Kysely<Database>) => db as unknown as Counters;
 
 export interface FailureLimit {
   /** Failures within the window that block the IP. */
@@ -22,18 +20,21 @@ export interface FailureLimit {
 }
 
 export class FailureCounter {
-  private readonly db: Kysely<Record<string, IpFailureTable>>;
+  private readonly db: Counters;
+  /** The block check runs on every API request (and every code guess): precompiled. */
+  private readonly blockedUntil: PreparedQuery<{ ip: string }, Pick<IpFailureTable, 'blocked_until'>>;
 
   constructor(
     private readonly database: Kysely<Database>,
     private readonly table: 'ip_failures' | 'code_failures',
     private readonly policy: FailureLimit,
   ) {
-    this.db = database as unknown as Kysely<Record<string, IpFailureTable>>;
+    this.db = counters(database);
+    this.blockedUntil = prepared((db, p: { ip: string }) => counters(db).selectFrom(table).select('blocked_until').where('ip', '=', p.ip));
   }
 
   async blocked(ip: string, now: number): Promise<boolean> {
-    const row = await blockedUntil[this.table].first(this.database, { ip });
+    const row = await this.blockedUntil.first(this.database, { ip });
     return row?.blocked_until != null && row.blocked_until > now;
   }
 
