@@ -76,18 +76,21 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
-/** The products GetDCVEmailAddressList knows (seed): 801 VMC, 803 CMC. */
-export type Product = 801 | 803;
+/**
+ * A product code. The seed's table names 801 (VMC) and 803 (CMC) for
+ * GetDCVEmailAddressList; a server may accept others (dcvd: the operator's list).
+ */
+export type Product = number;
 
 /** A GetDCVEmailAddressList call. */
 export interface GetDcvEmailAddressListRequest extends CallOptions {
   /** The fully qualified domain name (≤ 255 characters). */
   domainName: string;
   /**
-   * 801 (VMC) or 803 (CMC). The seed's table marks it required, its text
-   * "(VMC/CMC only)". The client sends it only when given and leaves the
-   * rule to the server: dcvd, following the table, answers -3 `product`
-   * without it; what the real host does for other lookups is its own rule.
+   * Optional, sent only when given. The seed's row is headed "(VMC/CMC only)"
+   * and no public client sends it; without it the call is a TLS certificate's
+   * DCV. dcvd accepts the operator's product codes (801 and 803 by default)
+   * and answers -4 `product` for any other.
    */
   product?: Product;
   /**
@@ -136,7 +139,7 @@ export class DcvApiError extends Error {
   readonly detail: string | undefined;
   /** The endpoint that answered. */
   readonly endpoint: Endpoint;
-  /** The HTTP status of the answer (200, or e.g. 413 for dcvd's -14 on a body over its limit). */
+  /** The HTTP status of the answer (200 from dcvd for every answer of the protocol; another host may differ). */
   readonly status: number;
   /** Other fields of the error answer, kept as sent. */
   readonly extra: Readonly<Record<string, string>>;

@@ -136,8 +136,8 @@ export async function run(): Promise<string[]> {
     throw err;
   }
 }
-// @ts-expect-error: product is 801 or 803
-void client.getDcvEmailAddressList({ domainName: 'a.com', product: 800 });
+// @ts-expect-error: product is a number
+void client.getDcvEmailAddressList({ domainName: 'a.com', product: '801' });
 // @ts-expect-error: an order number is needed
 void client.resendDcvEmail({});
 `;

@@ -159,7 +159,7 @@ const errors: ErrorFixture[] = [
     expect: { code: ErrorCode.RequestUnsuccessful, message: 'The attempt to resend DCV emails did not succeed.', detail: 'DCV already completed', extra: { ticket: '42' } },
   },
   {
-    name: 'dcvd\u2019s -14 for a body over its limit comes with HTTP 413',
+    name: 'a -14 that comes with HTTP 413 (dcvd before CONTRACT §1 was revised; other hosts may) is still an API error',
     endpoint: 'ResendDCVEmail',
     status: 413,
     body: 'errorCode=-14&errorMessage=An+unknown+error+occurred%21',

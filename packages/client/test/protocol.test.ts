@@ -53,7 +53,8 @@ test('required parameters are checked in table order, empty counts as absent', (
   assert.deepEqual(parse(GET, ''), { ok: false, error: { code: -3, item: 'loginName' } });
   assert.deepEqual(parse(GET, 'loginName=&loginPassword=p'), { ok: false, error: { code: -3, item: 'loginName' } });
   assert.deepEqual(parse(GET, `${base}&product=801`), { ok: false, error: { code: -3, item: 'domainName' } });
-  assert.deepEqual(parse(GET, `${base}&domainName=a.com`), { ok: false, error: { code: -3, item: 'product' } });
+  // product is optional (CONTRACT §1, revised): without it the parameters are complete.
+  assert.deepEqual(parse(GET, `${base}&domainName=a.com`), { ok: true, params: { loginName: 'u', loginPassword: 'p', domainName: 'a.com' } });
   // -3 comes before -4 of an earlier parameter (step 5 before step 6).
   assert.deepEqual(parse(GET, `loginName=${'a'.repeat(65)}&loginPassword=p`), { ok: false, error: { code: -3, item: 'domainName' } });
 });
@@ -71,7 +72,12 @@ test('types, lengths and enums', () => {
   bad(`loginName=${'a'.repeat(65)}&loginPassword=p&domainName=a.com&product=801`, 'loginName');
   bad(`loginName=u&loginPassword=${'p'.repeat(129)}&domainName=a.com&product=801`, 'loginPassword');
   bad(`${base}&domainName=${'a'.repeat(256)}&product=801`, 'domainName');
-  bad(`${base}&domainName=a.com&product=800`, 'product');
+  // Which product codes count is the server's list, given as `allowed`; without one, any API integer.
+  assert.equal(parse(GET, `${base}&domainName=a.com&product=800`).ok, true);
+  const products = { allowed: { product: [801, 803] } };
+  assert.deepEqual(parseRequestParams(GET, formEntries(`${base}&domainName=a.com&product=800`), products), { ok: false, error: { code: -4, item: 'product' } });
+  assert.equal(parseRequestParams(GET, formEntries(`${base}&domainName=a.com&product=803`), products).ok, true);
+  bad(`${base}&domainName=a.com&product=0`, 'product');
   bad(`${base}&domainName=a.com&product=801&responseFormat=3`, 'responseFormat');
   bad(`${base}&domainName=a.com&product=%2B801`, 'product');
   bad(`${base}&domainName=a.com&product=801.0`, 'product');
@@ -182,7 +188,7 @@ test('decoders reject bodies that are not the protocol', () => {
 test('request bodies: canonical names in table order, absent values left out, read back by the parser', () => {
   const body = encodeRequestParams(GET, { responseFormat: 2, domainName: 'www.example.com', loginPassword: 'p&=+ é', loginName: 'u' });
   assert.equal(body, 'loginName=u&loginPassword=p%26%3D%2B+%C3%A9&domainName=www.example.com&responseFormat=2');
-  assert.deepEqual(parse(GET, body), { ok: false, error: { code: -3, item: 'product' } });
+  assert.deepEqual(parse(GET, body), { ok: true, params: { loginName: 'u', loginPassword: 'p&=+ é', domainName: 'www.example.com', responseFormat: 2 } });
   const full = encodeRequestParams(GET, { loginName: 'u', loginPassword: 'p&=+ é', domainName: 'a.com', product: 803, responseFormat: 1 });
   assert.deepEqual(parse(GET, full), { ok: true, params: { loginName: 'u', loginPassword: 'p&=+ é', domainName: 'a.com', product: 803, responseFormat: 1 } });
   const resend = encodeRequestParams(RESEND, { loginName: 'u', loginPassword: 'p', dcvTemplateID: 4, baseOrderNumber: 9, orderNumber: undefined, dcvEmailAddress: 'admin@a.com' });

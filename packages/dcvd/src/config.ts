@@ -34,8 +34,12 @@ export interface ServeConfig {
   dbPoolSize: number;
   /** How often `serve` logs memory and event-loop delay. */
   statsIntervalMs: number;
-  /** Request bodies above this many bytes answer -14 with HTTP 413 (CONTRACT §1). */
+  /** Request bodies above this many bytes answer -14, with HTTP 200 like every API answer (CONTRACT §1). */
   bodyLimit: number;
+  /** Product codes GetDCVEmailAddressList accepts in its optional `product` (CONTRACT §1). */
+  products: number[];
+  /** Text format: `whois_email<TAB>none` after `domain_name`, for clients of the historic format. */
+  textWhoisNone: boolean;
   auth: AuthPolicy;
   /** DNS resolvers for contact lookups; undefined = the system's (CONTRACT §3). */
   dnsServers?: Resolver[] | undefined;
@@ -79,6 +83,9 @@ export function defaultDcvEmailConfig(overrides: Partial<DcvEmailConfig> = {}): 
   };
 }
 
+/** The seed's product codes: 801 (VMC) and 803 (CMC). */
+export const DEFAULT_PRODUCTS: readonly number[] = [801, 803];
+
 export const DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 8443 };
 
 export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeConfig {
@@ -87,6 +94,8 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     trustProxy: [],
     dataDir: resolve('dcvd-data'),
     bodyLimit: 64 * 1024,
+    products: [...DEFAULT_PRODUCTS],
+    textWhoisNone: false,
     dbPoolSize: 10,
     statsIntervalMs: 60_000,
     auth: { ...DEFAULT_AUTH_POLICY },

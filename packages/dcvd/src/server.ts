@@ -136,7 +136,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       afterDecided: () => webhooks?.wake(),
     });
     const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl };
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics };
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, products: config.products, textWhoisNone: config.textWhoisNone, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);

@@ -25,10 +25,12 @@ describe('GetDCVEmailAddressList errors, text format', () => {
   const cases: [string, string | [string, string][], string][] = [
     ['-3 loginName first', {} as never, "-3\nThe 'loginName' argument is missing!\n"],
     ['-3 in table order', [['loginName', 'a'], ['loginPassword', 'b'], ['product', '801']], "-3\nThe 'domainName' argument is missing!\n"],
-    ['-3 product (required by the seed)', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com']], "-3\nThe 'product' argument is missing!\n"],
+    ['product is optional: without it the checks go on to credentials', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com']], `-16\n${MSG16}\n`],
     ['-2 unknown name', [['loginName', 'a'], ['Whatever', 'x']], '-2\nUnrecognised argument!\n'],
     ['-4 repeated', [['loginName', 'a'], ['LOGINNAME', 'b']], "-4\nThe value of the 'loginName' argument is invalid!\n"],
-    ['-4 product enum', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com'], ['product', '802']], "-4\nThe value of the 'product' argument is invalid!\n"],
+    ['-4 product not among the operator\u2019s codes', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com'], ['product', '802']], "-4\nThe value of the 'product' argument is invalid!\n"],
+    ['-4 product 287 (a TLS product, not configured)', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com'], ['product', '287']], "-4\nThe value of the 'product' argument is invalid!\n"],
+    ['-4 product not an integer', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com'], ['product', '801x']], "-4\nThe value of the 'product' argument is invalid!\n"],
     ['-4 responseFormat', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a.com'], ['product', '801'], ['responseFormat', '3']], "-4\nThe value of the 'responseFormat' argument is invalid!\n"],
     ['-4 domainName length', [['loginName', 'a'], ['loginPassword', 'b'], ['domainName', 'a'.repeat(256)], ['product', '801']], "-4\nThe value of the 'domainName' argument is invalid!\n"],
     ['-16 unknown login', [['loginName', 'mallory'], ['loginPassword', 'x'], ['domainName', 'a.com'], ['product', '801']], `-16\n${MSG16}\n`],
@@ -96,17 +98,33 @@ describe('transport and body rules', () => {
     assert.match((await s.post('/products/%21ResendDCVEmail', '')).body, /^errorCode=-3&/);
     assert.match((await s.post('/products/%21GetDCVEmailAddressList', '')).body, /^-3\n/);
   });
-  test('a body over the limit: -14 with HTTP 413 in the endpoint format', async () => {
+  test('a body over the limit: -14 with HTTP 200 in the endpoint format, connection closed', async () => {
     const big = 'a='.padEnd(65 * 1024, 'x');
     const g = await s.post(GET_PATH, big);
-    assert.equal(g.status, 413);
+    assert.equal(g.status, 200);
     assert.equal(g.body, '-14\nAn unknown error occurred!\n');
+    assert.equal(g.headers.connection, 'close');
     const r = await s.post(RESEND_PATH, big);
-    assert.equal(r.status, 413);
+    assert.equal(r.status, 200);
     assert.equal(r.body, 'errorCode=-14&errorMessage=An+unknown+error+occurred%21');
-    // Also for content types the API does not parse.
+    // Also for content types the API does not parse, and under /products/download/.
     const j = await s.request({ path: RESEND_PATH, body: big, headers: { 'content-type': 'application/json' } });
-    assert.equal(j.status, 413);
+    assert.deepEqual([j.status, j.body], [200, 'errorCode=-14&errorMessage=An+unknown+error+occurred%21']);
+    const d = await s.post('/products/download/!GetDCVEmailAddressList', big);
+    assert.deepEqual([d.status, d.body], [200, '-14\nAn unknown error occurred!\n']);
+  });
+  test('/products/download/ serves both endpoints identically, %21 too', async () => {
+    for (const prefix of ['/products/download/!', '/products/download/%21']) {
+      const r = await s.post(`${prefix}ResendDCVEmail`, form({ ...alice, orderNumber: '1' }));
+      assert.deepEqual([r.status, r.body], [200, 'errorCode=-4&errorMessage=The+value+of+the+%27orderNumber%27+argument+is+invalid%21&errorItem=orderNumber'], prefix);
+      const g = await s.post(`${prefix}GetDCVEmailAddressList`, form({ ...alice, domainName: 'www.example.com' }));
+      assert.equal(g.status, 200);
+      assert.equal(g.body, (await s.post(GET_PATH, form({ ...alice, domainName: 'www.example.com' }))).body, prefix);
+      assert.match(g.body, /^0\ndomain_name\twww\.example\.com\n/);
+      const m = await s.request({ path: `${prefix}ResendDCVEmail`, method: 'GET' });
+      assert.equal(m.body, 'errorCode=-17&errorMessage=Request+used+GET+rather+than+POST%21');
+    }
+    assert.equal((await s.request({ path: '/products/download/!Nope', method: 'POST' })).status, 404);
   });
   test('a body of another content type carries no parameters', async () => {
     for (const type of ['application/json', 'text/plain', 'multipart/form-data; boundary=x', 'application/octet-stream', 'garbage']) {

@@ -97,10 +97,10 @@ test('an API error: one line on stderr, exit 1, the error as JSON with --json, n
   assert.deepEqual(JSON.parse(r.stdout), { errorCode: -16, errorMessage: 'Incorrect login details, account is locked, password has expired or your source IP is blocked.' });
   assert.ok(!`${r.stdout}${r.stderr}`.includes(wrong));
 
-  const missing = await dcvd(['client', 'get-dcv-emails', '--domain', 'example.com']);
-  assert.equal(missing.code, 1);
-  assert.equal(missing.stderr, "dcvd: GetDCVEmailAddressList answered -3: The 'product' argument is missing! (errorItem: product)\n");
-  assert.equal(missing.stdout, '');
+  const invalid = await dcvd(['client', 'get-dcv-emails', '--domain', 'example.com', '--product', '287']);
+  assert.equal(invalid.code, 1);
+  assert.equal(invalid.stderr, "dcvd: GetDCVEmailAddressList answered -4: The value of the 'product' argument is invalid! (errorItem: product)\n");
+  assert.equal(invalid.stdout, '');
 });
 
 test('resend: --order with --email, --base-order, -160 too soon, -4 for an unknown order; one of the two is needed', async () => {

@@ -72,9 +72,18 @@ export function encodeUrlencoded(endpoint: Endpoint, error?: ApiError): string {
   return out.toString();
 }
 
+export interface TextOptions {
+  /**
+   * Add `whois_email<TAB>none` right after `domain_name`: the historic format, which some
+   * clients read unconditionally (dcvd's `--text-whois-none`; WHOIS addresses are never offered).
+   */
+  whoisNone?: boolean;
+}
+
 /** Text format: success is `0`, `domain_name` and `levelN_email` lines; every line ends with `\n`. */
-export function encodeText(result: DcvEmailAddressList): string {
+export function encodeText(result: DcvEmailAddressList, options: TextOptions = {}): string {
   let body = `0\ndomain_name\t${result.domainName}\n`;
+  if (options.whoisNone) body += 'whois_email\tnone\n';
   for (const [level, addresses] of sortedLevels(result.levels)) {
     for (const address of addresses) body += `level${level}_email\t${address}\n`;
   }

@@ -33,8 +33,10 @@ export const GET_DCV_EMAIL_ADDRESS_LIST: EndpointSpec = {
     { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
     { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
     { name: 'domainName', type: 'string', requirement: 'required', maxLength: 255 },
-    // The seed marks product as required, with 801 (VMC) and 803 (CMC) as its allowed values.
-    { name: 'product', type: 'integer', requirement: 'required', allowed: [801, 803] },
+    // Optional (CONTRACT §1, revised): the seed's row is headed "(VMC/CMC only)" and no public
+    // client sends it. Which codes a server accepts is its own list (dcvd: the operator's
+    // products, 801 and 803 by default), given to parseRequestParams as `allowed`.
+    { name: 'product', type: 'integer', requirement: 'optional' },
     { name: 'responseFormat', type: 'integer', requirement: 'optional', allowed: [1, 2] },
   ],
 };
@@ -65,6 +67,11 @@ export type ParsedParams = Readonly<Record<string, ParamValue>>;
 
 export type ParseResult = { ok: true; params: ParsedParams } | { ok: false; error: ApiError };
 
+/** A server's own value rules on top of the table: allowed integer values per canonical name. */
+export interface ParseOptions {
+  readonly allowed?: Readonly<Record<string, readonly number[]>>;
+}
+
 const DIGITS = /^[0-9]+$/;
 
 /** CONTRACT §1: "Integers are plain decimal digits, no sign, no leading `+`, within 1..2^53-1." */
@@ -90,7 +97,11 @@ export function findParam(spec: EndpointSpec, name: string): ParamSpec | undefin
  * Runs the checks of CONTRACT §1 steps 3 to 6 over the request's parameters
  * (name/value pairs in the order they arrived).
  */
-export function parseRequestParams(spec: EndpointSpec, entries: Iterable<readonly [string, string]>): ParseResult {
+export function parseRequestParams(
+  spec: EndpointSpec,
+  entries: Iterable<readonly [string, string]>,
+  options: ParseOptions = {},
+): ParseResult {
   const seen = new Map<string, string[]>();
   // Step 3: the first unknown name, as sent.
   for (const [name, value] of entries) {
@@ -123,7 +134,8 @@ export function parseRequestParams(spec: EndpointSpec, entries: Iterable<readonl
     if (raw === undefined) continue;
     if (param.type === 'integer') {
       const n = parseInteger(raw);
-      if (n === undefined || (param.allowed && !param.allowed.includes(n))) {
+      const allowed = options.allowed?.[param.name] ?? param.allowed;
+      if (n === undefined || (allowed && !allowed.includes(n))) {
         return { ok: false, error: { code: -4, item: param.name } };
       }
       params[param.name] = n;

@@ -14,7 +14,8 @@ export type Outcome<T> = { ok: true; value: T } | { ok: false; error: ApiError }
 
 export interface GetDcvEmailAddressListParams {
   domainName: string;
-  product: number;
+  /** Absent: a TLS certificate's DCV (CONTRACT §1); present: one of the operator's product codes. */
+  product?: number;
   responseFormat: 1 | 2;
 }
 

@@ -11,13 +11,12 @@ import {
   DcvApiError,
   DcvClient,
   DcvRequestError,
-  parseInteger,
   type DcvEmailAddressListResult,
   type FetchLike,
   type Product,
 } from '@dcvd/client';
 import { parseCount, parseDuration } from '../config.ts';
-import { opt, print, readStdin, withJson } from './options.ts';
+import { opt, parseApiInteger, print, readStdin, withJson } from './options.ts';
 import { nodeFetch } from './node-fetch.ts';
 
 /** The password's variable; deliberately not an option, so that it can never be given in argv. */
@@ -47,18 +46,7 @@ interface ResendFlags extends ConnectionFlags {
   template?: number;
 }
 
-/** The API's integer rule (CONTRACT §1), from the protocol package. */
-function apiInteger(text: string): number {
-  const n = parseInteger(text.trim());
-  if (n === undefined) throw new Error(`expected a whole number from 1 to 2^53-1, got ${JSON.stringify(text)}`);
-  return n;
-}
-
-function parseProduct(text: string): Product {
-  const n = apiInteger(text);
-  if (n !== 801 && n !== 803) throw new Error(`expected 801 (VMC) or 803 (CMC), got ${JSON.stringify(text)}`);
-  return n;
-}
+const apiInteger = parseApiInteger;
 
 function parseFormat(text: string): 1 | 2 {
   const t = text.trim().toLowerCase();
@@ -135,7 +123,7 @@ export function clientCommands(): Command {
       .command('get-dcv-emails')
       .description('GetDCVEmailAddressList: the acceptable DCV email addresses of a domain, per level')
       .addOption(opt('--domain <name>', 'domainName').makeOptionMandatory())
-      .addOption(opt('--product <code>', 'product: 801 (VMC) or 803 (CMC); dcvd requires it, as the seed\u2019s table does; not sent when omitted', parseProduct))
+      .addOption(opt('--product <code>', 'product code, sent only when given (optional: 801 VMC, 803 CMC, or the server\u2019s own)', apiInteger))
       .addOption(opt('--format <text|json>', 'responseFormat: text (1) or json (2, which adds contact addresses from DNS); not sent when omitted', parseFormat))
       .addOption(opt('--retries <n>', 'repeat a request that got no answer (network failure or timeout) up to n times', (v) => parseCount(v, 0)).default(0)),
   ).action(async (flags: GetFlags) => {

@@ -1,7 +1,7 @@
 /** The `dcvd` command (CONTRACT §9). */
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
+import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
 import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
 import { openStore } from '../store/database.ts';
@@ -12,7 +12,7 @@ import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
 import { DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
 import { checkWebhookUrl } from '../orders/webhooks.ts';
 import { readFileSync } from 'node:fs';
-import { opt, parseIsoDate, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
+import { opt, parseIsoDate, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
 
@@ -119,6 +119,8 @@ interface ServeFlags extends StoreFlags {
   tlsCert?: string;
   tlsKey?: string;
   bodyLimit: number;
+  products: number[];
+  textWhoisNone?: boolean;
   dbPoolSize: number;
   statsInterval: number;
   lockoutFailures: number;
@@ -167,7 +169,14 @@ function serveCommand(): Command {
         return ms;
       }).default(60_000, '60s'))
     .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(10))
-    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 with HTTP 413', parseSize).default(64 * 1024, '64k'))
+    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 (HTTP 200, connection closed)', parseSize).default(64 * 1024, '64k'))
+    .addOption(
+      opt('--products <code,…>', 'product codes GetDCVEmailAddressList accepts in its optional product parameter (others: -4)', parseProducts).default(
+        [...DEFAULT_PRODUCTS],
+        DEFAULT_PRODUCTS.join(','),
+      ),
+    )
+    .addOption(opt('--text-whois-none', 'text format: add the line "whois_email<TAB>none" after domain_name, for clients of the historic format')) 
     .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
     .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(d.lockoutMs, '15m'))
     .addOption(opt('--ip-failure-limit <n>', 'failures from one source IP that block it', (v) => parseCount(v, 1)).default(d.ipFailures))
@@ -208,6 +217,8 @@ function serveCommand(): Command {
         dataDir: resolve(flags.dataDir),
         databaseUrl: flags.databaseUrl,
         bodyLimit: flags.bodyLimit,
+        products: flags.products,
+        textWhoisNone: flags.textWhoisNone === true,
         dbPoolSize: flags.dbPoolSize,
         statsIntervalMs: flags.statsInterval,
         auth: {

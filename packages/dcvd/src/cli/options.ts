@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseInteger } from '@dcvd/client';
 import { openStore, type Store } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { AdminService } from '../admin/service.ts';
@@ -29,6 +30,20 @@ export function opt<T>(flags: string, description: string, parse?: (value: strin
     });
   }
   return option;
+}
+
+/** The API's integer rule (CONTRACT §1), from the protocol package. */
+export function parseApiInteger(text: string): number {
+  const n = parseInteger(text.trim());
+  if (n === undefined) throw new Error(`expected a whole number from 1 to 2^53-1, got ${JSON.stringify(text)}`);
+  return n;
+}
+
+/** `--products`: comma-separated product codes, each an API integer (CONTRACT §1), at least one. */
+export function parseProducts(text: string): number[] {
+  const codes = text.split(',').map((v) => v.trim()).filter((v) => v !== '');
+  if (codes.length === 0) throw new Error('expected at least one product code, such as 801,803');
+  return [...new Set(codes.map(parseApiInteger))];
 }
 
 /** A repeatable option; a comma-separated value (as from the environment) counts as several. */

@@ -133,7 +133,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         .send(`${STATUS_CODES[status]}\n`);
     },
     // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
-    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/%21/i, '/products/!'),
+    // Also under /products/download/, where some of the real host's documentation puts them.
+    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/(download\/)?%21/i, '/products/$1!'),
   });
   app.decorateRequest('apiOutcome', null);
   app.addHook('onRequest', async (request, reply) => {

@@ -30,6 +30,10 @@ export interface LegacyApiOptions {
   bodyLimit: number;
   auth: Authenticator;
   useCases: UseCases;
+  /** Product codes GetDCVEmailAddressList accepts when `product` is given (-4 for others, CONTRACT §1). */
+  products: readonly number[];
+  /** Text format: add `whois_email<TAB>none` after `domain_name` (CONTRACT §1, historic clients). */
+  textWhoisNone: boolean;
 }
 
 type Entries = [string, string][];
@@ -56,21 +60,22 @@ function renderError(spec: EndpointSpec, format: Format, error: ApiError): Rende
   return { contentType: CONTENT_TYPE.text, body: encodeTextError(endpoint, error), code: error.code };
 }
 
-function bindings(useCases: UseCases): Binding[] {
+function bindings(options: LegacyApiOptions): Binding[] {
+  const { useCases } = options;
   const getList: Binding = {
     spec: GET_DCV_EMAIL_ADDRESS_LIST,
     format: (entries) => (requestedFormat(entries) === 2 ? 'json' : 'text'),
     async run(ctx, params, format) {
       const args: GetDcvEmailAddressListParams = {
         domainName: params.domainName as string,
-        product: params.product as number,
         responseFormat: params.responseFormat === 2 ? 2 : 1,
       };
+      if (params.product !== undefined) args.product = params.product as number;
       const outcome = await useCases.getDcvEmailAddressList(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       return format === 'json'
         ? { contentType: CONTENT_TYPE.json, body: encodeJson(outcome.value), code: 0 }
-        : { contentType: CONTENT_TYPE.text, body: encodeText(outcome.value), code: 0 };
+        : { contentType: CONTENT_TYPE.text, body: encodeText(outcome.value, { whoisNone: options.textWhoisNone }), code: 0 };
     },
   };
   const resend: Binding = {
@@ -121,18 +126,34 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
     if (!binding) return reply.code(tooLarge ? 413 : 400).send();
     const rendered = renderError(binding.spec, binding.format([]), { code: -14 });
     request.apiOutcome = { endpoint: binding.spec.endpoint, code: -14, reason: tooLarge ? 'body-too-large' : 'bad-request' };
-    return send(reply, rendered, tooLarge ? 413 : 200);
+    // HTTP 200 like every answer of the protocol (CONTRACT §1, revised: clients that take any
+    // other status for a transport failure never read the -14). The unread rest of the body
+    // would be parsed as the next request, so the connection is closed after the answer.
+    if (tooLarge) reply.header('connection', 'close');
+    return send(reply, rendered);
   });
 
-  for (const binding of bindings(options.useCases)) {
-    app.all(binding.spec.path, { config: { binding }, exposeHeadRoute: false }, async (request, reply) => {
-      const rendered = await handle(binding, request, options);
-      return send(reply, rendered);
-    });
+  for (const binding of bindings(options)) {
+    const config = { binding };
+    for (const path of endpointPaths(binding.spec)) {
+      app.all(path, { config, exposeHeadRoute: false }, async (request, reply) => {
+        const rendered = await handle(binding, request, options);
+        return send(reply, rendered);
+      });
+    }
   }
 }
 
+/**
+ * Where an endpoint answers: `/products/!Name`, and the same under `/products/download/`, a path
+ * some of the real host's documentation gives (CONTRACT §1). `%21` for `!` is rewritten by the app.
+ */
+export function endpointPaths(spec: EndpointSpec): string[] {
+  return [spec.path, spec.path.replace(/^\/products\//, '/products/download/')];
+}
+
 async function handle(binding: Binding, request: FastifyRequest, options: LegacyApiOptions): Promise<Rendered> {
+  const valueRules = { allowed: { product: options.products } };
   const entries = (request.body as { entries?: Entries } | undefined)?.entries ?? [];
   const format = binding.format(entries);
   const endpoint = binding.spec.endpoint;
@@ -145,7 +166,7 @@ async function handle(binding: Binding, request: FastifyRequest, options: Legacy
   // Step 2.
   if (request.method !== 'POST') return fail({ code: -17 }, 'not-post');
   // Steps 3 to 6.
-  const parsed = parseRequestParams(binding.spec, entries);
+  const parsed = parseRequestParams(binding.spec, entries, valueRules);
   if (!parsed.ok) return fail(parsed.error, 'parameters');
   try {
     // Step 7: one answer for every cause.
