@@ -50,3 +50,5 @@ const published = {
   types: './cjs/index.d.ts',
 };
 writeFileSync(`${dist}package.json`, `${JSON.stringify(published, null, 2)}\n`);
+// Last, and only when both builds succeeded: dcvd's bin/build-state.js compares it with src/.
+writeFileSync(`${dist}.built`, '');

@@ -27,7 +27,7 @@ const files = readdirSync(testDir)
   .sort()
   .map((f) => `test/${f}`);
 console.log(`PostgreSQL run (${shown}): ${files.join(' ')}`);
-const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-timeout=180000', ...files], {
+const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-timeout=900000', ...files], {
   stdio: 'inherit',
   env: { ...process.env, DCVD_TEST_DATABASE: 'postgres', DCVD_TEST_DATABASE_URL: url },
   cwd: fileURLToPath(new URL('..', import.meta.url)),

@@ -71,6 +71,26 @@ export interface DcvEmailConfig {
   /** Secret of the keyed hashes and sealed codes; undefined = `<dataDir>/secret.key`. Instances sharing a database share it. */
   secretKeyFile?: string | undefined;
   outbox: OutboxPolicy;
+  /** The CA's name (--ca-name), shown in the DCV email's subject and body and on the confirmation page. */
+  caName: string;
+}
+
+export const DEFAULT_CA_NAME = 'dcvd';
+
+/**
+ * The default sender (issue 13): `dcvd@` the host of --public-url, so From and the Message-IDs
+ * name the service's own domain; `dcvd@localhost` only when no public URL is configured.
+ */
+export function defaultMailFrom(publicUrl?: string): string {
+  const host = publicUrl === undefined ? undefined : new URL(publicUrl).hostname.replace(/^\[|\]$/g, '');
+  return host && !/^[0-9.]+$|:/.test(host) ? `dcvd@${host}` : 'dcvd@localhost';
+}
+
+/** The domain of a sender address: the right side of its last @ (the Message-IDs' domain). */
+export function mailDomain(mailFrom: string): string {
+  const domain = mailFrom.slice(mailFrom.lastIndexOf('@') + 1);
+  // Only what a dcvd Message-ID may hold (mail/message.ts); anything else keeps the old "dcvd".
+  return /^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$/.test(domain) ? domain : 'dcvd';
 }
 
 export function defaultDcvEmailConfig(overrides: Partial<DcvEmailConfig> = {}): DcvEmailConfig {
@@ -79,6 +99,7 @@ export function defaultDcvEmailConfig(overrides: Partial<DcvEmailConfig> = {}): 
     resendIntervalMs: 60_000,
     randomValueTtlMs: 30 * 24 * 60 * 60 * 1000,
     outbox: { ...DEFAULT_OUTBOX_POLICY },
+    caName: DEFAULT_CA_NAME,
     ...overrides,
   };
 }

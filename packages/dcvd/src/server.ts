@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import type { ServeConfig } from './config.ts';
+import { mailDomain } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openStore, type Store } from './store/database.ts';
@@ -56,8 +57,24 @@ export interface ServerDeps {
   timeouts?: ServerTimeouts;
 }
 
-async function listen(app: FastifyInstance, host: string, port: number): Promise<AddressInfo> {
-  await app.listen({ host, port });
+/** What a listener failed to bind: one line naming the option and variable that move it (issue 13), no stack. */
+const LISTEN_PROBLEMS: Record<string, string> = {
+  EADDRINUSE: 'is already in use (another dcvd, or another server)',
+  EACCES: 'needs more privileges (ports below 1024 need root or CAP_NET_BIND_SERVICE)',
+  EADDRNOTAVAIL: 'is not an address of this machine',
+};
+
+async function listen(app: FastifyInstance, host: string, port: number, option: '--listen' | '--http-listen' | '--admin-listen' = '--listen'): Promise<AddressInfo> {
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const problem = code === undefined ? undefined : LISTEN_PROBLEMS[code];
+    if (problem === undefined) throw err;
+    const env = `DCVD_${option.slice(2).toUpperCase().replace(/-/g, '_')}`;
+    const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+    throw new Error(`cannot listen on ${address}: it ${problem}; choose another address with ${option} <host:port> or ${env}=<host:port>`, { cause: err });
+  }
   return app.server.address() as AddressInfo;
 }
 
@@ -99,7 +116,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       orders: new OrderRepository(store.db, clock, random),
       templates: new TemplateRepository(store.db, clock),
       registry,
-      settings: { keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: config.dcvEmail.resendIntervalMs },
+      settings: { keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: config.dcvEmail.resendIntervalMs, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) },
       onQueued: () => outbox?.wake(),
     };
     const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv }, resend });
@@ -135,7 +152,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       },
       afterDecided: () => webhooks?.wake(),
     });
-    const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl };
+    const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
     const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, products: config.products, textWhoisNone: config.textWhoisNone, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics };
 
     const httpsApp = await buildApp({ ...common, tls });
@@ -145,7 +162,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     if (config.httpListen) {
       const httpApp = await buildApp(common);
       apps.push(httpApp);
-      httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port);
+      httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port, '--http-listen');
     }
 
     // The outbox worker: links point at --public-url, or at this listener.
@@ -157,6 +174,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       keys: valueKeys,
       mailFrom: config.dcvEmail.mailFrom,
       publicUrl: config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress),
+      caName: config.dcvEmail.caName,
       policy: config.dcvEmail.outbox,
       log: logger,
     });
@@ -175,12 +193,12 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         db: store.db,
         clock,
         random,
-        dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0 }),
+        dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) }),
         onQueued: () => worker.wake(),
       });
       const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts });
       apps.push(adminApp);
-      adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port);
+      adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen');
     }
 
     // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.

@@ -25,7 +25,7 @@ before(async () => {
   sink = await startSmtpSink();
   server = await startTestServer(
     {
-      dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, randomValueTtlMs: 7 * DAY, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 } }),
+      dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, randomValueTtlMs: 7 * DAY, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 }, caName: 'Example <Trust> & Co' }),
       codeGuessing: { failureLimit: 5, windowMs: 15 * 60_000 },
     },
     { clock },
@@ -55,6 +55,11 @@ async function orderStatus(orderNumber: number) {
 test('the link opens a page that shows the order and changes nothing; strict headers', async () => {
   const m = await mailed();
   assert.match(m.link, /^https:\/\/localhost:\d+\/dcv\/confirm\/[0-9A-Z]{26}$/);
+  assert.equal(m.mail.parsed.subject, `Example <Trust> & Co: domain control validation for www.example.com (order ${m.orderNumber})`);
+  assert.match(m.mail.parsed.text!, /Authorization domain: +example\.com\n/);
+  // No --mail-from and no --public-url: the sender and the Message-IDs fall back to localhost.
+  assert.deepEqual(m.mail.parsed.from, ['dcvd@localhost']);
+  assert.match(m.mail.parsed.messageId!, /^<[0-9a-f]{32}@localhost>$/);
   for (let i = 0; i < 2; i += 1) {
     const r = await get(m.path);
     assert.equal(r.status, 200);
@@ -62,6 +67,10 @@ test('the link opens a page that shows the order and changes nothing; strict hea
     assert.ok(r.body.includes(`<dd>${m.orderNumber}</dd>`));
     assert.ok(r.body.includes('<dd>www.example.com</dd>'));
     assert.ok(r.body.includes('<dd>example.com</dd>'), 'the ADN');
+    // The CA's identity (issue 13), escaped, and the ADN under the same label as in the email.
+    assert.ok(r.body.includes('<dt>Certificate authority</dt><dd>Example &lt;Trust&gt; &amp; Co</dd>'));
+    assert.ok(r.body.includes('the certificate authority <strong>Example &lt;Trust&gt; &amp; Co</strong>'));
+    assert.ok(r.body.includes('<dt>Authorization domain</dt><dd>example.com</dd>'));
     assert.match(r.body, /<button type="submit" name="decision" value="approve"/);
     assert.match(r.body, /<button type="submit" name="decision" value="decline"/);
     assert.equal(r.headers['content-security-policy'], "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");

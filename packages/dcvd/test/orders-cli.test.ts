@@ -99,7 +99,7 @@ test('order create --dcv-email: the 24-hour rule, then the first DCV email is qu
   await offer('alice', 'www.example.com', 'admin@example.com', 2);
   const o = json(['order', 'create', '--account', 'alice', '--domain', 'www.example.com', '--order-number', '8000001', '--dcv-email', 'admin@EXAMPLE.com']);
   assert.equal(o.dcvEmailAddress, 'admin@example.com');
-  assert.match(o.queuedEmail, /^<[0-9a-f]{32}@dcvd>$/);
+  assert.match(o.queuedEmail, /^<[0-9a-f]{32}@localhost>$/, 'no --mail-from or --public-url: dcvd@localhost');
   assert.ok(o.lastDcvEmailAt);
 
   const shown = json(['order', 'show', '8000001']);

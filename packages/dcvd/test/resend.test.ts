@@ -31,6 +31,7 @@ before(async () => {
         smtpUrl: sink.url,
         mailFrom: 'dcv@ca.example',
         publicUrl: 'https://dcv.ca.example/',
+        caName: 'Example Trust CA',
         randomValueTtlMs: TTL,
         outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 },
       }),
@@ -72,14 +73,21 @@ test('the first DCV email: recipient, subject, code, link and Message-ID as the 
   assert.equal(mail!.envelope.mailFrom, 'dcv@ca.example');
   assert.deepEqual(mail!.parsed.to, ['admin@example.com']);
   assert.deepEqual(mail!.parsed.from, ['dcv@ca.example']);
-  assert.equal(mail!.parsed.subject, 'Domain control validation for www.example.com (order 1000001)');
+  assert.equal(mail!.parsed.subject, 'Example Trust CA: domain control validation for www.example.com (order 1000001)');
   const code = codeIn(mail!.parsed.text);
   assert.equal(canonicalCode(code), code);
   const link = `https://dcv.ca.example/dcv/confirm/${code}`;
   assert.ok(mail!.parsed.text!.includes(link));
   // HTML-escaped by the engine ('/' as &#x2F;), which every HTML reader decodes back.
   assert.ok(mail!.parsed.html!.replaceAll('&#x2F;', '/').includes(`href="${link}"`));
-  assert.match(mail!.parsed.text!, /Validated domain: +example\.com\n/, 'the ADN of admin@example.com');
+  assert.match(mail!.parsed.text!, /Authorization domain: +example\.com\n/, 'the ADN of admin@example.com');
+  // The CA's identity (issue 13): named in body and HTML, the ADN under the page's label, the
+  // Message-ID on the sender's domain.
+  assert.match(mail!.parsed.text!, /from Example Trust CA for www\.example\.com\./);
+  assert.match(mail!.parsed.text!, /Certificate authority: +Example Trust CA\n/);
+  assert.match(mail!.parsed.html!, /Certificate authority<\/td><td[^>]*>Example Trust CA</);
+  assert.match(mail!.parsed.html!, /Authorization domain<\/td><td[^>]*>example\.com</);
+  assert.match(mail!.parsed.messageId!, /^<[0-9a-f]{32}@ca\.example>$/);
   assert.match(mail!.parsed.text!, new RegExp(`expire on ${new Date(clock.now() + TTL).toISOString().slice(0, 10)} 09:00:00 UTC`));
 
   const row = await outboxRow(mail!.parsed.messageId);
@@ -126,7 +134,7 @@ test('random values: reused only for an identical resend; otherwise new, and the
   const [moved] = await next();
   const second = codeIn(moved!.parsed.text);
   assert.notEqual(second, first);
-  assert.match(moved!.parsed.text!, /Validated domain: +shop\.example\.com\n/);
+  assert.match(moved!.parsed.text!, /Authorization domain: +shop\.example\.com\n/);
   assert.equal(codeState((await values.findByCode(first))!, clock.now()), 'superseded');
   assert.equal(codeState((await values.findByCode(second))!, clock.now()), 'active');
 
@@ -181,7 +189,7 @@ test('the order: by orderNumber, else by baseOrderNumber (newest of the chain); 
   await createOrder(server, clock, 'alice', { domain: 'chain.example.com', orderNumber: 1300002, baseOrderNumber: 1300001 });
   await getList(server, 'alice', 'chain.example.com');
   assert.equal((await resend(server, 'alice', { baseOrderNumber: 1300001, dcvEmailAddress: 'admin@example.com' })).body, OK);
-  assert.equal((await next())[0]!.parsed.subject, 'Domain control validation for chain.example.com (order 1300002)');
+  assert.equal((await next())[0]!.parsed.subject, 'Example Trust CA: domain control validation for chain.example.com (order 1300002)');
   assert.equal((await orders().findByNumber(1300001))!.dcv_email_address, null, 'the older order of the chain was not touched');
 
   // Both given: they must agree.
@@ -272,7 +280,7 @@ test('dcvTemplateID: the account\u2019s own, else global; unknown -4; ignored fo
   assert.equal((await next())[0]!.parsed.subject, 'Global 81 tpl.example.com');
   for (const n of [1700003, 1700004]) {
     assert.equal((await resend(server, 'alice', { orderNumber: n, dcvEmailAddress: 'admin@example.com', dcvTemplateID: 999 })).body, OK, String(n));
-    assert.equal((await next())[0]!.parsed.subject, `Domain control validation for tpl.example.com (order ${n})`);
+    assert.equal((await next())[0]!.parsed.subject, `Example Trust CA: domain control validation for tpl.example.com (order ${n})`);
   }
 });
 

@@ -6,7 +6,6 @@ import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
 import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
-import { startServer } from '../server.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
 import { DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
@@ -239,6 +238,8 @@ function serveCommand(): Command {
         webhooks: { url: flags.webhookUrl, secret: webhookSecret(flags) },
         logLevel: flags.logLevel,
       });
+      // Loaded here, not at the top: the HTTP stack is most of dcvd's code, and no other command needs it.
+      const { startServer } = await import('../server.ts');
       const server = await startServer(config);
       const host = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]` : a.address) + `:${a.port}`;
       process.stderr.write(`dcvd: HTTPS on https://${host(server.https)}/  (certificate: ${server.certPath})\n`);

@@ -10,6 +10,7 @@ import { migrateToLatest } from '../store/migrations.ts';
 import { AdminService } from '../admin/service.ts';
 import { cryptoRandom, systemClock } from '../deps.ts';
 import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
+import { defaultMailFrom, mailDomain } from '../config.ts';
 
 export function envName(flags: string): string {
   const long = /--([a-z0-9-]+)/.exec(flags)?.[1];
@@ -94,7 +95,7 @@ export function print(json: boolean | undefined, value: unknown, human: () => st
 }
 
 /** The operations behind the commands (and the internal API) on the store of --data-dir / --database-url. */
-export function withAdmin<T>(flags: StoreFlags & { secretKeyFile?: string; randomValueTtl?: number }, fn: (admin: AdminService) => Promise<T>): Promise<T> {
+export function withAdmin<T>(flags: StoreFlags & { secretKeyFile?: string; randomValueTtl?: number; mailFrom?: string; publicUrl?: string }, fn: (admin: AdminService) => Promise<T>): Promise<T> {
   return withStore(flags, (s) =>
     fn(
       new AdminService({
@@ -106,6 +107,7 @@ export function withAdmin<T>(flags: StoreFlags & { secretKeyFile?: string; rando
           random: cryptoRandom,
           randomValueTtlMs: flags.randomValueTtl ?? MAX_RANDOM_VALUE_TTL_MS,
           resendIntervalMs: 0,
+          messageIdDomain: mailDomain(flags.mailFrom ?? defaultMailFrom(flags.publicUrl)),
         }),
       }),
     ),

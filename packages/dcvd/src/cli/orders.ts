@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { defaultDcvEmailConfig, parseCount, parseDuration, type DcvEmailConfig } from '../config.ts';
+import { DEFAULT_CA_NAME, defaultDcvEmailConfig, defaultMailFrom, parseCount, parseDuration, type DcvEmailConfig } from '../config.ts';
 import { DEFAULT_OUTBOX_POLICY, OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
 import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts';
 import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
@@ -30,19 +30,25 @@ function parseTtl(text: string): number {
 export interface ValueFlags {
   secretKeyFile?: string;
   randomValueTtl: number;
+  mailFrom?: string;
+  publicUrl?: string;
 }
 
-/** What creates random values: `serve` and `order create --dcv-email`. */
+/**
+ * What creates random values and queues DCV emails: `serve` and `order create --dcv-email`. The
+ * sender's domain is also the Message-IDs' domain, so both take --mail-from and --public-url.
+ */
 function withValueOptions(cmd: Command): Command {
   return cmd
+    .addOption(opt('--mail-from <address>', 'sender of DCV emails, also the domain of their Message-IDs (default: dcvd@ the host of --public-url, else dcvd@localhost)'))
+    .addOption(opt('--public-url <url>', 'base of the confirmation links (default: https://localhost:PORT of --listen)'))
     .addOption(opt('--secret-key-file <file>', 'key of the random values\u2019 keyed hashes; created (0600) on first use; every instance sharing a database needs the same file (default: DATA_DIR/secret.key)'))
     .addOption(opt('--random-value-ttl <duration>', 'validity of a new validation code, at most 30d', parseTtl).default(MAX_RANDOM_VALUE_TTL_MS, '30d'));
 }
 
 export interface DcvEmailFlags extends ValueFlags {
   smtpUrl?: string;
-  mailFrom: string;
-  publicUrl?: string;
+  caName: string;
   resendInterval: number;
   outboxMaxAttempts: number;
   outboxRetryBase: number;
@@ -57,8 +63,7 @@ export function withDcvEmailOptions(cmd: Command): Command {
   const d = DEFAULT_OUTBOX_POLICY;
   return withValueOptions(cmd)
     .addOption(opt('--smtp-url <url>', 'smtp[s]://[user:pass@]host[:port] (default: none \u2014 emails are written as .eml files under DATA_DIR/outbox/)'))
-    .addOption(opt('--mail-from <address>', 'sender of DCV emails').default(defaultDcvEmailConfig().mailFrom))
-    .addOption(opt('--public-url <url>', 'base of the confirmation links (default: https://localhost:PORT of --listen)'))
+    .addOption(opt('--ca-name <name>', 'the certificate authority\u2019s name in the DCV email\u2019s subject and body and on the confirmation page').default(DEFAULT_CA_NAME))
     .addOption(opt('--resend-interval <duration>', 'minimum time between two DCV emails of one order (faster: -160)', parseDuration).default(60_000, '60s'))
     .addOption(opt('--outbox-max-attempts <n>', 'delivery attempts before an email is marked failed', (v) => parseCount(v, 1)).default(d.maxAttempts))
     .addOption(opt('--outbox-retry-base <duration>', 'wait after the first failed attempt; doubled after each further one', parseDuration).default(d.retryBaseMs, '30s'))
@@ -68,11 +73,21 @@ export function withDcvEmailOptions(cmd: Command): Command {
     .addOption(opt('--outbox-poll-interval <duration>', 'how often the worker looks for due emails', parseDuration).default(d.pollMs, '1s'));
 }
 
+/** One line of plain text, at most 64 characters: it goes into a Subject header and a page. */
+function caName(name: string): string {
+  const trimmed = name.trim();
+  if (trimmed === '' || trimmed.length > 64 || /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(trimmed)) {
+    throw new Error('--ca-name must be 1 to 64 characters on one line');
+  }
+  return trimmed;
+}
+
 export function dcvEmailConfigFrom(flags: DcvEmailFlags & { dataDir: string }): DcvEmailConfig {
   return defaultDcvEmailConfig({
     smtpUrl: flags.smtpUrl,
-    mailFrom: flags.mailFrom,
+    mailFrom: flags.mailFrom ?? defaultMailFrom(flags.publicUrl),
     publicUrl: flags.publicUrl,
+    caName: caName(flags.caName),
     resendIntervalMs: flags.resendInterval,
     randomValueTtlMs: flags.randomValueTtl,
     secretKeyFile: flags.secretKeyFile ? resolve(flags.secretKeyFile) : undefined,

@@ -18,6 +18,8 @@ export interface ConfirmPagesOptions {
   formKey: Buffer;
   /** --public-url as configured: its path is the pages' prefix, its origin an accepted Origin. */
   publicUrl?: string | undefined;
+  /** The CA's name (--ca-name), named on the page that asks for the decision; "dcvd" when absent. */
+  caName?: string | undefined;
 }
 
 /** How long a form stays usable after it was shown. */
@@ -158,8 +160,9 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
     status: 200,
     title: `Approve the certificate request for ${found.domain}?`,
     body: `<h1>Approve the certificate request for ${escapeHtml(found.domain)}?</h1>
-<p>Someone asked a certificate authority for a certificate for <strong>${escapeHtml(found.domain)}</strong>. This email address is a contact for <strong>${escapeHtml(found.adn)}</strong>, so the request needs your approval.</p>
+<p>Someone asked the certificate authority <strong>${escapeHtml(options.caName ?? 'dcvd')}</strong> for a certificate for <strong>${escapeHtml(found.domain)}</strong>. This email address is a contact for <strong>${escapeHtml(found.adn)}</strong>, so the request needs your approval.</p>
 <dl>
+<dt>Certificate authority</dt><dd>${escapeHtml(options.caName ?? 'dcvd')}</dd>
 <dt>Order number</dt><dd>${found.orderNumber}</dd>
 <dt>Domain</dt><dd>${escapeHtml(found.domain)}</dd>
 <dt>Authorization domain</dt><dd>${escapeHtml(found.adn)}</dd>

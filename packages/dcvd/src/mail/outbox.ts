@@ -75,6 +75,8 @@ export interface OutboxWorkerDeps {
   mailFrom: string;
   /** Base of the confirmation links. */
   publicUrl: string;
+  /** The CA's name in the emails (--ca-name); "dcvd" when absent. */
+  caName?: string;
   policy: OutboxPolicy;
   log: Logger;
 }
@@ -144,6 +146,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
         validationCode: code,
         confirmationUrl: confirmationUrl(this.deps.publicUrl, code),
         expiresAt: readableTime(facts.expires_at),
+        caName: this.deps.caName ?? 'dcvd',
       });
       email = { messageId: row.message_id, from: this.deps.mailFrom, to: row.recipient, ...rendered };
       const result = await transport.send(email);

@@ -21,6 +21,8 @@ export interface TemplateView {
   confirmationUrl: string;
   /** ISO or human-readable date. */
   expiresAt: string;
+  /** The CA's name, --ca-name (issue 13). Optional for callers; rendered as "dcvd" when absent. */
+  caName?: string;
 }
 
 export interface EmailTemplate {
@@ -42,6 +44,7 @@ const VIEW_KEYS: readonly (keyof TemplateView)[] = [
   'validationCode',
   'confirmationUrl',
   'expiresAt',
+  'caName',
 ];
 const VIEW_KEY_SET: ReadonlySet<string> = new Set(VIEW_KEYS);
 
@@ -145,6 +148,7 @@ export function renderTemplate(t: EmailTemplate, view: TemplateView): RenderedEm
     validationCode: String(view.validationCode),
     confirmationUrl: String(view.confirmationUrl),
     expiresAt: String(view.expiresAt),
+    caName: String(view.caName ?? 'dcvd'),
   };
   const subject = Mustache.render(t.subject, v, {}, noEscape).replace(CONTROL_RUNS, ' ').replace(/ {2,}/g, ' ').trim();
   const text = Mustache.render(t.text, v, {}, noEscape);
@@ -154,15 +158,16 @@ export function renderTemplate(t: EmailTemplate, view: TemplateView): RenderedEm
 
 const DEFAULT_TEXT = `Hello,
 
-A TLS certificate has been requested for {{domain}}. Before it can be
-issued, the certificate authority must confirm that the request is
-approved by someone who controls {{adn}}. You are receiving this email
-because your address is a contact for {{adn}}.
+A TLS certificate has been requested from {{caName}} for {{domain}}.
+Before it can be issued, the certificate authority {{caName}} must confirm
+that the request is approved by someone who controls {{adn}}. You are
+receiving this email because your address is a contact for {{adn}}.
 
-  Order number:       {{orderNumber}}
-  Domain:             {{domain}}
-  Validated domain:   {{adn}}
-  Validation code:    {{validationCode}}
+  Certificate authority: {{caName}}
+  Order number:          {{orderNumber}}
+  Domain:                {{domain}}
+  Authorization domain:  {{adn}}
+  Validation code:       {{validationCode}}
 
 To review the request, open this link:
 
@@ -188,11 +193,12 @@ const DEFAULT_HTML = `<!DOCTYPE html>
 <body style="margin:0;padding:0;background-color:#f4f4f5;">
 <div style="max-width:600px;margin:0 auto;padding:24px;font-family:Arial,Helvetica,sans-serif;font-size:15px;line-height:1.5;color:#1f2937;background-color:#ffffff;">
 <p style="margin:0 0 16px 0;">Hello,</p>
-<p style="margin:0 0 16px 0;">A TLS certificate has been requested for <strong>{{domain}}</strong>. Before it can be issued, the certificate authority must confirm that the request is approved by someone who controls <strong>{{adn}}</strong>. You are receiving this email because your address is a contact for {{adn}}.</p>
+<p style="margin:0 0 16px 0;">A TLS certificate has been requested from {{caName}} for <strong>{{domain}}</strong>. Before it can be issued, the certificate authority {{caName}} must confirm that the request is approved by someone who controls <strong>{{adn}}</strong>. You are receiving this email because your address is a contact for {{adn}}.</p>
 <table role="presentation" cellpadding="0" cellspacing="0" style="border-collapse:collapse;margin:0 0 16px 0;">
+<tr><td style="padding:4px 16px 4px 0;color:#6b7280;">Certificate authority</td><td style="padding:4px 0;">{{caName}}</td></tr>
 <tr><td style="padding:4px 16px 4px 0;color:#6b7280;">Order number</td><td style="padding:4px 0;">{{orderNumber}}</td></tr>
 <tr><td style="padding:4px 16px 4px 0;color:#6b7280;">Domain</td><td style="padding:4px 0;">{{domain}}</td></tr>
-<tr><td style="padding:4px 16px 4px 0;color:#6b7280;">Validated domain</td><td style="padding:4px 0;">{{adn}}</td></tr>
+<tr><td style="padding:4px 16px 4px 0;color:#6b7280;">Authorization domain</td><td style="padding:4px 0;">{{adn}}</td></tr>
 <tr><td style="padding:4px 16px 4px 0;color:#6b7280;">Validation code</td><td style="padding:4px 0;font-family:Consolas,Menlo,monospace;font-size:16px;">{{validationCode}}</td></tr>
 </table>
 <p style="margin:0 0 16px 0;"><a href="{{confirmationUrl}}" style="display:inline-block;padding:10px 18px;background-color:#1d4ed8;color:#ffffff;text-decoration:none;border-radius:4px;">Review the request</a></p>
@@ -207,7 +213,7 @@ const DEFAULT_HTML = `<!DOCTYPE html>
 
 /** The built-in DCV email: plain, complete, no external assets (inline styles only). */
 export const DEFAULT_TEMPLATE: Readonly<EmailTemplate> = Object.freeze({
-  subject: 'Domain control validation for {{domain}} (order {{orderNumber}})',
+  subject: '{{caName}}: domain control validation for {{domain}} (order {{orderNumber}})',
   text: DEFAULT_TEXT,
   html: DEFAULT_HTML,
 });

@@ -64,6 +64,8 @@ export interface DcvEmailSettings {
   randomValueTtlMs: number;
   /** Minimum time between two DCV emails of one order. */
   resendIntervalMs: number;
+  /** Right side of the Message-IDs: the domain of the sender (--mail-from, or the host of --public-url); "dcvd" when absent. */
+  messageIdDomain?: string;
 }
 
 export interface QueueRequest {
@@ -140,8 +142,8 @@ const EMAIL_COLUMNS = [
 const insertEmail = prepared((db, p: NewEmail) => db.insertInto('outbox').values(columns(p, EMAIL_COLUMNS)));
 
 /** A Message-ID that is also the email's idempotency key. */
-function newMessageId(random: RandomSource): string {
-  return `<${random.bytes(16).toString('hex')}@dcvd>`;
+function newMessageId(random: RandomSource, domain = 'dcvd'): string {
+  return `<${random.bytes(16).toString('hex')}@${domain}>`;
 }
 
 export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
@@ -201,7 +203,7 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
       sealed = sealCode(settings.keys, code, valueHash, settings.random);
     }
 
-    const messageId = newMessageId(settings.random);
+    const messageId = newMessageId(settings.random, settings.messageIdDomain);
     await insertEmail.execute(trx, {
       message_id: messageId,
       order_id: order.id,
