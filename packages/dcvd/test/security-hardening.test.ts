@@ -22,6 +22,8 @@ import { createLogger } from '../src/log.ts';
 import { limitKey } from '../src/accounts/networks.ts';
 import { AccountError } from '../src/accounts/repository.ts';
 import { TokenFailures } from '../src/admin/http.ts';
+import { validateTemplate } from '../src/mail/templates.ts';
+import { TemplateError } from '../src/mail/errors.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type RequestOptions, type Response, type TestServer } from './support/server.ts';
 import { mailedCode } from './support/confirm.ts';
@@ -351,6 +353,14 @@ describe('item 6: NUL bytes get the contract’s error on both databases', () =>
       assert.equal(JSON.parse(r.body).error.code, 'invalid_request');
     }
     assert.ok(!server.logs.slice(start).some((l) => l.level === 50), 'no error logged');
+  });
+
+  test('templates (CLI files, admin API): NUL in any part is refused before the database', () => {
+    const ok = { subject: 'Validate {{domain}}', text: 'Code {{validationCode}}' };
+    assert.doesNotThrow(() => validateTemplate(ok));
+    assert.throws(() => validateTemplate({ ...ok, text: 'Code {{validationCode}}\u0000' }), TemplateError);
+    assert.throws(() => validateTemplate({ ...ok, html: '<p>{{validationCode}}\u0000</p>' }), TemplateError);
+    assert.throws(() => validateTemplate({ ...ok, subject: 'Validate\u0000' }), TemplateError);
   });
 
   test('confirmation pages: NUL in a code is an unknown code', async () => {
