@@ -4,6 +4,7 @@
  */
 import { resolve } from 'node:path';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
+import { DEFAULT_IPV6_PREFIX } from './accounts/networks.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
 import type { Resolver } from './dns/client.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
@@ -56,6 +57,8 @@ export interface ServeConfig {
   /** Signed webhooks of DCV decisions (CONTRACT §6). */
   webhooks: WebhookConfig;
   logLevel: string;
+  /** Per-IP limits count IPv6 sources by their network of this many bits (issue 14). */
+  ipv6Prefix: number;
 }
 
 export interface DcvEmailConfig {
@@ -127,6 +130,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },
     webhooks: {},
     logLevel: 'info',
+    ipv6Prefix: DEFAULT_IPV6_PREFIX,
     ...overrides,
   };
 }

@@ -15,6 +15,8 @@ export interface Metrics {
   dnsLookup(type: string, outcome: string): void;
   /** An account locked by the lockout rule. */
   lockout(): void;
+  /** One argon2 verification: against an account's hash, or the dummy one of an unknown or locked login. */
+  passwordVerification(kind: 'account' | 'dummy'): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   contentType: string;
@@ -38,13 +40,19 @@ export function createMetrics(db: Kysely<Database>): Metrics {
   });
   const authFailures = new Counter({
     name: 'dcvd_auth_failures_total',
-    help: 'Calls answered -16, by cause (unknown-login, wrong-password, locked, password-expired, source-not-allowed, ip-blocked).',
+    help: 'Calls answered -16, by cause (unknown-login, wrong-password, locked, password-expired, source-not-allowed, ip-blocked, busy).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
   const lockouts = new Counter({
     name: 'dcvd_lockouts_total',
     help: 'Accounts locked by the lockout rule (consecutive failures).',
+    registers: [registry],
+  });
+  const verifications = new Counter({
+    name: 'dcvd_password_verifications_total',
+    help: 'argon2 verifications: kind="account" against an account\u2019s hash, kind="dummy" for unknown or locked logins (same cost).',
+    labelNames: ['kind'] as const,
     registers: [registry],
   });
   const dns = new Counter({
@@ -93,6 +101,9 @@ export function createMetrics(db: Kysely<Database>): Metrics {
     },
     dnsLookup(type, outcome) {
       dns.inc({ type, outcome });
+    },
+    passwordVerification(kind) {
+      verifications.inc({ kind });
     },
     lockout() {
       lockouts.inc();

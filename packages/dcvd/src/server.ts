@@ -98,7 +98,11 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
 
     const metrics = createMetrics(store.db);
-    const auth = new Authenticator(store.db, clock, config.auth, () => metrics.lockout());
+    const auth = new Authenticator(store.db, clock, config.auth, {
+      onLockout: () => metrics.lockout(),
+      onVerify: (kind) => metrics.passwordVerification(kind),
+      ipv6Prefix: config.ipv6Prefix,
+    });
     const registry = new OfferedAddressRegistry(store.db);
     const dns = createDnsClient({
       resolvers: config.dnsServers ?? systemResolvers(),
@@ -146,6 +150,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       clock,
       keys: valueKeys,
       policy: config.codeGuessing,
+      ipv6Prefix: config.ipv6Prefix,
       async onDecided(trx, event) {
         const queued = await queueDecisionWebhook(trx, hooks, event);
         if (!queued && hooks.secret === undefined) logger.warn({ orderNumber: event.orderNumber }, 'no webhook queued: no --webhook-secret configured');
@@ -196,7 +201,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) }),
         onQueued: () => worker.wake(),
       });
-      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts });
+      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, ipv6Prefix: config.ipv6Prefix });
       apps.push(adminApp);
       adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen');
     }

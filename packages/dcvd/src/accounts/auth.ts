@@ -5,13 +5,13 @@
  * caller (-16); the reason is only for the log.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Clock } from '../deps.ts';
 import type { AccountRow } from './repository.ts';
 import { dummyHash, verifyPassword } from './passwords.ts';
 import { isAllowedSource } from './networks.ts';
-import { FailureCounter } from './failure-counter.ts';
+import { FailureCounter, RESERVATION_TTL_MS, untilNotBusy } from './failure-counter.ts';
 import { prepared } from '../store/prepared.ts';
 
 const accountByLogin = prepared((db, p: { login: string }) => db.selectFrom('accounts').selectAll().where('login', '=', p.login));
@@ -46,9 +46,17 @@ export type AuthFailure =
   | 'wrong-password'
   | 'locked'
   | 'password-expired'
-  | 'source-not-allowed';
+  | 'source-not-allowed'
+  /** Every attempt was taken by verifications in flight for longer than a caller waits (a burst). */
+  | 'busy';
 
 export type AuthResult = { ok: true; account: AccountRow } | { ok: false; reason: AuthFailure };
+
+const lockedNow = (account: AccountRow, now: number) => account.locked === 1 || (account.locked_until !== null && account.locked_until > now);
+
+/** Verifications in flight that still count (an unsettled one from a dead process stops after RESERVATION_TTL_MS). */
+const livePending = (now: number): RawBuilder<number> =>
+  sql<number>`(case when auth_pending_at is null or auth_pending_at <= ${now - RESERVATION_TTL_MS} then 0 else auth_pending end)`;
 
 interface Remembered {
   accountId: number;
@@ -56,66 +64,123 @@ interface Remembered {
   expiresAt: number;
 }
 
+export interface AuthHooks {
+  /** Told of each lockout (metrics). */
+  onLockout?: () => void;
+  /** Told of each argon2 verification: against an account's hash, or the dummy one (metrics). */
+  onVerify?: (kind: 'account' | 'dummy') => void;
+  /** Per-IP limits count IPv6 sources by their network of this many bits. */
+  ipv6Prefix?: number;
+}
+
+/** Settles a reserved verification: a failure, a success (resets the consecutive failures), or neither. */
+type Settle = 'failure' | 'success' | 'release';
+
 export class Authenticator {
   /** Keyed hashes of verified login+password pairs; the key lives only in this process. */
   private readonly remembered = new Map<string, Remembered>();
   private readonly key = randomBytes(32);
   private readonly ipCounter: FailureCounter;
+  /** Verifications in progress in this process, by credential and source: identical concurrent calls share one. */
+  private readonly inFlight = new Map<string, Promise<AuthResult>>();
+  private readonly hooks: AuthHooks;
 
   constructor(
     private readonly db: Kysely<Database>,
     private readonly clock: Clock,
     private readonly policy: AuthPolicy = DEFAULT_AUTH_POLICY,
-    /** Told of each lockout (metrics). */
-    private readonly onLockout?: () => void,
+    /** Told of each lockout (metrics), or the hooks. */
+    hooks?: (() => void) | AuthHooks,
   ) {
-    this.ipCounter = new FailureCounter(db, 'ip_failures', { limit: policy.ipFailures, windowMs: policy.ipWindowMs, blockMs: policy.ipBlockMs });
+    this.hooks = typeof hooks === 'function' ? { onLockout: hooks } : (hooks ?? {});
+    this.ipCounter = new FailureCounter(db, 'ip_failures', { limit: policy.ipFailures, windowMs: policy.ipWindowMs, blockMs: policy.ipBlockMs }, this.hooks.ipv6Prefix);
   }
 
+  /**
+   * The hot path (a remembered credential) costs what it always did: the IP's
+   * block check and the account's row. Anything else reserves an attempt, for
+   * the source IP and then for the account, with one atomic statement each
+   * before argon2 runs (issue 14): a burst of any size, on any number of
+   * instances, reaches at most `lockoutFailures` verifications per account per
+   * lock window and `ipFailures` per source. Calls that find every attempt
+   * taken by verifications in flight wait for them to settle.
+   */
   async authenticate(login: string, password: string, sourceIp: string): Promise<AuthResult> {
     const now = this.clock.now();
     if (await this.ipCounter.blocked(sourceIp, now)) return { ok: false, reason: 'ip-blocked' };
-
-    const account = await accountByLogin.first(this.db, { login });
-    if (!account) {
-      // Same work as a wrong password, so timing does not tell the two apart.
-      await verifyPassword(await dummyHash(), password);
-      await this.ipCounter.record(sourceIp, now);
-      return { ok: false, reason: 'unknown-login' };
-    }
+    // PostgreSQL cannot store or compare NUL; no login holds one (checkLogin), so it is just unknown.
+    if (login.includes('\0')) return this.verifyFresh(login, password, sourceIp);
 
     const cacheKey = this.cacheKey(login, password);
     const hit = this.remembered.get(cacheKey);
-    let verified =
-      hit !== undefined &&
-      hit.accountId === account.id &&
-      hit.credentialVersion === account.credential_version &&
-      hit.expiresAt > now;
-    if (!verified) {
-      if (hit) this.remembered.delete(cacheKey);
-      verified = await verifyPassword(account.password_hash, password);
+    if (hit !== undefined && hit.expiresAt > now) {
+      const account = await accountByLogin.first(this.db, { login });
+      if (account && hit.accountId === account.id && hit.credentialVersion === account.credential_version) {
+        if (lockedNow(account, now)) return { ok: false, reason: 'locked' };
+        return this.accept(account, sourceIp, now, cacheKey, false);
+      }
     }
+    if (hit) this.remembered.delete(cacheKey);
 
-    // Locked accounts still pay for the verification above: no timing tells locked from unknown.
-    // A wrong password still counts against the source IP, so hammering a locked account gets
-    // the IP blocked (and spares the server its argon2 work) like any other guessing.
-    if (account.locked === 1 || (account.locked_until !== null && account.locked_until > now)) {
-      if (!verified) await this.ipCounter.record(sourceIp, now);
-      return { ok: false, reason: 'locked' };
-    }
-    if (!verified) {
-      await this.recordAccountFailure(account.id, now);
-      await this.ipCounter.record(sourceIp, now);
-      return { ok: false, reason: 'wrong-password' };
-    }
-    if (account.password_expires_at !== null && account.password_expires_at <= now) {
-      return { ok: false, reason: 'password-expired' };
-    }
-    if (!isAllowedSource(sourceIp, account.allowed_networks)) return { ok: false, reason: 'source-not-allowed' };
+    const flightKey = `${cacheKey}|${sourceIp}`;
+    const shared = this.inFlight.get(flightKey);
+    if (shared) return shared;
+    const attempt = this.verifyFresh(login, password, sourceIp, cacheKey).finally(() => this.inFlight.delete(flightKey));
+    this.inFlight.set(flightKey, attempt);
+    return attempt;
+  }
 
-    if (account.failed_attempts > 0) {
-      await this.db.updateTable('accounts').set({ failed_attempts: 0 }).where('id', '=', account.id).execute();
+  private async verifyFresh(login: string, password: string, sourceIp: string, cacheKey?: string): Promise<AuthResult> {
+    const outcome = await untilNotBusy(async () => {
+      const now = this.clock.now();
+      const ip = await this.ipCounter.reserve(sourceIp, now);
+      if (ip === 'blocked') return { ok: false, reason: 'ip-blocked' } as const;
+      if (ip === 'busy') return 'busy';
+      let account: AccountRow | undefined;
+      try {
+        account = cacheKey === undefined ? undefined : await this.reserveAccount(login, now);
+        if (account === undefined) {
+          const row = cacheKey === undefined ? undefined : await accountByLogin.first(this.db, { login });
+          if (row && !lockedNow(row, now)) {
+            // Every attempt of this account is taken by verifications in flight: wait for them.
+            await this.ipCounter.release(sourceIp);
+            return 'busy';
+          }
+          // Unknown or locked: the same work as a wrong password, so timing tells none of them apart,
+          // and the failure counts against the source IP (hammering a locked account blocks the IP).
+          this.hooks.onVerify?.('dummy');
+          await verifyPassword(await dummyHash(), password);
+          await this.ipCounter.fail(sourceIp, this.clock.now());
+          return { ok: false, reason: row ? 'locked' : 'unknown-login' } as const;
+        }
+      } catch (err) {
+        await this.ipCounter.release(sourceIp).catch(() => undefined);
+        throw err;
+      }
+      this.hooks.onVerify?.('account');
+      // verifyPassword never throws: a hash it cannot read is a wrong password.
+      if (!(await verifyPassword(account.password_hash, password))) {
+        await this.settleAccount(account.id, 'failure', this.clock.now());
+        await this.ipCounter.fail(sourceIp, this.clock.now());
+        return { ok: false, reason: 'wrong-password' } as const;
+      }
+      await this.ipCounter.release(sourceIp);
+      return this.accept(account, sourceIp, this.clock.now(), cacheKey!, true);
+    });
+    if (outcome === 'busy') return { ok: false, reason: 'busy' };
+    return outcome;
+  }
+
+  /** After a correct password: expiry, allowed networks, then success (settling the reservation if there is one). */
+  private async accept(account: AccountRow, sourceIp: string, now: number, cacheKey: string, reserved: boolean): Promise<AuthResult> {
+    const expired = account.password_expires_at !== null && account.password_expires_at <= now;
+    const refused = expired ? 'password-expired' : !isAllowedSource(sourceIp, account.allowed_networks) ? 'source-not-allowed' : undefined;
+    if (refused) {
+      if (reserved) await this.settleAccount(account.id, 'release', now);
+      return { ok: false, reason: refused };
     }
+    if (reserved) await this.settleAccount(account.id, 'success', now);
+    else if (account.failed_attempts > 0) await this.db.updateTable('accounts').set({ failed_attempts: 0 }).where('id', '=', account.id).execute();
     this.remember(cacheKey, account, now);
     return { ok: true, account };
   }
@@ -138,26 +203,54 @@ export class Authenticator {
     });
   }
 
-  /** One atomic statement per step, so that several instances on one database count together (CONTRACT §10). */
-  private async recordAccountFailure(accountId: number, now: number): Promise<void> {
-    const row = await this.db
+  /**
+   * Reserves one verification of `login`'s password: one atomic statement that
+   * succeeds only while the account is not locked and its failures plus the
+   * verifications in flight are under the lockout threshold. The row, or
+   * undefined (unknown, locked, or every attempt taken).
+   */
+  private async reserveAccount(login: string, now: number): Promise<AccountRow | undefined> {
+    const pending = livePending(now);
+    return this.db
       .updateTable('accounts')
-      .set((eb) => ({ failed_attempts: eb('failed_attempts', '+', 1) }))
-      .where('id', '=', accountId)
-      .returning('failed_attempts')
+      .set({ auth_pending: sql<number>`${pending} + 1`, auth_pending_at: now })
+      .where('login', '=', login)
+      .where('locked', '=', 0)
+      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+      .where(sql<boolean>`failed_attempts + ${pending} < ${this.policy.lockoutFailures}`)
+      .returningAll()
       .executeTakeFirst();
-    if (row && row.failed_attempts >= this.policy.lockoutFailures) {
+  }
+
+  /**
+   * One atomic statement, so that several instances on one database count
+   * together (CONTRACT §10): the failure that reaches the threshold locks the
+   * account at once (and voids remembered credentials).
+   */
+  private async settleAccount(accountId: number, how: Settle, now: number): Promise<void> {
+    const pending = sql<number>`(case when auth_pending > 0 then auth_pending - 1 else 0 end)`;
+    if (how !== 'failure') {
       await this.db
         .updateTable('accounts')
-        .set((eb) => ({
-          locked_until: now + this.policy.lockoutMs,
-          failed_attempts: 0,
-          credential_version: eb('credential_version', '+', 1),
-        }))
+        .set(how === 'success' ? { auth_pending: pending, failed_attempts: 0 } : { auth_pending: pending })
         .where('id', '=', accountId)
         .execute();
-      this.onLockout?.();
+      return;
     }
+    const until = now + this.policy.lockoutMs;
+    const reaches = sql<boolean>`failed_attempts + 1 >= ${this.policy.lockoutFailures}`;
+    const row = await this.db
+      .updateTable('accounts')
+      .set({
+        auth_pending: pending,
+        failed_attempts: sql<number>`(case when ${reaches} then 0 else failed_attempts + 1 end)`,
+        locked_until: sql<number>`(case when ${reaches} then ${until} else locked_until end)`,
+        credential_version: sql<number>`(case when ${reaches} then credential_version + 1 else credential_version end)`,
+      })
+      .where('id', '=', accountId)
+      .returning(['failed_attempts', 'locked_until'])
+      .executeTakeFirst();
+    if (row && row.failed_attempts === 0 && Number(row.locked_until) === until) this.hooks.onLockout?.();
   }
 
   /** Deletes per-IP rows whose window and block are both over; returns how many. */

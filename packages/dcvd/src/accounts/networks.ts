@@ -42,3 +42,22 @@ export function isAllowedSource(ip: string, networks: string): boolean {
     return address.kind() === range.kind() && address.match(range, bits);
   });
 }
+
+/** Default length of the IPv6 prefix that per-IP limits count as one source (issue 14). */
+export const DEFAULT_IPV6_PREFIX = 64;
+
+/**
+ * The key a per-IP limit counts under: an IPv4 address (also when it arrives
+ * IPv4-mapped) alone, an IPv6 address by its network of `ipv6Prefix` bits,
+ * written `network/bits` (a /64 is what one subscriber usually holds, so one
+ * attacker has 2^64 addresses but only one key). Anything else as given.
+ */
+export function limitKey(ip: string, ipv6Prefix: number = DEFAULT_IPV6_PREFIX): string {
+  if (isIP(ip) === 0) return ip;
+  const address = ipaddr.process(ip);
+  if (address.kind() === 'ipv4') return address.toString();
+  if (ipv6Prefix >= 128) return address.toString();
+  const bytes = address.toByteArray();
+  for (let bit = ipv6Prefix; bit < 128; bit += 1) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return `${ipaddr.fromByteArray(bytes).toString()}/${ipv6Prefix}`;
+}

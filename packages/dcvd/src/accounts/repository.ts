@@ -72,8 +72,22 @@ export interface AccountInput {
 function checkLogin(login: string): void {
   // The API limits loginName to 64 characters (seed); a login the API could never send is useless.
   if (login === '' || [...login].length > 64) throw new AccountError('login must be 1 to 64 characters');
-  if (/[\u0000-\u001f\u007f]/.test(login)) throw new AccountError('login must not contain control characters');
+  if (/\p{Cc}/u.test(login)) throw new AccountError('login must not contain control characters');
+  // Names that differ only invisibly must not coexist (issue 14); the check at login stays exact.
+  if (login !== login.normalize('NFC')) throw new AccountError('login must be in Unicode normalization form NFC');
+  if (/^\p{White_Space}|\p{White_Space}$/u.test(login)) throw new AccountError('login must not begin or end with whitespace');
+  if (/(?! )\p{White_Space}/u.test(login)) throw new AccountError('login must not contain whitespace other than the space');
+  if (INVISIBLE.test(login)) throw new AccountError('login must not contain invisible characters (format, default-ignorable, private-use, unassigned or surrogate code points)');
 }
+
+/**
+ * Code points a login must not hold, besides controls (Cc) and whitespace
+ * other than U+0020: format characters (Cf: zero-width space and joiners,
+ * BOM, soft hyphen, bidi controls), every other default-ignorable code point
+ * (combining grapheme joiner, Hangul fillers, variation selectors), private
+ * use (Co), lone surrogates (Cs) and unassigned code points (Cn).
+ */
+const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Co}\p{Cs}\p{Cn}]/u;
 
 function checkPassword(password: string): void {
   const length = [...password].length;

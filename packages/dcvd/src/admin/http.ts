@@ -17,7 +17,8 @@ import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
 import { parseIsoDate } from '../cli/options.ts';
-import { baseServerOptions, type ServerTimeouts } from '../http/app.ts';
+import { baseServerOptions, loggedPath, type ServerTimeouts } from '../http/app.ts';
+import { DEFAULT_IPV6_PREFIX, limitKey } from '../accounts/networks.ts';
 import type { AdminService } from './service.ts';
 import {
   AccountCreateBody,
@@ -64,6 +65,8 @@ export interface AdminAppOptions {
   tls: { key: string; cert: string };
   bodyLimit: number;
   tokenPolicy?: AdminTokenPolicy;
+  /** Wrong tokens from IPv6 sources count by their network of this many bits. */
+  ipv6Prefix?: number;
   /** Slow-client bounds; SERVER_TIMEOUTS when absent. */
   timeouts?: ServerTimeouts | undefined;
 }
@@ -309,23 +312,25 @@ const STATUS_CODES: Record<number, string> = {
 };
 
 /** Wrong tokens per source IP: a fixed window of `windowMs` from the first failure, then a block. */
-class TokenFailures {
+export class TokenFailures {
   private readonly byIp = new Map<string, { count: number; since: number; blockedUntil: number }>();
   constructor(
     private readonly policy: AdminTokenPolicy,
     private readonly clock: Clock,
+    private readonly ipv6Prefix: number = DEFAULT_IPV6_PREFIX,
   ) {}
 
-  /** Seconds the IP stays blocked, or 0. */
+  /** Seconds the IP (its IPv6 network) stays blocked, or 0. */
   blocked(ip: string): number {
-    const entry = this.byIp.get(ip);
+    const entry = this.byIp.get(limitKey(ip, this.ipv6Prefix));
     const now = this.clock.now();
     return entry && entry.blockedUntil > now ? Math.ceil((entry.blockedUntil - now) / 1000) : 0;
   }
 
-  fail(ip: string): void {
+  fail(source: string): void {
     const now = this.clock.now();
     if (this.byIp.size >= 10_000) this.prune(now);
+    const ip = limitKey(source, this.ipv6Prefix);
     let entry = this.byIp.get(ip);
     if (!entry || now - entry.since >= this.policy.windowMs) {
       entry = { count: 0, since: now, blockedUntil: 0 };
@@ -342,6 +347,13 @@ class TokenFailures {
   private prune(now: number): void {
     for (const [ip, e] of this.byIp) if (e.blockedUntil <= now && now - e.since >= this.policy.windowMs) this.byIp.delete(ip);
   }
+}
+
+/** True when a JSON value holds a NUL in any string (keys included). */
+function hasNul(value: unknown, depth = 0): boolean {
+  if (typeof value === 'string') return value.includes('\0');
+  if (value === null || typeof value !== 'object' || depth > 32) return false;
+  return Object.entries(value).some(([k, v]) => k.includes('\0') || hasNul(v, depth + 1));
 }
 
 const digest = (text: string) => createHash('sha256').update(text, 'utf8').digest();
@@ -383,7 +395,7 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
   });
 
   const expected = digest(options.token);
-  const failures = new TokenFailures(options.tokenPolicy ?? DEFAULT_ADMIN_TOKEN_POLICY, options.clock);
+  const failures = new TokenFailures(options.tokenPolicy ?? DEFAULT_ADMIN_TOKEN_POLICY, options.clock, options.ipv6Prefix);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');
@@ -404,9 +416,14 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
       return sendError(reply, 401, 'unauthorized', 'wrong token');
     }
   });
+  // A NUL in the path, the query string or a JSON string: text no database column can hold
+  // (PostgreSQL refuses it), refused alike on both databases before any handler runs.
+  app.addHook('preValidation', async (request, reply) => {
+    if (/%00|\0/i.test(request.url) || hasNul(request.body)) return sendError(reply, 400, 'invalid_request', 'NUL characters are not allowed');
+  });
   // One line per request; never a body or the Authorization header.
   app.addHook('onResponse', async (request, reply) => {
-    request.log.info({ admin: true, method: request.method, path: request.url.slice(0, 200), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, ip: request.ip }, 'request');
+    request.log.info({ admin: true, method: request.method, path: loggedPath(request.url), status: reply.statusCode, ms: Math.round(reply.elapsedTime * 100) / 100, ip: request.ip }, 'request');
   });
 
   app.setNotFoundHandler((request, reply) => sendError(reply, 404, 'not_found', `no route ${request.method} ${request.url.split('?')[0]!.slice(0, 200)}`));

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
 import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
+import { DEFAULT_IPV6_PREFIX } from '../accounts/networks.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
 import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
@@ -52,7 +53,14 @@ function accountCommands(): Command {
       .addOption(repeatable('--allow-ip <cidr>', 'allowed source network; repeat for several (default: any)'))
       .addOption(repeatable('--permission <name>', 'auto-apply or voucher; repeat for both'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
-      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url)')),
+      .addOption(
+      opt('--ipv6-prefix <bits>', 'per-IP limits (API logins, validation codes, admin tokens) count an IPv6 source by its network of this many bits', (v) => {
+        const bits = parseCount(v, 1);
+        if (bits > 128) throw new Error('the IPv6 prefix is at most 128 bits');
+        return bits;
+      }).default(DEFAULT_IPV6_PREFIX),
+    )
+    .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url)')),
   ).action(async (flags: AccountFlags) => {
     const password = await readStdin();
     const input: AccountInput & { password: string } = { password, allowedNetworks: flags.allowIp ?? [] };
@@ -135,6 +143,7 @@ interface ServeFlags extends StoreFlags {
   emailDcvCutoff: number;
   codeFailureLimit: number;
   codeFailureWindow: number;
+  ipv6Prefix: number;
   webhookUrl?: string;
   webhookSecret?: string;
   webhookSecretFile?: string;
@@ -237,6 +246,7 @@ function serveCommand(): Command {
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
         webhooks: { url: flags.webhookUrl, secret: webhookSecret(flags) },
         logLevel: flags.logLevel,
+        ipv6Prefix: flags.ipv6Prefix,
       });
       // Loaded here, not at the top: the HTTP stack is most of dcvd's code, and no other command needs it.
       const { startServer } = await import('../server.ts');

@@ -22,9 +22,17 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   timeouts?: ServerTimeouts | undefined;
 }
 
-/** Paths as logged: a validation code in a confirmation link is never written down (CONTRACT §7). */
+/**
+ * Paths as logged: a validation code is never written down (CONTRACT §7), in
+ * whatever form a URL carries it (issue 14): what follows `/dcv/confirm/` at
+ * any depth (a --public-url prefix), and every query-string value (`?code=…`,
+ * and anything else a client may put there, a password included).
+ */
 export function loggedPath(url: string): string {
-  return url.replace(/^(\/dcv\/confirm\/)[^?#]*/, '$1[redacted]').slice(0, 200);
+  const q = url.search(/[?#]/);
+  const path = (q < 0 ? url : url.slice(0, q)).replace(/(\/dcv\/confirm\/).+$/i, '$1[redacted]');
+  const query = q < 0 ? '' : url.slice(q).replace(/=[^&#]*/g, '=[redacted]').replace(/([?&])([^=&#]{40,})/g, '$1[redacted]');
+  return (path + query).slice(0, 200);
 }
 
 /**

@@ -220,12 +220,23 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
     return undefined;
   }
 
+  /** A browser's request for something other than a page to show (Fetch Metadata). */
+  function subresource(request: FastifyRequest): boolean {
+    const mode = request.headers['sec-fetch-mode'];
+    const dest = request.headers['sec-fetch-dest'];
+    return (mode !== undefined && mode !== 'navigate') || (dest !== undefined && dest !== 'document');
+  }
+
   app.get('/dcv/style.css', async (_request, reply) => reply.header('cache-control', 'public, max-age=3600').type('text/css; charset=utf-8').send(STYLESHEET));
 
   app.get('/dcv/confirm', async (request, reply) => send(reply, insecure(request) ? httpsOnly : codeForm()));
 
   app.get<{ Params: { code: string } }>('/dcv/confirm/:code', async (request, reply) => {
     if (insecure(request)) return send(reply, httpsOnly);
+    // An <img>, <script>, <iframe> or fetch() aimed at a code (e.g. from a hostile page in the
+    // recipient's browser) is not someone opening a link: it is answered without a lookup, so it
+    // neither counts against the recipient's address nor shows a real code's details (issue 14).
+    if (subresource(request)) return send(reply, refused('Open the link from the email in your browser.'));
     const found = await confirmation.lookup(request.params.code, request.ip);
     if (found.state !== 'active') return send(reply, result(found.state));
     return send(reply, details(canonicalCode(request.params.code)!, found));

@@ -123,6 +123,8 @@ export function validateTemplate(t: EmailTemplate): void {
   const parts: [TemplatePart, unknown][] = [['text', t.text]];
   if (t.html !== undefined) parts.push(['html', t.html]);
   for (const [part, source] of parts) {
+    // PostgreSQL cannot store NUL; refused on both databases alike (issue 14).
+    if (typeof source === 'string' && source.includes('\0')) throw new TemplateError(part, 'must not contain NUL characters');
     const used = new Set<string>();
     checkSpans(part, parsePart(part, source), used, 0);
     if (!used.has('validationCode')) {

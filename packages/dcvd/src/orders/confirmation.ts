@@ -8,7 +8,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys } from './random-values.ts';
-import { FailureCounter } from '../accounts/failure-counter.ts';
+import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 
 /** The Baseline Requirements version the evidence names (bump it with the rules it follows). */
 export const BR_VERSION = '2.1.5';
@@ -54,6 +54,8 @@ export interface ConfirmationDeps {
   clock: Clock;
   keys: ValueKeys;
   policy: CodeGuessPolicy;
+  /** Guesses from IPv6 sources count by their network of this many bits. */
+  ipv6Prefix?: number;
   /** Called inside the deciding transaction (the webhook outbox row is written there). */
   onDecided?: (trx: Transaction<Database>, event: DecidedEvent) => Promise<void>;
   /** Called after that transaction committed (wakes the webhook worker). */
@@ -70,18 +72,29 @@ export class ConfirmationService {
 
   constructor(private readonly deps: ConfirmationDeps) {
     this.values = new RandomValueStore(deps.db, deps.keys);
-    this.failures = new FailureCounter(deps.db, 'code_failures', { limit: deps.policy.failureLimit, windowMs: deps.policy.windowMs, blockMs: deps.policy.windowMs });
+    this.failures = new FailureCounter(deps.db, 'code_failures', { limit: deps.policy.failureLimit, windowMs: deps.policy.windowMs, blockMs: deps.policy.windowMs }, deps.ipv6Prefix);
   }
 
   /** Looks a code up for the page that shows it (GET): changes nothing but the guessing counter. */
   async lookup(input: string, ip: string): Promise<CodeLookup> {
     const now = this.deps.clock.now();
     if (await this.failures.blocked(ip, now)) return { state: 'blocked' };
-    const row = await this.values.findByCode(input);
+    // A guess is reserved before the lookup (one atomic upsert), so that concurrent guesses cannot
+    // all pass the check above: at most `failureLimit` lookups per source per window (issue 14).
+    const reserved = await untilNotBusy(() => this.failures.reserve(ip, this.deps.clock.now()));
+    if (reserved !== 'ok') return { state: 'blocked' };
+    let row: Awaited<ReturnType<RandomValueStore['findByCode']>>;
+    try {
+      row = await this.values.findByCode(input);
+    } catch (err) {
+      await this.failures.release(ip).catch(() => undefined);
+      throw err;
+    }
     if (!row) {
-      await this.failures.record(ip, now);
+      await this.failures.fail(ip, this.deps.clock.now());
       return { state: 'unknown' };
     }
+    await this.failures.release(ip);
     const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
     const state = codeState(row, now);
     if (!order) return { state: 'unknown' };

@@ -190,6 +190,17 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('webhook_outbox_order').on('webhook_outbox').columns(['order_id', 'id']).execute();
       },
     },
+    // Attempts reserved before the work they guard (issue 14): an argon2 verification, a code lookup.
+    '0006_security_limits': {
+      async up(db: Kysely<unknown>) {
+        await db.schema.alterTable('accounts').addColumn('auth_pending', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+        await db.schema.alterTable('accounts').addColumn('auth_pending_at', 'bigint').execute();
+        for (const table of ['ip_failures', 'code_failures']) {
+          await db.schema.alterTable(table).addColumn('pending', 'integer', (c) => c.notNull().defaultTo(0)).execute();
+          await db.schema.alterTable(table).addColumn('pending_at', 'bigint').execute();
+        }
+      },
+    },
   };
 }
 

@@ -26,6 +26,9 @@ export interface AccountTable {
   locked_until: Millis | null;
   /** Where this account's DCV decisions are POSTed (CONTRACT §6); null = the global --webhook-url. */
   webhook_url: ColumnType<string | null, string | null | undefined, string | null>;
+  /** Password verifications reserved and not yet settled (issue 14); stale after RESERVATION_TTL_MS. */
+  auth_pending: ColumnType<number, number | undefined, number>;
+  auth_pending_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>;
   created_at: Millis;
   updated_at: Millis;
 }
@@ -35,6 +38,9 @@ export interface IpFailureTable {
   window_start: Millis;
   failures: number;
   blocked_until: Millis | null;
+  /** Attempts reserved and not yet settled (issue 14); stale after RESERVATION_TTL_MS. */
+  pending: ColumnType<number, number | undefined, number>;
+  pending_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>;
 }
 
 /** The 24-hour registry (CONTRACT §4): one row per account, domain and address, refreshed on every offer. */
@@ -187,6 +193,9 @@ export interface CodeFailureTable {
   window_start: Millis;
   failures: number;
   blocked_until: Millis | null;
+  /** Attempts reserved and not yet settled (issue 14); stale after RESERVATION_TTL_MS. */
+  pending: ColumnType<number, number | undefined, number>;
+  pending_at: ColumnType<Millis | null, Millis | null | undefined, Millis | null>;
 }
 
 /** Signed webhook events (CONTRACT §6), delivered by the same leased-queue machinery as the emails. */
