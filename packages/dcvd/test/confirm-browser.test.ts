@@ -8,6 +8,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
@@ -163,4 +165,34 @@ test('the pages fit a phone screen (no horizontal scrolling) and on a desktop', 
   await page.setViewportSize({ width: 1280, height: 800 });
   await shot(page, '11-details-desktop');
   await page.close();
+});
+
+// Issue 14 item 8: a hostile page in the recipient's browser must not lock them out of their real code.
+test('a hostile page loading 30 unknown codes as images does not block the recipient’s real link', async () => {
+  const m = await mailed('victim.example.org');
+  const base = new URL(m.link).origin;
+  const imgs = Array.from({ length: 30 }, (_, i) => `<img src="${base}/dcv/confirm/${String(i).padStart(26, 'H')}" alt="">`).join('\n');
+  // Another site (http://127.0.0.1:PORT, not https://localhost:PORT) serving the attack.
+  const hostile = createServer((_req, res) => res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><title>cats</title>\n${imgs}\n`));
+  await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+  const seen: string[] = [];
+  const page = await context.newPage();
+  const track = (url: string) => void (url.includes('/dcv/confirm/HH') ? seen.push(url) : undefined);
+  page.on('requestfinished', (r) => track(r.url()));
+  page.on('requestfailed', (r) => track(r.url()));
+  const guesses = async () => (await server.store.db.selectFrom('code_failures').select('failures').execute()).reduce((n, r) => n + r.failures, 0);
+  const before = await guesses();
+  try {
+    await page.goto(`http://127.0.0.1:${(hostile.address() as AddressInfo).port}/`, { waitUntil: 'load' });
+    assert.equal(seen.length, 30, 'the browser requested every image');
+    assert.equal(await guesses(), before, 'no guess was counted');
+    const blocked = await server.store.db.selectFrom('code_failures').select('ip').where('blocked_until', '>', clock.now()).execute();
+    assert.deepEqual(blocked, [], 'no address blocked');
+    const response = await page.goto(m.link);
+    assert.equal(response?.status(), 200);
+    assert.equal((await details(page))['Order number'], String(m.orderNumber));
+  } finally {
+    await page.close();
+    await new Promise((resolve) => hostile.close(resolve));
+  }
 });
