@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ServeConfig } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
-import { openStore, type Store } from './store/database.ts';
+import { openStore, unreadableTable, type Store } from './store/database.ts';
 import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
 import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
@@ -124,7 +124,9 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       const check = (async () => {
         await sql`select 1`.execute(store.db);
         const pending = await pendingMigrations(store.db, store.dialect);
-        return pending.length > 0 ? `pending migrations: ${pending.join(', ')}` : undefined;
+        if (pending.length > 0) return `pending migrations: ${pending.join(', ')}`;
+        // One cheap read of each hot table: a dropped or corrupt table makes the instance not ready (issue 14).
+        return await unreadableTable(store.db, (table, err) => logger.warn({ err, table }, 'readiness: table unreadable'));
       })();
       const timeout = new Promise<string>((resolve) => {
         timer = setTimeout(() => resolve('database did not answer within 2 s'), 2000);

@@ -6,7 +6,7 @@ import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
+import { Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import type { Database } from './schema.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
 
@@ -179,4 +179,37 @@ export function openStore(options: StoreOptions): Store {
       await db.destroy();
     }),
   };
+}
+
+/** The tables the API, the confirmation pages and the workers use on every request or tick. */
+export const HOT_TABLES = [
+  'accounts',
+  'ip_failures',
+  'offered_addresses',
+  'orders',
+  'dcv_templates',
+  'random_values',
+  'outbox',
+  'dcv_evidence',
+  'code_failures',
+  'webhook_outbox',
+] as const satisfies readonly (keyof Database)[];
+
+/**
+ * Readiness (issue 14): reads at most one row of each hot table, so a dropped
+ * table or a corrupt root page (SQLITE_CORRUPT) says "not ready" instead of
+ * failing the requests. Cheap: each reads at most one row. Returns
+ * "table <name> unreadable" for the first that fails, undefined when all read.
+ */
+export async function unreadableTable(db: Kysely<Database>, onError?: (table: string, err: unknown) => void): Promise<string | undefined> {
+  for (const table of HOT_TABLES) {
+    try {
+      // `select *`: `select 1` may be answered from a smaller index without reading the table itself.
+      await sql`select * from ${sql.table(table)} limit 1`.execute(db);
+    } catch (err) {
+      onError?.(table, err);
+      return `table ${table} unreadable`;
+    }
+  }
+  return undefined;
 }
