@@ -96,6 +96,10 @@ test('types, lengths and enums', () => {
 test('integers: plain digits within 1..2^53-1', () => {
   assert.equal(parseInteger('1'), 1);
   assert.equal(parseInteger('9007199254740991'), 9007199254740991);
+  // Leading zeros are accepted; the digits after them count (issue 14 item 12).
+  assert.equal(parseInteger('0801'), 801);
+  assert.equal(parseInteger(`${'0'.repeat(40)}9007199254740991`), 9007199254740991);
+  for (const v of ['000', `${'0'.repeat(40)}9007199254740992`, `0${'1'.repeat(17)}`]) assert.equal(parseInteger(v), undefined, v);
   for (const v of ['0', '', ' 1', '1 ', '+1', '-1', '1e3', '0x10', '9007199254740992', '1'.repeat(400)]) {
     assert.equal(parseInteger(v), undefined, v);
   }

@@ -48,6 +48,9 @@ export interface ServeConfig {
   dnsTimeoutMs: number;
   /** Attempts per lookup; only timeouts are retried. */
   dnsAttempts: number;
+  /** Global cap on DNS queries in flight, and how many more may wait for a slot (issue 14). */
+  dnsMaxInFlight: number;
+  dnsMaxQueued: number;
   /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10). */
   emailDcv: EmailDcvPolicy;
   /** DCV emails: links, sender, random values, delivery (CONTRACT §5). */
@@ -125,6 +128,8 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     auth: { ...DEFAULT_AUTH_POLICY },
     dnsTimeoutMs: 2000,
     dnsAttempts: 2,
+    dnsMaxInFlight: 256,
+    dnsMaxQueued: 1024,
     emailDcv: defaultEmailDcvPolicy(),
     dcvEmail: defaultDcvEmailConfig(),
     codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },

@@ -17,6 +17,10 @@ export interface Metrics {
   lockout(): void;
   /** One argon2 verification: against an account's hash, or the dummy one of an unknown or locked login. */
   passwordVerification(kind: 'account' | 'dummy'): void;
+  /** A DNS transport event: overloaded (global cap), stray datagram, socket error (issue 14). */
+  dnsTransport(event: string): void;
+  /** A timer or background task that failed and carried on (EMFILE, …), by task. */
+  backgroundError(task: string): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   contentType: string;
@@ -57,8 +61,20 @@ export function createMetrics(db: Kysely<Database>): Metrics {
   });
   const dns = new Counter({
     name: 'dcvd_dns_lookups_total',
-    help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, refused, rcode, malformed, network).',
+    help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, refused, rcode, malformed, network, overloaded, name-too-long, not-queried).',
     labelNames: ['type', 'outcome'] as const,
+    registers: [registry],
+  });
+  const dnsTransport = new Counter({
+    name: 'dcvd_dns_transport_events_total',
+    help: 'DNS transport events: overloaded (a query found the global in-flight cap and its queue full), stray (a datagram that answers nothing in flight), socket-error (EMFILE, ENFILE, …).',
+    labelNames: ['event'] as const,
+    registers: [registry],
+  });
+  const backgroundErrors = new Counter({
+    name: 'dcvd_background_errors_total',
+    help: 'Timers and background tasks that failed and carried on (e.g. EMFILE in the stats timer), by task.',
+    labelNames: ['task'] as const,
     registers: [registry],
   });
   // Read from the database at scrape time, so they are right across instances and restarts.
@@ -107,6 +123,12 @@ export function createMetrics(db: Kysely<Database>): Metrics {
     },
     lockout() {
       lockouts.inc();
+    },
+    dnsTransport(event) {
+      dnsTransport.inc({ event });
+    },
+    backgroundError(task) {
+      backgroundErrors.inc({ task });
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

@@ -6,7 +6,7 @@ import type { ServeConfig } from './config.ts';
 import { mailDomain } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
-import { openStore, type Store } from './store/database.ts';
+import { openStore, unreadableTable, type Store } from './store/database.ts';
 import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
 import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
@@ -14,6 +14,7 @@ import { loadOrCreateCertificate } from './http/tls.ts';
 import { buildApp, type ServerTimeouts } from './http/app.ts';
 import { createUseCases } from './api/index.ts';
 import { createDnsClient, systemResolvers } from './dns/client.ts';
+import { createUdpPool } from './dns/transport.ts';
 import { DnsLookupStats } from './contacts/dns.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { OfferedAddressRegistry } from './registry/offered.ts';
@@ -64,7 +65,13 @@ const LISTEN_PROBLEMS: Record<string, string> = {
   EADDRNOTAVAIL: 'is not an address of this machine',
 };
 
-async function listen(app: FastifyInstance, host: string, port: number, option: '--listen' | '--http-listen' | '--admin-listen' = '--listen'): Promise<AddressInfo> {
+async function listen(
+  app: FastifyInstance,
+  host: string,
+  port: number,
+  option: '--listen' | '--http-listen' | '--admin-listen',
+  onError: (err: Error) => void,
+): Promise<AddressInfo> {
   try {
     await app.listen({ host, port });
   } catch (err) {
@@ -75,6 +82,9 @@ async function listen(app: FastifyInstance, host: string, port: number, option: 
     const address = `${host.includes(':') ? `[${host}]` : host}:${port}`;
     throw new Error(`cannot listen on ${address}: it ${problem}; choose another address with ${option} <host:port> or ${env}=<host:port>`, { cause: err });
   }
+  // After listen() nothing else listens for the server's errors: an accept()
+  // failing with EMFILE/ENFILE would be thrown and end the process.
+  app.server.on('error', onError);
   return app.server.address() as AddressInfo;
 }
 
@@ -104,10 +114,21 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       ipv6Prefix: config.ipv6Prefix,
     });
     const registry = new OfferedAddressRegistry(store.db);
+    // Shared, long-lived UDP sockets and a global cap on DNS queries in flight (issue 14).
+    const dnsPool = createUdpPool({
+      maxInFlight: config.dnsMaxInFlight,
+      maxQueued: config.dnsMaxQueued,
+      onEvent(event, detail) {
+        metrics.dnsTransport(event);
+        if (event === 'socket-error') logger.error({ dns: { event, detail } }, 'DNS socket failed; its queries fail, a new socket replaces it');
+        else if (event === 'overloaded') logger.warn({ dns: { event, detail } }, 'DNS query not sent: too many in flight');
+      },
+    });
     const dns = createDnsClient({
       resolvers: config.dnsServers ?? systemResolvers(),
       timeoutMs: config.dnsTimeoutMs,
       attempts: config.dnsAttempts,
+      pool: dnsPool,
     });
     const dnsStats = new DnsLookupStats((type, outcome) => metrics.dnsLookup(type, outcome));
     // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started below) delivers.
@@ -130,7 +151,9 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       const check = (async () => {
         await sql`select 1`.execute(store.db);
         const pending = await pendingMigrations(store.db, store.dialect);
-        return pending.length > 0 ? `pending migrations: ${pending.join(', ')}` : undefined;
+        if (pending.length > 0) return `pending migrations: ${pending.join(', ')}`;
+        // One cheap read of each hot table: a dropped or corrupt table makes the instance not ready (issue 14).
+        return await unreadableTable(store.db, (table, err) => logger.warn({ err, table }, 'readiness: table unreadable'));
       })();
       const timeout = new Promise<string>((resolve) => {
         timer = setTimeout(() => resolve('database did not answer within 2 s'), 2000);
@@ -158,16 +181,20 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       afterDecided: () => webhooks?.wake(),
     });
     const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
+    const acceptFailed = (err: Error): void => {
+      metrics.backgroundError('accept');
+      logger.error({ err }, 'accepting a connection failed; the listener carries on');
+    };
     const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, products: config.products, textWhoisNone: config.textWhoisNone, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);
-    const httpsAddress = await listen(httpsApp, config.listen.host, config.listen.port);
+    const httpsAddress = await listen(httpsApp, config.listen.host, config.listen.port, '--listen', acceptFailed);
     let httpAddress: AddressInfo | undefined;
     if (config.httpListen) {
       const httpApp = await buildApp(common);
       apps.push(httpApp);
-      httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port, '--http-listen');
+      httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port, '--http-listen', acceptFailed);
     }
 
     // The outbox worker: links point at --public-url, or at this listener.
@@ -203,13 +230,27 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       });
       const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, ipv6Prefix: config.ipv6Prefix });
       apps.push(adminApp);
-      adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen');
+      adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen', acceptFailed);
     }
 
     // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
-    const stats = setInterval(() => {
+    // Every timer body runs in guarded(): an error (EMFILE/ENFILE reading /proc, …)
+    // is logged and counted, and the timer carries on; it never reaches the process.
+    const guarded = (task: string, body: () => void) => () => {
+      try {
+        body();
+      } catch (err) {
+        metrics.backgroundError(task);
+        try {
+          logger.error({ err, task }, 'background task failed; it runs again on its next tick');
+        } catch {
+          // Even the log can fail (a full disk): nothing else to do.
+        }
+      }
+    };
+    const stats = setInterval(guarded('stats', () => {
       const m = process.memoryUsage();
       logger.info(
         {
@@ -220,11 +261,11 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         'process stats',
       );
       loopDelay.reset();
-    }, config.statsIntervalMs);
+    }), config.statsIntervalMs);
     stats.unref();
 
     // Background purges: per-IP counters whose window is over, registry rows older than 24 hours.
-    const purge = setInterval(() => {
+    const purge = setInterval(guarded('purge', () => {
       auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
       registry
         .purge(clock.now())
@@ -232,7 +273,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         .catch((err: unknown) => logger.error({ err }, 'purging the 24-hour registry failed'));
       confirmation.purgeFailures().catch((err: unknown) => logger.error({ err }, 'purging validation-code failure counters failed'));
       purgeSealedCodes(store.db, clock.now()).catch((err: unknown) => logger.error({ err }, 'erasing sealed codes of dead values failed'));
-    }, 60_000);
+    }), 60_000);
     purge.unref();
 
     logger.info(
@@ -258,6 +299,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
           // After the listeners (a request in flight may still queue an email), before the store.
           await worker.stop();
           await hookWorker?.stop();
+          dnsPool.close();
           await store.close();
         })();
         return closing;

@@ -5,7 +5,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
-import type { Kysely } from 'kysely';
+import http from 'node:http';
+import { closeSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { sql, type Kysely } from 'kysely';
 import { GET_PATH, PASSWORD, RESEND_PATH, form, startTestServer, type TestServer } from './support/server.ts';
 
 const MSG16 = 'Incorrect login details, account is locked, password has expired or your source IP is blocked.';
@@ -44,6 +47,24 @@ describe('GetDCVEmailAddressList errors, text format', () => {
       assert.equal(res.body, expected);
     });
   }
+
+  test('issue 14 item 12: -17 for every other method Node parses (PROPFIND, MKCOL, PURGE, LINK …), in the endpoint\u2019s format', async () => {
+    const methods = http.METHODS.filter((m) => m !== 'POST' && m !== 'CONNECT');
+    for (const method of methods) {
+      const text = await s.request({ path: GET_PATH, method });
+      assert.equal(text.status, 200, method);
+      assert.equal(text.headers['content-type'], 'text/plain; charset=utf-8', method);
+      if (method !== 'HEAD') assert.equal(text.body, '-17\nRequest used GET rather than POST!\n', method);
+      const resend = await s.request({ path: RESEND_PATH, method });
+      assert.equal(resend.status, 200, method);
+      if (method !== 'HEAD') assert.equal(resend.body, 'errorCode=-17&errorMessage=Request+used+GET+rather+than+POST%21', method);
+    }
+    // A form body asking for JSON gets the -17 in JSON, as a POST's errors would be.
+    const json = await s.request({ path: GET_PATH, method: 'PROPFIND', body: 'responseFormat=2', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(json.body, '{"errorCode":-17,"errorMessage":"Request used GET rather than POST!"}');
+    // Other paths keep their plain 404.
+    assert.equal((await s.request({ path: '/elsewhere', method: 'PROPFIND' })).status, 404);
+  });
 
   test('-17 for every method but POST', async () => {
     for (const method of ['GET', 'PUT', 'DELETE', 'PATCH', 'OPTIONS']) {
@@ -87,6 +108,19 @@ describe('ResendDCVEmail errors, urlencoded', () => {
       assert.equal(res.body, expected);
     });
   }
+  test('issue 14 item 12: orderNumber with leading zeros: the digits after them count (PROTOCOL.md), any number of zeros', async () => {
+    const wrong = { loginName: 'nobody-here', loginPassword: 'wrong password!' };
+    // Parsed (then refused at the credentials, step 7): 30 zeros before 16 digits, and before the largest value.
+    for (const orderNumber of [`${'0'.repeat(30)}1000000000000001`, `${'0'.repeat(5)}9007199254740991`]) {
+      const res = await s.post(RESEND_PATH, form({ ...wrong, orderNumber }));
+      assert.match(res.body, /^errorCode=-16&/, orderNumber);
+    }
+    // Still -4: 17 significant digits, a value over 2^53-1, or zeros alone.
+    for (const orderNumber of [`${'0'.repeat(3)}10000000000000000`, '009007199254740992', '0000']) {
+      const res = await s.post(RESEND_PATH, form({ ...wrong, orderNumber }));
+      assert.equal(res.body, 'errorCode=-4&errorMessage=The+value+of+the+%27orderNumber%27+argument+is+invalid%21&errorItem=orderNumber', orderNumber);
+    }
+  });
   test('-17', async () => {
     const res = await s.request({ path: RESEND_PATH, method: 'GET' });
     assert.equal(res.body, 'errorCode=-17&errorMessage=Request+used+GET+rather+than+POST%21');
@@ -186,6 +220,37 @@ describe('health endpoints', () => {
     assert.deepEqual([r.status, r.body], [503, `not ready: pending migrations: ${last.name}\n`]);
     assert.equal((await t.request({ path: '/healthz', method: 'GET' })).status, 200);
     await t.stop();
+  });
+  test('issue 14 item 12: /readyz answers 503 when a hot table is gone, and names it', async () => {
+    const t = await startTestServer();
+    try {
+      assert.equal((await t.request({ path: '/readyz', method: 'GET' })).status, 200);
+      await sql.raw(`drop table random_values${t.store.dialect === 'postgres' ? ' cascade' : ''}`).execute(t.store.db);
+      const r = await t.request({ path: '/readyz', method: 'GET' });
+      assert.deepEqual([r.status, r.body], [503, 'not ready: table random_values unreadable\n']);
+      assert.equal((await t.request({ path: '/healthz', method: 'GET' })).status, 200);
+    } finally {
+      await t.stop();
+    }
+  });
+  test('issue 14 item 12: /readyz answers 503 on a SQLite file whose table is corrupt', { skip: process.env.DCVD_TEST_DATABASE === 'postgres' }, async () => {
+    const t = await startTestServer();
+    const file = join(t.dataDir, 'dcvd.sqlite');
+    const { rootpage } = (await sql<{ rootpage: number }>`select rootpage from sqlite_master where name = 'orders'`.execute(t.store.db)).rows[0]!;
+    const pageSize = (await sql<{ page_size: number }>`pragma page_size`.execute(t.store.db)).rows[0]!.page_size;
+    await t.close();
+    // The orders table's root page overwritten, as a bad disk or a stray write would leave it.
+    const fd = openSync(file, 'r+');
+    writeSync(fd, Buffer.alloc(pageSize, 0xa5), 0, pageSize, (rootpage - 1) * pageSize);
+    closeSync(fd);
+    const again = await startTestServer({ dataDir: t.dataDir });
+    try {
+      const r = await again.request({ path: '/readyz', method: 'GET' });
+      assert.deepEqual([r.status, r.body], [503, 'not ready: table orders unreadable\n']);
+    } finally {
+      await again.stop();
+      await t.stop();
+    }
   });
 });
 

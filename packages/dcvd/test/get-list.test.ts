@@ -217,6 +217,23 @@ describe('DNS contacts (responseFormat 2, §3)', () => {
     assert.deepEqual(mixed.level2_email, [...five('fail.com'), 'txt@fail-contact.example']);
   });
 
+  test('issue 14 item 5: a valid 245-character domain gets its list; the TXT name too long to query is a failed lookup, never -14', async () => {
+    const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(40)}.long.com`;
+    assert.ok(long.length >= 229 && long.length <= 253, String(long.length));
+    const parent = long.slice(64);
+    dns.setTxt(`_validation-contactemail.${parent}`, [['owner@long-contact.example']]);
+    const before = Number(/dcvd_dns_lookups_total\{type="TXT",outcome="name-too-long"\} (\d+)/.exec(await s.metrics.render())?.[1] ?? 0);
+    const res = JSON.parse((await json(long)).body);
+    assert.equal(res.errorCode, 0);
+    assert.equal(res.domain_name, long);
+    // The ADN one level up is still looked up; the FQDN's TXT name (270 characters) is not.
+    assert.ok(res.level5_email.includes('owner@long-contact.example'), JSON.stringify(res));
+    assert.ok(!dns.queries.some((q) => q.name.length > 253));
+    const after = Number(/dcvd_dns_lookups_total\{type="TXT",outcome="name-too-long"\} (\d+)/.exec(await s.metrics.render())?.[1]);
+    assert.equal(after - before, 1);
+    assert.ok(s.logs.some((l) => l.msg === 'DNS lookup not possible; its contact source is dropped'));
+  });
+
   test('duplicates of constructed addresses are listed once', async () => {
     dns.setTxt('_validation-contactemail.dup.com', [['admin@dup.com'], ['Admin@DUP.com']]);
     const res = JSON.parse((await json('dup.com')).body);

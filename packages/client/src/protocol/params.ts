@@ -74,10 +74,16 @@ export interface ParseOptions {
 
 const DIGITS = /^[0-9]+$/;
 
-/** CONTRACT §1: "Integers are plain decimal digits, no sign, no leading `+`, within 1..2^53-1." */
+/**
+ * CONTRACT §1: "Integers are plain decimal digits, no sign, no leading `+`, within 1..2^53-1."
+ * Leading zeros are accepted, any number of them (docs/PROTOCOL.md): the digits after them
+ * count, at most 16 (2^53-1 has 16).
+ */
 export function parseInteger(value: string): number | undefined {
-  if (!DIGITS.test(value) || value.length > 20) return undefined;
-  const n = Number(value);
+  if (!DIGITS.test(value)) return undefined;
+  const significant = value.replace(/^0+/, '');
+  if (significant.length > 16) return undefined;
+  const n = Number(significant);
   return n >= 1 && n <= Number.MAX_SAFE_INTEGER ? n : undefined;
 }
 

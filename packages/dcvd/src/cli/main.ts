@@ -139,6 +139,8 @@ interface ServeFlags extends StoreFlags {
   dnsServers?: Resolver[];
   dnsTimeout: number;
   dnsAttempts: number;
+  dnsMaxInFlight: number;
+  dnsMaxQueued: number;
   emailDcvBlocklist?: string[];
   emailDcvCutoff: number;
   codeFailureLimit: number;
@@ -194,6 +196,8 @@ function serveCommand(): Command {
     .addOption(opt('--dns-servers <host:port,…>', 'resolvers for contact lookups (default: the system\u2019s)', (v) => parseResolvers(v)))
     .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(2000, '2s'))
     .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(2))
+    .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(256))
+    .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(1024))
     .addOption(repeatable('--email-dcv-blocklist <domain>', 'domains (and everything below them) refused email DCV with -160; comma-separated or repeated'))
     .addOption(
       opt('--email-dcv-cutoff <iso-date>', 'from this date GetDCVEmailAddressList answers -160', parseIsoDate).default(
@@ -241,6 +245,8 @@ function serveCommand(): Command {
         dnsServers: flags.dnsServers,
         dnsTimeoutMs: flags.dnsTimeout,
         dnsAttempts: flags.dnsAttempts,
+        dnsMaxInFlight: flags.dnsMaxInFlight,
+        dnsMaxQueued: flags.dnsMaxQueued,
         emailDcv: { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },

@@ -7,11 +7,23 @@
  */
 import type { FastifyBaseLogger } from 'fastify';
 import { DnsError, type DnsClient, type DnsResult } from '../dns/client.ts';
+import { checkQueryName } from '../dns/message.ts';
 import type { Adn } from '../domains/index.ts';
 import type { DnsEvidence, OfferedAddress } from '../registry/offered.ts';
 import { isContactAddress } from './address.ts';
 
 export const TXT_PREFIX = '_validation-contactemail.';
+
+/**
+ * Per-request caps (issue 14): a name of many labels must not turn one call
+ * into hundreds of lookups. TXT is looked up for at most MAX_TXT_ADNS ADNs,
+ * the base domain and the ones closest below it; the CAA climb asks at most
+ * MAX_CAA_CLIMB names, the FQDN and its nearest parents. Names beyond the caps
+ * are not queried: the response says nothing about them, the log says how many
+ * were left out, and they are counted as outcome `not-queried`.
+ */
+export const MAX_TXT_ADNS = 10;
+export const MAX_CAA_CLIMB = 10;
 
 /** Counts lookups by outcome, and passes each to `sink` (the metrics). */
 export class DnsLookupStats {
@@ -47,6 +59,16 @@ function evidence(result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
 /** Runs one lookup; a failure is logged, counted and becomes `undefined`. */
 async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'CAA', name: string, run: () => Promise<T>): Promise<T | undefined> {
   try {
+    // A valid domain of 229+ characters makes `_validation-contactemail.<ADN>`
+    // longer than a query name can be (255 bytes on the wire): a failed
+    // lookup of that source, not an error of the call.
+    checkQueryName(name);
+  } catch (err) {
+    ctx.stats.add(type, 'name-too-long');
+    ctx.log.warn({ dns: { type, name, kind: 'name-too-long' }, err: String(err) }, 'DNS lookup not possible; its contact source is dropped');
+    return undefined;
+  }
+  try {
     const result = await run();
     ctx.stats.add(type, 'ok');
     return result;
@@ -61,10 +83,18 @@ async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'C
   }
 }
 
+/** Logs and counts the names a per-request cap leaves out. */
+function notQueried(ctx: ContactLookup, type: 'TXT' | 'CAA', names: readonly string[]): void {
+  if (names.length === 0) return;
+  for (let i = 0; i < names.length; i++) ctx.stats.add(type, 'not-queried');
+  ctx.log.info({ dns: { type, notQueried: names.length, first: names[0] } }, 'DNS lookups beyond the per-request cap are not queried');
+}
+
 /** TXT provider: one lookup per ADN; each record's strings concatenated must be exactly one address. */
 async function txtContacts(ctx: ContactLookup, adns: readonly Adn[]): Promise<OfferedAddress[]> {
+  notQueried(ctx, 'TXT', adns.slice(MAX_TXT_ADNS).map((adn) => TXT_PREFIX + adn.name));
   const perAdn = await Promise.all(
-    adns.map(async (adn) => {
+    adns.slice(0, MAX_TXT_ADNS).map(async (adn) => {
       const result = await attempt(ctx, 'TXT', TXT_PREFIX + adn.name, () => ctx.dns.txt(TXT_PREFIX + adn.name));
       if (!result) return [];
       const found: OfferedAddress[] = [];
@@ -93,7 +123,9 @@ export function caaClimb(fqdn: string): string[] {
  * source is dropped.
  */
 async function caaContacts(ctx: ContactLookup, fqdn: string, adns: readonly Adn[]): Promise<OfferedAddress[]> {
-  const names = caaClimb(fqdn);
+  const climb = caaClimb(fqdn);
+  notQueried(ctx, 'CAA', climb.slice(MAX_CAA_CLIMB));
+  const names = climb.slice(0, MAX_CAA_CLIMB);
   const results = await Promise.all(names.map((name) => attempt(ctx, 'CAA', name, () => ctx.dns.caa(name))));
   for (let i = 0; i < names.length; i++) {
     const result = results[i];

@@ -22,7 +22,7 @@ import {
   type WireRecord,
 } from './message.ts';
 import { canonicalResolver, formatResolver, type Resolver } from './resolvers.ts';
-import { tcpExchange, udpExchange, type Expectation, type Outcome } from './transport.ts';
+import { createUdpPool, type Expectation, type PoolOutcome, type UdpPool } from './transport.ts';
 
 export { formatResolver, parseResolvers, systemResolvers, type Resolver } from './resolvers.ts';
 export type { ExtendedDnsError, QueryType } from './message.ts';
@@ -36,6 +36,8 @@ export interface DnsClientOptions {
   attempts?: number;
   /** Source of query ids; a pooled crypto.randomBytes unless a test fixes it. */
   random?: (bytes: number) => Buffer;
+  /** The shared UDP sockets and the cap on queries in flight (transport.ts); one of its own by default. */
+  pool?: UdpPool;
 }
 
 export interface DnsResult {
@@ -71,7 +73,7 @@ export interface DnsClient {
   caa(name: string): Promise<CaaResult>;
 }
 
-export type DnsErrorKind = 'timeout' | 'servfail' | 'refused' | 'rcode' | 'malformed' | 'network';
+export type DnsErrorKind = 'timeout' | 'servfail' | 'refused' | 'rcode' | 'malformed' | 'network' | 'overloaded';
 
 /** A lookup that produced no usable answer. CONTRACT §3: it drops only that contact source. */
 export class DnsError extends Error {
@@ -138,6 +140,7 @@ export function createDnsClient(options: DnsClientOptions): DnsClient {
   const timeoutMs = options.timeoutMs ?? 2000;
   const attempts = options.attempts ?? 2;
   const random = options.random ?? pooledRandom();
+  const pool = options.pool ?? createUdpPool({ random });
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`DNS timeoutMs must be a positive number, got ${timeoutMs}`);
   if (!Number.isInteger(attempts) || attempts < 1) throw new RangeError(`DNS attempts must be an integer of at least 1, got ${attempts}`);
 
@@ -153,12 +156,12 @@ export function createDnsClient(options: DnsClientOptions): DnsClient {
       const query = encodeQuery(id, name, type);
       const expect: Expectation = { id, name: textNameKey(name), type: TYPE_CODE[type] };
       const started = performance.now();
-      let outcome: Outcome = await udpExchange(resolver, query, expect, timeoutMs);
+      let outcome: PoolOutcome = await pool.udp(resolver, query, expect, timeoutMs);
       if (outcome.kind === 'answer' && outcome.message.truncated) {
         // The same query again over TCP to the same resolver, within what is
         // left of this attempt's time, so a lookup never outlasts timeoutMs * attempts.
         const remaining = timeoutMs - (performance.now() - started);
-        outcome = remaining > 0 ? await tcpExchange(resolver, query, expect, remaining) : { kind: 'timeout' };
+        outcome = remaining > 0 ? await pool.tcp(resolver, query, expect, remaining) : { kind: 'timeout' };
       }
       if (outcome.kind === 'timeout') continue;
       const base = { resolver: address, name, type };

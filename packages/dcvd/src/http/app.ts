@@ -1,6 +1,6 @@
 /** One fastify app per listener (HTTPS, optional plain HTTP), built the same way (CONTRACT §8). */
 import { randomUUID } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { METHODS, STATUS_CODES } from 'node:http';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
@@ -144,6 +144,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Also under /products/download/, where some of the real host's documentation puts them.
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/(download\/)?%21/i, '/products/$1!'),
   });
+  // Every method Node's parser knows reaches the router, so the API paths answer it -17
+  // (CONTRACT §1 step 2) instead of a 404; CONNECT never reaches a route.
+  for (const method of METHODS) {
+    if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true });
+  }
   app.decorateRequest('apiOutcome', null);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);

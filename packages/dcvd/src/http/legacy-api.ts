@@ -119,8 +119,8 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
   // Failures before the handler (a body over the limit, a broken stream) still answer in the endpoint's format.
   app.setErrorHandler(async (error: { statusCode?: number; code?: string }, request, reply) => {
     const binding = request.routeOptions.config.binding as Binding | undefined;
-    // A Content-Type header fastify cannot even parse is just another non-form body: no parameters.
-    if (binding && error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return send(reply, await handle(binding, request, options));
+    // A Content-Type header fastify cannot even parse, or none where fastify wants one (QUERY), is just another non-form body: no parameters.
+    if (binding && (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || error.code === 'FST_ERR_ROUTE_MISSING_CONTENT_TYPE')) return send(reply, await handle(binding, request, options));
     const tooLarge = error.statusCode === 413;
     request.log.warn({ err: error, errCode: error.code }, tooLarge ? 'request body over the limit' : 'request failed before the endpoint');
     if (!binding) return reply.code(tooLarge ? 413 : 400).send();

@@ -138,7 +138,8 @@ export abstract class LeasedQueueWorker<Row extends QueueColumns> {
         while (!this.stopping && this.inFlight.size < policy.concurrency) {
           const rows = await this.claim(policy.concurrency - this.inFlight.size);
           for (const row of rows) {
-            const p: Promise<void> = this.deliver(row).finally(() => {
+            // A delivery that throws must not become an unhandled rejection (it would end the process).
+            const p: Promise<void> = this.deliver(row).catch((err: unknown) => log.error({ err, table: this.queue.table }, `delivering ${this.queue.what} failed`)).finally(() => {
               this.inFlight.delete(p);
               this.wake();
             });

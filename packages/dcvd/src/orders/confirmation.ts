@@ -9,6 +9,7 @@ import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys } from './random-values.ts';
 import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
+import { retryTransaction } from '../store/database.ts';
 
 /** The Baseline Requirements version the evidence names (bump it with the rules it follows). */
 export const BR_VERSION = '2.1.5';
@@ -117,8 +118,8 @@ export class ConfirmationService {
     const now = clock.now();
     const status = decision === 'approve' ? 'validated' : 'declined';
     try {
-      await db.transaction().execute(async (trx) => {
-        if (!(await spendValue(trx, found.valueId, now))) throw new NotDecided();
+      // Lock order (store/database.ts): the orders row first, then the value; a spend that fails undoes it.
+      await retryTransaction(() => db.transaction().execute(async (trx) => {
         const order = await trx
           .updateTable('orders')
           .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
@@ -127,6 +128,7 @@ export class ConfirmationService {
           .returningAll()
           .executeTakeFirst();
         if (!order) throw new NotDecided();
+        if (!(await spendValue(trx, found.valueId, now))) throw new NotDecided();
         const value = await trx.selectFrom('random_values').selectAll().where('id', '=', found.valueId).executeTakeFirstOrThrow();
         const sent = await trx
           .selectFrom('outbox')
@@ -169,7 +171,7 @@ export class ConfirmationService {
           evidenceId: evidence.id,
           decidedAt: now,
         });
-      });
+      }));
     } catch (err) {
       if (!(err instanceof NotDecided)) throw err;
       // Someone else decided first (or the order changed): say where the code stands now.

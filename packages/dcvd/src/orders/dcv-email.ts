@@ -12,6 +12,7 @@ import { addressProblem } from '../mail/message.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { validationDomain, type OrderRow } from './orders.ts';
 import { hashCode, newValidationCode, revokeValuesOfOrder, sealCode, type ValueKeys } from './random-values.ts';
+import { retryTransaction } from '../store/database.ts';
 
 /** Where a DCV email goes, and how the address was found (evidence, CONTRACT §6). */
 export interface DcvRecipient {
@@ -148,7 +149,8 @@ function newMessageId(random: RandomSource, domain = 'dcvd'): string {
 
 export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   const { order, recipient, templateRef, now } = req;
-  return db.transaction().execute(async (trx) => {
+  return retryTransaction(() => db.transaction().execute(async (trx) => {
+    // Lock order (store/database.ts): the orders row first, then random_values and outbox.
     // First statement is the write: it takes SQLite's write lock at once, and
     // its conditions make "awaiting email DCV" and the interval race-free.
     const claimed = await claimOrder.affected(trx, {
@@ -224,5 +226,5 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
       delivered_at: null,
     });
     return { queued: true, messageId, randomValueId: valueId, reusedValue };
-  });
+  }));
 }

@@ -12,6 +12,7 @@ import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
 import { OperatorError } from '../errors.ts';
 import { prepared } from '../store/prepared.ts';
+import { retryTransaction } from '../store/database.ts';
 
 /** Every ResendDCVEmail looks its order up by number: precompiled. */
 const orderByNumber = prepared((db, p: { orderNumber: number }) => db.selectFrom('orders').selectAll().where('order_number', '=', p.orderNumber));
@@ -197,10 +198,11 @@ export class OrderRepository {
     const order = await this.require(orderNumber);
     if (order.dcv_status === 'cancelled') throw new OrderError(`order ${orderNumber} is already cancelled`, 'conflict');
     const now = this.clock.now();
-    await this.db.transaction().execute(async (trx) => {
+    // Lock order (store/database.ts): orders, then random_values and outbox.
+    await retryTransaction(() => this.db.transaction().execute(async (trx) => {
       await trx.updateTable('orders').set({ dcv_status: 'cancelled', updated_at: now }).where('id', '=', order.id).execute();
       await revokeValuesOfOrder(trx, order.id, 'cancelled', now);
-    });
+    }));
     return (await this.findByNumber(orderNumber))!;
   }
 

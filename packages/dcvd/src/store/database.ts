@@ -1,12 +1,22 @@
 /**
  * The database behind a typed query builder (CONTRACT §10): SQLite in WAL
  * mode in the data directory by default, PostgreSQL for a postgres:// URL.
+ *
+ * Lock order (issue 14): every transaction that touches an order writes (and
+ * so locks) its `orders` row FIRST, then `random_values`, then `outbox`, then
+ * the rows it only inserts (`dcv_evidence`, `webhook_outbox`). Approve/decline
+ * (orders/confirmation.ts), a resend or an admin send (orders/dcv-email.ts)
+ * and a cancellation (orders/orders.ts) all follow it, so two of them on one
+ * order queue up on the orders row instead of deadlocking on PostgreSQL. The
+ * outbox and webhook workers lock only their own queue's rows (FOR UPDATE SKIP
+ * LOCKED). A transaction that still fails with serialization_failure (40001)
+ * or deadlock_detected (40P01) is retried by retryTransaction().
  */
 import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
+import { Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import type { Database } from './schema.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
 
@@ -179,4 +189,58 @@ export function openStore(options: StoreOptions): Store {
       await db.destroy();
     }),
   };
+}
+
+/** The tables the API, the confirmation pages and the workers use on every request or tick. */
+export const HOT_TABLES = [
+  'accounts',
+  'ip_failures',
+  'offered_addresses',
+  'orders',
+  'dcv_templates',
+  'random_values',
+  'outbox',
+  'dcv_evidence',
+  'code_failures',
+  'webhook_outbox',
+] as const satisfies readonly (keyof Database)[];
+
+/**
+ * Readiness (issue 14): reads at most one row of each hot table, so a dropped
+ * table or a corrupt root page (SQLITE_CORRUPT) says "not ready" instead of
+ * failing the requests. Cheap: each reads at most one row. Returns
+ * "table <name> unreadable" for the first that fails, undefined when all read.
+ */
+export async function unreadableTable(db: Kysely<Database>, onError?: (table: string, err: unknown) => void): Promise<string | undefined> {
+  for (const table of HOT_TABLES) {
+    try {
+      // `select *`: `select 1` may be answered from a smaller index without reading the table itself.
+      await sql`select * from ${sql.table(table)} limit 1`.execute(db);
+    } catch (err) {
+      onError?.(table, err);
+      return `table ${table} unreadable`;
+    }
+  }
+  return undefined;
+}
+
+/** PostgreSQL SQLSTATEs after which the whole transaction may simply run again. */
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
+
+/**
+ * Runs `transaction` (a whole `db.transaction().execute(…)`) again when it
+ * fails with serialization_failure or deadlock_detected, at most `attempts`
+ * times in all, after a short random pause; any other error, or the last
+ * one, is thrown. The transaction must be safe to repeat: it was rolled back.
+ */
+export async function retryTransaction<T>(transaction: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await transaction();
+    } catch (err) {
+      const code = (err as { code?: unknown } | null)?.code;
+      if (attempt >= attempts || typeof code !== 'string' || !RETRYABLE_SQLSTATES.has(code)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * attempt));
+    }
+  }
 }
