@@ -5,7 +5,7 @@
 // the repo use the sources with no build step and no extra condition.
 // Publish or pack from dist/: `npm pack ./packages/client/dist`.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 const dist = fileURLToPath(new URL('../dist/', import.meta.url));
 const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 
+const started = new Date(); // the stamp's time: a source edited during the build is newer, so stale
 rmSync(dist, { recursive: true, force: true });
 for (const project of ['tsconfig.build.json', 'tsconfig.cjs.json']) {
   execFileSync(process.execPath, [tsc, '-p', project], { cwd: root, stdio: 'inherit' });
@@ -52,3 +53,4 @@ const published = {
 writeFileSync(`${dist}package.json`, `${JSON.stringify(published, null, 2)}\n`);
 // Last, and only when both builds succeeded: dcvd's bin/build-state.js compares it with src/.
 writeFileSync(`${dist}.built`, '');
+utimesSync(`${dist}.built`, started, started);

@@ -203,7 +203,7 @@ interface TemplateCreateFlags extends StoreFlags {
 }
 
 export function templateCommands(): Command {
-  const template = new Command('template').description('DCV email templates (mustache: {{orderNumber}} {{domain}} {{adn}} {{validationCode}} {{confirmationUrl}} {{expiresAt}})');
+  const template = new Command('template').description('DCV email templates (mustache: {{orderNumber}} {{domain}} {{adn}} {{validationCode}} {{confirmationUrl}} {{expiresAt}} {{caName}})');
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
 
   common(

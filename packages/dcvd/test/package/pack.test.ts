@@ -83,7 +83,7 @@ test('npm pack → npm install in an empty folder → npx dcvd serve answers, wi
   });
   const r = await post(port, '/products/!GetDCVEmailAddressList', 'domainName=example.com&product=801');
   assert.equal(r.status, 200);
-  assert.match(r.text, /^errorCode=-3&errorMessage=.*loginName/, 'the seed\u2019s -3 for the missing loginName');
+  assert.equal(r.text, "-3\nThe 'loginName' argument is missing!\n", 'the seed\u2019s -3 for the missing loginName, as text');
 
   process.kill(-child.pid!, 'SIGTERM');
   await closed;

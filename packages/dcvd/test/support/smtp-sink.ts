@@ -176,7 +176,7 @@ export async function startSmtpSink(opts: SmtpSinkOptions = {}): Promise<SmtpSin
     get connections() {
       return connections;
     },
-    waitFor(count, timeoutMs = 5_000) {
+    waitFor(count, timeoutMs = 60_000) {
       return new Promise((resolve, reject) => {
         const check = (): void => {
           if (messages.length < count) return;
