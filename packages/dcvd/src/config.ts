@@ -6,8 +6,9 @@ import { resolve } from 'node:path';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
 import type { Resolver } from './dns/client.ts';
+import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
-import { DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
+import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
 import type { WebhookConfig } from './orders/webhooks.ts';
 
 export interface HostPort {
@@ -43,8 +44,12 @@ export interface ServeConfig {
   dnsTimeoutMs: number;
   /** Attempts per lookup; only timeouts are retried. */
   dnsAttempts: number;
-  /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10). */
+  /** DNSSEC policy of contact lookups: mode and probes (CONTRACT §3, src/dns/dnssec.ts). */
+  dnssec: DnssecConfig;
+  /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10, §6): every path that sends or confirms a DCV email. */
   emailDcv: EmailDcvPolicy;
+  /** The Baseline Requirements version the evidence names (CONTRACT §6; the operator's CPS). */
+  brVersion: string;
   /** DCV emails: links, sender, random values, delivery (CONTRACT §5). */
   dcvEmail: DcvEmailConfig;
   /** Unknown validation codes per source IP on the confirmation pages (CONTRACT §6). */
@@ -92,7 +97,9 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     auth: { ...DEFAULT_AUTH_POLICY },
     dnsTimeoutMs: 2000,
     dnsAttempts: 2,
+    dnssec: { ...DEFAULT_DNSSEC },
     emailDcv: defaultEmailDcvPolicy(),
+    brVersion: BR_VERSION,
     dcvEmail: defaultDcvEmailConfig(),
     codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },
     webhooks: {},
