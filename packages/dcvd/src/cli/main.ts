@@ -188,7 +188,11 @@ function serveCommand(): Command {
     .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(DEFAULT_DNSSEC.mode))
     .addOption(opt('--dnssec-probe-secure <name>', 'a name in a signed zone that a validating resolver answers with the AD bit').default(DEFAULT_DNSSEC.probeSecure))
     .addOption(opt('--dnssec-probe-bogus <name>', 'a name in a zone with broken signatures that a validating resolver answers SERVFAIL').default(DEFAULT_DNSSEC.probeBogus))
-    .addOption(opt('--dnssec-probe-interval <duration>', 'how often --dnssec require probes the resolvers again', parseDuration).default(DEFAULT_DNSSEC.probeIntervalMs, '5m'))
+    .addOption(opt('--dnssec-probe-interval <duration>', 'how often --dnssec require probes the resolvers again (at least 1s)', (v) => {
+        const ms = parseDuration(v);
+        if (ms < 1000) throw new Error('the DNSSEC probe interval must be at least 1s');
+        return ms;
+      }).default(DEFAULT_DNSSEC.probeIntervalMs, '5m'))
     .addOption(opt('--br-version <version>', 'Baseline Requirements version the evidence names (as your CPS says)', parseBrVersion).default(BR_VERSION))
     .addOption(
       opt('--code-failure-limit <n>', 'unknown validation codes from one source IP that block it on the confirmation pages', (v) => parseCount(v, 1)).default(
