@@ -3,6 +3,7 @@
 # Called by `npm test` (the README's second command) and by .ci/run, so both set up the same way:
 #  - Debian's chromium at /usr/bin/chromium, for the browser tests of the confirmation pages
 #    (playwright-core drives it);
+#  - Debian's unbound, nsd and ldnsutils for the DNSSEC lab (issue 18);
 #  - a PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth for local TCP, database `test`)
 #    for the suite's second run (CONTRACT §10), when none answers there.
 # Installing needs root and apt-get; without them it says what is missing and goes on: the browser
@@ -24,6 +25,17 @@ if [ ! -x /usr/bin/chromium ]; then
     apt_install chromium || echo "test setup: apt-get install chromium failed; the browser tests will fail"
   else
     echo "test setup: /usr/bin/chromium is missing and this is not root with apt-get: run 'sudo apt-get install chromium' or the browser tests (confirm-browser.test.ts) fail"
+  fi
+fi
+
+# Debian's unbound (validating resolver), nsd (authoritative) and ldnsutils (zone signing) for the
+# DNSSEC lab of test/dnssec.test.ts (issue 18); their own services are not used.
+if [ ! -x /usr/sbin/unbound ] || [ ! -x /usr/sbin/nsd ] || [ ! -x /usr/bin/ldns-signzone ]; then
+  if can_install; then
+    echo "test setup: installing Debian's unbound, nsd and ldnsutils for the DNSSEC tests"
+    apt_install unbound nsd ldnsutils || echo "test setup: apt-get install unbound nsd ldnsutils failed; the DNSSEC lab tests will skip"
+  else
+    echo "test setup: unbound, nsd or ldns-signzone is missing and this is not root with apt-get: the DNSSEC lab tests (dnssec.test.ts) skip"
   fi
 fi
 

@@ -7,8 +7,9 @@ import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
 import { DEFAULT_IPV6_PREFIX } from './accounts/networks.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
 import type { Resolver } from './dns/client.ts';
+import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
-import { DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
+import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
 import type { WebhookConfig } from './orders/webhooks.ts';
 
 export interface HostPort {
@@ -51,8 +52,12 @@ export interface ServeConfig {
   /** Global cap on DNS queries in flight, and how many more may wait for a slot (issue 14). */
   dnsMaxInFlight: number;
   dnsMaxQueued: number;
-  /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10). */
+  /** DNSSEC policy of contact lookups: mode and probes (CONTRACT §3, src/dns/dnssec.ts). */
+  dnssec: DnssecConfig;
+  /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10, §6): every path that sends or confirms a DCV email. */
   emailDcv: EmailDcvPolicy;
+  /** The Baseline Requirements version the evidence names (CONTRACT §6; the operator's CPS). */
+  brVersion: string;
   /** DCV emails: links, sender, random values, delivery (CONTRACT §5). */
   dcvEmail: DcvEmailConfig;
   /** Unknown validation codes per source IP on the confirmation pages (CONTRACT §6). */
@@ -130,7 +135,9 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dnsAttempts: 2,
     dnsMaxInFlight: 256,
     dnsMaxQueued: 1024,
+    dnssec: { ...DEFAULT_DNSSEC },
     emailDcv: defaultEmailDcvPolicy(),
+    brVersion: BR_VERSION,
     dcvEmail: defaultDcvEmailConfig(),
     codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },
     webhooks: {},

@@ -26,9 +26,51 @@ export interface Metrics {
   contentType: string;
 }
 
-export function createMetrics(db: Kysely<Database>): Metrics {
+export interface MetricSources {
+  /** Whole days until the email DCV cut-off (0 once it passed). */
+  emailDcvDaysLeft?: () => number;
+  /** The DNSSEC policy's mode and each resolver's probe state. */
+  dnssec?: () => { mode: string; resolvers: ReadonlyMap<string, { state: string }> };
+}
+
+export function createMetrics(db: Kysely<Database>, sources: MetricSources = {}): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dcvd_' });
+  const dnssec = sources.dnssec;
+  if (dnssec) {
+    new Gauge({
+      name: 'dcvd_dnssec_mode',
+      help: 'The DNSSEC policy of contact lookups: 1 for the mode in force (require, log, off); only require is BR 3.2.2.4 compliant.',
+      labelNames: ['mode'] as const,
+      registers: [registry],
+      collect() {
+        const { mode } = dnssec();
+        for (const m of ['require', 'log', 'off']) this.set({ mode: m }, m === mode ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'dcvd_dnssec_resolvers',
+      help: 'Configured DNS resolvers by DNSSEC probe state (proven, failed, unprobed); under --dnssec require only proven ones are asked.',
+      labelNames: ['state'] as const,
+      registers: [registry],
+      collect() {
+        const counts: Record<string, number> = { proven: 0, failed: 0, unprobed: 0 };
+        for (const s of dnssec().resolvers.values()) counts[s.state] = (counts[s.state] ?? 0) + 1;
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+  }
+  const daysLeft = sources.emailDcvDaysLeft;
+  if (daysLeft) {
+    new Gauge({
+      name: 'dcvd_email_dcv_days_left',
+      help: 'Days until the email DCV cut-off (--email-dcv-cutoff; BR 3.2.2.4.4, .13, .14 MUST NOT be relied upon from 2028-03-15); 0 once it passed.',
+      registers: [registry],
+      collect() {
+        this.set(daysLeft());
+      },
+    });
+  }
   const requests = new Counter({
     name: 'dcvd_api_requests_total',
     help: 'API calls by endpoint and outcome code (0 = success).',
@@ -61,7 +103,7 @@ export function createMetrics(db: Kysely<Database>): Metrics {
   });
   const dns = new Counter({
     name: 'dcvd_dns_lookups_total',
-    help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, refused, rcode, malformed, network, overloaded, name-too-long, not-queried).',
+    help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, dnssec-bogus, refused, rcode, malformed, network, overloaded, name-too-long, not-queried, no-validating-resolver).',
     labelNames: ['type', 'outcome'] as const,
     registers: [registry],
   });

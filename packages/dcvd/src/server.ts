@@ -15,6 +15,7 @@ import { buildApp, type ServerTimeouts } from './http/app.ts';
 import { createUseCases } from './api/index.ts';
 import { createDnsClient, systemResolvers } from './dns/client.ts';
 import { createUdpPool } from './dns/transport.ts';
+import { DnssecGuard } from './dns/dnssec.ts';
 import { DnsLookupStats } from './contacts/dns.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { OfferedAddressRegistry } from './registry/offered.ts';
@@ -24,7 +25,8 @@ import { TemplateRepository } from './orders/templates.ts';
 import { loadValueKeys } from './orders/random-values.ts';
 import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
-import { queueDecisionWebhook, WebhookWorker } from './orders/webhooks.ts';
+import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './orders/webhooks.ts';
+import { daysUntilCutoff, emailMethodsPhase } from './api/policy.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 import { AdminService } from './admin/service.ts';
 import { buildAdminApp, checkAdminToken } from './admin/http.ts';
@@ -100,6 +102,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
   const apps: FastifyInstance[] = [];
   let outbox: OutboxWorker | undefined;
   let webhooks: WebhookWorker | undefined;
+  let stopDnssec = () => {};
   try {
     const adminToken = config.adminListen ? checkAdminToken(config.adminToken) : undefined;
     const applied = await migrateToLatest(store.db, store.dialect);
@@ -107,7 +110,10 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     const tls = await loadOrCreateCertificate(config);
     if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
 
-    const metrics = createMetrics(store.db);
+    const metrics = createMetrics(store.db, {
+      emailDcvDaysLeft: () => daysUntilCutoff(config.emailDcv, clock.now()),
+      dnssec: () => ({ mode: dnssec.mode, resolvers: dnssec.probeStates() }),
+    });
     const auth = new Authenticator(store.db, clock, config.auth, {
       onLockout: () => metrics.lockout(),
       onVerify: (kind) => metrics.passwordVerification(kind),
@@ -124,12 +130,19 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         else if (event === 'overloaded') logger.warn({ dns: { event, detail } }, 'DNS query not sent: too many in flight');
       },
     });
-    const dns = createDnsClient({
+    // The DNSSEC policy (CONTRACT §3): in `require`, only resolvers that pass its probes are asked, and none passing stops the start.
+    const dnssec = new DnssecGuard({
+      config: config.dnssec,
       resolvers: config.dnsServers ?? systemResolvers(),
       timeoutMs: config.dnsTimeoutMs,
       attempts: config.dnsAttempts,
       pool: dnsPool,
+      log: logger,
+      now: () => clock.now(),
     });
+    await dnssec.start();
+    stopDnssec = () => dnssec.stop();
+    const dns = dnssec.client;
     const dnsStats = new DnsLookupStats((type, outcome) => metrics.dnsLookup(type, outcome));
     // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started below) delivers.
     checkDcvEmailConfig(config.dcvEmail);
@@ -142,14 +155,17 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       templates: new TemplateRepository(store.db, clock),
       registry,
       settings: { keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: config.dcvEmail.resendIntervalMs, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) },
+      policy: config.emailDcv,
       onQueued: () => outbox?.wake(),
     };
-    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv }, resend });
+    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend });
     // Bounded: a load balancer needs an answer, not a hanging probe.
     const readiness = async () => {
       let timer: NodeJS.Timeout | undefined;
       const check = (async () => {
         await sql`select 1`.execute(store.db);
+        const dnssecProblem = dnssec.notReady();
+        if (dnssecProblem) return dnssecProblem;
         const pending = await pendingMigrations(store.db, store.dialect);
         if (pending.length > 0) return `pending migrations: ${pending.join(', ')}`;
         // One cheap read of each hot table: a dropped or corrupt table makes the instance not ready (issue 14).
@@ -174,8 +190,10 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       keys: valueKeys,
       policy: config.codeGuessing,
       ipv6Prefix: config.ipv6Prefix,
+      emailPolicy: config.emailDcv,
+      brVersion: config.brVersion,
       async onDecided(trx, event) {
-        const queued = await queueDecisionWebhook(trx, hooks, event);
+        const queued = await queueDecisionWebhook(trx, hooks, event, config.emailDcv);
         if (!queued && hooks.secret === undefined) logger.warn({ orderNumber: event.orderNumber }, 'no webhook queued: no --webhook-secret configured');
       },
       afterDecided: () => webhooks?.wake(),
@@ -208,6 +226,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       publicUrl: config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress),
       caName: config.dcvEmail.caName,
       policy: config.dcvEmail.outbox,
+      emailPolicy: config.emailDcv,
       log: logger,
     });
     outbox.start();
@@ -227,6 +246,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         random,
         dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) }),
         onQueued: () => worker.wake(),
+        emailPolicy: config.emailDcv,
       });
       const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, ipv6Prefix: config.ipv6Prefix });
       apps.push(adminApp);
@@ -264,6 +284,29 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     }), config.statsIntervalMs);
     stats.unref();
 
+    // The email-method sunset (BR 3.2.2.4.4, .13, .14): a warning while the methods are discouraged; from the
+    // cut-off, every validated order's ordering system is told by webhook that its validation is no longer usable.
+    const phase = emailMethodsPhase(config.emailDcv, clock.now());
+    if (phase === 'discouraged') {
+      logger.warn(
+        { emailDcvCutoff: new Date(config.emailDcv.cutoff).toISOString(), daysLeft: daysUntilCutoff(config.emailDcv, clock.now()) },
+        'the email DCV methods SHOULD NOT be used since 2026-03-15 (BR 3.2.2.4.4, 3.2.2.4.13, 3.2.2.4.14); they are refused from the cut-off',
+      );
+    } else if (phase === 'refused') {
+      logger.warn({ emailDcvCutoff: new Date(config.emailDcv.cutoff).toISOString() }, 'email DCV cut-off passed: no DCV email is sent or confirmed, prior validations are reported unusable');
+    }
+    const unusableHooks = () => {
+      queueUnusableWebhooks(store.db, store.dialect, hooks, config.emailDcv, clock.now())
+        .then((n) => {
+          if (n > 0) {
+            logger.info({ queued: n }, 'dcv.unusable webhooks queued (email DCV cut-off passed)');
+            hookWorker?.wake();
+          }
+        })
+        .catch((err: unknown) => logger.error({ err }, 'queueing dcv.unusable webhooks failed'));
+    };
+    unusableHooks();
+
     // Background purges: per-IP counters whose window is over, registry rows older than 24 hours.
     const purge = setInterval(guarded('purge', () => {
       auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
@@ -273,6 +316,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         .catch((err: unknown) => logger.error({ err }, 'purging the 24-hour registry failed'));
       confirmation.purgeFailures().catch((err: unknown) => logger.error({ err }, 'purging validation-code failure counters failed'));
       purgeSealedCodes(store.db, clock.now()).catch((err: unknown) => logger.error({ err }, 'erasing sealed codes of dead values failed'));
+      unusableHooks();
     }), 60_000);
     purge.unref();
 
@@ -292,6 +336,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       webhooks: hookWorker,
       close() {
         closing ??= (async () => {
+          stopDnssec();
           clearInterval(purge);
           clearInterval(stats);
           loopDelay.disable();
@@ -309,6 +354,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     if (adminAddress) running.admin = adminAddress;
     return running;
   } catch (err) {
+    stopDnssec();
     await Promise.allSettled(apps.map((a) => a.close()));
     await outbox?.stop();
     await webhooks?.stop();

@@ -107,9 +107,9 @@ test('approve: validated, code spent, evidence with everything §6 lists; a seco
   const value = await server.store.db.selectFrom('random_values').selectAll().where('id', '=', row.random_value_id).executeTakeFirstOrThrow();
   assert.deepEqual(e, {
     decision: 'approved',
-    method: 'BR 3.2.2.4.4 (email)',
+    method: 'BR 3.2.2.4.4 Email to a Constructed Address, version 2.2.6',
     brSection: '3.2.2.4.4',
-    brVersion: '2.1.5',
+    brVersion: '2.2.6',
     orderNumber: m.orderNumber,
     domain: 'shop.example.org',
     adn: 'example.org',
@@ -123,6 +123,9 @@ test('approve: validated, code spent, evidence with everything §6 lists; a seco
     decidedAt: new Date(clock.now()).toISOString(),
     sourceIp: '127.0.0.1',
     userAgent: 'dcvd-test/1',
+    usable: true,
+    unusableReason: null,
+    emailMethodsUsableUntil: null,
   });
   assert.equal(value.spent_at, clock.now());
 
@@ -132,7 +135,8 @@ test('approve: validated, code spent, evidence with everything §6 lists; a seco
   assert.equal(shown.code, 0, shown.stderr);
   const order = JSON.parse(shown.stdout);
   assert.equal(order.dcvStatus, 'validated');
-  assert.deepEqual(order.evidence, [e]);
+  // Judged against the default cut-off (BR: email methods not relied upon from 2028-03-15).
+  assert.deepEqual(order.evidence, [{ ...e, emailMethodsUsableUntil: '2028-03-15T00:00:00.000Z' }]);
 });
 
 test('two concurrent approvals: one wins, the other sees "already used"; one evidence record', async () => {

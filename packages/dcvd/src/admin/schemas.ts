@@ -83,7 +83,7 @@ export const EvidenceSchema = Type.Object({
   adn: Type.String(),
   recipient: Type.String(),
   addressSource: Type.String({ description: 'constructed, dns-txt or dns-caa' }),
-  dns: Type.Unknown({ description: 'the DNS answer the address came from (null for constructed addresses)' }),
+  dns: Type.Unknown({ description: 'the DNS answer the address came from (null for constructed addresses): name, type, rcode, authenticatedData, extendedErrors, resolver, dnssec {mode, status, probe}' }),
   randomValueHash: Type.String(),
   randomValueCreatedAt: DateTime,
   emailMessageId: Nullable(Type.String()),
@@ -91,6 +91,9 @@ export const EvidenceSchema = Type.Object({
   decidedAt: DateTime,
   sourceIp: Type.String(),
   userAgent: Nullable(Type.String()),
+  usable: Type.Boolean({ description: 'whether a certificate may still be issued on this validation: false when declined and, from --email-dcv-cutoff on, always' }),
+  unusableReason: Nullable(Type.String()),
+  emailMethodsUsableUntil: Nullable(DateTime),
 });
 
 export const WebhookSchema = Type.Object({

@@ -17,6 +17,7 @@ import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipie
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
 import { listWebhooks, type WebhookView } from '../orders/webhooks.ts';
 import type { EmailTemplate } from '../mail/templates.ts';
+import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
 
 export interface AdminDeps {
   db: Kysely<Database>;
@@ -26,6 +27,8 @@ export interface AdminDeps {
   dcvEmail: () => DcvEmailSettings;
   /** After an email was queued (the server wakes its outbox worker). */
   onQueued?: () => void;
+  /** Cut-off and blocklist of email DCV: no first email for a refused domain, evidence judged usable or not. Default: the built-in cut-off. */
+  emailPolicy?: EmailDcvPolicy;
 }
 
 export interface OrderCreateRequest {
@@ -133,6 +136,8 @@ export class AdminService {
     if (req.dcvEmail !== undefined) {
       if (req.dcvMethod !== 'email') throw new OrderError('--dcv-email needs --dcv-method email');
       const domain = checkDomainName(req.domain);
+      const refusal = domain.ok ? emailDcvRefusal(this.emailPolicy, domain.domain, now) : undefined;
+      if (refusal) throw new OrderError(`no DCV email for ${domain.ok ? domain.domain : req.domain}: ${refusalText(refusal, this.emailPolicy)}`, 'conflict');
       if (domain.ok) {
         const pseudo = { account_id: owner, domain: domain.domain };
         recipient = await offeredRecipient(new OfferedAddressRegistry(db), pseudo, req.dcvEmail, now);
@@ -167,7 +172,8 @@ export class AdminService {
     const { db } = this.deps;
     const row = await this.orders.require(orderNumber);
     const [v] = await this.viewsOf([row]);
-    return { ...v!, emails: await listOutbox(db, { orderId: row.id }), evidence: await listEvidence(db, { orderId: row.id }), webhooks: await listWebhooks(db, { orderId: row.id }) };
+    const evidence = await listEvidence(db, { orderId: row.id }, { policy: this.emailPolicy, now: this.deps.clock.now() });
+    return { ...v!, emails: await listOutbox(db, { orderId: row.id }), evidence, webhooks: await listWebhooks(db, { orderId: row.id }) };
   }
 
   async listOrders(account?: string): Promise<OrderView[]> {
@@ -182,7 +188,7 @@ export class AdminService {
   /** The evidence of an order's validations, newest first (CONTRACT §6). */
   async orderEvidence(orderNumber: number): Promise<EvidenceView[]> {
     const row = await this.orders.require(orderNumber);
-    return listEvidence(this.deps.db, { orderId: row.id });
+    return listEvidence(this.deps.db, { orderId: row.id }, { policy: this.emailPolicy, now: this.deps.clock.now() });
   }
 
   // ------------------------------------------------------------ templates
@@ -211,6 +217,10 @@ export class AdminService {
   }
 
   // ------------------------------------------------------------ helpers
+
+  private get emailPolicy(): EmailDcvPolicy {
+    return this.deps.emailPolicy ?? defaultEmailDcvPolicy();
+  }
 
   private async accountId(login: string): Promise<number> {
     const row = await this.deps.db.selectFrom('accounts').select('id').where('login', '=', login).executeTakeFirst();

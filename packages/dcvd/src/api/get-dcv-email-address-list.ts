@@ -6,10 +6,10 @@
 import type { DcvEmailAddressList } from '@dcvd/client';
 import type { Clock } from '../deps.ts';
 import { checkDomainName, constructedAddresses } from '../domains/index.ts';
-import { findDnsContacts, type DnsLookupStats } from '../contacts/dns.ts';
+import { findDnsContacts, type ContactLookup, type DnsLookupStats } from '../contacts/dns.ts';
 import type { DnsClient } from '../dns/client.ts';
 import { normalizeAddress, type OfferedAddress, type OfferedAddressRegistry } from '../registry/offered.ts';
-import { policyRefusal, type EmailDcvPolicy } from './policy.ts';
+import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
 import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
 
 export const MAX_ADDRESS_LENGTH = 254;
@@ -20,6 +20,8 @@ export interface GetListDeps {
   dnsStats: DnsLookupStats;
   registry: OfferedAddressRegistry;
   policy: EmailDcvPolicy;
+  /** The DNSSEC policy's view of each answer, for the evidence (src/dns/dnssec.ts). */
+  dnssec?: ContactLookup['dnssec'];
 }
 
 export async function getDcvEmailAddressList(
@@ -36,7 +38,7 @@ export async function getDcvEmailAddressList(
     return { ok: false, error: check.code === -4 ? { code: -4, item: 'domainName' } : { code: check.code } };
   }
   // Step 10: the operator's policy.
-  const refusal = policyRefusal(deps.policy, check.domain, deps.clock.now());
+  const refusal = emailDcvRefusal(deps.policy, check.domain, deps.clock.now());
   if (refusal) {
     ctx.log.info({ policy: refusal }, 'email DCV refused by policy');
     return { ok: false, error: { code: -160 } };
@@ -49,7 +51,7 @@ export async function getDcvEmailAddressList(
   // responseFormat 1 returns the constructed addresses only (CONTRACT §1, reading of the seed).
   if (params.responseFormat === 2) {
     const seen = new Set(offers.map((o) => normalizeAddress(o.address)));
-    const found = await findDnsContacts({ dns: deps.dns, log: ctx.log, stats: deps.dnsStats }, check.domain, check.adns);
+    const found = await findDnsContacts({ dns: deps.dns, log: ctx.log, stats: deps.dnsStats, dnssec: deps.dnssec }, check.domain, check.adns);
     for (const contact of found) {
       const key = normalizeAddress(contact.address);
       if (seen.has(key)) continue;

@@ -5,18 +5,21 @@
  * voucher permission → -90; dcvTemplateID unknown to the account → -4
  * (ignored for 801/803); dcvEmailAddress not offered to the account for the
  * order's domain in the last 24 hours → -4, or omitted when the order never
- * had an address → -3; the order not awaiting email DCV, or the previous DCV
- * email less than the minimum interval ago → -160. Success: the email is
+ * had an address → -3; the operator's email DCV policy (cut-off date,
+ * blocklist: emailDcvRefusal) refuses the order's domain → -160, checked
+ * right after the permissions; the order not awaiting email DCV, or the
+ * previous DCV email less than the minimum interval ago → -160. Success: the email is
  * durably queued (transactional outbox).
  */
 import type { Kysely } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { MARK_CERTIFICATE_PRODUCTS, type OrderRepository, type OrderRow } from '../orders/orders.ts';
+import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderRepository, type OrderRow } from '../orders/orders.ts';
 import type { TemplateRepository } from '../orders/templates.ts';
 import { currentRecipient, offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
 import type { CallContext, Outcome, ResendDcvEmailParams } from './types.ts';
+import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
 
 export interface ResendDeps {
   db: Kysely<Database>;
@@ -25,6 +28,8 @@ export interface ResendDeps {
   templates: TemplateRepository;
   registry: OfferedAddressRegistry;
   settings: DcvEmailSettings;
+  /** Cut-off date and blocklist of email DCV (CONTRACT §6): a refused order's resend answers -160. */
+  policy: EmailDcvPolicy;
   /** Called after an email was queued (wakes the outbox worker of this process). */
   onQueued?: () => void;
 }
@@ -54,6 +59,13 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
 
   // Step 8: permissions.
   if (order.voucher === 1 && !ctx.account.perm_voucher) return { ok: false, error: { code: -90, item: 'ResendDCVEmail' } };
+
+  // Step 10: the operator's policy, as for GetDCVEmailAddressList (no email after the cut-off or for a blocklisted domain).
+  const refusal = emailDcvRefusal(deps.policy, validationDomain(order), now);
+  if (refusal) {
+    log.info({ orderNumber, policy: refusal }, 'email DCV refused by policy');
+    return { ok: false, error: { code: -160 } };
+  }
 
   // The template: dcvTemplateID, else the order's own, else the built-in default. "Not relevant" for VMC/CMC.
   let templateId = order.template_id;

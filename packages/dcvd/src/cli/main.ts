@@ -8,11 +8,12 @@ import type { AccountInput, AccountView, Permission } from '../accounts/reposito
 import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
-import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
-import { DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
+import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
 import { checkWebhookUrl } from '../orders/webhooks.ts';
 import { readFileSync } from 'node:fs';
 import { opt, parseIsoDate, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
+import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
+import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, parseBrVersion } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
 
@@ -143,6 +144,11 @@ interface ServeFlags extends StoreFlags {
   dnsMaxQueued: number;
   emailDcvBlocklist?: string[];
   emailDcvCutoff: number;
+  brVersion: string;
+  dnssec: DnssecMode;
+  dnssecProbeSecure: string;
+  dnssecProbeBogus: string;
+  dnssecProbeInterval: number;
   codeFailureLimit: number;
   codeFailureWindow: number;
   ipv6Prefix: number;
@@ -198,13 +204,17 @@ function serveCommand(): Command {
     .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(2))
     .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(256))
     .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(1024))
-    .addOption(repeatable('--email-dcv-blocklist <domain>', 'domains (and everything below them) refused email DCV with -160; comma-separated or repeated'))
-    .addOption(
-      opt('--email-dcv-cutoff <iso-date>', 'from this date GetDCVEmailAddressList answers -160', parseIsoDate).default(
-        DEFAULT_EMAIL_DCV_CUTOFF,
-        '2028-03-15',
-      ),
-    )
+    .addOption(emailDcvBlocklistOption())
+    .addOption(emailDcvCutoffOption())
+    .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(DEFAULT_DNSSEC.mode))
+    .addOption(opt('--dnssec-probe-secure <name>', 'a name in a signed zone that a validating resolver answers with the AD bit').default(DEFAULT_DNSSEC.probeSecure))
+    .addOption(opt('--dnssec-probe-bogus <name>', 'a name in a zone with broken signatures that a validating resolver answers SERVFAIL').default(DEFAULT_DNSSEC.probeBogus))
+    .addOption(opt('--dnssec-probe-interval <duration>', 'how often --dnssec require probes the resolvers again (at least 1s)', (v) => {
+        const ms = parseDuration(v);
+        if (ms < 1000) throw new Error('the DNSSEC probe interval must be at least 1s');
+        return ms;
+      }).default(DEFAULT_DNSSEC.probeIntervalMs, '5m'))
+    .addOption(opt('--br-version <version>', 'Baseline Requirements version the evidence names (as your CPS says)', parseBrVersion).default(BR_VERSION))
     .addOption(
       opt('--code-failure-limit <n>', 'unknown validation codes from one source IP that block it on the confirmation pages', (v) => parseCount(v, 1)).default(
         DEFAULT_CODE_GUESS_POLICY.failureLimit,
@@ -247,7 +257,9 @@ function serveCommand(): Command {
         dnsAttempts: flags.dnsAttempts,
         dnsMaxInFlight: flags.dnsMaxInFlight,
         dnsMaxQueued: flags.dnsMaxQueued,
-        emailDcv: { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff },
+        emailDcv: emailPolicyFrom(flags),
+        brVersion: flags.brVersion,
+        dnssec: { mode: flags.dnssec, probeSecure: flags.dnssecProbeSecure, probeBogus: flags.dnssecProbeBogus, probeIntervalMs: flags.dnssecProbeInterval },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
         webhooks: { url: flags.webhookUrl, secret: webhookSecret(flags) },

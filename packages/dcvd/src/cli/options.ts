@@ -11,6 +11,7 @@ import { AdminService } from '../admin/service.ts';
 import { cryptoRandom, systemClock } from '../deps.ts';
 import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { defaultMailFrom, mailDomain } from '../config.ts';
+import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../api/policy.ts';
 
 export function envName(flags: string): string {
   const long = /--([a-z0-9-]+)/.exec(flags)?.[1];
@@ -89,13 +90,47 @@ export function parseIsoDate(text: string): number {
   return ms;
 }
 
+/**
+ * --email-dcv-cutoff and --email-dcv-blocklist: `serve`, and the commands that
+ * send a first DCV email or judge evidence (`order create`, `order show`).
+ */
+export function withEmailPolicyOptions(cmd: Command): Command {
+  return cmd.addOption(emailDcvBlocklistOption()).addOption(emailDcvCutoffOption());
+}
+
+export function emailDcvBlocklistOption(): Option {
+  return repeatable('--email-dcv-blocklist <domain>', 'domains (and everything below them) refused email DCV with -160; comma-separated or repeated');
+}
+
+export function emailDcvCutoffOption(): Option {
+  return opt('--email-dcv-cutoff <iso-date>', 'from this date no DCV email is offered, sent or confirmed (-160) and email validations are reported unusable', parseIsoDate).default(
+    DEFAULT_EMAIL_DCV_CUTOFF,
+    '2028-03-15',
+  );
+}
+
+export interface EmailPolicyFlags {
+  emailDcvBlocklist?: string[];
+  emailDcvCutoff?: number;
+}
+
+export function emailPolicyFrom(flags: EmailPolicyFlags): EmailDcvPolicy {
+  return { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff ?? DEFAULT_EMAIL_DCV_CUTOFF };
+}
+
+/** A Baseline Requirements version such as 2.2.6. */
+export function parseBrVersion(text: string): string {
+  if (!/^\d{1,2}\.\d{1,2}\.\d{1,2}$/.test(text.trim())) throw new Error(`expected a BR version such as 2.2.6, got ${JSON.stringify(text)}`);
+  return text.trim();
+}
+
 /** Output of data commands: JSON with --json, readable lines otherwise. */
 export function print(json: boolean | undefined, value: unknown, human: () => string): void {
   process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
 }
 
 /** The operations behind the commands (and the internal API) on the store of --data-dir / --database-url. */
-export function withAdmin<T>(flags: StoreFlags & { secretKeyFile?: string; randomValueTtl?: number; mailFrom?: string; publicUrl?: string }, fn: (admin: AdminService) => Promise<T>): Promise<T> {
+export function withAdmin<T>(flags: StoreFlags & EmailPolicyFlags & { secretKeyFile?: string; randomValueTtl?: number; mailFrom?: string; publicUrl?: string }, fn: (admin: AdminService) => Promise<T>): Promise<T> {
   return withStore(flags, (s) =>
     fn(
       new AdminService({
@@ -109,6 +144,7 @@ export function withAdmin<T>(flags: StoreFlags & { secretKeyFile?: string; rando
           resendIntervalMs: 0,
           messageIdDomain: mailDomain(flags.mailFrom ?? defaultMailFrom(flags.publicUrl)),
         }),
+        emailPolicy: emailPolicyFrom(flags),
       }),
     ),
   );

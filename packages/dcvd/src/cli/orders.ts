@@ -10,7 +10,8 @@ import { DEFAULT_OUTBOX_POLICY, OUTBOX_STATES, type OutboxView } from '../mail/o
 import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts';
 import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
-import { opt, print, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
+import { opt, print, withAdmin, withEmailPolicyOptions, withJson, withStoreOptions, type EmailPolicyFlags, type StoreFlags } from './options.ts';
+import type { DnsEvidence } from '../registry/offered.ts';
 
 /** An order number, product code or template id: the API's integer rule (CONTRACT §1). */
 function parseId(text: string): number {
@@ -123,7 +124,16 @@ function describeEmail(e: OutboxView): string {
 
 // ---------------------------------------------------------------- order
 
-interface OrderCreateFlags extends StoreFlags, ValueFlags {
+/** The DNS answer a contact came from, in one line: resolver, RCODE, AD bit, EDE, DNSSEC status and probe state. */
+function describeDnssec(dns: unknown): string {
+  if (dns === null || typeof dns !== 'object') return '';
+  const d = dns as Partial<DnsEvidence>;
+  const ede = (d.extendedErrors ?? []).map((e) => ` EDE ${e.infoCode}`).join('');
+  const sec = d.dnssec ? `, DNSSEC ${d.dnssec.status} (${d.dnssec.mode}, resolver ${d.dnssec.probe.state})` : '';
+  return `; ${d.type} ${d.name} via ${d.resolver}: ${d.rcode} AD=${d.authenticatedData ? 1 : 0}${ede}${sec}`;
+}
+
+interface OrderCreateFlags extends StoreFlags, ValueFlags, EmailPolicyFlags {
   account: string;
   domain: string;
   orderNumber?: number;
@@ -141,7 +151,7 @@ export function orderCommands(): Command {
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
 
   withValueOptions(
-    common(
+    withEmailPolicyOptions(common(
       order
         .command('create')
         .description('create an order; with --dcv-email, the 24-hour rule applies and the first DCV email is queued')
@@ -154,21 +164,25 @@ export function orderCommands(): Command {
         .addOption(opt('--dcv-method <method>', `${DCV_METHODS.join(', ')}`).choices([...DCV_METHODS]).default('email'))
         .addOption(opt('--template-id <n>', 'the DCV email template of this order (account\u2019s own, else global)', parseId))
         .addOption(opt('--dcv-email <address>', 'send the first DCV email to this address (returned by GetDCVEmailAddressList in the last 24 hours)')),
-    ),
+    )),
   ).action(async (flags: OrderCreateFlags) => {
     const view = await withAdmin(flags, (a) => a.createOrder(flags));
     print(flags.json, view, () => `created ${describeOrder(view)}${view.queuedEmail ? `\n  DCV email queued: ${view.queuedEmail}` : ''}`);
   });
 
-  common(order.command('show').description('show an order and its DCV emails').argument('<order-number>', 'order number', parseId)).action(
-    async (orderNumber: number, flags: StoreFlags & { json?: boolean }) => {
+  withEmailPolicyOptions(common(order.command('show').description('show an order, its DCV emails, webhooks and evidence (usable or not after --email-dcv-cutoff)').argument('<order-number>', 'order number', parseId))).action(
+    async (orderNumber: number, flags: StoreFlags & EmailPolicyFlags & { json?: boolean }) => {
       const view = await withAdmin(flags, (a) => a.showOrder(orderNumber));
       print(flags.json, view, () =>
         [
           describeOrder(view),
           ...view.emails.map((e) => `  email ${describeEmail(e)}`),
           ...view.webhooks.map((w) => `  webhook ${w.event} ${w.eventId} to ${w.url}  ${w.state}  (attempts ${w.attempts})${w.lastError ? ` \u2014 ${w.lastError}` : ''}`),
-          ...view.evidence.map((e) => `  ${e.decision} ${e.decidedAt} by ${e.recipient} (ADN ${e.adn}, BR ${e.brSection} v${e.brVersion}, ${e.addressSource}) from ${e.sourceIp}`),
+          ...view.evidence.map(
+            (e) =>
+              `  ${e.decision} ${e.decidedAt} by ${e.recipient} (ADN ${e.adn}, ${e.method}, ${e.addressSource}${describeDnssec(e.dns)}) from ${e.sourceIp}` +
+              (e.usable ? '' : `\n    not usable: ${e.unusableReason}`),
+          ),
         ].join('\n'),
       );
     },

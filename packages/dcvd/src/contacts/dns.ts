@@ -8,6 +8,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { DnsError, type DnsClient, type DnsResult } from '../dns/client.ts';
 import { checkQueryName } from '../dns/message.ts';
+import { isBogus, type DnssecEvidence } from '../dns/dnssec.ts';
 import type { Adn } from '../domains/index.ts';
 import type { DnsEvidence, OfferedAddress } from '../registry/offered.ts';
 import { isContactAddress } from './address.ts';
@@ -43,10 +44,12 @@ export interface ContactLookup {
   dns: DnsClient;
   log: FastifyBaseLogger;
   stats: DnsLookupStats;
+  /** The DNSSEC policy (src/dns/dnssec.ts): its view of each answer goes into the evidence. */
+  dnssec?: { evidence(resolver: string, authenticatedData: boolean): DnssecEvidence } | undefined;
 }
 
-function evidence(result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
-  return {
+function evidence(ctx: ContactLookup, result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
+  const found: DnsEvidence = {
     name: result.name,
     type,
     rcode: result.rcode,
@@ -54,6 +57,8 @@ function evidence(result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
     extendedErrors: result.extendedErrors,
     resolver: result.resolver,
   };
+  if (ctx.dnssec) found.dnssec = ctx.dnssec.evidence(result.resolver, result.authenticatedData);
+  return found;
 }
 
 /** Runs one lookup; a failure is logged, counted and becomes `undefined`. */
@@ -74,10 +79,12 @@ async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'C
     return result;
   } catch (err) {
     if (!(err instanceof DnsError)) throw err;
-    ctx.stats.add(type, err.kind);
+    // A SERVFAIL with a DNSSEC Extended DNS Error: the resolver found the answer bogus (forged or broken signatures).
+    const bogus = isBogus(err);
+    ctx.stats.add(type, bogus ? 'dnssec-bogus' : err.kind);
     ctx.log.warn(
-      { dns: { type, name, kind: err.kind, rcode: err.rcode, resolver: err.resolver, extendedErrors: err.extendedErrors } },
-      'DNS lookup failed; its contact source is dropped',
+      { dns: { type, name, kind: bogus ? 'dnssec-bogus' : err.kind, rcode: err.rcode, resolver: err.resolver, extendedErrors: err.extendedErrors } },
+      bogus ? 'DNSSEC validation failed (bogus answer); its contact source is dropped' : 'DNS lookup failed; its contact source is dropped',
     );
     return undefined;
   }
@@ -100,7 +107,7 @@ async function txtContacts(ctx: ContactLookup, adns: readonly Adn[]): Promise<Of
       const found: OfferedAddress[] = [];
       for (const strings of result.records) {
         const value = strings.join('');
-        if (isContactAddress(value)) found.push({ address: value, level: adn.level, source: 'dns-txt', dns: evidence(result, 'TXT') });
+        if (isContactAddress(value)) found.push({ address: value, level: adn.level, source: 'dns-txt', dns: evidence(ctx, result, 'TXT') });
       }
       return found;
     }),
@@ -135,7 +142,7 @@ async function caaContacts(ctx: ContactLookup, fqdn: string, adns: readonly Adn[
     const found: OfferedAddress[] = [];
     for (const record of result.records) {
       if (record.tag.toLowerCase() !== 'contactemail') continue;
-      if (isContactAddress(record.value)) found.push({ address: record.value, level: at.level, source: 'dns-caa', dns: evidence(result, 'CAA') });
+      if (isContactAddress(record.value)) found.push({ address: record.value, level: at.level, source: 'dns-caa', dns: evidence(ctx, result, 'CAA') });
     }
     return found;
   }

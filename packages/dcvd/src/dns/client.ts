@@ -73,7 +73,8 @@ export interface DnsClient {
   caa(name: string): Promise<CaaResult>;
 }
 
-export type DnsErrorKind = 'timeout' | 'servfail' | 'refused' | 'rcode' | 'malformed' | 'network' | 'overloaded';
+/** `no-validating-resolver`: `--dnssec require` and no resolver passes the DNSSEC probes (src/dns/dnssec.ts). */
+export type DnsErrorKind = 'timeout' | 'servfail' | 'refused' | 'rcode' | 'malformed' | 'network' | 'overloaded' | 'no-validating-resolver';
 
 /** A lookup that produced no usable answer. CONTRACT §3: it drops only that contact source. */
 export class DnsError extends Error {

@@ -191,6 +191,7 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
       cancelled: [410, 'This request was cancelled', 'no', '<p>The certificate order this code belongs to was cancelled. Nothing more is needed.</p>'],
       unknown: [404, 'Code not recognised', 'no', `<p>This validation code does not match any request. Check that you copied the whole link, or <a href="${escapeHtml(action)}">type the code</a>.</p>`],
       blocked: [429, 'Too many attempts', 'no', '<p>Too many unrecognised codes came from your network. Wait 15 minutes and try again.</p>'],
+      refused: [403, 'Email validation is no longer accepted', 'no', '<p>The certificate authority no longer accepts approval by email for this domain, so this code cannot approve the request. Nothing was changed. Ask whoever requested the certificate to use another validation method.</p>'],
     };
     const [status, title, tone, text] = pages[outcome];
     const mark = tone === 'ok' ? '&#10003;' : '&#33;';

@@ -6,7 +6,9 @@
  * States: `pending` (waiting for its next attempt) → `sending` (claimed by a
  * worker, under a lease) → `delivered` | `failed` (permanent error or retry
  * limit) | back to `pending` (transient error). `cancelled`: not sent because
- * its code stopped working first (superseded, order cancelled, code used).
+ * its code stopped working first (superseded, order cancelled, code used), or
+ * because the email DCV policy refuses the order's domain when its turn comes
+ * (cut-off date passed, domain blocklisted: `last_error` says which).
  *
  * A claim is one statement (`UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP
  * LOCKED]) RETURNING`), so several workers on one database never take the
@@ -27,6 +29,8 @@ import type { Database, OutboxTable } from '../store/schema.ts';
 import type { Logger } from '../log.ts';
 import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
+import { validationDomain } from '../orders/orders.ts';
+import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
 import { MailDeliveryError, TemplateError } from './errors.ts';
 import type { OutgoingEmail } from './message.ts';
 import { renderTemplate } from './templates.ts';
@@ -78,6 +82,8 @@ export interface OutboxWorkerDeps {
   /** The CA's name in the emails (--ca-name); "dcvd" when absent. */
   caName?: string;
   policy: OutboxPolicy;
+  /** Cut-off and blocklist of email DCV, checked again when an email's turn comes (CONTRACT §6). */
+  emailPolicy: EmailDcvPolicy;
   log: Logger;
 }
 
@@ -133,6 +139,12 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
     if (!facts || facts.dcv_status !== 'awaiting' || facts.revoked_at !== null || facts.spent_at !== null || facts.expires_at <= now) {
       await this.finish(row, { state: 'cancelled', last_error: 'validation code no longer valid when its turn came', sealed_code: null });
       log.info({ ...where, state: 'cancelled' }, 'dcv email not sent: its code stopped working');
+      return;
+    }
+    const refusal = emailDcvRefusal(this.deps.emailPolicy, validationDomain(facts), now);
+    if (refusal) {
+      await this.finish(row, { state: 'cancelled', last_error: `not sent: ${refusalText(refusal, this.deps.emailPolicy)}`, sealed_code: null });
+      log.warn({ ...where, state: 'cancelled', policy: refusal }, 'dcv email not sent: email DCV refused by policy');
       return;
     }
     let email: OutgoingEmail;

@@ -10,9 +10,17 @@ import type { Database } from '../store/schema.ts';
 import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys } from './random-values.ts';
 import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 import { retryTransaction } from '../store/database.ts';
+import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from '../api/policy.ts';
 
-/** The Baseline Requirements version the evidence names (bump it with the rules it follows). */
-export const BR_VERSION = '2.1.5';
+/** The Baseline Requirements version the evidence names by default (`--br-version` for the operator's CPS). */
+export const BR_VERSION = '2.2.6';
+
+/** The BR methods' names, by section. */
+export const BR_METHOD_NAMES: Readonly<Record<string, string>> = {
+  '3.2.2.4.4': 'Email to a Constructed Address',
+  '3.2.2.4.13': 'Email to DNS CAA Contact',
+  '3.2.2.4.14': 'Email to DNS TXT Contact',
+};
 
 /** The BR method by how the address was found: constructed (3.2.2.4.4), DNS CAA (3.2.2.4.13), DNS TXT (3.2.2.4.14). */
 export const BR_SECTIONS: Readonly<Record<string, string>> = {
@@ -35,7 +43,9 @@ export type Decision = 'approve' | 'decline';
 /** What a code opens: the order's facts for an active one, only its state otherwise. */
 export type CodeLookup =
   | { state: 'active'; valueId: number; orderNumber: number; domain: string; adn: string; recipient: string; expiresAt: number }
-  | { state: Exclude<CodeState, 'active'> | 'unknown' | 'blocked' };
+  | { state: Exclude<CodeState, 'active'> | 'unknown' | 'blocked' }
+  /** An active code the email DCV policy no longer lets confirm (cut-off passed, domain blocklisted). */
+  | { state: 'refused'; refusal: EmailDcvRefusal };
 
 export type DecisionOutcome = 'approved' | 'declined' | Exclude<CodeLookup['state'], 'active'>;
 
@@ -57,6 +67,10 @@ export interface ConfirmationDeps {
   policy: CodeGuessPolicy;
   /** Guesses from IPv6 sources count by their network of this many bits. */
   ipv6Prefix?: number;
+  /** Cut-off and blocklist of email DCV: a refused order's code cannot approve (CONTRACT §6). */
+  emailPolicy?: EmailDcvPolicy;
+  /** The BR version the evidence names; BR_VERSION when absent. */
+  brVersion?: string;
   /** Called inside the deciding transaction (the webhook outbox row is written there). */
   onDecided?: (trx: Transaction<Database>, event: DecidedEvent) => Promise<void>;
   /** Called after that transaction committed (wakes the webhook worker). */
@@ -103,6 +117,8 @@ export class ConfirmationService {
     // An active value of an order that is no longer awaiting cannot decide it.
     if (order.dcv_status === 'cancelled') return { state: 'cancelled' };
     if (order.dcv_status !== 'awaiting') return { state: 'spent' };
+    const refusal = this.deps.emailPolicy && emailDcvRefusal(this.deps.emailPolicy, validationDomainOf(order.domain), now);
+    if (refusal) return { state: 'refused', refusal };
     return { state, valueId: row.id, orderNumber: order.order_number, domain: order.domain, adn: row.adn, recipient: row.recipient, expiresAt: row.expires_at };
   }
 
@@ -145,7 +161,7 @@ export class ConfirmationService {
             random_value_id: value.id,
             decision: decision === 'approve' ? 'approved' : 'declined',
             br_section: BR_SECTIONS[value.address_source] ?? BR_SECTIONS.constructed!,
-            br_version: BR_VERSION,
+            br_version: this.deps.brVersion ?? BR_VERSION,
             domain: order.domain,
             adn: value.adn,
             recipient: value.recipient,
@@ -190,9 +206,15 @@ export class ConfirmationService {
   }
 }
 
+/** `*.example.com` is validated as `example.com`. */
+function validationDomainOf(domain: string): string {
+  return domain.startsWith('*.') ? domain.slice(2) : domain;
+}
+
 /** A validation's evidence as the operator interface shows it (CONTRACT §6, §9). */
 export interface EvidenceView {
   decision: string;
+  /** "BR 3.2.2.4.14 Email to DNS TXT Contact, version 2.2.6". */
   method: string;
   brSection: string;
   brVersion: string;
@@ -209,17 +231,33 @@ export interface EvidenceView {
   decidedAt: string;
   sourceIp: string;
   userAgent: string | null;
+  /**
+   * Whether a certificate may still be issued on this validation now: false
+   * for a declined one and, from the email DCV cut-off on, for every one (BR:
+   * prior validations with the email methods MUST NOT be used).
+   */
+  usable: boolean;
+  unusableReason: string | null;
+  /** The cut-off after which no email validation is usable (--email-dcv-cutoff). */
+  emailMethodsUsableUntil: string | null;
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export async function listEvidence(db: Kysely<Database>, filter: { orderId?: number; limit?: number } = {}): Promise<EvidenceView[]> {
+/** With `policy`, `usable` is judged at `now` against its cut-off; without, only a declined validation is unusable. */
+export async function listEvidence(
+  db: Kysely<Database>,
+  filter: { orderId?: number; limit?: number } = {},
+  judge: { policy?: EmailDcvPolicy | undefined; now: number } = { now: Date.now() },
+): Promise<EvidenceView[]> {
   let q = db.selectFrom('dcv_evidence as e').innerJoin('orders as o', 'o.id', 'e.order_id').selectAll('e').select('o.order_number');
   if (filter.orderId !== undefined) q = q.where('e.order_id', '=', filter.orderId);
   const rows = await q.orderBy('e.id', 'desc').limit(filter.limit ?? 100).execute();
-  return rows.map((r) => ({
+  return rows.map((r) => {
+    const verdict = judge.policy ? emailValidationUsable(judge.policy, r.decision, judge.now) : { usable: r.decision === 'approved', reason: r.decision === 'approved' ? null : 'declined' };
+    return {
     decision: r.decision,
-    method: `BR ${r.br_section} (email)`,
+    method: `BR ${r.br_section} ${BR_METHOD_NAMES[r.br_section] ?? 'email'}, version ${r.br_version}`,
     brSection: r.br_section,
     brVersion: r.br_version,
     orderNumber: r.order_number,
@@ -235,5 +273,9 @@ export async function listEvidence(db: Kysely<Database>, filter: { orderId?: num
     decidedAt: iso(r.decided_at)!,
     sourceIp: r.source_ip,
     userAgent: r.user_agent,
-  }));
+    usable: verdict.usable,
+    unusableReason: verdict.reason,
+    emailMethodsUsableUntil: judge.policy ? iso(judge.policy.cutoff) : null,
+    };
+  });
 }

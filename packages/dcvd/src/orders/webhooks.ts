@@ -12,6 +12,8 @@ import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../mail/queue.ts';
 import { listEvidence, type DecidedEvent } from './confirmation.ts';
+import type { EmailDcvPolicy } from '../api/policy.ts';
+import type { Dialect } from '../store/database.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
@@ -46,32 +48,44 @@ export function checkWebhookUrl(url: string): string {
  * Queues the event of a decision inside its transaction (ConfirmationService's
  * onDecided). Returns false when there is no URL or no secret.
  */
-export async function queueDecisionWebhook(trx: Transaction<Database>, config: WebhookConfig, event: DecidedEvent): Promise<boolean> {
+export async function queueDecisionWebhook(trx: Transaction<Database>, config: WebhookConfig, event: DecidedEvent, emailPolicy?: EmailDcvPolicy): Promise<boolean> {
   const account = await trx.selectFrom('accounts').select(['login', 'webhook_url']).where('id', '=', event.accountId).executeTakeFirstOrThrow();
   const url = account.webhook_url ?? config.url;
   if (url === undefined || config.secret === undefined) return false;
-  const [evidence] = await listEvidence(trx, { orderId: event.orderId, limit: 1 });
-  const id = randomUUID();
   const type = event.decision === 'approved' ? 'dcv.validated' : 'dcv.declined';
+  await insertEvent(trx, { ...event, type, url, login: account.login, dcvStatus: event.decision === 'approved' ? 'validated' : 'declined', at: event.decidedAt }, emailPolicy);
+  return true;
+}
+
+/** Writes one event (body with the order and its newest evidence, judged at `at`) to the webhook outbox. */
+async function insertEvent(
+  trx: Transaction<Database>,
+  e: { type: string; url: string; login: string; orderId: number; orderNumber: number; baseOrderNumber: number; domain: string; dcvStatus: string; at: number },
+  emailPolicy: EmailDcvPolicy | undefined,
+): Promise<void> {
+  const [evidence] = await listEvidence(trx, { orderId: e.orderId, limit: 1 }, { policy: emailPolicy, now: e.at });
+  const id = randomUUID();
+  const event = { type: e.type, orderId: e.orderId, decidedAt: e.at, url: e.url };
   const body = JSON.stringify({
     id,
-    type,
-    createdAt: new Date(event.decidedAt).toISOString(),
+    type: e.type,
+    createdAt: new Date(e.at).toISOString(),
     order: {
-      orderNumber: event.orderNumber,
-      baseOrderNumber: event.baseOrderNumber,
-      account: account.login,
-      domain: event.domain,
-      dcvStatus: event.decision === 'approved' ? 'validated' : 'declined',
+      orderNumber: e.orderNumber,
+      baseOrderNumber: e.baseOrderNumber,
+      account: e.login,
+      domain: e.domain,
+      dcvStatus: e.dcvStatus,
     },
     evidence,
   });
+  const url = event.url;
   await trx
     .insertInto('webhook_outbox')
     .values({
       event_id: id,
       order_id: event.orderId,
-      event: type,
+      event: event.type,
       url,
       body,
       state: 'pending',
@@ -85,7 +99,59 @@ export async function queueDecisionWebhook(trx: Transaction<Database>, config: W
       delivered_at: null,
     })
     .execute();
-  return true;
+}
+
+/** The event that tells the ordering system an email validation may no longer be relied upon. */
+export const UNUSABLE_EVENT = 'dcv.unusable';
+
+/**
+ * From the email DCV cut-off on, queues one `dcv.unusable` event per validated
+ * order (all validations dcvd makes are by email): BR 3.2.2.4.4/.13/.14 forbid
+ * relying on prior validations with these methods. Each order gets one event,
+ * also with several instances (the order row is locked while its event is
+ * checked and written). Returns how many were queued; at most `limit` per call.
+ */
+export async function queueUnusableWebhooks(
+  db: Kysely<Database>,
+  dialect: Dialect,
+  config: WebhookConfig,
+  emailPolicy: EmailDcvPolicy,
+  now: number,
+  limit = 200,
+): Promise<number> {
+  if (now < emailPolicy.cutoff || config.secret === undefined) return 0;
+  let q = db
+    .selectFrom('orders as o')
+    .innerJoin('accounts as a', 'a.id', 'o.account_id')
+    .select(['o.id'])
+    .where('o.dcv_status', '=', 'validated')
+    .where((eb) => eb.not(eb.exists(eb.selectFrom('webhook_outbox as w').select('w.id').whereRef('w.order_id', '=', 'o.id').where('w.event', '=', UNUSABLE_EVENT))));
+  if (config.url === undefined) q = q.where('a.webhook_url', 'is not', null);
+  const candidates = await q.orderBy('o.id').limit(limit).execute();
+  let queued = 0;
+  for (const { id } of candidates) {
+    const done = await db.transaction().execute(async (trx) => {
+      let lock = trx
+        .selectFrom('orders as o')
+        .innerJoin('accounts as a', 'a.id', 'o.account_id')
+        .select(['o.id', 'o.order_number', 'o.base_order_number', 'o.domain', 'o.dcv_status', 'a.login', 'a.webhook_url'])
+        .where('o.id', '=', id);
+      if (dialect === 'postgres') lock = lock.forUpdate('o');
+      const order = await lock.executeTakeFirst();
+      if (!order || order.dcv_status !== 'validated') return false;
+      const sent = await trx.selectFrom('webhook_outbox').select('id').where('order_id', '=', id).where('event', '=', UNUSABLE_EVENT).executeTakeFirst();
+      const url = order.webhook_url ?? config.url;
+      if (sent || url === undefined) return false;
+      await insertEvent(
+        trx,
+        { type: UNUSABLE_EVENT, url, login: order.login, orderId: order.id, orderNumber: order.order_number, baseOrderNumber: order.base_order_number, domain: order.domain, dcvStatus: 'validated', at: now },
+        emailPolicy,
+      );
+      return true;
+    });
+    if (done) queued += 1;
+  }
+  return queued;
 }
 
 export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {

@@ -9,6 +9,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import { prepared } from '../store/prepared.ts';
+import type { DnssecEvidence } from '../dns/dnssec.ts';
 
 export const REGISTRY_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -33,8 +34,11 @@ export interface DnsEvidence {
   authenticatedData: boolean;
   extendedErrors: { infoCode: number; extraText: string }[];
   resolver: string;
+  /** The DNSSEC policy's view of the answer: mode, secure/insecure, the resolver's probe state (CONTRACT §3). */
+  dnssec?: DnssecEvidence;
 }
 
+/** One offered contact. Later checks of DNS-found contacts (e.g. multi-perspective corroboration) add optional fields. */
 export interface OfferedAddress {
   address: string;
   level: number;
