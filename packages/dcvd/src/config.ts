@@ -9,6 +9,7 @@ import type { Resolver } from './dns/client.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
 import { DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
 import type { WebhookConfig } from './orders/webhooks.ts';
+import { defaultMpicConfig, type MpicConfig } from './mpic/corroborate.ts';
 
 export interface HostPort {
   host: string;
@@ -51,6 +52,8 @@ export interface ServeConfig {
   codeGuessing: CodeGuessPolicy;
   /** Signed webhooks of DCV decisions (CONTRACT §6). */
   webhooks: WebhookConfig;
+  /** Multi-Perspective Issuance Corroboration of DNS-found contacts (BR 3.2.2.9, issue 19). */
+  mpic: MpicConfig;
   logLevel: string;
 }
 
@@ -96,6 +99,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dcvEmail: defaultDcvEmailConfig(),
     codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },
     webhooks: {},
+    mpic: defaultMpicConfig(),
     logLevel: 'info',
     ...overrides,
   };

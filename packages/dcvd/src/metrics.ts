@@ -15,6 +15,8 @@ export interface Metrics {
   dnsLookup(type: string, outcome: string): void;
   /** An account locked by the lockout rule. */
   lockout(): void;
+  /** One selection of a DNS-found contact address, by MPIC outcome (issue 19). */
+  mpicCorroboration(outcome: string): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   contentType: string;
@@ -51,6 +53,12 @@ export function createMetrics(db: Kysely<Database>): Metrics {
     name: 'dcvd_dns_lookups_total',
     help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, refused, rcode, malformed, network).',
     labelNames: ['type', 'outcome'] as const,
+    registers: [registry],
+  });
+  const mpic = new Counter({
+    name: 'dcvd_mpic_corroborations_total',
+    help: 'Selections of DNS-found contact addresses by Multi-Perspective Issuance Corroboration outcome (corroborated, quorum-not-met, rir-diversity-not-met, too-few-perspectives, service-disagrees, timeout, unreachable, bad-answer, not-configured, off, unchanged-resend).',
+    labelNames: ['outcome'] as const,
     registers: [registry],
   });
   // Read from the database at scrape time, so they are right across instances and restarts.
@@ -96,6 +104,9 @@ export function createMetrics(db: Kysely<Database>): Metrics {
     },
     lockout() {
       lockouts.inc();
+    },
+    mpicCorroboration(outcome) {
+      mpic.inc({ outcome });
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

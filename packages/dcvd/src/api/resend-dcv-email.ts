@@ -6,7 +6,8 @@
  * (ignored for 801/803); dcvEmailAddress not offered to the account for the
  * order's domain in the last 24 hours → -4, or omitted when the order never
  * had an address → -3; the order not awaiting email DCV, or the previous DCV
- * email less than the minimum interval ago → -160. Success: the email is
+ * email less than the minimum interval ago → -160; a DNS-found address that Multi-Perspective
+ * Issuance Corroboration does not corroborate (src/mpic/corroborate.ts) → -160. Success: the email is
  * durably queued (transactional outbox).
  */
 import type { Kysely } from 'kysely';
@@ -15,7 +16,8 @@ import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { MARK_CERTIFICATE_PRODUCTS, type OrderRepository, type OrderRow } from '../orders/orders.ts';
 import type { TemplateRepository } from '../orders/templates.ts';
-import { currentRecipient, offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { currentRecipient, offeredRecipient, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import type { CallContext, Outcome, ResendDcvEmailParams } from './types.ts';
 
 export interface ResendDeps {
@@ -25,6 +27,8 @@ export interface ResendDeps {
   templates: TemplateRepository;
   registry: OfferedAddressRegistry;
   settings: DcvEmailSettings;
+  /** Multi-Perspective Issuance Corroboration of DNS-found addresses (issue 19). */
+  contactGate: ContactGate;
   /** Called after an email was queued (wakes the outbox worker of this process). */
   onQueued?: () => void;
 }
@@ -81,7 +85,8 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   }
 
   // Step 10: the operation.
-  const result = await queueDcvEmail(deps.db, deps.settings, { order, recipient, templateRef, now });
+  // A DNS-found address is corroborated from multiple perspectives first (BR 3.2.2.9): not corroborated → -160.
+  const result = await queueCorroboratedEmail(deps.contactGate, deps.db, deps.settings, { order, recipient, templateRef, now }, log);
   if (!result.queued) {
     log.info({ orderNumber, refusal: result.reason }, 'dcv email not resent');
     return { ok: false, error: { code: -160 } };

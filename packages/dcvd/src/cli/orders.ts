@@ -11,6 +11,7 @@ import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts
 import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { opt, print, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
+import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
 
 /** An order number, product code or template id: the API's integer rule (CONTRACT §1). */
 function parseId(text: string): number {
@@ -125,7 +126,7 @@ export function orderCommands(): Command {
   const order = new Command('order').description('orders of the CA\u2019s ordering system (ResendDCVEmail works on them)');
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
 
-  withValueOptions(
+  withMpicOptions(withValueOptions(
     common(
       order
         .command('create')
@@ -140,8 +141,8 @@ export function orderCommands(): Command {
         .addOption(opt('--template-id <n>', 'the DCV email template of this order (account\u2019s own, else global)', parseId))
         .addOption(opt('--dcv-email <address>', 'send the first DCV email to this address (returned by GetDCVEmailAddressList in the last 24 hours)')),
     ),
-  ).action(async (flags: OrderCreateFlags) => {
-    const view = await withAdmin(flags, (a) => a.createOrder(flags));
+  )).action(async (flags: OrderCreateFlags & MpicFlags) => {
+    const view = await withAdmin(flags, (a) => a.createOrder(flags), mpicConfigFrom(flags));
     print(flags.json, view, () => `created ${describeOrder(view)}${view.queuedEmail ? `\n  DCV email queued: ${view.queuedEmail}` : ''}`);
   });
 
