@@ -254,6 +254,21 @@ describe('with an MPIC service of six perspectives (N = 6)', () => {
     assert.equal(await emailsOf(s, order), 3);
   });
 
+  test('an unchanged resend of a value that was never corroborated (made under --mpic off) is corroborated now', async () => {
+    publishTxt('was-off.example.com', 'owner@contact.example');
+    const { body, order } = await selectFor(s, 'was-off.example.com', 'owner@contact.example');
+    assert.equal(body, OK);
+    // As if the value had been made by an instance running --mpic off.
+    const [ev] = await evidenceOf(s, order);
+    await s.store.db.updateTable('mpic_evidence').set({ corroborated: 0, outcome: 'off' }).where('id', '=', ev!.id).execute();
+    const calls = peer.requests.length;
+    assert.equal((await resend(s, 'alice', { orderNumber: order })).body, OK);
+    assert.equal(peer.requests.length, calls + 1);
+    const [again] = await evidenceOf(s, order);
+    assert.equal(again?.outcome, 'corroborated');
+    assert.equal(again?.random_value_id, ev!.random_value_id, 'the same value, now corroborated');
+  });
+
   test('a constructed address needs no MPIC call', async () => {
     const calls = peer.requests.length;
     const { body } = await selectFor(s, 'constructed.example.com', 'admin@constructed.example.com');

@@ -165,12 +165,20 @@ async function record(gate: ContactGate, row: EvidenceRow, perspectives: number,
   return Number(inserted.id);
 }
 
+/** Whether a random value was sent on a successful corroboration. */
+async function corroboratedValue(db: Kysely<Database>, valueId: number): Promise<boolean> {
+  const row = await db.selectFrom('mpic_evidence').select('id').where('random_value_id', '=', valueId).where('corroborated', '=', 1).limit(1).executeTakeFirst();
+  return row !== undefined;
+}
+
 /**
  * THE gate (issue 19): call it wherever a contact address is selected for a DCV email —
  * ResendDCVEmail, order creation with an address, AutoApplyOrder, AutoUpdateDCV — after the
- * 24-hour rule and before queueing. When it allows with evidenceId, pass that as the queue
- * request's `corroborationId`; when it allows with via 'unchanged-resend', queue with
- * `requireReuse` (and call again with templateRef of a new email, i.e. orderId null semantics,
+ * 24-hour rule and before queueing; refused → answer -160 and queue nothing. When it allows,
+ * pass `evidenceId` as the queue request's `corroborationId` (it links the evidence to the order
+ * and the value). With `orderId` null (the order is created after the check) no reuse applies.
+ * For an existing order use queueCorroboratedEmail below, which also handles an unchanged
+ * resend (via 'unchanged-resend' must be queued with `requireReuse`, and corroborated after all
  * if the queue answers 'needs-corroboration').
  */
 export async function corroborateSelectedContact(gate: ContactGate, sel: SelectedContact, opts: { allowReuse?: boolean } = {}): Promise<GateDecision> {
@@ -180,10 +188,14 @@ export async function corroborateSelectedContact(gate: ContactGate, sel: Selecte
   const log = sel.log;
   const to = sel.recipient.address;
 
-  // BR 3.2.2.4.13/.14: an email re-sent in its entirety needs no new corroboration within the value's validity.
-  if (opts.allowReuse !== false && sel.orderId !== null && (await reusableValue(gate.db, sel.orderId, sel.recipient, sel.templateRef, sel.now))) {
-    count('unchanged-resend');
-    return { allowed: true, via: 'unchanged-resend', evidenceId: null };
+  // BR 3.2.2.4.13/.14: an email re-sent in its entirety needs no new corroboration within the value's validity —
+  // provided that value was corroborated (not made under --mpic off) when MPIC is required now.
+  if (opts.allowReuse !== false && sel.orderId !== null) {
+    const live = await reusableValue(gate.db, sel.orderId, sel.recipient, sel.templateRef, sel.now);
+    if (live && (gate.mode === 'off' || (await corroboratedValue(gate.db, live.valueId)))) {
+      count('unchanged-resend');
+      return { allowed: true, via: 'unchanged-resend', evidenceId: null };
+    }
   }
 
   const fqdn = sel.domain.startsWith('*.') ? sel.domain.slice(2) : sel.domain;
