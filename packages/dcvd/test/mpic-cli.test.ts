@@ -76,6 +76,7 @@ test('order create --dcv-email with a DNS TXT contact: corroborated through DCVD
   assert.equal(c.length, 1);
   assert.equal(c[0].outcome, 'corroborated');
   assert.equal(c[0].used, true);
+  assert.match((await run(['order', 'show', '8100001'])).stdout, /MPIC corroborated .* for owner@contact\.example \(contact-email-txt at cli-ok\.com\): 6\/6 perspectives, RIRs APNIC, ARIN, RIPE NCC/);
 });
 
 test('not corroborated, or no MPIC service: refused with exit 1 and nothing written; --mpic off: queued', async () => {

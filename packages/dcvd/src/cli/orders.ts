@@ -154,6 +154,7 @@ export function orderCommands(): Command {
           describeOrder(view),
           ...view.emails.map((e) => `  email ${describeEmail(e)}`),
           ...view.webhooks.map((w) => `  webhook ${w.event} ${w.eventId} to ${w.url}  ${w.state}  (attempts ${w.attempts})${w.lastError ? ` \u2014 ${w.lastError}` : ''}`),
+          ...view.corroborations.map((c) => `  MPIC ${c.outcome} ${c.at} for ${c.address} (${c.method} at ${c.target}): ${c.corroborating}/${c.perspectives} perspectives, RIRs ${c.rirs.join(', ') || 'none'}, request ${c.requestId}${c.used ? '' : ', no email'}`),
           ...view.evidence.map((e) => `  ${e.decision} ${e.decidedAt} by ${e.recipient} (ADN ${e.adn}, BR ${e.brSection} v${e.brVersion}, ${e.addressSource}) from ${e.sourceIp}`),
         ].join('\n'),
       );
