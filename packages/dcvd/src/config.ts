@@ -11,6 +11,7 @@ import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
 import type { WebhookConfig } from './orders/webhooks.ts';
+import { defaultMpicConfig, type MpicConfig } from './mpic/corroborate.ts';
 
 export interface HostPort {
   host: string;
@@ -64,6 +65,8 @@ export interface ServeConfig {
   codeGuessing: CodeGuessPolicy;
   /** Signed webhooks of DCV decisions (CONTRACT §6). */
   webhooks: WebhookConfig;
+  /** Multi-Perspective Issuance Corroboration of DNS-found contacts (BR 3.2.2.9, issue 19). */
+  mpic: MpicConfig;
   logLevel: string;
   /** Per-IP limits count IPv6 sources by their network of this many bits (issue 14). */
   ipv6Prefix: number;
@@ -141,6 +144,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dcvEmail: defaultDcvEmailConfig(),
     codeGuessing: { ...DEFAULT_CODE_GUESS_POLICY },
     webhooks: {},
+    mpic: defaultMpicConfig(),
     logLevel: 'info',
     ipv6Prefix: DEFAULT_IPV6_PREFIX,
     ...overrides,

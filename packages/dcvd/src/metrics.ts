@@ -21,6 +21,8 @@ export interface Metrics {
   dnsTransport(event: string): void;
   /** A timer or background task that failed and carried on (EMFILE, …), by task. */
   backgroundError(task: string): void;
+  /** One selection of a DNS-found contact address, by MPIC outcome (issue 19). */
+  mpicCorroboration(outcome: string): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   contentType: string;
@@ -119,6 +121,12 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources = {})
     labelNames: ['task'] as const,
     registers: [registry],
   });
+  const mpic = new Counter({
+    name: 'dcvd_mpic_corroborations_total',
+    help: 'Selections of DNS-found contact addresses by Multi-Perspective Issuance Corroboration outcome (corroborated, quorum-not-met, rir-diversity-not-met, too-few-perspectives, service-disagrees, timeout, unreachable, bad-answer, not-configured, off, unchanged-resend).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
   // Read from the database at scrape time, so they are right across instances and restarts.
   new Gauge({
     name: 'dcvd_outbox_emails',
@@ -171,6 +179,9 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources = {})
     },
     backgroundError(task) {
       backgroundErrors.inc({ task });
+    },
+    mpicCorroboration(outcome) {
+      mpic.inc({ outcome });
     },
     render: () => registry.metrics(),
     contentType: registry.contentType,

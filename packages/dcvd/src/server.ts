@@ -30,6 +30,7 @@ import { daysUntilCutoff, emailMethodsPhase } from './api/policy.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 import { AdminService } from './admin/service.ts';
 import { buildAdminApp, checkAdminToken } from './admin/http.ts';
+import { createContactGate, describeGate } from './mpic/corroborate.ts';
 
 export interface RunningServer {
   https: AddressInfo;
@@ -48,6 +49,8 @@ export interface RunningServer {
   outbox: OutboxWorker;
   /** The webhook worker (with a webhook secret configured). */
   webhooks: WebhookWorker | undefined;
+  /** What `gate` said at start about MPIC (the CLI prints a non-compliance warning). */
+  mpicWarning: string | undefined;
   /** Stops accepting connections, lets in-flight requests finish, closes the store. */
   close(): Promise<void>;
 }
@@ -148,6 +151,10 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     checkDcvEmailConfig(config.dcvEmail);
     const random = deps.random ?? cryptoRandom;
     const valueKeys = loadValueKeys(config.dataDir, config.dcvEmail.secretKeyFile);
+    // MPIC of DNS-found contacts (issue 19): said at start whether it is on, off or missing.
+    const contactGate = createContactGate(store.db, config.mpic, (outcome) => metrics.mpicCorroboration(outcome));
+    const gateState = describeGate(contactGate);
+    logger[gateState.level]({ mpic: { mode: config.mpic.mode, url: config.mpic.url ?? null, perspectives: config.mpic.perspectives } }, gateState.message);
     const resend: ResendDeps = {
       db: store.db,
       clock,
@@ -156,6 +163,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       registry,
       settings: { keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: config.dcvEmail.resendIntervalMs, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) },
       policy: config.emailDcv,
+      contactGate,
       onQueued: () => outbox?.wake(),
     };
     const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend });
@@ -247,6 +255,8 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) }),
         onQueued: () => worker.wake(),
         emailPolicy: config.emailDcv,
+        contactGate,
+        log: logger,
       });
       const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, ipv6Prefix: config.ipv6Prefix });
       apps.push(adminApp);
@@ -334,6 +344,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       logger,
       outbox: worker,
       webhooks: hookWorker,
+      mpicWarning: gateState.level === 'warn' ? gateState.message : undefined,
       close() {
         closing ??= (async () => {
           stopDnssec();

@@ -169,7 +169,7 @@ test('orders: create with dcvEmailAddress obeys the 24-hour rule and queues an e
   assert.deepEqual(shown.json, cli(['order', 'show', '9100001']));
   assert.equal(shown.json.emails.length, 1);
   assert.equal(shown.json.emails[0].messageId, created.json.queuedEmail);
-  const { emails: _e, evidence: _v, webhooks: _w, ...order } = shown.json;
+  const { emails: _e, evidence: _v, webhooks: _w, corroborations: _c, ...order } = shown.json;
   const { queuedEmail: _q, ...createdOrder } = created.json;
   assert.deepEqual(order, createdOrder);
 
@@ -184,7 +184,7 @@ test('orders: create with dcvEmailAddress obeys the 24-hour rule and queues an e
   assert.equal(cancelled.status, 200, cancelled.body);
   assert.equal(cancelled.json.dcvStatus, 'cancelled');
   const again = cli(['order', 'show', '9100001']);
-  const { emails: _e2, evidence: _v2, webhooks: _w2, ...cancelledOrder } = again;
+  const { emails: _e2, evidence: _v2, webhooks: _w2, corroborations: _c2, ...cancelledOrder } = again;
   assert.deepEqual(cancelled.json, cancelledOrder);
   assertError(await api('POST', '/v1/orders/9100001/cancel'), 409, 'conflict', /already cancelled/);
 });

@@ -105,12 +105,30 @@ export const WebhookSchema = Type.Object({
   ...deliveryProperties,
 });
 
+export const CorroborationSchema = Type.Object({
+  requestId: Type.String({ description: 'the MPIC request\u2019s trace_identifier' }),
+  address: Type.String(),
+  method: Type.String({ description: 'contact-email-txt or contact-email-caa' }),
+  target: Type.String({ description: 'the ADN (TXT) or the FQDN the CAA climb starts from' }),
+  outcome: Type.String(),
+  corroborated: Type.Boolean(),
+  perspectives: Type.Integer({ description: 'remote perspectives asked for (N)' }),
+  corroborating: Type.Integer(),
+  rirs: Type.Array(Type.String(), { description: 'RIRs of the corroborating perspectives' }),
+  serviceValid: Nullable(Type.Boolean()),
+  perspectiveResults: Type.Array(Type.Unknown(), { description: 'each perspective: code, rir, checkPassed, corroborates, reason, recordsSeen, foundAt, errors' }),
+  detail: Type.String(),
+  used: Type.Boolean({ description: 'an email was queued on this corroboration' }),
+  at: DateTime,
+});
+
 export const CreatedOrderSchema = Type.Object({ ...orderProperties, queuedEmail: Nullable(Type.String({ description: 'Message-ID of the queued first DCV email' })) });
 export const OrderDetailSchema = Type.Object({
   ...orderProperties,
   emails: Type.Array(EmailSchema),
   evidence: Type.Array(EvidenceSchema),
   webhooks: Type.Array(WebhookSchema),
+  corroborations: Type.Array(CorroborationSchema),
 });
 
 export const TemplateSchema = Type.Object({
@@ -214,6 +232,7 @@ export const NAMED_SCHEMAS = new Map<TSchema, string>([
   [EmailSchema, 'Email'],
   [EvidenceSchema, 'Evidence'],
   [WebhookSchema, 'Webhook'],
+  [CorroborationSchema, 'Corroboration'],
   [TemplateSchema, 'Template'],
   [ErrorSchema, 'Error'],
 ]);

@@ -4,6 +4,7 @@
  * the internal JSON API; each returns exactly the JSON view `--json` prints.
  */
 import type { Kysely } from 'kysely';
+import type { FastifyBaseLogger } from 'fastify';
 import type { Clock, RandomSource } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import { AccountError, AccountRepository, PERMISSIONS, type AccountInput, type AccountView, type Permission } from '../accounts/repository.ts';
@@ -18,6 +19,8 @@ import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
 import { listWebhooks, type WebhookView } from '../orders/webhooks.ts';
 import type { EmailTemplate } from '../mail/templates.ts';
 import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
+import { corroborateSelectedContact, listCorroborations, type ContactGate, type MpicEvidenceView } from '../mpic/corroborate.ts';
+import { createLogger } from '../log.ts';
 
 export interface AdminDeps {
   db: Kysely<Database>;
@@ -29,6 +32,10 @@ export interface AdminDeps {
   onQueued?: () => void;
   /** Cut-off and blocklist of email DCV: no first email for a refused domain, evidence judged usable or not. Default: the built-in cut-off. */
   emailPolicy?: EmailDcvPolicy;
+  /** MPIC of DNS-found addresses (issue 19); absent = no MPIC service, so such an address is refused. */
+  contactGate?: ContactGate;
+  /** Where the gate logs each perspective's answer (default: JSON lines on stderr). */
+  log?: FastifyBaseLogger;
 }
 
 export interface OrderCreateRequest {
@@ -44,7 +51,7 @@ export interface OrderCreateRequest {
 }
 
 export type CreatedOrder = OrderView & { queuedEmail: string | null };
-export type OrderDetail = OrderView & { emails: OutboxView[]; evidence: EvidenceView[]; webhooks: WebhookView[] };
+export type OrderDetail = OrderView & { emails: OutboxView[]; evidence: EvidenceView[]; webhooks: WebhookView[]; corroborations: MpicEvidenceView[] };
 
 export interface OutboxFilter {
   state?: string | undefined;
@@ -148,6 +155,17 @@ export class AdminService {
         }
       }
     }
+    // A DNS-found address is corroborated from multiple perspectives before the order is written (BR 3.2.2.9).
+    let corroborationId: number | null = null;
+    if (recipient) {
+      const gate = this.deps.contactGate ?? { db, mode: 'required' as const, service: undefined, perspectives: 6 };
+      const log = this.deps.log ?? createLogger('info', 2);
+      const decision = await corroborateSelectedContact(gate, { accountId: owner, orderId: null, domain: req.domain, recipient, templateRef, now, log });
+      if (!decision.allowed) {
+        throw new OrderError(`${recipient.address} was found in DNS and Multi-Perspective Issuance Corroboration did not corroborate it (${decision.outcome}); no order was created`);
+      }
+      corroborationId = decision.evidenceId;
+    }
     const input: Parameters<OrderRepository['create']>[0] = { accountId: owner, domain: req.domain, dcvMethod: req.dcvMethod, voucher: req.voucher === true };
     if (req.orderNumber !== undefined) input.orderNumber = req.orderNumber;
     if (req.baseOrderNumber !== undefined) input.baseOrderNumber = req.baseOrderNumber;
@@ -157,7 +175,7 @@ export class AdminService {
     let queuedEmail: string | null = null;
     if (recipient) {
       const settings = { ...this.deps.dcvEmail(), resendIntervalMs: 0 };
-      const result = await queueDcvEmail(db, settings, { order, recipient, templateRef, now });
+      const result = await queueDcvEmail(db, settings, { order, recipient, templateRef, now, corroborationId });
       if (!result.queued) throw new OrderError(`order ${order.order_number} was created, but its DCV email could not be queued (${result.reason})`);
       queuedEmail = result.messageId;
       this.deps.onQueued?.();
@@ -173,7 +191,13 @@ export class AdminService {
     const row = await this.orders.require(orderNumber);
     const [v] = await this.viewsOf([row]);
     const evidence = await listEvidence(db, { orderId: row.id }, { policy: this.emailPolicy, now: this.deps.clock.now() });
-    return { ...v!, emails: await listOutbox(db, { orderId: row.id }), evidence, webhooks: await listWebhooks(db, { orderId: row.id }) };
+    return {
+      ...v!,
+      emails: await listOutbox(db, { orderId: row.id }),
+      evidence,
+      webhooks: await listWebhooks(db, { orderId: row.id }),
+      corroborations: await listCorroborations(db, row.id),
+    };
   }
 
   async listOrders(account?: string): Promise<OrderView[]> {

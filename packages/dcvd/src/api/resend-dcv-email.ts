@@ -8,7 +8,8 @@
  * had an address → -3; the operator's email DCV policy (cut-off date,
  * blocklist: emailDcvRefusal) refuses the order's domain → -160, checked
  * right after the permissions; the order not awaiting email DCV, or the
- * previous DCV email less than the minimum interval ago → -160. Success: the email is
+ * previous DCV email less than the minimum interval ago → -160; a DNS-found address that Multi-Perspective
+ * Issuance Corroboration does not corroborate (src/mpic/corroborate.ts) → -160. Success: the email is
  * durably queued (transactional outbox).
  */
 import type { Kysely } from 'kysely';
@@ -17,7 +18,8 @@ import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderRepository, type OrderRow } from '../orders/orders.ts';
 import type { TemplateRepository } from '../orders/templates.ts';
-import { currentRecipient, offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { currentRecipient, offeredRecipient, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import type { CallContext, Outcome, ResendDcvEmailParams } from './types.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
 
@@ -30,6 +32,8 @@ export interface ResendDeps {
   settings: DcvEmailSettings;
   /** Cut-off date and blocklist of email DCV (CONTRACT §6): a refused order's resend answers -160. */
   policy: EmailDcvPolicy;
+  /** Multi-Perspective Issuance Corroboration of DNS-found addresses (issue 19). */
+  contactGate: ContactGate;
   /** Called after an email was queued (wakes the outbox worker of this process). */
   onQueued?: () => void;
 }
@@ -93,7 +97,8 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   }
 
   // Step 10: the operation.
-  const result = await queueDcvEmail(deps.db, deps.settings, { order, recipient, templateRef, now });
+  // A DNS-found address is corroborated from multiple perspectives first (BR 3.2.2.9): not corroborated → -160.
+  const result = await queueCorroboratedEmail(deps.contactGate, deps.db, deps.settings, { order, recipient, templateRef, now }, log);
   if (!result.queued) {
     log.info({ orderNumber, refusal: result.reason }, 'dcv email not resent');
     return { ok: false, error: { code: -160 } };

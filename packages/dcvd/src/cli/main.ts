@@ -16,6 +16,7 @@ import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts'
 import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, parseBrVersion } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
+import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
 
 function describeAccount(a: AccountView): string {
   const state = a.locked ? 'locked' : a.lockedUntil ? `locked out until ${a.lockedUntil}` : 'active';
@@ -263,6 +264,7 @@ function serveCommand(): Command {
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
         webhooks: { url: flags.webhookUrl, secret: webhookSecret(flags) },
+        mpic: mpicConfigFrom(flags as ServeFlags & MpicFlags),
         logLevel: flags.logLevel,
         ipv6Prefix: flags.ipv6Prefix,
       });
@@ -274,6 +276,7 @@ function serveCommand(): Command {
       if (server.http) process.stderr.write(`dcvd: plain HTTP on http://${host(server.http)}/\n`);
       if (server.admin) process.stderr.write(`dcvd: internal API on https://${host(server.admin)}/v1/ (bearer token)\n`);
       process.stderr.write(`dcvd: database ${server.store.location}\n`);
+      if (server.mpicWarning) process.stderr.write(`dcvd: WARNING: ${server.mpicWarning}\n`);
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) process.exit(130); // a second signal: stop now
@@ -315,7 +318,7 @@ export function buildProgram(): Command {
     .version('0.1.0')
     .showHelpAfterError()
     .exitOverride();
-  program.addCommand(withDcvEmailOptions(serveCommand()));
+  program.addCommand(withMpicOptions(withDcvEmailOptions(serveCommand())));
   program.addCommand(accountCommands());
   program.addCommand(migrateCommand());
   program.addCommand(orderCommands());

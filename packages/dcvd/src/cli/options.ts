@@ -12,6 +12,8 @@ import { cryptoRandom, systemClock } from '../deps.ts';
 import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { defaultMailFrom, mailDomain } from '../config.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../api/policy.ts';
+import { createContactGate, type MpicConfig } from '../mpic/corroborate.ts';
+import { createLogger } from '../log.ts';
 
 export function envName(flags: string): string {
   const long = /--([a-z0-9-]+)/.exec(flags)?.[1];
@@ -130,10 +132,16 @@ export function print(json: boolean | undefined, value: unknown, human: () => st
 }
 
 /** The operations behind the commands (and the internal API) on the store of --data-dir / --database-url. */
-export function withAdmin<T>(flags: StoreFlags & EmailPolicyFlags & { secretKeyFile?: string; randomValueTtl?: number; mailFrom?: string; publicUrl?: string }, fn: (admin: AdminService) => Promise<T>): Promise<T> {
+export function withAdmin<T>(
+  flags: StoreFlags & EmailPolicyFlags & { secretKeyFile?: string; randomValueTtl?: number; mailFrom?: string; publicUrl?: string },
+  fn: (admin: AdminService) => Promise<T>,
+  mpic?: MpicConfig,
+): Promise<T> {
   return withStore(flags, (s) =>
     fn(
       new AdminService({
+        // Commands that select a contact address (order create --dcv-email) corroborate DNS-found ones (issue 19).
+        ...(mpic ? { contactGate: createContactGate(s.db, mpic), log: createLogger('info', 2) } : {}),
         db: s.db,
         clock: systemClock,
         random: cryptoRandom,

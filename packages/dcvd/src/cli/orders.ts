@@ -12,6 +12,7 @@ import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { opt, print, withAdmin, withEmailPolicyOptions, withJson, withStoreOptions, type EmailPolicyFlags, type StoreFlags } from './options.ts';
 import type { DnsEvidence } from '../registry/offered.ts';
+import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
 
 /** An order number, product code or template id: the API's integer rule (CONTRACT §1). */
 function parseId(text: string): number {
@@ -150,7 +151,7 @@ export function orderCommands(): Command {
   const order = new Command('order').description('orders of the CA\u2019s ordering system (ResendDCVEmail works on them)');
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
 
-  withValueOptions(
+  withMpicOptions(withValueOptions(
     withEmailPolicyOptions(common(
       order
         .command('create')
@@ -165,8 +166,8 @@ export function orderCommands(): Command {
         .addOption(opt('--template-id <n>', 'the DCV email template of this order (account\u2019s own, else global)', parseId))
         .addOption(opt('--dcv-email <address>', 'send the first DCV email to this address (returned by GetDCVEmailAddressList in the last 24 hours)')),
     )),
-  ).action(async (flags: OrderCreateFlags) => {
-    const view = await withAdmin(flags, (a) => a.createOrder(flags));
+  )).action(async (flags: OrderCreateFlags & MpicFlags) => {
+    const view = await withAdmin(flags, (a) => a.createOrder(flags), mpicConfigFrom(flags));
     print(flags.json, view, () => `created ${describeOrder(view)}${view.queuedEmail ? `\n  DCV email queued: ${view.queuedEmail}` : ''}`);
   });
 
@@ -178,6 +179,7 @@ export function orderCommands(): Command {
           describeOrder(view),
           ...view.emails.map((e) => `  email ${describeEmail(e)}`),
           ...view.webhooks.map((w) => `  webhook ${w.event} ${w.eventId} to ${w.url}  ${w.state}  (attempts ${w.attempts})${w.lastError ? ` \u2014 ${w.lastError}` : ''}`),
+          ...view.corroborations.map((c) => `  MPIC ${c.outcome} ${c.at} for ${c.address} (${c.method} at ${c.target}): ${c.corroborating}/${c.perspectives} perspectives, RIRs ${c.rirs.join(', ') || 'none'}, request ${c.requestId}${c.used ? '' : ', no email'}`),
           ...view.evidence.map(
             (e) =>
               `  ${e.decision} ${e.decidedAt} by ${e.recipient} (ADN ${e.adn}, ${e.method}, ${e.addressSource}${describeDnssec(e.dns)}) from ${e.sourceIp}` +

@@ -75,11 +75,21 @@ export interface QueueRequest {
   /** dcv_templates row id, or null for the built-in default. */
   templateRef: number | null;
   now: number;
+  /**
+   * Queue only a resend of the email in its entirety (same recipient and content, value still
+   * valid): a DNS-found address sent to without a new corroboration (src/mpic/corroborate.ts).
+   */
+  requireReuse?: boolean;
+  /** The mpic_evidence row that corroborated the recipient: linked to the value in the same transaction. */
+  corroborationId?: number | null;
 }
 
 export type QueueResult =
   | { queued: true; messageId: string; randomValueId: number; reusedValue: boolean }
-  | { queued: false; reason: 'not-awaiting-email' | 'too-soon' };
+  | { queued: false; reason: 'not-awaiting-email' | 'too-soon' | 'needs-corroboration' };
+
+/** Thrown inside the transaction to roll back a requireReuse queueing whose value is no longer reusable. */
+class NeedsCorroboration extends Error {}
 
 // The statements of every queued email, precompiled (src/store/prepared.ts).
 
@@ -147,7 +157,37 @@ function newMessageId(random: RandomSource, domain = 'dcvd'): string {
   return `<${random.bytes(16).toString('hex')}@${domain}>`;
 }
 
+/**
+ * BR 3.2.2.4.4/.13/.14: the order's live value may be reused only when recipient and content are
+ * unchanged and it has not expired; then its id and the sealed code its earlier email kept.
+ */
+export async function reusableValue(
+  db: Kysely<Database>,
+  orderId: number,
+  recipient: Pick<DcvRecipient, 'address' | 'adn'>,
+  templateRef: number | null,
+  now: number,
+): Promise<{ valueId: number; sealed: string } | undefined> {
+  const live = await liveValue.first(db, { orderId });
+  if (!live || live.expires_at <= now || live.recipient !== recipient.address || live.adn !== recipient.adn || live.template_ref !== templateRef) return undefined;
+  const previous = await sealedCodeOf.first(db, { valueId: live.id });
+  return previous?.sealed_code ? { valueId: live.id, sealed: previous.sealed_code } : undefined;
+}
+
+const linkCorroboration = prepared((db, p: { id: number; orderId: number; valueId: number }) =>
+  db.updateTable('mpic_evidence').set({ order_id: p.orderId, random_value_id: p.valueId }).where('id', '=', p.id).where('random_value_id', 'is', null),
+);
+
 export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
+  try {
+    return await queueInTransaction(db, settings, req);
+  } catch (err) {
+    if (err instanceof NeedsCorroboration) return { queued: false, reason: 'needs-corroboration' };
+    throw err;
+  }
+}
+
+function queueInTransaction(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   const { order, recipient, templateRef, now } = req;
   return retryTransaction(() => db.transaction().execute(async (trx) => {
     // Lock order (store/database.ts): the orders row first, then random_values and outbox.
@@ -168,16 +208,10 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
     }
 
     // BR 3.2.2.4.4: the value may be reused only when recipient and content are unchanged and it has not expired.
-    let valueId: number | undefined;
-    let sealed: string | undefined;
-    const live = await liveValue.first(trx, { orderId: order.id });
-    if (live && live.expires_at > now && live.recipient === recipient.address && live.adn === recipient.adn && live.template_ref === templateRef) {
-      const previous = await sealedCodeOf.first(trx, { valueId: live.id });
-      if (previous?.sealed_code) {
-        valueId = live.id;
-        sealed = previous.sealed_code;
-      }
-    }
+    const reusable = await reusableValue(trx, order.id, recipient, templateRef, now);
+    if (!reusable && req.requireReuse) throw new NeedsCorroboration();
+    let valueId = reusable?.valueId;
+    let sealed = reusable?.sealed;
     const reusedValue = valueId !== undefined;
 
     if (valueId === undefined || sealed === undefined) {
@@ -204,6 +238,7 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
       valueId = inserted.id;
       sealed = sealCode(settings.keys, code, valueHash, settings.random);
     }
+    if (req.corroborationId != null) await linkCorroboration.execute(trx, { id: req.corroborationId, orderId: order.id, valueId });
 
     const messageId = newMessageId(settings.random, settings.messageIdDomain);
     await insertEmail.execute(trx, {

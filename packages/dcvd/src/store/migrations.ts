@@ -201,6 +201,32 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         }
       },
     },
+    '0010_mpic_evidence': {
+      async up(db: Kysely<unknown>) {
+        await withId(db.schema.createTable('mpic_evidence'), dialect)
+          .addColumn('request_id', 'varchar(64)', (c) => c.notNull().unique())
+          .addColumn('account_id', 'bigint', (c) => c.notNull().references('accounts.id').onDelete('cascade'))
+          .addColumn('order_id', 'bigint', (c) => c.references('orders.id').onDelete('cascade'))
+          .addColumn('random_value_id', 'bigint', (c) => c.references('random_values.id').onDelete('cascade'))
+          .addColumn('domain', 'varchar(255)', (c) => c.notNull())
+          .addColumn('target', 'varchar(253)', (c) => c.notNull())
+          .addColumn('method', 'varchar(32)', (c) => c.notNull())
+          .addColumn('address', 'varchar(254)', (c) => c.notNull())
+          .addColumn('outcome', 'varchar(32)', (c) => c.notNull())
+          .addColumn('corroborated', 'integer', (c) => c.notNull())
+          .addColumn('perspectives', 'integer', (c) => c.notNull())
+          .addColumn('corroborating', 'integer', (c) => c.notNull())
+          .addColumn('rirs', 'varchar(200)', (c) => c.notNull())
+          .addColumn('service_valid', 'integer')
+          .addColumn('perspective_results', 'text', (c) => c.notNull())
+          .addColumn('detail', 'text', (c) => c.notNull())
+          .addColumn('started_at', 'bigint', (c) => c.notNull())
+          .addColumn('finished_at', 'bigint', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('mpic_evidence_order').on('mpic_evidence').columns(['order_id', 'id']).execute();
+        await db.schema.createIndex('mpic_evidence_random_value').on('mpic_evidence').column('random_value_id').execute();
+      },
+    },
   };
 }
 

@@ -220,6 +220,42 @@ export interface WebhookOutboxTable {
   delivered_at: Millis | null;
 }
 
+/**
+ * Multi-Perspective Issuance Corroboration of a DNS-found contact (BR 3.2.2.9, issue 19): one row
+ * per selection of a DNS TXT/CAA address for an email, whatever the outcome; never changed
+ * afterwards except `random_value_id`, set in the transaction that queues the corroborated email.
+ */
+export interface MpicEvidenceTable {
+  id: Generated<number>;
+  /** The MPIC request's trace_identifier (a UUID dcvd made). */
+  request_id: string;
+  account_id: number;
+  /** Null when the order was not created because the corroboration failed. */
+  order_id: number | null;
+  random_value_id: number | null;
+  /** The order's domain, the MPIC target (ADN for TXT, FQDN for CAA), the method and the address. */
+  domain: string;
+  target: string;
+  method: string;
+  address: string;
+  /** corroborated, quorum-not-met, rir-diversity-not-met, too-few-perspectives, service-disagrees, timeout, unreachable, bad-answer, off. */
+  outcome: string;
+  corroborated: number;
+  /** N asked for, and how many corroborated. */
+  perspectives: number;
+  corroborating: number;
+  /** Comma-separated RIRs of the corroborating perspectives. */
+  rirs: string;
+  /** The service's is_valid (null when it gave no usable answer). */
+  service_valid: number | null;
+  /** JSON: each perspective's code, RIR, check_passed, whether it corroborates and why not, records seen, found_at, errors. */
+  perspective_results: string;
+  /** The decision in one line (or the failure). */
+  detail: string;
+  started_at: Millis;
+  finished_at: Millis;
+}
+
 export interface Database {
   accounts: AccountTable;
   ip_failures: IpFailureTable;
@@ -231,4 +267,5 @@ export interface Database {
   dcv_evidence: DcvEvidenceTable;
   code_failures: CodeFailureTable;
   webhook_outbox: WebhookOutboxTable;
+  mpic_evidence: MpicEvidenceTable;
 }
