@@ -7,6 +7,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { defaultMpicConfig } from '../src/mpic/corroborate.ts';
 import { createDnsClient, DnsError, parseResolvers } from '../src/dns/client.ts';
 import { isBogus, probeResolver } from '../src/dns/dnssec.ts';
 import type { DnsEvidence } from '../src/registry/offered.ts';
@@ -95,7 +96,14 @@ describe('the DNSSEC lab: Unbound validating NSD-served zones signed with ldns-s
   });
 
   async function server(mode: 'require' | 'log' | 'off', resolvers: string, probeIntervalMs?: number): Promise<TestServer> {
-    const s = await startTestServer({ dnsServers: parseResolvers(resolvers), dnsTimeoutMs: 1500, dnsAttempts: 2, dnssec: dnssecConfig(mode, lab, probeIntervalMs) });
+    // MPIC off: these tests select DNS-found contacts to see their DNSSEC evidence; corroboration has its own tests (mpic.test.ts).
+    const s = await startTestServer({
+      dnsServers: parseResolvers(resolvers),
+      dnsTimeoutMs: 1500,
+      dnsAttempts: 2,
+      dnssec: dnssecConfig(mode, lab, probeIntervalMs),
+      mpic: defaultMpicConfig({ mode: 'off' }),
+    });
     await s.createAccount('alice');
     return s;
   }
