@@ -11,7 +11,7 @@ import { normalizeNetworks } from '../accounts/networks.ts';
 import { OfferedAddressRegistry } from '../registry/offered.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { listOutbox, type OutboxView } from '../mail/outbox.ts';
-import { OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
+import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
 import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
@@ -225,6 +225,7 @@ export class AdminService {
 
   private async viewsOf(rows: OrderRow[]): Promise<OrderView[]> {
     const names = await this.logins();
-    return rows.map((r) => orderView(r, names.get(r.account_id) ?? `#${r.account_id}`));
+    const domains = await domainsByOrder(this.deps.db, rows.map((r) => r.id));
+    return rows.map((r) => orderView(r, names.get(r.account_id) ?? `#${r.account_id}`, domains.get(r.id) ?? []));
   }
 }

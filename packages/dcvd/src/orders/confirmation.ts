@@ -85,6 +85,13 @@ export class ConfirmationService {
     const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
     const state = codeState(row, now);
     if (!order) return { state: 'unknown' };
+    // The code validates one domain of the order (CONTRACT §12): that domain's name and state count.
+    if (row.order_domain_id !== null) {
+      const domain = await this.deps.db.selectFrom('order_domains').select(['domain', 'dcv_status']).where('id', '=', row.order_domain_id).executeTakeFirst();
+      if (!domain) return { state: 'unknown' };
+      if (state === 'active' && order.dcv_status === 'awaiting' && domain.dcv_status !== 'awaiting') return { state: 'spent' };
+      order.domain = domain.domain;
+    }
     if (state !== 'active') return { state };
     // An active value of an order that is no longer awaiting cannot decide it.
     if (order.dcv_status === 'cancelled') return { state: 'cancelled' };
@@ -106,15 +113,30 @@ export class ConfirmationService {
     try {
       await db.transaction().execute(async (trx) => {
         if (!(await spendValue(trx, found.valueId, now))) throw new NotDecided();
+        const value = await trx.selectFrom('random_values').selectAll().where('id', '=', found.valueId).executeTakeFirstOrThrow();
+        // The code's domain is decided; the order is declined with it, or validated once every domain is.
+        let orderStatus: string = status;
+        if (value.order_domain_id !== null) {
+          const decided = await trx
+            .updateTable('order_domains')
+            .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
+            .where('id', '=', value.order_domain_id)
+            .where('dcv_status', '=', 'awaiting')
+            .executeTakeFirst();
+          if (Number(decided.numUpdatedRows) !== 1) throw new NotDecided();
+          if (status === 'validated') {
+            const open = await trx.selectFrom('order_domains').select('id').where('order_id', '=', value.order_id).where('dcv_status', '!=', 'validated').limit(1).executeTakeFirst();
+            if (open) orderStatus = 'awaiting';
+          }
+        }
         const order = await trx
           .updateTable('orders')
-          .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
+          .set(orderStatus === 'awaiting' ? { updated_at: now } : { dcv_status: orderStatus, dcv_decided_at: now, updated_at: now })
           .where('order_number', '=', found.orderNumber)
           .where('dcv_status', '=', 'awaiting')
           .returningAll()
           .executeTakeFirst();
         if (!order) throw new NotDecided();
-        const value = await trx.selectFrom('random_values').selectAll().where('id', '=', found.valueId).executeTakeFirstOrThrow();
         const sent = await trx
           .selectFrom('outbox')
           .select(['message_id', 'delivered_at'])
@@ -131,7 +153,7 @@ export class ConfirmationService {
             decision: decision === 'approve' ? 'approved' : 'declined',
             br_section: BR_SECTIONS[value.address_source] ?? BR_SECTIONS.constructed!,
             br_version: BR_VERSION,
-            domain: order.domain,
+            domain: found.domain,
             adn: value.adn,
             recipient: value.recipient,
             address_source: value.address_source,
@@ -152,7 +174,7 @@ export class ConfirmationService {
           accountId: order.account_id,
           orderNumber: order.order_number,
           baseOrderNumber: order.base_order_number,
-          domain: order.domain,
+          domain: found.domain,
           evidenceId: evidence.id,
           decidedAt: now,
         });
