@@ -47,7 +47,7 @@ export async function offeredRecipient(
 }
 
 /** The order's current address, as recorded when it was set. */
-export function currentRecipient(order: OrderRow): DcvRecipient | undefined {
+export function currentRecipient(order: Pick<OrderRow, 'dcv_email_address' | 'dcv_adn' | 'dcv_address_source' | 'dcv_dns_detail'>): DcvRecipient | undefined {
   if (order.dcv_email_address === null || order.dcv_adn === null) return undefined;
   return {
     address: order.dcv_email_address,
