@@ -9,7 +9,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
 import type { webcrypto } from 'node:crypto';
-import { decodeMdcDomainDetails, decodeUrlencoded, encodeUrlencoded } from '@dcvd/client';
+import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encodeUrlencoded } from '@dcvd/client';
+import { nodeFetch } from '../src/cli/node-fetch.ts';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
@@ -264,4 +265,30 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
   assert.equal((await call('GetMDCDomainDetails', 'alice', { orderNumber: 1, showStatusDetails: 'X' })).body, g(-4, 'showStatusDetails'));
   const json = await call('GetMDCDomainDetails', 'alice', { orderNumber: 12345, responseFormat: 2 });
   assert.deepEqual(JSON.parse(json.body), { errorCode: -4, errorMessage: "The value of the 'orderNumber' argument is invalid!", errorItem: 'orderNumber' });
+});
+
+test('the SDK: getDcvEmailAddressList → autoApplyOrder → autoUpdateDcv → getMdcDomainDetails', async () => {
+  const client = new DcvClient({
+    baseUrl: `https://localhost:${server.https.port}`,
+    loginName: 'alice',
+    loginPassword: PASSWORD,
+    fetch: nodeFetch({ ca: server.cert }),
+  });
+  const list = await client.getDcvEmailAddressList({ domainName: 'sdk.example.com', product: 801 });
+  assert.ok(list.emails.includes('admin@example.com'));
+  await client.getDcvEmailAddressList({ domainName: 'two.example.com', product: 801 });
+  const placed = await client.autoApplyOrder({
+    product: 361, days: 365, csr: await makeCsr('sdk.example.com'), domainNames: ['two.example.com'],
+    dcvEmailAddresses: ['admin@example.com', 'webmaster@example.com'],
+  });
+  await nextMails(2);
+  let details = await client.getMdcDomainDetails(placed.orderNumber, { showStatusDetails: true });
+  assert.deepEqual(details.map((d) => [d.domainName, d.dcvMethod, d.dcvStatus, d.dcvEmailAddress]), [
+    ['sdk.example.com', 'EMAIL', 'Awaiting', 'admin@example.com'],
+    ['two.example.com', 'EMAIL', 'Awaiting', 'webmaster@example.com'],
+  ]);
+  await client.autoUpdateDcv({ orderNumber: placed.orderNumber }, [{ domainName: 'two.example.com', method: 'CNAME_CSR_HASH' }]);
+  details = await client.getMdcDomainDetails(placed.orderNumber, { responseFormat: 2 });
+  assert.equal(details[1]!.dcvMethod, 'CNAME_CSR_HASH');
+  await assert.rejects(client.getMdcDomainDetails(1), (err: unknown) => err instanceof DcvApiError && err.code === -4 && err.item === 'orderNumber');
 });
