@@ -11,6 +11,7 @@ import { normalizeNetworks } from '../accounts/networks.ts';
 import { OfferedAddressRegistry } from '../registry/offered.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { listOutbox, type OutboxView } from '../mail/outbox.ts';
+import { ProductRepository, type ProductInput, type ProductView } from '../orders/products.ts';
 import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
 import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
@@ -183,6 +184,16 @@ export class AdminService {
   async orderEvidence(orderNumber: number): Promise<EvidenceView[]> {
     const row = await this.orders.require(orderNumber);
     return listEvidence(this.deps.db, { orderId: row.id });
+  }
+
+  // ------------------------------------------------------------ products (CONTRACT §12)
+
+  listProducts(): Promise<ProductView[]> {
+    return new ProductRepository(this.deps.db, this.deps.clock).list();
+  }
+
+  createProduct(input: ProductInput): Promise<ProductView> {
+    return new ProductRepository(this.deps.db, this.deps.clock).create(input);
   }
 
   // ------------------------------------------------------------ templates
