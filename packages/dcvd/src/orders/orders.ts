@@ -123,6 +123,39 @@ export async function domainsByOrder(db: Kysely<Database>, orderIds: readonly nu
   return out;
 }
 
+/** The `orders` row of a new order, awaiting DCV, with no DCV address yet. */
+export function newOrderValues(p: {
+  accountId: number;
+  orderNumber: number;
+  baseOrderNumber: number;
+  product: number | null;
+  domain: string;
+  method: DcvMethod;
+  voucher: boolean;
+  templateId: number | null;
+  now: number;
+}) {
+  return {
+    account_id: p.accountId,
+    order_number: p.orderNumber,
+    base_order_number: p.baseOrderNumber,
+    product: p.product,
+    domain: p.domain,
+    dcv_method: p.method,
+    dcv_status: 'awaiting',
+    voucher: p.voucher ? 1 : 0,
+    template_id: p.templateId,
+    dcv_email_address: null,
+    dcv_adn: null,
+    dcv_address_source: null,
+    dcv_dns_detail: null,
+    last_dcv_email_at: null,
+    dcv_decided_at: null,
+    created_at: p.now,
+    updated_at: p.now,
+  };
+}
+
 /** A domain of a new order: normalized name (`*.` kept) and its DCV method. */
 export interface NewOrderDomain {
   domain: string;
@@ -209,25 +242,19 @@ export class OrderRepository {
         await this.db.transaction().execute(async (trx) => {
           const inserted = await trx
           .insertInto('orders')
-          .values({
-            account_id: input.accountId,
-            order_number: orderNumber,
-            base_order_number: input.baseOrderNumber ?? orderNumber,
-            product: input.product ?? null,
-            domain,
-            dcv_method: method,
-            dcv_status: 'awaiting',
-            voucher: input.voucher ? 1 : 0,
-            template_id: input.templateId ?? null,
-            dcv_email_address: null,
-            dcv_adn: null,
-            dcv_address_source: null,
-            dcv_dns_detail: null,
-            last_dcv_email_at: null,
-            dcv_decided_at: null,
-            created_at: now,
-            updated_at: now,
-          })
+          .values(
+            newOrderValues({
+              accountId: input.accountId,
+              orderNumber,
+              baseOrderNumber: input.baseOrderNumber ?? orderNumber,
+              product: input.product ?? null,
+              domain,
+              method,
+              voucher: input.voucher === true,
+              templateId: input.templateId ?? null,
+              now,
+            }),
+          )
           .returning('id')
           .executeTakeFirstOrThrow();
           await insertOrderDomains(trx, inserted.id, [{ domain, dcvMethod: method }], now);
