@@ -14,7 +14,17 @@ import {
   type DecodedDcvEmailAddressList,
   type ResponseFormat,
 } from './protocol/formats.ts';
-import { GET_DCV_EMAIL_ADDRESS_LIST, RESEND_DCV_EMAIL, encodeRequestParams, type EndpointSpec } from './protocol/params.ts';
+import {
+  AUTO_APPLY_ORDER,
+  AUTO_UPDATE_DCV,
+  GET_MDC_DOMAIN_DETAILS,
+  GET_DCV_EMAIL_ADDRESS_LIST,
+  RESEND_DCV_EMAIL,
+  encodeRequestParams,
+  type DcvMethodName,
+  type EndpointSpec,
+} from './protocol/params.ts';
+import { decodeMdcDomainDetails, type MdcDomainDetail } from './protocol/formats.ts';
 
 /** The reseller host of the seeds. */
 export const DEFAULT_BASE_URL = 'https://secure.trust-provider.com';
@@ -129,6 +139,32 @@ export interface ResendDcvEmailResult {
  * of {@link ErrorCode}'s values for every code of the seeds; another server
  * may send others, which are kept as they are.
  */
+export interface AutoApplyOrderRequest extends CallOptions {
+  product: number;
+  days: number;
+  /** PKCS#10, PEM with or without armour. */
+  csr: string;
+  /** Additional names (multi-domain products). */
+  domainNames?: readonly string[];
+  dcvMethod?: DcvMethodName;
+  dcvEmailAddress?: string;
+  dcvEmailAddresses?: readonly string[];
+}
+
+export interface AutoApplyOrderResult {
+  orderNumber: number;
+  certificateID: number;
+  totalCost: string;
+  expectedDeliveryTime: number;
+}
+
+/** One domain's new DCV method (and address, for EMAIL). */
+export interface DcvChange {
+  domainName?: string;
+  method: DcvMethodName;
+  dcvEmailAddress?: string;
+}
+
 export class DcvApiError extends Error {
   override readonly name = 'DcvApiError';
   /** The error code, e.g. `ErrorCode.IncorrectLogin` (-16). */
@@ -293,6 +329,67 @@ export class DcvClient {
   }
 
   /** Never shows the password, also not in `console.log(client)` (it is a private field). */
+  /**
+   * AutoApplyOrder, DCV subset (CONTRACT §12). Never retried: a retry could
+   * place a second order. `dcvEmailAddresses` go one per domain, CN first,
+   * then the CSR's other names, then `domainNames`.
+   */
+  async autoApplyOrder(request: AutoApplyOrderRequest): Promise<AutoApplyOrderResult> {
+    const body = this.#body(AUTO_APPLY_ORDER, {
+      product: request.product,
+      days: request.days,
+      csr: request.csr,
+      domainNames: request.domainNames?.join(','),
+      dcvMethod: request.dcvMethod,
+      dcvEmailAddress: request.dcvEmailAddress,
+      dcvEmailAddresses: request.dcvEmailAddresses?.join(','),
+      showCertificateID: 'Y',
+      responseFormat: 1,
+    });
+    const answer = await this.#send(AUTO_APPLY_ORDER, body, request.signal, 0);
+    const fields = this.#result(AUTO_APPLY_ORDER, answer, decodeUrlencoded);
+    const num = (name: string) => {
+      const v = fields[name];
+      if (v === undefined || !/^[0-9]+$/.test(v)) throw new DcvRequestError('AutoApplyOrder', 'protocol', `AutoApplyOrder: the answer has no ${name}`, { status: answer.status, attempts: answer.attempts });
+      return Number(v);
+    };
+    return { orderNumber: num('orderNumber'), certificateID: num('certificateID'), totalCost: fields.totalCost ?? '', expectedDeliveryTime: num('expectedDeliveryTime') };
+  }
+
+  /** AutoUpdateDCV: one domain (`changes` of one, `domainName` optional for a single-domain order) or several at once. Never retried. */
+  async autoUpdateDcv(order: OrderRef, changes: readonly DcvChange[], options: CallOptions & { dcvTemplateId?: number } = {}): Promise<void> {
+    if (changes.length === 0) throw new TypeError('autoUpdateDcv needs at least one change');
+    const one = changes.length === 1 ? changes[0]! : undefined;
+    const params: Record<string, string | number | undefined> = {
+      orderNumber: order.orderNumber,
+      baseOrderNumber: order.baseOrderNumber,
+      dcvTemplateID: options.dcvTemplateId,
+    };
+    if (one) {
+      params.domainName = one.domainName;
+      params.newMethod = one.method;
+      params.newDCVEmailAddress = one.dcvEmailAddress;
+    } else {
+      if (changes.some((c) => c.domainName === undefined)) throw new TypeError('every change of a multi-domain update names its domain');
+      params.domainNames = changes.map((c) => c.domainName).join(' ');
+      params.newMethods = changes.map((c) => c.method).join(',');
+      if (changes.some((c) => c.dcvEmailAddress !== undefined)) params.newDCVEmailAddresses = changes.map((c) => c.dcvEmailAddress ?? '-').join(' ');
+    }
+    const answer = await this.#send(AUTO_UPDATE_DCV, this.#body(AUTO_UPDATE_DCV, params), options.signal, 0);
+    this.#result(AUTO_UPDATE_DCV, answer, decodeUrlencoded);
+  }
+
+  /** GetMDCDomainDetails: each domain's DCV method and status (`Validated` when done); read-only, so retried like the list. */
+  async getMdcDomainDetails(orderNumber: number, options: CallOptions & { showStatusDetails?: boolean; responseFormat?: ResponseFormat } = {}): Promise<MdcDomainDetail[]> {
+    const body = this.#body(GET_MDC_DOMAIN_DETAILS, {
+      orderNumber,
+      showStatusDetails: options.showStatusDetails === undefined ? undefined : options.showStatusDetails ? 'Y' : 'N',
+      responseFormat: options.responseFormat,
+    });
+    const answer = await this.#send(GET_MDC_DOMAIN_DETAILS, body, options.signal, this.#retries);
+    return this.#result(GET_MDC_DOMAIN_DETAILS, answer, decodeMdcDomainDetails);
+  }
+
   toJSON(): { baseUrl: string; loginName: string } {
     return { baseUrl: this.baseUrl, loginName: this.loginName };
   }

@@ -20,6 +20,8 @@ import { DnsLookupStats } from './contacts/dns.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { OfferedAddressRegistry } from './registry/offered.ts';
 import type { ResendDeps } from './api/resend-dcv-email.ts';
+import type { OrderFlowDeps } from './api/order-flow.ts';
+import { ProductRepository } from './orders/products.ts';
 import { OrderRepository } from './orders/orders.ts';
 import { TemplateRepository } from './orders/templates.ts';
 import { loadValueKeys } from './orders/random-values.ts';
@@ -166,7 +168,9 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       contactGate,
       onQueued: () => outbox?.wake(),
     };
-    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend });
+    // AutoApplyOrder, AutoUpdateDCV, GetMDCDomainDetails (CONTRACT §12): the resend's services, the products, the policy.
+    const flow: OrderFlowDeps = { ...resend, products: new ProductRepository(store.db, clock), policy: config.emailDcv };
+    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow });
     // Bounded: a load balancer needs an answer, not a hanging probe.
     const readiness = async () => {
       let timer: NodeJS.Timeout | undefined;

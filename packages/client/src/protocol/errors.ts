@@ -4,7 +4,14 @@
  * the parameter name. The two seeds spell -2 differently").
  */
 
-export type Endpoint = 'GetDCVEmailAddressList' | 'ResendDCVEmail';
+export type Endpoint =
+  | 'GetDCVEmailAddressList'
+  | 'ResendDCVEmail'
+  // The rest of the email-DCV flow (CONTRACT §12): urlencoded, ResendDCVEmail's conventions.
+  | 'AutoApplyOrder'
+  | 'AutoApplySSL'
+  | 'AutoUpdateDCV'
+  | 'GetMDCDomainDetails';
 
 /** Named constants for every code that appears in the seeds. */
 export const ErrorCode = {
@@ -34,6 +41,23 @@ const COMMON: Readonly<Record<number, string>> = {
   [-17]: 'Request used GET rather than POST!',
 };
 
+/**
+ * The endpoints of CONTRACT §12 have no seed: they take ResendDCVEmail's texts
+ * (the urlencoded family they belong to), GetDCVEmailAddressList's texts for
+ * the domain rules and -91, and a -160 text of their own.
+ */
+function flowMessages(refused: string): Readonly<Record<number, string>> {
+  return {
+    ...COMMON,
+    [-2]: "'xxxx' is an unrecognized argument!",
+    [-19]: 'The Domain Name may not be an Internet-accessible IP Address!',
+    [-37]: 'The Domain Name is an Intranet Server Name or Intranet IP Address!',
+    [-90]: "Permission denied for using 'voucher' with 'xxxx'.",
+    [-91]: 'Permission Denied. Not allowed to use the AUTO-Apply service.',
+    [-160]: refused,
+  };
+}
+
 /** Per-endpoint message templates; `xxxx` is the placeholder of the seeds. */
 export const ERROR_MESSAGES: Readonly<Record<Endpoint, Readonly<Record<number, string>>>> = {
   GetDCVEmailAddressList: {
@@ -51,6 +75,10 @@ export const ERROR_MESSAGES: Readonly<Record<Endpoint, Readonly<Record<number, s
     [-90]: "Permission denied for using 'voucher' with 'xxxx'.",
     [-160]: 'The attempt to resend DCV emails did not succeed.',
   },
+  AutoApplyOrder: flowMessages('The order was not accepted for email domain control validation.'),
+  AutoApplySSL: flowMessages('The order was not accepted for email domain control validation.'),
+  AutoUpdateDCV: flowMessages('The DCV method of the domain could not be changed.'),
+  GetMDCDomainDetails: flowMessages('The domain details could not be retrieved.'),
 };
 
 /** Codes whose responses carry `errorItem` (ResendDCVEmail seed: "relevant to -2, -3 and -4"). */

@@ -257,3 +257,112 @@ export function decodeAddressList(body: string): Decoded<DecodedDcvEmailAddressL
   }
   return decodeText(body);
 }
+
+// ---------------------------------------------------------------- the rest of the email-DCV flow (CONTRACT §12)
+
+/**
+ * One urlencoded value, with `@`, `:` and `*` left as they are (legal in a
+ * query string): a public client URL-decodes every answer and then parses it
+ * as a query string, so every `%` escape dcvd avoids is one it cannot break.
+ */
+function formValue(value: string): string {
+  return encodeURIComponent(value).replace(/%40/g, '@').replace(/%3A/g, ':').replace(/%20/g, '+');
+}
+
+/** A success body of the urlencoded endpoints: `errorCode=0` first, then the fields in order. */
+export function encodeUrlencodedFields(fields: readonly (readonly [string, string | number])[]): string {
+  return ['errorCode=0', ...fields.map(([k, v]) => `${formValue(k)}=${formValue(String(v))}`)].join('&');
+}
+
+/** AutoApplyOrder / AutoApplySSL success. */
+export interface PlacedOrder {
+  orderNumber: number;
+  certificateID: number;
+  totalCost: string;
+  /** Epoch seconds; 0 when unknown (delivery waits for DCV). */
+  expectedDeliveryTime: number;
+}
+
+/** What the real host calls the per-domain DCV status; `Validated` is the exact string clients compare with. */
+export const MDC_DCV_STATUSES = ['Awaiting', 'Validated', 'Declined', 'Cancelled'] as const;
+export type MdcDcvStatus = (typeof MDC_DCV_STATUSES)[number];
+
+/** One domain of GetMDCDomainDetails. */
+export interface MdcDomainDetail {
+  domainName: string;
+  dcvMethod: string;
+  dcvStatus: string;
+  /** With showStatusDetails=Y: the current DCV address (EMAIL), the last email's time and the validation's time (epoch seconds). */
+  dcvEmailAddress?: string;
+  lastEmailSentAt?: number;
+  validatedAt?: number;
+}
+
+const DETAIL_KEYS = ['domainName', 'dcvMethod', 'dcvStatus', 'dcvEmailAddress', 'lastEmailSentAt', 'validatedAt'] as const;
+
+/** GetMDCDomainDetails, responseFormat 1: `errorCode=0&1_domainName=…&1_dcvMethod=…&1_dcvStatus=…`, numbered from 1. */
+export function encodeMdcDomainDetails(domains: readonly MdcDomainDetail[]): string {
+  const fields: [string, string | number][] = [];
+  domains.forEach((d, i) => {
+    for (const key of DETAIL_KEYS) {
+      const value = d[key];
+      if (value !== undefined) fields.push([`${i + 1}_${key}`, value]);
+    }
+  });
+  return encodeUrlencodedFields(fields);
+}
+
+/** GetMDCDomainDetails, responseFormat 2: `{"errorCode":0,"domains":[{…},…]}` in the same order. */
+export function encodeMdcDomainDetailsJson(domains: readonly MdcDomainDetail[]): string {
+  return JSON.stringify({ errorCode: 0, domains });
+}
+
+/** Decodes GetMDCDomainDetails in either format (the body decides: JSON starts with `{`). */
+export function decodeMdcDomainDetails(body: string): Decoded<MdcDomainDetail[]> {
+  const start = body.replace(/^[\s\uFEFF]+/, '');
+  if (start.startsWith('{')) {
+    let data: unknown;
+    try {
+      data = JSON.parse(start);
+    } catch {
+      throw new ProtocolDecodeError('response is not valid JSON');
+    }
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new ProtocolDecodeError('JSON response is not an object');
+    const record = data as Record<string, unknown>;
+    const code = parseCode(asString(record.errorCode));
+    if (code !== 0) {
+      const fields: Record<string, string> = {};
+      for (const [k, v] of Object.entries(record)) if (v !== undefined && v !== null) fields[k] = asString(v);
+      return { ok: false, error: errorFromFields(code, fields) };
+    }
+    if (!Array.isArray(record.domains)) throw new ProtocolDecodeError('JSON response has no domains array');
+    return { ok: true, value: record.domains.map((d) => detailFrom((k) => (typeof d === 'object' && d !== null ? (d as Record<string, unknown>)[k] : undefined))) };
+  }
+  const decoded = decodeUrlencoded(start);
+  if (!decoded.ok) return decoded;
+  const rows = new Map<number, Record<string, string>>();
+  for (const [key, value] of Object.entries(decoded.value)) {
+    const m = /^([0-9]+)_(.+)$/.exec(key);
+    if (!m) continue;
+    const n = Number(m[1]);
+    if (!rows.has(n)) rows.set(n, {});
+    rows.get(n)![m[2]!] = value;
+  }
+  const ordered = [...rows.entries()].sort((a, b) => a[0] - b[0]).map(([, r]) => r);
+  return { ok: true, value: ordered.map((r) => detailFrom((k) => r[k])) };
+}
+
+function detailFrom(get: (key: string) => unknown): MdcDomainDetail {
+  const text = (k: string) => {
+    const v = get(k);
+    return v === undefined || v === null ? undefined : asString(v);
+  };
+  const detail: MdcDomainDetail = { domainName: text('domainName') ?? '', dcvMethod: text('dcvMethod') ?? '', dcvStatus: text('dcvStatus') ?? '' };
+  const address = text('dcvEmailAddress');
+  if (address !== undefined) detail.dcvEmailAddress = address;
+  for (const k of ['lastEmailSentAt', 'validatedAt'] as const) {
+    const v = text(k);
+    if (v !== undefined && /^[0-9]+$/.test(v)) detail[k] = Number(v);
+  }
+  return detail;
+}

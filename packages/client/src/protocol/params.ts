@@ -15,6 +15,12 @@ export interface ParamSpec {
   readonly maxLength?: number;
   /** Allowed integer values, when the seed lists them. */
   readonly allowed?: readonly number[];
+  /** Allowed string values (case-sensitive, like every value). */
+  readonly allowedValues?: readonly string[];
+  /** A string value must match this whole. */
+  readonly pattern?: RegExp;
+  /** Documented by the real host, accepted, checked only for length, and not used by dcvd. */
+  readonly ignored?: boolean;
 }
 
 export interface EndpointSpec {
@@ -55,9 +61,107 @@ export const RESEND_DCV_EMAIL: EndpointSpec = {
   oneOf: ['orderNumber', 'baseOrderNumber'],
 };
 
+// ---------------------------------------------------------------- the rest of the email-DCV flow (CONTRACT §12)
+
+/** The DCV methods of the real host's API; only EMAIL is performed by dcvd. */
+export const DCV_METHOD_NAMES = ['EMAIL', 'HTTP_CSR_HASH', 'HTTPS_CSR_HASH', 'CNAME_CSR_HASH'] as const;
+export type DcvMethodName = (typeof DCV_METHOD_NAMES)[number];
+
+const YES_NO = ['Y', 'N'] as const;
+/** Room for the longest list a request under the default 64 KiB body limit can carry. */
+const LIST_LENGTH = 32_768;
+
+/**
+ * AutoApplyOrder's DCV subset, and the parameters the real endpoint documents
+ * that dcvd accepts and ignores (`ignored`). `serverSoftware` is a code of the
+ * real host's list, where -1 ("other") is a valid value, hence a pattern.
+ */
+function autoApplyParams(): readonly ParamSpec[] {
+  return [
+    { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
+    { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
+    { name: 'product', type: 'integer', requirement: 'required' },
+    { name: 'days', type: 'integer', requirement: 'required' },
+    { name: 'csr', type: 'string', requirement: 'required', maxLength: LIST_LENGTH },
+    { name: 'domainNames', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
+    { name: 'serverSoftware', type: 'string', requirement: 'optional', pattern: /^(?:-1|[0-9]{1,4})$/ },
+    { name: 'isCustomerValidated', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'dcvMethod', type: 'string', requirement: 'optional', allowedValues: DCV_METHOD_NAMES },
+    { name: 'dcvEmailAddress', type: 'string', requirement: 'optional', maxLength: 255 },
+    { name: 'dcvEmailAddresses', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
+    { name: 'showCertificateID', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'responseFormat', type: 'integer', requirement: 'optional', allowed: [1] },
+    // Accepted and ignored (docs/PROTOCOL.md lists them): ordering details dcvd has no use for.
+    { name: 'uniqueValue', type: 'string', requirement: 'optional', maxLength: 64, ignored: true },
+    { name: 'foreignOrderNumber', type: 'string', requirement: 'optional', maxLength: 64, ignored: true },
+    { name: 'isTrial', type: 'string', requirement: 'optional', maxLength: 1, ignored: true },
+    { name: 'test', type: 'string', requirement: 'optional', maxLength: 1, ignored: true },
+    { name: 'prioritiseCSRValues', type: 'string', requirement: 'optional', maxLength: 1, ignored: true },
+    { name: 'caCertificateID', type: 'string', requirement: 'optional', maxLength: 16, ignored: true },
+    { name: 'contactEmailAddress', type: 'string', requirement: 'optional', maxLength: 255, ignored: true },
+  ];
+}
+
+export const AUTO_APPLY_ORDER: EndpointSpec = {
+  endpoint: 'AutoApplyOrder',
+  path: '/products/!AutoApplyOrder',
+  params: autoApplyParams(),
+};
+
+/** The older name of AutoApplyOrder, same parameters (reference: AutoApplyOrder v2.9). */
+export const AUTO_APPLY_SSL: EndpointSpec = {
+  endpoint: 'AutoApplySSL',
+  path: '/products/!AutoApplySSL',
+  params: autoApplyParams(),
+};
+
+export const AUTO_UPDATE_DCV: EndpointSpec = {
+  endpoint: 'AutoUpdateDCV',
+  path: '/products/!AutoUpdateDCV',
+  params: [
+    { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
+    { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
+    { name: 'orderNumber', type: 'integer', requirement: 'conditional' },
+    { name: 'baseOrderNumber', type: 'integer', requirement: 'conditional' },
+    { name: 'domainName', type: 'string', requirement: 'optional', maxLength: 255 },
+    { name: 'newMethod', type: 'string', requirement: 'optional', allowedValues: DCV_METHOD_NAMES },
+    { name: 'newDCVEmailAddress', type: 'string', requirement: 'optional', maxLength: 255 },
+    { name: 'dcvTemplateID', type: 'integer', requirement: 'optional' },
+    { name: 'domainNames', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
+    { name: 'newMethods', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
+    { name: 'newDCVEmailAddresses', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
+  ],
+  oneOf: ['orderNumber', 'baseOrderNumber'],
+};
+
+export const GET_MDC_DOMAIN_DETAILS: EndpointSpec = {
+  endpoint: 'GetMDCDomainDetails',
+  path: '/products/!GetMDCDomainDetails',
+  params: [
+    { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
+    { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
+    { name: 'orderNumber', type: 'integer', requirement: 'required' },
+    { name: 'showStatusDetails', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'responseFormat', type: 'integer', requirement: 'optional', allowed: [1, 2] },
+  ],
+};
+
+/**
+ * A list parameter's items (`domainNames`, `dcvEmailAddresses`, `newMethods`, …):
+ * separated by commas and/or white space, as the real host's pages variously
+ * say; empty items are dropped. docs/PROTOCOL.md records this reading.
+ */
+export function listItems(value: string): string[] {
+  return value.split(/[\s,]+/).filter((item) => item !== '');
+}
+
 export const ENDPOINTS: Readonly<Record<Endpoint, EndpointSpec>> = {
   GetDCVEmailAddressList: GET_DCV_EMAIL_ADDRESS_LIST,
   ResendDCVEmail: RESEND_DCV_EMAIL,
+  AutoApplyOrder: AUTO_APPLY_ORDER,
+  AutoApplySSL: AUTO_APPLY_SSL,
+  AutoUpdateDCV: AUTO_UPDATE_DCV,
+  GetMDCDomainDetails: GET_MDC_DOMAIN_DETAILS,
 };
 
 /** A checked parameter value: strings stay strings, integers become numbers. */
@@ -147,6 +251,9 @@ export function parseRequestParams(
       params[param.name] = n;
     } else {
       if (param.maxLength !== undefined && codePointLength(raw) > param.maxLength) {
+        return { ok: false, error: { code: -4, item: param.name } };
+      }
+      if ((param.allowedValues && !param.allowedValues.includes(raw)) || (param.pattern && !param.pattern.test(raw))) {
         return { ok: false, error: { code: -4, item: param.name } };
       }
       params[param.name] = raw;

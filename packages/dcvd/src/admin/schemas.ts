@@ -52,6 +52,17 @@ const orderProperties = {
   lastDcvEmailAt: Nullable(DateTime),
   createdAt: DateTime,
   updatedAt: DateTime,
+  domains: Type.Array(
+    Type.Object({
+      domain: Type.String(),
+      dcvMethod: Type.String(),
+      dcvStatus: Type.String(),
+      dcvEmailAddress: Nullable(Type.String()),
+      lastDcvEmailAt: Nullable(DateTime),
+      dcvDecidedAt: Nullable(DateTime),
+    }),
+    { description: 'every domain of the order with its own DCV state, the order\'s domain first' },
+  ),
 };
 export const OrderSchema = Type.Object(orderProperties);
 

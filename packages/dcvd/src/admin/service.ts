@@ -12,7 +12,8 @@ import { normalizeNetworks } from '../accounts/networks.ts';
 import { OfferedAddressRegistry } from '../registry/offered.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { listOutbox, type OutboxView } from '../mail/outbox.ts';
-import { OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
+import { ProductRepository, type ProductInput, type ProductView } from '../orders/products.ts';
+import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
 import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
@@ -215,6 +216,16 @@ export class AdminService {
     return listEvidence(this.deps.db, { orderId: row.id }, { policy: this.emailPolicy, now: this.deps.clock.now() });
   }
 
+  // ------------------------------------------------------------ products (CONTRACT §12)
+
+  listProducts(): Promise<ProductView[]> {
+    return new ProductRepository(this.deps.db, this.deps.clock).list();
+  }
+
+  createProduct(input: ProductInput): Promise<ProductView> {
+    return new ProductRepository(this.deps.db, this.deps.clock).create(input);
+  }
+
   // ------------------------------------------------------------ templates
 
   /** `account` null: a global template. */
@@ -259,6 +270,7 @@ export class AdminService {
 
   private async viewsOf(rows: OrderRow[]): Promise<OrderView[]> {
     const names = await this.logins();
-    return rows.map((r) => orderView(r, names.get(r.account_id) ?? `#${r.account_id}`));
+    const domains = await domainsByOrder(this.deps.db, rows.map((r) => r.id));
+    return rows.map((r) => orderView(r, names.get(r.account_id) ?? `#${r.account_id}`, domains.get(r.id) ?? []));
   }
 }

@@ -16,10 +16,10 @@ import type { Kysely } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderRepository, type OrderRow } from '../orders/orders.ts';
+import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderDomainRow, type OrderRepository, type OrderRow } from '../orders/orders.ts';
 import type { TemplateRepository } from '../orders/templates.ts';
-import { currentRecipient, offeredRecipient, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
-import { queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
+import { currentRecipient, domainsOfOrder, offeredRecipient, queueDcvEmailIn, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { corroborateRecipient, queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import type { CallContext, Outcome, ResendDcvEmailParams } from './types.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
 
@@ -83,6 +83,10 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
     templateRef = row.id;
   }
 
+  // A multi-domain order (CONTRACT §12): every domain still awaiting email DCV gets its email.
+  const domains = await domainsOfOrder.rows(deps.db, { orderId: order.id });
+  if (domains.length > 1) return resendEveryDomain(deps, ctx, params, order, domains, templateRef, now);
+
   // The recipient: a newly named address must pass the 24-hour rule (CONTRACT §4).
   let recipient: DcvRecipient | undefined;
   if (params.dcvEmailAddress !== undefined) {
@@ -107,3 +111,64 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   deps.onQueued?.();
   return { ok: true, value: undefined };
 }
+
+/**
+ * A resend without a domain of a multi-domain order: each domain awaiting
+ * email DCV gets an email, to `dcvEmailAddress` where it passes the 24-hour
+ * rule for that domain, else to its current address. All in one
+ * transaction; -4 when the named address fits none of them, -160 when no
+ * domain awaits email DCV or one of them was sent an email too recently.
+ */
+async function resendEveryDomain(
+  deps: ResendDeps,
+  ctx: CallContext,
+  params: ResendDcvEmailParams,
+  order: OrderRow,
+  domains: readonly OrderDomainRow[],
+  templateRef: number | null,
+  now: number,
+): Promise<Outcome<void>> {
+  const pending = domains.filter((d) => d.dcv_status === 'awaiting' && d.dcv_method === 'email');
+  const plan: { domain: OrderDomainRow; recipient: DcvRecipient }[] = [];
+  let named = 0;
+  for (const domain of pending) {
+    let recipient: DcvRecipient | undefined;
+    if (params.dcvEmailAddress !== undefined) {
+      recipient = await offeredRecipient(deps.registry, { account_id: order.account_id, domain: domain.domain }, params.dcvEmailAddress, now);
+      if (recipient) named += 1;
+    }
+    recipient ??= currentRecipient(domain);
+    if (recipient) plan.push({ domain, recipient });
+  }
+  if (params.dcvEmailAddress !== undefined && named === 0) return { ok: false, error: { code: -4, item: 'dcvEmailAddress' } };
+  if (plan.length === 0) {
+    if (pending.length > 0) return { ok: false, error: { code: -3, item: 'dcvEmailAddress' } };
+    ctx.log.info({ orderNumber: order.order_number }, 'no domain of the order awaits email DCV');
+    return { ok: false, error: { code: -160 } };
+  }
+  // BR 3.2.2.9 for every DNS-found recipient, before the transaction.
+  const corroborations: (number | null)[] = [];
+  for (const { domain, recipient } of plan) {
+    const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: order.id, domain: domain.domain, recipient, templateRef, now });
+    if (!ok) return { ok: false, error: { code: -160 } };
+    corroborations.push(ok.evidenceId);
+  }
+  try {
+    await deps.db.transaction().execute(async (trx) => {
+      for (const [i, { domain, recipient }] of plan.entries()) {
+        const result = await queueDcvEmailIn(trx, deps.settings, { order, domain, recipient, templateRef, now, corroborationId: corroborations[i] ?? null });
+        if (!result.queued) throw new NotResent(result.reason);
+      }
+    });
+  } catch (err) {
+    if (!(err instanceof NotResent)) throw err;
+    ctx.log.info({ orderNumber: order.order_number, refusal: err.message }, 'dcv emails not resent');
+    return { ok: false, error: { code: -160 } };
+  }
+  ctx.log.info({ orderNumber: order.order_number, emails: plan.length }, 'dcv emails queued');
+  deps.onQueued?.();
+  return { ok: true, value: undefined };
+}
+
+/** Undoes a multi-domain resend of which one email could not be queued. */
+class NotResent extends Error {}

@@ -1,5 +1,5 @@
 /** What the endpoints' use cases see: an authenticated call, checked parameters, no HTTP. */
-import type { ApiError, DcvEmailAddressList } from '@dcvd/client';
+import type { ApiError, DcvEmailAddressList, MdcDomainDetail } from '@dcvd/client';
 import type { AccountRow } from '../accounts/repository.ts';
 import type { FastifyBaseLogger } from 'fastify';
 
@@ -26,7 +26,55 @@ export interface ResendDcvEmailParams {
   dcvTemplateID?: number;
 }
 
-export interface UseCases {
+export interface UseCases extends Partial<FlowUseCases> {
   getDcvEmailAddressList(ctx: CallContext, params: GetDcvEmailAddressListParams): Promise<Outcome<DcvEmailAddressList>>;
   resendDcvEmail(ctx: CallContext, params: ResendDcvEmailParams): Promise<Outcome<void>>;
+}
+
+// ---------------------------------------------------------------- the rest of the email-DCV flow (CONTRACT §12)
+
+export interface AutoApplyOrderParams {
+  product: number;
+  days: number;
+  csr: string;
+  domainNames?: string;
+  dcvMethod?: string;
+  dcvEmailAddress?: string;
+  dcvEmailAddresses?: string;
+  showCertificateID?: string;
+}
+
+export interface PlacedOrderResult {
+  orderNumber: number;
+  certificateID: number;
+  totalCost: string;
+  expectedDeliveryTime: number;
+  showCertificateID: boolean;
+}
+
+export interface AutoUpdateDcvParams {
+  orderNumber?: number;
+  baseOrderNumber?: number;
+  domainName?: string;
+  newMethod?: string;
+  newDCVEmailAddress?: string;
+  dcvTemplateID?: number;
+  domainNames?: string;
+  newMethods?: string;
+  newDCVEmailAddresses?: string;
+}
+
+export interface UpdatedDcvResult {
+  certificateID: number | null;
+}
+
+export interface GetMdcDomainDetailsParams {
+  orderNumber: number;
+  showStatusDetails: boolean;
+}
+
+export interface FlowUseCases {
+  autoApplyOrder(ctx: CallContext, params: AutoApplyOrderParams): Promise<Outcome<PlacedOrderResult>>;
+  autoUpdateDcv(ctx: CallContext, params: AutoUpdateDcvParams): Promise<Outcome<UpdatedDcvResult>>;
+  getMdcDomainDetails(ctx: CallContext, params: GetMdcDomainDetailsParams): Promise<Outcome<MdcDomainDetail[]>>;
 }

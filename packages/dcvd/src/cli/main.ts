@@ -1,4 +1,5 @@
 /** The `dcvd` command (CONTRACT §9). */
+import { productCommands } from './products.ts';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
@@ -324,6 +325,7 @@ export function buildProgram(): Command {
   program.addCommand(orderCommands());
   program.addCommand(templateCommands());
   program.addCommand(outboxCommands());
+  program.addCommand(productCommands());
   program.addCommand(clientCommands());
   return program;
 }

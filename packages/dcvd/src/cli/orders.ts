@@ -114,6 +114,11 @@ function describeOrder(o: OrderView): string {
     `  domain: ${o.domain}`,
     `  product: ${o.product ?? 'none'}${o.voucher ? ', voucher' : ''}`,
     `  DCV: ${o.dcvMethod}${o.dcvEmailAddress ? ` to ${o.dcvEmailAddress}` : ''}${o.lastDcvEmailAt ? `, last email queued ${o.lastDcvEmailAt}` : ''}`,
+    // Every domain with its own DCV state (multi-domain orders, CONTRACT §12).
+    ...o.domains.map(
+      (d, i) =>
+        `  domain ${i + 1}: ${d.domain}  ${d.dcvMethod} ${d.dcvStatus}${d.dcvEmailAddress ? ` to ${d.dcvEmailAddress}` : ''}${d.lastDcvEmailAt ? `, last email queued ${d.lastDcvEmailAt}` : ''}`,
+    ),
   ].join('\n');
 }
 

@@ -9,6 +9,13 @@ import {
   CONTENT_TYPE,
   GET_DCV_EMAIL_ADDRESS_LIST,
   RESEND_DCV_EMAIL,
+  AUTO_APPLY_ORDER,
+  AUTO_APPLY_SSL,
+  AUTO_UPDATE_DCV,
+  GET_MDC_DOMAIN_DETAILS,
+  encodeMdcDomainDetails,
+  encodeMdcDomainDetailsJson,
+  encodeUrlencodedFields,
   encodeJson,
   encodeJsonError,
   encodeText,
@@ -22,7 +29,7 @@ import {
   type ParsedParams,
 } from '@dcvd/client';
 import type { Authenticator } from '../accounts/auth.ts';
-import type { CallContext, GetDcvEmailAddressListParams, ResendDcvEmailParams, UseCases } from '../api/types.ts';
+import type { AutoApplyOrderParams, AutoUpdateDcvParams, CallContext, GetDcvEmailAddressListParams, ResendDcvEmailParams, UseCases } from '../api/types.ts';
 
 export interface LegacyApiOptions {
   /** True on the HTTPS listener; on the plain listener only a trusted proxy's `X-Forwarded-Proto: https` counts. */
@@ -92,7 +99,70 @@ function bindings(options: LegacyApiOptions): Binding[] {
       return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(this.spec.endpoint), code: 0 };
     },
   };
-  return [getList, resend];
+  return [getList, resend, ...flowBindings(useCases)];
+}
+
+/** The rest of the email-DCV flow (CONTRACT §12): urlencoded answers, GetMDCDomainDetails also JSON. */
+function flowBindings(useCases: UseCases): Binding[] {
+  const str = (params: ParsedParams, name: string) => params[name] as string | undefined;
+  const num = (params: ParsedParams, name: string) => params[name] as number | undefined;
+  const placeOrder = (spec: EndpointSpec): Binding => ({
+    spec,
+    format: () => 'urlencoded',
+    async run(ctx, params, format) {
+      if (!useCases.autoApplyOrder) return renderError(this.spec, format, { code: -14 });
+      const args: AutoApplyOrderParams = { product: num(params, 'product')!, days: num(params, 'days')!, csr: str(params, 'csr')! };
+      for (const name of ['domainNames', 'dcvMethod', 'dcvEmailAddress', 'dcvEmailAddresses', 'showCertificateID'] as const) {
+        const v = str(params, name);
+        if (v !== undefined) args[name] = v;
+      }
+      const outcome = await useCases.autoApplyOrder(ctx, args);
+      if (!outcome.ok) return renderError(this.spec, format, outcome.error);
+      const o = outcome.value;
+      // certificateID always: a public client reads it whether or not it asked (showCertificateID=Y).
+      const body = encodeUrlencodedFields([
+        ['orderNumber', o.orderNumber],
+        ['certificateID', o.certificateID],
+        ['totalCost', o.totalCost],
+        ['expectedDeliveryTime', o.expectedDeliveryTime],
+      ]);
+      return { contentType: CONTENT_TYPE.urlencoded, body, code: 0 };
+    },
+  });
+  const update: Binding = {
+    spec: AUTO_UPDATE_DCV,
+    format: () => 'urlencoded',
+    async run(ctx, params, format) {
+      if (!useCases.autoUpdateDcv) return renderError(this.spec, format, { code: -14 });
+      const args: AutoUpdateDcvParams = {};
+      for (const name of ['orderNumber', 'baseOrderNumber', 'dcvTemplateID'] as const) {
+        const v = num(params, name);
+        if (v !== undefined) args[name] = v;
+      }
+      for (const name of ['domainName', 'newMethod', 'newDCVEmailAddress', 'domainNames', 'newMethods', 'newDCVEmailAddresses'] as const) {
+        const v = str(params, name);
+        if (v !== undefined) args[name] = v;
+      }
+      const outcome = await useCases.autoUpdateDcv(ctx, args);
+      if (!outcome.ok) return renderError(this.spec, format, outcome.error);
+      const fields: [string, number][] = [['expectedDeliveryTime', 0]];
+      if (outcome.value.certificateID !== null) fields.push(['certificateID', outcome.value.certificateID]);
+      return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencodedFields(fields), code: 0 };
+    },
+  };
+  const details: Binding = {
+    spec: GET_MDC_DOMAIN_DETAILS,
+    format: (entries) => (requestedFormat(entries) === 2 ? 'json' : 'urlencoded'),
+    async run(ctx, params, format) {
+      if (!useCases.getMdcDomainDetails) return renderError(this.spec, format, { code: -14 });
+      const outcome = await useCases.getMdcDomainDetails(ctx, { orderNumber: num(params, 'orderNumber')!, showStatusDetails: params.showStatusDetails === 'Y' });
+      if (!outcome.ok) return renderError(this.spec, format, outcome.error);
+      return format === 'json'
+        ? { contentType: CONTENT_TYPE.json, body: encodeMdcDomainDetailsJson(outcome.value), code: 0 }
+        : { contentType: CONTENT_TYPE.urlencoded, body: encodeMdcDomainDetails(outcome.value), code: 0 };
+    },
+  };
+  return [placeOrder(AUTO_APPLY_ORDER), placeOrder(AUTO_APPLY_SSL), update, details];
 }
 
 declare module 'fastify' {

@@ -121,9 +121,13 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
       .selectFrom('outbox as o')
       .innerJoin('orders as ord', 'ord.id', 'o.order_id')
       .innerJoin('random_values as rv', 'rv.id', 'o.random_value_id')
+      .leftJoin('order_domains as od', 'od.id', 'rv.order_domain_id')
       .select([
         'ord.order_number',
         'ord.domain',
+        // The domain this email validates (one of a multi-domain order's), and its own state.
+        'od.domain as value_domain',
+        'od.dcv_status as domain_status',
         'ord.dcv_status',
         'rv.value_hash',
         'rv.adn',
@@ -136,7 +140,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
       .executeTakeFirst();
     const where = { messageId: row.message_id, orderNumber: facts?.order_number, to: row.recipient, attempt: row.attempts };
     const now = clock.now();
-    if (!facts || facts.dcv_status !== 'awaiting' || facts.revoked_at !== null || facts.spent_at !== null || facts.expires_at <= now) {
+    if (!facts || facts.dcv_status !== 'awaiting' || (facts.domain_status !== null && facts.domain_status !== 'awaiting') || facts.revoked_at !== null || facts.spent_at !== null || facts.expires_at <= now) {
       await this.finish(row, { state: 'cancelled', last_error: 'validation code no longer valid when its turn came', sealed_code: null });
       log.info({ ...where, state: 'cancelled' }, 'dcv email not sent: its code stopped working');
       return;
@@ -153,7 +157,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
       const code = openSealedCode(keys, row.sealed_code, facts.value_hash);
       const rendered = renderTemplate(emailTemplate(await this.template(facts.template_ref)), {
         orderNumber: String(facts.order_number),
-        domain: facts.domain,
+        domain: facts.value_domain ?? facts.domain,
         adn: facts.adn,
         validationCode: code,
         confirmationUrl: confirmationUrl(this.deps.publicUrl, code),

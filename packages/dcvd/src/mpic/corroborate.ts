@@ -286,6 +286,23 @@ export async function queueCorroboratedEmail(
   return queueDcvEmail(db, settings, { ...req, corroborationId: decision.evidenceId });
 }
 
+/**
+ * BR 3.2.2.9: a DNS-found recipient is corroborated from several network perspectives before its
+ * email is queued (src/mpic/corroborate.ts; constructed addresses pass at once). The evidence id
+ * to link to the new value, or undefined when not corroborated (the call answers -160).
+ */
+export async function corroborateRecipient(
+  gate: ContactGate,
+  ctx: { account: { id: number }; log: FastifyBaseLogger },
+  sel: { orderId: number | null; domain: string; recipient: DcvRecipient; templateRef: number | null; now: number },
+): Promise<{ evidenceId: number | null } | undefined> {
+  // No "unchanged resend" shortcut here: these paths make a new value (or may), so they corroborate afresh.
+  const decision = await corroborateSelectedContact(gate, { ...sel, accountId: ctx.account.id, log: ctx.log }, { allowReuse: false });
+  if (decision.allowed) return { evidenceId: decision.evidenceId };
+  ctx.log.info({ to: sel.recipient.address, mpic: decision.outcome }, 'DNS-found address not corroborated');
+  return undefined;
+}
+
 /** The evidence of an order's corroborations, newest first (`dcvd order show`, the internal API). */
 export interface MpicEvidenceView {
   requestId: string;

@@ -113,6 +113,13 @@ export class ConfirmationService {
     const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
     const state = codeState(row, now);
     if (!order) return { state: 'unknown' };
+    // The code validates one domain of the order (CONTRACT §12): that domain's name and state count.
+    if (row.order_domain_id !== null) {
+      const domain = await this.deps.db.selectFrom('order_domains').select(['domain', 'dcv_status']).where('id', '=', row.order_domain_id).executeTakeFirst();
+      if (!domain) return { state: 'unknown' };
+      if (state === 'active' && order.dcv_status === 'awaiting' && domain.dcv_status !== 'awaiting') return { state: 'spent' };
+      order.domain = domain.domain;
+    }
     if (state !== 'active') return { state };
     // An active value of an order that is no longer awaiting cannot decide it.
     if (order.dcv_status === 'cancelled') return { state: 'cancelled' };
@@ -134,18 +141,38 @@ export class ConfirmationService {
     const now = clock.now();
     const status = decision === 'approve' ? 'validated' : 'declined';
     try {
-      // Lock order (store/database.ts): the orders row first, then the value; a spend that fails undoes it.
+      // Lock order (store/database.ts): the orders row first, then the order's domain row, then the
+      // value; a spend that fails undoes it all.
       await retryTransaction(() => db.transaction().execute(async (trx) => {
         const order = await trx
           .updateTable('orders')
-          .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
+          .set({ updated_at: now })
           .where('order_number', '=', found.orderNumber)
           .where('dcv_status', '=', 'awaiting')
           .returningAll()
           .executeTakeFirst();
         if (!order) throw new NotDecided();
-        if (!(await spendValue(trx, found.valueId, now))) throw new NotDecided();
+        // A plain read: which domain the code is for (the value is locked by its spend below).
         const value = await trx.selectFrom('random_values').selectAll().where('id', '=', found.valueId).executeTakeFirstOrThrow();
+        // The code's domain is decided; the order is declined with it, or validated once every domain is.
+        let orderStatus: string = status;
+        if (value.order_domain_id !== null) {
+          const decided = await trx
+            .updateTable('order_domains')
+            .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
+            .where('id', '=', value.order_domain_id)
+            .where('dcv_status', '=', 'awaiting')
+            .executeTakeFirst();
+          if (Number(decided.numUpdatedRows) !== 1) throw new NotDecided();
+          if (status === 'validated') {
+            const open = await trx.selectFrom('order_domains').select('id').where('order_id', '=', value.order_id).where('dcv_status', '!=', 'validated').limit(1).executeTakeFirst();
+            if (open) orderStatus = 'awaiting';
+          }
+        }
+        if (!(await spendValue(trx, found.valueId, now))) throw new NotDecided();
+        if (orderStatus !== 'awaiting') {
+          await trx.updateTable('orders').set({ dcv_status: orderStatus, dcv_decided_at: now }).where('id', '=', order.id).execute();
+        }
         const sent = await trx
           .selectFrom('outbox')
           .select(['message_id', 'delivered_at'])
@@ -162,7 +189,7 @@ export class ConfirmationService {
             decision: decision === 'approve' ? 'approved' : 'declined',
             br_section: BR_SECTIONS[value.address_source] ?? BR_SECTIONS.constructed!,
             br_version: this.deps.brVersion ?? BR_VERSION,
-            domain: order.domain,
+            domain: found.domain,
             adn: value.adn,
             recipient: value.recipient,
             address_source: value.address_source,
@@ -183,7 +210,7 @@ export class ConfirmationService {
           accountId: order.account_id,
           orderNumber: order.order_number,
           baseOrderNumber: order.base_order_number,
-          domain: order.domain,
+          domain: found.domain,
           evidenceId: evidence.id,
           decidedAt: now,
         });

@@ -10,8 +10,8 @@ import type { Database, OutboxTable, RandomValueTable } from '../store/schema.ts
 import { columns, prepared } from '../store/prepared.ts';
 import { addressProblem } from '../mail/message.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { validationDomain, type OrderRow } from './orders.ts';
-import { hashCode, newValidationCode, revokeValuesOfOrder, sealCode, type ValueKeys } from './random-values.ts';
+import { validationDomain, type OrderDomainRow, type OrderRow } from './orders.ts';
+import { hashCode, newValidationCode, revokeValuesOfDomain, sealCode, type ValueKeys } from './random-values.ts';
 import { retryTransaction } from '../store/database.ts';
 
 /** Where a DCV email goes, and how the address was found (evidence, CONTRACT §6). */
@@ -48,7 +48,7 @@ export async function offeredRecipient(
 }
 
 /** The order's current address, as recorded when it was set. */
-export function currentRecipient(order: OrderRow): DcvRecipient | undefined {
+export function currentRecipient(order: Pick<OrderRow, 'dcv_email_address' | 'dcv_adn' | 'dcv_address_source' | 'dcv_dns_detail'>): DcvRecipient | undefined {
   if (order.dcv_email_address === null || order.dcv_adn === null) return undefined;
   return {
     address: order.dcv_email_address,
@@ -71,6 +71,8 @@ export interface DcvEmailSettings {
 
 export interface QueueRequest {
   order: OrderRow;
+  /** The domain the email validates; the order's first domain when omitted. */
+  domain?: OrderDomainRow;
   recipient: DcvRecipient;
   /** dcv_templates row id, or null for the built-in default. */
   templateRef: number | null;
@@ -93,14 +95,25 @@ class NeedsCorroboration extends Error {}
 
 // The statements of every queued email, precompiled (src/store/prepared.ts).
 
-/** The order's new DCV state; its conditions make "awaiting email DCV" and the interval race-free. */
-const claimOrder = prepared(
+/**
+ * Takes the order's row lock first (CONTRACT: always `orders` before
+ * `random_values`), changing nothing: the statement only locks.
+ */
+const lockOrder = prepared((db, p: { id: number }) =>
+  db
+    .updateTable('orders')
+    .set((eb) => ({ updated_at: eb.ref('updated_at') }))
+    .where('id', '=', p.id),
+);
+
+/** The domain's new DCV state; its conditions make "awaiting email DCV" and the interval race-free. */
+const claimDomain = prepared(
   (
     db,
     p: { id: number; address: string; adn: string; source: string; dnsDetail: string | null; now: number; lastBefore: number },
   ) =>
     db
-      .updateTable('orders')
+      .updateTable('order_domains')
       .set({
         dcv_email_address: p.address,
         dcv_adn: p.adn,
@@ -115,12 +128,33 @@ const claimOrder = prepared(
       .where((eb) => eb.or([eb('last_dcv_email_at', 'is', null), eb('last_dcv_email_at', '<=', p.lastBefore)])),
 );
 
-/** The order's newest value that still works, if any. */
-const liveValue = prepared((db, p: { orderId: number }) =>
+/** The order row mirrors its first domain's address (views and older readers of `orders`). */
+const mirrorOrder = prepared(
+  (db, p: { id: number; address: string; adn: string; source: string; dnsDetail: string | null; now: number }) =>
+    db
+      .updateTable('orders')
+      .set({
+        dcv_email_address: p.address,
+        dcv_adn: p.adn,
+        dcv_address_source: p.source,
+        dcv_dns_detail: p.dnsDetail,
+        last_dcv_email_at: p.now,
+        updated_at: p.now,
+      })
+      .where('id', '=', p.id),
+);
+
+/** The domains of an order, first (the order's own domain) first. */
+export const domainsOfOrder = prepared((db, p: { orderId: number }) =>
+  db.selectFrom('order_domains').selectAll().where('order_id', '=', p.orderId).orderBy('position'),
+);
+
+/** The domain's newest value that still works, if any. */
+const liveValue = prepared((db, p: { domainId: number }) =>
   db
     .selectFrom('random_values')
     .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at'])
-    .where('order_id', '=', p.orderId)
+    .where('order_domain_id', '=', p.domainId)
     .where('revoked_at', 'is', null)
     .where('spent_at', 'is', null)
     .orderBy('id', 'desc')
@@ -141,7 +175,7 @@ const sealedCodeOf = prepared((db, p: { valueId: number }) =>
 type NewValue = Required<Omit<Insertable<RandomValueTable>, 'id'>>;
 const VALUE_COLUMNS = [
   'order_id', 'value_hash', 'recipient', 'adn', 'address_source', 'dns_detail', 'template_ref',
-  'created_at', 'expires_at', 'revoked_at', 'revoked_reason', 'spent_at',
+  'created_at', 'expires_at', 'revoked_at', 'revoked_reason', 'spent_at', 'order_domain_id',
 ] as const satisfies readonly (keyof NewValue)[];
 const insertValue = prepared((db, p: NewValue) => db.insertInto('random_values').values(columns(p, VALUE_COLUMNS)).returning('id'));
 
@@ -158,7 +192,7 @@ function newMessageId(random: RandomSource, domain = 'dcvd'): string {
 }
 
 /**
- * BR 3.2.2.4.4/.13/.14: the order's live value may be reused only when recipient and content are
+ * BR 3.2.2.4.4/.13/.14: the domain's live value may be reused only when recipient and content are
  * unchanged and it has not expired; then its id and the sealed code its earlier email kept.
  */
 export async function reusableValue(
@@ -167,8 +201,12 @@ export async function reusableValue(
   recipient: Pick<DcvRecipient, 'address' | 'adn'>,
   templateRef: number | null,
   now: number,
+  /** The order's domain the email is for; its first domain when omitted. */
+  domainId?: number,
 ): Promise<{ valueId: number; sealed: string } | undefined> {
-  const live = await liveValue.first(db, { orderId });
+  const id = domainId ?? (await domainsOfOrder.first(db, { orderId }))?.id;
+  if (id === undefined) return undefined;
+  const live = await liveValue.first(db, { domainId: id });
   if (!live || live.expires_at <= now || live.recipient !== recipient.address || live.adn !== recipient.adn || live.template_ref !== templateRef) return undefined;
   const previous = await sealedCodeOf.first(db, { valueId: live.id });
   return previous?.sealed_code ? { valueId: live.id, sealed: previous.sealed_code } : undefined;
@@ -180,86 +218,95 @@ const linkCorroboration = prepared((db, p: { id: number; orderId: number; valueI
 
 export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   try {
-    return await queueInTransaction(db, settings, req);
+    // Deadlocks and serialization failures (PostgreSQL) are retried: the transaction starts over.
+    return await retryTransaction(() => db.transaction().execute((trx) => queueDcvEmailIn(trx, settings, req)));
   } catch (err) {
     if (err instanceof NeedsCorroboration) return { queued: false, reason: 'needs-corroboration' };
     throw err;
   }
 }
 
-function queueInTransaction(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
+/**
+ * Queues one DCV email for one domain of an order inside the caller's
+ * transaction (AutoApplyOrder queues its emails with the order it inserts).
+ * Without `req.domain`, the order's first domain. A refusal changes nothing.
+ */
+export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   const { order, recipient, templateRef, now } = req;
-  return retryTransaction(() => db.transaction().execute(async (trx) => {
-    // Lock order (store/database.ts): the orders row first, then random_values and outbox.
-    // First statement is the write: it takes SQLite's write lock at once, and
-    // its conditions make "awaiting email DCV" and the interval race-free.
-    const claimed = await claimOrder.affected(trx, {
-      id: order.id,
-      address: recipient.address,
-      adn: recipient.adn,
-      source: recipient.source,
-      dnsDetail: recipient.dnsDetail,
-      now,
-      lastBefore: now - settings.resendIntervalMs,
-    });
-    if (claimed !== 1) {
-      const fresh = await trx.selectFrom('orders').select(['dcv_status', 'dcv_method']).where('id', '=', order.id).executeTakeFirst();
-      return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
-    }
+  // Lock order first: `orders`, then the domain, then `random_values` and `outbox`.
+  await lockOrder.execute(trx, { id: order.id });
+  const domain = req.domain ?? (await domainsOfOrder.first(trx, { orderId: order.id }));
+  if (!domain) return { queued: false, reason: 'not-awaiting-email' };
+  const claimed = await claimDomain.affected(trx, {
+    id: domain.id,
+    address: recipient.address,
+    adn: recipient.adn,
+    source: recipient.source,
+    dnsDetail: recipient.dnsDetail,
+    now,
+    lastBefore: now - settings.resendIntervalMs,
+  });
+  if (claimed !== 1) {
+    const fresh = await trx.selectFrom('order_domains').select(['dcv_status', 'dcv_method']).where('id', '=', domain.id).executeTakeFirst();
+    return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
+  }
+  if (domain.position === 1) {
+    await mirrorOrder.execute(trx, { id: order.id, address: recipient.address, adn: recipient.adn, source: recipient.source, dnsDetail: recipient.dnsDetail, now });
+  }
 
-    // BR 3.2.2.4.4: the value may be reused only when recipient and content are unchanged and it has not expired.
-    const reusable = await reusableValue(trx, order.id, recipient, templateRef, now);
-    if (!reusable && req.requireReuse) throw new NeedsCorroboration();
-    let valueId = reusable?.valueId;
-    let sealed = reusable?.sealed;
-    const reusedValue = valueId !== undefined;
+  // BR 3.2.2.4.4: the value may be reused only when recipient and content are unchanged and it has not expired.
+  const reusable = await reusableValue(trx, order.id, recipient, templateRef, now, domain.id);
+  if (!reusable && req.requireReuse) throw new NeedsCorroboration();
+  let valueId = reusable?.valueId;
+  let sealed = reusable?.sealed;
+  const reusedValue = valueId !== undefined;
 
-    if (valueId === undefined || sealed === undefined) {
-      // A new value: every older one of the order stops working.
-      await revokeValuesOfOrder(trx, order.id, 'superseded', now);
+  if (valueId === undefined || sealed === undefined) {
+    // A new value: every older one of the domain stops working.
+    await revokeValuesOfDomain(trx, domain.id, 'superseded', now);
 
-      const code = newValidationCode(settings.random);
-      const valueHash = hashCode(settings.keys, code);
-      const inserted = await insertValue.first(trx, {
-        order_id: order.id,
-        value_hash: valueHash,
-        recipient: recipient.address,
-        adn: recipient.adn,
-        address_source: recipient.source,
-        dns_detail: recipient.dnsDetail,
-        template_ref: templateRef,
-        created_at: now,
-        expires_at: now + settings.randomValueTtlMs,
-        revoked_at: null,
-        revoked_reason: null,
-        spent_at: null,
-      });
-      if (!inserted) throw new Error('inserting a random value returned no id');
-      valueId = inserted.id;
-      sealed = sealCode(settings.keys, code, valueHash, settings.random);
-    }
-    if (req.corroborationId != null) await linkCorroboration.execute(trx, { id: req.corroborationId, orderId: order.id, valueId });
-
-    const messageId = newMessageId(settings.random, settings.messageIdDomain);
-    await insertEmail.execute(trx, {
-      message_id: messageId,
+    const code = newValidationCode(settings.random);
+    const valueHash = hashCode(settings.keys, code);
+    const inserted = await insertValue.first(trx, {
       order_id: order.id,
-      random_value_id: valueId,
+      value_hash: valueHash,
       recipient: recipient.address,
-      state: 'pending',
-      attempts: 0,
-      next_attempt_at: now,
-      lease_until: null,
-      claim_token: null,
-      sealed_code: sealed,
-      mail_from: null,
-      subject: null,
-      last_error: null,
-      response: null,
+      adn: recipient.adn,
+      address_source: recipient.source,
+      dns_detail: recipient.dnsDetail,
+      template_ref: templateRef,
       created_at: now,
-      updated_at: now,
-      delivered_at: null,
+      expires_at: now + settings.randomValueTtlMs,
+      revoked_at: null,
+      revoked_reason: null,
+      spent_at: null,
+      order_domain_id: domain.id,
     });
-    return { queued: true, messageId, randomValueId: valueId, reusedValue };
-  }));
+    if (!inserted) throw new Error('inserting a random value returned no id');
+    valueId = inserted.id;
+    sealed = sealCode(settings.keys, code, valueHash, settings.random);
+  }
+  if (req.corroborationId != null) await linkCorroboration.execute(trx, { id: req.corroborationId, orderId: order.id, valueId });
+
+  const messageId = newMessageId(settings.random, settings.messageIdDomain);
+  await insertEmail.execute(trx, {
+    message_id: messageId,
+    order_id: order.id,
+    random_value_id: valueId,
+    recipient: recipient.address,
+    state: 'pending',
+    attempts: 0,
+    next_attempt_at: now,
+    lease_until: null,
+    claim_token: null,
+    sealed_code: sealed,
+    mail_from: null,
+    subject: null,
+    last_error: null,
+    response: null,
+    created_at: now,
+    updated_at: now,
+    delivered_at: null,
+  });
+  return { queued: true, messageId, randomValueId: valueId, reusedValue };
 }

@@ -7,7 +7,7 @@
  */
 import type { Kysely, Selectable } from 'kysely';
 import type { Clock, RandomSource } from '../deps.ts';
-import type { Database, OrderTable } from '../store/schema.ts';
+import type { Database, OrderDomainTable, OrderTable } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
 import { OperatorError } from '../errors.ts';
@@ -18,6 +18,7 @@ import { retryTransaction } from '../store/database.ts';
 const orderByNumber = prepared((db, p: { orderNumber: number }) => db.selectFrom('orders').selectAll().where('order_number', '=', p.orderNumber));
 
 export type OrderRow = Selectable<OrderTable>;
+export type OrderDomainRow = Selectable<OrderDomainTable>;
 
 export const DCV_STATUSES = ['awaiting', 'validated', 'declined', 'cancelled'] as const;
 export type DcvStatus = (typeof DCV_STATUSES)[number];
@@ -63,11 +64,33 @@ export interface OrderView {
   lastDcvEmailAt: string | null;
   createdAt: string;
   updatedAt: string;
+  /** Every domain of the order with its own DCV state, the order's `domain` first (CONTRACT §12). */
+  domains: OrderDomainView[];
+}
+
+export interface OrderDomainView {
+  domain: string;
+  dcvMethod: string;
+  dcvStatus: string;
+  dcvEmailAddress: string | null;
+  lastDcvEmailAt: string | null;
+  dcvDecidedAt: string | null;
+}
+
+export function orderDomainView(row: OrderDomainRow): OrderDomainView {
+  return {
+    domain: row.domain,
+    dcvMethod: row.dcv_method,
+    dcvStatus: row.dcv_status,
+    dcvEmailAddress: row.dcv_email_address,
+    lastDcvEmailAt: iso(row.last_dcv_email_at),
+    dcvDecidedAt: iso(row.dcv_decided_at),
+  };
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function orderView(row: OrderRow, login: string): OrderView {
+export function orderView(row: OrderRow, login: string, domains: readonly OrderDomainRow[]): OrderView {
   return {
     orderNumber: row.order_number,
     baseOrderNumber: row.base_order_number,
@@ -82,7 +105,87 @@ export function orderView(row: OrderRow, login: string): OrderView {
     lastDcvEmailAt: iso(row.last_dcv_email_at),
     createdAt: iso(row.created_at)!,
     updatedAt: iso(row.updated_at)!,
+    domains: domains.map(orderDomainView),
   };
+}
+
+/** The domains of orders, by order id, each list in position order. */
+export async function domainsByOrder(db: Kysely<Database>, orderIds: readonly number[]): Promise<Map<number, OrderDomainRow[]>> {
+  const out = new Map<number, OrderDomainRow[]>();
+  for (let i = 0; i < orderIds.length; i += 500) {
+    const chunk = orderIds.slice(i, i + 500);
+    const rows = await db.selectFrom('order_domains').selectAll().where('order_id', 'in', chunk).orderBy('order_id').orderBy('position').execute();
+    for (const r of rows) {
+      const list = out.get(r.order_id) ?? [];
+      list.push(r);
+      out.set(r.order_id, list);
+    }
+  }
+  return out;
+}
+
+/** The `orders` row of a new order, awaiting DCV, with no DCV address yet. */
+export function newOrderValues(p: {
+  accountId: number;
+  orderNumber: number;
+  baseOrderNumber: number;
+  product: number | null;
+  domain: string;
+  method: DcvMethod;
+  voucher: boolean;
+  templateId: number | null;
+  now: number;
+}) {
+  return {
+    account_id: p.accountId,
+    order_number: p.orderNumber,
+    base_order_number: p.baseOrderNumber,
+    product: p.product,
+    domain: p.domain,
+    dcv_method: p.method,
+    dcv_status: 'awaiting',
+    voucher: p.voucher ? 1 : 0,
+    template_id: p.templateId,
+    dcv_email_address: null,
+    dcv_adn: null,
+    dcv_address_source: null,
+    dcv_dns_detail: null,
+    last_dcv_email_at: null,
+    dcv_decided_at: null,
+    created_at: p.now,
+    updated_at: p.now,
+  };
+}
+
+/** A domain of a new order: normalized name (`*.` kept) and its DCV method. */
+export interface NewOrderDomain {
+  domain: string;
+  dcvMethod: DcvMethod;
+}
+
+/** Inserts the domains of a new order, in order (position 1 = the order's own domain). */
+export async function insertOrderDomains(db: Kysely<Database>, orderId: number, domains: readonly NewOrderDomain[], now: number): Promise<OrderDomainRow[]> {
+  await db
+    .insertInto('order_domains')
+    .values(
+      domains.map((d, i) => ({
+        order_id: orderId,
+        position: i + 1,
+        domain: d.domain,
+        dcv_method: d.dcvMethod,
+        dcv_status: 'awaiting',
+        dcv_email_address: null,
+        dcv_adn: null,
+        dcv_address_source: null,
+        dcv_dns_detail: null,
+        last_dcv_email_at: null,
+        dcv_decided_at: null,
+        created_at: now,
+        updated_at: now,
+      })),
+    )
+    .execute();
+  return db.selectFrom('order_domains').selectAll().where('order_id', '=', orderId).orderBy('position').execute();
 }
 
 /** The name DCV is done for: the order's domain without a wildcard's `*.` (the 24-hour registry's key). */
@@ -137,28 +240,26 @@ export class OrderRepository {
     for (let attempt = 0; ; attempt += 1) {
       const orderNumber = input.orderNumber ?? (await this.unusedOrderNumber());
       try {
-        await this.db
+        await this.db.transaction().execute(async (trx) => {
+          const inserted = await trx
           .insertInto('orders')
-          .values({
-            account_id: input.accountId,
-            order_number: orderNumber,
-            base_order_number: input.baseOrderNumber ?? orderNumber,
-            product: input.product ?? null,
-            domain,
-            dcv_method: method,
-            dcv_status: 'awaiting',
-            voucher: input.voucher ? 1 : 0,
-            template_id: input.templateId ?? null,
-            dcv_email_address: null,
-            dcv_adn: null,
-            dcv_address_source: null,
-            dcv_dns_detail: null,
-            last_dcv_email_at: null,
-            dcv_decided_at: null,
-            created_at: now,
-            updated_at: now,
-          })
-          .execute();
+          .values(
+            newOrderValues({
+              accountId: input.accountId,
+              orderNumber,
+              baseOrderNumber: input.baseOrderNumber ?? orderNumber,
+              product: input.product ?? null,
+              domain,
+              method,
+              voucher: input.voucher === true,
+              templateId: input.templateId ?? null,
+              now,
+            }),
+          )
+          .returning('id')
+          .executeTakeFirstOrThrow();
+          await insertOrderDomains(trx, inserted.id, [{ domain, dcvMethod: method }], now);
+        });
         return (await this.findByNumber(orderNumber))!;
       } catch (err) {
         // Another writer took the number between the check and the insert.
@@ -201,6 +302,7 @@ export class OrderRepository {
     // Lock order (store/database.ts): orders, then random_values and outbox.
     await retryTransaction(() => this.db.transaction().execute(async (trx) => {
       await trx.updateTable('orders').set({ dcv_status: 'cancelled', updated_at: now }).where('id', '=', order.id).execute();
+      await trx.updateTable('order_domains').set({ dcv_status: 'cancelled', updated_at: now }).where('order_id', '=', order.id).where('dcv_status', '=', 'awaiting').execute();
       await revokeValuesOfOrder(trx, order.id, 'cancelled', now);
     }));
     return (await this.findByNumber(orderNumber))!;
@@ -208,6 +310,12 @@ export class OrderRepository {
 
   /** Records the recipient's decision (the confirmation step): only an order awaiting DCV can be decided. */
   async recordDcvDecision(orderId: number, status: 'validated' | 'declined', now: number): Promise<boolean> {
+    await this.db
+      .updateTable('order_domains')
+      .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
+      .where('order_id', '=', orderId)
+      .where('dcv_status', '=', 'awaiting')
+      .execute();
     const result = await this.db
       .updateTable('orders')
       .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
@@ -227,7 +335,7 @@ export class OrderRepository {
     return this.db.selectFrom('orders').selectAll().where('base_order_number', '=', baseOrderNumber).limit(1).executeTakeFirst();
   }
 
-  private async unusedOrderNumber(): Promise<number> {
+  async unusedOrderNumber(): Promise<number> {
     for (;;) {
       const n = ASSIGNED_MIN + (this.random.bytes(4).readUInt32BE(0) % ASSIGNED_SPAN);
       if (!(await this.findByNumber(n)) && !(await this.chainMember(n))) return n;

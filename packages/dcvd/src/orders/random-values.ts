@@ -216,3 +216,32 @@ export async function revokeValuesOfOrder(db: Kysely<Database>, orderId: number,
     .execute();
   await db.updateTable('outbox').set({ sealed_code: null }).where('order_id', '=', orderId).where('state', '!=', 'sending').where('sealed_code', 'is not', null).execute();
 }
+
+/**
+ * Every value of one domain of an order that still works stops working (a
+ * new value supersedes them, or the domain left email DCV); emails still
+ * waiting with them are not sent. Call inside the transaction that makes the change.
+ */
+export async function revokeValuesOfDomain(db: Kysely<Database>, domainId: number, reason: 'superseded' | 'method-changed', now: number): Promise<void> {
+  const values = db.selectFrom('random_values').select('id').where('order_domain_id', '=', domainId);
+  await db
+    .updateTable('random_values')
+    .set({ revoked_at: now, revoked_reason: reason })
+    .where('order_domain_id', '=', domainId)
+    .where('revoked_at', 'is', null)
+    .where('spent_at', 'is', null)
+    .execute();
+  await db
+    .updateTable('outbox')
+    .set({ state: 'cancelled', last_error: reason === 'superseded' ? 'superseded by a newer DCV email' : 'the domain left email DCV', sealed_code: null, updated_at: now })
+    .where('random_value_id', 'in', values)
+    .where('state', '=', 'pending')
+    .execute();
+  await db
+    .updateTable('outbox')
+    .set({ sealed_code: null })
+    .where('random_value_id', 'in', values)
+    .where('state', '!=', 'sending')
+    .where('sealed_code', 'is not', null)
+    .execute();
+}

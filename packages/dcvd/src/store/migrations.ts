@@ -227,6 +227,70 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('mpic_evidence_random_value').on('mpic_evidence').column('random_value_id').execute();
       },
     },
+    '0008_multi_domain_orders': {
+      async up(db: Kysely<unknown>) {
+        await withId(db.schema.createTable('order_domains'), dialect)
+          .addColumn('order_id', 'bigint', (c) => c.notNull().references('orders.id').onDelete('cascade'))
+          .addColumn('position', 'integer', (c) => c.notNull())
+          .addColumn('domain', 'varchar(255)', (c) => c.notNull())
+          .addColumn('dcv_method', 'varchar(16)', (c) => c.notNull())
+          .addColumn('dcv_status', 'varchar(16)', (c) => c.notNull())
+          .addColumn('dcv_email_address', 'varchar(254)')
+          .addColumn('dcv_adn', 'varchar(253)')
+          .addColumn('dcv_address_source', 'varchar(16)')
+          .addColumn('dcv_dns_detail', 'text')
+          .addColumn('last_dcv_email_at', 'bigint')
+          .addColumn('dcv_decided_at', 'bigint')
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .addUniqueConstraint('order_domains_position', ['order_id', 'position'])
+          .addUniqueConstraint('order_domains_domain', ['order_id', 'domain'])
+          .execute();
+        // Every existing order is a single-domain order: its domain becomes position 1.
+        const copied = ['domain', 'dcv_method', 'dcv_status', 'dcv_email_address', 'dcv_adn', 'dcv_address_source', 'dcv_dns_detail', 'last_dcv_email_at', 'dcv_decided_at', 'created_at', 'updated_at'] as const;
+        const odb = db as Kysely<any>;
+        await odb
+          .insertInto('order_domains')
+          .columns(['order_id', 'position', ...copied])
+          .expression(odb.selectFrom('orders').select(['id', sql<number>`1`.as('position'), ...copied]))
+          .execute();
+
+        await db.schema.alterTable('random_values').addColumn('order_domain_id', 'bigint').execute();
+        await odb
+          .updateTable('random_values')
+          .set((eb: any) => ({
+            order_domain_id: eb.selectFrom('order_domains').select('order_domains.id').whereRef('order_domains.order_id', '=', 'random_values.order_id').where('order_domains.position', '=', 1),
+          }))
+          .execute();
+        await db.schema.createIndex('random_values_order_domain').on('random_values').columns(['order_domain_id', 'id']).execute();
+
+        await db.schema.alterTable('orders').addColumn('certificate_id', 'bigint').execute();
+        await db.schema.alterTable('orders').addColumn('days', 'integer').execute();
+        await db.schema.alterTable('orders').addColumn('csr', 'text').execute();
+
+        await db.schema
+          .createTable('products')
+          .addColumn('code', 'bigint', (c) => c.primaryKey())
+          .addColumn('name', 'varchar(128)', (c) => c.notNull())
+          .addColumn('multi_domain', 'integer', (c) => c.notNull())
+          .addColumn('max_domains', 'integer', (c) => c.notNull())
+          .addColumn('wildcard', 'integer', (c) => c.notNull())
+          .addColumn('allowed_days', 'varchar(255)', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('updated_at', 'bigint', (c) => c.notNull())
+          .execute();
+        // The two codes of the seed exist by default and take single-domain orders (CONTRACT §12).
+        const now = Date.now();
+        const single = { multi_domain: 0, max_domains: 1, wildcard: 0, allowed_days: '365,395', created_at: now, updated_at: now };
+        await odb
+          .insertInto('products')
+          .values([
+            { code: 801, name: 'VMC', ...single },
+            { code: 803, name: 'CMC', ...single },
+          ])
+          .execute();
+      },
+    },
   };
 }
 

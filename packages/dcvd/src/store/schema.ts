@@ -88,6 +88,47 @@ export interface OrderTable {
   dcv_decided_at: Millis | null;
   created_at: Millis;
   updated_at: Millis;
+  /** AutoApplyOrder's answer (certificateID), its `days` and CSR; null for orders of the operator interface. */
+  certificate_id: ColumnType<number | null, number | null | undefined, number | null>;
+  days: ColumnType<number | null, number | null | undefined, number | null>;
+  csr: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/**
+ * The domains of an order (CONTRACT §12), position 1 being the order's own
+ * `domain`, each with its own DCV method, address and status. The `orders`
+ * row's DCV columns mirror position 1, and its dcv_status sums them up:
+ * validated when every domain is, declined when one is, cancelled with the order.
+ */
+export interface OrderDomainTable {
+  id: Generated<number>;
+  order_id: number;
+  position: number;
+  /** Normalized, `*.` kept for a wildcard. */
+  domain: string;
+  dcv_method: string;
+  dcv_status: string;
+  dcv_email_address: string | null;
+  dcv_adn: string | null;
+  dcv_address_source: string | null;
+  dcv_dns_detail: string | null;
+  last_dcv_email_at: Millis | null;
+  dcv_decided_at: Millis | null;
+  created_at: Millis;
+  updated_at: Millis;
+}
+
+/** The operator's product catalogue (CONTRACT §12): codes AutoApplyOrder accepts. */
+export interface ProductTable {
+  code: number;
+  name: string;
+  multi_domain: number;
+  max_domains: number;
+  wildcard: number;
+  /** Comma-separated allowed `days` values. */
+  allowed_days: string;
+  created_at: Millis;
+  updated_at: Millis;
 }
 
 /** DCV email templates (CONTRACT §5, §9): `account_id` 0 is a global template. Immutable once created. */
@@ -126,6 +167,8 @@ export interface RandomValueTable {
   revoked_reason: string | null;
   /** Set once, atomically, by the confirmation that uses it. */
   spent_at: Millis | null;
+  /** The order_domains row this value validates (every value since migration 0008). */
+  order_domain_id: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 /** The transactional outbox (CONTRACT §5): one row per DCV email. */
@@ -268,4 +311,6 @@ export interface Database {
   code_failures: CodeFailureTable;
   webhook_outbox: WebhookOutboxTable;
   mpic_evidence: MpicEvidenceTable;
+  order_domains: OrderDomainTable;
+  products: ProductTable;
 }

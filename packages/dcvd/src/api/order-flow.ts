@@ -1,0 +1,385 @@
+/**
+ * The rest of the email-DCV flow (CONTRACT §12, issue 16): AutoApplyOrder /
+ * AutoApplySSL place an order over the API, AutoUpdateDCV changes a domain's
+ * method or address, GetMDCDomainDetails reports each domain's DCV state.
+ * Checks after authentication, first failure answers: permission (-91) or
+ * voucher (-90), the product and days (-4), the CSR (-4 csr), every domain's
+ * rules (-4/-19/-37), the email-DCV policy (-160), each address's 24-hour
+ * rule (-4), then the operation (-160). Every DCV address is chosen by
+ * `offeredRecipient` (orders/dcv-email.ts), the one function ResendDCVEmail
+ * uses too; emails are queued in the transaction that writes the order.
+ */
+import { DCV_METHOD_NAMES, listItems, type DcvMethodName, type MdcDomainDetail, type MdcDcvStatus } from '@dcvd/client';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../deps.ts';
+import type { Database } from '../store/schema.ts';
+import { checkDomainName } from '../domains/index.ts';
+import type { OfferedAddressRegistry } from '../registry/offered.ts';
+import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
+import { corroborateRecipient, type ContactGate } from '../mpic/corroborate.ts';
+import {
+  domainsByOrder,
+  insertOrderDomains,
+  newOrderValues,
+  MARK_CERTIFICATE_PRODUCTS,
+  type DcvMethod,
+  type NewOrderDomain,
+  type OrderDomainRow,
+  type OrderRepository,
+  type OrderRow,
+} from '../orders/orders.ts';
+import { allowedDays, type ProductRepository } from '../orders/products.ts';
+import { checkCsr } from '../orders/csr.ts';
+import { offeredRecipient, queueDcvEmailIn, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { revokeValuesOfDomain } from '../orders/random-values.ts';
+import type { TemplateRepository } from '../orders/templates.ts';
+import type {
+  AutoApplyOrderParams,
+  AutoUpdateDcvParams,
+  CallContext,
+  GetMdcDomainDetailsParams,
+  Outcome,
+  PlacedOrderResult,
+  UpdatedDcvResult,
+} from './types.ts';
+
+export interface OrderFlowDeps {
+  db: Kysely<Database>;
+  clock: Clock;
+  orders: OrderRepository;
+  products: ProductRepository;
+  templates: TemplateRepository;
+  registry: OfferedAddressRegistry;
+  settings: DcvEmailSettings;
+  policy: EmailDcvPolicy;
+  /** Multi-Perspective Issuance Corroboration of DNS-found addresses (issue 19). */
+  contactGate: ContactGate;
+  onQueued?: () => void;
+}
+
+const METHOD_OF: Readonly<Record<DcvMethodName, DcvMethod>> = {
+  EMAIL: 'email',
+  HTTP_CSR_HASH: 'http',
+  HTTPS_CSR_HASH: 'https',
+  CNAME_CSR_HASH: 'cname',
+};
+const NAME_OF: Readonly<Record<string, DcvMethodName>> = { email: 'EMAIL', http: 'HTTP_CSR_HASH', https: 'HTTPS_CSR_HASH', cname: 'CNAME_CSR_HASH' };
+const STATUS_OF: Readonly<Record<string, MdcDcvStatus>> = { awaiting: 'Awaiting', validated: 'Validated', declined: 'Declined', cancelled: 'Cancelled' };
+
+const fail = <T>(code: number, item?: string): Outcome<T> => ({ ok: false, error: item === undefined ? { code } : { code, item } });
+
+/** Thrown inside a transaction to undo it: an email that could not be queued. */
+class NotQueued extends Error {}
+
+/** The order's domains as the 24-hour registry keys them (no `*.`). */
+const bare = (domain: string) => (domain.startsWith('*.') ? domain.slice(2) : domain);
+
+/** A name through the domain rules (CONTRACT §2): the stored form (`*.` kept) or the error, with `item` for -4. */
+function domainOf(name: string, item: string, wildcardAllowed: boolean): Outcome<string> {
+  const check = checkDomainName(name);
+  if (!check.ok) return check.code === -4 ? fail(-4, item) : fail(check.code);
+  if (check.wildcard && !wildcardAllowed) return fail(-4, item);
+  return { ok: true, value: check.wildcard ? `*.${check.domain}` : check.domain };
+}
+
+/** The address for one domain: the 24-hour rule (CONTRACT §4), by the one function resends use too. */
+async function recipientFor(deps: OrderFlowDeps, accountId: number, domain: string, address: string, now: number): Promise<DcvRecipient | undefined> {
+  return offeredRecipient(deps.registry, { account_id: accountId, domain }, address, now);
+}
+
+// ---------------------------------------------------------------- AutoApplyOrder / AutoApplySSL
+
+export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, params: AutoApplyOrderParams): Promise<Outcome<PlacedOrderResult>> {
+  const now = deps.clock.now();
+  // Step 8.
+  if (!ctx.account.perm_auto_apply) return fail(-91);
+  const product = await deps.products.get(params.product);
+  if (!product) return fail(-4, 'product');
+  if (!allowedDays(product).includes(params.days)) return fail(-4, 'days');
+
+  const csr = await checkCsr(params.csr);
+  if (!csr.ok) {
+    ctx.log.info({ csr: csr.reason }, 'csr refused');
+    return fail(-4, 'csr');
+  }
+  // Step 9: the CSR's names, then domainNames (multi-domain products), each through the domain rules.
+  const wildcard = product.wildcard === 1;
+  const names: string[] = [];
+  for (const name of csr.names) {
+    const d = domainOf(name, 'csr', wildcard);
+    if (!d.ok) return d;
+    if (!names.includes(d.value)) names.push(d.value);
+  }
+  if (params.domainNames !== undefined) {
+    if (product.multi_domain !== 1) return fail(-4, 'domainNames');
+    for (const name of listItems(params.domainNames)) {
+      const d = domainOf(name, 'domainNames', wildcard);
+      if (!d.ok) return d;
+      if (!names.includes(d.value)) names.push(d.value);
+    }
+  }
+  if (names.length > product.max_domains) return fail(-4, product.multi_domain === 1 && params.domainNames !== undefined ? 'domainNames' : 'csr');
+
+  const method = METHOD_OF[(params.dcvMethod ?? 'EMAIL') as DcvMethodName];
+  const domains: NewOrderDomain[] = names.map((domain) => ({ domain, dcvMethod: method }));
+
+  // The addresses: one per domain (dcvEmailAddresses, in the domains' order), or dcvEmailAddress for every domain.
+  const recipients: DcvRecipient[] = [];
+  if (method === 'email') {
+    let addresses: string[];
+    let item: string;
+    if (params.dcvEmailAddresses !== undefined) {
+      addresses = listItems(params.dcvEmailAddresses);
+      item = 'dcvEmailAddresses';
+      if (addresses.length !== names.length || addresses.some((a) => a.length > 255)) return fail(-4, item);
+    } else if (params.dcvEmailAddress !== undefined) {
+      addresses = names.map(() => params.dcvEmailAddress!);
+      item = 'dcvEmailAddress';
+    } else {
+      return fail(-3, 'dcvEmailAddress');
+    }
+    // Step 10 comes after the addresses' checks in the wire order, but policy is checked per domain first: it answers for the name.
+    for (let i = 0; i < names.length; i += 1) {
+      const refusal = emailDcvRefusal(deps.policy, bare(names[i]!), now);
+      if (refusal) {
+        ctx.log.info({ policy: refusal }, 'email DCV refused by policy');
+        return fail(-160);
+      }
+      const recipient = await recipientFor(deps, ctx.account.id, names[i]!, addresses[i]!, now);
+      if (!recipient) {
+        ctx.log.info({ position: i + 1 }, 'DCV address was not offered to this account for the domain in the last 24 hours');
+        return fail(-4, item);
+      }
+      recipients.push(recipient);
+    }
+  }
+  // BR 3.2.2.9 for every DNS-found address, before anything is written.
+  const corroborations: (number | null)[] = [];
+  for (let i = 0; i < recipients.length; i += 1) {
+    const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: null, domain: names[i]!, recipient: recipients[i]!, templateRef: null, now });
+    if (!ok) return fail(-160);
+    corroborations.push(ok.evidenceId);
+  }
+
+  // The order, its domains and their first DCV emails: one transaction.
+  for (let attempt = 0; ; attempt += 1) {
+    const orderNumber = await deps.orders.unusedOrderNumber();
+    const certificateID = await deps.orders.unusedOrderNumber();
+    try {
+      await deps.db.transaction().execute(async (trx) => {
+        const inserted = await trx
+          .insertInto('orders')
+          .values({
+            ...newOrderValues({
+              accountId: ctx.account.id,
+              orderNumber,
+              baseOrderNumber: orderNumber,
+              product: product.code,
+              domain: names[0]!,
+              method,
+              voucher: false,
+              templateId: null,
+              now,
+            }),
+            certificate_id: certificateID,
+            days: params.days,
+            csr: csr.pem,
+          })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        const rows = await insertOrderDomains(trx, inserted.id, domains, now);
+        for (let i = 0; i < recipients.length; i += 1) {
+          const result = await queueDcvEmailIn(trx, deps.settings, {
+            order: inserted,
+            domain: rows[i]!,
+            recipient: recipients[i]!,
+            templateRef: null,
+            now,
+            corroborationId: corroborations[i] ?? null,
+          });
+          if (!result.queued) throw new NotQueued(result.reason);
+        }
+      });
+    } catch (err) {
+      if (err instanceof NotQueued) return fail(-160);
+      // Another writer took the number between the check and the insert.
+      if (attempt < 5 && (await deps.orders.findByNumber(orderNumber))) continue;
+      throw err;
+    }
+    ctx.log.info({ orderNumber, domains: names.length, emails: recipients.length }, 'order placed');
+    if (recipients.length > 0) deps.onQueued?.();
+    return {
+      ok: true,
+      value: { orderNumber, certificateID, totalCost: '0.00', expectedDeliveryTime: 0, showCertificateID: params.showCertificateID === 'Y' },
+    };
+  }
+}
+
+// ---------------------------------------------------------------- finding an order of the account
+
+/** orderNumber, else the newest of the chain baseOrderNumber; another account's order is answered as a missing one (-4). */
+export async function ownOrder(
+  orders: OrderRepository,
+  ctx: CallContext,
+  ref: { orderNumber?: number; baseOrderNumber?: number },
+): Promise<Outcome<OrderRow>> {
+  if (ref.orderNumber !== undefined) {
+    const order = await orders.findByNumber(ref.orderNumber);
+    if (!order || order.account_id !== ctx.account.id) return fail(-4, 'orderNumber');
+    if (ref.baseOrderNumber !== undefined && order.base_order_number !== ref.baseOrderNumber) return fail(-4, 'baseOrderNumber');
+    return { ok: true, value: order };
+  }
+  const order = ref.baseOrderNumber === undefined ? undefined : await orders.newestOfChain(ctx.account.id, ref.baseOrderNumber);
+  return order ? { ok: true, value: order } : fail(-4, 'baseOrderNumber');
+}
+
+// ---------------------------------------------------------------- AutoUpdateDCV
+
+interface Change {
+  domain: OrderDomainRow;
+  method: DcvMethod;
+  recipient?: DcvRecipient;
+  /** The MPIC evidence of a DNS-found recipient. */
+  corroborationId?: number | null;
+}
+
+/** Finds a named domain among the order's (a wildcard may be named with or without its `*.`). */
+function domainNamed(domains: readonly OrderDomainRow[], name: string): OrderDomainRow | undefined {
+  const check = checkDomainName(name);
+  if (!check.ok) return undefined;
+  const exact = check.wildcard ? `*.${check.domain}` : check.domain;
+  return domains.find((d) => d.domain === exact) ?? domains.find((d) => bare(d.domain) === check.domain);
+}
+
+export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, params: AutoUpdateDcvParams): Promise<Outcome<UpdatedDcvResult>> {
+  const now = deps.clock.now();
+  const found = await ownOrder(deps.orders, ctx, params);
+  if (!found.ok) return found;
+  const order = found.value;
+  if (order.voucher === 1 && !ctx.account.perm_voucher) return fail(-90, 'AutoUpdateDCV');
+  const domains = (await domainsByOrder(deps.db, [order.id])).get(order.id) ?? [];
+
+  // The requested changes: the multi-domain form (domainNames/newMethods/newDCVEmailAddresses) or the single one.
+  const wanted: { domain: OrderDomainRow; method: DcvMethodName; address?: string; item: string }[] = [];
+  if (params.domainNames !== undefined) {
+    const names = listItems(params.domainNames);
+    if (params.newMethods === undefined) return fail(-3, 'newMethods');
+    const methods = listItems(params.newMethods);
+    if (methods.length !== names.length || !methods.every((m) => (DCV_METHOD_NAMES as readonly string[]).includes(m))) return fail(-4, 'newMethods');
+    const addresses = params.newDCVEmailAddresses === undefined ? undefined : listItems(params.newDCVEmailAddresses);
+    if (addresses !== undefined && addresses.length !== names.length) return fail(-4, 'newDCVEmailAddresses');
+    if (addresses === undefined && methods.includes('EMAIL')) return fail(-3, 'newDCVEmailAddresses');
+    for (let i = 0; i < names.length; i += 1) {
+      const domain = domainNamed(domains, names[i]!);
+      if (!domain || wanted.some((w) => w.domain.id === domain.id)) return fail(-4, 'domainNames');
+      const change: (typeof wanted)[number] = { domain, method: methods[i] as DcvMethodName, item: 'newDCVEmailAddresses' };
+      if (methods[i] === 'EMAIL') change.address = addresses![i]!;
+      wanted.push(change);
+    }
+  } else {
+    let domain: OrderDomainRow | undefined;
+    if (params.domainName !== undefined) {
+      domain = domainNamed(domains, params.domainName);
+      if (!domain) return fail(-4, 'domainName');
+    } else if (domains.length === 1) {
+      domain = domains[0];
+    } else {
+      return fail(-3, 'domainName');
+    }
+    if (params.newMethod === undefined) return fail(-3, 'newMethod');
+    const method = params.newMethod as DcvMethodName;
+    if (method === 'EMAIL' && params.newDCVEmailAddress === undefined) return fail(-3, 'newDCVEmailAddress');
+    const change: (typeof wanted)[number] = { domain: domain!, method, item: 'newDCVEmailAddress' };
+    if (method === 'EMAIL') change.address = params.newDCVEmailAddress!;
+    wanted.push(change);
+  }
+
+  // The template of the new emails: dcvTemplateID, else the order's own; "not relevant" for VMC/CMC.
+  let templateId = order.template_id;
+  if (params.dcvTemplateID !== undefined && !(order.product !== null && MARK_CERTIFICATE_PRODUCTS.has(order.product))) templateId = params.dcvTemplateID;
+  let templateRef: number | null = null;
+  if (templateId !== null) {
+    const row = await deps.templates.resolve(ctx.account.id, templateId);
+    if (!row) return fail(-4, 'dcvTemplateID');
+    templateRef = row.id;
+  }
+
+  const changes: Change[] = [];
+  for (const w of wanted) {
+    if (w.domain.dcv_status !== 'awaiting') {
+      ctx.log.info({ orderNumber: order.order_number, status: w.domain.dcv_status }, 'DCV of a domain that is not awaiting cannot change');
+      return fail(-160);
+    }
+    const change: Change = { domain: w.domain, method: METHOD_OF[w.method] };
+    if (w.address !== undefined) {
+      if (emailDcvRefusal(deps.policy, bare(w.domain.domain), now)) return fail(-160);
+      const recipient = await recipientFor(deps, ctx.account.id, w.domain.domain, w.address, now);
+      if (!recipient) return fail(-4, w.item);
+      const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: order.id, domain: w.domain.domain, recipient, templateRef, now });
+      if (!ok) return fail(-160);
+      change.recipient = recipient;
+      change.corroborationId = ok.evidenceId;
+    }
+    changes.push(change);
+  }
+
+  let queued = 0;
+  try {
+    await deps.db.transaction().execute(async (trx) => {
+      // `orders` first (lock order), then each domain.
+      await trx.updateTable('orders').set({ updated_at: now }).where('id', '=', order.id).where('dcv_status', '=', 'awaiting').execute();
+      for (const c of changes) {
+        const moved = await trx
+          .updateTable('order_domains')
+          .set({ dcv_method: c.method, updated_at: now })
+          .where('id', '=', c.domain.id)
+          .where('dcv_status', '=', 'awaiting')
+          .executeTakeFirst();
+        if (Number(moved.numUpdatedRows) !== 1) throw new NotQueued('not-awaiting');
+        if (c.domain.position === 1) await trx.updateTable('orders').set({ dcv_method: c.method }).where('id', '=', order.id).execute();
+        // Any change makes the domain's outstanding codes stop working; a new email carries a new value.
+        await revokeValuesOfDomain(trx, c.domain.id, c.method === 'email' ? 'superseded' : 'method-changed', now);
+        if (c.recipient) {
+          const fresh = await trx.selectFrom('order_domains').selectAll().where('id', '=', c.domain.id).executeTakeFirstOrThrow();
+          // A new address or method is a correction, not a resend: the minimum interval holds only for the same address again.
+          const same = c.domain.dcv_method === 'email' && c.domain.dcv_email_address === c.recipient.address;
+          const settings = same ? deps.settings : { ...deps.settings, resendIntervalMs: 0 };
+          const result = await queueDcvEmailIn(trx, settings, { order, domain: fresh, recipient: c.recipient, templateRef, now, corroborationId: c.corroborationId ?? null });
+          if (!result.queued) throw new NotQueued(result.reason);
+          queued += 1;
+        }
+      }
+    });
+  } catch (err) {
+    if (!(err instanceof NotQueued)) throw err;
+    ctx.log.info({ orderNumber: order.order_number, refusal: err.message }, 'DCV not updated');
+    return fail(-160);
+  }
+  ctx.log.info({ orderNumber: order.order_number, changed: changes.length, emails: queued }, 'DCV updated');
+  if (queued > 0) deps.onQueued?.();
+  return { ok: true, value: { certificateID: order.certificate_id } };
+}
+
+// ---------------------------------------------------------------- GetMDCDomainDetails
+
+const seconds = (ms: number | null) => (ms === null ? undefined : Math.floor(ms / 1000));
+
+export async function getMdcDomainDetails(deps: OrderFlowDeps, ctx: CallContext, params: GetMdcDomainDetailsParams): Promise<Outcome<MdcDomainDetail[]>> {
+  const found = await ownOrder(deps.orders, ctx, { orderNumber: params.orderNumber });
+  if (!found.ok) return found;
+  const domains = (await domainsByOrder(deps.db, [found.value.id])).get(found.value.id) ?? [];
+  return {
+    ok: true,
+    value: domains.map((d) => {
+      const detail: MdcDomainDetail = { domainName: d.domain, dcvMethod: NAME_OF[d.dcv_method] ?? d.dcv_method.toUpperCase(), dcvStatus: STATUS_OF[d.dcv_status] ?? d.dcv_status };
+      if (params.showStatusDetails) {
+        if (d.dcv_email_address !== null) detail.dcvEmailAddress = d.dcv_email_address;
+        const sent = seconds(d.last_dcv_email_at);
+        if (sent !== undefined) detail.lastEmailSentAt = sent;
+        const validated = d.dcv_status === 'validated' ? seconds(d.dcv_decided_at) : undefined;
+        if (validated !== undefined) detail.validatedAt = validated;
+      }
+      return detail;
+    }),
+  };
+}

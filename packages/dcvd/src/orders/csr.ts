@@ -1,0 +1,71 @@
+/**
+ * The CSR of an order (AutoApplyOrder's `csr`, CONTRACT §12): PKCS#10, PEM
+ * with or without its armour, parsed and signature-checked by @peculiar/x509
+ * over the runtime's WebCrypto (never a hand-written ASN.1 parser). Keys:
+ * RSA of at least 2048 bits, EC on P-256, P-384 or P-521. The CN and the SAN
+ * dNSNames (and iPAddresses, which the domain rules then refuse) are the names.
+ */
+import * as x509 from '@peculiar/x509';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
+export const MIN_RSA_BITS = 2048;
+const EC_CURVES = new Set(['P-256', 'P-384', 'P-521']);
+type KeyAlgorithm = { name: string; modulusLength?: number; namedCurve?: string };
+const BASE64 = /^[A-Za-z0-9+/=\s]+$/;
+
+export type CsrCheck =
+  | { ok: true; names: string[]; pem: string }
+  | { ok: false; reason: 'syntax' | 'signature' | 'key' | 'no-names' };
+
+function requestOf(text: string): x509.Pkcs10CertificateRequest | undefined {
+  const trimmed = text.trim();
+  try {
+    if (trimmed.includes('-----BEGIN')) {
+      if (!/^-----BEGIN (NEW )?CERTIFICATE REQUEST-----[\s\S]+-----END (NEW )?CERTIFICATE REQUEST-----$/.test(trimmed)) return undefined;
+      const body = trimmed.replace(/-----(BEGIN|END) (NEW )?CERTIFICATE REQUEST-----/g, '');
+      return requestOf(body);
+    }
+    if (!BASE64.test(trimmed)) return undefined;
+    const der = Buffer.from(trimmed.replace(/\s+/g, ''), 'base64');
+    if (der.length === 0) return undefined;
+    return new x509.Pkcs10CertificateRequest(der);
+  } catch {
+    return undefined;
+  }
+}
+
+function keyAcceptable(algorithm: KeyAlgorithm): boolean {
+  if (algorithm.name === 'RSASSA-PKCS1-v1_5' || algorithm.name === 'RSA-PSS') return (algorithm.modulusLength ?? 0) >= MIN_RSA_BITS;
+  if (algorithm.name === 'ECDSA') return EC_CURVES.has(algorithm.namedCurve ?? '');
+  return false;
+}
+
+/** Parses, checks the signature and the key, and returns the names, CN first, without repeats (case-insensitive). */
+export async function checkCsr(text: string): Promise<CsrCheck> {
+  const csr = requestOf(text);
+  if (!csr) return { ok: false, reason: 'syntax' };
+  let algorithm: KeyAlgorithm;
+  try {
+    algorithm = csr.publicKey.algorithm as typeof algorithm;
+    if (!keyAcceptable(algorithm)) return { ok: false, reason: 'key' };
+    if (!(await csr.verify())) return { ok: false, reason: 'signature' };
+  } catch {
+    // A key or signature algorithm WebCrypto does not know cannot be verified.
+    return { ok: false, reason: 'signature' };
+  }
+  const names: string[] = [];
+  const add = (name: string) => {
+    if (!names.some((n) => n.toLowerCase() === name.toLowerCase())) names.push(name);
+  };
+  try {
+    for (const cn of csr.subjectName.getField('CN')) add(cn);
+    const san = csr.getExtension('2.5.29.17');
+    const items = san instanceof x509.SubjectAlternativeNameExtension ? san.names.items : [];
+    for (const item of items) if (item.type === 'dns' || item.type === 'ip') add(item.value);
+  } catch {
+    return { ok: false, reason: 'syntax' };
+  }
+  if (names.length === 0) return { ok: false, reason: 'no-names' };
+  return { ok: true, names, pem: csr.toString('pem') };
+}

@@ -1,0 +1,294 @@
+/**
+ * The reseller's email-DCV flow over the API (issue 16, CONTRACT §12):
+ * AutoApplySSL / AutoApplyOrder with a real CSR (made here with
+ * @peculiar/x509 over WebCrypto), AutoUpdateDCV, ResendDCVEmail of a
+ * multi-domain order, GetMDCDomainDetails, on a real server over HTTPS with a
+ * real SMTP server. Runs on SQLite and (DCVD_TEST_DATABASE=postgres) PostgreSQL.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as x509 from '@peculiar/x509';
+import type { webcrypto } from 'node:crypto';
+import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encodeUrlencoded } from '@dcvd/client';
+import { nodeFetch } from '../src/cli/node-fetch.ts';
+import { defaultDcvEmailConfig } from '../src/config.ts';
+import { ManualClock } from '../src/deps.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { ProductRepository } from '../src/orders/products.ts';
+import { defaultEmailDcvPolicy } from '../src/api/policy.ts';
+import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
+import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
+import { codeIn, getList, resend } from './support/dcv.ts';
+import { csrfOf } from './support/confirm.ts';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
+const clock = new ManualClock(Date.UTC(2026, 0, 10, 9, 0, 0));
+let sink: SmtpSink;
+let server: TestServer;
+
+const EC = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+let ecKeys: webcrypto.CryptoKeyPair;
+
+/** A PEM CSR for `cn` with `sans` as SAN dNSNames (or IPs), signed by `keys`. */
+async function makeCsr(cn: string, sans: string[] = [], keys: webcrypto.CryptoKeyPair = ecKeys, alg: webcrypto.Algorithm = EC): Promise<string> {
+  const names = sans.map((v) => ({ type: /^[0-9.]+$/.test(v) ? ('ip' as const) : ('dns' as const), value: v }));
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${cn}`,
+    keys,
+    signingAlgorithm: alg,
+    extensions: names.length ? [new x509.SubjectAlternativeNameExtension(names)] : [],
+  });
+  return csr.toString('pem');
+}
+
+before(async () => {
+  ecKeys = (await crypto.subtle.generateKey(EC, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+  sink = await startSmtpSink();
+  server = await startTestServer(
+    {
+      dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, randomValueTtlMs: 7 * 24 * 3600_000, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 } }),
+      emailDcv: { ...defaultEmailDcvPolicy(), blocklist: ['blocked.example.com'] },
+    },
+    { clock },
+  );
+  await server.createAccount('alice');
+  await server.createAccount('bob');
+  await server.createAccount('nopriv', { permissions: [] });
+  const products = new ProductRepository(server.store.db, clock);
+  await products.create({ code: 24, name: 'DV single', multiDomain: false, maxDomains: 1, wildcard: false, allowedDays: [90, 365] });
+  await products.create({ code: 361, name: 'DV multi', multiDomain: true, maxDomains: 5, wildcard: true, allowedDays: [365] });
+});
+after(async () => {
+  await server?.stop();
+  await sink?.close();
+});
+
+function call(endpoint: string, login: string, params: Record<string, string | number>) {
+  const pairs: Record<string, string> = { loginName: login, loginPassword: PASSWORD };
+  for (const [k, v] of Object.entries(params)) pairs[k] = String(v);
+  return server.post(`/products/!${endpoint}`, form(pairs));
+}
+
+/** Decodes a body twice, as the public PHP client does (URL-decode, then parse as a query string). */
+function phpRead(body: string): Record<string, string> {
+  const once = decodeURIComponent(body.replace(/\+/g, ' '));
+  return Object.fromEntries(new URLSearchParams(once));
+}
+
+async function nextMails(n: number) {
+  const before = sink.messages.length;
+  const all = await sink.waitFor(before + n, 60_000);
+  await server.outbox.idle();
+  return all.slice(before, before + n);
+}
+
+async function confirm(code: string, decision: 'approve' | 'decline' = 'approve') {
+  const page = await server.request({ method: 'GET', path: `/dcv/confirm/${code}` });
+  const r = await server.post('/dcv/confirm', form({ code, csrf: csrfOf(page.body), decision }), {
+    headers: { 'sec-fetch-site': 'same-origin', origin: 'null', 'user-agent': 'dcvd-test/1' },
+  });
+  assert.equal(r.status, 200);
+}
+
+async function orderCount(): Promise<number> {
+  return (await server.store.db.selectFrom('orders').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow()).n;
+}
+
+test('single domain, as the public PHP client sends it: AutoApplySSL, email, confirm, GetMDCDomainDetails says Validated', async () => {
+  await getList(server, 'alice', 'www.example.com');
+  const csr = await makeCsr('www.example.com', ['www.example.com']);
+  const r = await call('AutoApplySSL', 'alice', {
+    product: 24, days: 365, serverSoftware: -1, isCustomerValidated: 'N', dcvMethod: 'EMAIL',
+    dcvEmailAddress: 'admin@example.com', csr, responseFormat: 1, showCertificateID: 'Y',
+  });
+  assert.equal(r.status, 200);
+  assert.equal(r.headers['content-type'], 'application/x-www-form-urlencoded');
+  assert.match(r.body, /^errorCode=0&orderNumber=[0-9]+&certificateID=[0-9]+&totalCost=0\.00&expectedDeliveryTime=0$/);
+  const placed = phpRead(r.body);
+  const orderNumber = Number(placed.orderNumber);
+
+  const [mail] = await nextMails(1);
+  assert.equal(mail!.envelope.rcptTo[0], 'admin@example.com');
+  const code = codeIn(mail!.parsed.text);
+
+  const before = await call('GetMDCDomainDetails', 'alice', { orderNumber });
+  assert.equal(before.body, 'errorCode=0&1_domainName=www.example.com&1_dcvMethod=EMAIL&1_dcvStatus=Awaiting');
+  await confirm(code);
+  const afterIt = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+  assert.equal(afterIt['1_dcvStatus'], 'Validated');
+  assert.equal(afterIt['1_domainName'], 'www.example.com');
+
+  const details = await call('GetMDCDomainDetails', 'alice', { orderNumber, showStatusDetails: 'Y', responseFormat: 2 });
+  assert.equal(details.headers['content-type'], 'application/json; charset=utf-8');
+  const decoded = decodeMdcDomainDetails(details.body);
+  assert.ok(decoded.ok);
+  assert.equal(decoded.value[0]!.dcvEmailAddress, 'admin@example.com');
+  assert.equal(decoded.value[0]!.validatedAt, Math.floor(clock.now() / 1000));
+  assert.equal(decoded.value[0]!.lastEmailSentAt, Math.floor(clock.now() / 1000));
+
+  // AutoApplyOrder, the newer name, answers alike; a validated domain cannot change its method.
+  const upd = await call('AutoUpdateDCV', 'alice', { orderNumber, newMethod: 'EMAIL', newDCVEmailAddress: 'admin@example.com' });
+  assert.equal(upd.body, encodeUrlencoded('AutoUpdateDCV', { code: -160 }));
+  const stored = await server.store.db.selectFrom('orders').select(['csr', 'days', 'product']).where('order_number', '=', orderNumber).executeTakeFirstOrThrow();
+  assert.deepEqual([stored.csr?.replace(/\s+/g, ''), stored.days, stored.product], [csr.replace(/\s+/g, ''), 365, 24]);
+});
+
+test('multi-domain: one email per domain, delivered once; AutoUpdateDCV switches method and address; resend covers every awaiting domain', async () => {
+  const names = ['a.example.com', 'b.example.org', 'c.example.net'];
+  for (const n of names) await getList(server, 'alice', n);
+  const csr = await makeCsr('a.example.com', ['a.example.com', 'b.example.org']);
+  const r = await call('AutoApplyOrder', 'alice', {
+    product: 361, days: 365, csr, domainNames: 'c.example.net',
+    dcvEmailAddresses: 'admin@example.com,hostmaster@example.org webmaster@example.net',
+  });
+  assert.match(r.body, /^errorCode=0&orderNumber=/);
+  const orderNumber = Number(decodeUrlencoded(r.body).ok && phpRead(r.body).orderNumber);
+  const mails = await nextMails(3);
+  assert.deepEqual(mails.map((m) => m.envelope.rcptTo[0]).sort(), ['admin@example.com', 'hostmaster@example.org', 'webmaster@example.net']);
+  const codes = new Map(mails.map((m) => [m.envelope.rcptTo[0]!, codeIn(m.parsed.text)]));
+  assert.equal(new Set(codes.values()).size, 3, 'each email carries its own random value');
+  // Each email names its own domain.
+  for (const m of mails) assert.ok(m.parsed.text?.includes(names[['admin@example.com', 'hostmaster@example.org', 'webmaster@example.net'].indexOf(m.envelope.rcptTo[0]!)]!));
+
+  let d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+  assert.deepEqual([d['1_domainName'], d['2_domainName'], d['3_domainName']], names);
+
+  // b → HTTP_CSR_HASH: its code stops working; c → a new address: a new email with a new value, the old code superseded.
+  await getList(server, 'alice', 'c.example.net');
+  const u = await call('AutoUpdateDCV', 'alice', {
+    orderNumber, domainNames: 'b.example.org c.example.net', newMethods: 'HTTP_CSR_HASH,EMAIL', newDCVEmailAddresses: 'admin@example.org postmaster@example.net',
+  });
+  assert.match(u.body, /^errorCode=0&expectedDeliveryTime=0&certificateID=[0-9]+$/);
+  const [fresh] = await nextMails(1);
+  assert.equal(fresh!.envelope.rcptTo[0], 'postmaster@example.net');
+  const newCode = codeIn(fresh!.parsed.text);
+  assert.notEqual(newCode, codes.get('webmaster@example.net'));
+  for (const old of [codes.get('hostmaster@example.org')!, codes.get('webmaster@example.net')!]) {
+    const page = await server.request({ method: 'GET', path: `/dcv/confirm/${old}` });
+    assert.doesNotMatch(page.body, /name="decision" value="approve"/, 'an outstanding code of a changed domain no longer works');
+  }
+  d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+  assert.equal(d['2_dcvMethod'], 'HTTP_CSR_HASH');
+  assert.equal(d['2_dcvStatus'], 'Awaiting');
+
+  // A resend without a domain: the two domains still awaiting email DCV (a and c), each to its own address.
+  clock.advance(120_000);
+  const rs = await resend(server, 'alice', { orderNumber });
+  assert.equal(rs.body, 'errorCode=0');
+  const again = await nextMails(2);
+  assert.deepEqual(again.map((m) => m.envelope.rcptTo[0]).sort(), ['admin@example.com', 'postmaster@example.net']);
+
+  // Approving a validates only a; the order stays awaiting until c is validated too (b waits for its HTTP method).
+  await confirm(codeIn(again.find((m) => m.envelope.rcptTo[0] === 'admin@example.com')!.parsed.text));
+  d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+  assert.deepEqual([d['1_dcvStatus'], d['2_dcvStatus'], d['3_dcvStatus']], ['Validated', 'Awaiting', 'Awaiting']);
+  const order = await server.store.db.selectFrom('orders').select('dcv_status').where('order_number', '=', orderNumber).executeTakeFirstOrThrow();
+  assert.equal(order.dcv_status, 'awaiting');
+  // The validated domain: -160; the HTTP one cannot be resent alone, but the order's resend still serves c.
+  const v = await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: 'a.example.com', newMethod: 'CNAME_CSR_HASH' });
+  assert.equal(v.body, encodeUrlencoded('AutoUpdateDCV', { code: -160 }));
+  // Another account never learns the order exists.
+  assert.equal((await call('GetMDCDomainDetails', 'bob', { orderNumber })).body, encodeUrlencoded('GetMDCDomainDetails', { code: -4, item: 'orderNumber' }));
+  assert.equal(
+    (await call('AutoUpdateDCV', 'bob', { orderNumber, domainName: 'c.example.net', newMethod: 'HTTP_CSR_HASH' })).body,
+    encodeUrlencoded('AutoUpdateDCV', { code: -4, item: 'orderNumber' }),
+  );
+  // No email was sent twice.
+  const ids = sink.messages.map((m) => m.parsed.messageId);
+  assert.equal(new Set(ids).size, ids.length);
+});
+
+test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored, domain rules, policy, permissions', async () => {
+  await getList(server, 'alice', 'shop.example.com');
+  const good = await makeCsr('shop.example.com');
+  const base = { product: 24, days: 365, csr: good, dcvEmailAddress: 'admin@example.com' };
+  const err = (code: number, item?: string) => encodeUrlencoded('AutoApplyOrder', item === undefined ? { code } : { code, item });
+  const count = await orderCount();
+
+  const rsa1024 = (await crypto.subtle.generateKey(
+    { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256', publicExponent: new Uint8Array([1, 0, 1]), modulusLength: 1024 },
+    true,
+    ['sign', 'verify'],
+  )) as webcrypto.CryptoKeyPair;
+  const weak = await makeCsr('shop.example.com', [], rsa1024, { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' } as webcrypto.Algorithm);
+  // A flipped byte in the signature (the DER's last byte): parses, does not verify.
+  const der = Buffer.from(good.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  der[der.length - 1]! ^= 0x01;
+  const forged = der.toString('base64');
+
+  const cases: [Record<string, string | number>, string, string?][] = [
+    [{ ...base, bogus: 1 }, err(-2, 'bogus')],
+    [{ days: 365, csr: good }, err(-3, 'product')],
+    [{ product: 24, csr: good }, err(-3, 'days')],
+    [{ product: 24, days: 365 }, err(-3, 'csr')],
+    [{ ...base, product: 'x' }, err(-4, 'product')],
+    [{ ...base, product: 999 }, err(-4, 'product')],
+    [{ ...base, days: 730 }, err(-4, 'days')],
+    [{ ...base, dcvMethod: 'email' }, err(-4, 'dcvMethod')],
+    [{ ...base, showCertificateID: 'yes' }, err(-4, 'showCertificateID')],
+    [{ ...base, serverSoftware: '-2' }, err(-4, 'serverSoftware')],
+    [{ ...base, responseFormat: 0 }, err(-4, 'responseFormat')],
+    [{ ...base, csr: 'not a csr' }, err(-4, 'csr')],
+    [{ ...base, csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----' }, err(-4, 'csr')],
+    [{ ...base, csr: weak }, err(-4, 'csr')],
+    [{ ...base, csr: forged }, err(-4, 'csr')],
+    [{ ...base, csr: await makeCsr('printer.local') }, err(-37)],
+    [{ ...base, csr: await makeCsr('shop.example.com', ['8.8.8.8']) }, err(-19)],
+    [{ ...base, csr: await makeCsr('co.uk') }, err(-4, 'csr')],
+    [{ ...base, csr: await makeCsr('shop.example.com', ['other.example.com']) }, err(-4, 'csr')],
+    [{ ...base, csr: await makeCsr('*.example.com') }, err(-4, 'csr')],
+    [{ ...base, domainNames: 'x.example.com' }, err(-4, 'domainNames')],
+    [{ product: 24, days: 365, csr: good }, err(-3, 'dcvEmailAddress')],
+    [{ ...base, dcvEmailAddress: 'root@example.com' }, err(-4, 'dcvEmailAddress')],
+    [{ ...base, csr: await makeCsr('www.blocked.example.com') }, err(-160)],
+  ];
+  for (const [params, expected] of cases) {
+    const r = await call('AutoApplyOrder', 'alice', params);
+    assert.equal(r.status, 200);
+    assert.equal(r.body, expected, JSON.stringify(Object.keys(params)));
+  }
+  assert.equal((await call('AutoApplyOrder', 'nopriv', base)).body, err(-91));
+  // The CSR without armour is accepted (same order data).
+  const bare = good.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+  assert.match((await call('AutoApplyOrder', 'alice', { ...base, csr: bare })).body, /^errorCode=0&/);
+  assert.equal(await orderCount(), count + 1, 'no refused request stored an order');
+  await nextMails(1);
+
+  // AutoUpdateDCV and GetMDCDomainDetails: their -3/-4.
+  const u = (code: number, item?: string) => encodeUrlencoded('AutoUpdateDCV', item === undefined ? { code } : { code, item });
+  assert.equal((await call('AutoUpdateDCV', 'alice', { newMethod: 'EMAIL' })).body, u(-3, 'orderNumber'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: 1, newMethod: 'FTP' })).body, u(-4, 'newMethod'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: 12345 })).body, u(-4, 'orderNumber'));
+  const g = (code: number, item?: string) => encodeUrlencoded('GetMDCDomainDetails', item === undefined ? { code } : { code, item });
+  assert.equal((await call('GetMDCDomainDetails', 'alice', {})).body, g(-3, 'orderNumber'));
+  assert.equal((await call('GetMDCDomainDetails', 'alice', { orderNumber: 1, showStatusDetails: 'X' })).body, g(-4, 'showStatusDetails'));
+  const json = await call('GetMDCDomainDetails', 'alice', { orderNumber: 12345, responseFormat: 2 });
+  assert.deepEqual(JSON.parse(json.body), { errorCode: -4, errorMessage: "The value of the 'orderNumber' argument is invalid!", errorItem: 'orderNumber' });
+});
+
+test('the SDK: getDcvEmailAddressList → autoApplyOrder → autoUpdateDcv → getMdcDomainDetails', async () => {
+  const client = new DcvClient({
+    baseUrl: `https://localhost:${server.https.port}`,
+    loginName: 'alice',
+    loginPassword: PASSWORD,
+    fetch: nodeFetch({ ca: server.cert }),
+  });
+  const list = await client.getDcvEmailAddressList({ domainName: 'sdk.example.com', product: 801 });
+  assert.ok(list.emails.includes('admin@example.com'));
+  await client.getDcvEmailAddressList({ domainName: 'two.example.com', product: 801 });
+  const placed = await client.autoApplyOrder({
+    product: 361, days: 365, csr: await makeCsr('sdk.example.com'), domainNames: ['two.example.com'],
+    dcvEmailAddresses: ['admin@example.com', 'webmaster@example.com'],
+  });
+  await nextMails(2);
+  let details = await client.getMdcDomainDetails(placed.orderNumber, { showStatusDetails: true });
+  assert.deepEqual(details.map((d) => [d.domainName, d.dcvMethod, d.dcvStatus, d.dcvEmailAddress]), [
+    ['sdk.example.com', 'EMAIL', 'Awaiting', 'admin@example.com'],
+    ['two.example.com', 'EMAIL', 'Awaiting', 'webmaster@example.com'],
+  ]);
+  await client.autoUpdateDcv({ orderNumber: placed.orderNumber }, [{ domainName: 'two.example.com', method: 'CNAME_CSR_HASH' }]);
+  details = await client.getMdcDomainDetails(placed.orderNumber, { responseFormat: 2 });
+  assert.equal(details[1]!.dcvMethod, 'CNAME_CSR_HASH');
+  await assert.rejects(client.getMdcDomainDetails(1), (err: unknown) => err instanceof DcvApiError && err.code === -4 && err.item === 'orderNumber');
+});
