@@ -26,6 +26,7 @@ import { queueDecisionWebhook, WebhookWorker } from './orders/webhooks.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 import { AdminService } from './admin/service.ts';
 import { buildAdminApp, checkAdminToken } from './admin/http.ts';
+import type { SandboxHooks } from './sandbox/index.ts';
 
 export interface RunningServer {
   https: AddressInfo;
@@ -54,6 +55,8 @@ export interface ServerDeps {
   random?: RandomSource;
   /** Slow-client bounds of every listener (tests use short ones); SERVER_TIMEOUTS when absent. */
   timeouts?: ServerTimeouts;
+  /** Sandbox mode (`dcvd sandbox`, issue 17): wraps the DNS client and the mail transport, adds pages and internal API routes. */
+  sandbox?: SandboxHooks;
 }
 
 async function listen(app: FastifyInstance, host: string, port: number): Promise<AddressInfo> {
@@ -83,11 +86,12 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     const metrics = createMetrics(store.db);
     const auth = new Authenticator(store.db, clock, config.auth, () => metrics.lockout());
     const registry = new OfferedAddressRegistry(store.db);
-    const dns = createDnsClient({
+    const sandbox = deps.sandbox;
+    const dns = ((client) => sandbox?.wrapDnsClient(client) ?? client)(createDnsClient({
       resolvers: config.dnsServers ?? systemResolvers(),
       timeoutMs: config.dnsTimeoutMs,
       attempts: config.dnsAttempts,
-    });
+    }));
     const dnsStats = new DnsLookupStats((type, outcome) => metrics.dnsLookup(type, outcome));
     // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started below) delivers.
     checkDcvEmailConfig(config.dcvEmail);
@@ -136,7 +140,9 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       afterDecided: () => webhooks?.wake(),
     });
     const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl };
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, products: config.products, textWhoisNone: config.textWhoisNone, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics };
+    let linkBase: string | undefined;
+    sandbox?.attach({ db: store.db, logger, confirmation, publicUrl: () => linkBase ?? 'https://localhost' });
+    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, products: config.products, textWhoisNone: config.textWhoisNone, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics, extend: sandbox && ((app: FastifyInstance) => sandbox.extendApp(app)) };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);
@@ -149,14 +155,16 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     }
 
     // The outbox worker: links point at --public-url, or at this listener.
+    linkBase = config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress);
+    const transport = createMailTransport(config.dcvEmail, config.dataDir, logger);
     outbox = new OutboxWorker({
       db: store.db,
       dialect: store.dialect,
       clock,
-      transport: createMailTransport(config.dcvEmail, config.dataDir, logger),
+      transport: sandbox?.wrapMailTransport(transport) ?? transport,
       keys: valueKeys,
       mailFrom: config.dcvEmail.mailFrom,
-      publicUrl: config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress),
+      publicUrl: linkBase,
       policy: config.dcvEmail.outbox,
       log: logger,
     });
@@ -178,7 +186,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0 }),
         onQueued: () => worker.wake(),
       });
-      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts });
+      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, extraRoutes: sandbox?.adminRoutes() });
       apps.push(adminApp);
       adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port);
     }
@@ -211,6 +219,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       purgeSealedCodes(store.db, clock.now()).catch((err: unknown) => logger.error({ err }, 'erasing sealed codes of dead values failed'));
     }, 60_000);
     purge.unref();
+    sandbox?.start();
 
     logger.info(
       { https: httpsAddress, http: httpAddress, admin: adminAddress, database: store.location, certPath: tls.certPath },
@@ -232,6 +241,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
           clearInterval(stats);
           loopDelay.disable();
           await Promise.all(apps.map((a) => a.close()));
+          await sandbox?.stop();
           // After the listeners (a request in flight may still queue an email), before the store.
           await worker.stop();
           await hookWorker?.stop();

@@ -66,6 +66,8 @@ export interface AdminAppOptions {
   tokenPolicy?: AdminTokenPolicy;
   /** Slow-client bounds; SERVER_TIMEOUTS when absent. */
   timeouts?: ServerTimeouts | undefined;
+  /** Routes beyond the operator's (sandbox mode's, issue 17), in the served OpenAPI document too. */
+  extraRoutes?: AdminRoute[] | undefined;
 }
 
 // ---------------------------------------------------------------- routes
@@ -77,7 +79,7 @@ interface RouteInput<P, Q, B> {
 }
 
 export interface AdminRoute {
-  method: 'GET' | 'POST' | 'PATCH';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** fastify syntax (`:name`); OpenAPI's `{name}` is derived. */
   url: string;
   summary: string;
@@ -92,7 +94,7 @@ export interface AdminRoute {
 
 type Maybe<S> = S extends TSchema ? Static<S> : undefined;
 
-function route<P extends TSchema | undefined = undefined, Q extends TSchema | undefined = undefined, B extends TSchema | undefined = undefined>(def: {
+export function route<P extends TSchema | undefined = undefined, Q extends TSchema | undefined = undefined, B extends TSchema | undefined = undefined>(def: {
   method: AdminRoute['method'];
   url: string;
   summary: string;
@@ -425,7 +427,7 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
   });
 
   let document: unknown;
-  const routes = adminRoutes(options.admin, { metrics: options.metrics, openApi: () => document });
+  const routes = [...adminRoutes(options.admin, { metrics: options.metrics, openApi: () => document }), ...(options.extraRoutes ?? [])];
   document = openApiDocument(routes);
   for (const r of routes) {
     app.route({

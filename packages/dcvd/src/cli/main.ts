@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs';
 import { opt, parseIsoDate, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
+import { sandboxCommand } from './sandbox.ts';
 
 function describeAccount(a: AccountView): string {
   const state = a.locked ? 'locked' : a.lockedUntil ? `locked out until ${a.lockedUntil}` : 'active';
@@ -285,7 +286,9 @@ export function buildProgram(): Command {
     .description('Domain Control Validation email service: GetDCVEmailAddressList and ResendDCVEmail, done for real')
     .version('0.1.0')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    // Options belong to the command they follow (`dcvd sandbox dns list --data-dir D` is the list's, not the sandbox's).
+    .enablePositionalOptions();
   program.addCommand(withDcvEmailOptions(serveCommand()));
   program.addCommand(accountCommands());
   program.addCommand(migrateCommand());
@@ -293,6 +296,7 @@ export function buildProgram(): Command {
   program.addCommand(templateCommands());
   program.addCommand(outboxCommands());
   program.addCommand(clientCommands());
+  program.addCommand(sandboxCommand());
   return program;
 }
 
