@@ -50,14 +50,15 @@ function startCommand(cmd: Command): Command {
     .action(async (flags: StartFlags) => {
       const logger = createLogger(flags.logLevel, 2).child({ mode: 'sandbox' });
       const running = await startSandbox({
-        dataDir: flags.dataDir,
-        databaseUrl: flags.databaseUrl,
+        // An empty value (DCVD_DATA_DIR= in a script) is no value: a fresh folder, never the working directory.
+        dataDir: flags.dataDir || undefined,
+        databaseUrl: flags.databaseUrl || undefined,
         listen: parseHostPort(flags.listen),
         adminListen: parseHostPort(flags.adminListen),
         allowRemote: flags.allowRemote === true,
         login: flags.login,
-        password: flags.password,
-        adminToken: flags.adminToken,
+        password: flags.password || undefined,
+        adminToken: flags.adminToken || undefined,
         smtpUrl: flags.smtpUrl,
         autoApproveAfterSeconds: flags.autoApprove,
         serve: { dnsServers: flags.dnsServers, dnsTimeoutMs: flags.dnsTimeout, logLevel: flags.logLevel },
@@ -102,7 +103,7 @@ function withClientOptions(cmd: Command): Command {
 /** One call to the running sandbox's internal API; a JSON error becomes the command's error. */
 async function call(flags: ClientFlags, method: string, path: string, body?: unknown): Promise<unknown> {
   let target = { adminApi: flags.adminUrl, adminToken: flags.adminToken, caCertificate: flags.caFile };
-  if (flags.dataDir !== undefined) {
+  if (flags.dataDir) {
     const file = join(resolve(flags.dataDir), SANDBOX_INFO_FILE);
     let saved: typeof target;
     try {

@@ -86,7 +86,7 @@ export async function startSandbox(options: SandboxOptions): Promise<RunningSand
   }
   const logger = options.logger;
   if (remote.length > 0) logger.warn({ sandbox: true, hosts: remote.map((l) => l.host) }, 'SANDBOX listening beyond loopback: its mail viewer and switches have no authentication beyond the admin token');
-  const fresh = options.dataDir === undefined;
+  const fresh = options.dataDir === undefined || options.dataDir === '';
   const dataDir = fresh ? mkdtempSync(join(tmpdir(), 'dcvd-sandbox-')) : resolve(options.dataDir!);
   const adminToken = options.adminToken ?? secret(32);
   const password = options.password ?? secret(18);
