@@ -192,6 +192,23 @@ test('clock: the resend interval and the 24-hour rule follow the sandbox clock',
   }
 });
 
+test('clock: a lockout ends when the sandbox clock passes its window', async () => {
+  // A second account, so the seeded one stays usable for the other tests.
+  const login = 'lockout-test';
+  const password = 'lockout test password 1';
+  assert.equal((await sb.admin('POST', '/v1/accounts', { login, password, permissions: ['auto-apply'] })).status, 201);
+  const call = (pw: string) =>
+    sb.https('POST', '/products/!GetDCVEmailAddressList', {
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ loginName: login, loginPassword: pw, domainName: 'lockout-test.com' }).toString(),
+    });
+  for (let i = 0; i < 5; i++) assert.match((await call('wrong password 123')).body, /^-16\n/);
+  assert.match((await call(password)).body, /^-16\n/, 'locked out');
+  assert.ok((await sb.admin('GET', `/v1/accounts/${login}`)).json.lockedUntil);
+  await sb.admin('POST', '/v1/sandbox/clock/advance', { by: '16m' });
+  assert.match((await call(password)).body, /^0\n/, 'the lockout is over on the sandbox clock');
+});
+
 test('switches: the next N calls (of one login) answer an error, or wait first', async () => {
   const arm = (body: unknown) => sb.admin('POST', '/v1/sandbox/switches', body);
   assert.equal((await arm({ endpoint: 'GetDCVEmailAddressList', login: 'someone-else', errorCode: -14 })).status, 201);
