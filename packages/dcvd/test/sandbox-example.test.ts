@@ -91,6 +91,17 @@ test('the curl example of SANDBOX.md passes', { skip: existsSync('/usr/bin/curl'
   assert.match(r.stdout, /^order \d+ validated$/m);
 });
 
+test('the command refuses SMTP (DCVD_SMTP_URL too) and a listener beyond loopback without --allow-remote', () => {
+  const run = (args: string[], env: Record<string, string>) => spawnSync(process.execPath, [BIN, 'sandbox', ...args], { env: withoutTestRunner(env), encoding: 'utf8', timeout: 120_000 });
+  let r = run(['--admin-listen', '127.0.0.1:0', '--listen', '127.0.0.1:0'], { DCVD_SMTP_URL: 'smtp://127.0.0.1:2525' });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^dcvd: the sandbox never sends email/m);
+  assert.equal(r.stdout, '');
+  r = run(['--listen', '0.0.0.0:0', '--admin-listen', '127.0.0.1:0'], {});
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^dcvd: the sandbox listens on loopback only; 0\.0\.0\.0 is not \(add --allow-remote to mean it\)/m);
+});
+
 test('dcvd sandbox dns set|list|clear talk to the running sandbox; SIGTERM stops it and removes its fresh data folder', async () => {
   const run = (...args: string[]) => spawnSync(process.execPath, [BIN, 'sandbox', 'dns', ...args, '--data-dir', info['data dir']!], { encoding: 'utf8', timeout: 120_000 });
   let r = run('set', 'example.org', 'CAA', 'contactemail ops@example.org', '0 issue "ca.example"');
