@@ -33,6 +33,7 @@ import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './ma
 import { AdminService } from './admin/service.ts';
 import { buildAdminApp, checkAdminToken } from './admin/http.ts';
 import { createContactGate, describeGate } from './mpic/corroborate.ts';
+import type { SandboxHooks } from './sandbox/index.ts';
 
 export interface RunningServer {
   https: AddressInfo;
@@ -63,6 +64,8 @@ export interface ServerDeps {
   random?: RandomSource;
   /** Slow-client bounds of every listener (tests use short ones); SERVER_TIMEOUTS when absent. */
   timeouts?: ServerTimeouts;
+  /** Sandbox mode (`dcvd sandbox`, issue 17): wraps the DNS client and the mail transport, adds pages and internal API routes. */
+  sandbox?: SandboxHooks;
 }
 
 /** What a listener failed to bind: one line naming the option and variable that move it (issue 13), no stack. */
@@ -147,7 +150,9 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     });
     await dnssec.start();
     stopDnssec = () => dnssec.stop();
-    const dns = dnssec.client;
+    // The sandbox's DNS overrides sit in front of every lookup (issue 17).
+    const sandbox = deps.sandbox;
+    const dns = sandbox?.wrapDnsClient(dnssec.client) ?? dnssec.client;
     const dnsStats = new DnsLookupStats((type, outcome) => metrics.dnsLookup(type, outcome));
     // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started below) delivers.
     checkDcvEmailConfig(config.dcvEmail);
@@ -211,11 +216,26 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       afterDecided: () => webhooks?.wake(),
     });
     const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
+    let linkBase: string | undefined;
+    sandbox?.attach({ db: store.db, logger, confirmation, publicUrl: () => linkBase ?? 'https://localhost' });
     const acceptFailed = (err: Error): void => {
       metrics.backgroundError('accept');
       logger.error({ err }, 'accepting a connection failed; the listener carries on');
     };
-    const common = { logger, trustProxy: config.trustProxy, bodyLimit: config.bodyLimit, products: config.products, textWhoisNone: config.textWhoisNone, timeouts: deps.timeouts, auth, useCases, readiness, confirm, metrics };
+    const common = {
+      logger,
+      trustProxy: config.trustProxy,
+      bodyLimit: config.bodyLimit,
+      products: config.products,
+      textWhoisNone: config.textWhoisNone,
+      timeouts: deps.timeouts,
+      auth,
+      useCases,
+      readiness,
+      confirm,
+      metrics,
+      extend: sandbox && ((app: FastifyInstance) => sandbox.extendApp(app)),
+    };
 
     const httpsApp = await buildApp({ ...common, tls });
     apps.push(httpsApp);
@@ -228,14 +248,16 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     }
 
     // The outbox worker: links point at --public-url, or at this listener.
+    linkBase = config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress);
+    const transport = createMailTransport(config.dcvEmail, config.dataDir, logger);
     outbox = new OutboxWorker({
       db: store.db,
       dialect: store.dialect,
       clock,
-      transport: createMailTransport(config.dcvEmail, config.dataDir, logger),
+      transport: sandbox?.wrapMailTransport(transport) ?? transport,
       keys: valueKeys,
       mailFrom: config.dcvEmail.mailFrom,
-      publicUrl: config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress),
+      publicUrl: linkBase,
       caName: config.dcvEmail.caName,
       policy: config.dcvEmail.outbox,
       emailPolicy: config.emailDcv,
@@ -262,7 +284,18 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
         contactGate,
         log: logger,
       });
-      const adminApp = await buildAdminApp({ admin, token: adminToken, logger, metrics, clock, tls, bodyLimit: config.bodyLimit, timeouts: deps.timeouts, ipv6Prefix: config.ipv6Prefix });
+      const adminApp = await buildAdminApp({
+        admin,
+        token: adminToken,
+        logger,
+        metrics,
+        clock,
+        tls,
+        bodyLimit: config.bodyLimit,
+        timeouts: deps.timeouts,
+        ipv6Prefix: config.ipv6Prefix,
+        extraRoutes: sandbox?.adminRoutes(),
+      });
       apps.push(adminApp);
       adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen', acceptFailed);
     }
@@ -333,6 +366,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       unusableHooks();
     }), 60_000);
     purge.unref();
+    sandbox?.start();
 
     logger.info(
       { https: httpsAddress, http: httpAddress, admin: adminAddress, database: store.location, certPath: tls.certPath },
@@ -356,6 +390,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
           clearInterval(stats);
           loopDelay.disable();
           await Promise.all(apps.map((a) => a.close()));
+          await sandbox?.stop();
           // After the listeners (a request in flight may still queue an email), before the store.
           await worker.stop();
           await hookWorker?.stop();

@@ -69,6 +69,8 @@ export interface AdminAppOptions {
   ipv6Prefix?: number;
   /** Slow-client bounds; SERVER_TIMEOUTS when absent. */
   timeouts?: ServerTimeouts | undefined;
+  /** Routes beyond the operator's (sandbox mode's, issue 17), in the served OpenAPI document too. */
+  extraRoutes?: AdminRoute[] | undefined;
 }
 
 // ---------------------------------------------------------------- routes
@@ -80,7 +82,7 @@ interface RouteInput<P, Q, B> {
 }
 
 export interface AdminRoute {
-  method: 'GET' | 'POST' | 'PATCH';
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
   /** fastify syntax (`:name`); OpenAPI's `{name}` is derived. */
   url: string;
   summary: string;
@@ -95,7 +97,7 @@ export interface AdminRoute {
 
 type Maybe<S> = S extends TSchema ? Static<S> : undefined;
 
-function route<P extends TSchema | undefined = undefined, Q extends TSchema | undefined = undefined, B extends TSchema | undefined = undefined>(def: {
+export function route<P extends TSchema | undefined = undefined, Q extends TSchema | undefined = undefined, B extends TSchema | undefined = undefined>(def: {
   method: AdminRoute['method'];
   url: string;
   summary: string;
@@ -442,7 +444,7 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
   });
 
   let document: unknown;
-  const routes = adminRoutes(options.admin, { metrics: options.metrics, openApi: () => document });
+  const routes = [...adminRoutes(options.admin, { metrics: options.metrics, openApi: () => document }), ...(options.extraRoutes ?? [])];
   document = openApiDocument(routes);
   for (const r of routes) {
     app.route({

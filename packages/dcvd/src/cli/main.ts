@@ -18,6 +18,7 @@ import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, parseBr
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
 import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
+import { sandboxCommand } from './sandbox.ts';
 
 function describeAccount(a: AccountView): string {
   const state = a.locked ? 'locked' : a.lockedUntil ? `locked out until ${a.lockedUntil}` : 'active';
@@ -318,7 +319,9 @@ export function buildProgram(): Command {
     .description('Domain Control Validation email service: GetDCVEmailAddressList and ResendDCVEmail, done for real')
     .version('0.1.0')
     .showHelpAfterError()
-    .exitOverride();
+    .exitOverride()
+    // Options belong to the command they follow (`dcvd sandbox dns list --data-dir D` is the list's, not the sandbox's).
+    .enablePositionalOptions();
   program.addCommand(withMpicOptions(withDcvEmailOptions(serveCommand())));
   program.addCommand(accountCommands());
   program.addCommand(migrateCommand());
@@ -327,6 +330,7 @@ export function buildProgram(): Command {
   program.addCommand(outboxCommands());
   program.addCommand(productCommands());
   program.addCommand(clientCommands());
+  program.addCommand(sandboxCommand());
   return program;
 }
 

@@ -20,6 +20,8 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
   metrics?: Metrics;
   /** Slow-client bounds; SERVER_TIMEOUTS when absent. */
   timeouts?: ServerTimeouts | undefined;
+  /** Called first, before the API and the pages register (sandbox mode's hooks and pages, issue 17). */
+  extend?: ((app: FastifyInstance) => Promise<void>) | undefined;
 }
 
 /**
@@ -150,6 +152,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (method !== 'CONNECT' && !app.supportedMethods.includes(method)) app.addHttpMethod(method, { hasBody: true });
   }
   app.decorateRequest('apiOutcome', null);
+  await options.extend?.(app as unknown as FastifyInstance);
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
     reply.header('cache-control', 'no-store');

@@ -60,7 +60,7 @@ interface Binding {
   run(ctx: CallContext, params: ParsedParams, format: Format): Promise<Rendered>;
 }
 
-function renderError(spec: EndpointSpec, format: Format, error: ApiError): Rendered {
+export function renderError(spec: EndpointSpec, format: Format, error: ApiError): Rendered {
   const endpoint = spec.endpoint;
   if (format === 'urlencoded') return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(endpoint, error), code: error.code };
   if (format === 'json') return { contentType: CONTENT_TYPE.json, body: encodeJsonError(endpoint, error), code: error.code };
