@@ -176,7 +176,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       ipv6Prefix: config.ipv6Prefix,
       async onDecided(trx, event) {
         const queued = await queueDecisionWebhook(trx, hooks, event);
-        if (!queued && hooks.secret === undefined) logger.warn({ orderNumber: event.orderNumber }, 'no webhook queued: no --webhook-secret configured');
+        if (!queued && hooks.url !== undefined) logger.warn({ orderNumber: event.orderNumber }, 'no webhook queued: no --webhook-secret configured');
       },
       afterDecided: () => webhooks?.wake(),
     });
@@ -212,10 +212,9 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     });
     outbox.start();
     const worker = outbox;
-    if (hooks.secret !== undefined) {
-      webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret });
-      webhooks.start();
-    }
+    // Always: accounts' own URLs are signed with their own secrets, even without a global one.
+    webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret, keys: valueKeys });
+    webhooks.start();
     const hookWorker = webhooks;
 
     // The internal JSON API (CONTRACT §9), last: the operator's operations, the metrics, the OpenAPI document.

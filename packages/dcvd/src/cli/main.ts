@@ -27,8 +27,20 @@ function describeAccount(a: AccountView): string {
   ].join('\n');
 }
 
+/** The webhook signing secret made by create/update/rotate: printed this once (stdout, never the log). */
+function describeSecret(a: { webhookSecret?: string; previousWebhookSecretExpiresAt?: string | null }): string {
+  if (a.webhookSecret === undefined) return '';
+  const previous = a.previousWebhookSecretExpiresAt ? `\n  the previous secret keeps signing until ${a.previousWebhookSecretExpiresAt}` : '';
+  return `\n  webhook signing secret (shown only now; give it to the receiver): ${a.webhookSecret}${previous}`;
+}
+
+/** Accounts' webhook secrets are sealed under the secret key: the commands that make one need the server's file. */
+const secretKeyOption = () => opt('--secret-key-file <file>', 'the server\u2019s secret key file, which seals webhook signing secrets (default: DATA_DIR/secret.key)');
+
 interface AccountFlags extends StoreFlags {
   login: string;
+  secretKeyFile?: string;
+  overlap?: number;
   passwordStdin?: boolean;
   allowIp?: string[];
   clearAllowIp?: boolean;
@@ -60,7 +72,8 @@ function accountCommands(): Command {
         return bits;
       }).default(DEFAULT_IPV6_PREFIX),
     )
-    .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url)')),
+    .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url); prints the URL\u2019s own signing secret once'))
+    .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {
     const password = await readStdin();
     const input: AccountInput & { password: string } = { password, allowedNetworks: flags.allowIp ?? [] };
@@ -68,7 +81,7 @@ function accountCommands(): Command {
     if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
     if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
     const view = await withAdmin(flags, (a) => a.createAccount(flags.login, input));
-    print(flags.json, view, () => `created account\n${describeAccount(view)}`);
+    print(flags.json, view, () => `created account\n${describeAccount(view)}${describeSecret(view)}`);
   });
 
   common(
@@ -83,8 +96,9 @@ function accountCommands(): Command {
       .addOption(opt('--clear-permissions', 'remove every permission'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
       .addOption(opt('--no-password-expires', 'the password never expires'))
-      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here'))
-      .addOption(opt('--no-webhook-url', 'use the server\u2019s --webhook-url again')),
+      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (prints a signing secret once if the account has none)'))
+      .addOption(opt('--no-webhook-url', 'use the server\u2019s --webhook-url again'))
+      .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {
     const input: AccountInput = {};
     if (flags.passwordStdin) input.password = await readStdin();
@@ -97,7 +111,19 @@ function accountCommands(): Command {
     if (flags.webhookUrl === false) input.webhookUrl = null;
     else if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
     const view = await withAdmin(flags, (a) => a.updateAccount(flags.login, input));
-    print(flags.json, view, () => `updated account\n${describeAccount(view)}`);
+    print(flags.json, view, () => `updated account\n${describeAccount(view)}${describeSecret(view)}`);
+  });
+
+  common(
+    account
+      .command('rotate-webhook-secret')
+      .description('make a new signing secret for the account\u2019s webhook URL and print it once; the previous one keeps signing during the overlap')
+      .addOption(login())
+      .addOption(opt('--overlap <duration>', 'how long the previous secret keeps signing too (e.g. 24h; 0: it stops at once)', parseDuration).default(24 * 3600 * 1000, '24h'))
+      .addOption(secretKeyOption()),
+  ).action(async (flags: AccountFlags) => {
+    const view = await withAdmin(flags, (a) => a.rotateWebhookSecret(flags.login, flags.overlap ?? 0));
+    print(flags.json, view, () => `rotated the webhook signing secret\n${describeAccount(view)}${describeSecret(view)}`);
   });
 
   for (const [name, description] of [
@@ -214,8 +240,8 @@ function serveCommand(): Command {
       opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(DEFAULT_CODE_GUESS_POLICY.windowMs, '15m'),
     )
     .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
-    .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the webhook signatures (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
-    .addOption(opt('--webhook-secret-file <file>', 'read the webhook signing key from this file'))
+    .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the global --webhook-url\u2019s signatures only; accounts\u2019 own URLs have their own secrets (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
+    .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file'))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({

@@ -6,27 +6,32 @@
  *
  * Signature: `X-Dcvd-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`,
  * computed at each attempt, so receivers can refuse old timestamps (replays).
+ * Each receiver has its own secrets (issue 14, webhook-secrets.ts); during a
+ * rotation's overlap the header carries one `v1=` per valid secret, newest first.
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../mail/queue.ts';
 import { listEvidence, type DecidedEvent } from './confirmation.ts';
+import type { ValueKeys } from './random-values.ts';
+import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './webhook-secrets.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
 export interface WebhookConfig {
   /** Global URL for accounts without their own. */
   url?: string | undefined;
-  /** HMAC key; without it no event is queued. */
+  /** HMAC key of the global URL only (accounts' URLs have their own secrets); without it no event is queued for the global URL. */
   secret?: string | undefined;
 }
 
 export const SIGNATURE_HEADER = 'x-dcvd-signature';
 
-/** The signature header's value for a body sent at `unixSeconds`. */
-export function signWebhook(secret: string, unixSeconds: number, body: string): string {
-  return `t=${unixSeconds},v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`;
+/** The signature header's value for a body sent at `unixSeconds`: one `v1=` per secret, in the order given. */
+export function signWebhook(secrets: string | readonly string[], unixSeconds: number, body: string): string {
+  const list = typeof secrets === 'string' ? [secrets] : secrets;
+  return [`t=${unixSeconds}`, ...list.map((secret) => `v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`)].join(',');
 }
 
 /** An http(s) URL without credentials; throws otherwise. */
@@ -44,12 +49,15 @@ export function checkWebhookUrl(url: string): string {
 
 /**
  * Queues the event of a decision inside its transaction (ConfirmationService's
- * onDecided). Returns false when there is no URL or no secret.
+ * onDecided). The account's own URL gets its own receiver (signed with the
+ * account's secrets, never the global one); else the global URL, which needs
+ * the global secret. Returns false when nothing is queued.
  */
 export async function queueDecisionWebhook(trx: Transaction<Database>, config: WebhookConfig, event: DecidedEvent): Promise<boolean> {
   const account = await trx.selectFrom('accounts').select(['login', 'webhook_url']).where('id', '=', event.accountId).executeTakeFirstOrThrow();
+  const receiver = account.webhook_url !== null ? accountReceiver(event.accountId) : GLOBAL_RECEIVER;
   const url = account.webhook_url ?? config.url;
-  if (url === undefined || config.secret === undefined) return false;
+  if (url === undefined || (receiver === GLOBAL_RECEIVER && config.secret === undefined)) return false;
   const [evidence] = await listEvidence(trx, { orderId: event.orderId, limit: 1 });
   const id = randomUUID();
   const type = event.decision === 'approved' ? 'dcv.validated' : 'dcv.declined';
@@ -83,22 +91,40 @@ export async function queueDecisionWebhook(trx: Transaction<Database>, config: W
       created_at: event.decidedAt,
       updated_at: event.decidedAt,
       delivered_at: null,
+      receiver,
     })
     .execute();
   return true;
 }
 
 export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
-  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string }) {
+  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string | undefined; keys: ValueKeys }) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
   }
 
+  /**
+   * The secrets of the row's receiver: an account's own (sealed in
+   * webhook_secrets), or the global one. Events queued before migration 0007
+   * (no receiver) were meant for the one secret of that time: the global one.
+   */
+  private async secretsOf(row: WebhookRow): Promise<string[]> {
+    const receiver = row.receiver ?? GLOBAL_RECEIVER;
+    if (receiver === GLOBAL_RECEIVER) return this.deps.secret === undefined ? [] : [this.deps.secret];
+    return validWebhookSecrets(this.deps.db, this.deps.keys, receiver, this.deps.clock.now());
+  }
+
   protected async deliver(row: WebhookRow): Promise<void> {
-    const { clock, policy, log, secret } = this.deps;
+    const { clock, policy, log } = this.deps;
     const where = { eventId: row.event_id, event: row.event, attempt: row.attempts };
     const t = Math.floor(clock.now() / 1000);
     let reason: string;
     try {
+      const secrets = await this.secretsOf(row);
+      if (secrets.length === 0) {
+        // Kept and retried: the operator can still issue one (`dcvd account rotate-webhook-secret`).
+        await this.failedAttempt(row, `no signing secret for receiver ${row.receiver ?? GLOBAL_RECEIVER} (dcvd account rotate-webhook-secret, or --webhook-secret for the global URL)`, { permanent: false, where });
+        return;
+      }
       const res = await fetch(row.url, {
         method: 'POST',
         body: row.body,
@@ -110,7 +136,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
           'user-agent': 'dcvd-webhook/1',
           'x-dcvd-event': row.event,
           'x-dcvd-event-id': row.event_id,
-          [SIGNATURE_HEADER]: signWebhook(secret, t, row.body),
+          [SIGNATURE_HEADER]: signWebhook(secrets, t, row.body),
         },
       });
       await res.body?.cancel();
