@@ -44,7 +44,7 @@ export interface RunningServer {
   logger: Logger;
   /** The DCV email outbox worker of this process. */
   outbox: OutboxWorker;
-  /** The webhook worker (with a webhook secret configured). */
+  /** The webhook worker (always started: accounts' own URLs have their own secrets). */
   webhooks: WebhookWorker | undefined;
   /** Stops accepting connections, lets in-flight requests finish, closes the store. */
   close(): Promise<void>;
@@ -175,8 +175,8 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       policy: config.codeGuessing,
       ipv6Prefix: config.ipv6Prefix,
       async onDecided(trx, event) {
-        const queued = await queueDecisionWebhook(trx, hooks, event);
-        if (!queued && hooks.url !== undefined) logger.warn({ orderNumber: event.orderNumber }, 'no webhook queued: no --webhook-secret configured');
+        // Nothing is queued when neither the account nor the server has a URL (the global URL needs its secret at start).
+        await queueDecisionWebhook(trx, hooks, event);
       },
       afterDecided: () => webhooks?.wake(),
     });
