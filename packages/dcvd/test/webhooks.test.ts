@@ -73,7 +73,7 @@ before(async () => {
   await server.createAccount('olga', { webhookUrl: `http://127.0.0.1:${port}/olga` });
   const olga = await server.store.db.selectFrom('accounts').select('id').where('login', '=', 'olga').executeTakeFirstOrThrow();
   const keys = loadValueKeys(server.dataDir);
-  OLGA_SECRET = (await issueWebhookSecret(server.store.db, { keys, random: cryptoRandom }, accountReceiver(olga.id), Date.now())).secret;
+  OLGA_SECRET = (await issueWebhookSecret(server.store.db, { keys, random: cryptoRandom }, accountReceiver(olga.id), Date.now()))!.secret;
 });
 after(async () => {
   await server.stop();

@@ -16,7 +16,7 @@ import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } fro
 import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
 import { listWebhooks, type WebhookView } from '../orders/webhooks.ts';
-import { accountReceiver, hasWebhookSecret, issueWebhookSecret } from '../orders/webhook-secrets.ts';
+import { accountReceiver, issueWebhookSecret } from '../orders/webhook-secrets.ts';
 import type { EmailTemplate } from '../mail/templates.ts';
 
 export interface AdminDeps {
@@ -94,16 +94,15 @@ export class AdminService {
   async createAccount(login: string, input: AccountInput & { password: string }): Promise<AccountWithSecret> {
     const view = await this.accounts.create(login, { ...input, ...this.checkedAccountInput(input) });
     if (view.webhookUrl === null) return view;
-    return { ...view, webhookSecret: (await this.issueSecret(login, 0)).secret };
+    return { ...view, webhookSecret: (await this.issueSecret(login, 0))!.secret };
   }
 
   /** Setting a webhook URL on an account without a signing secret makes one and returns it (once); rotation is explicit. */
   async updateAccount(login: string, input: AccountInput): Promise<AccountWithSecret> {
     const view = await this.accounts.update(login, { ...input, ...this.checkedAccountInput(input) });
     if (typeof input.webhookUrl !== 'string') return view;
-    const id = await this.accountId(login);
-    if (await hasWebhookSecret(this.deps.db, accountReceiver(id), this.deps.clock.now())) return view;
-    return { ...view, webhookSecret: (await this.issueSecret(login, 0)).secret };
+    const issued = await this.issueSecret(login, 0, { onlyIfNone: true });
+    return issued === undefined ? view : { ...view, webhookSecret: issued.secret };
   }
 
   /**
@@ -114,14 +113,14 @@ export class AdminService {
     const view = await this.accounts.view(login);
     if (view.webhookUrl === null) throw new AccountError(`account ${JSON.stringify(login)} has no webhook URL of its own (its events go to the global URL, signed with --webhook-secret)`);
     if (!Number.isSafeInteger(overlapMs) || overlapMs < 0 || overlapMs > 30 * 24 * 3600 * 1000) throw new AccountError('the overlap must be between 0 and 30 days');
-    const issued = await this.issueSecret(login, overlapMs);
+    const issued = (await this.issueSecret(login, overlapMs))!;
     return { ...view, webhookSecret: issued.secret, previousWebhookSecretExpiresAt: issued.previousExpiresAt === null ? null : new Date(issued.previousExpiresAt).toISOString() };
   }
 
-  private async issueSecret(login: string, overlapMs: number) {
+  private async issueSecret(login: string, overlapMs: number, opts: { onlyIfNone?: boolean } = {}) {
     const id = await this.accountId(login);
     const { keys, random } = this.deps.dcvEmail();
-    return issueWebhookSecret(this.deps.db, { keys, random }, accountReceiver(id), this.deps.clock.now(), overlapMs);
+    return issueWebhookSecret(this.deps.db, { keys, random }, accountReceiver(id), this.deps.clock.now(), overlapMs, opts);
   }
 
   showAccount(login: string): Promise<AccountView> {

@@ -40,7 +40,9 @@ export interface IssuedSecret {
 /**
  * Makes a new current secret for `receiver`; the current one, if any, keeps
  * signing for `overlapMs` (0: it stops at once). Secrets past their end are
- * erased. Run it in the caller's transaction when it has one.
+ * erased. With `onlyIfNone`, nothing is made (undefined) when the receiver
+ * already has a valid secret. Concurrent calls for one account are serialized
+ * on its accounts row, so there is never more than one current secret.
  */
 export async function issueWebhookSecret(
   db: Kysely<Database>,
@@ -48,9 +50,14 @@ export async function issueWebhookSecret(
   receiver: string,
   now: number,
   overlapMs = 0,
-): Promise<IssuedSecret> {
+  opts: { onlyIfNone?: boolean } = {},
+): Promise<IssuedSecret | undefined> {
   const secret = newWebhookSecret(deps.random);
-  const run = async (trx: Kysely<Database>): Promise<IssuedSecret> => {
+  const run = async (trx: Kysely<Database>): Promise<IssuedSecret | undefined> => {
+    // A row lock on PostgreSQL (SQLite serializes writers): the account's row, touched without a change.
+    const accountId = /^account:(\d+)$/.exec(receiver)?.[1];
+    if (accountId !== undefined) await trx.updateTable('accounts').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', Number(accountId)).execute();
+    if (opts.onlyIfNone && (await hasWebhookSecret(trx, receiver, now))) return undefined;
     const end = now + Math.max(0, overlapMs);
     const current = await trx.updateTable('webhook_secrets').set({ expires_at: end }).where('receiver', '=', receiver).where('expires_at', 'is', null).executeTakeFirst();
     // An older secret still in its overlap ends no later than the one just replaced.
