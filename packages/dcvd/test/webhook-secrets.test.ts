@@ -266,4 +266,11 @@ test('concurrent rotations leave exactly one current secret, and it is one of th
   assert.match(header, /^t=\d+,v1=[0-9a-f]{64}$/, 'one signature: every other secret stopped at once');
   assert.equal(results.filter((r) => verify(r.json.webhookSecret, header, e.body)).length, 1);
   assert.equal(verify(secrets.resb!, header, e.body), false);
+  // An empty object: the default overlap of 24 hours (the body is required JSON, like every POST with a body).
+  const plain = await api('POST', '/v1/accounts/resb/webhook-secret/rotate', {});
+  assert.equal(plain.status, 200, JSON.stringify(plain.json));
+  assert.match(plain.json.webhookSecret, /^whsec_/);
+  const ends = Date.parse(plain.json.previousWebhookSecretExpiresAt) - Date.now();
+  assert.ok(ends > 23 * 3600_000 && ends <= 24 * 3600_000, String(ends));
+  assert.ok(!allLogs().includes(plain.json.webhookSecret), 'no secret in the log');
 });
