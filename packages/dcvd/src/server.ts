@@ -213,7 +213,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     outbox.start();
     const worker = outbox;
     // Always: accounts' own URLs are signed with their own secrets, even without a global one.
-    webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret, keys: valueKeys });
+    webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret, previousSecret: hooks.previousSecret, keys: valueKeys });
     webhooks.start();
     const hookWorker = webhooks;
 

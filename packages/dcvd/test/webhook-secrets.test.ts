@@ -15,6 +15,7 @@ import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';
 import { runDcvd } from './support/cli.ts';
+import { parseWebhookSecretFile } from '../src/orders/webhooks.ts';
 
 const GLOBAL_SECRET = 'whsec-global-0123456789abcdef';
 const TOKEN = 'admin-token-0123456789abcdef0123';
@@ -273,4 +274,33 @@ test('concurrent rotations leave exactly one current secret, and it is one of th
   const ends = Date.parse(plain.json.previousWebhookSecretExpiresAt) - Date.now();
   assert.ok(ends > 23 * 3600_000 && ends <= 24 * 3600_000, String(ends));
   assert.ok(!allLogs().includes(plain.json.webhookSecret), 'no secret in the log');
+});
+
+test('the global secret rotates through --webhook-secret-file: a second line (the previous key) signs the global URL\u2019s events too', async () => {
+  assert.deepEqual(parseWebhookSecretFile('new-global-secret-0001\n'), { secret: 'new-global-secret-0001' });
+  assert.deepEqual(parseWebhookSecretFile('\nnew-global-secret-0001\r\nold-global-secret-0002\n\n'), { secret: 'new-global-secret-0001', previousSecret: 'old-global-secret-0002' });
+  assert.throws(() => parseWebhookSecretFile('short\n'), /at least 16/);
+  assert.throws(() => parseWebhookSecretFile('a-long-enough-secret-1\na-long-enough-secret-2\na-long-enough-secret-3'), /second line/);
+  assert.throws(() => parseWebhookSecretFile('\n'), /must hold/);
+
+  const NEW = 'whsec-global-new-0123456789abcdef';
+  const second = await startTestServer({
+    dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 200, maxAttempts: 50 } }),
+    webhooks: { url: `http://127.0.0.1:${port}/global2`, secret: NEW, previousSecret: GLOBAL_SECRET },
+  });
+  try {
+    await second.createAccount('plain2');
+    const orderNumber = (next += 1);
+    const m = await mailedCode(second, sink, systemClock, { login: 'plain2', orderNumber, domain: `w${orderNumber}.example.com`, address: 'admin@example.com' });
+    const page = await second.request({ method: 'GET', path: new URL(m.link).pathname });
+    const r = await second.post('/dcv/confirm', form({ code: m.code, csrf: csrfOf(page.body), decision: 'approve' }), { headers: { 'sec-fetch-site': 'same-origin' } });
+    assert.equal(r.status, 200);
+    const e = await eventOf(orderNumber);
+    assert.equal(e.path, '/global2');
+    const header = e.headers['x-dcvd-signature'] as string;
+    assert.match(header, /^t=\d+,v1=[0-9a-f]{64},v1=[0-9a-f]{64}$/);
+    assert.ok(verify(NEW, header, e.body) && verify(GLOBAL_SECRET, header, e.body), 'both global keys verify during the rotation');
+  } finally {
+    await second.stop();
+  }
 });

@@ -10,7 +10,7 @@ import { migrateToLatest } from '../store/migrations.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist } from '../api/policy.ts';
 import { DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
-import { checkWebhookUrl } from '../orders/webhooks.ts';
+import { checkWebhookUrl, parseWebhookSecretFile } from '../orders/webhooks.ts';
 import { readFileSync } from 'node:fs';
 import { opt, parseIsoDate, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
@@ -178,12 +178,13 @@ interface ServeFlags extends StoreFlags {
   logLevel: string;
 }
 
-/** The signing key: --webhook-secret (DCVD_WEBHOOK_SECRET) or the file's contents, at least 16 characters. */
-function webhookSecret(flags: ServeFlags): string | undefined {
+/** The global URL's signing key: --webhook-secret (DCVD_WEBHOOK_SECRET) or the file's (with the previous key on a second line while rotating), at least 16 characters. */
+function webhookSecrets(flags: ServeFlags): { secret?: string; previousSecret?: string } {
   if (flags.webhookSecret !== undefined && flags.webhookSecretFile !== undefined) throw new Error('give --webhook-secret or --webhook-secret-file, not both');
-  const secret = flags.webhookSecretFile !== undefined ? readFileSync(flags.webhookSecretFile, 'utf8').trim() : flags.webhookSecret;
+  if (flags.webhookSecretFile !== undefined) return parseWebhookSecretFile(readFileSync(flags.webhookSecretFile, 'utf8'));
+  const secret = flags.webhookSecret;
   if (secret !== undefined && secret.length < 16) throw new Error('the webhook secret must be at least 16 characters');
-  return secret;
+  return secret === undefined ? {} : { secret };
 }
 
 function serveCommand(): Command {
@@ -241,7 +242,7 @@ function serveCommand(): Command {
     )
     .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
     .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the global --webhook-url\u2019s signatures only; accounts\u2019 own URLs have their own secrets (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
-    .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file'))
+    .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
@@ -276,7 +277,7 @@ function serveCommand(): Command {
         emailDcv: { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
-        webhooks: { url: flags.webhookUrl, secret: webhookSecret(flags) },
+        webhooks: { url: flags.webhookUrl, ...webhookSecrets(flags) },
         logLevel: flags.logLevel,
         ipv6Prefix: flags.ipv6Prefix,
       });

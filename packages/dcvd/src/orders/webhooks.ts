@@ -24,6 +24,20 @@ export interface WebhookConfig {
   url?: string | undefined;
   /** HMAC key of the global URL only (accounts' URLs have their own secrets); without it no event is queued for the global URL. */
   secret?: string | undefined;
+  /** The global URL's previous key while the operator rotates it (second line of --webhook-secret-file): it signs too. */
+  previousSecret?: string | undefined;
+}
+
+/**
+ * The global key from --webhook-secret-file's text: the first non-empty line;
+ * a second one is the previous key, which keeps signing (a second `v1=`)
+ * until the operator removes it and restarts. Each at least 16 characters.
+ */
+export function parseWebhookSecretFile(text: string): { secret: string; previousSecret?: string } {
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+  if (lines.length === 0 || lines.length > 2) throw new Error('the webhook secret file must hold the secret, optionally followed by the previous one on a second line');
+  if (lines.some((l) => l.length < 16)) throw new Error('the webhook secret must be at least 16 characters');
+  return lines.length === 2 ? { secret: lines[0]!, previousSecret: lines[1]! } : { secret: lines[0]! };
 }
 
 export const SIGNATURE_HEADER = 'x-dcvd-signature';
@@ -98,7 +112,7 @@ export async function queueDecisionWebhook(trx: Transaction<Database>, config: W
 }
 
 export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
-  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string | undefined; keys: ValueKeys }) {
+  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string | undefined; previousSecret?: string | undefined; keys: ValueKeys }) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
   }
 
@@ -109,7 +123,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
    */
   private async secretsOf(row: WebhookRow): Promise<string[]> {
     const receiver = row.receiver ?? GLOBAL_RECEIVER;
-    if (receiver === GLOBAL_RECEIVER) return this.deps.secret === undefined ? [] : [this.deps.secret];
+    if (receiver === GLOBAL_RECEIVER) return this.deps.secret === undefined ? [] : [this.deps.secret, ...(this.deps.previousSecret === undefined ? [] : [this.deps.previousSecret])];
     return validWebhookSecrets(this.deps.db, this.deps.keys, receiver, this.deps.clock.now());
   }
 
