@@ -50,7 +50,7 @@ export interface RunningServer {
   logger: Logger;
   /** The DCV email outbox worker of this process. */
   outbox: OutboxWorker;
-  /** The webhook worker (with a webhook secret configured). */
+  /** The webhook worker (always started: accounts' own URLs have their own secrets). */
   webhooks: WebhookWorker | undefined;
   /** What `gate` said at start about MPIC (the CLI prints a non-compliance warning). */
   mpicWarning: string | undefined;
@@ -210,8 +210,8 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       emailPolicy: config.emailDcv,
       brVersion: config.brVersion,
       async onDecided(trx, event) {
-        const queued = await queueDecisionWebhook(trx, hooks, event, config.emailDcv);
-        if (!queued && hooks.secret === undefined) logger.warn({ orderNumber: event.orderNumber }, 'no webhook queued: no --webhook-secret configured');
+        // Nothing is queued when neither the account nor the server has a URL (the global URL needs its secret at start).
+        await queueDecisionWebhook(trx, hooks, event, config.emailDcv);
       },
       afterDecided: () => webhooks?.wake(),
     });
@@ -265,10 +265,9 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     });
     outbox.start();
     const worker = outbox;
-    if (hooks.secret !== undefined) {
-      webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret });
-      webhooks.start();
-    }
+    // Always: accounts' own URLs are signed with their own secrets, even without a global one.
+    webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret, previousSecret: hooks.previousSecret, keys: valueKeys });
+    webhooks.start();
     const hookWorker = webhooks;
 
     // The internal JSON API (CONTRACT §9), last: the operator's operations, the metrics, the OpenAPI document.

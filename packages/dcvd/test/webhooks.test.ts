@@ -13,8 +13,13 @@ import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';
+import { cryptoRandom } from '../src/deps.ts';
+import { loadValueKeys } from '../src/orders/random-values.ts';
+import { accountReceiver, issueWebhookSecret } from '../src/orders/webhook-secrets.ts';
 
 const SECRET = 'whsec-test-0123456789abcdef';
+/** olga's own receiver has its own secret (issue 14). */
+let OLGA_SECRET = '';
 let sink: SmtpSink;
 let server: TestServer;
 let receiver: http.Server;
@@ -24,11 +29,11 @@ const received: { headers: http.IncomingHttpHeaders; body: string; valid: boolea
 let next = 5_000_000;
 
 /** What a receiver does: recompute the HMAC over "<t>.<raw body>", compare in constant time, refuse old timestamps. */
-function verify(header: string | undefined, raw: string): boolean {
+function verify(header: string | undefined, raw: string, secret = SECRET): boolean {
   const m = /^t=(\d+),v1=([0-9a-f]{64})$/.exec(header ?? '');
   if (!m) return false;
   if (Math.abs(Date.now() / 1000 - Number(m[1])) > 300) return false;
-  const expected = createHmac('sha256', SECRET).update(`${m[1]}.${raw}`).digest();
+  const expected = createHmac('sha256', secret).update(`${m[1]}.${raw}`).digest();
   return timingSafeEqual(expected, Buffer.from(m[2]!, 'hex'));
 }
 
@@ -38,7 +43,8 @@ function listen(): Promise<void> {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
-      received.push({ headers: req.headers, body, valid: verify(req.headers['x-dcvd-signature'] as string | undefined, body) });
+      const secret = req.url === '/olga' ? OLGA_SECRET : SECRET;
+      received.push({ headers: req.headers, body, valid: verify(req.headers['x-dcvd-signature'] as string | undefined, body, secret) });
       res.writeHead(status).end();
     });
   });
@@ -65,6 +71,9 @@ before(async () => {
   });
   await server.createAccount('alice');
   await server.createAccount('olga', { webhookUrl: `http://127.0.0.1:${port}/olga` });
+  const olga = await server.store.db.selectFrom('accounts').select('id').where('login', '=', 'olga').executeTakeFirstOrThrow();
+  const keys = loadValueKeys(server.dataDir);
+  OLGA_SECRET = (await issueWebhookSecret(server.store.db, { keys, random: cryptoRandom }, accountReceiver(olga.id), Date.now()))!.secret;
 });
 after(async () => {
   await server.stop();
@@ -102,7 +111,8 @@ test('approve → a signed dcv.validated event at the global URL; decline → dc
   const d = await decide('olga', 'decline');
   await until(() => received.length >= 1);
   const [f] = received.splice(0);
-  assert.ok(f!.valid);
+  assert.ok(f!.valid, 'olga\u2019s event verifies with olga\u2019s secret');
+  assert.equal(verify(f!.headers['x-dcvd-signature'] as string, f!.body, SECRET), false, 'and not with the global one');
   assert.equal(JSON.parse(f!.body).type, 'dcv.declined');
   assert.equal(JSON.parse(f!.body).order.orderNumber, d);
   await server.webhooks!.idle();

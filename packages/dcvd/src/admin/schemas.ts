@@ -38,6 +38,13 @@ export const AccountSchema = Type.Object({
   updatedAt: DateTime,
 });
 
+/** An account as create/update/rotate answer it: `webhookSecret` is there only when a signing secret was just made (shown once). */
+export const AccountWithSecretSchema = Type.Object({
+  ...AccountSchema.properties,
+  webhookSecret: Type.Optional(Type.String({ description: 'the new signing secret of the account\u2019s webhook URL: shown only in this response, stored sealed' })),
+  previousWebhookSecretExpiresAt: Type.Optional(Nullable(DateTime)),
+});
+
 const orderProperties = {
   orderNumber: Id,
   baseOrderNumber: Id,
@@ -196,6 +203,13 @@ export const AccountUpdateBody = Type.Object(
   { additionalProperties: false },
 );
 
+export const WebhookSecretRotateBody = Type.Object(
+  {
+    overlapSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600, default: 86_400, description: 'how long the previous secret keeps signing too (0: it stops at once)' })),
+  },
+  { additionalProperties: false },
+);
+
 export const OrderCreateBody = Type.Object(
   {
     account: Login,
@@ -237,6 +251,7 @@ export const OutboxQuery = Type.Object(
 /** Names of the schemas under components/schemas of the OpenAPI document. */
 export const NAMED_SCHEMAS = new Map<TSchema, string>([
   [AccountSchema, 'Account'],
+  [AccountWithSecretSchema, 'AccountWithSecret'],
   [OrderSchema, 'Order'],
   [CreatedOrderSchema, 'CreatedOrder'],
   [OrderDetailSchema, 'OrderDetail'],

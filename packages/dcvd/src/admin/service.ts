@@ -18,6 +18,7 @@ import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } fro
 import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
 import { listWebhooks, type WebhookView } from '../orders/webhooks.ts';
+import { accountReceiver, issueWebhookSecret } from '../orders/webhook-secrets.ts';
 import type { EmailTemplate } from '../mail/templates.ts';
 import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
 import { corroborateSelectedContact, listCorroborations, type ContactGate, type MpicEvidenceView } from '../mpic/corroborate.ts';
@@ -50,6 +51,13 @@ export interface OrderCreateRequest {
   templateId?: number | undefined;
   dcvEmail?: string | undefined;
 }
+
+/**
+ * An account as create/update/rotate answer it: with `webhookSecret` when a
+ * new signing secret of its webhook URL was made. Shown this once; dcvd keeps
+ * it only sealed.
+ */
+export type AccountWithSecret = AccountView & { webhookSecret?: string; previousWebhookSecretExpiresAt?: string | null };
 
 export type CreatedOrder = OrderView & { queuedEmail: string | null };
 export type OrderDetail = OrderView & { emails: OutboxView[]; evidence: EvidenceView[]; webhooks: WebhookView[]; corroborations: MpicEvidenceView[] };
@@ -93,12 +101,37 @@ export class AdminService {
 
   // ------------------------------------------------------------ accounts
 
-  createAccount(login: string, input: AccountInput & { password: string }): Promise<AccountView> {
-    return this.accounts.create(login, { ...input, ...this.checkedAccountInput(input) });
+  /** With a webhook URL, the account's own signing secret is made and returned (once). */
+  async createAccount(login: string, input: AccountInput & { password: string }): Promise<AccountWithSecret> {
+    const view = await this.accounts.create(login, { ...input, ...this.checkedAccountInput(input) });
+    if (view.webhookUrl === null) return view;
+    return { ...view, webhookSecret: (await this.issueSecret(login, 0))!.secret };
   }
 
-  updateAccount(login: string, input: AccountInput): Promise<AccountView> {
-    return this.accounts.update(login, { ...input, ...this.checkedAccountInput(input) });
+  /** Setting a webhook URL on an account without a signing secret makes one and returns it (once); rotation is explicit. */
+  async updateAccount(login: string, input: AccountInput): Promise<AccountWithSecret> {
+    const view = await this.accounts.update(login, { ...input, ...this.checkedAccountInput(input) });
+    if (typeof input.webhookUrl !== 'string') return view;
+    const issued = await this.issueSecret(login, 0, { onlyIfNone: true });
+    return issued === undefined ? view : { ...view, webhookSecret: issued.secret };
+  }
+
+  /**
+   * A new signing secret for the account's webhook URL, returned once; the
+   * previous one keeps signing for `overlapMs` (events carry both signatures).
+   */
+  async rotateWebhookSecret(login: string, overlapMs: number): Promise<AccountWithSecret> {
+    const view = await this.accounts.view(login);
+    if (view.webhookUrl === null) throw new AccountError(`account ${JSON.stringify(login)} has no webhook URL of its own (its events go to the global URL, signed with --webhook-secret)`);
+    if (!Number.isSafeInteger(overlapMs) || overlapMs < 0 || overlapMs > 30 * 24 * 3600 * 1000) throw new AccountError('the overlap must be between 0 and 30 days');
+    const issued = (await this.issueSecret(login, overlapMs))!;
+    return { ...view, webhookSecret: issued.secret, previousWebhookSecretExpiresAt: issued.previousExpiresAt === null ? null : new Date(issued.previousExpiresAt).toISOString() };
+  }
+
+  private async issueSecret(login: string, overlapMs: number, opts: { onlyIfNone?: boolean } = {}) {
+    const id = await this.accountId(login);
+    const { keys, random } = this.deps.dcvEmail();
+    return issueWebhookSecret(this.deps.db, { keys, random }, accountReceiver(id), this.deps.clock.now(), overlapMs, opts);
   }
 
   showAccount(login: string): Promise<AccountView> {

@@ -10,7 +10,7 @@ import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
-import { checkWebhookUrl } from '../orders/webhooks.ts';
+import { checkWebhookUrl, parseWebhookSecretFile } from '../orders/webhooks.ts';
 import { readFileSync } from 'node:fs';
 import { opt, parseIsoDate, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
@@ -31,8 +31,20 @@ function describeAccount(a: AccountView): string {
   ].join('\n');
 }
 
+/** The webhook signing secret made by create/update/rotate: printed this once (stdout, never the log). */
+function describeSecret(a: { webhookSecret?: string; previousWebhookSecretExpiresAt?: string | null }): string {
+  if (a.webhookSecret === undefined) return '';
+  const previous = a.previousWebhookSecretExpiresAt ? `\n  the previous secret keeps signing until ${a.previousWebhookSecretExpiresAt}` : '';
+  return `\n  webhook signing secret (shown only now; give it to the receiver): ${a.webhookSecret}${previous}`;
+}
+
+/** Accounts' webhook secrets are sealed under the secret key: the commands that make one need the server's file. */
+const secretKeyOption = () => opt('--secret-key-file <file>', 'the server\u2019s secret key file, which seals webhook signing secrets (default: DATA_DIR/secret.key)');
+
 interface AccountFlags extends StoreFlags {
   login: string;
+  secretKeyFile?: string;
+  overlap?: number;
   passwordStdin?: boolean;
   allowIp?: string[];
   clearAllowIp?: boolean;
@@ -64,7 +76,8 @@ function accountCommands(): Command {
         return bits;
       }).default(DEFAULT_IPV6_PREFIX),
     )
-    .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url)')),
+    .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url); prints the URL\u2019s own signing secret once'))
+    .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {
     const password = await readStdin();
     const input: AccountInput & { password: string } = { password, allowedNetworks: flags.allowIp ?? [] };
@@ -72,7 +85,7 @@ function accountCommands(): Command {
     if (typeof flags.passwordExpires === 'number') input.passwordExpiresAt = flags.passwordExpires;
     if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
     const view = await withAdmin(flags, (a) => a.createAccount(flags.login, input));
-    print(flags.json, view, () => `created account\n${describeAccount(view)}`);
+    print(flags.json, view, () => `created account\n${describeAccount(view)}${describeSecret(view)}`);
   });
 
   common(
@@ -87,8 +100,9 @@ function accountCommands(): Command {
       .addOption(opt('--clear-permissions', 'remove every permission'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
       .addOption(opt('--no-password-expires', 'the password never expires'))
-      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here'))
-      .addOption(opt('--no-webhook-url', 'use the server\u2019s --webhook-url again')),
+      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (prints a signing secret once if the account has none)'))
+      .addOption(opt('--no-webhook-url', 'use the server\u2019s --webhook-url again'))
+      .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {
     const input: AccountInput = {};
     if (flags.passwordStdin) input.password = await readStdin();
@@ -101,7 +115,19 @@ function accountCommands(): Command {
     if (flags.webhookUrl === false) input.webhookUrl = null;
     else if (typeof flags.webhookUrl === 'string') input.webhookUrl = flags.webhookUrl;
     const view = await withAdmin(flags, (a) => a.updateAccount(flags.login, input));
-    print(flags.json, view, () => `updated account\n${describeAccount(view)}`);
+    print(flags.json, view, () => `updated account\n${describeAccount(view)}${describeSecret(view)}`);
+  });
+
+  common(
+    account
+      .command('rotate-webhook-secret')
+      .description('make a new signing secret for the account\u2019s webhook URL and print it once; the previous one keeps signing during the overlap')
+      .addOption(login())
+      .addOption(opt('--overlap <duration>', 'how long the previous secret keeps signing too (e.g. 24h; 0: it stops at once)', parseDuration).default(24 * 3600 * 1000, '24h'))
+      .addOption(secretKeyOption()),
+  ).action(async (flags: AccountFlags) => {
+    const view = await withAdmin(flags, (a) => a.rotateWebhookSecret(flags.login, flags.overlap ?? 0));
+    print(flags.json, view, () => `rotated the webhook signing secret\n${describeAccount(view)}${describeSecret(view)}`);
   });
 
   for (const [name, description] of [
@@ -161,12 +187,13 @@ interface ServeFlags extends StoreFlags {
   logLevel: string;
 }
 
-/** The signing key: --webhook-secret (DCVD_WEBHOOK_SECRET) or the file's contents, at least 16 characters. */
-function webhookSecret(flags: ServeFlags): string | undefined {
+/** The global URL's signing key: --webhook-secret (DCVD_WEBHOOK_SECRET) or the file's (with the previous key on a second line while rotating), at least 16 characters. */
+function webhookSecrets(flags: ServeFlags): { secret?: string; previousSecret?: string } {
   if (flags.webhookSecret !== undefined && flags.webhookSecretFile !== undefined) throw new Error('give --webhook-secret or --webhook-secret-file, not both');
-  const secret = flags.webhookSecretFile !== undefined ? readFileSync(flags.webhookSecretFile, 'utf8').trim() : flags.webhookSecret;
+  if (flags.webhookSecretFile !== undefined) return parseWebhookSecretFile(readFileSync(flags.webhookSecretFile, 'utf8'));
+  const secret = flags.webhookSecret;
   if (secret !== undefined && secret.length < 16) throw new Error('the webhook secret must be at least 16 characters');
-  return secret;
+  return secret === undefined ? {} : { secret };
 }
 
 function serveCommand(): Command {
@@ -227,8 +254,8 @@ function serveCommand(): Command {
       opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(DEFAULT_CODE_GUESS_POLICY.windowMs, '15m'),
     )
     .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
-    .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the webhook signatures (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
-    .addOption(opt('--webhook-secret-file <file>', 'read the webhook signing key from this file'))
+    .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the global --webhook-url\u2019s signatures only; accounts\u2019 own URLs have their own secrets (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
+    .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
@@ -265,7 +292,7 @@ function serveCommand(): Command {
         dnssec: { mode: flags.dnssec, probeSecure: flags.dnssecProbeSecure, probeBogus: flags.dnssecProbeBogus, probeIntervalMs: flags.dnssecProbeInterval },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
-        webhooks: { url: flags.webhookUrl, secret: webhookSecret(flags) },
+        webhooks: { url: flags.webhookUrl, ...webhookSecrets(flags) },
         mpic: mpicConfigFrom(flags as ServeFlags & MpicFlags),
         logLevel: flags.logLevel,
         ipv6Prefix: flags.ipv6Prefix,

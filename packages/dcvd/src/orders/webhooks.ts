@@ -6,6 +6,8 @@
  *
  * Signature: `X-Dcvd-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`,
  * computed at each attempt, so receivers can refuse old timestamps (replays).
+ * Each receiver has its own secrets (issue 14, webhook-secrets.ts); during a
+ * rotation's overlap the header carries one `v1=` per valid secret, newest first.
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable, Transaction } from 'kysely';
@@ -14,21 +16,38 @@ import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } fr
 import { listEvidence, type DecidedEvent } from './confirmation.ts';
 import type { EmailDcvPolicy } from '../api/policy.ts';
 import type { Dialect } from '../store/database.ts';
+import type { ValueKeys } from './random-values.ts';
+import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './webhook-secrets.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
 export interface WebhookConfig {
   /** Global URL for accounts without their own. */
   url?: string | undefined;
-  /** HMAC key; without it no event is queued. */
+  /** HMAC key of the global URL only (accounts' URLs have their own secrets); without it no event is queued for the global URL. */
   secret?: string | undefined;
+  /** The global URL's previous key while the operator rotates it (second line of --webhook-secret-file): it signs too. */
+  previousSecret?: string | undefined;
+}
+
+/**
+ * The global key from --webhook-secret-file's text: the first non-empty line;
+ * a second one is the previous key, which keeps signing (a second `v1=`)
+ * until the operator removes it and restarts. Each at least 16 characters.
+ */
+export function parseWebhookSecretFile(text: string): { secret: string; previousSecret?: string } {
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+  if (lines.length === 0 || lines.length > 2) throw new Error('the webhook secret file must hold the secret, optionally followed by the previous one on a second line');
+  if (lines.some((l) => l.length < 16)) throw new Error('the webhook secret must be at least 16 characters');
+  return lines.length === 2 ? { secret: lines[0]!, previousSecret: lines[1]! } : { secret: lines[0]! };
 }
 
 export const SIGNATURE_HEADER = 'x-dcvd-signature';
 
-/** The signature header's value for a body sent at `unixSeconds`. */
-export function signWebhook(secret: string, unixSeconds: number, body: string): string {
-  return `t=${unixSeconds},v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`;
+/** The signature header's value for a body sent at `unixSeconds`: one `v1=` per secret, in the order given. */
+export function signWebhook(secrets: string | readonly string[], unixSeconds: number, body: string): string {
+  const list = typeof secrets === 'string' ? [secrets] : secrets;
+  return [`t=${unixSeconds}`, ...list.map((secret) => `v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`)].join(',');
 }
 
 /** An http(s) URL without credentials; throws otherwise. */
@@ -46,21 +65,24 @@ export function checkWebhookUrl(url: string): string {
 
 /**
  * Queues the event of a decision inside its transaction (ConfirmationService's
- * onDecided). Returns false when there is no URL or no secret.
+ * onDecided). The account's own URL gets its own receiver (signed with the
+ * account's secrets, never the global one); else the global URL, which needs
+ * the global secret. Returns false when nothing is queued.
  */
 export async function queueDecisionWebhook(trx: Transaction<Database>, config: WebhookConfig, event: DecidedEvent, emailPolicy?: EmailDcvPolicy): Promise<boolean> {
   const account = await trx.selectFrom('accounts').select(['login', 'webhook_url']).where('id', '=', event.accountId).executeTakeFirstOrThrow();
+  const receiver = account.webhook_url !== null ? accountReceiver(event.accountId) : GLOBAL_RECEIVER;
   const url = account.webhook_url ?? config.url;
-  if (url === undefined || config.secret === undefined) return false;
+  if (url === undefined || (receiver === GLOBAL_RECEIVER && config.secret === undefined)) return false;
   const type = event.decision === 'approved' ? 'dcv.validated' : 'dcv.declined';
-  await insertEvent(trx, { ...event, type, url, login: account.login, dcvStatus: event.decision === 'approved' ? 'validated' : 'declined', at: event.decidedAt }, emailPolicy);
+  await insertEvent(trx, { ...event, type, url, receiver, login: account.login, dcvStatus: event.decision === 'approved' ? 'validated' : 'declined', at: event.decidedAt }, emailPolicy);
   return true;
 }
 
 /** Writes one event (body with the order and its newest evidence, judged at `at`) to the webhook outbox. */
 async function insertEvent(
   trx: Transaction<Database>,
-  e: { type: string; url: string; login: string; orderId: number; orderNumber: number; baseOrderNumber: number; domain: string; dcvStatus: string; at: number },
+  e: { type: string; url: string; receiver: string; login: string; orderId: number; orderNumber: number; baseOrderNumber: number; domain: string; dcvStatus: string; at: number },
   emailPolicy: EmailDcvPolicy | undefined,
 ): Promise<void> {
   const [evidence] = await listEvidence(trx, { orderId: e.orderId, limit: 1 }, { policy: emailPolicy, now: e.at });
@@ -97,6 +119,7 @@ async function insertEvent(
       created_at: event.decidedAt,
       updated_at: event.decidedAt,
       delivered_at: null,
+      receiver: e.receiver,
     })
     .execute();
 }
@@ -119,14 +142,16 @@ export async function queueUnusableWebhooks(
   now: number,
   limit = 200,
 ): Promise<number> {
-  if (now < emailPolicy.cutoff || config.secret === undefined) return 0;
+  if (now < emailPolicy.cutoff) return 0;
+  // The global URL only with its secret; accounts' own URLs with theirs (issue 14).
+  const globalUrl = config.secret === undefined ? undefined : config.url;
   let q = db
     .selectFrom('orders as o')
     .innerJoin('accounts as a', 'a.id', 'o.account_id')
     .select(['o.id'])
     .where('o.dcv_status', '=', 'validated')
     .where((eb) => eb.not(eb.exists(eb.selectFrom('webhook_outbox as w').select('w.id').whereRef('w.order_id', '=', 'o.id').where('w.event', '=', UNUSABLE_EVENT))));
-  if (config.url === undefined) q = q.where('a.webhook_url', 'is not', null);
+  if (globalUrl === undefined) q = q.where('a.webhook_url', 'is not', null);
   const candidates = await q.orderBy('o.id').limit(limit).execute();
   let queued = 0;
   for (const { id } of candidates) {
@@ -134,17 +159,18 @@ export async function queueUnusableWebhooks(
       let lock = trx
         .selectFrom('orders as o')
         .innerJoin('accounts as a', 'a.id', 'o.account_id')
-        .select(['o.id', 'o.order_number', 'o.base_order_number', 'o.domain', 'o.dcv_status', 'a.login', 'a.webhook_url'])
+        .select(['o.id', 'o.account_id', 'o.order_number', 'o.base_order_number', 'o.domain', 'o.dcv_status', 'a.login', 'a.webhook_url'])
         .where('o.id', '=', id);
       if (dialect === 'postgres') lock = lock.forUpdate('o');
       const order = await lock.executeTakeFirst();
       if (!order || order.dcv_status !== 'validated') return false;
       const sent = await trx.selectFrom('webhook_outbox').select('id').where('order_id', '=', id).where('event', '=', UNUSABLE_EVENT).executeTakeFirst();
-      const url = order.webhook_url ?? config.url;
+      const url = order.webhook_url ?? globalUrl;
       if (sent || url === undefined) return false;
+      const receiver = order.webhook_url !== null ? accountReceiver(order.account_id) : GLOBAL_RECEIVER;
       await insertEvent(
         trx,
-        { type: UNUSABLE_EVENT, url, login: order.login, orderId: order.id, orderNumber: order.order_number, baseOrderNumber: order.base_order_number, domain: order.domain, dcvStatus: 'validated', at: now },
+        { type: UNUSABLE_EVENT, url, receiver, login: order.login, orderId: order.id, orderNumber: order.order_number, baseOrderNumber: order.base_order_number, domain: order.domain, dcvStatus: 'validated', at: now },
         emailPolicy,
       );
       return true;
@@ -155,16 +181,33 @@ export async function queueUnusableWebhooks(
 }
 
 export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
-  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string }) {
+  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string | undefined; previousSecret?: string | undefined; keys: ValueKeys }) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
   }
 
+  /**
+   * The secrets of the row's receiver: an account's own (sealed in
+   * webhook_secrets), or the global one. Events queued before migration 0007
+   * (no receiver) were meant for the one secret of that time: the global one.
+   */
+  private async secretsOf(row: WebhookRow): Promise<string[]> {
+    const receiver = row.receiver ?? GLOBAL_RECEIVER;
+    if (receiver === GLOBAL_RECEIVER) return this.deps.secret === undefined ? [] : [this.deps.secret, ...(this.deps.previousSecret === undefined ? [] : [this.deps.previousSecret])];
+    return validWebhookSecrets(this.deps.db, this.deps.keys, receiver, this.deps.clock.now());
+  }
+
   protected async deliver(row: WebhookRow): Promise<void> {
-    const { clock, policy, log, secret } = this.deps;
+    const { clock, policy, log } = this.deps;
     const where = { eventId: row.event_id, event: row.event, attempt: row.attempts };
     const t = Math.floor(clock.now() / 1000);
     let reason: string;
     try {
+      const secrets = await this.secretsOf(row);
+      if (secrets.length === 0) {
+        // Kept and retried: the operator can still issue one (`dcvd account rotate-webhook-secret`).
+        await this.failedAttempt(row, `no signing secret for receiver ${row.receiver ?? GLOBAL_RECEIVER} (dcvd account rotate-webhook-secret, or --webhook-secret for the global URL)`, { permanent: false, where });
+        return;
+      }
       const res = await fetch(row.url, {
         method: 'POST',
         body: row.body,
@@ -176,7 +219,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
           'user-agent': 'dcvd-webhook/1',
           'x-dcvd-event': row.event,
           'x-dcvd-event-id': row.event_id,
-          [SIGNATURE_HEADER]: signWebhook(secret, t, row.body),
+          [SIGNATURE_HEADER]: signWebhook(secrets, t, row.body),
         },
       });
       await res.body?.cancel();

@@ -291,6 +291,19 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           .execute();
       },
     },
+    // One signing secret per webhook receiver (issue 14); events name their receiver.
+    '0007_webhook_secrets': {
+      async up(db: Kysely<unknown>) {
+        await withId(db.schema.createTable('webhook_secrets'), dialect)
+          .addColumn('receiver', 'varchar(64)', (c) => c.notNull())
+          .addColumn('sealed_secret', 'text', (c) => c.notNull())
+          .addColumn('created_at', 'bigint', (c) => c.notNull())
+          .addColumn('expires_at', 'bigint')
+          .execute();
+        await db.schema.createIndex('webhook_secrets_receiver').on('webhook_secrets').columns(['receiver', 'id']).execute();
+        await db.schema.alterTable('webhook_outbox').addColumn('receiver', 'varchar(64)').execute();
+      },
+    },
   };
 }
 

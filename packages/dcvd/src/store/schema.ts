@@ -261,6 +261,19 @@ export interface WebhookOutboxTable {
   created_at: Millis;
   updated_at: Millis;
   delivered_at: Millis | null;
+  /** Whose secrets sign it (issue 14): 'global' or 'account:<id>'; null = queued before 0007 (the global secret). */
+  receiver: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** Signing secrets of the webhook receivers (issue 14), sealed (AES-256-GCM, the receiver as AAD); never in clear text. */
+export interface WebhookSecretTable {
+  id: Generated<number>;
+  /** 'account:<id>'. */
+  receiver: string;
+  sealed_secret: string;
+  created_at: Millis;
+  /** null: the current secret; else it stops signing then (the overlap of a rotation). */
+  expires_at: Millis | null;
 }
 
 /**
@@ -313,4 +326,5 @@ export interface Database {
   mpic_evidence: MpicEvidenceTable;
   order_domains: OrderDomainTable;
   products: ProductTable;
+  webhook_secrets: WebhookSecretTable;
 }
