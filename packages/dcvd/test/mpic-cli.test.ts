@@ -69,7 +69,7 @@ test('order create --dcv-email with a DNS TXT contact: corroborated through DCVD
   await offerTxt('www.cli-ok.com', 'owner@contact.example', 2);
   const r = await run(['order', 'create', '--account', 'alice', '--domain', 'www.cli-ok.com', '--order-number', '8100001', '--dcv-email', 'owner@contact.example', '--json'], mpicEnv);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(JSON.parse(r.stdout).queuedEmail, /@dcvd>$/);
+  assert.match(JSON.parse(r.stdout).queuedEmail, /@localhost>$/);
   assert.equal(peer.requests.at(-1)?.body.domain_or_ip_target, 'cli-ok.com');
   const shown = await run(['order', 'show', '8100001', '--json']);
   const c = JSON.parse(shown.stdout).corroborations;

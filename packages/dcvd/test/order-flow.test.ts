@@ -126,6 +126,18 @@ test('single domain, as the public PHP client sends it: AutoApplySSL, email, con
   assert.equal(decoded.value[0]!.dcvEmailAddress, 'admin@example.com');
   assert.equal(decoded.value[0]!.validatedAt, Math.floor(clock.now() / 1000));
   assert.equal(decoded.value[0]!.lastEmailSentAt, Math.floor(clock.now() / 1000));
+  assert.equal(decoded.value[0]!.validationUsable, 'Y');
+  // From the email-DCV cut-off on (issue 18): still `Validated` for clients that compare the string,
+  // and the details say the email validation may no longer be relied upon.
+  const today = clock.now();
+  clock.set(Date.UTC(2028, 2, 15));
+  try {
+    const late = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber, showStatusDetails: 'Y' })).body);
+    assert.equal(late['1_dcvStatus'], 'Validated');
+    assert.equal(late['1_validationUsable'], 'N');
+  } finally {
+    clock.set(today);
+  }
 
   // AutoApplyOrder, the newer name, answers alike; a validated domain cannot change its method.
   const upd = await call('AutoUpdateDCV', 'alice', { orderNumber, newMethod: 'EMAIL', newDCVEmailAddress: 'admin@example.com' });

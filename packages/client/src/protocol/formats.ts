@@ -296,9 +296,15 @@ export interface MdcDomainDetail {
   dcvEmailAddress?: string;
   lastEmailSentAt?: number;
   validatedAt?: number;
+  /**
+   * With showStatusDetails=Y, for a validated domain: `Y` while the email validation may be relied
+   * upon, `N` from the email-DCV cut-off on (BR 3.2.2.4.4/.13/.14; dcvd's reading, the status itself
+   * stays `Validated`).
+   */
+  validationUsable?: 'Y' | 'N';
 }
 
-const DETAIL_KEYS = ['domainName', 'dcvMethod', 'dcvStatus', 'dcvEmailAddress', 'lastEmailSentAt', 'validatedAt'] as const;
+const DETAIL_KEYS = ['domainName', 'dcvMethod', 'dcvStatus', 'dcvEmailAddress', 'lastEmailSentAt', 'validatedAt', 'validationUsable'] as const;
 
 /** GetMDCDomainDetails, responseFormat 1: `errorCode=0&1_domainName=…&1_dcvMethod=…&1_dcvStatus=…`, numbered from 1. */
 export function encodeMdcDomainDetails(domains: readonly MdcDomainDetail[]): string {
@@ -364,5 +370,7 @@ function detailFrom(get: (key: string) => unknown): MdcDomainDetail {
     const v = text(k);
     if (v !== undefined && /^[0-9]+$/.test(v)) detail[k] = Number(v);
   }
+  const usable = text('validationUsable');
+  if (usable === 'Y' || usable === 'N') detail.validationUsable = usable;
   return detail;
 }

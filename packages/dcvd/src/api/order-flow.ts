@@ -15,7 +15,7 @@ import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
+import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy } from './policy.ts';
 import { corroborateRecipient, type ContactGate } from '../mpic/corroborate.ts';
 import {
   domainsByOrder,
@@ -368,6 +368,7 @@ export async function getMdcDomainDetails(deps: OrderFlowDeps, ctx: CallContext,
   const found = await ownOrder(deps.orders, ctx, { orderNumber: params.orderNumber });
   if (!found.ok) return found;
   const domains = (await domainsByOrder(deps.db, [found.value.id])).get(found.value.id) ?? [];
+  const now = deps.clock.now();
   return {
     ok: true,
     value: domains.map((d) => {
@@ -378,6 +379,8 @@ export async function getMdcDomainDetails(deps: OrderFlowDeps, ctx: CallContext,
         if (sent !== undefined) detail.lastEmailSentAt = sent;
         const validated = d.dcv_status === 'validated' ? seconds(d.dcv_decided_at) : undefined;
         if (validated !== undefined) detail.validatedAt = validated;
+        // From the email-DCV cut-off on, an email validation may no longer be relied upon (issue 18).
+        if (d.dcv_status === 'validated') detail.validationUsable = emailValidationUsable(deps.policy, 'approved', now).usable ? 'Y' : 'N';
       }
       return detail;
     }),

@@ -223,7 +223,8 @@ export function endpointPaths(spec: EndpointSpec): string[] {
 }
 
 async function handle(binding: Binding, request: FastifyRequest, options: LegacyApiOptions): Promise<Rendered> {
-  const valueRules = { allowed: { product: options.products } };
+  // --products is GetDCVEmailAddressList's list (CONTRACT §1); the order endpoints check `product` against the catalogue.
+  const valueRules = binding.spec.endpoint === 'GetDCVEmailAddressList' ? { allowed: { product: options.products } } : {};
   const entries = (request.body as { entries?: Entries } | undefined)?.entries ?? [];
   const format = binding.format(entries);
   const endpoint = binding.spec.endpoint;
