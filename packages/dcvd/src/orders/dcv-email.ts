@@ -103,7 +103,9 @@ const lockOrder = prepared((db, p: { id: number }) =>
   db
     .updateTable('orders')
     .set((eb) => ({ updated_at: eb.ref('updated_at') }))
-    .where('id', '=', p.id),
+    .where('id', '=', p.id)
+    // A cancelled, declined or wholly validated order sends no email, whatever its domains say.
+    .where('dcv_status', '=', 'awaiting'),
 );
 
 /** The domain's new DCV state; its conditions make "awaiting email DCV" and the interval race-free. */
@@ -234,7 +236,7 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
 export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   const { order, recipient, templateRef, now } = req;
   // Lock order first: `orders`, then the domain, then `random_values` and `outbox`.
-  await lockOrder.execute(trx, { id: order.id });
+  if ((await lockOrder.affected(trx, { id: order.id })) !== 1) return { queued: false, reason: 'not-awaiting-email' };
   const domain = req.domain ?? (await domainsOfOrder.first(trx, { orderId: order.id }));
   if (!domain) return { queued: false, reason: 'not-awaiting-email' };
   const claimed = await claimDomain.affected(trx, {
