@@ -188,9 +188,11 @@ describe('UDP pool', () => {
     const events: PoolEvent[] = [];
     const pool = createUdpPool({ maxInFlight: 4, maxQueued: 2, onEvent: (e) => events.push(e) });
     try {
+      // The 4 on the wire outlast the waiters by far, so no slot frees within a waiter's time
+      // (equal timeouts raced on a busy machine: a slot freed a moment before a waiter gave up).
       const started = Array.from({ length: 10 }, (_, i) => {
         const { query, expect } = question(`c${i}.example.com`, i);
-        return pool.udp(raw.resolver, query, expect, 300);
+        return pool.udp(raw.resolver, query, expect, i < 4 ? 3000 : 300);
       });
       const outcomes = await Promise.all(started);
       const kinds = outcomes.map((o) => o.kind);
