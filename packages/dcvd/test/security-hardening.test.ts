@@ -117,7 +117,9 @@ describe('item 1: lockout and per-IP limit under a concurrent burst', () => {
     const causes = reasons(server.logs, start);
     assert.equal(causes['wrong-password'], 5, `verified wrong passwords: ${JSON.stringify(causes)}`);
     assert.equal((await metric(server, 'dcvd_password_verifications_total', 'kind="account"')) - before, 5);
-    assert.equal(causes.locked, 146);
+    // The rest were refused unverified: locked, or (a machine too busy to settle the reservations
+    // within the wait) busy — either way no verification, which is the bound under test.
+    assert.equal((causes.locked ?? 0) + (causes.busy ?? 0), 146, JSON.stringify(causes));
     const row = await server.accounts.find('burst1');
     assert.ok(row!.locked_until! > clock.now(), 'locked');
     // Still locked for the right password, until the window is over.
@@ -138,7 +140,7 @@ describe('item 1: lockout and per-IP limit under a concurrent burst', () => {
       for (const r of answers) assert.match(r.body, AUTH_FAIL_TEXT);
       const causes = reasons(s.logs, start);
       assert.equal(causes['unknown-login'], 10, JSON.stringify(causes));
-      assert.equal(causes['ip-blocked'], 70);
+      assert.equal((causes['ip-blocked'] ?? 0) + (causes.busy ?? 0), 70, JSON.stringify(causes));
       assert.equal(await metric(s, 'dcvd_password_verifications_total', 'kind="dummy"'), 10);
       // The blocked address is refused even with the right password; another address is not.
       assert.match((await apiCall('honest', PASSWORD, '203.0.113.9', s)).body, AUTH_FAIL_TEXT);

@@ -221,8 +221,13 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
     return undefined;
   }
 
-  /** A browser's request for something other than a page to show (Fetch Metadata). */
+  /**
+   * A browser's request for something other than a page to show (Fetch Metadata). Browsers send
+   * Sec-Fetch-Site with every request; other clients may send a lone Sec-Fetch-Mode (node's fetch
+   * sends `cors`), and they are not a hostile page's sub-resources: they are looked up as before.
+   */
   function subresource(request: FastifyRequest): boolean {
+    if (request.headers['sec-fetch-site'] === undefined) return false;
     const mode = request.headers['sec-fetch-mode'];
     const dest = request.headers['sec-fetch-dest'];
     return (mode !== undefined && mode !== 'navigate') || (dest !== undefined && dest !== 'document');
