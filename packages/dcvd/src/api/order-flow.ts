@@ -10,13 +10,10 @@
  * uses too; emails are queued in the transaction that writes the order.
  */
 import { DCV_METHOD_NAMES, listItems, type DcvMethodName, type MdcDomainDetail, type MdcDcvStatus } from '@dcvd/client';
-import type { Kysely } from 'kysely';
-import type { Clock } from '../deps.ts';
-import type { Database } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
-import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy } from './policy.ts';
-import { corroborateRecipient, type ContactGate } from '../mpic/corroborate.ts';
+import { emailDcvRefusal, emailValidationUsable } from './policy.ts';
+import { corroborateRecipient } from '../mpic/corroborate.ts';
+import type { ResendDeps } from './resend-dcv-email.ts';
 import {
   domainsByOrder,
   insertOrderDomains,
@@ -30,9 +27,8 @@ import {
 } from '../orders/orders.ts';
 import { allowedDays, type ProductRepository } from '../orders/products.ts';
 import { checkCsr } from '../orders/csr.ts';
-import { offeredRecipient, queueDcvEmailIn, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
+import { offeredRecipient, queueDcvEmailIn, type DcvRecipient } from '../orders/dcv-email.ts';
 import { revokeValuesOfDomain } from '../orders/random-values.ts';
-import type { TemplateRepository } from '../orders/templates.ts';
 import type {
   AutoApplyOrderParams,
   AutoUpdateDcvParams,
@@ -43,18 +39,9 @@ import type {
   UpdatedDcvResult,
 } from './types.ts';
 
-export interface OrderFlowDeps {
-  db: Kysely<Database>;
-  clock: Clock;
-  orders: OrderRepository;
+/** ResendDCVEmail's services (store, clock, registry, policy, MPIC gate, outbox wake-up) and the product catalogue. */
+export interface OrderFlowDeps extends ResendDeps {
   products: ProductRepository;
-  templates: TemplateRepository;
-  registry: OfferedAddressRegistry;
-  settings: DcvEmailSettings;
-  policy: EmailDcvPolicy;
-  /** Multi-Perspective Issuance Corroboration of DNS-found addresses (issue 19). */
-  contactGate: ContactGate;
-  onQueued?: () => void;
 }
 
 const METHOD_OF: Readonly<Record<DcvMethodName, DcvMethod>> = {
