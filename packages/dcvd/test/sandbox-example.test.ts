@@ -64,14 +64,16 @@ after(async () => {
   if (work) rmSync(work, { recursive: true, force: true });
 });
 
-test('the settings block: one key: value per line, the log on standard error says sandbox', () => {
+test('the settings block: one key: value per line, the log on standard error says sandbox', async () => {
   assert.deepEqual(Object.keys(info), ['api', 'admin api', 'ca certificate', 'login', 'password', 'admin token', 'mail viewer', 'data dir']);
   assert.match(info.api!, /^https:\/\/localhost:\d+$/);
   assert.equal(info['mail viewer'], `${info.api}/sandbox/mail`);
   assert.equal(info.login, 'sandbox');
   assert.ok(existsSync(info['ca certificate']!));
-  for (const line of stderr.split('\n').filter((l) => l.startsWith('{'))) assert.equal(JSON.parse(line).mode, 'sandbox', line);
+  // The log is written asynchronously: its "SANDBOX mode" line may reach stderr after the block reached stdout.
+  for (let waited = 0; !/SANDBOX mode/.test(stderr) && waited < 30_000; waited += 100) await new Promise((r) => setTimeout(r, 100));
   assert.match(stderr, /SANDBOX mode/);
+  for (const line of stderr.split('\n').filter((l) => l.startsWith('{'))) assert.equal(JSON.parse(line).mode, 'sandbox', line);
 });
 
 test('the TypeScript example of SANDBOX.md passes', () => {
