@@ -188,8 +188,8 @@ function asString(v: unknown): string {
   return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : JSON.stringify(v);
 }
 
-/** Decodes a JSON GetDCVEmailAddressList body. */
-export function decodeJson(body: string): Decoded<DecodedDcvEmailAddressList> {
+/** A JSON answer: its object when `errorCode` is 0, else the error it carries (every field kept). */
+function decodeJsonObject(body: string): Decoded<Record<string, unknown>> {
   let data: unknown;
   try {
     data = JSON.parse(body);
@@ -201,11 +201,17 @@ export function decodeJson(body: string): Decoded<DecodedDcvEmailAddressList> {
   }
   const record = data as Record<string, unknown>;
   const code = parseCode(asString(record.errorCode));
-  if (code !== 0) {
-    const fields: Record<string, string> = {};
-    for (const [k, v] of Object.entries(record)) if (v !== undefined && v !== null) fields[k] = asString(v);
-    return { ok: false, error: errorFromFields(code, fields) };
-  }
+  if (code === 0) return { ok: true, value: record };
+  const fields: Record<string, string> = {};
+  for (const [k, v] of Object.entries(record)) if (v !== undefined && v !== null) fields[k] = asString(v);
+  return { ok: false, error: errorFromFields(code, fields) };
+}
+
+/** Decodes a JSON GetDCVEmailAddressList body. */
+export function decodeJson(body: string): Decoded<DecodedDcvEmailAddressList> {
+  const decoded = decodeJsonObject(body);
+  if (!decoded.ok) return decoded;
+  const record = decoded.value;
   const list = emptyList();
   for (const [key, value] of Object.entries(record)) {
     if (key === 'errorCode') continue;
@@ -327,20 +333,9 @@ export function encodeMdcDomainDetailsJson(domains: readonly MdcDomainDetail[]):
 export function decodeMdcDomainDetails(body: string): Decoded<MdcDomainDetail[]> {
   const start = body.replace(/^[\s\uFEFF]+/, '');
   if (start.startsWith('{')) {
-    let data: unknown;
-    try {
-      data = JSON.parse(start);
-    } catch {
-      throw new ProtocolDecodeError('response is not valid JSON');
-    }
-    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new ProtocolDecodeError('JSON response is not an object');
-    const record = data as Record<string, unknown>;
-    const code = parseCode(asString(record.errorCode));
-    if (code !== 0) {
-      const fields: Record<string, string> = {};
-      for (const [k, v] of Object.entries(record)) if (v !== undefined && v !== null) fields[k] = asString(v);
-      return { ok: false, error: errorFromFields(code, fields) };
-    }
+    const decoded = decodeJsonObject(start);
+    if (!decoded.ok) return decoded;
+    const record = decoded.value;
     if (!Array.isArray(record.domains)) throw new ProtocolDecodeError('JSON response has no domains array');
     return { ok: true, value: record.domains.map((d) => detailFrom((k) => (typeof d === 'object' && d !== null ? (d as Record<string, unknown>)[k] : undefined))) };
   }
