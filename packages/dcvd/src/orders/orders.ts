@@ -143,19 +143,24 @@ export function newOrderValues(p: {
     product: p.product,
     domain: p.domain,
     dcv_method: p.method,
-    dcv_status: 'awaiting',
+    ...NO_DCV_YET,
     voucher: p.voucher ? 1 : 0,
     template_id: p.templateId,
-    dcv_email_address: null,
-    dcv_adn: null,
-    dcv_address_source: null,
-    dcv_dns_detail: null,
-    last_dcv_email_at: null,
-    dcv_decided_at: null,
     created_at: p.now,
     updated_at: p.now,
   };
 }
+
+/** The DCV state of a new order and of each of its domains: awaiting, no email sent yet. */
+const NO_DCV_YET = {
+  dcv_status: 'awaiting',
+  dcv_email_address: null,
+  dcv_adn: null,
+  dcv_address_source: null,
+  dcv_dns_detail: null,
+  last_dcv_email_at: null,
+  dcv_decided_at: null,
+} as const;
 
 /** A domain of a new order: normalized name (`*.` kept) and its DCV method. */
 export interface NewOrderDomain {
@@ -173,13 +178,7 @@ export async function insertOrderDomains(db: Kysely<Database>, orderId: number, 
         position: i + 1,
         domain: d.domain,
         dcv_method: d.dcvMethod,
-        dcv_status: 'awaiting',
-        dcv_email_address: null,
-        dcv_adn: null,
-        dcv_address_source: null,
-        dcv_dns_detail: null,
-        last_dcv_email_at: null,
-        dcv_decided_at: null,
+        ...NO_DCV_YET,
         created_at: now,
         updated_at: now,
       })),

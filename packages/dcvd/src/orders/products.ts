@@ -20,14 +20,8 @@ export interface ProductView {
   allowedDays: number[];
 }
 
-export interface ProductInput {
-  code: number;
-  name: string;
-  multiDomain: boolean;
-  maxDomains: number;
-  wildcard: boolean;
-  allowedDays: number[];
-}
+/** What the operator gives for a product: exactly what the views show. */
+export type ProductInput = ProductView;
 
 /** A multi-domain certificate's limit on names (the CA/B Forum sets none; common products stop at 250). */
 export const MAX_DOMAINS_LIMIT = 250;
