@@ -108,22 +108,31 @@ const lockOrder = prepared((db, p: { id: number }) =>
     .where('dcv_status', '=', 'awaiting'),
 );
 
+// A type, not an interface: prepared() takes inputs with an index signature.
+type SentTo = {
+  address: string;
+  adn: string;
+  source: string;
+  dnsDetail: string | null;
+  now: number;
+};
+
+/** What an email to a recipient records: on the domain's row, and on the order row that mirrors its first domain. */
+const sentTo = (p: SentTo) => ({
+  dcv_email_address: p.address,
+  dcv_adn: p.adn,
+  dcv_address_source: p.source,
+  dcv_dns_detail: p.dnsDetail,
+  last_dcv_email_at: p.now,
+  updated_at: p.now,
+});
+
 /** The domain's new DCV state; its conditions make "awaiting email DCV" and the interval race-free. */
 const claimDomain = prepared(
-  (
-    db,
-    p: { id: number; address: string; adn: string; source: string; dnsDetail: string | null; now: number; lastBefore: number },
-  ) =>
+  (db, p: SentTo & { id: number; lastBefore: number }) =>
     db
       .updateTable('order_domains')
-      .set({
-        dcv_email_address: p.address,
-        dcv_adn: p.adn,
-        dcv_address_source: p.source,
-        dcv_dns_detail: p.dnsDetail,
-        last_dcv_email_at: p.now,
-        updated_at: p.now,
-      })
+      .set(sentTo(p))
       .where('id', '=', p.id)
       .where('dcv_status', '=', 'awaiting')
       .where('dcv_method', '=', 'email')
@@ -132,17 +141,10 @@ const claimDomain = prepared(
 
 /** The order row mirrors its first domain's address (views and older readers of `orders`). */
 const mirrorOrder = prepared(
-  (db, p: { id: number; address: string; adn: string; source: string; dnsDetail: string | null; now: number }) =>
+  (db, p: SentTo & { id: number }) =>
     db
       .updateTable('orders')
-      .set({
-        dcv_email_address: p.address,
-        dcv_adn: p.adn,
-        dcv_address_source: p.source,
-        dcv_dns_detail: p.dnsDetail,
-        last_dcv_email_at: p.now,
-        updated_at: p.now,
-      })
+      .set(sentTo(p))
       .where('id', '=', p.id),
 );
 
