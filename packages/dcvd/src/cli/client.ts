@@ -114,9 +114,7 @@ function describeList(list: DcvEmailAddressListResult): string {
 }
 
 export function clientCommands(): Command {
-  const client = new Command('client').description(
-    'call GetDCVEmailAddressList / ResendDCVEmail of a server with the @dcvd/client SDK (a dcvd, or the reseller host by default)',
-  );
+  const client = new Command('client');
 
   withConnectionOptions(
     client

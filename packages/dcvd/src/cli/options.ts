@@ -5,15 +5,10 @@
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseInteger } from '@dcvd/client';
-import { openStore, type Store } from '../store/database.ts';
-import { migrateToLatest } from '../store/migrations.ts';
-import { AdminService } from '../admin/service.ts';
-import { cryptoRandom, systemClock } from '../deps.ts';
-import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
-import { defaultMailFrom, mailDomain } from '../config.ts';
+import type { Store } from '../store/database.ts';
+import type { AdminService } from '../admin/service.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../api/policy.ts';
-import { createContactGate, type MpicConfig } from '../mpic/corroborate.ts';
-import { createLogger } from '../log.ts';
+import type { MpicConfig } from '../mpic/corroborate.ts';
 
 export function envName(flags: string): string {
   const long = /--([a-z0-9-]+)/.exec(flags)?.[1];
@@ -131,17 +126,30 @@ export function print(json: boolean | undefined, value: unknown, human: () => st
   process.stdout.write(json ? `${JSON.stringify(value)}\n` : `${human()}\n`);
 }
 
-/** The operations behind the commands (and the internal API) on the store of --data-dir / --database-url. */
-export function withAdmin<T>(
+/**
+ * The operations behind the commands (and the internal API) on the store of --data-dir / --database-url.
+ * The store, the admin service and what they use are imported here, when a command runs, not when
+ * the program is built (CLI start-up, issue 13).
+ */
+export async function withAdmin<T>(
   flags: StoreFlags & EmailPolicyFlags & { secretKeyFile?: string; randomValueTtl?: number; mailFrom?: string; publicUrl?: string },
   fn: (admin: AdminService) => Promise<T>,
   mpic?: MpicConfig,
 ): Promise<T> {
+  const [{ AdminService }, { cryptoRandom, systemClock }, { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS }, { defaultMailFrom, mailDomain }, corroborate, { createLogger }] =
+    await Promise.all([
+      import('../admin/service.ts'),
+      import('../deps.ts'),
+      import('../orders/random-values.ts'),
+      import('../config.ts'),
+      import('../mpic/corroborate.ts'),
+      import('../log.ts'),
+    ]);
   return withStore(flags, (s) =>
     fn(
       new AdminService({
         // Commands that select a contact address (order create --dcv-email) corroborate DNS-found ones (issue 19).
-        ...(mpic ? { contactGate: createContactGate(s.db, mpic), log: createLogger('info', 2) } : {}),
+        ...(mpic ? { contactGate: corroborate.createContactGate(s.db, mpic), log: createLogger('info', 2) } : {}),
         db: s.db,
         clock: systemClock,
         random: cryptoRandom,
@@ -160,6 +168,7 @@ export function withAdmin<T>(
 
 /** Opens the store of --data-dir / --database-url, applies pending migrations, runs `fn`, closes it. */
 export async function withStore<T>(flags: StoreFlags, fn: (store: Store) => Promise<T>): Promise<T> {
+  const [{ openStore }, { migrateToLatest }] = await Promise.all([import('../store/database.ts'), import('../store/migrations.ts')]);
   const store = openStore({ dataDir: resolve(flags.dataDir), databaseUrl: flags.databaseUrl });
   try {
     await migrateToLatest(store.db, store.dialect);

@@ -153,7 +153,7 @@ interface OrderCreateFlags extends StoreFlags, ValueFlags, EmailPolicyFlags {
 }
 
 export function orderCommands(): Command {
-  const order = new Command('order').description('orders of the CA\u2019s ordering system (ResendDCVEmail works on them)');
+  const order = new Command('order');
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
 
   withMpicOptions(withValueOptions(
@@ -224,7 +224,7 @@ interface TemplateCreateFlags extends StoreFlags {
 }
 
 export function templateCommands(): Command {
-  const template = new Command('template').description('DCV email templates (mustache: {{orderNumber}} {{domain}} {{adn}} {{validationCode}} {{confirmationUrl}} {{expiresAt}} {{caName}})');
+  const template = new Command('template');
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
 
   common(
@@ -261,7 +261,7 @@ function describeTemplate(t: TemplateView): string {
 // ---------------------------------------------------------------- outbox
 
 export function outboxCommands(): Command {
-  const outbox = new Command('outbox').description('the DCV email outbox');
+  const outbox = new Command('outbox');
   withJson(
     withStoreOptions(
       outbox

@@ -29,7 +29,7 @@ interface ProductCreateFlags extends StoreFlags {
 }
 
 export function productCommands(): Command {
-  const product = new Command('product').description('the product codes AutoApplyOrder accepts (801 and 803 exist by default)');
+  const product = new Command('product');
   const common = (cmd: Command) => withJson(withStoreOptions(cmd));
   common(
     product

@@ -204,7 +204,7 @@ function clockCommands(): Command {
 
 export function sandboxCommand(): Command {
   const sandbox = startCommand(
-    new Command('sandbox').description('start dcvd for integration tests: loopback, fresh data, captured emails, a seeded account, DNS overrides, a movable clock, fault switches'),
+    new Command('sandbox'),
   );
   // Options after `dns`/`clock` belong to them (both the start and the client commands have --data-dir).
   sandbox.enablePositionalOptions();

@@ -1,0 +1,194 @@
+/** `dcvd serve`: the API server (CONTRACT §9). */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { Command } from 'commander';
+import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
+import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
+import { parseResolvers, type Resolver } from '../dns/client.ts';
+import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
+import { checkWebhookUrl, parseWebhookSecretFile } from '../orders/webhooks.ts';
+import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
+import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, opt, parseBrVersion, parseProducts, repeatable, withStoreOptions, type StoreFlags } from './options.ts';
+import { dcvEmailConfigFrom, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
+import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
+
+interface ServeFlags extends StoreFlags {
+  listen: string;
+  httpListen?: string;
+  adminListen?: string;
+  adminToken?: string;
+  trustProxy?: string[];
+  tlsCert?: string;
+  tlsKey?: string;
+  bodyLimit: number;
+  products: number[];
+  textWhoisNone?: boolean;
+  dbPoolSize: number;
+  statsInterval: number;
+  lockoutFailures: number;
+  lockoutDuration: number;
+  ipFailureLimit: number;
+  ipFailureWindow: number;
+  ipBlockDuration: number;
+  credentialCacheTtl: number;
+  dnsServers?: Resolver[];
+  dnsTimeout: number;
+  dnsAttempts: number;
+  dnsMaxInFlight: number;
+  dnsMaxQueued: number;
+  emailDcvBlocklist?: string[];
+  emailDcvCutoff: number;
+  brVersion: string;
+  dnssec: DnssecMode;
+  dnssecProbeSecure: string;
+  dnssecProbeBogus: string;
+  dnssecProbeInterval: number;
+  codeFailureLimit: number;
+  codeFailureWindow: number;
+  ipv6Prefix: number;
+  webhookUrl?: string;
+  webhookSecret?: string;
+  webhookSecretFile?: string;
+  logLevel: string;
+}
+
+/** The global URL's signing key: --webhook-secret (DCVD_WEBHOOK_SECRET) or the file's (with the previous key on a second line while rotating), at least 16 characters. */
+function webhookSecrets(flags: ServeFlags): { secret?: string; previousSecret?: string } {
+  if (flags.webhookSecret !== undefined && flags.webhookSecretFile !== undefined) throw new Error('give --webhook-secret or --webhook-secret-file, not both');
+  if (flags.webhookSecretFile !== undefined) return parseWebhookSecretFile(readFileSync(flags.webhookSecretFile, 'utf8'));
+  const secret = flags.webhookSecret;
+  if (secret !== undefined && secret.length < 16) throw new Error('the webhook secret must be at least 16 characters');
+  return secret === undefined ? {} : { secret };
+}
+
+export function serveCommand(): Command {
+  return withMpicOptions(withDcvEmailOptions(serveOptions()));
+}
+
+function serveOptions(): Command {
+  const d = DEFAULT_AUTH_POLICY;
+  return withStoreOptions(
+    new Command('serve')
+      .addOption(opt('--listen <host:port>', 'HTTPS listener').default('127.0.0.1:8443'))
+      .addOption(opt('--http-listen <host:port>', 'plain-HTTP listener (API calls answer -1 unless from a trusted proxy); off by default'))
+      .addOption(opt('--admin-listen <host:port>', 'internal JSON API and /metrics (HTTPS, same certificate, bearer token); off by default'))
+      .addOption(opt('--admin-token <token>', 'bearer token of --admin-listen, at least 32 characters (better: DCVD_ADMIN_TOKEN)'))
+      .addOption(repeatable('--trust-proxy <cidr>', 'proxies whose X-Forwarded-For/-Proto are believed; comma-separated or repeated'))
+      .addOption(opt('--tls-cert <file>', 'certificate (PEM); default: a self-signed one for localhost in the data directory'))
+      .addOption(opt('--tls-key <file>', 'private key (PEM) of --tls-cert')),
+  )
+    .addOption(opt('--stats-interval <duration>', 'how often to log memory and event-loop delay (at least 1s)', (v) => {
+        const ms = parseDuration(v);
+        if (ms < 1000) throw new Error('the stats interval must be at least 1s');
+        return ms;
+      }).default(60_000, '60s'))
+    .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(10))
+    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 (HTTP 200, connection closed)', parseSize).default(64 * 1024, '64k'))
+    .addOption(
+      opt('--products <code,…>', 'product codes GetDCVEmailAddressList accepts in its optional product parameter (others: -4)', parseProducts).default(
+        [...DEFAULT_PRODUCTS],
+        DEFAULT_PRODUCTS.join(','),
+      ),
+    )
+    .addOption(opt('--text-whois-none', 'text format: add the line "whois_email<TAB>none" after domain_name, for clients of the historic format')) 
+    .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
+    .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(d.lockoutMs, '15m'))
+    .addOption(opt('--ip-failure-limit <n>', 'failures from one source IP that block it', (v) => parseCount(v, 1)).default(d.ipFailures))
+    .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(d.ipWindowMs, '15m'))
+    .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(d.ipBlockMs, '15m'))
+    .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(d.credentialCacheMs, '60s'))
+    .addOption(opt('--dns-servers <host:port,…>', 'resolvers for contact lookups (default: the system\u2019s)', (v) => parseResolvers(v)))
+    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(2000, '2s'))
+    .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(2))
+    .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(256))
+    .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(1024))
+    .addOption(emailDcvBlocklistOption())
+    .addOption(emailDcvCutoffOption())
+    .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(DEFAULT_DNSSEC.mode))
+    .addOption(opt('--dnssec-probe-secure <name>', 'a name in a signed zone that a validating resolver answers with the AD bit').default(DEFAULT_DNSSEC.probeSecure))
+    .addOption(opt('--dnssec-probe-bogus <name>', 'a name in a zone with broken signatures that a validating resolver answers SERVFAIL').default(DEFAULT_DNSSEC.probeBogus))
+    .addOption(opt('--dnssec-probe-interval <duration>', 'how often --dnssec require probes the resolvers again (at least 1s)', (v) => {
+        const ms = parseDuration(v);
+        if (ms < 1000) throw new Error('the DNSSEC probe interval must be at least 1s');
+        return ms;
+      }).default(DEFAULT_DNSSEC.probeIntervalMs, '5m'))
+    .addOption(opt('--br-version <version>', 'Baseline Requirements version the evidence names (as your CPS says)', parseBrVersion).default(BR_VERSION))
+    .addOption(
+      opt('--code-failure-limit <n>', 'unknown validation codes from one source IP that block it on the confirmation pages', (v) => parseCount(v, 1)).default(
+        DEFAULT_CODE_GUESS_POLICY.failureLimit,
+      ),
+    )
+    .addOption(
+      opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(DEFAULT_CODE_GUESS_POLICY.windowMs, '15m'),
+    )
+    .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
+    .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the global --webhook-url\u2019s signatures only; accounts\u2019 own URLs have their own secrets (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
+    .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
+    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
+    .action(async (flags: ServeFlags) => {
+      const config: ServeConfig = defaultServeConfig({
+        listen: parseHostPort(flags.listen),
+        httpListen: flags.httpListen ? parseHostPort(flags.httpListen) : undefined,
+        adminListen: flags.adminListen ? parseHostPort(flags.adminListen) : undefined,
+        adminToken: flags.adminToken,
+        trustProxy: flags.trustProxy ?? [],
+        tlsCert: flags.tlsCert,
+        tlsKey: flags.tlsKey,
+        dataDir: resolve(flags.dataDir),
+        databaseUrl: flags.databaseUrl,
+        bodyLimit: flags.bodyLimit,
+        products: flags.products,
+        textWhoisNone: flags.textWhoisNone === true,
+        dbPoolSize: flags.dbPoolSize,
+        statsIntervalMs: flags.statsInterval,
+        auth: {
+          ...d,
+          lockoutFailures: flags.lockoutFailures,
+          lockoutMs: flags.lockoutDuration,
+          ipFailures: flags.ipFailureLimit,
+          ipWindowMs: flags.ipFailureWindow,
+          ipBlockMs: flags.ipBlockDuration,
+          credentialCacheMs: flags.credentialCacheTtl,
+        },
+        dnsServers: flags.dnsServers,
+        dnsTimeoutMs: flags.dnsTimeout,
+        dnsAttempts: flags.dnsAttempts,
+        dnsMaxInFlight: flags.dnsMaxInFlight,
+        dnsMaxQueued: flags.dnsMaxQueued,
+        emailDcv: emailPolicyFrom(flags),
+        brVersion: flags.brVersion,
+        dnssec: { mode: flags.dnssec, probeSecure: flags.dnssecProbeSecure, probeBogus: flags.dnssecProbeBogus, probeIntervalMs: flags.dnssecProbeInterval },
+        dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
+        codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
+        webhooks: { url: flags.webhookUrl, ...webhookSecrets(flags) },
+        mpic: mpicConfigFrom(flags as ServeFlags & MpicFlags),
+        logLevel: flags.logLevel,
+        ipv6Prefix: flags.ipv6Prefix,
+      });
+      // Loaded here, not at the top: the HTTP stack is most of dcvd's code, and no other command needs it.
+      const { startServer } = await import('../server.ts');
+      const server = await startServer(config);
+      const host = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]` : a.address) + `:${a.port}`;
+      process.stderr.write(`dcvd: HTTPS on https://${host(server.https)}/  (certificate: ${server.certPath})\n`);
+      if (server.http) process.stderr.write(`dcvd: plain HTTP on http://${host(server.http)}/\n`);
+      if (server.admin) process.stderr.write(`dcvd: internal API on https://${host(server.admin)}/v1/ (bearer token)\n`);
+      process.stderr.write(`dcvd: database ${server.store.location}\n`);
+      if (server.mpicWarning) process.stderr.write(`dcvd: WARNING: ${server.mpicWarning}\n`);
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) process.exit(130); // a second signal: stop now
+        stopping = true;
+        process.stderr.write(`dcvd: ${signal}, finishing in-flight requests\n`);
+        server.close().then(
+          () => process.exit(0),
+          (err: unknown) => {
+            server.logger.error({ err }, 'shutdown failed');
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}
+
