@@ -8,7 +8,9 @@ import type { Clock } from '../deps.ts';
 import { checkDomainName, constructedAddresses } from '../domains/index.ts';
 import { findDnsContacts, type ContactLookup, type DnsLookupStats } from '../contacts/dns.ts';
 import type { DnsClient } from '../dns/client.ts';
-import { normalizeAddress, type OfferedAddress, type OfferedAddressRegistry } from '../registry/offered.ts';
+import { normalizeAddress } from '../contacts/address.ts';
+import type { OfferedAddress } from '../contacts/provider.ts';
+import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
 import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
 

@@ -10,7 +10,7 @@ import { DnsError, type DnsClient, type DnsResult } from '../dns/client.ts';
 import { checkQueryName } from '../dns/message.ts';
 import { isBogus, type DnssecEvidence } from '../dns/dnssec.ts';
 import type { Adn } from '../domains/index.ts';
-import type { DnsEvidence, OfferedAddress } from '../registry/offered.ts';
+import type { DnsEvidence, OfferedAddress } from './provider.ts';
 import { isContactAddress } from './address.ts';
 
 export const TXT_PREFIX = '_validation-contactemail.';

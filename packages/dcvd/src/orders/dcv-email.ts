@@ -8,7 +8,7 @@ import type { Insertable, Kysely } from 'kysely';
 import type { RandomSource } from '../deps.ts';
 import type { Database, OutboxTable, RandomValueTable } from '../store/schema.ts';
 import { columns, prepared } from '../store/prepared.ts';
-import { addressProblem } from '../mail/message.ts';
+import { addressProblem } from '../contacts/address.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { validationDomain, type OrderDomainRow, type OrderRow } from './orders.ts';
 import { hashCode, newValidationCode, revokeValuesOfDomain, sealCode, type ValueKeys } from './random-values.ts';

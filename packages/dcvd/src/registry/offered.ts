@@ -9,7 +9,8 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import { prepared } from '../store/prepared.ts';
-import type { DnssecEvidence } from '../dns/dnssec.ts';
+import { normalizeAddress } from '../contacts/address.ts';
+import type { ContactSource, DnsEvidence, OfferedAddress } from '../contacts/provider.ts';
 
 export const REGISTRY_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -24,37 +25,9 @@ const offerOf = prepared((db, p: { accountId: number; domain: string; address: s
     .where('offered_at', '>', p.since),
 );
 
-export type ContactSource = 'constructed' | 'dns-txt' | 'dns-caa';
-
-/** The DNS answer a contact address came from, kept as evidence. */
-export interface DnsEvidence {
-  name: string;
-  type: 'TXT' | 'CAA';
-  rcode: string;
-  authenticatedData: boolean;
-  extendedErrors: { infoCode: number; extraText: string }[];
-  resolver: string;
-  /** The DNSSEC policy's view of the answer: mode, secure/insecure, the resolver's probe state (CONTRACT §3). */
-  dnssec?: DnssecEvidence;
-}
-
-/** One offered contact. Later checks of DNS-found contacts (e.g. multi-perspective corroboration) add optional fields. */
-export interface OfferedAddress {
-  address: string;
-  level: number;
-  source: ContactSource;
-  dns?: DnsEvidence;
-}
-
 export interface OfferRecord extends OfferedAddress {
   domain: string;
   offeredAt: number;
-}
-
-/** Addresses compare with the domain part case-insensitive and the local part as written (RFC 5321 §2.4). */
-export function normalizeAddress(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? address : address.slice(0, at) + address.slice(at).toLowerCase();
 }
 
 export class OfferedAddressRegistry {
