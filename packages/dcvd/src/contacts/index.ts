@@ -11,7 +11,18 @@ import { constructedProvider } from './constructed.ts';
 import type { ContactLookup, ContactOffer, ContactProvider, ContactQuery } from './provider.ts';
 import { txtProvider } from './txt.ts';
 
-export type { ContactLookup, ContactLookupError, ContactOffer, ContactProvider, ContactQuery, ContactSource, Corroboration, DnsEvidence, OfferedAddress } from './provider.ts';
+export type {
+  ContactLookup,
+  ContactLookupError,
+  ContactMethod,
+  ContactOffer,
+  ContactProvider,
+  ContactQuery,
+  ContactSource,
+  Corroboration,
+  DnsEvidence,
+  OfferedAddress,
+} from './provider.ts';
 
 /** Constructed first, then DNS TXT, then DNS CAA. */
 export const CONTACT_PROVIDERS: readonly ContactProvider[] = [constructedProvider, txtProvider, caaProvider];
