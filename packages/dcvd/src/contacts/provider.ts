@@ -9,7 +9,6 @@ import type { FastifyBaseLogger } from 'fastify';
 import type { DnsClient } from '../dns/client.ts';
 import type { DnssecEvidence } from '../dns/dnssec.ts';
 import type { Adn } from '../domains/index.ts';
-import type { DnsLookupStats } from './dns.ts';
 
 export type ContactSource = 'constructed' | 'dns-txt' | 'dns-caa';
 
@@ -43,7 +42,8 @@ export interface ContactQuery {
 export interface ContactLookup {
   dns: DnsClient;
   log: FastifyBaseLogger;
-  stats: DnsLookupStats;
+  /** Counts each lookup by type and outcome (DnsLookupStats in dns.ts, which feeds the metrics). */
+  stats: { add(type: string, outcome: string): void };
   /** The DNSSEC policy (src/dns/dnssec.ts): its view of each answer goes into the evidence. */
   dnssec?: { evidence(resolver: string, authenticatedData: boolean): DnssecEvidence } | undefined;
 }
