@@ -12,7 +12,8 @@ import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { parseResolvers } from '../src/dns/client.ts';
-import { MAX_CAA_CLIMB, MAX_TXT_ADNS, TXT_PREFIX, caaClimb } from '../src/contacts/dns.ts';
+import { MAX_TXT_ADNS, TXT_PREFIX } from '../src/contacts/txt.ts';
+import { MAX_CAA_CLIMB, caaClimb } from '../src/contacts/caa.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
 import { GET_PATH, PASSWORD, form, startTestServer, type TestServer } from './support/server.ts';
 

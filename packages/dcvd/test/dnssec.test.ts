@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { defaultMpicConfig } from '../src/mpic/corroborate.ts';
 import { createDnsClient, DnsError, parseResolvers } from '../src/dns/client.ts';
 import { isBogus, probeResolver } from '../src/dns/dnssec.ts';
-import type { DnsEvidence } from '../src/registry/offered.ts';
+import type { DnsEvidence } from '../src/contacts/provider.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
 import { dnssecLabOrSkip, startDnssecLab, type DnssecLab } from './support/dnssec-lab.ts';
 import { GET_PATH, PASSWORD, form, startTestServer, type TestServer } from './support/server.ts';

@@ -1,5 +1,5 @@
 /**
- * Domain-name rules (CONTRACT §2) and constructed addresses (CONTRACT §1).
+ * Domain-name rules (CONTRACT §2); the constructed addresses are in contacts.test.ts.
  * Run: node --import tsx --test test/domains.test.ts
  */
 import assert from 'node:assert/strict';
@@ -8,8 +8,6 @@ import fc from 'fast-check';
 import { getPublicSuffix } from 'tldts';
 import {
   checkDomainName,
-  constructedAddresses,
-  CONSTRUCTED_LOCAL_PARTS,
   MAX_INPUT_LENGTH,
   type Adn,
   type DomainCheck,
@@ -418,78 +416,5 @@ describe('checkDomainName on very long input', () => {
     assert.deepEqual(results[3], expectedCheck(ok('example.com', 'example.com', [2])));
     assert.deepEqual(results[4], { ok: false, code: -4, reason: 'syntax' });
     assert.deepEqual(checkDomainName('a'.repeat(MAX_INPUT_LENGTH + 1)), { ok: false, code: -4, reason: 'too-long' });
-  });
-});
-
-describe('constructedAddresses', () => {
-  test('local parts are the five of CONTRACT §1, in wire order', () => {
-    assert.deepEqual([...CONSTRUCTED_LOCAL_PARTS], ['admin', 'administrator', 'hostmaster', 'postmaster', 'webmaster']);
-  });
-
-  test('www.example.co.uk: level 3 then level 4, five each, in order', () => {
-    const r = checkDomainName('www.example.co.uk');
-    assert.ok(r.ok);
-    assert.deepEqual(constructedAddresses(r.adns), [
-      { level: 3, address: 'admin@example.co.uk' },
-      { level: 3, address: 'administrator@example.co.uk' },
-      { level: 3, address: 'hostmaster@example.co.uk' },
-      { level: 3, address: 'postmaster@example.co.uk' },
-      { level: 3, address: 'webmaster@example.co.uk' },
-      { level: 4, address: 'admin@www.example.co.uk' },
-      { level: 4, address: 'administrator@www.example.co.uk' },
-      { level: 4, address: 'hostmaster@www.example.co.uk' },
-      { level: 4, address: 'postmaster@www.example.co.uk' },
-      { level: 4, address: 'webmaster@www.example.co.uk' },
-    ]);
-  });
-
-  test('foo.github.io never offers addresses at github.io', () => {
-    const r = checkDomainName('www.foo.github.io');
-    assert.ok(r.ok);
-    const addresses = constructedAddresses(r.adns).map((a) => a.address);
-    assert.equal(addresses.length, 10);
-    assert.ok(addresses.every((a) => a.endsWith('.foo.github.io') || a.endsWith('@foo.github.io')));
-    assert.ok(!addresses.includes('admin@github.io'));
-  });
-
-  test('IDN: addresses use A-labels', () => {
-    const r = checkDomainName('www.bücher.de');
-    assert.ok(r.ok);
-    assert.deepEqual(
-      constructedAddresses(r.adns).map((a) => a.address),
-      [
-        'admin@xn--bcher-kva.de',
-        'administrator@xn--bcher-kva.de',
-        'hostmaster@xn--bcher-kva.de',
-        'postmaster@xn--bcher-kva.de',
-        'webmaster@xn--bcher-kva.de',
-        'admin@www.xn--bcher-kva.de',
-        'administrator@www.xn--bcher-kva.de',
-        'hostmaster@www.xn--bcher-kva.de',
-        'postmaster@www.xn--bcher-kva.de',
-        'webmaster@www.xn--bcher-kva.de',
-      ],
-    );
-  });
-
-  test('ADNs given out of order are listed lowest level first', () => {
-    const adns: Adn[] = [
-      { name: 'b.example.com', level: 3 },
-      { name: 'a.b.example.com', level: 4 },
-      { name: 'example.com', level: 2 },
-    ];
-    const out = constructedAddresses(adns);
-    assert.deepEqual(
-      out.map((a) => a.level),
-      [2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 4, 4, 4, 4, 4],
-    );
-    assert.deepEqual(out[0], { level: 2, address: 'admin@example.com' });
-    assert.deepEqual(out[14], { level: 4, address: 'webmaster@a.b.example.com' });
-    // the caller's array is not reordered
-    assert.equal(adns[0]?.level, 3);
-  });
-
-  test('no ADNs, no addresses', () => {
-    assert.deepEqual(constructedAddresses([]), []);
   });
 });

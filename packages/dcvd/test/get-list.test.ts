@@ -6,7 +6,8 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../src/deps.ts';
 import { parseResolvers } from '../src/dns/client.ts';
-import { OfferedAddressRegistry, REGISTRY_TTL_MS } from '../src/registry/offered.ts';
+import { OfferedAddressRegistry } from '../src/registry/offered.ts';
+import { OFFER_WINDOW_MS } from '../src/registry/offer-window.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
 import { GET_PATH, PASSWORD, form, startTestServer, type TestServer } from './support/server.ts';
 
@@ -258,20 +259,20 @@ describe('the 24-hour registry (§4)', () => {
     // Another account, another domain, or 24 hours later: not offered.
     assert.equal(await registry.find(bob.id, 'www.reg.com', 'hostmaster@reg.com', clock.now()), undefined);
     assert.equal(await registry.find(alice.id, 'reg.com', 'hostmaster@reg.com', clock.now()), undefined);
-    assert.equal(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + REGISTRY_TTL_MS), undefined);
-    assert.ok(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + REGISTRY_TTL_MS - 1));
+    assert.equal(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + OFFER_WINDOW_MS), undefined);
+    assert.ok(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + OFFER_WINDOW_MS - 1));
   });
 
   test('a new offer refreshes the time; the purge removes only expired rows', async () => {
     const alice = (await s.accounts.find('alice'))!;
     await ask('purge.com');
-    clock.advance(REGISTRY_TTL_MS / 2);
+    clock.advance(OFFER_WINDOW_MS / 2);
     await ask('purge.com');
     await ask('other-purge.com', {}, 'bob');
-    clock.advance(REGISTRY_TTL_MS / 2 + 1);
+    clock.advance(OFFER_WINDOW_MS / 2 + 1);
     assert.ok(await registry.find(alice.id, 'purge.com', 'admin@purge.com', clock.now()), 'refreshed 12 h ago');
     const before = await s.store.db.selectFrom('offered_addresses').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
-    const purged = await registry.purge(clock.now() + REGISTRY_TTL_MS / 2, 3);
+    const purged = await registry.purge(clock.now() + OFFER_WINDOW_MS / 2, 3);
     assert.ok(purged >= 10, `purged ${purged}`);
     const afterPurge = await s.store.db.selectFrom('offered_addresses').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     assert.equal(Number(before.n) - Number(afterPurge.n), purged);

@@ -1,18 +1,18 @@
 /**
  * GetDCVEmailAddressList (seed and CONTRACT §1–§4): permission, domain rules,
- * policy, constructed addresses, DNS contacts (responseFormat 2), and the
- * 24-hour registry of everything returned.
+ * policy, the contact providers (src/contacts/: constructed addresses, and
+ * DNS contacts with responseFormat 2), and the 24-hour registry of
+ * everything returned.
  */
 import type { DcvEmailAddressList } from '@dcvd/client';
 import type { Clock } from '../deps.ts';
-import { checkDomainName, constructedAddresses } from '../domains/index.ts';
-import { findDnsContacts, type ContactLookup, type DnsLookupStats } from '../contacts/dns.ts';
+import { checkDomainName } from '../domains/index.ts';
+import { CONTACT_PROVIDERS, offerContacts, type ContactLookup, type ContactProvider } from '../contacts/index.ts';
+import type { DnsLookupStats } from '../contacts/dns.ts';
 import type { DnsClient } from '../dns/client.ts';
-import { normalizeAddress, type OfferedAddress, type OfferedAddressRegistry } from '../registry/offered.ts';
+import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
 import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
-
-export const MAX_ADDRESS_LENGTH = 254;
 
 export interface GetListDeps {
   clock: Clock;
@@ -22,6 +22,8 @@ export interface GetListDeps {
   policy: EmailDcvPolicy;
   /** The DNSSEC policy's view of each answer, for the evidence (src/dns/dnssec.ts). */
   dnssec?: ContactLookup['dnssec'];
+  /** The contact sources, in wire order (default: constructed, DNS TXT, DNS CAA; src/contacts/index.ts). */
+  providers?: readonly ContactProvider[];
 }
 
 export async function getDcvEmailAddressList(
@@ -44,21 +46,11 @@ export async function getDcvEmailAddressList(
     return { ok: false, error: { code: -160 } };
   }
 
-  // An address over 254 characters cannot be an SMTP path (RFC 5321 §4.5.3.1.3): long ADNs offer none.
-  const offers: OfferedAddress[] = constructedAddresses(check.adns)
-    .filter((c) => c.address.length <= MAX_ADDRESS_LENGTH)
-    .map((c) => ({ ...c, source: 'constructed' }));
-  // responseFormat 1 returns the constructed addresses only (CONTRACT §1, reading of the seed).
-  if (params.responseFormat === 2) {
-    const seen = new Set(offers.map((o) => normalizeAddress(o.address)));
-    const found = await findDnsContacts({ dns: deps.dns, log: ctx.log, stats: deps.dnsStats, dnssec: deps.dnssec }, check.domain, check.adns);
-    for (const contact of found) {
-      const key = normalizeAddress(contact.address);
-      if (seen.has(key)) continue;
-      seen.add(key);
-      offers.push(contact);
-    }
-  }
+  // responseFormat 1 returns the constructed addresses only and looks nothing up (CONTRACT §1, reading of the seed).
+  const lookup: ContactLookup = { dns: deps.dns, log: ctx.log, stats: deps.dnsStats, dnssec: deps.dnssec };
+  const { addresses: offers } = await offerContacts(deps.providers ?? CONTACT_PROVIDERS, { fqdn: check.domain, adns: check.adns }, lookup, {
+    dns: params.responseFormat === 2,
+  });
 
   await deps.registry.record(ctx.account.id, check.domain, offers, deps.clock.now());
 

@@ -6,7 +6,7 @@
  * voucher (-90), the product and days (-4), the CSR (-4 csr), every domain's
  * rules (-4/-19/-37), the email-DCV policy (-160), each address's 24-hour
  * rule (-4), then the operation (-160). Every DCV address is chosen by
- * `offeredRecipient` (orders/dcv-email.ts), the one function ResendDCVEmail
+ * `offeredRecipient` (registry/offer-window.ts), the one function ResendDCVEmail
  * uses too; emails are queued in the transaction that writes the order.
  */
 import { DCV_METHOD_NAMES, listItems, type DcvMethodName, type MdcDomainDetail, type MdcDcvStatus } from '@dcvd/client';
@@ -27,7 +27,8 @@ import {
 } from '../orders/orders.ts';
 import { allowedDays, type ProductRepository } from '../orders/products.ts';
 import { checkCsr } from '../orders/csr.ts';
-import { offeredRecipient, queueDcvEmailIn, type DcvRecipient } from '../orders/dcv-email.ts';
+import { queueDcvEmailIn } from '../orders/dcv-email.ts';
+import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { revokeValuesOfDomain } from '../orders/random-values.ts';
 import type {
   AutoApplyOrderParams,

@@ -11,7 +11,7 @@ import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts
 import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { opt, print, withAdmin, withEmailPolicyOptions, withJson, withStoreOptions, type EmailPolicyFlags, type StoreFlags } from './options.ts';
-import type { DnsEvidence } from '../registry/offered.ts';
+import type { DnsEvidence } from '../contacts/provider.ts';
 import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
 
 /** An order number, product code or template id: the API's integer rule (CONTRACT §1). */

@@ -1,30 +1,14 @@
 /**
- * Contact addresses published in DNS (CONTRACT §3), the two providers of the
- * DigiCert library's shape: DNS TXT at `_validation-contactemail.<ADN>` for
- * every ADN, and CAA `contactemail` found by RFC 8659 tree climbing. All
- * lookups of one request run concurrently; a failed lookup drops only its
- * source, is logged and counted.
+ * The lookup step the DNS providers share (txt.ts, caa.ts; CONTRACT §3):
+ * every lookup is counted by outcome, a failed one is logged and becomes one
+ * of the provider's errors, and the answer's evidence is kept with what it
+ * offered. All lookups of one request run concurrently; a failed lookup
+ * drops only its source.
  */
-import type { FastifyBaseLogger } from 'fastify';
-import { DnsError, type DnsClient, type DnsResult } from '../dns/client.ts';
+import { DnsError, type DnsResult } from '../dns/client.ts';
 import { checkQueryName } from '../dns/message.ts';
-import { isBogus, type DnssecEvidence } from '../dns/dnssec.ts';
-import type { Adn } from '../domains/index.ts';
-import type { DnsEvidence, OfferedAddress } from '../registry/offered.ts';
-import { isContactAddress } from './address.ts';
-
-export const TXT_PREFIX = '_validation-contactemail.';
-
-/**
- * Per-request caps (issue 14): a name of many labels must not turn one call
- * into hundreds of lookups. TXT is looked up for at most MAX_TXT_ADNS ADNs,
- * the base domain and the ones closest below it; the CAA climb asks at most
- * MAX_CAA_CLIMB names, the FQDN and its nearest parents. Names beyond the caps
- * are not queried: the response says nothing about them, the log says how many
- * were left out, and they are counted as outcome `not-queried`.
- */
-export const MAX_TXT_ADNS = 10;
-export const MAX_CAA_CLIMB = 10;
+import { isBogus } from '../dns/dnssec.ts';
+import type { ContactLookup, ContactLookupError, DnsEvidence } from './provider.ts';
 
 /** Counts lookups by outcome, and passes each to `sink` (the metrics). */
 export class DnsLookupStats {
@@ -40,15 +24,7 @@ export class DnsLookupStats {
   }
 }
 
-export interface ContactLookup {
-  dns: DnsClient;
-  log: FastifyBaseLogger;
-  stats: DnsLookupStats;
-  /** The DNSSEC policy (src/dns/dnssec.ts): its view of each answer goes into the evidence. */
-  dnssec?: { evidence(resolver: string, authenticatedData: boolean): DnssecEvidence } | undefined;
-}
-
-function evidence(ctx: ContactLookup, result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
+export function evidence(ctx: ContactLookup, result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
   const found: DnsEvidence = {
     name: result.name,
     type,
@@ -61,8 +37,14 @@ function evidence(ctx: ContactLookup, result: DnsResult, type: 'TXT' | 'CAA'): D
   return found;
 }
 
-/** Runs one lookup; a failure is logged, counted and becomes `undefined`. */
-async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'CAA', name: string, run: () => Promise<T>): Promise<T | undefined> {
+/** Runs one lookup; a failure is logged, counted, added to `errors` and becomes `undefined`. */
+export async function attempt<T extends DnsResult>(
+  ctx: ContactLookup,
+  errors: ContactLookupError[],
+  type: 'TXT' | 'CAA',
+  name: string,
+  run: () => Promise<T>,
+): Promise<T | undefined> {
   try {
     // A valid domain of 229+ characters makes `_validation-contactemail.<ADN>`
     // longer than a query name can be (255 bytes on the wire): a failed
@@ -71,6 +53,7 @@ async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'C
   } catch (err) {
     ctx.stats.add(type, 'name-too-long');
     ctx.log.warn({ dns: { type, name, kind: 'name-too-long' }, err: String(err) }, 'DNS lookup not possible; its contact source is dropped');
+    errors.push({ type, name, kind: 'name-too-long' });
     return undefined;
   }
   try {
@@ -81,76 +64,20 @@ async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'C
     if (!(err instanceof DnsError)) throw err;
     // A SERVFAIL with a DNSSEC Extended DNS Error: the resolver found the answer bogus (forged or broken signatures).
     const bogus = isBogus(err);
-    ctx.stats.add(type, bogus ? 'dnssec-bogus' : err.kind);
+    const kind = bogus ? 'dnssec-bogus' : err.kind;
+    ctx.stats.add(type, kind);
     ctx.log.warn(
-      { dns: { type, name, kind: bogus ? 'dnssec-bogus' : err.kind, rcode: err.rcode, resolver: err.resolver, extendedErrors: err.extendedErrors } },
+      { dns: { type, name, kind, rcode: err.rcode, resolver: err.resolver, extendedErrors: err.extendedErrors } },
       bogus ? 'DNSSEC validation failed (bogus answer); its contact source is dropped' : 'DNS lookup failed; its contact source is dropped',
     );
+    errors.push({ type, name, kind });
     return undefined;
   }
 }
 
 /** Logs and counts the names a per-request cap leaves out. */
-function notQueried(ctx: ContactLookup, type: 'TXT' | 'CAA', names: readonly string[]): void {
+export function notQueried(ctx: ContactLookup, type: 'TXT' | 'CAA', names: readonly string[]): void {
   if (names.length === 0) return;
   for (let i = 0; i < names.length; i++) ctx.stats.add(type, 'not-queried');
   ctx.log.info({ dns: { type, notQueried: names.length, first: names[0] } }, 'DNS lookups beyond the per-request cap are not queried');
-}
-
-/** TXT provider: one lookup per ADN; each record's strings concatenated must be exactly one address. */
-async function txtContacts(ctx: ContactLookup, adns: readonly Adn[]): Promise<OfferedAddress[]> {
-  notQueried(ctx, 'TXT', adns.slice(MAX_TXT_ADNS).map((adn) => TXT_PREFIX + adn.name));
-  const perAdn = await Promise.all(
-    adns.slice(0, MAX_TXT_ADNS).map(async (adn) => {
-      const result = await attempt(ctx, 'TXT', TXT_PREFIX + adn.name, () => ctx.dns.txt(TXT_PREFIX + adn.name));
-      if (!result) return [];
-      const found: OfferedAddress[] = [];
-      for (const strings of result.records) {
-        const value = strings.join('');
-        if (isContactAddress(value)) found.push({ address: value, level: adn.level, source: 'dns-txt', dns: evidence(ctx, result, 'TXT') });
-      }
-      return found;
-    }),
-  );
-  return perAdn.flat();
-}
-
-/** The names RFC 8659 §3 climbs: the FQDN, then each parent up to (and including) the TLD. */
-export function caaClimb(fqdn: string): string[] {
-  const labels = fqdn.split('.');
-  return labels.map((_, i) => labels.slice(i).join('.'));
-}
-
-/**
- * CAA provider: the relevant RRset is the first non-empty one climbing from
- * the FQDN. Its `contactemail` values count for every ADN at or below where it
- * was found and are listed at that ADN's level — or the base domain's, when
- * the RRset sits above the base domain. The climb's lookups run concurrently;
- * if one below the relevant RRset failed, the relevant RRset is unknown and the
- * source is dropped.
- */
-async function caaContacts(ctx: ContactLookup, fqdn: string, adns: readonly Adn[]): Promise<OfferedAddress[]> {
-  const climb = caaClimb(fqdn);
-  notQueried(ctx, 'CAA', climb.slice(MAX_CAA_CLIMB));
-  const names = climb.slice(0, MAX_CAA_CLIMB);
-  const results = await Promise.all(names.map((name) => attempt(ctx, 'CAA', name, () => ctx.dns.caa(name))));
-  for (let i = 0; i < names.length; i++) {
-    const result = results[i];
-    if (result === undefined) return [];
-    if (result.records.length === 0) continue;
-    const at = adns.find((a) => a.name === names[i]) ?? adns[0]!;
-    const found: OfferedAddress[] = [];
-    for (const record of result.records) {
-      if (record.tag.toLowerCase() !== 'contactemail') continue;
-      if (isContactAddress(record.value)) found.push({ address: record.value, level: at.level, source: 'dns-caa', dns: evidence(ctx, result, 'CAA') });
-    }
-    return found;
-  }
-  return [];
-}
-
-/** Every DNS contact of a checked name: TXT and CAA concurrently, in that order. */
-export async function findDnsContacts(ctx: ContactLookup, fqdn: string, adns: readonly Adn[]): Promise<OfferedAddress[]> {
-  const [txt, caa] = await Promise.all([txtContacts(ctx, adns), caaContacts(ctx, fqdn, adns)]);
-  return [...txt, ...caa];
 }

@@ -1,5 +1,3 @@
-/** Domain-name rules and constructed contact addresses (CONTRACT §2). */
+/** Domain-name rules (CONTRACT §2): normalization, the base domain, the ADNs and their levels. */
 export { checkDomainName, MAX_INPUT_LENGTH } from './check.ts';
-export { constructedAddresses, CONSTRUCTED_LOCAL_PARTS } from './addresses.ts';
-export type { ConstructedAddress } from './addresses.ts';
 export type { Adn, DomainCheck, DomainErrorCode, DomainRejectReason } from './types.ts';

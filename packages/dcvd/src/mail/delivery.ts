@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { DcvEmailConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
-import { addressProblem } from './message.ts';
+import { addressProblem } from '../contacts/address.ts';
 import { smtpTimeoutsFor } from './outbox.ts';
 import { createFileTransport, createSmtpTransport, type MailTransport } from './transport.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';

@@ -13,9 +13,8 @@
 import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
+import type { ContactMethod } from '../contacts/provider.ts';
 import { allowedNonCorroborations, rirOfPerspective, type PerspectiveResult } from './quorum.ts';
-
-export type ContactMethod = 'contact-email-txt' | 'contact-email-caa';
 
 export interface MpicCheck {
   /** TXT: the ADN; CAA: the FQDN the climb starts from. Never with `*.`. */

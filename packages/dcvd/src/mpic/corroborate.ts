@@ -14,8 +14,10 @@ import { readFileSync } from 'node:fs';
 import type { Kysely } from 'kysely';
 import type { FastifyBaseLogger } from 'fastify';
 import type { Database } from '../store/schema.ts';
-import { queueDcvEmail, reusableValue, type DcvEmailSettings, type DcvRecipient, type QueueRequest, type QueueResult } from '../orders/dcv-email.ts';
-import { MpicClient, MpicError, type ContactMethod, type MpicService } from './client.ts';
+import { queueDcvEmail, reusableValue, type DcvEmailSettings, type QueueRequest, type QueueResult } from '../orders/dcv-email.ts';
+import type { DcvRecipient } from '../registry/offer-window.ts';
+import { providerOf, type ContactMethod } from '../contacts/index.ts';
+import { MpicClient, MpicError, type MpicService } from './client.ts';
 import { decideQuorum, MIN_REMOTE_PERSPECTIVES, type PerspectiveResult } from './quorum.ts';
 
 export type MpicMode = 'required' | 'off';
@@ -116,12 +118,6 @@ export type GateDecision =
   | { allowed: true; via: 'constructed' | 'unchanged-resend' | 'off' | 'corroborated'; evidenceId: number | null }
   | { allowed: false; outcome: GateOutcome; evidenceId: number | null };
 
-function methodOf(source: string): ContactMethod | undefined {
-  if (source === 'dns-txt') return 'contact-email-txt';
-  if (source === 'dns-caa') return 'contact-email-caa';
-  return undefined;
-}
-
 interface EvidenceRow {
   requestId: string;
   sel: SelectedContact;
@@ -182,8 +178,10 @@ async function corroboratedValue(db: Kysely<Database>, valueId: number): Promise
  * if the queue answers 'needs-corroboration').
  */
 export async function corroborateSelectedContact(gate: ContactGate, sel: SelectedContact, opts: { allowReuse?: boolean } = {}): Promise<GateDecision> {
-  const method = methodOf(sel.recipient.source);
-  if (method === undefined) return { allowed: true, via: 'constructed', evidenceId: null };
+  // How the address's contact provider (src/contacts/) has it corroborated; a constructed address needs nothing.
+  const corroboration = providerOf(sel.recipient.source)?.corroboration;
+  if (corroboration === undefined) return { allowed: true, via: 'constructed', evidenceId: null };
+  const method = corroboration.method;
   const count = (outcome: GateOutcome) => gate.onOutcome?.(outcome);
   const log = sel.log;
   const to = sel.recipient.address;
@@ -199,7 +197,7 @@ export async function corroborateSelectedContact(gate: ContactGate, sel: Selecte
   }
 
   const fqdn = sel.domain.startsWith('*.') ? sel.domain.slice(2) : sel.domain;
-  const target = method === 'contact-email-txt' ? sel.recipient.adn : fqdn;
+  const target = corroboration.target(fqdn, sel.recipient.adn);
   const requestId = randomUUID();
   const startedAt = sel.now;
   const t0 = performance.now();

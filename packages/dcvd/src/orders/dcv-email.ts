@@ -8,44 +8,10 @@ import type { Insertable, Kysely } from 'kysely';
 import type { RandomSource } from '../deps.ts';
 import type { Database, OutboxTable, RandomValueTable } from '../store/schema.ts';
 import { columns, prepared } from '../store/prepared.ts';
-import { addressProblem } from '../mail/message.ts';
-import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { validationDomain, type OrderDomainRow, type OrderRow } from './orders.ts';
+import type { DcvRecipient } from '../registry/offer-window.ts';
+import type { OrderDomainRow, OrderRow } from './orders.ts';
 import { hashCode, newValidationCode, revokeValuesOfDomain, sealCode, type ValueKeys } from './random-values.ts';
 import { retryTransaction } from '../store/database.ts';
-
-/** Where a DCV email goes, and how the address was found (evidence, CONTRACT §6). */
-export interface DcvRecipient {
-  address: string;
-  adn: string;
-  source: string;
-  dnsDetail: string | null;
-}
-
-/**
- * The 24-hour rule (CONTRACT §4): the address must have been returned to this
- * account for the order's domain within the last 24 hours. Undefined otherwise.
- */
-export async function offeredRecipient(
-  registry: OfferedAddressRegistry,
-  order: Pick<OrderRow, 'account_id' | 'domain'>,
-  address: string,
-  now: number,
-): Promise<DcvRecipient | undefined> {
-  // Never offered anyway, and never allowed near a header (CONTRACT §5, header injection).
-  if (addressProblem(address) !== undefined) return undefined;
-  const domain = validationDomain(order);
-  const offer = await registry.find(order.account_id, domain, address, now);
-  if (!offer) return undefined;
-  const labels = domain.split('.');
-  if (offer.level < 1 || offer.level > labels.length) return undefined;
-  return {
-    address: offer.address,
-    adn: labels.slice(labels.length - offer.level).join('.'),
-    source: offer.source,
-    dnsDetail: offer.dns ? JSON.stringify(offer.dns) : null,
-  };
-}
 
 /** The order's current address, as recorded when it was set. */
 export function currentRecipient(order: Pick<OrderRow, 'dcv_email_address' | 'dcv_adn' | 'dcv_address_source' | 'dcv_dns_detail'>): DcvRecipient | undefined {

@@ -1,17 +1,18 @@
 /**
  * The 24-hour registry of CONTRACT §4: every address GetDCVEmailAddressList
  * returns is recorded with the account, the normalized domain and the time;
- * a dcvEmailAddress is accepted only if the same account was offered it for
- * that domain in the 24 hours before. One row per (account, domain, address),
- * refreshed on each offer, so the table grows with distinct offers, not calls,
- * and every check is one unique-index lookup.
+ * the rule that reads it (a dcvEmailAddress must have been offered to the
+ * same account for that domain in the 24 hours before) is offer-window.ts.
+ * One row per (account, domain, address), refreshed on each offer, so the
+ * table grows with distinct offers, not calls, and every check is one
+ * unique-index lookup.
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import { prepared } from '../store/prepared.ts';
-import type { DnssecEvidence } from '../dns/dnssec.ts';
-
-export const REGISTRY_TTL_MS = 24 * 60 * 60 * 1000;
+import { normalizeAddress } from '../contacts/address.ts';
+import type { ContactSource, DnsEvidence, OfferedAddress } from '../contacts/provider.ts';
+import { windowStart, type OfferLookup, type OfferRecord } from './offer-window.ts';
 
 /** The 24-hour check of every ResendDCVEmail that names an address: precompiled. */
 const offerOf = prepared((db, p: { accountId: number; domain: string; address: string; since: number }) =>
@@ -24,40 +25,7 @@ const offerOf = prepared((db, p: { accountId: number; domain: string; address: s
     .where('offered_at', '>', p.since),
 );
 
-export type ContactSource = 'constructed' | 'dns-txt' | 'dns-caa';
-
-/** The DNS answer a contact address came from, kept as evidence. */
-export interface DnsEvidence {
-  name: string;
-  type: 'TXT' | 'CAA';
-  rcode: string;
-  authenticatedData: boolean;
-  extendedErrors: { infoCode: number; extraText: string }[];
-  resolver: string;
-  /** The DNSSEC policy's view of the answer: mode, secure/insecure, the resolver's probe state (CONTRACT §3). */
-  dnssec?: DnssecEvidence;
-}
-
-/** One offered contact. Later checks of DNS-found contacts (e.g. multi-perspective corroboration) add optional fields. */
-export interface OfferedAddress {
-  address: string;
-  level: number;
-  source: ContactSource;
-  dns?: DnsEvidence;
-}
-
-export interface OfferRecord extends OfferedAddress {
-  domain: string;
-  offeredAt: number;
-}
-
-/** Addresses compare with the domain part case-insensitive and the local part as written (RFC 5321 §2.4). */
-export function normalizeAddress(address: string): string {
-  const at = address.lastIndexOf('@');
-  return at < 0 ? address : address.slice(0, at) + address.slice(at).toLowerCase();
-}
-
-export class OfferedAddressRegistry {
+export class OfferedAddressRegistry implements OfferLookup {
   constructor(private readonly db: Kysely<Database>) {}
 
   /** Records (or refreshes) every address of one answer. */
@@ -91,7 +59,7 @@ export class OfferedAddressRegistry {
 
   /** The offer of `address` to this account for `domain` within the last 24 hours, if any. */
   async find(accountId: number, domain: string, address: string, now: number): Promise<OfferRecord | undefined> {
-    const row = await offerOf.first(this.db, { accountId, domain, address: normalizeAddress(address), since: now - REGISTRY_TTL_MS });
+    const row = await offerOf.first(this.db, { accountId, domain, address: normalizeAddress(address), since: windowStart(now) });
     if (!row) return undefined;
     const record: OfferRecord = {
       domain: row.domain,
@@ -111,7 +79,7 @@ export class OfferedAddressRegistry {
       const result = await this.db
         .deleteFrom('offered_addresses')
         .where('id', 'in', (eb) =>
-          eb.selectFrom('offered_addresses').select('id').where('offered_at', '<=', now - REGISTRY_TTL_MS).limit(batchSize),
+          eb.selectFrom('offered_addresses').select('id').where('offered_at', '<=', windowStart(now)).limit(batchSize),
         )
         .executeTakeFirst();
       const n = Number(result.numDeletedRows);
