@@ -29,14 +29,15 @@ import { allowedDays, type ProductRepository } from '../orders/products.ts';
 import { checkCsr } from '../orders/csr.ts';
 import { offeredRecipient, queueDcvEmailIn, type DcvRecipient } from '../orders/dcv-email.ts';
 import { revokeValuesOfDomain } from '../orders/random-values.ts';
-import type {
-  AutoApplyOrderParams,
-  AutoUpdateDcvParams,
-  CallContext,
-  GetMdcDomainDetailsParams,
-  Outcome,
-  PlacedOrderResult,
-  UpdatedDcvResult,
+import {
+  fail,
+  type AutoApplyOrderParams,
+  type AutoUpdateDcvParams,
+  type CallContext,
+  type GetMdcDomainDetailsParams,
+  type Outcome,
+  type PlacedOrderResult,
+  type UpdatedDcvResult,
 } from './types.ts';
 
 /** ResendDCVEmail's services (store, clock, registry, policy, MPIC gate, outbox wake-up) and the product catalogue. */
@@ -52,8 +53,6 @@ const METHOD_OF: Readonly<Record<DcvMethodName, DcvMethod>> = {
 };
 const NAME_OF: Readonly<Record<string, DcvMethodName>> = { email: 'EMAIL', http: 'HTTP_CSR_HASH', https: 'HTTPS_CSR_HASH', cname: 'CNAME_CSR_HASH' };
 const STATUS_OF: Readonly<Record<string, MdcDcvStatus>> = { awaiting: 'Awaiting', validated: 'Validated', declined: 'Declined', cancelled: 'Cancelled' };
-
-const fail = <T>(code: number, item?: string): Outcome<T> => ({ ok: false, error: item === undefined ? { code } : { code, item } });
 
 /** Thrown inside a transaction to undo it: an email that could not be queued. */
 class NotQueued extends Error {}
