@@ -18,9 +18,10 @@ import {
   parseInteger,
   parseRequestParams,
   requestedFormat,
+  type EndpointSpec,
 } from '../src/index.ts';
 
-const parse = (spec: typeof GET, body: string) => parseRequestParams(spec, formEntries(body));
+const parse = (spec: EndpointSpec, body: string) => parseRequestParams(spec, formEntries(body));
 const base = 'loginName=u&loginPassword=p';
 
 test('messages are the seeds\u2019 texts, with xxxx replaced', () => {

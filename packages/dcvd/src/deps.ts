@@ -13,6 +13,11 @@ export interface RandomSource {
 export const systemClock: Clock = { now: () => Date.now() };
 export const cryptoRandom: RandomSource = { bytes: (n) => randomBytes(n) };
 
+/** A number in [0, 1), uniform, from 32 random bits of the source. */
+export function randomFraction(random: RandomSource): number {
+  return random.bytes(4).readUInt32BE(0) / 2 ** 32;
+}
+
 /** A clock tests can move. */
 export class ManualClock implements Clock {
   constructor(private t: number = Date.UTC(2026, 0, 1)) {}

@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './store/schema.ts';
+import type { Clock } from './deps.ts';
 
 export interface Metrics {
   registry: Registry;
@@ -29,13 +30,15 @@ export interface Metrics {
 }
 
 export interface MetricSources {
+  /** The clock the queue's rows are dated by (the sandbox's in the sandbox), for their age. */
+  clock: Clock;
   /** Whole days until the email DCV cut-off (0 once it passed). */
   emailDcvDaysLeft?: () => number;
   /** The DNSSEC policy's mode and each resolver's probe state. */
   dnssec?: () => { mode: string; resolvers: ReadonlyMap<string, { state: string }> };
 }
 
-export function createMetrics(db: Kysely<Database>, sources: MetricSources = {}): Metrics {
+export function createMetrics(db: Kysely<Database>, sources: MetricSources): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dcvd_' });
   const dnssec = sources.dnssec;
@@ -154,7 +157,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources = {})
         .where('state', 'in', ['pending', 'sending'])
         .executeTakeFirst();
       const oldest = row?.oldest == null ? undefined : Number(row.oldest);
-      pendingAge.set(oldest === undefined ? 0 : Math.max(0, (Date.now() - oldest) / 1000));
+      pendingAge.set(oldest === undefined ? 0 : Math.max(0, (sources.clock.now() - oldest) / 1000));
     },
   });
 

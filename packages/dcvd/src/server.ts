@@ -119,6 +119,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
     if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
 
     const metrics = createMetrics(store.db, {
+      clock,
       emailDcvDaysLeft: () => daysUntilCutoff(config.emailDcv, clock.now()),
       dnssec: () => ({ mode: dnssec.mode, resolvers: dnssec.probeStates() }),
     });
@@ -215,7 +216,7 @@ export async function startServer(config: ServeConfig, deps: ServerDeps = {}): P
       },
       afterDecided: () => webhooks?.wake(),
     });
-    const confirm = { confirmation, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
+    const confirm = { confirmation, clock, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
     let linkBase: string | undefined;
     sandbox?.attach({ db: store.db, logger, confirmation, publicUrl: () => linkBase ?? 'https://localhost' });
     const acceptFailed = (err: Error): void => {

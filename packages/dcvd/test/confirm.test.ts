@@ -209,6 +209,19 @@ test('CSRF: no token, a token of another code, a cross-site fetch or a foreign O
   assert.equal(ok.status, 200);
 });
 
+test('a form is good for two hours of the server\u2019s clock (the injected one): then refused, and a fresh page works', async () => {
+  const m = await mailed('form-age.example.com', 'admin@example.com');
+  const stale = csrfOf((await get(m.path)).body);
+  clock.advance(2 * 3600_000 + 1000);
+  const refused = await submit({ code: m.code, csrf: stale, decision: 'approve' });
+  assert.equal(refused.status, 403);
+  assert.match(refused.body, /This form has expired or was not sent from this site\. Open the link in the email again\./);
+  assert.equal((await orderStatus(m.orderNumber)).dcv_status, 'awaiting');
+  const fresh = csrfOf((await get(m.path)).body);
+  assert.equal((await submit({ code: m.code, csrf: fresh, decision: 'approve' })).status, 200);
+  assert.equal((await orderStatus(m.orderNumber)).dcv_status, 'validated');
+});
+
 test('expired, superseded and cancelled codes each get their page', async () => {
   const old = await mailed('states.example.com', 'admin@example.com');
   clock.advance(61_000);
@@ -216,9 +229,11 @@ test('expired, superseded and cancelled codes each get their page', async () => 
   const superseded = await get(old.path);
   assert.equal(superseded.status, 410);
   assert.match(superseded.body, /This code was replaced/);
+  // A form shown half an hour before the code expires (7 days), sent an hour later: the form is
+  // still good (2 hours), the code is not.
+  clock.advance(7 * DAY - 30 * 60_000);
   const csrf = csrfOf((await get(new URL(fresh.link).pathname)).body);
-
-  clock.advance(8 * DAY);
+  clock.advance(3600_000);
   const expired = await get(new URL(fresh.link).pathname);
   assert.equal(expired.status, 410);
   assert.match(expired.body, /This code has expired/);

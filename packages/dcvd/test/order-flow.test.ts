@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
 import type { webcrypto } from 'node:crypto';
-import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encodeUrlencoded } from '@dcvd/client';
+import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encodeUrlencoded, type ErrorCodeValue } from '@dcvd/client';
 import { nodeFetch } from '../src/cli/node-fetch.ts';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
@@ -215,7 +215,7 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
   await getList(server, 'alice', 'shop.example.com');
   const good = await makeCsr('shop.example.com');
   const base = { product: 24, days: 365, csr: good, dcvEmailAddress: 'admin@example.com' };
-  const err = (code: number, item?: string) => encodeUrlencoded('AutoApplyOrder', item === undefined ? { code } : { code, item });
+  const err = (code: ErrorCodeValue, item?: string) => encodeUrlencoded('AutoApplyOrder', item === undefined ? { code } : { code, item });
   const count = await orderCount();
 
   const rsa1024 = (await crypto.subtle.generateKey(
@@ -268,11 +268,11 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
   await nextMails(1);
 
   // AutoUpdateDCV and GetMDCDomainDetails: their -3/-4.
-  const u = (code: number, item?: string) => encodeUrlencoded('AutoUpdateDCV', item === undefined ? { code } : { code, item });
+  const u = (code: ErrorCodeValue, item?: string) => encodeUrlencoded('AutoUpdateDCV', item === undefined ? { code } : { code, item });
   assert.equal((await call('AutoUpdateDCV', 'alice', { newMethod: 'EMAIL' })).body, u(-3, 'orderNumber'));
   assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: 1, newMethod: 'FTP' })).body, u(-4, 'newMethod'));
   assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: 12345 })).body, u(-4, 'orderNumber'));
-  const g = (code: number, item?: string) => encodeUrlencoded('GetMDCDomainDetails', item === undefined ? { code } : { code, item });
+  const g = (code: ErrorCodeValue, item?: string) => encodeUrlencoded('GetMDCDomainDetails', item === undefined ? { code } : { code, item });
   assert.equal((await call('GetMDCDomainDetails', 'alice', {})).body, g(-3, 'orderNumber'));
   assert.equal((await call('GetMDCDomainDetails', 'alice', { orderNumber: 1, showStatusDetails: 'X' })).body, g(-4, 'showStatusDetails'));
   const json = await call('GetMDCDomainDetails', 'alice', { orderNumber: 12345, responseFormat: 2 });

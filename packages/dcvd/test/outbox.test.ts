@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { simpleParser } from 'mailparser';
 import { defaultDcvEmailConfig, type DcvEmailConfig } from '../src/config.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { retryDelay } from '../src/mail/queue.ts';
 import { openStore, type Store } from '../src/store/database.ts';
 import { systemClock } from '../src/deps.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
@@ -121,6 +122,19 @@ describe('over SMTP', () => {
     assert.match(row!.last_error!, /ECONNECTION|ECONNREFUSED/);
     await sink.start();
   });
+});
+
+test('retry delays: exponential from retryBaseMs, capped at retryMaxMs, \u00b120 % jitter from the injected random source', () => {
+  const policy = { ...DEFAULT_OUTBOX_POLICY, retryBaseMs: 1000, retryMaxMs: 60_000 };
+  const low = { bytes: (n: number) => Buffer.alloc(n, 0x00) };
+  const high = { bytes: (n: number) => Buffer.alloc(n, 0xff) };
+  const mid = { bytes: (n: number) => Buffer.from([0x80, ...Buffer.alloc(n - 1)]) };
+  assert.deepEqual([1, 2, 3, 10].map((a) => retryDelay(policy, a, low)), [800, 1600, 3200, 48_000]);
+  assert.deepEqual([1, 2, 3, 10].map((a) => retryDelay(policy, a, high)), [1200, 2400, 4800, 72_000]);
+  assert.deepEqual([1, 2, 3, 10].map((a) => retryDelay(policy, a, mid)), [1000, 2000, 4000, 60_000]);
+  // The default source: within the band.
+  const d = retryDelay(policy, 3);
+  assert.ok(d >= 3200 && d <= 4800, String(d));
 });
 
 test('without --smtp-url each email is an .eml file under the data dir\u2019s outbox/, and logged without its code', async () => {

@@ -32,6 +32,13 @@ export const ErrorCode = {
 
 export type ErrorCodeValue = (typeof ErrorCode)[keyof typeof ErrorCode];
 
+const CODES: ReadonlySet<number> = new Set(Object.values(ErrorCode));
+
+/** Whether a number is one of {@link ErrorCode}'s values. */
+export function isErrorCode(value: number): value is ErrorCodeValue {
+  return CODES.has(value);
+}
+
 const COMMON: Readonly<Record<number, string>> = {
   [-1]: 'Request was not made over https!',
   [-3]: "The 'xxxx' argument is missing!",
@@ -86,7 +93,8 @@ export const CODES_WITH_ITEM: ReadonlySet<number> = new Set([-2, -3, -4]);
 
 /** An API-level outcome other than success: the code and, where it has one, the item. */
 export interface ApiError {
-  code: number;
+  /** One of {@link ErrorCode}'s values: a number outside the table does not compile. */
+  code: ErrorCodeValue;
   /** Parameter name: canonical for -3/-4, as sent for -2; the endpoint name for -90. */
   item?: string;
 }

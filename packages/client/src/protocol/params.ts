@@ -3,7 +3,7 @@
  * steps 3 to 6 (unknown name, repeated name, missing, type/length/enum).
  * Names match case-insensitively; values are case-sensitive.
  */
-import type { ApiError, Endpoint } from './errors.ts';
+import { ErrorCode, type ApiError, type Endpoint } from './errors.ts';
 
 export interface ParamSpec {
   /** Canonical name, as the seed's table spells it. */
@@ -32,7 +32,7 @@ export interface EndpointSpec {
   readonly oneOf?: readonly string[];
 }
 
-export const GET_DCV_EMAIL_ADDRESS_LIST: EndpointSpec = {
+export const GET_DCV_EMAIL_ADDRESS_LIST = {
   endpoint: 'GetDCVEmailAddressList',
   path: '/products/!GetDCVEmailAddressList',
   params: [
@@ -45,9 +45,9 @@ export const GET_DCV_EMAIL_ADDRESS_LIST: EndpointSpec = {
     { name: 'product', type: 'integer', requirement: 'optional' },
     { name: 'responseFormat', type: 'integer', requirement: 'optional', allowed: [1, 2] },
   ],
-};
+} as const satisfies EndpointSpec;
 
-export const RESEND_DCV_EMAIL: EndpointSpec = {
+export const RESEND_DCV_EMAIL = {
   endpoint: 'ResendDCVEmail',
   path: '/products/!ResendDCVEmail',
   params: [
@@ -59,7 +59,7 @@ export const RESEND_DCV_EMAIL: EndpointSpec = {
     { name: 'dcvTemplateID', type: 'integer', requirement: 'optional' },
   ],
   oneOf: ['orderNumber', 'baseOrderNumber'],
-};
+} as const satisfies EndpointSpec;
 
 // ---------------------------------------------------------------- the rest of the email-DCV flow (CONTRACT §12)
 
@@ -76,7 +76,7 @@ const LIST_LENGTH = 32_768;
  * that dcvd accepts and ignores (`ignored`). `serverSoftware` is a code of the
  * real host's list, where -1 ("other") is a valid value, hence a pattern.
  */
-function autoApplyParams(): readonly ParamSpec[] {
+function autoApplyParams() {
   return [
     { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
     { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
@@ -99,23 +99,23 @@ function autoApplyParams(): readonly ParamSpec[] {
     { name: 'prioritiseCSRValues', type: 'string', requirement: 'optional', maxLength: 1, ignored: true },
     { name: 'caCertificateID', type: 'string', requirement: 'optional', maxLength: 16, ignored: true },
     { name: 'contactEmailAddress', type: 'string', requirement: 'optional', maxLength: 255, ignored: true },
-  ];
+  ] as const satisfies readonly ParamSpec[];
 }
 
-export const AUTO_APPLY_ORDER: EndpointSpec = {
+export const AUTO_APPLY_ORDER = {
   endpoint: 'AutoApplyOrder',
   path: '/products/!AutoApplyOrder',
   params: autoApplyParams(),
-};
+} as const satisfies EndpointSpec;
 
 /** The older name of AutoApplyOrder, same parameters (reference: AutoApplyOrder v2.9). */
-export const AUTO_APPLY_SSL: EndpointSpec = {
+export const AUTO_APPLY_SSL = {
   endpoint: 'AutoApplySSL',
   path: '/products/!AutoApplySSL',
   params: autoApplyParams(),
-};
+} as const satisfies EndpointSpec;
 
-export const AUTO_UPDATE_DCV: EndpointSpec = {
+export const AUTO_UPDATE_DCV = {
   endpoint: 'AutoUpdateDCV',
   path: '/products/!AutoUpdateDCV',
   params: [
@@ -132,9 +132,9 @@ export const AUTO_UPDATE_DCV: EndpointSpec = {
     { name: 'newDCVEmailAddresses', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
   ],
   oneOf: ['orderNumber', 'baseOrderNumber'],
-};
+} as const satisfies EndpointSpec;
 
-export const GET_MDC_DOMAIN_DETAILS: EndpointSpec = {
+export const GET_MDC_DOMAIN_DETAILS = {
   endpoint: 'GetMDCDomainDetails',
   path: '/products/!GetMDCDomainDetails',
   params: [
@@ -144,7 +144,7 @@ export const GET_MDC_DOMAIN_DETAILS: EndpointSpec = {
     { name: 'showStatusDetails', type: 'string', requirement: 'optional', allowedValues: YES_NO },
     { name: 'responseFormat', type: 'integer', requirement: 'optional', allowed: [1, 2] },
   ],
-};
+} as const satisfies EndpointSpec;
 
 /**
  * A list parameter's items (`domainNames`, `dcvEmailAddresses`, `newMethods`, …):
@@ -169,7 +169,27 @@ export type ParamValue = string | number;
 
 export type ParsedParams = Readonly<Record<string, ParamValue>>;
 
-export type ParseResult = { ok: true; params: ParsedParams } | { ok: false; error: ApiError };
+/** The value a parameter's row admits: a number for integers, one of `allowedValues` or any string for strings. */
+type ValueOf<P extends ParamSpec> = P['type'] extends 'integer'
+  ? number
+  : P['type'] extends 'string'
+    ? P extends { readonly allowedValues: readonly (infer V extends string)[] }
+      ? V
+      : string
+    : ParamValue;
+
+/**
+ * The checked parameters of an endpoint, typed from its table: `required` rows
+ * present, the others optional (a `oneOf` pair is checked, not typed). For a
+ * spec of the plain `EndpointSpec` type this is {@link ParsedParams}' shape.
+ */
+export type ParamsOf<S extends EndpointSpec> = {
+  readonly [P in S['params'][number] as P extends { readonly requirement: 'required' } ? P['name'] : never]: ValueOf<P>;
+} & {
+  readonly [P in S['params'][number] as P extends { readonly requirement: 'required' } ? never : P['name']]?: ValueOf<P>;
+};
+
+export type ParseResult<P = ParsedParams> = { ok: true; params: P } | { ok: false; error: ApiError };
 
 /** A server's own value rules on top of the table: allowed integer values per canonical name. */
 export interface ParseOptions {
@@ -207,23 +227,23 @@ export function findParam(spec: EndpointSpec, name: string): ParamSpec | undefin
  * Runs the checks of CONTRACT §1 steps 3 to 6 over the request's parameters
  * (name/value pairs in the order they arrived).
  */
-export function parseRequestParams(
-  spec: EndpointSpec,
+export function parseRequestParams<S extends EndpointSpec>(
+  spec: S,
   entries: Iterable<readonly [string, string]>,
   options: ParseOptions = {},
-): ParseResult {
+): ParseResult<ParamsOf<S>> {
   const seen = new Map<string, string[]>();
   // Step 3: the first unknown name, as sent.
   for (const [name, value] of entries) {
     const param = findParam(spec, name);
-    if (!param) return { ok: false, error: { code: -2, item: name } };
+    if (!param) return { ok: false, error: { code: ErrorCode.UnrecognisedArgument, item: name } };
     const values = seen.get(param.name);
     if (values) values.push(value);
     else seen.set(param.name, [value]);
   }
   // Step 4: a repeated parameter, in the seed's table order.
   for (const param of spec.params) {
-    if ((seen.get(param.name)?.length ?? 0) > 1) return { ok: false, error: { code: -4, item: param.name } };
+    if ((seen.get(param.name)?.length ?? 0) > 1) return { ok: false, error: { code: ErrorCode.InvalidArgument, item: param.name } };
   }
   // An empty value counts as absent.
   const present = new Map<string, string>();
@@ -231,10 +251,10 @@ export function parseRequestParams(
   // Step 5: required parameters in table order; the conditional pair reports its first name.
   for (const param of spec.params) {
     if (param.requirement === 'required' && !present.has(param.name)) {
-      return { ok: false, error: { code: -3, item: param.name } };
+      return { ok: false, error: { code: ErrorCode.MissingArgument, item: param.name } };
     }
     if (param.requirement === 'conditional' && spec.oneOf?.[0] === param.name) {
-      if (!spec.oneOf.some((n) => present.has(n))) return { ok: false, error: { code: -3, item: param.name } };
+      if (!spec.oneOf.some((n) => present.has(n))) return { ok: false, error: { code: ErrorCode.MissingArgument, item: param.name } };
     }
   }
   // Step 6: type, length and enum rules, in table order.
@@ -246,20 +266,21 @@ export function parseRequestParams(
       const n = parseInteger(raw);
       const allowed = options.allowed?.[param.name] ?? param.allowed;
       if (n === undefined || (allowed && !allowed.includes(n))) {
-        return { ok: false, error: { code: -4, item: param.name } };
+        return { ok: false, error: { code: ErrorCode.InvalidArgument, item: param.name } };
       }
       params[param.name] = n;
     } else {
       if (param.maxLength !== undefined && codePointLength(raw) > param.maxLength) {
-        return { ok: false, error: { code: -4, item: param.name } };
+        return { ok: false, error: { code: ErrorCode.InvalidArgument, item: param.name } };
       }
       if ((param.allowedValues && !param.allowedValues.includes(raw)) || (param.pattern && !param.pattern.test(raw))) {
-        return { ok: false, error: { code: -4, item: param.name } };
+        return { ok: false, error: { code: ErrorCode.InvalidArgument, item: param.name } };
       }
       params[param.name] = raw;
     }
   }
-  return { ok: true, params };
+  // The checks above are the table's rules, which ParamsOf<S> states as types.
+  return { ok: true, params: params as ParamsOf<S> };
 }
 
 /**

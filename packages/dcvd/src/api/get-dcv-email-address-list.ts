@@ -4,7 +4,7 @@
  * DNS contacts with responseFormat 2), and the 24-hour registry of
  * everything returned.
  */
-import type { DcvEmailAddressList } from '@dcvd/client';
+import { ErrorCode, type DcvEmailAddressList } from '@dcvd/client';
 import type { Clock } from '../deps.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { CONTACT_PROVIDERS, offerContacts, type ContactLookup, type ContactProvider } from '../contacts/index.ts';
@@ -12,7 +12,7 @@ import type { DnsLookupStats } from '../contacts/dns.ts';
 import type { DnsClient } from '../dns/client.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
-import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
+import { fail, type CallContext, type GetDcvEmailAddressListParams, type Outcome } from './types.ts';
 
 export interface GetListDeps {
   clock: Clock;
@@ -32,18 +32,18 @@ export async function getDcvEmailAddressList(
   params: GetDcvEmailAddressListParams,
 ): Promise<Outcome<DcvEmailAddressList>> {
   // Step 8.
-  if (!ctx.account.perm_auto_apply) return { ok: false, error: { code: -91 } };
+  if (!ctx.account.perm_auto_apply) return fail(ErrorCode.AutoApplyPermissionDenied);
   // Step 9: -4 / -19 / -37.
   const check = checkDomainName(params.domainName);
   if (!check.ok) {
     ctx.log.info({ domainRule: check.reason }, 'domain refused');
-    return { ok: false, error: check.code === -4 ? { code: -4, item: 'domainName' } : { code: check.code } };
+    return check.code === ErrorCode.InvalidArgument ? fail(check.code, 'domainName') : fail(check.code);
   }
   // Step 10: the operator's policy.
   const refusal = emailDcvRefusal(deps.policy, check.domain, deps.clock.now());
   if (refusal) {
     ctx.log.info({ policy: refusal }, 'email DCV refused by policy');
-    return { ok: false, error: { code: -160 } };
+    return fail(ErrorCode.RequestUnsuccessful);
   }
 
   // responseFormat 1 returns the constructed addresses only and looks nothing up (CONTRACT §1, reading of the seed).

@@ -9,7 +9,7 @@
  * `offeredRecipient` (registry/offer-window.ts), the one function ResendDCVEmail
  * uses too; emails are queued in the transaction that writes the order.
  */
-import { DCV_METHOD_NAMES, listItems, type DcvMethodName, type MdcDomainDetail, type MdcDcvStatus } from '@dcvd/client';
+import { DCV_METHOD_NAMES, ErrorCode, listItems, type DcvMethodName, type MdcDomainDetail, type MdcDcvStatus } from '@dcvd/client';
 import { checkDomainName } from '../domains/index.ts';
 import { emailDcvRefusal, emailValidationUsable } from './policy.ts';
 import { corroborateRecipient } from '../mpic/corroborate.ts';
@@ -30,14 +30,15 @@ import { checkCsr } from '../orders/csr.ts';
 import { queueDcvEmailIn } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { revokeValuesOfDomain } from '../orders/random-values.ts';
-import type {
-  AutoApplyOrderParams,
-  AutoUpdateDcvParams,
-  CallContext,
-  GetMdcDomainDetailsParams,
-  Outcome,
-  PlacedOrderResult,
-  UpdatedDcvResult,
+import {
+  fail,
+  type AutoApplyOrderParams,
+  type AutoUpdateDcvParams,
+  type CallContext,
+  type GetMdcDomainDetailsParams,
+  type Outcome,
+  type PlacedOrderResult,
+  type UpdatedDcvResult,
 } from './types.ts';
 
 /** ResendDCVEmail's services (store, clock, registry, policy, MPIC gate, outbox wake-up) and the product catalogue. */
@@ -54,8 +55,6 @@ const METHOD_OF: Readonly<Record<DcvMethodName, DcvMethod>> = {
 const NAME_OF: Readonly<Record<string, DcvMethodName>> = { email: 'EMAIL', http: 'HTTP_CSR_HASH', https: 'HTTPS_CSR_HASH', cname: 'CNAME_CSR_HASH' };
 const STATUS_OF: Readonly<Record<string, MdcDcvStatus>> = { awaiting: 'Awaiting', validated: 'Validated', declined: 'Declined', cancelled: 'Cancelled' };
 
-const fail = <T>(code: number, item?: string): Outcome<T> => ({ ok: false, error: item === undefined ? { code } : { code, item } });
-
 /** Thrown inside a transaction to undo it: an email that could not be queued. */
 class NotQueued extends Error {}
 
@@ -65,8 +64,8 @@ const bare = (domain: string) => (domain.startsWith('*.') ? domain.slice(2) : do
 /** A name through the domain rules (CONTRACT §2): the stored form (`*.` kept) or the error, with `item` for -4. */
 function domainOf(name: string, item: string, wildcardAllowed: boolean): Outcome<string> {
   const check = checkDomainName(name);
-  if (!check.ok) return check.code === -4 ? fail(-4, item) : fail(check.code);
-  if (check.wildcard && !wildcardAllowed) return fail(-4, item);
+  if (!check.ok) return check.code === ErrorCode.InvalidArgument ? fail(ErrorCode.InvalidArgument, item) : fail(check.code);
+  if (check.wildcard && !wildcardAllowed) return fail(ErrorCode.InvalidArgument, item);
   return { ok: true, value: check.wildcard ? `*.${check.domain}` : check.domain };
 }
 
@@ -80,15 +79,15 @@ async function recipientFor(deps: OrderFlowDeps, accountId: number, domain: stri
 export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, params: AutoApplyOrderParams): Promise<Outcome<PlacedOrderResult>> {
   const now = deps.clock.now();
   // Step 8.
-  if (!ctx.account.perm_auto_apply) return fail(-91);
+  if (!ctx.account.perm_auto_apply) return fail(ErrorCode.AutoApplyPermissionDenied);
   const product = await deps.products.get(params.product);
-  if (!product) return fail(-4, 'product');
-  if (!allowedDays(product).includes(params.days)) return fail(-4, 'days');
+  if (!product) return fail(ErrorCode.InvalidArgument, 'product');
+  if (!allowedDays(product).includes(params.days)) return fail(ErrorCode.InvalidArgument, 'days');
 
   const csr = await checkCsr(params.csr);
   if (!csr.ok) {
     ctx.log.info({ csr: csr.reason }, 'csr refused');
-    return fail(-4, 'csr');
+    return fail(ErrorCode.InvalidArgument, 'csr');
   }
   // Step 9: the CSR's names, then domainNames (multi-domain products), each through the domain rules.
   const wildcard = product.wildcard === 1;
@@ -99,14 +98,14 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
     if (!names.includes(d.value)) names.push(d.value);
   }
   if (params.domainNames !== undefined) {
-    if (product.multi_domain !== 1) return fail(-4, 'domainNames');
+    if (product.multi_domain !== 1) return fail(ErrorCode.InvalidArgument, 'domainNames');
     for (const name of listItems(params.domainNames)) {
       const d = domainOf(name, 'domainNames', wildcard);
       if (!d.ok) return d;
       if (!names.includes(d.value)) names.push(d.value);
     }
   }
-  if (names.length > product.max_domains) return fail(-4, product.multi_domain === 1 && params.domainNames !== undefined ? 'domainNames' : 'csr');
+  if (names.length > product.max_domains) return fail(ErrorCode.InvalidArgument, product.multi_domain === 1 && params.domainNames !== undefined ? 'domainNames' : 'csr');
 
   const method = METHOD_OF[(params.dcvMethod ?? 'EMAIL') as DcvMethodName];
   const domains: NewOrderDomain[] = names.map((domain) => ({ domain, dcvMethod: method }));
@@ -119,24 +118,24 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
     if (params.dcvEmailAddresses !== undefined) {
       addresses = listItems(params.dcvEmailAddresses);
       item = 'dcvEmailAddresses';
-      if (addresses.length !== names.length || addresses.some((a) => a.length > 255)) return fail(-4, item);
+      if (addresses.length !== names.length || addresses.some((a) => a.length > 255)) return fail(ErrorCode.InvalidArgument, item);
     } else if (params.dcvEmailAddress !== undefined) {
       addresses = names.map(() => params.dcvEmailAddress!);
       item = 'dcvEmailAddress';
     } else {
-      return fail(-3, 'dcvEmailAddress');
+      return fail(ErrorCode.MissingArgument, 'dcvEmailAddress');
     }
     // Step 10 comes after the addresses' checks in the wire order, but policy is checked per domain first: it answers for the name.
     for (let i = 0; i < names.length; i += 1) {
       const refusal = emailDcvRefusal(deps.policy, bare(names[i]!), now);
       if (refusal) {
         ctx.log.info({ policy: refusal }, 'email DCV refused by policy');
-        return fail(-160);
+        return fail(ErrorCode.RequestUnsuccessful);
       }
       const recipient = await recipientFor(deps, ctx.account.id, names[i]!, addresses[i]!, now);
       if (!recipient) {
         ctx.log.info({ position: i + 1 }, 'DCV address was not offered to this account for the domain in the last 24 hours');
-        return fail(-4, item);
+        return fail(ErrorCode.InvalidArgument, item);
       }
       recipients.push(recipient);
     }
@@ -145,7 +144,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
   const corroborations: (number | null)[] = [];
   for (let i = 0; i < recipients.length; i += 1) {
     const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: null, domain: names[i]!, recipient: recipients[i]!, templateRef: null, now });
-    if (!ok) return fail(-160);
+    if (!ok) return fail(ErrorCode.RequestUnsuccessful);
     corroborations.push(ok.evidenceId);
   }
 
@@ -189,7 +188,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
         }
       });
     } catch (err) {
-      if (err instanceof NotQueued) return fail(-160);
+      if (err instanceof NotQueued) return fail(ErrorCode.RequestUnsuccessful);
       // Another writer took the number between the check and the insert.
       if (attempt < 5 && (await deps.orders.findByNumber(orderNumber))) continue;
       throw err;
@@ -213,12 +212,12 @@ export async function ownOrder(
 ): Promise<Outcome<OrderRow>> {
   if (ref.orderNumber !== undefined) {
     const order = await orders.findByNumber(ref.orderNumber);
-    if (!order || order.account_id !== ctx.account.id) return fail(-4, 'orderNumber');
-    if (ref.baseOrderNumber !== undefined && order.base_order_number !== ref.baseOrderNumber) return fail(-4, 'baseOrderNumber');
+    if (!order || order.account_id !== ctx.account.id) return fail(ErrorCode.InvalidArgument, 'orderNumber');
+    if (ref.baseOrderNumber !== undefined && order.base_order_number !== ref.baseOrderNumber) return fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
     return { ok: true, value: order };
   }
   const order = ref.baseOrderNumber === undefined ? undefined : await orders.newestOfChain(ctx.account.id, ref.baseOrderNumber);
-  return order ? { ok: true, value: order } : fail(-4, 'baseOrderNumber');
+  return order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
 }
 
 // ---------------------------------------------------------------- AutoUpdateDCV
@@ -244,22 +243,22 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   const found = await ownOrder(deps.orders, ctx, params);
   if (!found.ok) return found;
   const order = found.value;
-  if (order.voucher === 1 && !ctx.account.perm_voucher) return fail(-90, 'AutoUpdateDCV');
+  if (order.voucher === 1 && !ctx.account.perm_voucher) return fail(ErrorCode.VoucherPermissionDenied, 'AutoUpdateDCV');
   const domains = (await domainsByOrder(deps.db, [order.id])).get(order.id) ?? [];
 
   // The requested changes: the multi-domain form (domainNames/newMethods/newDCVEmailAddresses) or the single one.
   const wanted: { domain: OrderDomainRow; method: DcvMethodName; address?: string; item: string }[] = [];
   if (params.domainNames !== undefined) {
     const names = listItems(params.domainNames);
-    if (params.newMethods === undefined) return fail(-3, 'newMethods');
+    if (params.newMethods === undefined) return fail(ErrorCode.MissingArgument, 'newMethods');
     const methods = listItems(params.newMethods);
-    if (methods.length !== names.length || !methods.every((m) => (DCV_METHOD_NAMES as readonly string[]).includes(m))) return fail(-4, 'newMethods');
+    if (methods.length !== names.length || !methods.every((m) => (DCV_METHOD_NAMES as readonly string[]).includes(m))) return fail(ErrorCode.InvalidArgument, 'newMethods');
     const addresses = params.newDCVEmailAddresses === undefined ? undefined : listItems(params.newDCVEmailAddresses);
-    if (addresses !== undefined && addresses.length !== names.length) return fail(-4, 'newDCVEmailAddresses');
-    if (addresses === undefined && methods.includes('EMAIL')) return fail(-3, 'newDCVEmailAddresses');
+    if (addresses !== undefined && addresses.length !== names.length) return fail(ErrorCode.InvalidArgument, 'newDCVEmailAddresses');
+    if (addresses === undefined && methods.includes('EMAIL')) return fail(ErrorCode.MissingArgument, 'newDCVEmailAddresses');
     for (let i = 0; i < names.length; i += 1) {
       const domain = domainNamed(domains, names[i]!);
-      if (!domain || wanted.some((w) => w.domain.id === domain.id)) return fail(-4, 'domainNames');
+      if (!domain || wanted.some((w) => w.domain.id === domain.id)) return fail(ErrorCode.InvalidArgument, 'domainNames');
       const change: (typeof wanted)[number] = { domain, method: methods[i] as DcvMethodName, item: 'newDCVEmailAddresses' };
       if (methods[i] === 'EMAIL') change.address = addresses![i]!;
       wanted.push(change);
@@ -268,15 +267,15 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
     let domain: OrderDomainRow | undefined;
     if (params.domainName !== undefined) {
       domain = domainNamed(domains, params.domainName);
-      if (!domain) return fail(-4, 'domainName');
+      if (!domain) return fail(ErrorCode.InvalidArgument, 'domainName');
     } else if (domains.length === 1) {
       domain = domains[0];
     } else {
-      return fail(-3, 'domainName');
+      return fail(ErrorCode.MissingArgument, 'domainName');
     }
-    if (params.newMethod === undefined) return fail(-3, 'newMethod');
+    if (params.newMethod === undefined) return fail(ErrorCode.MissingArgument, 'newMethod');
     const method = params.newMethod as DcvMethodName;
-    if (method === 'EMAIL' && params.newDCVEmailAddress === undefined) return fail(-3, 'newDCVEmailAddress');
+    if (method === 'EMAIL' && params.newDCVEmailAddress === undefined) return fail(ErrorCode.MissingArgument, 'newDCVEmailAddress');
     const change: (typeof wanted)[number] = { domain: domain!, method, item: 'newDCVEmailAddress' };
     if (method === 'EMAIL') change.address = params.newDCVEmailAddress!;
     wanted.push(change);
@@ -288,7 +287,7 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   let templateRef: number | null = null;
   if (templateId !== null) {
     const row = await deps.templates.resolve(ctx.account.id, templateId);
-    if (!row) return fail(-4, 'dcvTemplateID');
+    if (!row) return fail(ErrorCode.InvalidArgument, 'dcvTemplateID');
     templateRef = row.id;
   }
 
@@ -296,15 +295,15 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   for (const w of wanted) {
     if (w.domain.dcv_status !== 'awaiting') {
       ctx.log.info({ orderNumber: order.order_number, status: w.domain.dcv_status }, 'DCV of a domain that is not awaiting cannot change');
-      return fail(-160);
+      return fail(ErrorCode.RequestUnsuccessful);
     }
     const change: Change = { domain: w.domain, method: METHOD_OF[w.method] };
     if (w.address !== undefined) {
-      if (emailDcvRefusal(deps.policy, bare(w.domain.domain), now)) return fail(-160);
+      if (emailDcvRefusal(deps.policy, bare(w.domain.domain), now)) return fail(ErrorCode.RequestUnsuccessful);
       const recipient = await recipientFor(deps, ctx.account.id, w.domain.domain, w.address, now);
-      if (!recipient) return fail(-4, w.item);
+      if (!recipient) return fail(ErrorCode.InvalidArgument, w.item);
       const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: order.id, domain: w.domain.domain, recipient, templateRef, now });
-      if (!ok) return fail(-160);
+      if (!ok) return fail(ErrorCode.RequestUnsuccessful);
       change.recipient = recipient;
       change.corroborationId = ok.evidenceId;
     }
@@ -341,7 +340,7 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   } catch (err) {
     if (!(err instanceof NotQueued)) throw err;
     ctx.log.info({ orderNumber: order.order_number, refusal: err.message }, 'DCV not updated');
-    return fail(-160);
+    return fail(ErrorCode.RequestUnsuccessful);
   }
   ctx.log.info({ orderNumber: order.order_number, changed: changes.length, emails: queued }, 'DCV updated');
   if (queued > 0) deps.onQueued?.();

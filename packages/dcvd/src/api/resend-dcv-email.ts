@@ -13,6 +13,7 @@
  * durably queued (transactional outbox).
  */
 import type { Kysely } from 'kysely';
+import { ErrorCode } from '@dcvd/client';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
@@ -21,7 +22,7 @@ import type { TemplateRepository } from '../orders/templates.ts';
 import { currentRecipient, domainsOfOrder, queueDcvEmailIn, type DcvEmailSettings } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { corroborateRecipient, queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
-import type { CallContext, Outcome, ResendDcvEmailParams } from './types.ts';
+import { fail, type CallContext, type Outcome, type ResendDcvEmailParams } from './types.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
 
 export interface ResendDeps {
@@ -43,15 +44,15 @@ async function findOrder(deps: ResendDeps, ctx: CallContext, params: ResendDcvEm
   if (params.orderNumber !== undefined) {
     const order = await deps.orders.findByNumber(params.orderNumber);
     // Another account's order is answered exactly like a missing one (CONTRACT §5).
-    if (!order || order.account_id !== ctx.account.id) return { ok: false, error: { code: -4, item: 'orderNumber' } };
+    if (!order || order.account_id !== ctx.account.id) return fail(ErrorCode.InvalidArgument, 'orderNumber');
     // Both given: they must name the same chain, or the call is ambiguous.
     if (params.baseOrderNumber !== undefined && order.base_order_number !== params.baseOrderNumber) {
-      return { ok: false, error: { code: -4, item: 'baseOrderNumber' } };
+      return fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
     }
     return { ok: true, value: order };
   }
   const order = await deps.orders.newestOfChain(ctx.account.id, params.baseOrderNumber!);
-  return order ? { ok: true, value: order } : { ok: false, error: { code: -4, item: 'baseOrderNumber' } };
+  return order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
 }
 
 export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params: ResendDcvEmailParams): Promise<Outcome<void>> {
@@ -63,13 +64,13 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   const orderNumber = order.order_number;
 
   // Step 8: permissions.
-  if (order.voucher === 1 && !ctx.account.perm_voucher) return { ok: false, error: { code: -90, item: 'ResendDCVEmail' } };
+  if (order.voucher === 1 && !ctx.account.perm_voucher) return fail(ErrorCode.VoucherPermissionDenied, 'ResendDCVEmail');
 
   // Step 10: the operator's policy, as for GetDCVEmailAddressList (no email after the cut-off or for a blocklisted domain).
   const refusal = emailDcvRefusal(deps.policy, validationDomain(order), now);
   if (refusal) {
     log.info({ orderNumber, policy: refusal }, 'email DCV refused by policy');
-    return { ok: false, error: { code: -160 } };
+    return fail(ErrorCode.RequestUnsuccessful);
   }
 
   // The template: dcvTemplateID, else the order's own, else the built-in default. "Not relevant" for VMC/CMC.
@@ -80,7 +81,7 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   let templateRef: number | null = null;
   if (templateId !== null) {
     const row = await deps.templates.resolve(ctx.account.id, templateId);
-    if (!row) return { ok: false, error: { code: -4, item: 'dcvTemplateID' } };
+    if (!row) return fail(ErrorCode.InvalidArgument, 'dcvTemplateID');
     templateRef = row.id;
   }
 
@@ -94,11 +95,11 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
     recipient = await offeredRecipient(deps.registry, order, params.dcvEmailAddress, now);
     if (!recipient) {
       log.info({ orderNumber }, 'dcvEmailAddress was not offered to this account for the domain in the last 24 hours');
-      return { ok: false, error: { code: -4, item: 'dcvEmailAddress' } };
+      return fail(ErrorCode.InvalidArgument, 'dcvEmailAddress');
     }
   } else {
     recipient = currentRecipient(order);
-    if (!recipient) return { ok: false, error: { code: -3, item: 'dcvEmailAddress' } };
+    if (!recipient) return fail(ErrorCode.MissingArgument, 'dcvEmailAddress');
   }
 
   // Step 10: the operation.
@@ -106,7 +107,7 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   const result = await queueCorroboratedEmail(deps.contactGate, deps.db, deps.settings, { order, recipient, templateRef, now }, log);
   if (!result.queued) {
     log.info({ orderNumber, refusal: result.reason }, 'dcv email not resent');
-    return { ok: false, error: { code: -160 } };
+    return fail(ErrorCode.RequestUnsuccessful);
   }
   log.info({ orderNumber, messageId: result.messageId, to: recipient.address, reusedValue: result.reusedValue }, 'dcv email queued');
   deps.onQueued?.();
@@ -141,17 +142,17 @@ async function resendEveryDomain(
     recipient ??= currentRecipient(domain);
     if (recipient) plan.push({ domain, recipient });
   }
-  if (params.dcvEmailAddress !== undefined && named === 0) return { ok: false, error: { code: -4, item: 'dcvEmailAddress' } };
+  if (params.dcvEmailAddress !== undefined && named === 0) return fail(ErrorCode.InvalidArgument, 'dcvEmailAddress');
   if (plan.length === 0) {
-    if (pending.length > 0) return { ok: false, error: { code: -3, item: 'dcvEmailAddress' } };
+    if (pending.length > 0) return fail(ErrorCode.MissingArgument, 'dcvEmailAddress');
     ctx.log.info({ orderNumber: order.order_number }, 'no domain of the order awaits email DCV');
-    return { ok: false, error: { code: -160 } };
+    return fail(ErrorCode.RequestUnsuccessful);
   }
   // BR 3.2.2.9 for every DNS-found recipient, before the transaction.
   const corroborations: (number | null)[] = [];
   for (const { domain, recipient } of plan) {
     const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: order.id, domain: domain.domain, recipient, templateRef, now });
-    if (!ok) return { ok: false, error: { code: -160 } };
+    if (!ok) return fail(ErrorCode.RequestUnsuccessful);
     corroborations.push(ok.evidenceId);
   }
   try {
@@ -164,7 +165,7 @@ async function resendEveryDomain(
   } catch (err) {
     if (!(err instanceof NotResent)) throw err;
     ctx.log.info({ orderNumber: order.order_number, refusal: err.message }, 'dcv emails not resent');
-    return { ok: false, error: { code: -160 } };
+    return fail(ErrorCode.RequestUnsuccessful);
   }
   ctx.log.info({ orderNumber: order.order_number, emails: plan.length }, 'dcv emails queued');
   deps.onQueued?.();

@@ -1,5 +1,5 @@
 /** What the endpoints' use cases see: an authenticated call, checked parameters, no HTTP. */
-import type { ApiError, DcvEmailAddressList, MdcDomainDetail } from '@dcvd/client';
+import type { ApiError, DcvEmailAddressList, ErrorCodeValue, MdcDomainDetail } from '@dcvd/client';
 import type { AccountRow } from '../accounts/repository.ts';
 import type { FastifyBaseLogger } from 'fastify';
 
@@ -11,6 +11,9 @@ export interface CallContext {
 }
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: ApiError };
+
+/** A use case's error answer: the code, and the parameter it names where it names one. */
+export const fail = <T>(code: ErrorCodeValue, item?: string): Outcome<T> => ({ ok: false, error: item === undefined ? { code } : { code, item } });
 
 export interface GetDcvEmailAddressListParams {
   domainName: string;

@@ -15,6 +15,7 @@
  */
 import { domainToASCII, domainToUnicode } from 'node:url';
 import { getDomain, parse } from 'tldts';
+import { ErrorCode } from '@dcvd/client';
 import { classifyIp, ipLiteral } from './ip.ts';
 import { specialUseOf } from './special-use.ts';
 import type { Adn, DomainCheck, DomainErrorCode, DomainRejectReason } from './types.ts';
@@ -57,7 +58,7 @@ function fail(code: DomainErrorCode, reason: DomainRejectReason): DomainCheck {
 }
 
 export function checkDomainName(input: string): DomainCheck {
-  if (input.length > MAX_INPUT_LENGTH) return fail(-4, 'too-long');
+  if (input.length > MAX_INPUT_LENGTH) return fail(ErrorCode.InvalidArgument, 'too-long');
 
   // 1. Normalize (CONTRACT §2).
   let name = input.trim().replace(FULL_STOPS, '.');
@@ -74,7 +75,7 @@ export function checkDomainName(input: string): DomainCheck {
     // `*.192.0.2.1` is not a wildcard over an address (addresses have no
     // children); as a name it ends in a number. Refused as invalid, not as
     // an IP, whatever the address.
-    if (wildcard) return fail(-4, 'wildcard-ip');
+    if (wildcard) return fail(ErrorCode.InvalidArgument, 'wildcard-ip');
     return classifyIp(ip);
   }
 
@@ -82,37 +83,37 @@ export function checkDomainName(input: string): DomainCheck {
   let hasNonAscii = false;
   for (const ch of name) {
     if (ch.charCodeAt(0) >= 0x80) hasNonAscii = true;
-    else if (!ASCII_ALLOWED.test(ch)) return fail(-4, 'syntax');
+    else if (!ASCII_ALLOWED.test(ch)) return fail(ErrorCode.InvalidArgument, 'syntax');
   }
   const ascii = toAscii(name, hasNonAscii);
-  if (ascii === null) return fail(-4, 'idna');
+  if (ascii === null) return fail(ErrorCode.InvalidArgument, 'idna');
   // Full-width digits map to ASCII ones ("８.８.８.８" → "8.8.8.8"): answer as
   // for the address they spell.
   const mappedIp = hasNonAscii ? ipLiteral(ascii) : null;
-  if (mappedIp !== null) return wildcard ? fail(-4, 'wildcard-ip') : classifyIp(mappedIp);
-  if (!isLdhName(ascii)) return fail(-4, 'syntax');
+  if (mappedIp !== null) return wildcard ? fail(ErrorCode.InvalidArgument, 'wildcard-ip') : classifyIp(mappedIp);
+  if (!isLdhName(ascii)) return fail(ErrorCode.InvalidArgument, 'syntax');
   const labels = ascii.split('.');
 
   // 4. A name ending in a number is read as an IPv4 address by URL parsers
   // and inet_aton (`0x7f.1` is 127.0.0.1), and no TLD is numeric (RFC 3696
   // §2), so it is neither a valid IP literal nor a valid host name.
-  if (NUMERIC_LABEL.test(labels[labels.length - 1] ?? '')) return fail(-4, 'numeric-tld');
+  if (NUMERIC_LABEL.test(labels[labels.length - 1] ?? '')) return fail(ErrorCode.InvalidArgument, 'numeric-tld');
 
   // 5. Special-use names, reverse zones.
   const special = specialUseOf(ascii);
-  if (special !== null) return fail(-37, special);
+  if (special !== null) return fail(ErrorCode.IntranetName, special);
 
   // 6. Internal names: no ICANN suffix. tldts answers unknown TLDs with the
   // PSL's implicit '*' rule (suffix "corp" for "host.corp"), flagged neither
   // ICANN nor private, so `isIcann` is the test, not "has a suffix".
-  if (parse(ascii, ICANN_ONLY).isIcann !== true) return fail(-37, 'internal-name');
+  if (parse(ascii, ICANN_ONLY).isIcann !== true) return fail(ErrorCode.IntranetName, 'internal-name');
 
   // 7. Base domain by the PSL including its private section, so that
   // `github.io` is a suffix and `admin@github.io` is never offered. No
   // registrable domain means the name is a public suffix (a wildcard over one
   // included: `*.co.uk`).
   const baseDomain = getDomain(ascii, WITH_PRIVATE);
-  if (baseDomain === null) return fail(-4, 'public-suffix');
+  if (baseDomain === null) return fail(ErrorCode.InvalidArgument, 'public-suffix');
 
   // 8. ADNs from the base domain down to the name itself.
   const baseLevel = baseDomain.split('.').length;

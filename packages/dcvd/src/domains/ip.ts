@@ -4,11 +4,14 @@
  */
 import { isIP } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { ErrorCode } from '@dcvd/client';
 
-export type IpVerdict = { ok: false; code: -19; reason: 'public-ip' } | { ok: false; code: -37; reason: 'private-ip' };
+export type IpVerdict =
+  | { ok: false; code: typeof ErrorCode.PublicIpAddress; reason: 'public-ip' }
+  | { ok: false; code: typeof ErrorCode.IntranetName; reason: 'private-ip' };
 
-const PUBLIC: IpVerdict = { ok: false, code: -19, reason: 'public-ip' };
-const PRIVATE: IpVerdict = { ok: false, code: -37, reason: 'private-ip' };
+const PUBLIC: IpVerdict = { ok: false, code: ErrorCode.PublicIpAddress, reason: 'public-ip' };
+const PRIVATE: IpVerdict = { ok: false, code: ErrorCode.IntranetName, reason: 'private-ip' };
 
 /**
  * If `text` is an IPv4 or IPv6 literal, bare or in brackets (`[2001:db8::1]`,

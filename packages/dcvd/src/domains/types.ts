@@ -2,6 +2,7 @@
  * Types of the domain-name rules (CONTRACT §2). The error codes are the wire
  * codes of GetDCVEmailAddressList (CONTRACT §1 check 9).
  */
+import type { ErrorCode } from '@dcvd/client';
 
 /** An Authorization Domain Name: a name at or below the base domain. */
 export type Adn = {
@@ -39,7 +40,7 @@ export type DomainRejectReason =
   /** The name is a public suffix itself (ICANN or private section). */
   | 'public-suffix';
 
-export type DomainErrorCode = -4 | -19 | -37;
+export type DomainErrorCode = (typeof ErrorCode)['InvalidArgument' | 'PublicIpAddress' | 'IntranetName'];
 
 export type DomainCheck =
   | {

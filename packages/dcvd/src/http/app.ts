@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { METHODS, STATUS_CODES } from 'node:http';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply } from 'fastify';
+import { ErrorCode } from '@dcvd/client';
 import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
 import type { Metrics } from '../metrics.ts';
@@ -162,7 +163,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook('onResponse', async (request, reply) => {
     const outcome = request.apiOutcome;
     if (outcome && options.metrics) {
-      options.metrics.observeRequest(outcome.endpoint, outcome.code, reply.elapsedTime / 1000, outcome.code === -16 ? outcome.reason : undefined);
+      options.metrics.observeRequest(outcome.endpoint, outcome.code, reply.elapsedTime / 1000, outcome.code === ErrorCode.IncorrectLogin ? outcome.reason : undefined);
     }
     request.log.info(
       {

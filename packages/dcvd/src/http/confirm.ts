@@ -11,9 +11,12 @@ import formbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalCode } from '../orders/random-values.ts';
 import type { CodeLookup, ConfirmationService, DecisionOutcome } from '../orders/confirmation.ts';
+import type { Clock } from '../deps.ts';
 
 export interface ConfirmPagesOptions {
   confirmation: ConfirmationService;
+  /** Dates the forms' tokens: the clock of the codes they decide (the sandbox's clock in the sandbox). */
+  clock: Clock;
   /** Signs the forms' tokens. */
   formKey: Buffer;
   /** --public-url as configured: its path is the pages' prefix, its origin an accepted Origin. */
@@ -103,7 +106,7 @@ export async function confirmPages(app: FastifyInstance, options: ConfirmPagesOp
   const prefix = options.publicUrl ? new URL(options.publicUrl).pathname.replace(/\/+$/, '') : '';
   const publicOrigin = options.publicUrl ? new URL(options.publicUrl).origin : undefined;
   const action = `${prefix}/dcv/confirm`;
-  const { confirmation, formKey } = options;
+  const { confirmation, clock, formKey } = options;
 
   app.removeAllContentTypeParsers();
   await app.register(formbody, { bodyLimit: FORM_BODY_LIMIT });
@@ -151,7 +154,7 @@ ${page.body}
 <p id="code-help" class="muted">Letters and digits; spaces and hyphens are ignored.</p>
 ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p>` : ''}
 </div>
-<input type="hidden" name="csrf" value="${formToken(formKey, LOOKUP_PURPOSE, Date.now())}">
+<input type="hidden" name="csrf" value="${formToken(formKey, LOOKUP_PURPOSE, clock.now())}">
 <button type="submit" class="primary">Continue</button>
 </form>`,
   });
@@ -172,7 +175,7 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
 <p>Approve only if you, or someone you trust, asked for this certificate. If you do not know about it, decline.</p>
 <form method="post" action="${escapeHtml(action)}">
 <input type="hidden" name="code" value="${escapeHtml(code)}">
-<input type="hidden" name="csrf" value="${formToken(formKey, decidePurpose(code), Date.now())}">
+<input type="hidden" name="csrf" value="${formToken(formKey, decidePurpose(code), clock.now())}">
 <div class="actions">
 <button type="submit" name="decision" value="approve" class="approve">Approve</button>
 <button type="submit" name="decision" value="decline" class="decline">Decline</button>
@@ -255,7 +258,7 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
     const code = field(request.body, 'code') ?? '';
     const csrf = field(request.body, 'csrf') ?? '';
     const decision = field(request.body, 'decision');
-    const now = Date.now();
+    const now = clock.now();
     if (decision === undefined) {
       if (!checkFormToken(formKey, LOOKUP_PURPOSE, csrf, now)) return send(reply, refused('This form has expired or was not sent from this site. Please try again.'));
       const found = await confirmation.lookup(code, request.ip);

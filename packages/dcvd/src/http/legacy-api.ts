@@ -24,9 +24,13 @@ import {
   formEntries,
   parseRequestParams,
   requestedFormat,
+  ErrorCode,
   type ApiError,
   type EndpointSpec,
-  type ParsedParams,
+  type ErrorCodeValue,
+  type ParamsOf,
+  type ParseOptions,
+  type ParseResult,
 } from '@dcvd/client';
 import type { Authenticator } from '../accounts/auth.ts';
 import type { AutoApplyOrderParams, AutoUpdateDcvParams, CallContext, GetDcvEmailAddressListParams, ResendDcvEmailParams, UseCases } from '../api/types.ts';
@@ -50,14 +54,32 @@ interface Rendered {
   contentType: string;
   body: string;
   /** The outcome's code, for the request log. */
-  code: number;
+  code: ErrorCodeValue;
 }
 
-/** An endpoint on the wire: its spec, its response format and its use case. */
-interface Binding {
+/** The parameters of step 7, which every endpoint's table requires. */
+interface Credentials {
+  readonly loginName: string;
+  readonly loginPassword: string;
+}
+
+/**
+ * An endpoint on the wire: its spec, its response format and its use case, which
+ * gets the parameters typed from the spec's table (`P`, by `parse`). A list of
+ * bindings holds them as `Binding`: `handle` hands `run` what the same binding's
+ * `parse` returned.
+ */
+interface Binding<P extends Credentials = Credentials> {
   spec: EndpointSpec;
   format(entries: Entries): Format;
-  run(ctx: CallContext, params: ParsedParams, format: Format): Promise<Rendered>;
+  /** CONTRACT §1 steps 3 to 6 on the spec's table. */
+  parse(entries: Entries, options: ParseOptions): ParseResult<P>;
+  run(ctx: CallContext, params: P, format: Format): Promise<Rendered>;
+}
+
+/** The spec of a binding and its parser, which types the parameters from the spec's table. */
+function endpoint<S extends EndpointSpec>(spec: S) {
+  return { spec, parse: (entries: Entries, options: ParseOptions) => parseRequestParams(spec, entries, options) };
 }
 
 export function renderError(spec: EndpointSpec, format: Format, error: ApiError): Rendered {
@@ -69,34 +91,34 @@ export function renderError(spec: EndpointSpec, format: Format, error: ApiError)
 
 function bindings(options: LegacyApiOptions): Binding[] {
   const { useCases } = options;
-  const getList: Binding = {
-    spec: GET_DCV_EMAIL_ADDRESS_LIST,
+  const getList: Binding<ParamsOf<typeof GET_DCV_EMAIL_ADDRESS_LIST>> = {
+    ...endpoint(GET_DCV_EMAIL_ADDRESS_LIST),
     format: (entries) => (requestedFormat(entries) === 2 ? 'json' : 'text'),
     async run(ctx, params, format) {
       const args: GetDcvEmailAddressListParams = {
-        domainName: params.domainName as string,
+        domainName: params.domainName,
         responseFormat: params.responseFormat === 2 ? 2 : 1,
       };
-      if (params.product !== undefined) args.product = params.product as number;
+      if (params.product !== undefined) args.product = params.product;
       const outcome = await useCases.getDcvEmailAddressList(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       return format === 'json'
-        ? { contentType: CONTENT_TYPE.json, body: encodeJson(outcome.value), code: 0 }
-        : { contentType: CONTENT_TYPE.text, body: encodeText(outcome.value, { whoisNone: options.textWhoisNone }), code: 0 };
+        ? { contentType: CONTENT_TYPE.json, body: encodeJson(outcome.value), code: ErrorCode.Success }
+        : { contentType: CONTENT_TYPE.text, body: encodeText(outcome.value, { whoisNone: options.textWhoisNone }), code: ErrorCode.Success };
     },
   };
-  const resend: Binding = {
-    spec: RESEND_DCV_EMAIL,
+  const resend: Binding<ParamsOf<typeof RESEND_DCV_EMAIL>> = {
+    ...endpoint(RESEND_DCV_EMAIL),
     format: () => 'urlencoded',
     async run(ctx, params, format) {
       const args: ResendDcvEmailParams = {};
-      if (params.orderNumber !== undefined) args.orderNumber = params.orderNumber as number;
-      if (params.baseOrderNumber !== undefined) args.baseOrderNumber = params.baseOrderNumber as number;
-      if (params.dcvEmailAddress !== undefined) args.dcvEmailAddress = params.dcvEmailAddress as string;
-      if (params.dcvTemplateID !== undefined) args.dcvTemplateID = params.dcvTemplateID as number;
+      if (params.orderNumber !== undefined) args.orderNumber = params.orderNumber;
+      if (params.baseOrderNumber !== undefined) args.baseOrderNumber = params.baseOrderNumber;
+      if (params.dcvEmailAddress !== undefined) args.dcvEmailAddress = params.dcvEmailAddress;
+      if (params.dcvTemplateID !== undefined) args.dcvTemplateID = params.dcvTemplateID;
       const outcome = await useCases.resendDcvEmail(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
-      return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(this.spec.endpoint), code: 0 };
+      return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(this.spec.endpoint), code: ErrorCode.Success };
     },
   };
   return [getList, resend, ...flowBindings(useCases)];
@@ -104,16 +126,14 @@ function bindings(options: LegacyApiOptions): Binding[] {
 
 /** The rest of the email-DCV flow (CONTRACT §12): urlencoded answers, GetMDCDomainDetails also JSON. */
 function flowBindings(useCases: UseCases): Binding[] {
-  const str = (params: ParsedParams, name: string) => params[name] as string | undefined;
-  const num = (params: ParsedParams, name: string) => params[name] as number | undefined;
-  const placeOrder = (spec: EndpointSpec): Binding => ({
-    spec,
+  const placeOrder = (spec: typeof AUTO_APPLY_ORDER | typeof AUTO_APPLY_SSL): Binding<ParamsOf<typeof spec>> => ({
+    ...endpoint(spec),
     format: () => 'urlencoded',
     async run(ctx, params, format) {
-      if (!useCases.autoApplyOrder) return renderError(this.spec, format, { code: -14 });
-      const args: AutoApplyOrderParams = { product: num(params, 'product')!, days: num(params, 'days')!, csr: str(params, 'csr')! };
+      if (!useCases.autoApplyOrder) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
+      const args: AutoApplyOrderParams = { product: params.product, days: params.days, csr: params.csr };
       for (const name of ['domainNames', 'dcvMethod', 'dcvEmailAddress', 'dcvEmailAddresses', 'showCertificateID'] as const) {
-        const v = str(params, name);
+        const v = params[name];
         if (v !== undefined) args[name] = v;
       }
       const outcome = await useCases.autoApplyOrder(ctx, args);
@@ -126,40 +146,40 @@ function flowBindings(useCases: UseCases): Binding[] {
         ['totalCost', o.totalCost],
         ['expectedDeliveryTime', o.expectedDeliveryTime],
       ]);
-      return { contentType: CONTENT_TYPE.urlencoded, body, code: 0 };
+      return { contentType: CONTENT_TYPE.urlencoded, body, code: ErrorCode.Success };
     },
   });
-  const update: Binding = {
-    spec: AUTO_UPDATE_DCV,
+  const update: Binding<ParamsOf<typeof AUTO_UPDATE_DCV>> = {
+    ...endpoint(AUTO_UPDATE_DCV),
     format: () => 'urlencoded',
     async run(ctx, params, format) {
-      if (!useCases.autoUpdateDcv) return renderError(this.spec, format, { code: -14 });
+      if (!useCases.autoUpdateDcv) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
       const args: AutoUpdateDcvParams = {};
       for (const name of ['orderNumber', 'baseOrderNumber', 'dcvTemplateID'] as const) {
-        const v = num(params, name);
+        const v = params[name];
         if (v !== undefined) args[name] = v;
       }
       for (const name of ['domainName', 'newMethod', 'newDCVEmailAddress', 'domainNames', 'newMethods', 'newDCVEmailAddresses'] as const) {
-        const v = str(params, name);
+        const v = params[name];
         if (v !== undefined) args[name] = v;
       }
       const outcome = await useCases.autoUpdateDcv(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       const fields: [string, number][] = [['expectedDeliveryTime', 0]];
       if (outcome.value.certificateID !== null) fields.push(['certificateID', outcome.value.certificateID]);
-      return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencodedFields(fields), code: 0 };
+      return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencodedFields(fields), code: ErrorCode.Success };
     },
   };
-  const details: Binding = {
-    spec: GET_MDC_DOMAIN_DETAILS,
+  const details: Binding<ParamsOf<typeof GET_MDC_DOMAIN_DETAILS>> = {
+    ...endpoint(GET_MDC_DOMAIN_DETAILS),
     format: (entries) => (requestedFormat(entries) === 2 ? 'json' : 'urlencoded'),
     async run(ctx, params, format) {
-      if (!useCases.getMdcDomainDetails) return renderError(this.spec, format, { code: -14 });
-      const outcome = await useCases.getMdcDomainDetails(ctx, { orderNumber: num(params, 'orderNumber')!, showStatusDetails: params.showStatusDetails === 'Y' });
+      if (!useCases.getMdcDomainDetails) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
+      const outcome = await useCases.getMdcDomainDetails(ctx, { orderNumber: params.orderNumber, showStatusDetails: params.showStatusDetails === 'Y' });
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       return format === 'json'
-        ? { contentType: CONTENT_TYPE.json, body: encodeMdcDomainDetailsJson(outcome.value), code: 0 }
-        : { contentType: CONTENT_TYPE.urlencoded, body: encodeMdcDomainDetails(outcome.value), code: 0 };
+        ? { contentType: CONTENT_TYPE.json, body: encodeMdcDomainDetailsJson(outcome.value), code: ErrorCode.Success }
+        : { contentType: CONTENT_TYPE.urlencoded, body: encodeMdcDomainDetails(outcome.value), code: ErrorCode.Success };
     },
   };
   return [placeOrder(AUTO_APPLY_ORDER), placeOrder(AUTO_APPLY_SSL), update, details];
@@ -168,7 +188,7 @@ function flowBindings(useCases: UseCases): Binding[] {
 declare module 'fastify' {
   interface FastifyRequest {
     /** The API outcome, for the one log line per request. */
-    apiOutcome: { endpoint: string; code: number; reason?: string } | null;
+    apiOutcome: { endpoint: string; code: ErrorCodeValue; reason?: string } | null;
   }
   interface FastifyContextConfig {
     binding?: unknown;
@@ -194,8 +214,8 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
     const tooLarge = error.statusCode === 413;
     request.log.warn({ err: error, errCode: error.code }, tooLarge ? 'request body over the limit' : 'request failed before the endpoint');
     if (!binding) return reply.code(tooLarge ? 413 : 400).send();
-    const rendered = renderError(binding.spec, binding.format([]), { code: -14 });
-    request.apiOutcome = { endpoint: binding.spec.endpoint, code: -14, reason: tooLarge ? 'body-too-large' : 'bad-request' };
+    const rendered = renderError(binding.spec, binding.format([]), { code: ErrorCode.UnknownError });
+    request.apiOutcome = { endpoint: binding.spec.endpoint, code: ErrorCode.UnknownError, reason: tooLarge ? 'body-too-large' : 'bad-request' };
     // HTTP 200 like every answer of the protocol (CONTRACT §1, revised: clients that take any
     // other status for a transport failure never read the -14). The unread rest of the body
     // would be parsed as the next request, so the connection is closed after the answer.
@@ -233,20 +253,16 @@ async function handle(binding: Binding, request: FastifyRequest, options: Legacy
     return renderError(binding.spec, format, error);
   };
   // §1 step 1: HTTPS, directly or as a trusted proxy says.
-  if (!options.secure && request.protocol.toLowerCase() !== 'https') return fail({ code: -1 }, 'not-https');
+  if (!options.secure && request.protocol.toLowerCase() !== 'https') return fail({ code: ErrorCode.NotHttps }, 'not-https');
   // Step 2.
-  if (request.method !== 'POST') return fail({ code: -17 }, 'not-post');
+  if (request.method !== 'POST') return fail({ code: ErrorCode.NotPost }, 'not-post');
   // Steps 3 to 6.
-  const parsed = parseRequestParams(binding.spec, entries, valueRules);
+  const parsed = binding.parse(entries, valueRules);
   if (!parsed.ok) return fail(parsed.error, 'parameters');
   try {
     // Step 7: one answer for every cause.
-    const auth = await options.auth.authenticate(
-      parsed.params.loginName as string,
-      parsed.params.loginPassword as string,
-      request.ip,
-    );
-    if (!auth.ok) return fail({ code: -16 }, auth.reason);
+    const auth = await options.auth.authenticate(parsed.params.loginName, parsed.params.loginPassword, request.ip);
+    if (!auth.ok) return fail({ code: ErrorCode.IncorrectLogin }, auth.reason);
     const ctx: CallContext = { account: auth.account, sourceIp: request.ip, requestId: request.id, log: request.log };
     // Steps 8 to 10 belong to the use case.
     const rendered = await binding.run(ctx, parsed.params, format);
@@ -255,6 +271,6 @@ async function handle(binding: Binding, request: FastifyRequest, options: Legacy
   } catch (err) {
     // No detail in the body; the log has it, under the request id the response carries.
     request.log.error({ err }, 'unexpected error');
-    return fail({ code: -14 }, 'exception');
+    return fail({ code: ErrorCode.UnknownError }, 'exception');
   }
 }

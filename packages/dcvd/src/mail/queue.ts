@@ -7,7 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { sql, type Kysely } from 'kysely';
-import type { Clock } from '../deps.ts';
+import { cryptoRandom, randomFraction, type Clock, type RandomSource } from '../deps.ts';
 import type { Dialect } from '../store/database.ts';
 import type { Database } from '../store/schema.ts';
 import type { Logger } from '../log.ts';
@@ -26,9 +26,9 @@ export interface QueueColumns {
 }
 
 /** Delay before attempt `attempts + 1`: exponential, capped, with ±20 % jitter so a recovered server is not hit all at once. */
-export function retryDelay(policy: OutboxPolicy, attempts: number): number {
+export function retryDelay(policy: OutboxPolicy, attempts: number, random: RandomSource = cryptoRandom): number {
   const exact = Math.min(policy.retryMaxMs, policy.retryBaseMs * 2 ** Math.max(0, attempts - 1));
-  return Math.round(exact * (0.8 + Math.random() * 0.4));
+  return Math.round(exact * (0.8 + randomFraction(random) * 0.4));
 }
 
 export type QueueTable = 'outbox' | 'webhook_outbox';
@@ -69,6 +69,8 @@ export interface QueueDeps {
   db: Kysely<Database>;
   dialect: Dialect;
   clock: Clock;
+  /** The retries' jitter; crypto-random when absent. */
+  random?: RandomSource | undefined;
   policy: OutboxPolicy;
   log: Logger;
   table: QueueTable;
@@ -210,12 +212,12 @@ export abstract class LeasedQueueWorker<Row extends QueueColumns> {
     reason: string,
     opts: { permanent: boolean; where: Record<string, unknown>; onFailed?: Partial<Omit<Row, 'id'>> },
   ): Promise<void> {
-    const { clock, policy, log, noun } = this.queue;
+    const { clock, random, policy, log, noun } = this.queue;
     if (opts.permanent || row.attempts >= policy.maxAttempts) {
       await this.finish(row, { state: 'failed', last_error: reason, ...opts.onFailed } as Partial<Omit<Row, 'id'>>);
       log.warn({ ...opts.where, state: 'failed', reason }, `${noun} failed`);
     } else {
-      const next = clock.now() + retryDelay(policy, row.attempts);
+      const next = clock.now() + retryDelay(policy, row.attempts, random);
       await this.finish(row, { state: 'pending', next_attempt_at: next, last_error: reason } as Partial<Omit<Row, 'id'>>);
       log.warn({ ...opts.where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, `${noun} attempt failed; will retry`);
     }

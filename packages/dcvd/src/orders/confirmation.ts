@@ -275,13 +275,13 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 export async function listEvidence(
   db: Kysely<Database>,
   filter: { orderId?: number; limit?: number } = {},
-  judge: { policy?: EmailDcvPolicy | undefined; now: number } = { now: Date.now() },
+  judge?: { policy: EmailDcvPolicy | undefined; now: number },
 ): Promise<EvidenceView[]> {
   let q = db.selectFrom('dcv_evidence as e').innerJoin('orders as o', 'o.id', 'e.order_id').selectAll('e').select('o.order_number');
   if (filter.orderId !== undefined) q = q.where('e.order_id', '=', filter.orderId);
   const rows = await q.orderBy('e.id', 'desc').limit(filter.limit ?? 100).execute();
   return rows.map((r) => {
-    const verdict = judge.policy ? emailValidationUsable(judge.policy, r.decision, judge.now) : { usable: r.decision === 'approved', reason: r.decision === 'approved' ? null : 'declined' };
+    const verdict = judge?.policy ? emailValidationUsable(judge.policy, r.decision, judge.now) : { usable: r.decision === 'approved', reason: r.decision === 'approved' ? null : 'declined' };
     return {
     decision: r.decision,
     method: `BR ${r.br_section} ${BR_METHOD_NAMES[r.br_section] ?? 'email'}, version ${r.br_version}`,
@@ -302,7 +302,7 @@ export async function listEvidence(
     userAgent: r.user_agent,
     usable: verdict.usable,
     unusableReason: verdict.reason,
-    emailMethodsUsableUntil: judge.policy ? iso(judge.policy.cutoff) : null,
+    emailMethodsUsableUntil: judge?.policy ? iso(judge.policy.cutoff) : null,
     };
   });
 }

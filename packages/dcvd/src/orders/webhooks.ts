@@ -11,6 +11,7 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { FetchInitLike } from '@dcvd/client';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../mail/queue.ts';
 import { listEvidence, type DecidedEvent } from './confirmation.ts';
@@ -20,6 +21,9 @@ import type { ValueKeys } from './random-values.ts';
 import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './webhook-secrets.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
+
+/** What the worker needs of fetch: @dcvd/client's request subset; of the answer its status, and its body to discard unread. */
+export type WebhookFetch = (url: string, init: FetchInitLike) => Promise<Pick<Response, 'status' | 'body'>>;
 
 export interface WebhookConfig {
   /** Global URL for accounts without their own. */
@@ -181,7 +185,15 @@ export async function queueUnusableWebhooks(
 }
 
 export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
-  constructor(private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & { secret: string | undefined; previousSecret?: string | undefined; keys: ValueKeys }) {
+  constructor(
+    private readonly deps: Omit<QueueDeps, 'table' | 'what' | 'noun'> & {
+      secret: string | undefined;
+      previousSecret?: string | undefined;
+      keys: ValueKeys;
+      /** The HTTP client the events are POSTed with; the global fetch when absent. */
+      fetch?: WebhookFetch | undefined;
+    },
+  ) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
   }
 
@@ -197,7 +209,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
   }
 
   protected async deliver(row: WebhookRow): Promise<void> {
-    const { clock, policy, log } = this.deps;
+    const { clock, policy, log, fetch: post = fetch } = this.deps;
     const where = { eventId: row.event_id, event: row.event, attempt: row.attempts };
     const t = Math.floor(clock.now() / 1000);
     let reason: string;
@@ -208,7 +220,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
         await this.failedAttempt(row, `no signing secret for receiver ${row.receiver ?? GLOBAL_RECEIVER} (dcvd account rotate-webhook-secret, or --webhook-secret for the global URL)`, { permanent: false, where });
         return;
       }
-      const res = await fetch(row.url, {
+      const res = await post(row.url, {
         method: 'POST',
         body: row.body,
         redirect: 'manual',

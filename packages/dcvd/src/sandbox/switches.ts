@@ -6,7 +6,7 @@
  * at most one switch of each kind (one latency, then one error).
  */
 import { randomUUID } from 'node:crypto';
-import { ERROR_MESSAGES, CODES_WITH_ITEM, type Endpoint } from '@dcvd/client';
+import { ERROR_MESSAGES, CODES_WITH_ITEM, isErrorCode, type ApiError, type Endpoint, type ErrorCodeValue } from '@dcvd/client';
 import { OperatorError } from '../errors.ts';
 
 export const MAX_SWITCH_COUNT = 1000;
@@ -29,7 +29,7 @@ export interface SwitchView {
   login: string | null;
   /** Calls still to be switched. */
   remaining: number;
-  errorCode: number | null;
+  errorCode: ErrorCodeValue | null;
   errorItem: string | null;
   latencyMs: number | null;
 }
@@ -37,9 +37,9 @@ export interface SwitchView {
 const invalid = (message: string) => new OperatorError(message, 'invalid');
 
 /** The codes an endpoint's answers can carry (the seeds' tables), for a switch. */
-export function switchableCodes(endpoint: string): number[] {
+export function switchableCodes(endpoint: string): ErrorCodeValue[] {
   const table = (ERROR_MESSAGES as Record<string, Record<number, string>>)[endpoint] ?? ERROR_MESSAGES.ResendDCVEmail;
-  return Object.keys(table).map(Number).sort((a, b) => b - a);
+  return Object.keys(table).map(Number).filter(isErrorCode).sort((a, b) => b - a);
 }
 
 export class FaultSwitches {
@@ -56,9 +56,11 @@ export class FaultSwitches {
     if (input.latencyMs !== undefined && (!Number.isInteger(input.latencyMs) || input.latencyMs < 0 || input.latencyMs > MAX_LATENCY_MS)) {
       throw invalid(`latencyMs must be a whole number from 0 to ${MAX_LATENCY_MS}`);
     }
+    let errorCode: ErrorCodeValue | undefined;
     if (input.errorCode !== undefined) {
       const codes = switchableCodes(input.endpoint);
-      if (!codes.includes(input.errorCode)) throw invalid(`errorCode must be one of ${codes.join(', ')} for ${input.endpoint}`);
+      errorCode = codes.find((c) => c === input.errorCode);
+      if (errorCode === undefined) throw invalid(`errorCode must be one of ${codes.join(', ')} for ${input.endpoint}`);
       if (CODES_WITH_ITEM.has(input.errorCode) !== (input.errorItem !== undefined)) throw invalid('errorItem (a parameter name) goes with errorCode -2, -3 and -4, and only with them');
     } else if (input.errorItem !== undefined) throw invalid('errorItem goes with errorCode');
     if (input.errorItem !== undefined && !/^[A-Za-z][A-Za-z0-9]{0,63}$/.test(input.errorItem)) throw invalid('errorItem must be a parameter name (letters and digits)');
@@ -69,7 +71,7 @@ export class FaultSwitches {
       endpoint: input.endpoint,
       login: input.login ?? null,
       remaining: count,
-      errorCode: input.errorCode ?? null,
+      errorCode: errorCode ?? null,
       errorItem: input.errorItem ?? null,
       latencyMs: input.latencyMs ?? null,
     };
@@ -88,7 +90,7 @@ export class FaultSwitches {
   }
 
   /** For one call: the latency to add and the error to answer, each consumed from the first matching switch. */
-  take(endpoint: Endpoint | string, login: string | undefined): { latencyMs: number; error: { code: number; item?: string } | undefined } {
+  take(endpoint: Endpoint | string, login: string | undefined): { latencyMs: number; error: ApiError | undefined } {
     const matches = (s: SwitchView) => s.endpoint === endpoint && (s.login === null || s.login === login);
     const latency = this.switches.find((s) => matches(s) && s.latencyMs !== null);
     const failure = this.switches.find((s) => matches(s) && s.errorCode !== null);

@@ -1,5 +1,5 @@
 /** Orders, offers and resends against a test server (CONTRACT §4, §5). */
-import { encodeUrlencoded } from '@dcvd/client';
+import { encodeUrlencoded, type ErrorCodeValue } from '@dcvd/client';
 import { cryptoRandom, systemClock, type Clock } from '../../src/deps.ts';
 import { AccountRepository } from '../../src/accounts/repository.ts';
 import { OrderRepository, type OrderInput, type OrderRow } from '../../src/orders/orders.ts';
@@ -52,7 +52,7 @@ export function resend(server: TestServer, login: string, params: Record<string,
 export const OK = 'errorCode=0';
 
 /** The urlencoded error body of ResendDCVEmail, as the seed's table spells it. */
-export function errorBody(code: number, item?: string): string {
+export function errorBody(code: ErrorCodeValue, item?: string): string {
   // The protocol's own encoder: its exact bytes are pinned by the protocol tests.
   return encodeUrlencoded('ResendDCVEmail', item === undefined ? { code } : { code, item });
 }
