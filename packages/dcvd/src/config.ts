@@ -8,7 +8,7 @@ import { DEFAULT_IPV6_PREFIX } from './accounts/networks.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
 import type { Resolver } from './dns/client.ts';
 import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
-import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './queue/leased.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
 import type { WebhookConfig } from './orders/webhooks.ts';
 import { defaultMpicConfig, type MpicConfig } from './mpic/corroborate.ts';

@@ -12,7 +12,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { cryptoRandom, ManualClock } from '../src/deps.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { ConfirmationService, listEvidence } from '../src/orders/confirmation.ts';
 import { loadValueKeys } from '../src/orders/random-values.ts';
 import { queueDcvEmail } from '../src/orders/dcv-email.ts';

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { simpleParser } from 'mailparser';
 import { defaultDcvEmailConfig, type DcvEmailConfig } from '../src/config.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { openStore, type Store } from '../src/store/database.ts';
 import { systemClock } from '../src/deps.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { systemClock } from '../src/deps.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';

@@ -12,7 +12,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
-import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../mail/queue.ts';
+import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../queue/leased.ts';
 import { listEvidence, type DecidedEvent } from './confirmation.ts';
 import type { EmailDcvPolicy } from '../api/policy.ts';
 import type { Dialect } from '../store/database.ts';
