@@ -10,7 +10,7 @@ import type { Resolver } from './dns/client.ts';
 import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './queue/leased.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
-import type { WebhookConfig } from './orders/webhooks.ts';
+import type { WebhookConfig } from './webhooks/webhooks.ts';
 import { defaultMpicConfig, type MpicConfig } from './mpic/corroborate.ts';
 
 export interface HostPort {

@@ -27,7 +27,7 @@ import { TemplateRepository } from './orders/templates.ts';
 import { loadValueKeys } from './orders/random-values.ts';
 import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
-import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './orders/webhooks.ts';
+import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './webhooks/webhooks.ts';
 import { daysUntilCutoff, emailMethodsPhase } from './api/policy.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 import { AdminService } from './admin/service.ts';

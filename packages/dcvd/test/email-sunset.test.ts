@@ -19,7 +19,7 @@ import { queueDcvEmail } from '../src/orders/dcv-email.ts';
 import { OrderRepository } from '../src/orders/orders.ts';
 import { AdminService } from '../src/admin/service.ts';
 import { OrderError } from '../src/orders/orders.ts';
-import { queueUnusableWebhooks, UNUSABLE_EVENT } from '../src/orders/webhooks.ts';
+import { queueUnusableWebhooks, UNUSABLE_EVENT } from '../src/webhooks/webhooks.ts';
 import { daysUntilCutoff, emailDcvRefusal, emailMethodsPhase } from '../src/api/policy.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, startTestServer, type TestServer } from './support/server.ts';

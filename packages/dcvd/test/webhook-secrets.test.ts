@@ -15,7 +15,7 @@ import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';
 import { runDcvd } from './support/cli.ts';
-import { parseWebhookSecretFile } from '../src/orders/webhooks.ts';
+import { parseWebhookSecretFile } from '../src/webhooks/webhooks.ts';
 
 const GLOBAL_SECRET = 'whsec-global-0123456789abcdef';
 const TOKEN = 'admin-token-0123456789abcdef0123';

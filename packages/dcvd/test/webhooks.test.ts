@@ -15,7 +15,7 @@ import { form, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';
 import { cryptoRandom } from '../src/deps.ts';
 import { loadValueKeys } from '../src/orders/random-values.ts';
-import { accountReceiver, issueWebhookSecret } from '../src/orders/webhook-secrets.ts';
+import { accountReceiver, issueWebhookSecret } from '../src/webhooks/secrets.ts';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 /** olga's own receiver has its own secret (issue 14). */

@@ -9,7 +9,7 @@ import { DCV_METHODS, DCV_STATUSES, type OrderView } from '../orders/orders.ts';
 import { OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
 import type { TemplateView } from '../orders/templates.ts';
 import type { EvidenceView } from '../orders/confirmation.ts';
-import type { WebhookView } from '../orders/webhooks.ts';
+import type { WebhookView } from '../webhooks/webhooks.ts';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const DateTime = Type.String({ format: 'date-time' });

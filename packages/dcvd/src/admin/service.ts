@@ -17,8 +17,8 @@ import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomai
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
 import { offeredRecipient, queueDcvEmail, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
-import { listWebhooks, type WebhookView } from '../orders/webhooks.ts';
-import { accountReceiver, issueWebhookSecret } from '../orders/webhook-secrets.ts';
+import { listWebhooks, type WebhookView } from '../webhooks/webhooks.ts';
+import { accountReceiver, issueWebhookSecret } from '../webhooks/secrets.ts';
 import type { EmailTemplate } from '../mail/templates.ts';
 import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
 import { corroborateSelectedContact, listCorroborations, type ContactGate, type MpicEvidenceView } from '../mpic/corroborate.ts';

@@ -6,11 +6,12 @@ import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseH
 import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
 import { DEFAULT_IPV6_PREFIX } from '../accounts/networks.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
+import { checkWebhookUrl } from '../accounts/webhook-url.ts';
 import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
-import { checkWebhookUrl, parseWebhookSecretFile } from '../orders/webhooks.ts';
+import { parseWebhookSecretFile } from '../webhooks/webhooks.ts';
 import { readFileSync } from 'node:fs';
 import { opt, parseIsoDate, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
