@@ -5,7 +5,7 @@
 import { resolve } from 'node:path';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
 import { DEFAULT_IPV6_PREFIX } from './accounts/networks.ts';
-import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
+import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './orders/email-dcv-policy.ts';
 import type { Resolver } from './dns/client.ts';
 import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
 import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './queue/leased.ts';

@@ -28,7 +28,7 @@ import { loadValueKeys } from './orders/random-values.ts';
 import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
 import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './webhooks/webhooks.ts';
-import { daysUntilCutoff, emailMethodsPhase } from './api/policy.ts';
+import { daysUntilCutoff, emailMethodsPhase } from './orders/email-dcv-policy.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
 import { AdminService } from './admin/service.ts';
 import { buildAdminApp, checkAdminToken } from './admin/http.ts';

@@ -20,7 +20,7 @@ import { OrderRepository } from '../src/orders/orders.ts';
 import { AdminService } from '../src/admin/service.ts';
 import { OrderError } from '../src/orders/orders.ts';
 import { queueUnusableWebhooks, UNUSABLE_EVENT } from '../src/webhooks/webhooks.ts';
-import { daysUntilCutoff, emailDcvRefusal, emailMethodsPhase } from '../src/api/policy.ts';
+import { daysUntilCutoff, emailDcvRefusal, emailMethodsPhase } from '../src/orders/email-dcv-policy.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';

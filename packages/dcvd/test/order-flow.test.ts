@@ -15,7 +15,7 @@ import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { ProductRepository } from '../src/orders/products.ts';
-import { defaultEmailDcvPolicy } from '../src/api/policy.ts';
+import { defaultEmailDcvPolicy } from '../src/orders/email-dcv-policy.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { codeIn, getList, resend } from './support/dcv.ts';

@@ -20,7 +20,7 @@ import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
 import { listWebhooks, type WebhookView } from '../webhooks/webhooks.ts';
 import { accountReceiver, issueWebhookSecret } from '../webhooks/secrets.ts';
 import type { EmailTemplate } from '../mail/templates.ts';
-import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
+import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { corroborateSelectedContact, listCorroborations, type ContactGate, type MpicEvidenceView } from '../mpic/corroborate.ts';
 import { createLogger } from '../log.ts';
 

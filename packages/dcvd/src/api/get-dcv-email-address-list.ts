@@ -9,7 +9,7 @@ import { checkDomainName, constructedAddresses } from '../domains/index.ts';
 import { findDnsContacts, type ContactLookup, type DnsLookupStats } from '../contacts/dns.ts';
 import type { DnsClient } from '../dns/client.ts';
 import { normalizeAddress, type OfferedAddress, type OfferedAddressRegistry } from '../registry/offered.ts';
-import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
+import { emailDcvRefusal, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
 
 export const MAX_ADDRESS_LENGTH = 254;

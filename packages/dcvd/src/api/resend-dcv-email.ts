@@ -21,7 +21,7 @@ import type { TemplateRepository } from '../orders/templates.ts';
 import { currentRecipient, domainsOfOrder, offeredRecipient, queueDcvEmailIn, type DcvEmailSettings, type DcvRecipient } from '../orders/dcv-email.ts';
 import { corroborateRecipient, queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import type { CallContext, Outcome, ResendDcvEmailParams } from './types.ts';
-import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
+import { emailDcvRefusal, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 
 export interface ResendDeps {
   db: Kysely<Database>;

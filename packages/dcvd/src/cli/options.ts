@@ -11,7 +11,7 @@ import { AdminService } from '../admin/service.ts';
 import { cryptoRandom, systemClock } from '../deps.ts';
 import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { defaultMailFrom, mailDomain } from '../config.ts';
-import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../api/policy.ts';
+import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { createContactGate, type MpicConfig } from '../mpic/corroborate.ts';
 import { createLogger } from '../log.ts';
 

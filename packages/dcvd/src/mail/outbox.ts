@@ -30,7 +30,7 @@ import type { Logger } from '../log.ts';
 import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { validationDomain } from '../orders/orders.ts';
-import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
+import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { MailDeliveryError, TemplateError } from './errors.ts';
 import type { OutgoingEmail } from './message.ts';
 import { renderTemplate } from './templates.ts';

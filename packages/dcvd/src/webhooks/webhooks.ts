@@ -14,7 +14,7 @@ import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../queue/leased.ts';
 import { listEvidence, type DecidedEvent } from '../orders/confirmation.ts';
-import type { EmailDcvPolicy } from '../api/policy.ts';
+import type { EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { Dialect } from '../store/database.ts';
 import type { ValueKeys } from '../orders/random-values.ts';
 import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
