@@ -6,7 +6,7 @@
 import { Type, type Static, type TSchema } from 'typebox';
 import { PERMISSIONS, type AccountView } from '../accounts/repository.ts';
 import { DCV_METHODS, DCV_STATUSES, type OrderView } from '../orders/orders.ts';
-import { OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
+import { OUTBOX_STATES, type OutboxView } from '../outbox/outbox.ts';
 import type { TemplateView } from '../orders/templates.ts';
 import type { EvidenceView } from '../orders/confirmation.ts';
 import type { WebhookView } from '../webhooks/webhooks.ts';

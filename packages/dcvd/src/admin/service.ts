@@ -11,7 +11,7 @@ import { AccountError, AccountRepository, PERMISSIONS, type AccountInput, type A
 import { normalizeNetworks } from '../accounts/networks.ts';
 import { OfferedAddressRegistry } from '../registry/offered.ts';
 import { checkDomainName } from '../domains/index.ts';
-import { listOutbox, type OutboxView } from '../mail/outbox.ts';
+import { listOutbox, type OutboxView } from '../outbox/outbox.ts';
 import { ProductRepository, type ProductInput, type ProductView } from '../orders/products.ts';
 import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';

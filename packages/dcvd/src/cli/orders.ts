@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { DEFAULT_CA_NAME, defaultDcvEmailConfig, defaultMailFrom, parseCount, parseDuration, type DcvEmailConfig } from '../config.ts';
-import { OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
+import { OUTBOX_STATES, type OutboxView } from '../outbox/outbox.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../queue/leased.ts';
 import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts';
 import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';

@@ -31,11 +31,11 @@ import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/t
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { validationDomain } from '../orders/orders.ts';
 import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
-import { MailDeliveryError, TemplateError } from './errors.ts';
-import type { OutgoingEmail } from './message.ts';
-import { renderTemplate } from './templates.ts';
+import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
+import type { OutgoingEmail } from '../mail/message.ts';
+import { renderTemplate } from '../mail/templates.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type OutboxPolicy } from '../queue/leased.ts';
-import type { MailTransport } from './transport.ts';
+import type { MailTransport } from '../mail/transport.ts';
 
 export type OutboxRow = Selectable<OutboxTable>;
 export const OUTBOX_STATES = ['pending', 'sending', 'delivered', 'failed', 'cancelled'] as const;
