@@ -168,6 +168,13 @@ export function parseDuration(text: string): number {
   return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
 }
 
+/** An ISO 8601 date or date-time, as epoch milliseconds. */
+export function parseIsoDate(text: string): number {
+  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text.trim()) : NaN;
+  if (Number.isNaN(ms)) throw new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
+  return ms;
+}
+
 /** A whole number of at least `min`. */
 export function parseCount(text: string, min = 0): number {
   if (!/^\d+$/.test(text.trim()) || Number(text) < min) throw new Error(`expected a whole number ≥ ${min}, got ${JSON.stringify(text)}`);

@@ -16,7 +16,7 @@ import type { AccountInput } from '../accounts/repository.ts';
 import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
-import { parseIsoDate } from '../cli/options.ts';
+import { parseIsoDate } from '../config.ts';
 import { baseServerOptions, loggedPath, type ServerTimeouts } from '../http/app.ts';
 import { DEFAULT_IPV6_PREFIX, limitKey } from '../accounts/networks.ts';
 import type { AdminService } from './service.ts';

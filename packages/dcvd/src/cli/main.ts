@@ -2,7 +2,7 @@
 import { productCommands } from './products.ts';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
+import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseIsoDate, parseSize, type ServeConfig } from '../config.ts';
 import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
 import { DEFAULT_IPV6_PREFIX } from '../accounts/networks.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
@@ -13,7 +13,7 @@ import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
 import { parseWebhookSecretFile } from '../webhooks/webhooks.ts';
 import { readFileSync } from 'node:fs';
-import { opt, parseIsoDate, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
+import { opt, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
 import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, parseBrVersion } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';

@@ -10,7 +10,7 @@ import { migrateToLatest } from '../store/migrations.ts';
 import { AdminService } from '../admin/service.ts';
 import { cryptoRandom, systemClock } from '../deps.ts';
 import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
-import { defaultMailFrom, mailDomain } from '../config.ts';
+import { defaultMailFrom, mailDomain, parseIsoDate } from '../config.ts';
 import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { createContactGate, type MpicConfig } from '../mpic/corroborate.ts';
 import { createLogger } from '../log.ts';
@@ -83,13 +83,6 @@ export async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
-}
-
-/** An ISO 8601 date or date-time, as epoch milliseconds. */
-export function parseIsoDate(text: string): number {
-  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text.trim()) : NaN;
-  if (Number.isNaN(ms)) throw new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
-  return ms;
 }
 
 /**
