@@ -33,7 +33,35 @@ import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './ou
 import { AdminService } from './admin/service.ts';
 import { buildAdminApp, checkAdminToken } from './admin/http.ts';
 import { createContactGate, describeGate } from './mpic/corroborate.ts';
-import type { SandboxHooks } from './sandbox/index.ts';
+import type { Kysely } from 'kysely';
+import type { Database } from './store/schema.ts';
+import type { DnsClient } from './dns/client.ts';
+import type { MailTransport } from './mail/transport.ts';
+import type { AdminRoute } from './admin/http.ts';
+
+/** What the server hands the sandbox once its parts exist. */
+export interface SandboxContext {
+  db: Kysely<Database>;
+  logger: Logger;
+  confirmation: ConfirmationService;
+  /** The confirmation links' base (known once the HTTPS listener is up). */
+  publicUrl(): string;
+}
+
+/** The hook points of `startServer` (ServerDeps.sandbox), which sandbox/ implements: the server names what it lets a mode change. */
+export interface SandboxHooks {
+  attach(ctx: SandboxContext): void;
+  /** Every DNS client the server builds goes through this. */
+  wrapDnsClient(client: DnsClient): DnsClient;
+  wrapMailTransport(transport: MailTransport): MailTransport;
+  /** Called first on each API listener's app, before the API and the pages. */
+  extendApp(app: FastifyInstance): Promise<void>;
+  /** Extra routes of the internal API. */
+  adminRoutes(): AdminRoute[];
+  /** After the listeners are up; stop() before the store closes. */
+  start(): void;
+  stop(): Promise<void>;
+}
 
 export interface RunningServer {
   https: AddressInfo;
