@@ -2,19 +2,16 @@
 import { productCommands } from './products.ts';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseIsoDate, parseSize, type ServeConfig } from '../config.ts';
-import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
-import { DEFAULT_IPV6_PREFIX } from '../accounts/networks.ts';
+import { DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseIsoDate, parseSize, type ServeConfig } from '../config.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
 import { checkWebhookUrl } from '../accounts/webhook-url.ts';
 import { openStore } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
-import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
 import { parseWebhookSecretFile } from '../webhooks/webhooks.ts';
 import { readFileSync } from 'node:fs';
 import { opt, parseProducts, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
-import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
+import { DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
 import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, parseBrVersion } from './options.ts';
 import { dcvEmailConfigFrom, orderCommands, outboxCommands, templateCommands, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { clientCommands } from './client.ts';
@@ -75,7 +72,7 @@ function accountCommands(): Command {
         const bits = parseCount(v, 1);
         if (bits > 128) throw new Error('the IPv6 prefix is at most 128 bits');
         return bits;
-      }).default(DEFAULT_IPV6_PREFIX),
+      }).default(defaultServeConfig().ipv6Prefix),
     )
     .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url); prints the URL\u2019s own signing secret once'))
     .addOption(secretKeyOption()),
@@ -124,7 +121,7 @@ function accountCommands(): Command {
       .command('rotate-webhook-secret')
       .description('make a new signing secret for the account\u2019s webhook URL and print it once; the previous one keeps signing during the overlap')
       .addOption(login())
-      .addOption(opt('--overlap <duration>', 'how long the previous secret keeps signing too (e.g. 24h; 0: it stops at once)', parseDuration).default(24 * 3600 * 1000, '24h'))
+      .addOption(opt('--overlap <duration>', 'how long the previous secret keeps signing too (e.g. 24h; 0: it stops at once)', parseDuration).default(DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, formatDuration(DEFAULT_WEBHOOK_SECRET_OVERLAP_MS)))
       .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {
     const view = await withAdmin(flags, (a) => a.rotateWebhookSecret(flags.login, flags.overlap ?? 0));
@@ -198,11 +195,13 @@ function webhookSecrets(flags: ServeFlags): { secret?: string; previousSecret?: 
 }
 
 function serveCommand(): Command {
-  const d = DEFAULT_AUTH_POLICY;
+  const defaults = defaultServeConfig();
+  const d = defaults.auth;
+  const duration = (ms: number) => [ms, formatDuration(ms)] as const;
   return withStoreOptions(
     new Command('serve')
       .description('run the API server (applies pending migrations first)')
-      .addOption(opt('--listen <host:port>', 'HTTPS listener').default('127.0.0.1:8443'))
+      .addOption(opt('--listen <host:port>', 'HTTPS listener').default(formatHostPort(defaults.listen)))
       .addOption(opt('--http-listen <host:port>', 'plain-HTTP listener (API calls answer -1 unless from a trusted proxy); off by default'))
       .addOption(opt('--admin-listen <host:port>', 'internal JSON API and /metrics (HTTPS, same certificate, bearer token); off by default'))
       .addOption(opt('--admin-token <token>', 'bearer token of --admin-listen, at least 32 characters (better: DCVD_ADMIN_TOKEN)'))
@@ -214,50 +213,50 @@ function serveCommand(): Command {
         const ms = parseDuration(v);
         if (ms < 1000) throw new Error('the stats interval must be at least 1s');
         return ms;
-      }).default(60_000, '60s'))
-    .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(10))
-    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 (HTTP 200, connection closed)', parseSize).default(64 * 1024, '64k'))
+      }).default(...duration(defaults.statsIntervalMs)))
+    .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(defaults.dbPoolSize))
+    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 (HTTP 200, connection closed)', parseSize).default(defaults.bodyLimit, formatSize(defaults.bodyLimit)))
     .addOption(
       opt('--products <code,…>', 'product codes GetDCVEmailAddressList accepts in its optional product parameter (others: -4)', parseProducts).default(
-        [...DEFAULT_PRODUCTS],
-        DEFAULT_PRODUCTS.join(','),
+        defaults.products,
+        defaults.products.join(','),
       ),
     )
     .addOption(opt('--text-whois-none', 'text format: add the line "whois_email<TAB>none" after domain_name, for clients of the historic format')) 
     .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
-    .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(d.lockoutMs, '15m'))
+    .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(...duration(d.lockoutMs)))
     .addOption(opt('--ip-failure-limit <n>', 'failures from one source IP that block it', (v) => parseCount(v, 1)).default(d.ipFailures))
-    .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(d.ipWindowMs, '15m'))
-    .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(d.ipBlockMs, '15m'))
-    .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(d.credentialCacheMs, '60s'))
+    .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(...duration(d.ipWindowMs)))
+    .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(...duration(d.ipBlockMs)))
+    .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(...duration(d.credentialCacheMs)))
     .addOption(opt('--dns-servers <host:port,…>', 'resolvers for contact lookups (default: the system\u2019s)', (v) => parseResolvers(v)))
-    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(2000, '2s'))
-    .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(2))
-    .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(256))
-    .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(1024))
+    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(...duration(defaults.dnsTimeoutMs)))
+    .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(defaults.dnsAttempts))
+    .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(defaults.dnsMaxInFlight))
+    .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(defaults.dnsMaxQueued))
     .addOption(emailDcvBlocklistOption())
     .addOption(emailDcvCutoffOption())
-    .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(DEFAULT_DNSSEC.mode))
-    .addOption(opt('--dnssec-probe-secure <name>', 'a name in a signed zone that a validating resolver answers with the AD bit').default(DEFAULT_DNSSEC.probeSecure))
-    .addOption(opt('--dnssec-probe-bogus <name>', 'a name in a zone with broken signatures that a validating resolver answers SERVFAIL').default(DEFAULT_DNSSEC.probeBogus))
+    .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(defaults.dnssec.mode))
+    .addOption(opt('--dnssec-probe-secure <name>', 'a name in a signed zone that a validating resolver answers with the AD bit').default(defaults.dnssec.probeSecure))
+    .addOption(opt('--dnssec-probe-bogus <name>', 'a name in a zone with broken signatures that a validating resolver answers SERVFAIL').default(defaults.dnssec.probeBogus))
     .addOption(opt('--dnssec-probe-interval <duration>', 'how often --dnssec require probes the resolvers again (at least 1s)', (v) => {
         const ms = parseDuration(v);
         if (ms < 1000) throw new Error('the DNSSEC probe interval must be at least 1s');
         return ms;
-      }).default(DEFAULT_DNSSEC.probeIntervalMs, '5m'))
-    .addOption(opt('--br-version <version>', 'Baseline Requirements version the evidence names (as your CPS says)', parseBrVersion).default(BR_VERSION))
+      }).default(...duration(defaults.dnssec.probeIntervalMs)))
+    .addOption(opt('--br-version <version>', 'Baseline Requirements version the evidence names (as your CPS says)', parseBrVersion).default(defaults.brVersion))
     .addOption(
       opt('--code-failure-limit <n>', 'unknown validation codes from one source IP that block it on the confirmation pages', (v) => parseCount(v, 1)).default(
-        DEFAULT_CODE_GUESS_POLICY.failureLimit,
+        defaults.codeGuessing.failureLimit,
       ),
     )
     .addOption(
-      opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(DEFAULT_CODE_GUESS_POLICY.windowMs, '15m'),
+      opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(...duration(defaults.codeGuessing.windowMs)),
     )
     .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
     .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the global --webhook-url\u2019s signatures only; accounts\u2019 own URLs have their own secrets (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
     .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
-    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
+    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default(defaults.logLevel))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
         listen: parseHostPort(flags.listen),

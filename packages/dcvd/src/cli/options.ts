@@ -9,9 +9,9 @@ import { openStore, type Store } from '../store/database.ts';
 import { migrateToLatest } from '../store/migrations.ts';
 import { AdminService } from '../admin/service.ts';
 import { cryptoRandom, systemClock } from '../deps.ts';
-import { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
-import { defaultMailFrom, mailDomain, parseIsoDate } from '../config.ts';
-import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
+import { loadValueKeys } from '../orders/random-values.ts';
+import { DEFAULT_DATA_DIR, defaultDcvEmailConfig, defaultMailFrom, defaultServeConfig, formatIsoDate, mailDomain, parseIsoDate } from '../config.ts';
+import { normalizeBlocklist, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { createContactGate, type MpicConfig } from '../mpic/corroborate.ts';
 import { createLogger } from '../log.ts';
 
@@ -64,7 +64,7 @@ export function repeatable(flags: string, description: string): Option {
 /** --data-dir and --database-url: every command that touches the store takes them. */
 export function withStoreOptions(cmd: Command): Command {
   return cmd
-    .addOption(opt('--data-dir <dir>', 'data directory (SQLite database, certificate, outbox)').default('./dcvd-data'))
+    .addOption(opt('--data-dir <dir>', 'data directory (SQLite database, certificate, outbox)').default(DEFAULT_DATA_DIR))
     .addOption(opt('--database-url <url>', 'postgres://… for PostgreSQL (default: SQLite in the data directory)'));
 }
 
@@ -98,9 +98,10 @@ export function emailDcvBlocklistOption(): Option {
 }
 
 export function emailDcvCutoffOption(): Option {
+  const { cutoff } = defaultServeConfig().emailDcv;
   return opt('--email-dcv-cutoff <iso-date>', 'from this date no DCV email is offered, sent or confirmed (-160) and email validations are reported unusable', parseIsoDate).default(
-    DEFAULT_EMAIL_DCV_CUTOFF,
-    '2028-03-15',
+    cutoff,
+    formatIsoDate(cutoff),
   );
 }
 
@@ -110,7 +111,7 @@ export interface EmailPolicyFlags {
 }
 
 export function emailPolicyFrom(flags: EmailPolicyFlags): EmailDcvPolicy {
-  return { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff ?? DEFAULT_EMAIL_DCV_CUTOFF };
+  return { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff ?? defaultServeConfig().emailDcv.cutoff };
 }
 
 /** A Baseline Requirements version such as 2.2.6. */
@@ -141,7 +142,7 @@ export function withAdmin<T>(
         dcvEmail: () => ({
           keys: loadValueKeys(resolve(flags.dataDir), flags.secretKeyFile ? resolve(flags.secretKeyFile) : undefined),
           random: cryptoRandom,
-          randomValueTtlMs: flags.randomValueTtl ?? MAX_RANDOM_VALUE_TTL_MS,
+          randomValueTtlMs: flags.randomValueTtl ?? defaultDcvEmailConfig().randomValueTtlMs,
           resendIntervalMs: 0,
           messageIdDomain: mailDomain(flags.mailFrom ?? defaultMailFrom(flags.publicUrl)),
         }),
