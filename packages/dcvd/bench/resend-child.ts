@@ -13,7 +13,7 @@ import { createLogger } from '../src/log.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
 import { OfferedAddressRegistry } from '../src/registry/offered.ts';
 import { OrderRepository } from '../src/orders/orders.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
 
 const [mode, raw] = process.argv.slice(2);

@@ -1,16 +1,18 @@
 /**
- * The one configuration of a dcvd process. The CLI fills it from options and
- * their DCVD_* environment variables (CONTRACT §9); tests build it directly.
+ * The one configuration of a dcvd process, and the one home of its defaults: the CLI fills it from
+ * options and their DCVD_* environment variables (CONTRACT §9), taking every option's default (and
+ * the one its --help shows) from here; tests build it directly.
  */
 import { resolve } from 'node:path';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
 import { DEFAULT_IPV6_PREFIX } from './accounts/networks.ts';
-import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './api/policy.ts';
+import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './orders/email-dcv-policy.ts';
 import type { Resolver } from './dns/client.ts';
 import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
-import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './queue/leased.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
-import type { WebhookConfig } from './orders/webhooks.ts';
+import { MAX_RANDOM_VALUE_TTL_MS } from './orders/random-values.ts';
+import type { WebhookConfig } from './webhooks/webhooks.ts';
 import { defaultMpicConfig, type MpicConfig } from './mpic/corroborate.ts';
 
 export interface HostPort {
@@ -111,7 +113,7 @@ export function defaultDcvEmailConfig(overrides: Partial<DcvEmailConfig> = {}): 
   return {
     mailFrom: 'dcvd@localhost',
     resendIntervalMs: 60_000,
-    randomValueTtlMs: 30 * 24 * 60 * 60 * 1000,
+    randomValueTtlMs: MAX_RANDOM_VALUE_TTL_MS,
     outbox: { ...DEFAULT_OUTBOX_POLICY },
     caName: DEFAULT_CA_NAME,
     ...overrides,
@@ -123,11 +125,25 @@ export const DEFAULT_PRODUCTS: readonly number[] = [801, 803];
 
 export const DEFAULT_LISTEN: HostPort = { host: '127.0.0.1', port: 8443 };
 
+/** --data-dir of every command that opens the store; `serve` resolves it against the working directory. */
+export const DEFAULT_DATA_DIR = './dcvd-data';
+
+/** `dcvd sandbox` (issue 17): its listeners and seeded account. */
+export const SANDBOX_LISTEN: HostPort = { host: '127.0.0.1', port: 14443 };
+export const SANDBOX_ADMIN_LISTEN: HostPort = { host: '127.0.0.1', port: 14444 };
+export const SANDBOX_LOGIN = 'sandbox';
+
+/** How long a rotated-out webhook signing secret keeps signing too (`account rotate-webhook-secret`, the internal API). */
+export const DEFAULT_WEBHOOK_SECRET_OVERLAP_MS = 24 * 3600 * 1000;
+
+/** Emails `outbox list` shows (and the internal API's GET /v1/outbox answers) without a limit. */
+export const DEFAULT_OUTBOX_LIST_LIMIT = 100;
+
 export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeConfig {
   return {
     listen: DEFAULT_LISTEN,
     trustProxy: [],
-    dataDir: resolve('dcvd-data'),
+    dataDir: resolve(DEFAULT_DATA_DIR),
     bodyLimit: 64 * 1024,
     products: [...DEFAULT_PRODUCTS],
     textWhoisNone: false,
@@ -151,6 +167,11 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
   };
 }
 
+/** A HostPort as --listen takes it. */
+export function formatHostPort({ host, port }: HostPort): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}
+
 /** `HOST:PORT`, `[v6]:PORT` or `:PORT` (all interfaces). */
 export function parseHostPort(text: string): HostPort {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(text.trim());
@@ -166,6 +187,32 @@ export function parseDuration(text: string): number {
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
   if (!m) throw new Error(`expected a duration such as 90s, 15m or 2h, got ${JSON.stringify(text)}`);
   return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
+}
+
+/** An ISO 8601 date or date-time, as epoch milliseconds. */
+export function parseIsoDate(text: string): number {
+  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text.trim()) : NaN;
+  if (Number.isNaN(ms)) throw new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+/** A duration as parseDuration reads it, in its largest whole unit (2s, 15m, 1h, 30d), but 60s and 24h, not 1m and 1d (defaults in --help). */
+export function formatDuration(ms: number): string {
+  const [unit, size] = Object.entries(UNITS)
+    .reverse()
+    .find(([unit, size]) => ms % size === 0 && !(ms === size && (unit === 'm' || unit === 'd')))!;
+  return `${ms / size}${unit}`;
+}
+
+/** A size as parseSize reads it: 64k for 65536 (defaults in --help). */
+export function formatSize(bytes: number): string {
+  return bytes % (1024 * 1024) === 0 ? `${bytes / (1024 * 1024)}m` : bytes % 1024 === 0 ? `${bytes / 1024}k` : `${bytes}`;
+}
+
+/** A date as parseIsoDate reads it: 2028-03-15 at midnight UTC, else the full ISO time. */
+export function formatIsoDate(ms: number): string {
+  const iso = new Date(ms).toISOString();
+  return iso.endsWith('T00:00:00.000Z') ? iso.slice(0, 10) : iso;
 }
 
 /** A whole number of at least `min`. */

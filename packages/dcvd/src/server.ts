@@ -1,4 +1,10 @@
-/** `dcvd serve`: store, migrations, certificate, listeners, background work, graceful shutdown. */
+/**
+ * `dcvd serve`, in named phases: check the config (nothing opened yet) → build the services (store,
+ * migrations, certificate, DNS, the use cases, the webhook worker) → listen (the API listeners, then
+ * the outbox worker, whose links need the HTTPS address, then the internal API) → housekeeping
+ * (timers). Each phase pushes what undoes it on one stack of closers; close() runs them newest
+ * first, every one even when an earlier one failed, so a failed start closes exactly what it opened.
+ */
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
@@ -25,15 +31,43 @@ import { ProductRepository } from './orders/products.ts';
 import { OrderRepository } from './orders/orders.ts';
 import { TemplateRepository } from './orders/templates.ts';
 import { loadValueKeys } from './orders/random-values.ts';
-import { OutboxWorker, purgeSealedCodes } from './mail/outbox.ts';
+import { OutboxWorker, purgeSealedCodes } from './outbox/outbox.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
-import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './orders/webhooks.ts';
-import { daysUntilCutoff, emailMethodsPhase } from './api/policy.ts';
-import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './mail/delivery.ts';
+import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './webhooks/webhooks.ts';
+import { daysUntilCutoff, emailMethodsPhase } from './orders/email-dcv-policy.ts';
+import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './outbox/delivery.ts';
 import { AdminService } from './admin/service.ts';
 import { buildAdminApp, checkAdminToken } from './admin/http.ts';
 import { createContactGate, describeGate } from './mpic/corroborate.ts';
-import type { SandboxHooks } from './sandbox/index.ts';
+import type { Kysely } from 'kysely';
+import type { Database } from './store/schema.ts';
+import type { DnsClient } from './dns/client.ts';
+import type { MailTransport } from './mail/transport.ts';
+import type { AdminRoute } from './admin/http.ts';
+
+/** What the server hands the sandbox once its parts exist. */
+export interface SandboxContext {
+  db: Kysely<Database>;
+  logger: Logger;
+  confirmation: ConfirmationService;
+  /** The confirmation links' base (known once the HTTPS listener is up). */
+  publicUrl(): string;
+}
+
+/** The hook points of `startServer` (ServerDeps.sandbox), which sandbox/ implements: the server names what it lets a mode change. */
+export interface SandboxHooks {
+  attach(ctx: SandboxContext): void;
+  /** Every DNS client the server builds goes through this. */
+  wrapDnsClient(client: DnsClient): DnsClient;
+  wrapMailTransport(transport: MailTransport): MailTransport;
+  /** Called first on each API listener's app, before the API and the pages. */
+  extendApp(app: FastifyInstance): Promise<void>;
+  /** Extra routes of the internal API. */
+  adminRoutes(): AdminRoute[];
+  /** After the listeners are up; stop() before the store closes. */
+  start(): void;
+  stop(): Promise<void>;
+}
 
 export interface RunningServer {
   https: AddressInfo;
@@ -98,317 +132,390 @@ async function listen(
   return app.server.address() as AddressInfo;
 }
 
-export async function startServer(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningServer> {
-  const clock = deps.clock ?? systemClock;
-  const logger = deps.logger ?? createLogger(config.logLevel);
+/** Phase 1: what can be judged without a store, a file or a socket; a bad option leaves nothing behind. */
+function checkConfig(config: ServeConfig): { adminToken: string | undefined } {
+  const adminToken = config.adminListen ? checkAdminToken(config.adminToken) : undefined;
+  checkDcvEmailConfig(config.dcvEmail);
+  if (config.webhooks.url !== undefined && config.webhooks.secret === undefined) throw new Error('--webhook-url needs --webhook-secret or --webhook-secret-file');
+  return { adminToken };
+}
+
+/** What each phase pushes to undo itself; close() runs them newest first, every one, and throws what failed. */
+class Closers {
+  private readonly stack: { what: string; close: () => unknown }[] = [];
+
+  push(what: string, close: () => unknown): void {
+    this.stack.push({ what, close });
+  }
+
+  async close(): Promise<void> {
+    const failed: { what: string; err: unknown }[] = [];
+    for (let closer = this.stack.pop(); closer !== undefined; closer = this.stack.pop()) {
+      try {
+        await closer.close();
+      } catch (err) {
+        failed.push({ what: closer.what, err });
+      }
+    }
+    if (failed.length === 1) throw failed[0]!.err;
+    if (failed.length > 1) throw new AggregateError(failed.map((f) => f.err), `closing failed: ${failed.map((f) => f.what).join(', ')}`);
+  }
+}
+
+/**
+ * The wake-up of a worker built after the services that call it: the DCV email outbox needs the HTTPS
+ * listener's address for its links, so the use cases that queue emails exist first. Bound once, when
+ * the worker exists; a wake before that has nothing to wake, and the worker's first look at start()
+ * finds what was queued.
+ */
+class LateWake {
+  private worker: { wake(): void } | undefined;
+
+  bind(worker: { wake(): void }): void {
+    if (this.worker !== undefined) throw new Error('a late wake is bound once');
+    this.worker = worker;
+  }
+
+  readonly wake = (): void => this.worker?.wake();
+}
+
+interface Context {
+  config: ServeConfig;
+  deps: ServerDeps;
+  clock: Clock;
+  logger: Logger;
+  closers: Closers;
+}
+
+/** Phase 2: every service in dependency order, before any listener. */
+async function buildServices({ config, deps, clock, logger, closers }: Context) {
   const store = openStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     poolSize: config.dbPoolSize,
     backgroundCheckpoints: { onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed; commits checkpoint by themselves') },
   });
+  closers.push('store', () => store.close());
+  const applied = await migrateToLatest(store.db, store.dialect);
+  for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
+  const tls = await loadOrCreateCertificate(config);
+  if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
+
+  const metrics = createMetrics(store.db, {
+    clock,
+    emailDcvDaysLeft: () => daysUntilCutoff(config.emailDcv, clock.now()),
+    dnssec: () => ({ mode: dnssec.mode, resolvers: dnssec.probeStates() }),
+  });
+  const auth = new Authenticator(store.db, clock, config.auth, {
+    onLockout: () => metrics.lockout(),
+    onVerify: (kind) => metrics.passwordVerification(kind),
+    ipv6Prefix: config.ipv6Prefix,
+  });
+  const registry = new OfferedAddressRegistry(store.db);
+  // Shared, long-lived UDP sockets and a global cap on DNS queries in flight (issue 14).
+  const dnsPool = createUdpPool({
+    maxInFlight: config.dnsMaxInFlight,
+    maxQueued: config.dnsMaxQueued,
+    onEvent(event, detail) {
+      metrics.dnsTransport(event);
+      if (event === 'socket-error') logger.error({ dns: { event, detail } }, 'DNS socket failed; its queries fail, a new socket replaces it');
+      else if (event === 'overloaded') logger.warn({ dns: { event, detail } }, 'DNS query not sent: too many in flight');
+    },
+  });
+  closers.push('DNS sockets', () => dnsPool.close());
+  // The DNSSEC policy (CONTRACT §3): in `require`, only resolvers that pass its probes are asked, and none passing stops the start.
+  const dnssec = new DnssecGuard({
+    config: config.dnssec,
+    resolvers: config.dnsServers ?? systemResolvers(),
+    timeoutMs: config.dnsTimeoutMs,
+    attempts: config.dnsAttempts,
+    pool: dnsPool,
+    log: logger,
+    now: () => clock.now(),
+  });
+  closers.push('DNSSEC probes', () => dnssec.stop());
+  await dnssec.start();
+  // The sandbox's DNS overrides sit in front of every lookup (issue 17).
+  const sandbox = deps.sandbox;
+  const dns = sandbox?.wrapDnsClient(dnssec.client) ?? dnssec.client;
+  const dnsStats = new DnsLookupStats((type, outcome) => metrics.dnsLookup(type, outcome));
+  // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started once the HTTPS address is known) delivers.
+  const random = deps.random ?? cryptoRandom;
+  const valueKeys = loadValueKeys(config.dataDir, config.dcvEmail.secretKeyFile);
+  const outboxWake = new LateWake();
+  // MPIC of DNS-found contacts (issue 19): said at start whether it is on, off or missing.
+  const contactGate = createContactGate(store.db, config.mpic, (outcome) => metrics.mpicCorroboration(outcome));
+  const gateState = describeGate(contactGate);
+  logger[gateState.level]({ mpic: { mode: config.mpic.mode, url: config.mpic.url ?? null, perspectives: config.mpic.perspectives } }, gateState.message);
+  const resend: ResendDeps = {
+    db: store.db,
+    clock,
+    orders: new OrderRepository(store.db, clock, random),
+    templates: new TemplateRepository(store.db, clock),
+    registry,
+    settings: { keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: config.dcvEmail.resendIntervalMs, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) },
+    policy: config.emailDcv,
+    contactGate,
+    onQueued: outboxWake.wake,
+  };
+  // AutoApplyOrder, AutoUpdateDCV, GetMDCDomainDetails (CONTRACT §12): the resend's services, the products, the policy.
+  const flow: OrderFlowDeps = { ...resend, products: new ProductRepository(store.db, clock), policy: config.emailDcv };
+  const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow });
+  // Bounded: a load balancer needs an answer, not a hanging probe.
+  const readiness = async () => {
+    let timer: NodeJS.Timeout | undefined;
+    const check = (async () => {
+      await sql`select 1`.execute(store.db);
+      const dnssecProblem = dnssec.notReady();
+      if (dnssecProblem) return dnssecProblem;
+      const pending = await pendingMigrations(store.db, store.dialect);
+      if (pending.length > 0) return `pending migrations: ${pending.join(', ')}`;
+      // One cheap read of each hot table: a dropped or corrupt table makes the instance not ready (issue 14).
+      return await unreadableTable(store.db, (table, err) => logger.warn({ err, table }, 'readiness: table unreadable'));
+    })();
+    const timeout = new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve('database did not answer within 2 s'), 2000);
+    });
+    try {
+      return await Promise.race([check, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  // Signed webhooks of the decisions: queued in the deciding transaction, delivered by their own worker
+  // (always: accounts' own URLs are signed with their own secrets, even without a global one).
+  const hooks = config.webhooks;
+  const webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret, previousSecret: hooks.previousSecret, keys: valueKeys });
+  closers.push('webhook worker', () => webhooks.stop());
+  // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.
+  const confirmation = new ConfirmationService({
+    db: store.db,
+    clock,
+    keys: valueKeys,
+    policy: config.codeGuessing,
+    ipv6Prefix: config.ipv6Prefix,
+    emailPolicy: config.emailDcv,
+    brVersion: config.brVersion,
+    async onDecided(trx, event) {
+      // Nothing is queued when neither the account nor the server has a URL (the global URL needs its secret at start).
+      await queueDecisionWebhook(trx, hooks, event, config.emailDcv);
+    },
+    afterDecided: () => webhooks.wake(),
+  });
+  const confirm = { confirmation, clock, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
+  // The confirmation links' base: --public-url, or the HTTPS listener once it is up.
+  const links: { base?: string } = {};
+  sandbox?.attach({ db: store.db, logger, confirmation, publicUrl: () => links.base ?? 'https://localhost' });
+  // The internal JSON API's operations (CONTRACT §9), with --admin-listen only.
+  const admin =
+    config.adminListen &&
+    new AdminService({
+      db: store.db,
+      clock,
+      random,
+      dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) }),
+      onQueued: outboxWake.wake,
+      emailPolicy: config.emailDcv,
+      contactGate,
+      log: logger,
+    });
+  const app = {
+    logger,
+    trustProxy: config.trustProxy,
+    bodyLimit: config.bodyLimit,
+    products: config.products,
+    textWhoisNone: config.textWhoisNone,
+    timeouts: deps.timeouts,
+    auth,
+    useCases,
+    readiness,
+    confirm,
+    metrics,
+    extend: sandbox && ((app: FastifyInstance) => sandbox.extendApp(app)),
+  };
+  return { store, tls, metrics, auth, registry, confirmation, webhooks, valueKeys, outboxWake, links, admin, app, gateState };
+}
+
+type Services = Awaited<ReturnType<typeof buildServices>>;
+
+/** Phase 3: the API listeners, the outbox worker (its links need the HTTPS address), the webhook worker, then the internal API. */
+async function listenAll({ config, deps, clock, logger, closers }: Context, services: Services, adminToken: string | undefined) {
+  const { store, tls, metrics, valueKeys, links, app } = services;
   const apps: FastifyInstance[] = [];
   let outbox: OutboxWorker | undefined;
-  let webhooks: WebhookWorker | undefined;
-  let stopDnssec = () => {};
-  try {
-    const adminToken = config.adminListen ? checkAdminToken(config.adminToken) : undefined;
-    const applied = await migrateToLatest(store.db, store.dialect);
-    for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
-    const tls = await loadOrCreateCertificate(config);
-    if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
+  // The stack runs newest first: the listeners close together (in-flight requests finish), then the
+  // sandbox stops, then the outbox (a request in flight may still queue an email), all before the store.
+  closers.push('outbox worker', () => outbox?.stop());
+  closers.push('sandbox', () => deps.sandbox?.stop());
+  closers.push('listeners', () => Promise.all(apps.map((a) => a.close())));
+  const acceptFailed = (err: Error): void => {
+    metrics.backgroundError('accept');
+    logger.error({ err }, 'accepting a connection failed; the listener carries on');
+  };
+  const httpsApp = await buildApp({ ...app, tls });
+  apps.push(httpsApp);
+  const https = await listen(httpsApp, config.listen.host, config.listen.port, '--listen', acceptFailed);
+  let http: AddressInfo | undefined;
+  if (config.httpListen) {
+    const httpApp = await buildApp(app);
+    apps.push(httpApp);
+    http = await listen(httpApp, config.httpListen.host, config.httpListen.port, '--http-listen', acceptFailed);
+  }
 
-    const metrics = createMetrics(store.db, {
-      clock,
-      emailDcvDaysLeft: () => daysUntilCutoff(config.emailDcv, clock.now()),
-      dnssec: () => ({ mode: dnssec.mode, resolvers: dnssec.probeStates() }),
-    });
-    const auth = new Authenticator(store.db, clock, config.auth, {
-      onLockout: () => metrics.lockout(),
-      onVerify: (kind) => metrics.passwordVerification(kind),
-      ipv6Prefix: config.ipv6Prefix,
-    });
-    const registry = new OfferedAddressRegistry(store.db);
-    // Shared, long-lived UDP sockets and a global cap on DNS queries in flight (issue 14).
-    const dnsPool = createUdpPool({
-      maxInFlight: config.dnsMaxInFlight,
-      maxQueued: config.dnsMaxQueued,
-      onEvent(event, detail) {
-        metrics.dnsTransport(event);
-        if (event === 'socket-error') logger.error({ dns: { event, detail } }, 'DNS socket failed; its queries fail, a new socket replaces it');
-        else if (event === 'overloaded') logger.warn({ dns: { event, detail } }, 'DNS query not sent: too many in flight');
-      },
-    });
-    // The DNSSEC policy (CONTRACT §3): in `require`, only resolvers that pass its probes are asked, and none passing stops the start.
-    const dnssec = new DnssecGuard({
-      config: config.dnssec,
-      resolvers: config.dnsServers ?? systemResolvers(),
-      timeoutMs: config.dnsTimeoutMs,
-      attempts: config.dnsAttempts,
-      pool: dnsPool,
-      log: logger,
-      now: () => clock.now(),
-    });
-    await dnssec.start();
-    stopDnssec = () => dnssec.stop();
-    // The sandbox's DNS overrides sit in front of every lookup (issue 17).
-    const sandbox = deps.sandbox;
-    const dns = sandbox?.wrapDnsClient(dnssec.client) ?? dnssec.client;
-    const dnsStats = new DnsLookupStats((type, outcome) => metrics.dnsLookup(type, outcome));
-    // DCV emails (CONTRACT §5): the resend use case queues, the outbox worker (started below) delivers.
-    checkDcvEmailConfig(config.dcvEmail);
-    const random = deps.random ?? cryptoRandom;
-    const valueKeys = loadValueKeys(config.dataDir, config.dcvEmail.secretKeyFile);
-    // MPIC of DNS-found contacts (issue 19): said at start whether it is on, off or missing.
-    const contactGate = createContactGate(store.db, config.mpic, (outcome) => metrics.mpicCorroboration(outcome));
-    const gateState = describeGate(contactGate);
-    logger[gateState.level]({ mpic: { mode: config.mpic.mode, url: config.mpic.url ?? null, perspectives: config.mpic.perspectives } }, gateState.message);
-    const resend: ResendDeps = {
-      db: store.db,
-      clock,
-      orders: new OrderRepository(store.db, clock, random),
-      templates: new TemplateRepository(store.db, clock),
-      registry,
-      settings: { keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: config.dcvEmail.resendIntervalMs, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) },
-      policy: config.emailDcv,
-      contactGate,
-      onQueued: () => outbox?.wake(),
-    };
-    // AutoApplyOrder, AutoUpdateDCV, GetMDCDomainDetails (CONTRACT §12): the resend's services, the products, the policy.
-    const flow: OrderFlowDeps = { ...resend, products: new ProductRepository(store.db, clock), policy: config.emailDcv };
-    const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow });
-    // Bounded: a load balancer needs an answer, not a hanging probe.
-    const readiness = async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const check = (async () => {
-        await sql`select 1`.execute(store.db);
-        const dnssecProblem = dnssec.notReady();
-        if (dnssecProblem) return dnssecProblem;
-        const pending = await pendingMigrations(store.db, store.dialect);
-        if (pending.length > 0) return `pending migrations: ${pending.join(', ')}`;
-        // One cheap read of each hot table: a dropped or corrupt table makes the instance not ready (issue 14).
-        return await unreadableTable(store.db, (table, err) => logger.warn({ err, table }, 'readiness: table unreadable'));
-      })();
-      const timeout = new Promise<string>((resolve) => {
-        timer = setTimeout(() => resolve('database did not answer within 2 s'), 2000);
-      });
-      try {
-        return await Promise.race([check, timeout]);
-      } finally {
-        clearTimeout(timer);
-      }
-    };
-    // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.
-    // Signed webhooks of the decisions: queued in the deciding transaction, delivered by their own worker.
-    const hooks = config.webhooks;
-    if (hooks.url !== undefined && hooks.secret === undefined) throw new Error('--webhook-url needs --webhook-secret or --webhook-secret-file');
-    const confirmation = new ConfirmationService({
-      db: store.db,
-      clock,
-      keys: valueKeys,
-      policy: config.codeGuessing,
-      ipv6Prefix: config.ipv6Prefix,
-      emailPolicy: config.emailDcv,
-      brVersion: config.brVersion,
-      async onDecided(trx, event) {
-        // Nothing is queued when neither the account nor the server has a URL (the global URL needs its secret at start).
-        await queueDecisionWebhook(trx, hooks, event, config.emailDcv);
-      },
-      afterDecided: () => webhooks?.wake(),
-    });
-    const confirm = { confirmation, clock, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
-    let linkBase: string | undefined;
-    sandbox?.attach({ db: store.db, logger, confirmation, publicUrl: () => linkBase ?? 'https://localhost' });
-    const acceptFailed = (err: Error): void => {
-      metrics.backgroundError('accept');
-      logger.error({ err }, 'accepting a connection failed; the listener carries on');
-    };
-    const common = {
+  // The outbox worker: links point at --public-url, or at this listener.
+  links.base = config.dcvEmail.publicUrl ?? defaultPublicUrl(https);
+  const transport = createMailTransport(config.dcvEmail, config.dataDir, logger);
+  outbox = new OutboxWorker({
+    db: store.db,
+    dialect: store.dialect,
+    clock,
+    transport: deps.sandbox?.wrapMailTransport(transport) ?? transport,
+    keys: valueKeys,
+    mailFrom: config.dcvEmail.mailFrom,
+    publicUrl: links.base,
+    caName: config.dcvEmail.caName,
+    policy: config.dcvEmail.outbox,
+    emailPolicy: config.emailDcv,
+    log: logger,
+  });
+  outbox.start();
+  services.outboxWake.bind(outbox);
+  services.webhooks.start();
+
+  // The internal JSON API (CONTRACT §9), last: the operator's operations, the metrics, the OpenAPI document.
+  let admin: AddressInfo | undefined;
+  if (config.adminListen && services.admin && adminToken !== undefined) {
+    const adminApp = await buildAdminApp({
+      admin: services.admin,
+      token: adminToken,
       logger,
-      trustProxy: config.trustProxy,
-      bodyLimit: config.bodyLimit,
-      products: config.products,
-      textWhoisNone: config.textWhoisNone,
-      timeouts: deps.timeouts,
-      auth,
-      useCases,
-      readiness,
-      confirm,
       metrics,
-      extend: sandbox && ((app: FastifyInstance) => sandbox.extendApp(app)),
-    };
-
-    const httpsApp = await buildApp({ ...common, tls });
-    apps.push(httpsApp);
-    const httpsAddress = await listen(httpsApp, config.listen.host, config.listen.port, '--listen', acceptFailed);
-    let httpAddress: AddressInfo | undefined;
-    if (config.httpListen) {
-      const httpApp = await buildApp(common);
-      apps.push(httpApp);
-      httpAddress = await listen(httpApp, config.httpListen.host, config.httpListen.port, '--http-listen', acceptFailed);
-    }
-
-    // The outbox worker: links point at --public-url, or at this listener.
-    linkBase = config.dcvEmail.publicUrl ?? defaultPublicUrl(httpsAddress);
-    const transport = createMailTransport(config.dcvEmail, config.dataDir, logger);
-    outbox = new OutboxWorker({
-      db: store.db,
-      dialect: store.dialect,
       clock,
-      transport: sandbox?.wrapMailTransport(transport) ?? transport,
-      keys: valueKeys,
-      mailFrom: config.dcvEmail.mailFrom,
-      publicUrl: linkBase,
-      caName: config.dcvEmail.caName,
-      policy: config.dcvEmail.outbox,
-      emailPolicy: config.emailDcv,
-      log: logger,
+      tls,
+      bodyLimit: config.bodyLimit,
+      timeouts: deps.timeouts,
+      ipv6Prefix: config.ipv6Prefix,
+      extraRoutes: deps.sandbox?.adminRoutes(),
     });
-    outbox.start();
-    const worker = outbox;
-    // Always: accounts' own URLs are signed with their own secrets, even without a global one.
-    webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret, previousSecret: hooks.previousSecret, keys: valueKeys });
-    webhooks.start();
-    const hookWorker = webhooks;
+    apps.push(adminApp);
+    admin = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen', acceptFailed);
+  }
+  return { https, http, admin, outbox };
+}
 
-    // The internal JSON API (CONTRACT §9), last: the operator's operations, the metrics, the OpenAPI document.
-    let adminAddress: AddressInfo | undefined;
-    if (config.adminListen && adminToken !== undefined) {
-      const admin = new AdminService({
-        db: store.db,
-        clock,
-        random,
-        dcvEmail: () => ({ keys: valueKeys, random, randomValueTtlMs: config.dcvEmail.randomValueTtlMs, resendIntervalMs: 0, messageIdDomain: mailDomain(config.dcvEmail.mailFrom) }),
-        onQueued: () => worker.wake(),
-        emailPolicy: config.emailDcv,
-        contactGate,
-        log: logger,
-      });
-      const adminApp = await buildAdminApp({
-        admin,
-        token: adminToken,
-        logger,
-        metrics,
-        clock,
-        tls,
-        bodyLimit: config.bodyLimit,
-        timeouts: deps.timeouts,
-        ipv6Prefix: config.ipv6Prefix,
-        extraRoutes: sandbox?.adminRoutes(),
-      });
-      apps.push(adminApp);
-      adminAddress = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen', acceptFailed);
-    }
-
-    // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.
-    const loopDelay = monitorEventLoopDelay({ resolution: 10 });
-    loopDelay.enable();
-    // Every timer body runs in guarded(): an error (EMFILE/ENFILE reading /proc, …)
-    // is logged and counted, and the timer carries on; it never reaches the process.
-    const guarded = (task: string, body: () => void) => () => {
+/** Phase 4: the timers — process stats, the email-method sunset's webhooks, the purges — and the sandbox's own. */
+function housekeeping({ config, deps, clock, logger, closers }: Context, services: Services): void {
+  const { store, metrics, auth, registry, confirmation, webhooks } = services;
+  // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  // Every timer body runs in guarded(): an error (EMFILE/ENFILE reading /proc, …)
+  // is logged and counted, and the timer carries on; it never reaches the process.
+  const guarded = (task: string, body: () => void) => () => {
+    try {
+      body();
+    } catch (err) {
+      metrics.backgroundError(task);
       try {
-        body();
-      } catch (err) {
-        metrics.backgroundError(task);
-        try {
-          logger.error({ err, task }, 'background task failed; it runs again on its next tick');
-        } catch {
-          // Even the log can fail (a full disk): nothing else to do.
-        }
+        logger.error({ err, task }, 'background task failed; it runs again on its next tick');
+      } catch {
+        // Even the log can fail (a full disk): nothing else to do.
       }
-    };
-    const stats = setInterval(guarded('stats', () => {
-      const m = process.memoryUsage();
-      logger.info(
-        {
-          rssMiB: Math.round(m.rss / 1048576),
-          heapUsedMiB: Math.round(m.heapUsed / 1048576),
-          eventLoopDelayMs: { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
-        },
-        'process stats',
-      );
-      loopDelay.reset();
-    }), config.statsIntervalMs);
-    stats.unref();
-
-    // The email-method sunset (BR 3.2.2.4.4, .13, .14): a warning while the methods are discouraged; from the
-    // cut-off, every validated order's ordering system is told by webhook that its validation is no longer usable.
-    const phase = emailMethodsPhase(config.emailDcv, clock.now());
-    if (phase === 'discouraged') {
-      logger.warn(
-        { emailDcvCutoff: new Date(config.emailDcv.cutoff).toISOString(), daysLeft: daysUntilCutoff(config.emailDcv, clock.now()) },
-        'the email DCV methods SHOULD NOT be used since 2026-03-15 (BR 3.2.2.4.4, 3.2.2.4.13, 3.2.2.4.14); they are refused from the cut-off',
-      );
-    } else if (phase === 'refused') {
-      logger.warn({ emailDcvCutoff: new Date(config.emailDcv.cutoff).toISOString() }, 'email DCV cut-off passed: no DCV email is sent or confirmed, prior validations are reported unusable');
     }
-    const unusableHooks = () => {
-      queueUnusableWebhooks(store.db, store.dialect, hooks, config.emailDcv, clock.now())
-        .then((n) => {
-          if (n > 0) {
-            logger.info({ queued: n }, 'dcv.unusable webhooks queued (email DCV cut-off passed)');
-            hookWorker?.wake();
-          }
-        })
-        .catch((err: unknown) => logger.error({ err }, 'queueing dcv.unusable webhooks failed'));
-    };
-    unusableHooks();
-
-    // Background purges: per-IP counters whose window is over, registry rows older than 24 hours.
-    const purge = setInterval(guarded('purge', () => {
-      auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
-      registry
-        .purge(clock.now())
-        .then((n) => n > 0 && logger.info({ purged: n }, 'expired 24-hour registry rows purged'))
-        .catch((err: unknown) => logger.error({ err }, 'purging the 24-hour registry failed'));
-      confirmation.purgeFailures().catch((err: unknown) => logger.error({ err }, 'purging validation-code failure counters failed'));
-      purgeSealedCodes(store.db, clock.now()).catch((err: unknown) => logger.error({ err }, 'erasing sealed codes of dead values failed'));
-      unusableHooks();
-    }), 60_000);
-    purge.unref();
-    sandbox?.start();
-
+  };
+  const stats = setInterval(guarded('stats', () => {
+    const m = process.memoryUsage();
     logger.info(
-      { https: httpsAddress, http: httpAddress, admin: adminAddress, database: store.location, certPath: tls.certPath },
+      {
+        rssMiB: Math.round(m.rss / 1048576),
+        heapUsedMiB: Math.round(m.heapUsed / 1048576),
+        eventLoopDelayMs: { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 },
+      },
+      'process stats',
+    );
+    loopDelay.reset();
+  }), config.statsIntervalMs);
+  stats.unref();
+
+  // The email-method sunset (BR 3.2.2.4.4, .13, .14): a warning while the methods are discouraged; from the
+  // cut-off, every validated order's ordering system is told by webhook that its validation is no longer usable.
+  const phase = emailMethodsPhase(config.emailDcv, clock.now());
+  if (phase === 'discouraged') {
+    logger.warn(
+      { emailDcvCutoff: new Date(config.emailDcv.cutoff).toISOString(), daysLeft: daysUntilCutoff(config.emailDcv, clock.now()) },
+      'the email DCV methods SHOULD NOT be used since 2026-03-15 (BR 3.2.2.4.4, 3.2.2.4.13, 3.2.2.4.14); they are refused from the cut-off',
+    );
+  } else if (phase === 'refused') {
+    logger.warn({ emailDcvCutoff: new Date(config.emailDcv.cutoff).toISOString() }, 'email DCV cut-off passed: no DCV email is sent or confirmed, prior validations are reported unusable');
+  }
+  const unusableHooks = () => {
+    queueUnusableWebhooks(store.db, store.dialect, config.webhooks, config.emailDcv, clock.now())
+      .then((n) => {
+        if (n > 0) {
+          logger.info({ queued: n }, 'dcv.unusable webhooks queued (email DCV cut-off passed)');
+          webhooks.wake();
+        }
+      })
+      .catch((err: unknown) => logger.error({ err }, 'queueing dcv.unusable webhooks failed'));
+  };
+  unusableHooks();
+
+  // Background purges: per-IP counters whose window is over, registry rows older than 24 hours.
+  const purge = setInterval(guarded('purge', () => {
+    auth.purgeIpFailures().catch((err: unknown) => logger.error({ err }, 'purging per-IP failure counters failed'));
+    registry
+      .purge(clock.now())
+      .then((n) => n > 0 && logger.info({ purged: n }, 'expired 24-hour registry rows purged'))
+      .catch((err: unknown) => logger.error({ err }, 'purging the 24-hour registry failed'));
+    confirmation.purgeFailures().catch((err: unknown) => logger.error({ err }, 'purging validation-code failure counters failed'));
+    purgeSealedCodes(store.db, clock.now()).catch((err: unknown) => logger.error({ err }, 'erasing sealed codes of dead values failed'));
+    unusableHooks();
+  }), 60_000);
+  purge.unref();
+  closers.push('timers', () => {
+    clearInterval(purge);
+    clearInterval(stats);
+    loopDelay.disable();
+  });
+  deps.sandbox?.start();
+}
+
+export async function startServer(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningServer> {
+  const { adminToken } = checkConfig(config);
+  const clock = deps.clock ?? systemClock;
+  const logger = deps.logger ?? createLogger(config.logLevel);
+  const context: Context = { config, deps, clock, logger, closers: new Closers() };
+  try {
+    const services = await buildServices(context);
+    const listeners = await listenAll(context, services, adminToken);
+    housekeeping(context, services);
+    const { store, tls, metrics, webhooks, gateState } = services;
+    logger.info(
+      { https: listeners.https, http: listeners.http, admin: listeners.admin, database: store.location, certPath: tls.certPath },
       'dcvd is listening',
     );
     let closing: Promise<void> | undefined;
     const running: RunningServer = {
-      https: httpsAddress,
+      https: listeners.https,
       metrics,
       certPath: tls.certPath,
       cert: tls.cert,
       store,
       logger,
-      outbox: worker,
-      webhooks: hookWorker,
+      outbox: listeners.outbox,
+      webhooks,
       mpicWarning: gateState.level === 'warn' ? gateState.message : undefined,
       close() {
-        closing ??= (async () => {
-          stopDnssec();
-          clearInterval(purge);
-          clearInterval(stats);
-          loopDelay.disable();
-          await Promise.all(apps.map((a) => a.close()));
-          await sandbox?.stop();
-          // After the listeners (a request in flight may still queue an email), before the store.
-          await worker.stop();
-          await hookWorker?.stop();
-          dnsPool.close();
-          await store.close();
-        })();
+        closing ??= context.closers.close();
         return closing;
       },
     };
-    if (httpAddress) running.http = httpAddress;
-    if (adminAddress) running.admin = adminAddress;
+    if (listeners.http) running.http = listeners.http;
+    if (listeners.admin) running.admin = listeners.admin;
     return running;
   } catch (err) {
-    stopDnssec();
-    await Promise.allSettled(apps.map((a) => a.close()));
-    await outbox?.stop();
-    await webhooks?.stop();
-    await store.close();
+    // A failed start closes what it opened; the start's error is the one the operator needs.
+    await context.closers.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'closing after a failed start failed'));
     throw err;
   }
 }

@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { listEvidence } from '../src/orders/confirmation.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, startTestServer, type RequestOptions, type TestServer } from './support/server.ts';

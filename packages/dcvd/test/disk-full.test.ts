@@ -26,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sql } from 'kysely';
 import { simpleParser } from 'mailparser';
 import { defaultDcvEmailConfig } from '../src/config.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { systemClock } from '../src/deps.ts';
 import type { Store } from '../src/store/database.ts';
 import { form, GET_PATH, PASSWORD, startTestServer, type TestServer } from './support/server.ts';

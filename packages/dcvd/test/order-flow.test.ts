@@ -13,9 +13,9 @@ import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encod
 import { nodeFetch } from '../src/cli/node-fetch.ts';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { ProductRepository } from '../src/orders/products.ts';
-import { defaultEmailDcvPolicy } from '../src/api/policy.ts';
+import { defaultEmailDcvPolicy } from '../src/orders/email-dcv-policy.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { codeIn, getList, resend } from './support/dcv.ts';

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { canonicalCode, codeState, hashCode, loadValueKeys, RandomValueStore } from '../src/orders/random-values.ts';
 import { OrderRepository } from '../src/orders/orders.ts';
 import { cryptoRandom } from '../src/deps.ts';

@@ -10,12 +10,12 @@ import type { AddressInfo } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { systemClock } from '../src/deps.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';
 import { runDcvd } from './support/cli.ts';
-import { parseWebhookSecretFile } from '../src/orders/webhooks.ts';
+import { parseWebhookSecretFile } from '../src/webhooks/webhooks.ts';
 
 const GLOBAL_SECRET = 'whsec-global-0123456789abcdef';
 const TOKEN = 'admin-token-0123456789abcdef0123';

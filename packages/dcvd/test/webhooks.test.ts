@@ -9,13 +9,13 @@ import type { AddressInfo } from 'node:net';
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { systemClock } from '../src/deps.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, startTestServer, type TestServer } from './support/server.ts';
 import { csrfOf, mailedCode } from './support/confirm.ts';
 import { cryptoRandom } from '../src/deps.ts';
 import { loadValueKeys } from '../src/orders/random-values.ts';
-import { accountReceiver, issueWebhookSecret } from '../src/orders/webhook-secrets.ts';
+import { accountReceiver, issueWebhookSecret } from '../src/webhooks/secrets.ts';
 
 const SECRET = 'whsec-test-0123456789abcdef';
 /** olga's own receiver has its own secret (issue 14). */

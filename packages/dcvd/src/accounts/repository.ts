@@ -5,7 +5,7 @@ import type { Clock } from '../deps.ts';
 import { hashPassword } from './passwords.ts';
 import { normalizeNetworks } from './networks.ts';
 import { OperatorError } from '../errors.ts';
-import { checkWebhookUrl as checkUrl } from '../orders/webhooks.ts';
+import { checkWebhookUrl as checkUrl } from './webhook-url.ts';
 
 function checkWebhookUrl(url: string): string {
   try {

@@ -16,7 +16,7 @@ import type { AccountInput } from '../accounts/repository.ts';
 import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
-import { parseIsoDate } from '../cli/options.ts';
+import { DEFAULT_OUTBOX_LIST_LIMIT, DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, parseIsoDate } from '../config.ts';
 import { baseServerOptions, loggedPath, type ServerTimeouts } from '../http/app.ts';
 import { DEFAULT_IPV6_PREFIX, limitKey } from '../accounts/networks.ts';
 import type { AdminService } from './service.ts';
@@ -156,7 +156,7 @@ export function adminRoutes(admin: AdminService, extra: { metrics: Metrics; open
       params: LoginParams,
       body: WebhookSecretRotateBody,
       response: AccountWithSecretSchema,
-      handler: ({ params, body }) => admin.rotateWebhookSecret(params.login, (body.overlapSeconds ?? 86_400) * 1000),
+      handler: ({ params, body }) => admin.rotateWebhookSecret(params.login, body.overlapSeconds === undefined ? DEFAULT_WEBHOOK_SECRET_OVERLAP_MS : body.overlapSeconds * 1000),
     }),
     route({
       method: 'POST',
@@ -238,7 +238,7 @@ export function adminRoutes(admin: AdminService, extra: { metrics: Metrics; open
       summary: 'DCV emails and their delivery state, newest first',
       query: OutboxQuery,
       response: Type.Array(EmailSchema),
-      handler: ({ query }) => admin.listOutbox({ state: query.state, orderNumber: query.order, limit: query.limit ?? 100 }),
+      handler: ({ query }) => admin.listOutbox({ state: query.state, orderNumber: query.order, limit: query.limit ?? DEFAULT_OUTBOX_LIST_LIMIT }),
     }),
     route({
       method: 'GET',

@@ -4,12 +4,13 @@
  * `dcvd … --json` prints). docs/openapi.json is generated from them.
  */
 import { Type, type Static, type TSchema } from 'typebox';
+import { DEFAULT_OUTBOX_LIST_LIMIT, DEFAULT_WEBHOOK_SECRET_OVERLAP_MS } from '../config.ts';
 import { PERMISSIONS, type AccountView } from '../accounts/repository.ts';
 import { DCV_METHODS, DCV_STATUSES, type OrderView } from '../orders/orders.ts';
-import { OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
+import { OUTBOX_STATES, type OutboxView } from '../outbox/outbox.ts';
 import type { TemplateView } from '../orders/templates.ts';
 import type { EvidenceView } from '../orders/confirmation.ts';
-import type { WebhookView } from '../orders/webhooks.ts';
+import type { WebhookView } from '../webhooks/webhooks.ts';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const DateTime = Type.String({ format: 'date-time' });
@@ -205,7 +206,7 @@ export const AccountUpdateBody = Type.Object(
 
 export const WebhookSecretRotateBody = Type.Object(
   {
-    overlapSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600, default: 86_400, description: 'how long the previous secret keeps signing too (0: it stops at once)' })),
+    overlapSeconds: Type.Optional(Type.Integer({ minimum: 0, maximum: 30 * 24 * 3600, default: DEFAULT_WEBHOOK_SECRET_OVERLAP_MS / 1000, description: 'how long the previous secret keeps signing too (0: it stops at once)' })),
   },
   { additionalProperties: false },
 );
@@ -243,7 +244,7 @@ export const OutboxQuery = Type.Object(
   {
     state: Type.Optional(Type.Enum([...OUTBOX_STATES])),
     order: Type.Optional(Id),
-    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 100 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: DEFAULT_OUTBOX_LIST_LIMIT })),
   },
   { additionalProperties: false },
 );

@@ -11,17 +11,17 @@ import { AccountError, AccountRepository, PERMISSIONS, type AccountInput, type A
 import { normalizeNetworks } from '../accounts/networks.ts';
 import { OfferedAddressRegistry } from '../registry/offered.ts';
 import { checkDomainName } from '../domains/index.ts';
-import { listOutbox, type OutboxView } from '../mail/outbox.ts';
+import { listOutbox, type OutboxView } from '../outbox/outbox.ts';
 import { ProductRepository, type ProductInput, type ProductView } from '../orders/products.ts';
 import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
 import { queueDcvEmail, type DcvEmailSettings } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
-import { listWebhooks, type WebhookView } from '../orders/webhooks.ts';
-import { accountReceiver, issueWebhookSecret } from '../orders/webhook-secrets.ts';
+import { listWebhooks, type WebhookView } from '../webhooks/webhooks.ts';
+import { accountReceiver, issueWebhookSecret } from '../webhooks/secrets.ts';
 import type { EmailTemplate } from '../mail/templates.ts';
-import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
+import { defaultEmailDcvPolicy, emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { corroborateSelectedContact, listCorroborations, type ContactGate, type MpicEvidenceView } from '../mpic/corroborate.ts';
 import { createLogger } from '../log.ts';
 

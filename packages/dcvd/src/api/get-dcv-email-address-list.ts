@@ -11,7 +11,7 @@ import { CONTACT_PROVIDERS, offerContacts, type ContactLookup, type ContactProvi
 import type { DnsLookupStats } from '../contacts/dns.ts';
 import type { DnsClient } from '../dns/client.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
+import { emailDcvRefusal, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { fail, type CallContext, type GetDcvEmailAddressListParams, type Outcome } from './types.ts';
 
 export interface GetListDeps {

@@ -11,7 +11,7 @@
  */
 import { DCV_METHOD_NAMES, ErrorCode, listItems, type DcvMethodName, type MdcDomainDetail, type MdcDcvStatus } from '@dcvd/client';
 import { checkDomainName } from '../domains/index.ts';
-import { emailDcvRefusal, emailValidationUsable } from './policy.ts';
+import { emailDcvRefusal, emailValidationUsable } from '../orders/email-dcv-policy.ts';
 import { corroborateRecipient } from '../mpic/corroborate.ts';
 import type { ResendDeps } from './resend-dcv-email.ts';
 import {

@@ -23,7 +23,7 @@ import { currentRecipient, domainsOfOrder, queueDcvEmailIn, type DcvEmailSetting
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { corroborateRecipient, queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import { fail, type CallContext, type Outcome, type ResendDcvEmailParams } from './types.ts';
-import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
+import { emailDcvRefusal, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 
 export interface ResendDeps {
   db: Kysely<Database>;

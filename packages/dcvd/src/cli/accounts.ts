@@ -1,9 +1,8 @@
 /** `dcvd account …`: API accounts (CONTRACT §9). */
 import { Command } from 'commander';
-import { parseCount, parseDuration } from '../config.ts';
-import { DEFAULT_IPV6_PREFIX } from '../accounts/networks.ts';
+import { DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, defaultServeConfig, formatDuration, parseCount, parseDuration, parseIsoDate } from '../config.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
-import { opt, parseIsoDate, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
+import { opt, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 
 function describeAccount(a: AccountView): string {
   const state = a.locked ? 'locked' : a.lockedUntil ? `locked out until ${a.lockedUntil}` : 'active';
@@ -59,7 +58,7 @@ export function accountCommands(): Command {
         const bits = parseCount(v, 1);
         if (bits > 128) throw new Error('the IPv6 prefix is at most 128 bits');
         return bits;
-      }).default(DEFAULT_IPV6_PREFIX),
+      }).default(defaultServeConfig().ipv6Prefix),
     )
     .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url); prints the URL\u2019s own signing secret once'))
     .addOption(secretKeyOption()),
@@ -108,7 +107,7 @@ export function accountCommands(): Command {
       .command('rotate-webhook-secret')
       .description('make a new signing secret for the account\u2019s webhook URL and print it once; the previous one keeps signing during the overlap')
       .addOption(login())
-      .addOption(opt('--overlap <duration>', 'how long the previous secret keeps signing too (e.g. 24h; 0: it stops at once)', parseDuration).default(24 * 3600 * 1000, '24h'))
+      .addOption(opt('--overlap <duration>', 'how long the previous secret keeps signing too (e.g. 24h; 0: it stops at once)', parseDuration).default(DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, formatDuration(DEFAULT_WEBHOOK_SECRET_OVERLAP_MS)))
       .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {
     const view = await withAdmin(flags, (a) => a.rotateWebhookSecret(flags.login, flags.overlap ?? 0));

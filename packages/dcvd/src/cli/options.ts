@@ -7,7 +7,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { parseInteger } from '@dcvd/client';
 import type { Store } from '../store/database.ts';
 import type { AdminService } from '../admin/service.ts';
-import { DEFAULT_EMAIL_DCV_CUTOFF, normalizeBlocklist, type EmailDcvPolicy } from '../api/policy.ts';
+import { DEFAULT_DATA_DIR, defaultDcvEmailConfig, defaultMailFrom, defaultServeConfig, formatIsoDate, mailDomain, parseIsoDate } from '../config.ts';
+import { normalizeBlocklist, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { MpicConfig } from '../mpic/corroborate.ts';
 
 export function envName(flags: string): string {
@@ -59,7 +60,7 @@ export function repeatable(flags: string, description: string): Option {
 /** --data-dir and --database-url: every command that touches the store takes them. */
 export function withStoreOptions(cmd: Command): Command {
   return cmd
-    .addOption(opt('--data-dir <dir>', 'data directory (SQLite database, certificate, outbox)').default('./dcvd-data'))
+    .addOption(opt('--data-dir <dir>', 'data directory (SQLite database, certificate, outbox)').default(DEFAULT_DATA_DIR))
     .addOption(opt('--database-url <url>', 'postgres://… for PostgreSQL (default: SQLite in the data directory)'));
 }
 
@@ -80,13 +81,6 @@ export async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8').replace(/\r?\n$/, '');
 }
 
-/** An ISO 8601 date or date-time, as epoch milliseconds. */
-export function parseIsoDate(text: string): number {
-  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text.trim()) : NaN;
-  if (Number.isNaN(ms)) throw new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
-  return ms;
-}
-
 /**
  * --email-dcv-cutoff and --email-dcv-blocklist: `serve`, and the commands that
  * send a first DCV email or judge evidence (`order create`, `order show`).
@@ -100,9 +94,10 @@ export function emailDcvBlocklistOption(): Option {
 }
 
 export function emailDcvCutoffOption(): Option {
+  const { cutoff } = defaultServeConfig().emailDcv;
   return opt('--email-dcv-cutoff <iso-date>', 'from this date no DCV email is offered, sent or confirmed (-160) and email validations are reported unusable', parseIsoDate).default(
-    DEFAULT_EMAIL_DCV_CUTOFF,
-    '2028-03-15',
+    cutoff,
+    formatIsoDate(cutoff),
   );
 }
 
@@ -112,7 +107,7 @@ export interface EmailPolicyFlags {
 }
 
 export function emailPolicyFrom(flags: EmailPolicyFlags): EmailDcvPolicy {
-  return { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff ?? DEFAULT_EMAIL_DCV_CUTOFF };
+  return { blocklist: normalizeBlocklist(flags.emailDcvBlocklist ?? []), cutoff: flags.emailDcvCutoff ?? defaultServeConfig().emailDcv.cutoff };
 }
 
 /** A Baseline Requirements version such as 2.2.6. */
@@ -136,27 +131,25 @@ export async function withAdmin<T>(
   fn: (admin: AdminService) => Promise<T>,
   mpic?: MpicConfig,
 ): Promise<T> {
-  const [{ AdminService }, { cryptoRandom, systemClock }, { loadValueKeys, MAX_RANDOM_VALUE_TTL_MS }, { defaultMailFrom, mailDomain }, corroborate, { createLogger }] =
-    await Promise.all([
-      import('../admin/service.ts'),
-      import('../deps.ts'),
-      import('../orders/random-values.ts'),
-      import('../config.ts'),
-      import('../mpic/corroborate.ts'),
-      import('../log.ts'),
-    ]);
+  const [{ AdminService }, { cryptoRandom, systemClock }, { loadValueKeys }, { createContactGate }, { createLogger }] = await Promise.all([
+    import('../admin/service.ts'),
+    import('../deps.ts'),
+    import('../orders/random-values.ts'),
+    import('../mpic/corroborate.ts'),
+    import('../log.ts'),
+  ]);
   return withStore(flags, (s) =>
     fn(
       new AdminService({
         // Commands that select a contact address (order create --dcv-email) corroborate DNS-found ones (issue 19).
-        ...(mpic ? { contactGate: corroborate.createContactGate(s.db, mpic), log: createLogger('info', 2) } : {}),
+        ...(mpic ? { contactGate: createContactGate(s.db, mpic), log: createLogger('info', 2) } : {}),
         db: s.db,
         clock: systemClock,
         random: cryptoRandom,
         dcvEmail: () => ({
           keys: loadValueKeys(resolve(flags.dataDir), flags.secretKeyFile ? resolve(flags.secretKeyFile) : undefined),
           random: cryptoRandom,
-          randomValueTtlMs: flags.randomValueTtl ?? MAX_RANDOM_VALUE_TTL_MS,
+          randomValueTtlMs: flags.randomValueTtl ?? defaultDcvEmailConfig().randomValueTtlMs,
           resendIntervalMs: 0,
           messageIdDomain: mailDomain(flags.mailFrom ?? defaultMailFrom(flags.publicUrl)),
         }),

@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { DEFAULT_CA_NAME, defaultDcvEmailConfig, defaultMailFrom, parseCount, parseDuration, type DcvEmailConfig } from '../config.ts';
-import { DEFAULT_OUTBOX_POLICY, OUTBOX_STATES, type OutboxView } from '../mail/outbox.ts';
+import { DEFAULT_OUTBOX_LIST_LIMIT, defaultDcvEmailConfig, defaultMailFrom, formatDuration, parseCount, parseDuration, type DcvEmailConfig } from '../config.ts';
+import { OUTBOX_STATES, type OutboxView } from '../outbox/outbox.ts';
 import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts';
 import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
@@ -41,11 +41,12 @@ export interface ValueFlags {
  * sender's domain is also the Message-IDs' domain, so both take --mail-from and --public-url.
  */
 function withValueOptions(cmd: Command): Command {
+  const { randomValueTtlMs } = defaultDcvEmailConfig();
   return cmd
     .addOption(opt('--mail-from <address>', 'sender of DCV emails, also the domain of their Message-IDs (default: dcvd@ the host of --public-url, else dcvd@localhost)'))
     .addOption(opt('--public-url <url>', 'base of the confirmation links (default: https://localhost:PORT of --listen)'))
     .addOption(opt('--secret-key-file <file>', 'key of the random values\u2019 keyed hashes; created (0600) on first use; every instance sharing a database needs the same file (default: DATA_DIR/secret.key)'))
-    .addOption(opt('--random-value-ttl <duration>', 'validity of a new validation code, at most 30d', parseTtl).default(MAX_RANDOM_VALUE_TTL_MS, '30d'));
+    .addOption(opt('--random-value-ttl <duration>', 'validity of a new validation code, at most 30d', parseTtl).default(randomValueTtlMs, formatDuration(randomValueTtlMs)));
 }
 
 export interface DcvEmailFlags extends ValueFlags {
@@ -62,17 +63,18 @@ export interface DcvEmailFlags extends ValueFlags {
 
 /** The DCV email options of `serve`. */
 export function withDcvEmailOptions(cmd: Command): Command {
-  const d = DEFAULT_OUTBOX_POLICY;
+  const defaults = defaultDcvEmailConfig();
+  const d = defaults.outbox;
   return withValueOptions(cmd)
     .addOption(opt('--smtp-url <url>', 'smtp[s]://[user:pass@]host[:port] (default: none \u2014 emails are written as .eml files under DATA_DIR/outbox/)'))
-    .addOption(opt('--ca-name <name>', 'the certificate authority\u2019s name in the DCV email\u2019s subject and body and on the confirmation page').default(DEFAULT_CA_NAME))
-    .addOption(opt('--resend-interval <duration>', 'minimum time between two DCV emails of one order (faster: -160)', parseDuration).default(60_000, '60s'))
+    .addOption(opt('--ca-name <name>', 'the certificate authority\u2019s name in the DCV email\u2019s subject and body and on the confirmation page').default(defaults.caName))
+    .addOption(opt('--resend-interval <duration>', 'minimum time between two DCV emails of one order (faster: -160)', parseDuration).default(defaults.resendIntervalMs, formatDuration(defaults.resendIntervalMs)))
     .addOption(opt('--outbox-max-attempts <n>', 'delivery attempts before an email is marked failed', (v) => parseCount(v, 1)).default(d.maxAttempts))
-    .addOption(opt('--outbox-retry-base <duration>', 'wait after the first failed attempt; doubled after each further one', parseDuration).default(d.retryBaseMs, '30s'))
-    .addOption(opt('--outbox-retry-max <duration>', 'longest wait between attempts', parseDuration).default(d.retryMaxMs, '1h'))
-    .addOption(opt('--outbox-lease <duration>', 'how long a worker holds an email it is sending; SMTP timeouts are a third of it', parseDuration).default(d.leaseMs, '5m'))
+    .addOption(opt('--outbox-retry-base <duration>', 'wait after the first failed attempt; doubled after each further one', parseDuration).default(d.retryBaseMs, formatDuration(d.retryBaseMs)))
+    .addOption(opt('--outbox-retry-max <duration>', 'longest wait between attempts', parseDuration).default(d.retryMaxMs, formatDuration(d.retryMaxMs)))
+    .addOption(opt('--outbox-lease <duration>', 'how long a worker holds an email it is sending; SMTP timeouts are a third of it', parseDuration).default(d.leaseMs, formatDuration(d.leaseMs)))
     .addOption(opt('--outbox-concurrency <n>', 'emails in flight at once (SMTP connections)', (v) => parseCount(v, 1)).default(d.concurrency))
-    .addOption(opt('--outbox-poll-interval <duration>', 'how often the worker looks for due emails', parseDuration).default(d.pollMs, '1s'));
+    .addOption(opt('--outbox-poll-interval <duration>', 'how often the worker looks for due emails', parseDuration).default(d.pollMs, formatDuration(d.pollMs)));
 }
 
 /** One line of plain text, at most 64 characters: it goes into a Subject header and a page. */
@@ -269,7 +271,7 @@ export function outboxCommands(): Command {
         .description('DCV emails and their delivery state, newest first')
         .addOption(opt('--state <state>', OUTBOX_STATES.join(', ')).choices([...OUTBOX_STATES]))
         .addOption(opt('--order <n>', 'only this order\u2019s emails', parseId))
-        .addOption(opt('--limit <n>', 'at most this many', (v) => parseCount(v, 1)).default(100)),
+        .addOption(opt('--limit <n>', 'at most this many', (v) => parseCount(v, 1)).default(DEFAULT_OUTBOX_LIST_LIMIT)),
     ),
   ).action(async (flags: StoreFlags & { json?: boolean; state?: string; order?: number; limit: number }) => {
     const views = await withAdmin(flags, (a) => a.listOutbox({ state: flags.state, orderNumber: flags.order, limit: flags.limit }));

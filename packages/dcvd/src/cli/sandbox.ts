@@ -8,10 +8,10 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { parseDuration, parseHostPort } from '../config.ts';
+import { defaultServeConfig, formatDuration, formatHostPort, parseDuration, parseHostPort, SANDBOX_ADMIN_LISTEN, SANDBOX_LISTEN, SANDBOX_LOGIN } from '../config.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
 import { createLogger } from '../log.ts';
-import { formatSandboxInfo, SANDBOX_ADMIN_LISTEN, SANDBOX_INFO_FILE, SANDBOX_LISTEN, SANDBOX_LOGIN, startSandbox } from '../sandbox/start.ts';
+import { formatSandboxInfo, SANDBOX_INFO_FILE, startSandbox } from '../sandbox/start.ts';
 import { opt, print, withJson } from './options.ts';
 
 interface StartFlags {
@@ -30,14 +30,13 @@ interface StartFlags {
   logLevel: string;
 }
 
-const hostPort = (l: { host: string; port: number }) => `${l.host}:${l.port}`;
-
 function startCommand(cmd: Command): Command {
+  const defaults = defaultServeConfig();
   return cmd
     .addOption(opt('--data-dir <dir>', 'data directory (default: a fresh folder under the system\u2019s temporary directory, removed on exit)'))
     .addOption(opt('--database-url <url>', 'postgres://… for PostgreSQL (default: SQLite in the data directory)'))
-    .addOption(opt('--listen <host:port>', 'HTTPS listener of the API, the confirmation pages and the mail viewer').default(hostPort(SANDBOX_LISTEN)))
-    .addOption(opt('--admin-listen <host:port>', 'the internal JSON API with the sandbox routes').default(hostPort(SANDBOX_ADMIN_LISTEN)))
+    .addOption(opt('--listen <host:port>', 'HTTPS listener of the API, the confirmation pages and the mail viewer').default(formatHostPort(SANDBOX_LISTEN)))
+    .addOption(opt('--admin-listen <host:port>', 'the internal JSON API with the sandbox routes').default(formatHostPort(SANDBOX_ADMIN_LISTEN)))
     .addOption(opt('--allow-remote', 'allow listeners beyond loopback (the sandbox warns; its viewer has no login)'))
     .addOption(opt('--login <name>', 'the seeded account\u2019s loginName').default(SANDBOX_LOGIN))
     .addOption(opt('--password <password>', 'the seeded account\u2019s password, 12 to 128 characters (default: generated)'))
@@ -45,8 +44,8 @@ function startCommand(cmd: Command): Command {
     .addOption(opt('--smtp-url <url>', 'refused: a sandbox never sends email'))
     .addOption(opt('--auto-approve <duration>', 'approve every emailed code this long after sending (sandbox clock); off by default', (v) => Math.round(parseDuration(v) / 1000)))
     .addOption(opt('--dns-servers <host:port,…>', 'resolvers for lookups that are not overridden (default: the system\u2019s)', (v) => parseResolvers(v)))
-    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(2000, '2s'))
-    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace (the log goes to standard error)').default('info'))
+    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(defaults.dnsTimeoutMs, formatDuration(defaults.dnsTimeoutMs)))
+    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace (the log goes to standard error)').default(defaults.logLevel))
     .action(async (flags: StartFlags) => {
       const logger = createLogger(flags.logLevel, 2).child({ mode: 'sandbox' });
       const running = await startSandbox({

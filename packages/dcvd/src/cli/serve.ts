@@ -2,12 +2,11 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
-import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
+import { defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
+import { checkWebhookUrl } from '../accounts/webhook-url.ts';
 import { parseResolvers, type Resolver } from '../dns/client.ts';
-import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY } from '../orders/confirmation.ts';
-import { checkWebhookUrl, parseWebhookSecretFile } from '../orders/webhooks.ts';
-import { DEFAULT_DNSSEC, DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
+import { parseWebhookSecretFile } from '../webhooks/webhooks.ts';
+import { DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
 import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, opt, parseBrVersion, parseProducts, repeatable, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
@@ -66,10 +65,12 @@ export function serveCommand(): Command {
 }
 
 function serveOptions(): Command {
-  const d = DEFAULT_AUTH_POLICY;
+  const defaults = defaultServeConfig();
+  const d = defaults.auth;
+  const duration = (ms: number) => [ms, formatDuration(ms)] as const;
   return withStoreOptions(
     new Command('serve')
-      .addOption(opt('--listen <host:port>', 'HTTPS listener').default('127.0.0.1:8443'))
+      .addOption(opt('--listen <host:port>', 'HTTPS listener').default(formatHostPort(defaults.listen)))
       .addOption(opt('--http-listen <host:port>', 'plain-HTTP listener (API calls answer -1 unless from a trusted proxy); off by default'))
       .addOption(opt('--admin-listen <host:port>', 'internal JSON API and /metrics (HTTPS, same certificate, bearer token); off by default'))
       .addOption(opt('--admin-token <token>', 'bearer token of --admin-listen, at least 32 characters (better: DCVD_ADMIN_TOKEN)'))
@@ -81,50 +82,50 @@ function serveOptions(): Command {
         const ms = parseDuration(v);
         if (ms < 1000) throw new Error('the stats interval must be at least 1s');
         return ms;
-      }).default(60_000, '60s'))
-    .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(10))
-    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 (HTTP 200, connection closed)', parseSize).default(64 * 1024, '64k'))
+      }).default(...duration(defaults.statsIntervalMs)))
+    .addOption(opt('--db-pool-size <n>', 'PostgreSQL connections of this instance', (v) => parseCount(v, 1)).default(defaults.dbPoolSize))
+    .addOption(opt('--body-limit <size>', 'largest request body; larger ones get -14 (HTTP 200, connection closed)', parseSize).default(defaults.bodyLimit, formatSize(defaults.bodyLimit)))
     .addOption(
       opt('--products <code,…>', 'product codes GetDCVEmailAddressList accepts in its optional product parameter (others: -4)', parseProducts).default(
-        [...DEFAULT_PRODUCTS],
-        DEFAULT_PRODUCTS.join(','),
+        defaults.products,
+        defaults.products.join(','),
       ),
     )
     .addOption(opt('--text-whois-none', 'text format: add the line "whois_email<TAB>none" after domain_name, for clients of the historic format')) 
     .addOption(opt('--lockout-failures <n>', 'consecutive failures that lock an account', (v) => parseCount(v, 1)).default(d.lockoutFailures))
-    .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(d.lockoutMs, '15m'))
+    .addOption(opt('--lockout-duration <duration>', 'how long a lockout lasts', parseDuration).default(...duration(d.lockoutMs)))
     .addOption(opt('--ip-failure-limit <n>', 'failures from one source IP that block it', (v) => parseCount(v, 1)).default(d.ipFailures))
-    .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(d.ipWindowMs, '15m'))
-    .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(d.ipBlockMs, '15m'))
-    .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(d.credentialCacheMs, '60s'))
+    .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(...duration(d.ipWindowMs)))
+    .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(...duration(d.ipBlockMs)))
+    .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(...duration(d.credentialCacheMs)))
     .addOption(opt('--dns-servers <host:port,…>', 'resolvers for contact lookups (default: the system\u2019s)', (v) => parseResolvers(v)))
-    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(2000, '2s'))
-    .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(2))
-    .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(256))
-    .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(1024))
+    .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(...duration(defaults.dnsTimeoutMs)))
+    .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(defaults.dnsAttempts))
+    .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(defaults.dnsMaxInFlight))
+    .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(defaults.dnsMaxQueued))
     .addOption(emailDcvBlocklistOption())
     .addOption(emailDcvCutoffOption())
-    .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(DEFAULT_DNSSEC.mode))
-    .addOption(opt('--dnssec-probe-secure <name>', 'a name in a signed zone that a validating resolver answers with the AD bit').default(DEFAULT_DNSSEC.probeSecure))
-    .addOption(opt('--dnssec-probe-bogus <name>', 'a name in a zone with broken signatures that a validating resolver answers SERVFAIL').default(DEFAULT_DNSSEC.probeBogus))
+    .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(defaults.dnssec.mode))
+    .addOption(opt('--dnssec-probe-secure <name>', 'a name in a signed zone that a validating resolver answers with the AD bit').default(defaults.dnssec.probeSecure))
+    .addOption(opt('--dnssec-probe-bogus <name>', 'a name in a zone with broken signatures that a validating resolver answers SERVFAIL').default(defaults.dnssec.probeBogus))
     .addOption(opt('--dnssec-probe-interval <duration>', 'how often --dnssec require probes the resolvers again (at least 1s)', (v) => {
         const ms = parseDuration(v);
         if (ms < 1000) throw new Error('the DNSSEC probe interval must be at least 1s');
         return ms;
-      }).default(DEFAULT_DNSSEC.probeIntervalMs, '5m'))
-    .addOption(opt('--br-version <version>', 'Baseline Requirements version the evidence names (as your CPS says)', parseBrVersion).default(BR_VERSION))
+      }).default(...duration(defaults.dnssec.probeIntervalMs)))
+    .addOption(opt('--br-version <version>', 'Baseline Requirements version the evidence names (as your CPS says)', parseBrVersion).default(defaults.brVersion))
     .addOption(
       opt('--code-failure-limit <n>', 'unknown validation codes from one source IP that block it on the confirmation pages', (v) => parseCount(v, 1)).default(
-        DEFAULT_CODE_GUESS_POLICY.failureLimit,
+        defaults.codeGuessing.failureLimit,
       ),
     )
     .addOption(
-      opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(DEFAULT_CODE_GUESS_POLICY.windowMs, '15m'),
+      opt('--code-failure-window <duration>', 'window those codes count in, and how long the block lasts', parseDuration).default(...duration(defaults.codeGuessing.windowMs)),
     )
     .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
     .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the global --webhook-url\u2019s signatures only; accounts\u2019 own URLs have their own secrets (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
     .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
-    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default('info'))
+    .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default(defaults.logLevel))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
         listen: parseHostPort(flags.listen),

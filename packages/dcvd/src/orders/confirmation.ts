@@ -10,7 +10,7 @@ import type { Database } from '../store/schema.ts';
 import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys } from './random-values.ts';
 import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 import { retryTransaction } from '../store/database.ts';
-import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from '../api/policy.ts';
+import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from './email-dcv-policy.ts';
 
 /** The Baseline Requirements version the evidence names by default (`--br-version` for the operator's CPS). */
 export const BR_VERSION = '2.2.6';

@@ -7,15 +7,11 @@
  * exists.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Kysely } from 'kysely';
 import { Type } from 'typebox';
 import type { EndpointSpec } from '@dcvd/client';
 import { systemClock, type Clock } from '../deps.ts';
-import type { Database } from '../store/schema.ts';
-import type { Logger } from '../log.ts';
 import type { DnsClient } from '../dns/client.ts';
 import type { MailTransport } from '../mail/transport.ts';
-import type { ConfirmationService } from '../orders/confirmation.ts';
 import { route, type AdminRoute } from '../admin/http.ts';
 import { renderError } from '../http/legacy-api.ts';
 import { parseDuration } from '../config.ts';
@@ -42,32 +38,10 @@ import {
   SwitchSchema,
 } from './schemas.ts';
 
+import type { SandboxContext, SandboxHooks } from '../server.ts';
+
 export { SandboxClock } from './clock.ts';
 export { VIEWER_PATH } from './viewer.ts';
-
-/** What the server hands the sandbox once its parts exist. */
-export interface SandboxContext {
-  db: Kysely<Database>;
-  logger: Logger;
-  confirmation: ConfirmationService;
-  /** The confirmation links' base (known once the HTTPS listener is up). */
-  publicUrl(): string;
-}
-
-/** The hook points of `startServer` (ServerDeps.sandbox). */
-export interface SandboxHooks {
-  attach(ctx: SandboxContext): void;
-  /** Every DNS client the server builds goes through this. */
-  wrapDnsClient(client: DnsClient): DnsClient;
-  wrapMailTransport(transport: MailTransport): MailTransport;
-  /** Called first on each API listener's app, before the API and the pages. */
-  extendApp(app: FastifyInstance): Promise<void>;
-  /** Extra routes of the internal API. */
-  adminRoutes(): AdminRoute[];
-  /** After the listeners are up; stop() before the store closes. */
-  start(): void;
-  stop(): Promise<void>;
-}
 
 const AUTO_APPROVE_POLL_MS = 250;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

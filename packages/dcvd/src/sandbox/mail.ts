@@ -14,7 +14,7 @@ import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import type { MailTransport } from '../mail/transport.ts';
 import type { OutgoingEmail } from '../mail/message.ts';
-import { confirmationUrl } from '../mail/outbox.ts';
+import { confirmationUrl } from '../outbox/outbox.ts';
 import { canonicalCode } from '../orders/random-values.ts';
 import { OperatorError } from '../errors.ts';
 

@@ -9,18 +9,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { defaultServeConfig, type HostPort, type ServeConfig } from '../config.ts';
+import { defaultServeConfig, SANDBOX_ADMIN_LISTEN, SANDBOX_LISTEN, SANDBOX_LOGIN, type HostPort, type ServeConfig } from '../config.ts';
 import { defaultMpicConfig } from '../mpic/corroborate.ts';
 import { startServer, type RunningServer, type ServerDeps } from '../server.ts';
 import { AccountRepository } from '../accounts/repository.ts';
-import { defaultPublicUrl } from '../mail/delivery.ts';
+import { defaultPublicUrl } from '../outbox/delivery.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../deps.ts';
 import { Sandbox, VIEWER_PATH } from './index.ts';
 
-export const SANDBOX_LISTEN: HostPort = { host: '127.0.0.1', port: 14443 };
-export const SANDBOX_ADMIN_LISTEN: HostPort = { host: '127.0.0.1', port: 14444 };
-export const SANDBOX_LOGIN = 'sandbox';
 /** Where a running sandbox leaves its admin URL, token and certificate for `dcvd sandbox dns …` (0600). */
 export const SANDBOX_INFO_FILE = 'sandbox.json';
 

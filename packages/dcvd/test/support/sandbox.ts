@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log.ts';
 import { startSandbox, type RunningSandbox, type SandboxOptions } from '../../src/sandbox/start.ts';
 import { defaultDcvEmailConfig } from '../../src/config.ts';
-import { DEFAULT_OUTBOX_POLICY } from '../../src/mail/outbox.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../../src/queue/leased.ts';
 import { createTestDatabase } from './database.ts';
 
 export interface HttpResult {

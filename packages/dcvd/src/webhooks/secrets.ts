@@ -14,7 +14,7 @@
 import type { Kysely } from 'kysely';
 import type { RandomSource } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
-import { openSealedCode, sealCode, type ValueKeys } from './random-values.ts';
+import { openSealedCode, sealCode, type ValueKeys } from '../orders/random-values.ts';
 
 export const GLOBAL_RECEIVER = 'global';
 export const WEBHOOK_SECRET_BYTES = 32;

@@ -5,7 +5,7 @@ import type { DcvEmailConfig } from '../config.ts';
 import type { Logger } from '../log.ts';
 import { addressProblem } from '../contacts/address.ts';
 import { smtpTimeoutsFor } from './outbox.ts';
-import { createFileTransport, createSmtpTransport, type MailTransport } from './transport.ts';
+import { createFileTransport, createSmtpTransport, type MailTransport } from '../mail/transport.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 
 /** Pooled SMTP with `--smtp-url`; otherwise the embedded default, `.eml` files under `<dataDir>/outbox/`. */

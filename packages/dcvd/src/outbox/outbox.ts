@@ -30,38 +30,15 @@ import type { Logger } from '../log.ts';
 import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { validationDomain } from '../orders/orders.ts';
-import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../api/policy.ts';
-import { MailDeliveryError, TemplateError } from './errors.ts';
-import type { OutgoingEmail } from './message.ts';
-import { renderTemplate } from './templates.ts';
-import { LeasedQueueWorker, deliveryView, type DeliveryView } from './queue.ts';
-import type { MailTransport } from './transport.ts';
+import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
+import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
+import type { OutgoingEmail } from '../mail/message.ts';
+import { renderTemplate } from '../mail/templates.ts';
+import { LeasedQueueWorker, deliveryView, type DeliveryView, type OutboxPolicy } from '../queue/leased.ts';
+import type { MailTransport } from '../mail/transport.ts';
 
 export type OutboxRow = Selectable<OutboxTable>;
 export const OUTBOX_STATES = ['pending', 'sending', 'delivered', 'failed', 'cancelled'] as const;
-
-export interface OutboxPolicy {
-  /** How long a claim holds an email before another worker may take it over. */
-  leaseMs: number;
-  /** Delay after the first failed attempt; doubled after each further one. */
-  retryBaseMs: number;
-  retryMaxMs: number;
-  /** Attempts before an email is marked failed. */
-  maxAttempts: number;
-  /** Emails in flight at once (also the SMTP pool's connection count). */
-  concurrency: number;
-  /** How often the worker looks for due emails when nothing woke it. */
-  pollMs: number;
-}
-
-export const DEFAULT_OUTBOX_POLICY: OutboxPolicy = {
-  leaseMs: 5 * 60_000,
-  retryBaseMs: 30_000,
-  retryMaxMs: 60 * 60_000,
-  maxAttempts: 10,
-  concurrency: 8,
-  pollMs: 1000,
-};
 
 /** SMTP timeouts that let a live worker finish well within its lease. */
 export function smtpTimeoutsFor(policy: OutboxPolicy): { connectionTimeoutMs: number; greetingTimeoutMs: number; socketTimeoutMs: number } {

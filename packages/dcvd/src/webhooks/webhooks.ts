@@ -6,19 +6,19 @@
  *
  * Signature: `X-Dcvd-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`,
  * computed at each attempt, so receivers can refuse old timestamps (replays).
- * Each receiver has its own secrets (issue 14, webhook-secrets.ts); during a
+ * Each receiver has its own secrets (issue 14, secrets.ts); during a
  * rotation's overlap the header carries one `v1=` per valid secret, newest first.
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import type { FetchInitLike } from '@dcvd/client';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
-import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../mail/queue.ts';
-import { listEvidence, type DecidedEvent } from './confirmation.ts';
-import type { EmailDcvPolicy } from '../api/policy.ts';
+import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../queue/leased.ts';
+import { listEvidence, type DecidedEvent } from '../orders/confirmation.ts';
+import type { EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { Dialect } from '../store/database.ts';
-import type { ValueKeys } from './random-values.ts';
-import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './webhook-secrets.ts';
+import type { ValueKeys } from '../orders/random-values.ts';
+import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
@@ -52,19 +52,6 @@ export const SIGNATURE_HEADER = 'x-dcvd-signature';
 export function signWebhook(secrets: string | readonly string[], unixSeconds: number, body: string): string {
   const list = typeof secrets === 'string' ? [secrets] : secrets;
   return [`t=${unixSeconds}`, ...list.map((secret) => `v1=${createHmac('sha256', secret).update(`${unixSeconds}.${body}`).digest('hex')}`)].join(',');
-}
-
-/** An http(s) URL without credentials; throws otherwise. */
-export function checkWebhookUrl(url: string): string {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new Error(`webhook URL ${JSON.stringify(url)} is not a URL`);
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') throw new Error('a webhook URL must be https:// (or http://)');
-  if (u.username !== '' || u.password !== '') throw new Error('a webhook URL must not carry credentials (the signature authenticates)');
-  return u.toString();
 }
 
 /**
