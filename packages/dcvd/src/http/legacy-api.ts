@@ -24,6 +24,8 @@ import {
   formEntries,
   parseRequestParams,
   requestedFormat,
+  requestedOrderFormat,
+  encodePlacedOrderText,
   type ApiError,
   type EndpointSpec,
   type ParsedParams,
@@ -108,7 +110,8 @@ function flowBindings(useCases: UseCases): Binding[] {
   const num = (params: ParsedParams, name: string) => params[name] as number | undefined;
   const placeOrder = (spec: EndpointSpec): Binding => ({
     spec,
-    format: () => 'urlencoded',
+    // responseFormat=0: the real host's newline-delimited text, errors as GetDCVEmailAddressList's text.
+    format: (entries) => (requestedOrderFormat(entries) === 0 ? 'text' : 'urlencoded'),
     async run(ctx, params, format) {
       if (!useCases.autoApplyOrder) return renderError(this.spec, format, { code: -14 });
       const args: AutoApplyOrderParams = { product: num(params, 'product')!, days: num(params, 'days')!, csr: str(params, 'csr')! };
@@ -119,6 +122,7 @@ function flowBindings(useCases: UseCases): Binding[] {
       const outcome = await useCases.autoApplyOrder(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       const o = outcome.value;
+      if (format === 'text') return { contentType: CONTENT_TYPE.text, body: encodePlacedOrderText(o, o.showCertificateID), code: 0 };
       // certificateID always: a public client reads it whether or not it asked (showCertificateID=Y).
       const body = encodeUrlencodedFields([
         ['orderNumber', o.orderNumber],
