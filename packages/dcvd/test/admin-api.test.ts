@@ -284,3 +284,46 @@ test('fuzz: random JSON bodies, paths and query strings never get a 5xx', async 
     { numRuns: 60 },
   );
 });
+
+test('products: list, show and create as `dcvd product`, with its rules; bad input 400, unknown 404, duplicate 409', async () => {
+  const list = await api('GET', '/v1/products');
+  assert.equal(list.status, 200);
+  assert.deepEqual(list.json, cli(['product', 'list']));
+  assert.deepEqual(list.json.map((p: { code: number }) => p.code).slice(0, 2), [801, 803]);
+  assert.deepEqual((await api('GET', '/v1/products/801')).json, { code: 801, name: 'VMC', multiDomain: false, maxDomains: 1, wildcard: false, allowedDays: [365, 395] });
+
+  const created = await api('POST', '/v1/products', { code: 362, name: 'DV multi', multiDomain: true, maxDomains: 50, wildcard: true, allowedDays: [90, 365] });
+  assert.equal(created.status, 201, created.body);
+  assert.deepEqual(created.json, { code: 362, name: 'DV multi', multiDomain: true, maxDomains: 50, wildcard: true, allowedDays: [90, 365] });
+  assert.deepEqual((await api('GET', '/v1/products/362')).json, created.json);
+  // The defaults of the CLI: single-domain, one domain, no wildcards.
+  const single = await api('POST', '/v1/products', { code: 24, name: 'DV', allowedDays: [365] });
+  assert.deepEqual(single.json, { code: 24, name: 'DV', multiDomain: false, maxDomains: 1, wildcard: false, allowedDays: [365] });
+  assert.ok(cli(['product', 'list']).some((p: { code: number }) => p.code === 362), 'the CLI sees what the API created');
+
+  const bad: [unknown, RegExp?][] = [
+    [{ name: 'x', allowedDays: [365] }, /code/],
+    [{ code: 0, name: 'x', allowedDays: [365] }, /code/],
+    [{ code: 'abc', name: 'x', allowedDays: [365] }, /code/],
+    [{ code: 900, allowedDays: [365] }, /name/],
+    [{ code: 900, name: '', allowedDays: [365] }, /name/],
+    [{ code: 900, name: 'x'.repeat(129), allowedDays: [365] }, /name/],
+    [{ code: 900, name: 'bad\u0001name', allowedDays: [365] }, /printable/],
+    [{ code: 900, name: 'x' }, /allowedDays/],
+    [{ code: 900, name: 'x', allowedDays: [] }, /allowedDays/],
+    [{ code: 900, name: 'x', allowedDays: [0] }, /allowedDays/],
+    [{ code: 900, name: 'x', allowedDays: [3651] }, /allowedDays/],
+    [{ code: 900, name: 'x', allowedDays: [365], maxDomains: 251 }, /maxDomains/],
+    [{ code: 900, name: 'x', allowedDays: [365], maxDomains: 5 }, /single-domain/],
+    [{ code: 900, name: 'x', allowedDays: [365], colour: 'red' }],
+  ];
+  for (const [body, message] of bad) assertError(await api('POST', '/v1/products', body), 400, 'invalid_request', message);
+  assertError(await api('POST', '/v1/products', undefined, { raw: '{"code":' }), 400, 'invalid_request');
+  assertError(await api('POST', '/v1/products', { code: 362, name: 'again', allowedDays: [365] }), 409, 'conflict', /already exists/);
+  assertError(await api('GET', '/v1/products/999'), 404, 'not_found', /no product 999/);
+  assertError(await api('GET', '/v1/products/abc'), 400, 'invalid_request');
+  assertError(await api('GET', '/v1/products', undefined, { token: null }), 401, 'unauthorized');
+  assertError(await api('POST', '/v1/products', { code: 901, name: 'x', allowedDays: [365] }, { token: null }), 401, 'unauthorized');
+  assert.equal((await api('GET', '/v1/products/900')).status, 404, 'no refused request stored a product');
+  assert.equal((await api('GET', '/v1/products/901')).status, 404);
+});

@@ -4,7 +4,7 @@
  * names and values to AutoApplyOrder, AutoApplySSL, AutoUpdateDCV and
  * GetMDCDomainDetails. Every answer is HTTP 200 and well-formed (an error
  * with its table's message, or a success that decodes); no error-level log
- * line; the order placed before the run is still there and answers after it.
+ * line; no order lost: exactly the orders answered as placed are stored and answer after it.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,6 +21,8 @@ const SEED = Number(process.env.DCVD_FUZZ_SEED ?? 20261202);
 let s: TestServer;
 let csr: string;
 let orderNumber: number;
+/** The orders the fuzz run placed (success answers). */
+const orders = new Set<number>();
 
 before(async () => {
   s = await startTestServer({ bodyLimit: 16384 });
@@ -57,15 +59,32 @@ const valueArb = () =>
 
 test(`${RUNS} random authenticated requests to the order endpoints: HTTP 200, well-formed answers, nothing lost`, async () => {
   const result = await fc.check(
-    fc.asyncProperty(fc.constantFrom(...ENDPOINTS), fc.array(fc.tuple(nameArb, valueArb()), { maxLength: 7 }), async (endpoint, pairs) => {
-      const body = new URLSearchParams([['loginName', 'fuzzer'], ['loginPassword', PASSWORD], ...pairs]).toString();
+    fc.asyncProperty(fc.constantFrom(...ENDPOINTS), fc.boolean(), fc.array(fc.tuple(nameArb, valueArb()), { maxLength: 7 }), async (endpoint, valid, pairs) => {
+      // Half the time a valid order first (so orders are placed, in both formats), then the random pairs.
+      const base: [string, string][] = valid ? [['product', '801'], ['days', '365'], ['csr', csr], ['dcvEmailAddress', 'admin@example.com']] : [];
+      const body = new URLSearchParams([['loginName', 'fuzzer'], ['loginPassword', PASSWORD], ...base, ...pairs]).toString();
       const res = await s.post(`/products/!${endpoint}`, body);
       assert.equal(res.status, 200);
-      const json = String(res.headers['content-type']).startsWith('application/json');
-      const decoded = endpoint === 'GetMDCDomainDetails' ? decodeMdcDomainDetails(res.body) : decodeUrlencoded(res.body);
-      if (!json) assert.equal(res.headers['content-type'], 'application/x-www-form-urlencoded');
-      if (decoded.ok) return;
-      const e = decoded.error;
+      const type = String(res.headers['content-type']);
+      let e: { errorCode: number; errorMessage: string };
+      if (type.startsWith('text/plain')) {
+        // AutoApplyOrder's responseFormat=0: success lines, or code and message.
+        assert.ok(endpoint === 'AutoApplyOrder' || endpoint === 'AutoApplySSL', res.body);
+        const placed = /^0\n([0-9]+)\n0\.00\n0\n(?:[0-9]+\n)?$/.exec(res.body);
+        if (placed) return void orders.add(Number(placed[1]));
+        const m = /^(-[0-9]+)\n([^\n]*)\n$/.exec(res.body);
+        assert.ok(m, res.body);
+        e = { errorCode: Number(m[1]), errorMessage: m[2]! };
+      } else {
+        const json = type.startsWith('application/json');
+        const decoded = endpoint === 'GetMDCDomainDetails' ? decodeMdcDomainDetails(res.body) : decodeUrlencoded(res.body);
+        if (!json) assert.equal(type, 'application/x-www-form-urlencoded');
+        if (decoded.ok) {
+          if (endpoint === 'AutoApplyOrder' || endpoint === 'AutoApplySSL') orders.add(Number((decoded.value as Record<string, string>).orderNumber));
+          return;
+        }
+        e = decoded.error;
+      }
       assert.ok(e.errorCode < 0 && e.errorCode !== -14, res.body);
       const template = errorMessage(endpoint, e.errorCode);
       if (template.includes('xxxx')) {
@@ -81,4 +100,12 @@ test(`${RUNS} random authenticated requests to the order endpoints: HTTP 200, we
   assert.equal(s.logs.filter((l) => (l.level as number) >= 50).length, 0, 'no error-level log lines');
   const details = await s.post('/products/!GetMDCDomainDetails', form({ loginName: 'fuzzer', loginPassword: PASSWORD, orderNumber: String(orderNumber) }));
   assert.match(details.body, /^errorCode=0&1_domainName=fuzz\.example\.com&1_dcvMethod=[A-Z_]+&1_dcvStatus=[A-Za-z]+$/);
+  // No lost order, none stored without a success answer: exactly the orders answered, each with its domains.
+  assert.ok(orders.size > 0, 'the run placed orders');
+  const stored = await s.store.db.selectFrom('orders').select('order_number').execute();
+  assert.deepEqual(stored.map((o) => Number(o.order_number)).sort(), [orderNumber, ...orders].sort());
+  for (const n of orders) {
+    const r = await s.post('/products/!GetMDCDomainDetails', form({ loginName: 'fuzzer', loginPassword: PASSWORD, orderNumber: String(n) }));
+    assert.match(r.body, /^errorCode=0&1_domainName=/);
+  }
 });

@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
 import type { webcrypto } from 'node:crypto';
-import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encodeUrlencoded, type ErrorCodeValue } from '@dcvd/client';
+import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encodeTextError, encodeUrlencoded, type ErrorCodeValue } from '@dcvd/client';
 import { nodeFetch } from '../src/cli/node-fetch.ts';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
@@ -240,7 +240,7 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
     [{ ...base, dcvMethod: 'email' }, err(-4, 'dcvMethod')],
     [{ ...base, showCertificateID: 'yes' }, err(-4, 'showCertificateID')],
     [{ ...base, serverSoftware: '-2' }, err(-4, 'serverSoftware')],
-    [{ ...base, responseFormat: 0 }, err(-4, 'responseFormat')],
+    [{ ...base, responseFormat: 2 }, err(-4, 'responseFormat')],
     [{ ...base, csr: 'not a csr' }, err(-4, 'csr')],
     [{ ...base, csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----' }, err(-4, 'csr')],
     [{ ...base, csr: weak }, err(-4, 'csr')],
@@ -303,4 +303,100 @@ test('the SDK: getDcvEmailAddressList → autoApplyOrder → autoUpdateDcv → g
   details = await client.getMdcDomainDetails(placed.orderNumber, { responseFormat: 2 });
   assert.equal(details[1]!.dcvMethod, 'CNAME_CSR_HASH');
   await assert.rejects(client.getMdcDomainDetails(1), (err: unknown) => err instanceof DcvApiError && err.code === -4 && err.item === 'orderNumber');
+});
+
+test('responseFormat=0: the real host\'s newline-delimited answer, for success and for errors', async () => {
+  await getList(server, 'alice', 'lines.example.com');
+  const csr = await makeCsr('lines.example.com');
+  const base = { product: 24, days: 365, csr, dcvEmailAddress: 'admin@example.com', responseFormat: 0 };
+  const mailsBefore = sink.messages.length;
+  const withId = await call('AutoApplySSL', 'alice', { ...base, showCertificateID: 'Y' });
+  assert.equal(withId.status, 200);
+  assert.equal(withId.headers['content-type'], 'text/plain; charset=utf-8');
+  const lines = withId.body.split('\n');
+  assert.match(withId.body, /^0\n[0-9]+\n0\.00\n0\n[0-9]+\n$/);
+  const stored = await server.store.db.selectFrom('orders').select(['certificate_id']).where('order_number', '=', Number(lines[1])).executeTakeFirstOrThrow();
+  assert.equal(Number(lines[4]), stored.certificate_id);
+  // Without showCertificateID=Y the certificate ID line is left out, as the real host does.
+  const plain = await call('AutoApplyOrder', 'alice', base);
+  assert.match(plain.body, /^0\n[0-9]+\n0\.00\n0\n$/);
+  assert.notEqual(plain.body.split('\n')[1], lines[1]);
+  // Counted from before the first order: its email may arrive before the second order is placed.
+  await sink.waitFor(mailsBefore + 2, 60_000);
+  await server.outbox.idle();
+  // Errors in that format: code, then message, as GetDCVEmailAddressList's text.
+  assert.equal((await call('AutoApplyOrder', 'alice', { ...base, product: 999 })).body, encodeTextError('AutoApplyOrder', { code: -4, item: 'product' }));
+  assert.equal((await call('AutoApplyOrder', 'alice', { ...base, bogus: 1 })).body, encodeTextError('AutoApplyOrder', { code: -2, item: 'bogus' }));
+  const denied = await server.post('/products/!AutoApplyOrder', form({ loginName: 'alice', loginPassword: 'wrong password', responseFormat: '0', product: '24', days: '365', csr }));
+  assert.equal(denied.body, encodeTextError('AutoApplyOrder', { code: -16 }));
+  assert.equal((await call('AutoApplyOrder', 'nopriv', base)).body, encodeTextError('AutoApplyOrder', { code: -91 }));
+  // Any other value is still -4 responseFormat, in the default (urlencoded) format.
+  assert.equal((await call('AutoApplyOrder', 'alice', { ...base, responseFormat: 2 })).body, encodeUrlencoded('AutoApplyOrder', { code: -4, item: 'responseFormat' }));
+});
+
+test('one email for several domains sharing an ADN address (BR 3.2.2.4.4): delivered once, one confirmation validates them all', async () => {
+  const names = ['x1.example.com', 'x2.example.com', 'x3.example.org'];
+  for (const n of names) await getList(server, 'alice', n);
+  const r = await call('AutoApplyOrder', 'alice', {
+    product: 361, days: 365, csr: await makeCsr('x1.example.com'), domainNames: 'x2.example.com x3.example.org',
+    dcvEmailAddresses: 'admin@example.com admin@example.com admin@example.org',
+  });
+  assert.match(r.body, /^errorCode=0&orderNumber=/);
+  const orderNumber = Number(phpRead(r.body).orderNumber);
+  const order = await server.store.db.selectFrom('orders').select('id').where('order_number', '=', orderNumber).executeTakeFirstOrThrow();
+  const outboxRows = async () => server.store.db.selectFrom('outbox').select(['recipient', 'state', 'random_value_id']).where('order_id', '=', order.id).orderBy('id').execute();
+
+  // Two emails, not three: admin@example.com is an address of example.com, an ADN of x1 and of x2.
+  const mails = await nextMails(2);
+  assert.equal((await outboxRows()).length, 2);
+  const shared = mails.find((m) => m.envelope.rcptTo[0] === 'admin@example.com')!;
+  const own = mails.find((m) => m.envelope.rcptTo[0] === 'admin@example.org')!;
+  assert.ok(shared.parsed.text?.includes('x1.example.com, x2.example.com'), 'the shared email lists both domains');
+  assert.ok(!shared.parsed.text?.includes('x3.example.org'));
+  const sharedCode = codeIn(shared.parsed.text);
+  assert.notEqual(sharedCode, codeIn(own.parsed.text), 'each email keeps its own random value');
+
+  // A resend re-sends the shared email in its entirety (same value, same recipient, same domains).
+  clock.advance(120_000);
+  assert.equal((await resend(server, 'alice', { orderNumber })).body, 'errorCode=0');
+  const again = await nextMails(2);
+  assert.equal(codeIn(again.find((m) => m.envelope.rcptTo[0] === 'admin@example.com')!.parsed.text), sharedCode);
+
+  // AutoUpdateDCV of both to another shared address: one new email, a new value; the old shared code stops working.
+  clock.advance(120_000);
+  const u = await call('AutoUpdateDCV', 'alice', {
+    orderNumber, domainNames: 'x1.example.com,x2.example.com', newMethods: 'EMAIL,EMAIL', newDCVEmailAddresses: 'webmaster@example.com webmaster@example.com',
+  });
+  assert.match(u.body, /^errorCode=0&/);
+  const [updated] = await nextMails(1);
+  assert.equal(updated!.envelope.rcptTo[0], 'webmaster@example.com');
+  const newCode = codeIn(updated!.parsed.text);
+  assert.notEqual(newCode, sharedCode);
+  const dead = await server.request({ method: 'GET', path: `/dcv/confirm/${sharedCode}` });
+  assert.doesNotMatch(dead.body, /name="decision" value="approve"/);
+
+  // One confirmation validates both domains; each gets its own evidence row naming the shared value.
+  const page = await server.request({ method: 'GET', path: `/dcv/confirm/${newCode}` });
+  assert.match(page.body, /x1\.example\.com, x2\.example\.com/);
+  await confirm(newCode);
+  const d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+  assert.deepEqual([d['1_dcvStatus'], d['2_dcvStatus'], d['3_dcvStatus']], ['Validated', 'Validated', 'Awaiting']);
+  const evidence = await server.store.db.selectFrom('dcv_evidence').selectAll().where('order_id', '=', order.id).orderBy('id').execute();
+  assert.deepEqual(evidence.map((e) => e.domain), ['x1.example.com', 'x2.example.com']);
+  assert.equal(evidence[0]!.random_value_id, evidence[1]!.random_value_id);
+  assert.equal(evidence[0]!.value_hash, evidence[1]!.value_hash);
+  assert.deepEqual(evidence.map((e) => [e.recipient, e.adn, e.decision]), [['webmaster@example.com', 'example.com', 'approved'], ['webmaster@example.com', 'example.com', 'approved']]);
+  // The code is spent: a second use decides nothing.
+  const spent = await server.request({ method: 'GET', path: `/dcv/confirm/${newCode}` });
+  assert.doesNotMatch(spent.body, /name="decision" value="approve"/);
+
+  // Every email was delivered exactly once.
+  await server.outbox.idle();
+  const rows = await outboxRows();
+  assert.equal(rows.length, 5);
+  const delivered = rows.filter((row) => row.state === 'delivered').length;
+  const ours = sink.messages.filter((m) => ['admin@example.com', 'admin@example.org', 'webmaster@example.com'].includes(m.envelope.rcptTo[0]!) && /x[123]\.example/.test(m.parsed.text ?? ''));
+  assert.equal(ours.length, delivered);
+  const ids = sink.messages.map((m) => m.parsed.messageId);
+  assert.equal(new Set(ids).size, ids.length);
 });

@@ -289,6 +289,18 @@ export interface PlacedOrder {
   expectedDeliveryTime: number;
 }
 
+/**
+ * AutoApplyOrder / AutoApplySSL success in the real host's responseFormat 0:
+ * newline-delimited lines, status `0`, order number, amount, expected
+ * delivery time, then the certificate ID when `showCertificateID=Y` was sent.
+ * Errors in that format are `encodeTextError`'s two lines.
+ */
+export function encodePlacedOrderText(order: PlacedOrder, showCertificateID: boolean): string {
+  const lines = ['0', String(order.orderNumber), order.totalCost, String(order.expectedDeliveryTime)];
+  if (showCertificateID) lines.push(String(order.certificateID));
+  return `${lines.join('\n')}\n`;
+}
+
 /** What the real host calls the per-domain DCV status; `Validated` is the exact string clients compare with. */
 export const MDC_DCV_STATUSES = ['Awaiting', 'Validated', 'Declined', 'Cancelled'] as const;
 export type MdcDcvStatus = (typeof MDC_DCV_STATUSES)[number];

@@ -90,7 +90,9 @@ function autoApplyParams() {
     { name: 'dcvEmailAddress', type: 'string', requirement: 'optional', maxLength: 255 },
     { name: 'dcvEmailAddresses', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
     { name: 'showCertificateID', type: 'string', requirement: 'optional', allowedValues: YES_NO },
-    { name: 'responseFormat', type: 'integer', requirement: 'optional', allowed: [1] },
+    // 0: the real host's newline-delimited text; 1: urlencoded (dcvd's default, docs/PROTOCOL.md).
+    // A string: the contract's integers start at 1.
+    { name: 'responseFormat', type: 'string', requirement: 'optional', allowedValues: ['0', '1'] },
     // Accepted and ignored (docs/PROTOCOL.md lists them): ordering details dcvd has no use for.
     { name: 'uniqueValue', type: 'string', requirement: 'optional', maxLength: 64, ignored: true },
     { name: 'foreignOrderNumber', type: 'string', requirement: 'optional', maxLength: 64, ignored: true },
@@ -315,6 +317,21 @@ export function formEntries(body: string): [string, string][] {
  * (any case) says exactly `2`; text otherwise, since 1 is the default.
  */
 export function requestedFormat(entries: readonly (readonly [string, string])[]): 1 | 2 {
+  const value = singleResponseFormat(entries);
+  return value !== undefined && parseInteger(value) === 2 ? 2 : 1;
+}
+
+/**
+ * The format AutoApplyOrder / AutoApplySSL answer in, also for errors found
+ * before the parameters are checked: the newline-delimited text (0) only when
+ * one `responseFormat` parameter (any case) says exactly `0`; urlencoded (1) otherwise.
+ */
+export function requestedOrderFormat(entries: readonly (readonly [string, string])[]): 0 | 1 {
+  return singleResponseFormat(entries) === '0' ? 0 : 1;
+}
+
+/** The value of the one `responseFormat` parameter (any case), undefined when absent or repeated. */
+function singleResponseFormat(entries: readonly (readonly [string, string])[]): string | undefined {
   const values = entries.filter(([name]) => name.toLowerCase() === 'responseformat');
-  return values.length === 1 && parseInteger(values[0]![1]) === 2 ? 2 : 1;
+  return values.length === 1 ? values[0]![1] : undefined;
 }

@@ -38,6 +38,9 @@ import {
   OrderNumberParams,
   OrderSchema,
   OutboxQuery,
+  ProductCodeParams,
+  ProductCreateBody,
+  ProductSchema,
   TemplateCreateBody,
   TemplateSchema,
 } from './schemas.ts';
@@ -218,6 +221,25 @@ export function adminRoutes(admin: AdminService, extra: { metrics: Metrics; open
       params: OrderNumberParams,
       response: Type.Array(EvidenceSchema),
       handler: ({ params }) => admin.orderEvidence(params.orderNumber),
+    }),
+    route({ method: 'GET', url: '/v1/products', summary: 'List the product codes AutoApplyOrder accepts, by code', response: Type.Array(ProductSchema), handler: () => admin.listProducts() }),
+    route({ method: 'GET', url: '/v1/products/:code', summary: 'Show a product', params: ProductCodeParams, response: ProductSchema, handler: ({ params }) => admin.showProduct(params.code) }),
+    route({
+      method: 'POST',
+      url: '/v1/products',
+      summary: 'Add a product code (as `dcvd product create`); an existing code answers 409',
+      status: 201,
+      body: ProductCreateBody,
+      response: ProductSchema,
+      handler: ({ body }) =>
+        admin.createProduct({
+          code: body.code,
+          name: body.name,
+          multiDomain: body.multiDomain ?? false,
+          maxDomains: body.maxDomains ?? 1,
+          wildcard: body.wildcard ?? false,
+          allowedDays: body.allowedDays,
+        }),
     }),
     route({ method: 'GET', url: '/v1/templates', summary: 'List DCV email templates', query: AccountQuery, response: Type.Array(TemplateSchema), handler: ({ query }) => admin.listTemplates(query.account) }),
     route({

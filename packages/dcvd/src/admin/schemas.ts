@@ -11,6 +11,7 @@ import { OUTBOX_STATES, type OutboxView } from '../outbox/outbox.ts';
 import type { TemplateView } from '../orders/templates.ts';
 import type { EvidenceView } from '../orders/confirmation.ts';
 import type { WebhookView } from '../webhooks/webhooks.ts';
+import { MAX_DOMAINS_LIMIT, type ProductView } from '../orders/products.ts';
 
 const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 const DateTime = Type.String({ format: 'date-time' });
@@ -226,6 +227,31 @@ export const OrderCreateBody = Type.Object(
   { additionalProperties: false },
 );
 
+/** A product of the catalogue (CONTRACT §12), as `dcvd product list --json` prints it. */
+export const ProductSchema = Type.Object({
+  code: Id,
+  name: Type.String(),
+  multiDomain: Type.Boolean(),
+  maxDomains: Type.Integer(),
+  wildcard: Type.Boolean(),
+  allowedDays: Type.Array(Type.Integer()),
+});
+
+export const ProductCodeParams = Type.Object({ code: Id });
+
+/** `dcvd product create`'s options; the repository's rules (ProductError) answer 400, an existing code 409. */
+export const ProductCreateBody = Type.Object(
+  {
+    code: Id,
+    name: Type.String({ minLength: 1, maxLength: 128, description: '1 to 128 printable characters' }),
+    multiDomain: Type.Optional(Type.Boolean({ default: false, description: 'orders may have several domains (domainNames, dcvEmailAddresses)' })),
+    maxDomains: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_DOMAINS_LIMIT, default: 1, description: 'most domains of one order; 1 for a single-domain product' })),
+    wildcard: Type.Optional(Type.Boolean({ default: false, description: 'names may be wildcards (*.example.com)' })),
+    allowedDays: Type.Array(Type.Integer({ minimum: 1, maximum: 3650 }), { minItems: 1, maxItems: 20, description: 'allowed values of AutoApplyOrder\u2019s days' }),
+  },
+  { additionalProperties: false },
+);
+
 export const AccountQuery = Type.Object({ account: Type.Optional(Login) }, { additionalProperties: false });
 
 export const TemplateCreateBody = Type.Object(
@@ -261,5 +287,6 @@ export const NAMED_SCHEMAS = new Map<TSchema, string>([
   [WebhookSchema, 'Webhook'],
   [CorroborationSchema, 'Corroboration'],
   [TemplateSchema, 'Template'],
+  [ProductSchema, 'Product'],
   [ErrorSchema, 'Error'],
 ]);

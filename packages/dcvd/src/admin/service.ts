@@ -12,7 +12,7 @@ import { normalizeNetworks } from '../accounts/networks.ts';
 import { OfferedAddressRegistry } from '../registry/offered.ts';
 import { checkDomainName } from '../domains/index.ts';
 import { listOutbox, type OutboxView } from '../outbox/outbox.ts';
-import { ProductRepository, type ProductInput, type ProductView } from '../orders/products.ts';
+import { ProductError, ProductRepository, productView, type ProductInput, type ProductView } from '../orders/products.ts';
 import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
 import { queueDcvEmail, type DcvEmailSettings } from '../orders/dcv-email.ts';
@@ -254,6 +254,12 @@ export class AdminService {
 
   listProducts(): Promise<ProductView[]> {
     return new ProductRepository(this.deps.db, this.deps.clock).list();
+  }
+
+  async showProduct(code: number): Promise<ProductView> {
+    const row = await new ProductRepository(this.deps.db, this.deps.clock).get(code);
+    if (!row) throw new ProductError(`no product ${code}`, 'not-found');
+    return productView(row);
   }
 
   createProduct(input: ProductInput): Promise<ProductView> {

@@ -27,7 +27,7 @@ import {
 } from '../orders/orders.ts';
 import { allowedDays, type ProductRepository } from '../orders/products.ts';
 import { checkCsr } from '../orders/csr.ts';
-import { queueDcvEmailIn } from '../orders/dcv-email.ts';
+import { queueEmailsIn, type PlannedEmail } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { revokeValuesOfDomain } from '../orders/random-values.ts';
 import {
@@ -149,6 +149,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
   }
 
   // The order, its domains and their first DCV emails: one transaction.
+  let emails = 0;
   for (let attempt = 0; ; attempt += 1) {
     const orderNumber = await deps.orders.unusedOrderNumber();
     const certificateID = await deps.orders.unusedOrderNumber();
@@ -175,17 +176,11 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
           .returningAll()
           .executeTakeFirstOrThrow();
         const rows = await insertOrderDomains(trx, inserted.id, domains, now);
-        for (let i = 0; i < recipients.length; i += 1) {
-          const result = await queueDcvEmailIn(trx, deps.settings, {
-            order: inserted,
-            domain: rows[i]!,
-            recipient: recipients[i]!,
-            templateRef: null,
-            now,
-            corroborationId: corroborations[i] ?? null,
-          });
-          if (!result.queued) throw new NotQueued(result.reason);
-        }
+        // One email per recipient: domains sharing an ADN address share one email and one value (BR 3.2.2.4.4).
+        const plan = recipients.map((recipient, i) => ({ domain: rows[i]!, recipient, corroborationId: corroborations[i] ?? null }));
+        const result = await queueEmailsIn(trx, deps.settings, { order: inserted, plan, templateRef: null, now });
+        if ('refused' in result) throw new NotQueued(result.refused);
+        emails = result.queued;
       });
     } catch (err) {
       if (err instanceof NotQueued) return fail(ErrorCode.RequestUnsuccessful);
@@ -193,7 +188,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
       if (attempt < 5 && (await deps.orders.findByNumber(orderNumber))) continue;
       throw err;
     }
-    ctx.log.info({ orderNumber, domains: names.length, emails: recipients.length }, 'order placed');
+    ctx.log.info({ orderNumber, domains: names.length, emails }, 'order placed');
     if (recipients.length > 0) deps.onQueued?.();
     return {
       ok: true,
@@ -311,6 +306,7 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   }
 
   let queued = 0;
+  const plan: (PlannedEmail & { same: boolean })[] = [];
   try {
     await deps.db.transaction().execute(async (trx) => {
       // `orders` first (lock order), then each domain.
@@ -328,14 +324,17 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
         await revokeValuesOfDomain(trx, c.domain.id, c.method === 'email' ? 'superseded' : 'method-changed', now);
         if (c.recipient) {
           const fresh = await trx.selectFrom('order_domains').selectAll().where('id', '=', c.domain.id).executeTakeFirstOrThrow();
-          // A new address or method is a correction, not a resend: the minimum interval holds only for the same address again.
           const same = c.domain.dcv_method === 'email' && c.domain.dcv_email_address === c.recipient.address;
-          const settings = same ? deps.settings : { ...deps.settings, resendIntervalMs: 0 };
-          const result = await queueDcvEmailIn(trx, settings, { order, domain: fresh, recipient: c.recipient, templateRef, now, corroborationId: c.corroborationId ?? null });
-          if (!result.queued) throw new NotQueued(result.reason);
-          queued += 1;
+          plan.push({ domain: fresh, recipient: c.recipient, corroborationId: c.corroborationId ?? null, same });
         }
       }
+      // The new emails, one per recipient (BR 3.2.2.4.4). A new address or method is a correction, not a
+      // resend: the minimum interval holds only when every domain of the email asks for the same address again.
+      const settingsOf = (group: readonly PlannedEmail[]) =>
+        group.every((g) => plan.find((p) => p.domain.id === g.domain.id)!.same) ? deps.settings : { ...deps.settings, resendIntervalMs: 0 };
+      const result = await queueEmailsIn(trx, deps.settings, { order, plan, templateRef, now, settingsOf });
+      if ('refused' in result) throw new NotQueued(result.refused);
+      queued = result.queued;
     });
   } catch (err) {
     if (!(err instanceof NotQueued)) throw err;

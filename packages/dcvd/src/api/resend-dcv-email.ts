@@ -19,7 +19,7 @@ import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderDomainRow, type OrderRepository, type OrderRow } from '../orders/orders.ts';
 import type { TemplateRepository } from '../orders/templates.ts';
-import { currentRecipient, domainsOfOrder, queueDcvEmailIn, type DcvEmailSettings } from '../orders/dcv-email.ts';
+import { currentRecipient, domainsOfOrder, queueEmailsIn, type DcvEmailSettings } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { corroborateRecipient, queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import { fail, type CallContext, type Outcome, type ResendDcvEmailParams } from './types.ts';
@@ -155,19 +155,21 @@ async function resendEveryDomain(
     if (!ok) return fail(ErrorCode.RequestUnsuccessful);
     corroborations.push(ok.evidenceId);
   }
+  let emails = 0;
   try {
     await deps.db.transaction().execute(async (trx) => {
-      for (const [i, { domain, recipient }] of plan.entries()) {
-        const result = await queueDcvEmailIn(trx, deps.settings, { order, domain, recipient, templateRef, now, corroborationId: corroborations[i] ?? null });
-        if (!result.queued) throw new NotResent(result.reason);
-      }
+      // One email per recipient: domains sharing an ADN address share one email and one value (BR 3.2.2.4.4).
+      const planned = plan.map((p, i) => ({ ...p, corroborationId: corroborations[i] ?? null }));
+      const result = await queueEmailsIn(trx, deps.settings, { order, plan: planned, templateRef, now });
+      if ('refused' in result) throw new NotResent(result.refused);
+      emails = result.queued;
     });
   } catch (err) {
     if (!(err instanceof NotResent)) throw err;
     ctx.log.info({ orderNumber: order.order_number, refusal: err.message }, 'dcv emails not resent');
     return fail(ErrorCode.RequestUnsuccessful);
   }
-  ctx.log.info({ orderNumber: order.order_number, emails: plan.length }, 'dcv emails queued');
+  ctx.log.info({ orderNumber: order.order_number, domains: plan.length, emails }, 'dcv emails queued');
   deps.onQueued?.();
   return { ok: true, value: undefined };
 }

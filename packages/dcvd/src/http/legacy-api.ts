@@ -25,6 +25,8 @@ import {
   parseRequestParams,
   requestedFormat,
   ErrorCode,
+  requestedOrderFormat,
+  encodePlacedOrderText,
   type ApiError,
   type EndpointSpec,
   type ErrorCodeValue,
@@ -128,7 +130,8 @@ function bindings(options: LegacyApiOptions): Binding[] {
 function flowBindings(useCases: UseCases): Binding[] {
   const placeOrder = (spec: typeof AUTO_APPLY_ORDER | typeof AUTO_APPLY_SSL): Binding<ParamsOf<typeof spec>> => ({
     ...endpoint(spec),
-    format: () => 'urlencoded',
+    // responseFormat=0: the real host's newline-delimited text, errors as GetDCVEmailAddressList's text.
+    format: (entries) => (requestedOrderFormat(entries) === 0 ? 'text' : 'urlencoded'),
     async run(ctx, params, format) {
       if (!useCases.autoApplyOrder) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
       const args: AutoApplyOrderParams = { product: params.product, days: params.days, csr: params.csr };
@@ -139,6 +142,7 @@ function flowBindings(useCases: UseCases): Binding[] {
       const outcome = await useCases.autoApplyOrder(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       const o = outcome.value;
+      if (format === 'text') return { contentType: CONTENT_TYPE.text, body: encodePlacedOrderText(o, o.showCertificateID), code: ErrorCode.Success };
       // certificateID always: a public client reads it whether or not it asked (showCertificateID=Y).
       const body = encodeUrlencodedFields([
         ['orderNumber', o.orderNumber],

@@ -8,6 +8,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys } from './random-values.ts';
+import { coveredDomainIds } from './dcv-email.ts';
 import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 import { retryTransaction } from '../store/database.ts';
 import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from './email-dcv-policy.ts';
@@ -113,18 +114,20 @@ export class ConfirmationService {
     const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
     const state = codeState(row, now);
     if (!order) return { state: 'unknown' };
-    // The code validates one domain of the order (CONTRACT §12): that domain's name and state count.
+    // The code validates one domain of the order, or several when its email covered them (CONTRACT §12,
+    // BR 3.2.2.4.4): those domains' names and states count.
     if (row.order_domain_id !== null) {
-      const domain = await this.deps.db.selectFrom('order_domains').select(['domain', 'dcv_status']).where('id', '=', row.order_domain_id).executeTakeFirst();
-      if (!domain) return { state: 'unknown' };
-      if (state === 'active' && order.dcv_status === 'awaiting' && domain.dcv_status !== 'awaiting') return { state: 'spent' };
-      order.domain = domain.domain;
+      const ids = await coveredDomainIds(this.deps.db, row);
+      const domains = await this.deps.db.selectFrom('order_domains').select(['domain', 'dcv_status']).where('id', 'in', ids).orderBy('position').execute();
+      if (domains.length === 0) return { state: 'unknown' };
+      if (state === 'active' && order.dcv_status === 'awaiting' && domains.every((d) => d.dcv_status !== 'awaiting')) return { state: 'spent' };
+      order.domain = domains.map((d) => d.domain).join(', ');
     }
     if (state !== 'active') return { state };
     // An active value of an order that is no longer awaiting cannot decide it.
     if (order.dcv_status === 'cancelled') return { state: 'cancelled' };
     if (order.dcv_status !== 'awaiting') return { state: 'spent' };
-    const refusal = this.deps.emailPolicy && emailDcvRefusal(this.deps.emailPolicy, validationDomainOf(order.domain), now);
+    const refusal = this.deps.emailPolicy && order.domain.split(', ').map((d) => emailDcvRefusal(this.deps.emailPolicy!, validationDomainOf(d), now)).find((r) => r);
     if (refusal) return { state: 'refused', refusal };
     return { state, valueId: row.id, orderNumber: order.order_number, domain: order.domain, adn: row.adn, recipient: row.recipient, expiresAt: row.expires_at };
   }
@@ -154,16 +157,21 @@ export class ConfirmationService {
         if (!order) throw new NotDecided();
         // A plain read: which domain the code is for (the value is locked by its spend below).
         const value = await trx.selectFrom('random_values').selectAll().where('id', '=', found.valueId).executeTakeFirstOrThrow();
-        // The code's domain is decided; the order is declined with it, or validated once every domain is.
+        // The code's domains (one, or every domain its email covered) are decided; the order is declined
+        // with them, or validated once every domain is.
         let orderStatus: string = status;
+        let decidedDomains = [found.domain];
         if (value.order_domain_id !== null) {
+          const ids = await coveredDomainIds(trx, value);
           const decided = await trx
             .updateTable('order_domains')
             .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
-            .where('id', '=', value.order_domain_id)
+            .where('id', 'in', ids)
             .where('dcv_status', '=', 'awaiting')
-            .executeTakeFirst();
-          if (Number(decided.numUpdatedRows) !== 1) throw new NotDecided();
+            .returning(['domain', 'position'])
+            .execute();
+          if (decided.length === 0) throw new NotDecided();
+          decidedDomains = decided.sort((a, b) => a.position - b.position).map((d) => d.domain);
           if (status === 'validated') {
             const open = await trx.selectFrom('order_domains').select('id').where('order_id', '=', value.order_id).where('dcv_status', '!=', 'validated').limit(1).executeTakeFirst();
             if (open) orderStatus = 'awaiting';
@@ -181,6 +189,8 @@ export class ConfirmationService {
           .orderBy('delivered_at', 'desc')
           .limit(1)
           .executeTakeFirst();
+        // One evidence row per decided domain, each naming the (shared) random value.
+        for (const domain of decidedDomains) {
         const evidence = await trx
           .insertInto('dcv_evidence')
           .values({
@@ -189,7 +199,7 @@ export class ConfirmationService {
             decision: decision === 'approve' ? 'approved' : 'declined',
             br_section: BR_SECTIONS[value.address_source] ?? BR_SECTIONS.constructed!,
             br_version: this.deps.brVersion ?? BR_VERSION,
-            domain: found.domain,
+            domain,
             adn: value.adn,
             recipient: value.recipient,
             address_source: value.address_source,
@@ -210,10 +220,11 @@ export class ConfirmationService {
           accountId: order.account_id,
           orderNumber: order.order_number,
           baseOrderNumber: order.base_order_number,
-          domain: found.domain,
+          domain,
           evidenceId: evidence.id,
           decidedAt: now,
         });
+        }
       }));
     } catch (err) {
       if (!(err instanceof NotDecided)) throw err;

@@ -39,6 +39,11 @@ export interface QueueRequest {
   order: OrderRow;
   /** The domain the email validates; the order's first domain when omitted. */
   domain?: OrderDomainRow;
+  /**
+   * Further domains of the order the same email validates with the same random value (BR
+   * 3.2.2.4.4: the recipient is an address of an Authorization Domain Name of each); see `shareEmails`.
+   */
+  alsoCovers?: readonly OrderDomainRow[];
   recipient: DcvRecipient;
   /** dcv_templates row id, or null for the built-in default. */
   templateRef: number | null;
@@ -48,8 +53,8 @@ export interface QueueRequest {
    * valid): a DNS-found address sent to without a new corroboration (src/mpic/corroborate.ts).
    */
   requireReuse?: boolean;
-  /** The mpic_evidence row that corroborated the recipient: linked to the value in the same transaction. */
-  corroborationId?: number | null;
+  /** The mpic_evidence rows that corroborated the recipient (one per domain): linked to the value in the same transaction. */
+  corroborationId?: number | null | readonly (number | null)[];
 }
 
 export type QueueResult =
@@ -119,12 +124,17 @@ export const domainsOfOrder = prepared((db, p: { orderId: number }) =>
   db.selectFrom('order_domains').selectAll().where('order_id', '=', p.orderId).orderBy('position'),
 );
 
-/** The domain's newest value that still works, if any. */
+/** The domain's newest value that still works, if any (its own, or a shared one that covers it). */
 const liveValue = prepared((db, p: { domainId: number }) =>
   db
     .selectFrom('random_values')
-    .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at'])
-    .where('order_domain_id', '=', p.domainId)
+    .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at', 'order_domain_id'])
+    .where((eb) =>
+      eb.or([
+        eb('order_domain_id', '=', p.domainId),
+        eb('id', 'in', eb.selectFrom('random_value_domains').select('random_value_id').where('order_domain_id', '=', p.domainId)),
+      ]),
+    )
     .where('revoked_at', 'is', null)
     .where('spent_at', 'is', null)
     .orderBy('id', 'desc')
@@ -156,6 +166,83 @@ const EMAIL_COLUMNS = [
 ] as const satisfies readonly (keyof NewEmail)[];
 const insertEmail = prepared((db, p: NewEmail) => db.insertInto('outbox').values(columns(p, EMAIL_COLUMNS)));
 
+/** The order_domains ids a value validates: its shared domains, else its own one. */
+export async function coveredDomainIds(db: Kysely<Database>, value: { id: number; order_domain_id: number | null }): Promise<number[]> {
+  const shared = await sharedDomainsOf.rows(db, { valueId: value.id });
+  if (shared.length > 0) return shared.map((r) => r.order_domain_id);
+  return value.order_domain_id === null ? [] : [value.order_domain_id];
+}
+
+/** The names and states of the domains a shared value covers, first position first; empty for a one-domain value. */
+export function sharedDomainsOfValue(db: Kysely<Database>, valueId: number): Promise<{ domain: string; dcv_status: string }[]> {
+  return db
+    .selectFrom('random_value_domains as rvd')
+    .innerJoin('order_domains as od', 'od.id', 'rvd.order_domain_id')
+    .select(['od.domain', 'od.dcv_status'])
+    .where('rvd.random_value_id', '=', valueId)
+    .orderBy('od.position')
+    .execute();
+}
+
+const sharedDomainsOf = prepared((db, p: { valueId: number }) =>
+  db.selectFrom('random_value_domains').select('order_domain_id').where('random_value_id', '=', p.valueId).orderBy('order_domain_id'),
+);
+
+/**
+ * BR 3.2.2.4.4 (and .13/.14 for DNS contacts): one email MAY confirm several
+ * FQDNs when its recipient is an address of an Authorization Domain Name of
+ * each. Groups one operation's emails by recipient: the same address, at the
+ * same ADN, found the same way (and, for a DNS contact, by the same DNS
+ * answer) is one email; the first domain of a group is the value's own.
+ * Every recipient here already passed the 24-hour rule for its domain.
+ */
+export function shareEmails<T extends { domain: OrderDomainRow; recipient: DcvRecipient }>(plan: readonly T[]): T[][] {
+  const groups = new Map<string, T[]>();
+  for (const item of plan) {
+    const r = item.recipient;
+    const key = JSON.stringify([r.address.toLowerCase(), r.adn, r.source, r.dnsDetail]);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return [...groups.values()];
+}
+
+/** One domain's email of an operation's plan, and the MPIC evidence of its recipient. */
+export interface PlannedEmail {
+  domain: OrderDomainRow;
+  recipient: DcvRecipient;
+  corroborationId?: number | null;
+}
+
+/**
+ * Queues an operation's emails inside the caller's transaction, one per
+ * recipient (`shareEmails`). `settingsOf` may set a group's settings (a
+ * corrected address is not a resend). The number of emails queued, or the
+ * first refusal: the caller rolls its transaction back then.
+ */
+export async function queueEmailsIn(
+  trx: Kysely<Database>,
+  settings: DcvEmailSettings,
+  req: { order: OrderRow; plan: readonly PlannedEmail[]; templateRef: number | null; now: number; settingsOf?: (group: readonly PlannedEmail[]) => DcvEmailSettings },
+): Promise<{ queued: number } | { refused: Extract<QueueResult, { queued: false }>['reason'] }> {
+  const groups = shareEmails(req.plan);
+  for (const group of groups) {
+    const [first, ...rest] = group;
+    const result = await queueDcvEmailIn(trx, req.settingsOf?.(group) ?? settings, {
+      order: req.order,
+      domain: first!.domain,
+      alsoCovers: rest.map((g) => g.domain),
+      recipient: first!.recipient,
+      templateRef: req.templateRef,
+      now: req.now,
+      corroborationId: group.map((g) => g.corroborationId ?? null),
+    });
+    if (!result.queued) return { refused: result.reason };
+  }
+  return { queued: groups.length };
+}
+
 /** A Message-ID that is also the email's idempotency key. */
 function newMessageId(random: RandomSource, domain = 'dcvd'): string {
   return `<${random.bytes(16).toString('hex')}@${domain}>`;
@@ -173,11 +260,16 @@ export async function reusableValue(
   now: number,
   /** The order's domain the email is for; its first domain when omitted. */
   domainId?: number,
+  /** Every further domain the email covers: the live value must cover exactly these with the first (same content). */
+  alsoCovers: readonly { id: number }[] = [],
 ): Promise<{ valueId: number; sealed: string } | undefined> {
   const id = domainId ?? (await domainsOfOrder.first(db, { orderId }))?.id;
   if (id === undefined) return undefined;
   const live = await liveValue.first(db, { domainId: id });
   if (!live || live.expires_at <= now || live.recipient !== recipient.address || live.adn !== recipient.adn || live.template_ref !== templateRef) return undefined;
+  const covered = await coveredDomainIds(db, live);
+  const wanted = [id, ...alsoCovers.map((d) => d.id)];
+  if (covered.length !== wanted.length || !wanted.every((w) => covered.includes(w))) return undefined;
   const previous = await sealedCodeOf.first(db, { valueId: live.id });
   return previous?.sealed_code ? { valueId: live.id, sealed: previous.sealed_code } : undefined;
 }
@@ -199,7 +291,9 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
 /**
  * Queues one DCV email for one domain of an order inside the caller's
  * transaction (AutoApplyOrder queues its emails with the order it inserts).
- * Without `req.domain`, the order's first domain. A refusal changes nothing.
+ * Without `req.domain`, the order's first domain. A refusal changes nothing,
+ * except with `req.alsoCovers`: a domain after the first refused leaves the
+ * earlier ones claimed, so the caller rolls its transaction back on any refusal.
  */
 export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   const { order, recipient, templateRef, now } = req;
@@ -207,33 +301,28 @@ export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailS
   if ((await lockOrder.affected(trx, { id: order.id })) !== 1) return { queued: false, reason: 'not-awaiting-email' };
   const domain = req.domain ?? (await domainsOfOrder.first(trx, { orderId: order.id }));
   if (!domain) return { queued: false, reason: 'not-awaiting-email' };
-  const claimed = await claimDomain.affected(trx, {
-    id: domain.id,
-    address: recipient.address,
-    adn: recipient.adn,
-    source: recipient.source,
-    dnsDetail: recipient.dnsDetail,
-    now,
-    lastBefore: now - settings.resendIntervalMs,
-  });
-  if (claimed !== 1) {
-    const fresh = await trx.selectFrom('order_domains').select(['dcv_status', 'dcv_method']).where('id', '=', domain.id).executeTakeFirst();
-    return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
-  }
-  if (domain.position === 1) {
-    await mirrorOrder.execute(trx, { id: order.id, address: recipient.address, adn: recipient.adn, source: recipient.source, dnsDetail: recipient.dnsDetail, now });
+  const also = req.alsoCovers ?? [];
+  const sent: SentTo = { address: recipient.address, adn: recipient.adn, source: recipient.source, dnsDetail: recipient.dnsDetail, now };
+  // Every domain the email covers is claimed; a refusal of one rolls the caller's transaction back.
+  for (const d of [domain, ...also]) {
+    const claimed = await claimDomain.affected(trx, { ...sent, id: d.id, lastBefore: now - settings.resendIntervalMs });
+    if (claimed !== 1) {
+      const fresh = await trx.selectFrom('order_domains').select(['dcv_status', 'dcv_method']).where('id', '=', d.id).executeTakeFirst();
+      return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
+    }
+    if (d.position === 1) await mirrorOrder.execute(trx, { ...sent, id: order.id });
   }
 
-  // BR 3.2.2.4.4: the value may be reused only when recipient and content are unchanged and it has not expired.
-  const reusable = await reusableValue(trx, order.id, recipient, templateRef, now, domain.id);
+  // BR 3.2.2.4.4: the value may be reused only when recipient and content (the domains it lists) are unchanged and it has not expired.
+  const reusable = await reusableValue(trx, order.id, recipient, templateRef, now, domain.id, also);
   if (!reusable && req.requireReuse) throw new NeedsCorroboration();
   let valueId = reusable?.valueId;
   let sealed = reusable?.sealed;
   const reusedValue = valueId !== undefined;
 
   if (valueId === undefined || sealed === undefined) {
-    // A new value: every older one of the domain stops working.
-    await revokeValuesOfDomain(trx, domain.id, 'superseded', now);
+    // A new value: every older one of the domains stops working.
+    for (const d of [domain, ...also]) await revokeValuesOfDomain(trx, d.id, 'superseded', now);
 
     const code = newValidationCode(settings.random);
     const valueHash = hashCode(settings.keys, code);
@@ -255,8 +344,14 @@ export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailS
     if (!inserted) throw new Error('inserting a random value returned no id');
     valueId = inserted.id;
     sealed = sealCode(settings.keys, code, valueHash, settings.random);
+    if (also.length > 0) {
+      await trx.insertInto('random_value_domains').values([domain, ...also].map((d) => ({ random_value_id: valueId!, order_domain_id: d.id }))).execute();
+    }
   }
-  if (req.corroborationId != null) await linkCorroboration.execute(trx, { id: req.corroborationId, orderId: order.id, valueId });
+  const corroborations = Array.isArray(req.corroborationId) ? req.corroborationId : [req.corroborationId];
+  for (const id of corroborations as (number | null | undefined)[]) {
+    if (id != null) await linkCorroboration.execute(trx, { id, orderId: order.id, valueId });
+  }
 
   const messageId = newMessageId(settings.random, settings.messageIdDomain);
   await insertEmail.execute(trx, {

@@ -223,11 +223,15 @@ export async function revokeValuesOfOrder(db: Kysely<Database>, orderId: number,
  * waiting with them are not sent. Call inside the transaction that makes the change.
  */
 export async function revokeValuesOfDomain(db: Kysely<Database>, domainId: number, reason: 'superseded' | 'method-changed', now: number): Promise<void> {
-  const values = db.selectFrom('random_values').select('id').where('order_domain_id', '=', domainId);
+  // The domain's own values and the shared ones that cover it (a shared email's code stops working for every domain it lists).
+  const values = db
+    .selectFrom('random_values')
+    .select('id')
+    .where((eb) => eb.or([eb('order_domain_id', '=', domainId), eb('id', 'in', eb.selectFrom('random_value_domains').select('random_value_id').where('order_domain_id', '=', domainId))]));
   await db
     .updateTable('random_values')
     .set({ revoked_at: now, revoked_reason: reason })
-    .where('order_domain_id', '=', domainId)
+    .where('id', 'in', values)
     .where('revoked_at', 'is', null)
     .where('spent_at', 'is', null)
     .execute();

@@ -30,6 +30,7 @@ import type { Logger } from '../log.ts';
 import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { validationDomain } from '../orders/orders.ts';
+import { sharedDomainsOfValue } from '../orders/dcv-email.ts';
 import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
 import type { OutgoingEmail } from '../mail/message.ts';
@@ -106,6 +107,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
         'od.domain as value_domain',
         'od.dcv_status as domain_status',
         'ord.dcv_status',
+        'rv.id as value_id',
         'rv.value_hash',
         'rv.adn',
         'rv.expires_at',
@@ -117,6 +119,12 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
       .executeTakeFirst();
     const where = { messageId: row.message_id, orderNumber: facts?.order_number, to: row.recipient, attempt: row.attempts };
     const now = clock.now();
+    // An email that covers several domains of the order (BR 3.2.2.4.4) lists them all, and is sent while one of them awaits.
+    const shared = facts ? await sharedDomainsOfValue(db, facts.value_id) : [];
+    if (facts && shared.length > 0) {
+      facts.value_domain = shared.map((d) => d.domain).join(', ');
+      facts.domain_status = shared.some((d) => d.dcv_status === 'awaiting') ? 'awaiting' : shared[0]!.dcv_status;
+    }
     if (!facts || facts.dcv_status !== 'awaiting' || (facts.domain_status !== null && facts.domain_status !== 'awaiting') || facts.revoked_at !== null || facts.spent_at !== null || facts.expires_at <= now) {
       await this.finish(row, { state: 'cancelled', last_error: 'validation code no longer valid when its turn came', sealed_code: null });
       log.info({ ...where, state: 'cancelled' }, 'dcv email not sent: its code stopped working');

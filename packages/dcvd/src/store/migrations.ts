@@ -14,6 +14,40 @@ function withId(table: Builder, dialect: Dialect): Builder {
     : table.addColumn('id', 'integer', (c) => c.primaryKey().autoIncrement());
 }
 
+/**
+ * The evidence table (CONTRACT §6). Until migration 0011 one row per random
+ * value (`uniqueValue`); since, one row per domain a value validated.
+ */
+/** The evidence columns after the two references. */
+const EVIDENCE_COLUMNS = [
+  'decision', 'br_section', 'br_version', 'domain', 'adn', 'recipient', 'address_source', 'dns_detail',
+  'value_hash', 'value_created_at', 'message_id', 'email_sent_at', 'decided_at', 'source_ip', 'user_agent',
+] as const;
+
+function evidenceTable(db: Kysely<unknown>, dialect: Dialect, name: string, uniqueValue: boolean): Builder {
+  return withId(db.schema.createTable(name), dialect)
+    .addColumn('order_id', 'bigint', (c) => c.notNull().references('orders.id').onDelete('cascade'))
+    .addColumn('random_value_id', 'bigint', (c) => {
+      const col = c.notNull().references('random_values.id').onDelete('cascade');
+      return uniqueValue ? col.unique() : col;
+    })
+    .addColumn('decision', 'varchar(16)', (c) => c.notNull())
+    .addColumn('br_section', 'varchar(16)', (c) => c.notNull())
+    .addColumn('br_version', 'varchar(16)', (c) => c.notNull())
+    .addColumn('domain', 'varchar(255)', (c) => c.notNull())
+    .addColumn('adn', 'varchar(253)', (c) => c.notNull())
+    .addColumn('recipient', 'varchar(254)', (c) => c.notNull())
+    .addColumn('address_source', 'varchar(16)', (c) => c.notNull())
+    .addColumn('dns_detail', 'text')
+    .addColumn('value_hash', 'varchar(64)', (c) => c.notNull())
+    .addColumn('value_created_at', 'bigint', (c) => c.notNull())
+    .addColumn('message_id', 'varchar(160)')
+    .addColumn('email_sent_at', 'bigint')
+    .addColumn('decided_at', 'bigint', (c) => c.notNull())
+    .addColumn('source_ip', 'varchar(64)', (c) => c.notNull())
+    .addColumn('user_agent', 'varchar(512)');
+}
+
 export function migrations(dialect: Dialect): Record<string, Migration> {
   return {
     '0001_accounts': {
@@ -136,25 +170,7 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     },
     '0004_confirmation_evidence': {
       async up(db: Kysely<unknown>) {
-        await withId(db.schema.createTable('dcv_evidence'), dialect)
-          .addColumn('order_id', 'bigint', (c) => c.notNull().references('orders.id').onDelete('cascade'))
-          .addColumn('random_value_id', 'bigint', (c) => c.notNull().unique().references('random_values.id').onDelete('cascade'))
-          .addColumn('decision', 'varchar(16)', (c) => c.notNull())
-          .addColumn('br_section', 'varchar(16)', (c) => c.notNull())
-          .addColumn('br_version', 'varchar(16)', (c) => c.notNull())
-          .addColumn('domain', 'varchar(255)', (c) => c.notNull())
-          .addColumn('adn', 'varchar(253)', (c) => c.notNull())
-          .addColumn('recipient', 'varchar(254)', (c) => c.notNull())
-          .addColumn('address_source', 'varchar(16)', (c) => c.notNull())
-          .addColumn('dns_detail', 'text')
-          .addColumn('value_hash', 'varchar(64)', (c) => c.notNull())
-          .addColumn('value_created_at', 'bigint', (c) => c.notNull())
-          .addColumn('message_id', 'varchar(160)')
-          .addColumn('email_sent_at', 'bigint')
-          .addColumn('decided_at', 'bigint', (c) => c.notNull())
-          .addColumn('source_ip', 'varchar(64)', (c) => c.notNull())
-          .addColumn('user_agent', 'varchar(512)')
-          .execute();
+        await evidenceTable(db, dialect, 'dcv_evidence', true).execute();
         await db.schema.createIndex('dcv_evidence_order').on('dcv_evidence').columns(['order_id', 'id']).execute();
         await db.schema
           .createTable('code_failures')
@@ -289,6 +305,34 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
             { code: 803, name: 'CMC', ...single },
           ])
           .execute();
+      },
+    },
+    // One DCV email may cover several domains of an order (BR 3.2.2.4.4, issue 16): the domains a
+    // shared random value validates, and one evidence row per domain (no longer one per value).
+    '0011_shared_dcv_email': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('random_value_domains')
+          .addColumn('random_value_id', 'bigint', (c) => c.notNull().references('random_values.id').onDelete('cascade'))
+          .addColumn('order_domain_id', 'bigint', (c) => c.notNull().references('order_domains.id').onDelete('cascade'))
+          .addPrimaryKeyConstraint('random_value_domains_pk', ['random_value_id', 'order_domain_id'])
+          .execute();
+        await db.schema.createIndex('random_value_domains_domain').on('random_value_domains').columns(['order_domain_id', 'random_value_id']).execute();
+
+        if (dialect === 'postgres') {
+          // PostgreSQL's name for the column's UNIQUE of migration 0004.
+          await db.schema.alterTable('dcv_evidence').dropConstraint('dcv_evidence_random_value_id_key').execute();
+        } else {
+          // SQLite cannot drop a constraint: the table is rebuilt without it, rows and ids kept.
+          await evidenceTable(db, dialect, 'dcv_evidence_0011', false).execute();
+          const odb = db as Kysely<any>;
+          const all = ['id', 'order_id', 'random_value_id', ...EVIDENCE_COLUMNS];
+          await odb.insertInto('dcv_evidence_0011').columns(all).expression(odb.selectFrom('dcv_evidence').select(all)).execute();
+          await db.schema.dropTable('dcv_evidence').execute();
+          await db.schema.alterTable('dcv_evidence_0011').renameTo('dcv_evidence').execute();
+          await db.schema.createIndex('dcv_evidence_order').on('dcv_evidence').columns(['order_id', 'id']).execute();
+        }
+        await db.schema.createIndex('dcv_evidence_value_domain').on('dcv_evidence').columns(['random_value_id', 'domain']).unique().execute();
       },
     },
     // One signing secret per webhook receiver (issue 14); events name their receiver.

@@ -171,6 +171,16 @@ export interface RandomValueTable {
   order_domain_id: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
+/**
+ * The domains of an order one random value validates when its email covers
+ * more than one (BR 3.2.2.4.4, migration 0011): every covered domain, the
+ * value's own `order_domain_id` included. No rows for a one-domain value.
+ */
+export interface RandomValueDomainTable {
+  random_value_id: number;
+  order_domain_id: number;
+}
+
 /** The transactional outbox (CONTRACT §5): one row per DCV email. */
 export interface OutboxTable {
   id: Generated<number>;
@@ -319,6 +329,7 @@ export interface Database {
   orders: OrderTable;
   dcv_templates: DcvTemplateTable;
   random_values: RandomValueTable;
+  random_value_domains: RandomValueDomainTable;
   outbox: OutboxTable;
   dcv_evidence: DcvEvidenceTable;
   code_failures: CodeFailureTable;

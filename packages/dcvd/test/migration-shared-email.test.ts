@@ -1,0 +1,93 @@
+/**
+ * Migration 0011_shared_dcv_email on a database that already has evidence
+ * (SQLite: the evidence table is rebuilt; PostgreSQL: its UNIQUE is dropped):
+ * rows and ids kept, new rows numbered after them, one evidence row per
+ * domain of a value allowed, the same domain twice for a value refused.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Migrator, sql, type Kysely } from 'kysely';
+import { openStore, type Store } from '../src/store/database.ts';
+import { migrateToLatest, migrations } from '../src/store/migrations.ts';
+import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
+
+async function exercise(store: Store): Promise<void> {
+  const db = store.db as unknown as Kysely<any>;
+  const schema = store.dialect === 'postgres' ? (await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]!.s : undefined;
+  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations(store.dialect) }, ...(schema ? { migrationTableSchema: schema } : {}) });
+  const before = await migrator.migrateTo('0010_mpic_evidence');
+  assert.equal(before.error, undefined);
+
+  const now = 1_767_000_000_000;
+  const account = await db.insertInto('accounts').values({ login: 'old', password_hash: 'x', created_at: now, updated_at: now }).returning('id').executeTakeFirstOrThrow();
+  const order = await db
+    .insertInto('orders')
+    .values({ account_id: account.id, order_number: 77, base_order_number: 77, domain: 'a.example.com', dcv_method: 'email', dcv_status: 'validated', created_at: now, updated_at: now })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const domain = await db
+    .insertInto('order_domains')
+    .values({ order_id: order.id, position: 1, domain: 'a.example.com', dcv_method: 'email', dcv_status: 'validated', created_at: now, updated_at: now })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const value = await db
+    .insertInto('random_values')
+    .values({ order_id: order.id, value_hash: 'h'.repeat(64), recipient: 'admin@example.com', adn: 'example.com', address_source: 'constructed', created_at: now, expires_at: now + 1, order_domain_id: domain.id })
+    .returning('id')
+    .executeTakeFirstOrThrow();
+  const evidence = (domainName: string) => ({
+    order_id: order.id, random_value_id: value.id, decision: 'approved', br_section: '3.2.2.4.4', br_version: '2.2.6', domain: domainName, adn: 'example.com',
+    recipient: 'admin@example.com', address_source: 'constructed', value_hash: 'h'.repeat(64), value_created_at: now, decided_at: now, source_ip: '192.0.2.1',
+  });
+  const old = await db.insertInto('dcv_evidence').values(evidence('a.example.com')).returning('id').executeTakeFirstOrThrow();
+  // Before 0011: one row per value.
+  await assert.rejects(db.insertInto('dcv_evidence').values(evidence('b.example.com')).execute());
+
+  await migrateToLatest(db, store.dialect);
+  const kept = await db.selectFrom('dcv_evidence').selectAll().execute();
+  assert.equal(kept.length, 1);
+  assert.equal(Number(kept[0]!.id), Number(old.id));
+  assert.equal(kept[0]!.domain, 'a.example.com');
+  assert.equal(kept[0]!.source_ip, '192.0.2.1');
+  // After: a row per domain of the value, numbered after the kept one; the same domain twice refused.
+  const second = await db.insertInto('dcv_evidence').values(evidence('b.example.com')).returning('id').executeTakeFirstOrThrow();
+  assert.ok(Number(second.id) > Number(old.id));
+  await assert.rejects(db.insertInto('dcv_evidence').values(evidence('b.example.com')).execute());
+  // The evidence still goes with its order.
+  await db.deleteFrom('orders').where('id', '=', order.id).execute();
+  assert.equal((await db.selectFrom('dcv_evidence').selectAll().execute()).length, 0);
+}
+
+const noPostgres = await postgresOrSkip();
+
+describe('migration 0011_shared_dcv_email on a database with evidence', () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
+
+  test('SQLite', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dcvd-m0011-'));
+    const store = openStore({ dataDir: dir });
+    cleanups.push(async () => {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await exercise(store);
+  });
+
+  test('PostgreSQL', { skip: noPostgres }, async () => {
+    const pg = await createPostgresSchema();
+    const dir = mkdtempSync(join(tmpdir(), 'dcvd-m0011-'));
+    const store = openStore({ dataDir: dir, databaseUrl: pg.url });
+    cleanups.push(async () => {
+      await store.close();
+      await pg.drop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await exercise(store);
+  });
+});
