@@ -10,7 +10,7 @@ import { findDnsContacts, type ContactLookup, type DnsLookupStats } from '../con
 import type { DnsClient } from '../dns/client.ts';
 import { normalizeAddress, type OfferedAddress, type OfferedAddressRegistry } from '../registry/offered.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from './policy.ts';
-import type { CallContext, GetDcvEmailAddressListParams, Outcome } from './types.ts';
+import { ClientGone, type CallContext, type GetDcvEmailAddressListParams, type Outcome } from './types.ts';
 
 export const MAX_ADDRESS_LENGTH = 254;
 
@@ -51,7 +51,13 @@ export async function getDcvEmailAddressList(
   // responseFormat 1 returns the constructed addresses only (CONTRACT §1, reading of the seed).
   if (params.responseFormat === 2) {
     const seen = new Set(offers.map((o) => normalizeAddress(o.address)));
-    const found = await findDnsContacts({ dns: deps.dns, log: ctx.log, stats: deps.dnsStats, dnssec: deps.dnssec }, check.domain, check.adns);
+    const found = await findDnsContacts({ dns: deps.dns, log: ctx.log, stats: deps.dnsStats, dnssec: deps.dnssec, signal: ctx.signal }, check.domain, check.adns);
+    // Nobody will read the answer (the client left): nothing was offered, so nothing is recorded. After
+    // the deadline the lookups still running were dropped like failed ones, and the rest is answered.
+    if (ctx.signal?.aborted && ctx.signal.reason instanceof ClientGone) {
+      ctx.log.info('client left during the DNS lookups; nothing recorded');
+      return { ok: false, error: { code: -14 } };
+    }
     for (const contact of found) {
       const key = normalizeAddress(contact.address);
       if (seen.has(key)) continue;

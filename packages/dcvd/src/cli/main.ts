@@ -2,7 +2,7 @@
 import { productCommands } from './products.ts';
 import { resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
+import { DEFAULT_DNS_CACHE_MAX_TTL_MS, DEFAULT_PRODUCTS, defaultServeConfig, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
 import { DEFAULT_AUTH_POLICY } from '../accounts/auth.ts';
 import { DEFAULT_IPV6_PREFIX } from '../accounts/networks.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
@@ -171,6 +171,7 @@ interface ServeFlags extends StoreFlags {
   dnsAttempts: number;
   dnsMaxInFlight: number;
   dnsMaxQueued: number;
+  dnsCacheMaxTtl: number;
   emailDcvBlocklist?: string[];
   emailDcvCutoff: number;
   brVersion: string;
@@ -234,6 +235,7 @@ function serveCommand(): Command {
     .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(2))
     .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(256))
     .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(1024))
+    .addOption(opt('--dns-cache-max-ttl <duration>', 'longest a DNS answer is cached, within its own TTL (0 = no cache)', parseDuration).default(DEFAULT_DNS_CACHE_MAX_TTL_MS, '60s'))
     .addOption(emailDcvBlocklistOption())
     .addOption(emailDcvCutoffOption())
     .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(DEFAULT_DNSSEC.mode))
@@ -287,6 +289,7 @@ function serveCommand(): Command {
         dnsAttempts: flags.dnsAttempts,
         dnsMaxInFlight: flags.dnsMaxInFlight,
         dnsMaxQueued: flags.dnsMaxQueued,
+        dnsCacheMaxTtlMs: flags.dnsCacheMaxTtl,
         emailDcv: emailPolicyFrom(flags),
         brVersion: flags.brVersion,
         dnssec: { mode: flags.dnssec, probeSecure: flags.dnssecProbeSecure, probeBogus: flags.dnssecProbeBogus, probeIntervalMs: flags.dnssecProbeInterval },

@@ -46,6 +46,8 @@ export interface ContactLookup {
   stats: DnsLookupStats;
   /** The DNSSEC policy (src/dns/dnssec.ts): its view of each answer goes into the evidence. */
   dnssec?: { evidence(resolver: string, authenticatedData: boolean): DnssecEvidence } | undefined;
+  /** The request's: abandons its lookups when the client goes away or its deadline passes. */
+  signal?: AbortSignal | undefined;
 }
 
 function evidence(ctx: ContactLookup, result: DnsResult, type: 'TXT' | 'CAA'): DnsEvidence {
@@ -79,6 +81,11 @@ async function attempt<T extends DnsResult>(ctx: ContactLookup, type: 'TXT' | 'C
     return result;
   } catch (err) {
     if (!(err instanceof DnsError)) throw err;
+    if (err.kind === 'aborted') {
+      ctx.stats.add(type, 'aborted');
+      ctx.log.debug({ dns: { type, name, kind: 'aborted' } }, 'DNS lookup abandoned: the request ended');
+      return undefined;
+    }
     // A SERVFAIL with a DNSSEC Extended DNS Error: the resolver found the answer bogus (forged or broken signatures).
     const bogus = isBogus(err);
     ctx.stats.add(type, bogus ? 'dnssec-bogus' : err.kind);
@@ -102,7 +109,7 @@ async function txtContacts(ctx: ContactLookup, adns: readonly Adn[]): Promise<Of
   notQueried(ctx, 'TXT', adns.slice(MAX_TXT_ADNS).map((adn) => TXT_PREFIX + adn.name));
   const perAdn = await Promise.all(
     adns.slice(0, MAX_TXT_ADNS).map(async (adn) => {
-      const result = await attempt(ctx, 'TXT', TXT_PREFIX + adn.name, () => ctx.dns.txt(TXT_PREFIX + adn.name));
+      const result = await attempt(ctx, 'TXT', TXT_PREFIX + adn.name, () => ctx.dns.txt(TXT_PREFIX + adn.name, ctx.signal));
       if (!result) return [];
       const found: OfferedAddress[] = [];
       for (const strings of result.records) {
@@ -133,7 +140,7 @@ async function caaContacts(ctx: ContactLookup, fqdn: string, adns: readonly Adn[
   const climb = caaClimb(fqdn);
   notQueried(ctx, 'CAA', climb.slice(MAX_CAA_CLIMB));
   const names = climb.slice(0, MAX_CAA_CLIMB);
-  const results = await Promise.all(names.map((name) => attempt(ctx, 'CAA', name, () => ctx.dns.caa(name))));
+  const results = await Promise.all(names.map((name) => attempt(ctx, 'CAA', name, () => ctx.dns.caa(name, ctx.signal))));
   for (let i = 0; i < names.length; i++) {
     const result = results[i];
     if (result === undefined) return [];
