@@ -28,6 +28,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
 
     const dcvdChild = await startChild('dcvd', { dnsServer: dns.info.address, login: LOGIN, password: PASSWORD });
     const body = new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, domainName: 'www.example.com', product: '801', responseFormat: '2' }).toString();
+    const cpu0 = await dcvdChild.cpuMicros();
     const dcvd = await load({
       port: dcvdChild.port,
       ca: dcvdChild.ca,
@@ -39,6 +40,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       check: (status, b) => status === 200 && b.startsWith('{"errorCode":0') && b.includes('caa@example.org') && b.includes('web@example.net'),
     });
     // The same server without DNS: the text format returns the constructed addresses only.
+    const cpu1 = await dcvdChild.cpuMicros();
     const textBody = new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, domainName: 'www.example.com', product: '801' }).toString();
     const text = await load({
       port: dcvdChild.port,
@@ -49,12 +51,15 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       durationMs,
       check: (status, b) => status === 200 && b.startsWith('0\ndomain_name\twww.example.com\n'),
     });
+    const cpu2 = await dcvdChild.cpuMicros();
     const dcvdRss = await dcvdChild.stop();
     lines.push(`GetDCVEmailAddressList, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, JSON, www.example.com with TXT+CAA (SQLite)`);
     lines.push(fmt('bare node:https (fixed body)', bare, bareRss));
     lines.push(fmt('dcvd GetDCVEmailAddressList JSON+DNS', dcvd, dcvdRss));
     lines.push(fmt('dcvd GetDCVEmailAddressList text', text, dcvdRss));
     lines.push(`ratio dcvd/bare req/s: ${(dcvd.rps / bare.rps).toFixed(2)}  (target >= 0.35; p99 target <= 25 ms)`);
+    // Warm-up requests included on both sides of the division.
+    lines.push(`dcvd CPU per request (all threads): JSON+DNS ${((cpu1 - cpu0) / dcvd.answered).toFixed(0)} µs, text ${((cpu2 - cpu1) / text.answered).toFixed(0)} µs`);
     return { lines, dcvd, text, bare };
   } finally {
     await dns.stop();

@@ -131,6 +131,8 @@ export interface Child {
   info: Record<string, unknown>;
   /** Stops the child; resolves with its peak RSS in MiB. */
   stop(): Promise<number>;
+  /** CPU time (user + system, all threads) the child has used so far, in µs. */
+  cpuMicros(): Promise<number>;
 }
 
 export function startChild(mode: string, options: Record<string, unknown> = {}): Promise<Child> {
@@ -152,6 +154,11 @@ export function startChild(mode: string, options: Record<string, unknown> = {}):
           new Promise<number>((done) => {
             child.once('message', (m: { maxRssMiB: number }) => done(m.maxRssMiB));
             child.send('stop');
+          }),
+        cpuMicros: () =>
+          new Promise<number>((done) => {
+            child.once('message', (m: { cpu: number }) => done(m.cpu));
+            child.send('cpu');
           }),
       });
     });

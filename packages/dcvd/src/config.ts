@@ -55,6 +55,8 @@ export interface ServeConfig {
   /** Global cap on DNS queries in flight, and how many more may wait for a slot (issue 14). */
   dnsMaxInFlight: number;
   dnsMaxQueued: number;
+  /** Longest a DNS answer is cached (within its own TTL); 0 = no cache, every lookup asks (src/dns/cache.ts). */
+  dnsCacheMaxTtlMs: number;
   /** DNSSEC policy of contact lookups: mode and probes (CONTRACT §3, src/dns/dnssec.ts). */
   dnssec: DnssecConfig;
   /** Blocklist and cut-off date of email DCV (CONTRACT §1 step 10, §6): every path that sends or confirms a DCV email. */
@@ -120,6 +122,9 @@ export function defaultDcvEmailConfig(overrides: Partial<DcvEmailConfig> = {}): 
   };
 }
 
+/** `--dns-cache-max-ttl`: docs/PROTOCOL.md says why a minute is safe for DCV. */
+export const DEFAULT_DNS_CACHE_MAX_TTL_MS = 60_000;
+
 /** The seed's product codes: 801 (VMC) and 803 (CMC). */
 export const DEFAULT_PRODUCTS: readonly number[] = [801, 803];
 
@@ -154,6 +159,7 @@ export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeC
     dnsAttempts: 2,
     dnsMaxInFlight: 256,
     dnsMaxQueued: 1024,
+    dnsCacheMaxTtlMs: DEFAULT_DNS_CACHE_MAX_TTL_MS,
     dnssec: { ...DEFAULT_DNSSEC },
     emailDcv: defaultEmailDcvPolicy(),
     brVersion: BR_VERSION,

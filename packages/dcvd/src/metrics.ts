@@ -14,6 +14,8 @@ export interface Metrics {
   observeRequest(endpoint: string, code: number, seconds: number, authFailure?: string): void;
   /** One DNS lookup of a contact source, by type and outcome (ok, timeout, servfail, …). */
   dnsLookup(type: string, outcome: string): void;
+  /** A contact lookup through the DNS cache: hit, miss, or coalesced (joined an identical query in flight). */
+  dnsCache(outcome: string): void;
   /** An account locked by the lockout rule. */
   lockout(): void;
   /** One argon2 verification: against an account's hash, or the dummy one of an unknown or locked login. */
@@ -108,8 +110,14 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   });
   const dns = new Counter({
     name: 'dcvd_dns_lookups_total',
-    help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, dnssec-bogus, refused, rcode, malformed, network, overloaded, name-too-long, not-queried, no-validating-resolver).',
+    help: 'DNS lookups for contact addresses, by record type and outcome (ok, timeout, servfail, dnssec-bogus, refused, rcode, malformed, network, overloaded, aborted, name-too-long, not-queried, no-validating-resolver).',
     labelNames: ['type', 'outcome'] as const,
+    registers: [registry],
+  });
+  const dnsCache = new Counter({
+    name: 'dcvd_dns_cache_total',
+    help: 'Contact lookups through the DNS answer cache (--dns-cache-max-ttl): hit, miss (a query was sent), coalesced (joined an identical query in flight).',
+    labelNames: ['outcome'] as const,
     registers: [registry],
   });
   const dnsTransport = new Counter({
@@ -176,6 +184,9 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     },
     lockout() {
       lockouts.inc();
+    },
+    dnsCache(outcome) {
+      dnsCache.inc({ outcome });
     },
     dnsTransport(event) {
       dnsTransport.inc({ event });

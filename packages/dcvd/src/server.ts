@@ -22,6 +22,7 @@ import { createUseCases } from './api/index.ts';
 import { createDnsClient, systemResolvers } from './dns/client.ts';
 import { createUdpPool } from './dns/transport.ts';
 import { DnssecGuard } from './dns/dnssec.ts';
+import { DnsCache } from './dns/cache.ts';
 import { DnsLookupStats } from './contacts/dns.ts';
 import { createMetrics, type Metrics } from './metrics.ts';
 import { OfferedAddressRegistry } from './registry/offered.ts';
@@ -230,6 +231,8 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
     timeoutMs: config.dnsTimeoutMs,
     attempts: config.dnsAttempts,
     pool: dnsPool,
+    // Answers kept within their TTL, at most --dns-cache-max-ttl (issue 20); the sandbox's overrides sit in front of it.
+    cache: new DnsCache({ maxTtlMs: config.dnsCacheMaxTtlMs, now: () => clock.now(), onEvent: (event) => metrics.dnsCache(event) }),
     log: logger,
     now: () => clock.now(),
   });

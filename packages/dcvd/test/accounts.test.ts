@@ -133,6 +133,18 @@ describe('source addresses', () => {
     assert.equal(s.logs.filter((l) => l.msg === 'request' && l.ip === ip).at(-1)!.reason, 'ip-blocked');
   });
 
+  test('a remembered credential does not get past a blocked source IP (its block and the account are read in one statement)', async () => {
+    await s.createAccount('noor');
+    const ip = '127.0.0.50';
+    assert.equal(await authenticates(s, 'noor', PASSWORD, ip), true, 'now remembered');
+    for (let i = 0; i < 3; i++) assert.equal(await authenticates(s, 'unknown-user', 'x', ip), false);
+    assert.equal(await authenticates(s, 'noor', PASSWORD, ip), false, 'blocked IP');
+    assert.equal(s.logs.filter((l) => l.msg === 'request' && l.ip === ip).at(-1)!.reason, 'ip-blocked');
+    assert.equal(await authenticates(s, 'noor', PASSWORD, '127.0.0.51'), true, 'the remembered credential from another IP');
+    await s.accounts.lock('noor');
+    assert.equal(await authenticates(s, 'noor', PASSWORD, '127.0.0.51'), false, 'a lock voids it at once');
+  });
+
   test('failures outside the window do not add up', async () => {
     const ip = '127.0.0.30';
     for (let i = 0; i < 2; i++) await authenticates(s, 'nobody', 'x', ip);

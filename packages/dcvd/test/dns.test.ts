@@ -11,7 +11,7 @@ import type { DecodedPacket, Packet } from 'dns-packet';
 import fc from 'fast-check';
 import { createDnsClient, DnsError, parseResolvers, systemResolvers, type DnsClientOptions } from '../src/dns/client.ts';
 import { MalformedMessage, TYPE_CODE, parseMessage, readCaa, readCnameTarget, readTxt } from '../src/dns/message.ts';
-import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
+import { dnsError, startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
 
 const NAME = '_validation-contactemail.example.com';
 
@@ -34,16 +34,6 @@ after(async () => {
 
 function client(options: Partial<DnsClientOptions> = {}) {
   return createDnsClient({ resolvers: parseResolvers(server.address), timeoutMs: 1000, ...options });
-}
-
-async function dnsError(promise: Promise<unknown>): Promise<DnsError> {
-  try {
-    await promise;
-  } catch (error) {
-    assert.ok(error instanceof DnsError, `expected a DnsError, got ${String(error)}`);
-    return error;
-  }
-  assert.fail('expected the lookup to fail');
 }
 
 /** A UDP "resolver" whose answers the test writes by hand; it records every datagram it gets. */
@@ -140,6 +130,8 @@ describe('DNS client', () => {
       extendedErrors: [],
       resolver: server.address,
       records: [['admin@example.com']],
+      // How long it may be cached: the record's TTL (the test server's default).
+      ttl: 60,
     });
     assert.deepEqual(server.queries, [
       { name: NAME, type: 'TXT', transport: 'udp', id: 0xbeef, authenticatedData: true, udpPayloadSize: 1232 },

@@ -69,7 +69,8 @@ export class FailureCounter {
     this.blockedUntil = prepared((db, p: { ip: string }) => counters(db).selectFrom(table).select('blocked_until').where('ip', '=', p.ip));
   }
 
-  private key(ip: string): string {
+  /** The row key `ip` is counted under (its network for IPv6). */
+  key(ip: string): string {
     return limitKey(ip, this.ipv6Prefix).slice(0, 64);
   }
 

@@ -12,7 +12,7 @@ import type { DnsLookupStats } from '../contacts/dns.ts';
 import type { DnsClient } from '../dns/client.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
-import { fail, type CallContext, type GetDcvEmailAddressListParams, type Outcome } from './types.ts';
+import { ClientGone, fail, type CallContext, type GetDcvEmailAddressListParams, type Outcome } from './types.ts';
 
 export interface GetListDeps {
   clock: Clock;
@@ -47,10 +47,16 @@ export async function getDcvEmailAddressList(
   }
 
   // responseFormat 1 returns the constructed addresses only and looks nothing up (CONTRACT §1, reading of the seed).
-  const lookup: ContactLookup = { dns: deps.dns, log: ctx.log, stats: deps.dnsStats, dnssec: deps.dnssec };
+  const lookup: ContactLookup = { dns: deps.dns, log: ctx.log, stats: deps.dnsStats, dnssec: deps.dnssec, signal: ctx.signal };
   const { addresses: offers } = await offerContacts(deps.providers ?? CONTACT_PROVIDERS, { fqdn: check.domain, adns: check.adns }, lookup, {
     dns: params.responseFormat === 2,
   });
+  // Nobody will read the answer (the client left): nothing was offered, so nothing is recorded. After
+  // the deadline the lookups still running were dropped like failed ones, and the rest is answered.
+  if (ctx.signal?.aborted && ctx.signal.reason instanceof ClientGone) {
+    ctx.log.info('client left during the DNS lookups; nothing recorded');
+    return fail(ErrorCode.UnknownError);
+  }
 
   await deps.registry.record(ctx.account.id, check.domain, offers, deps.clock.now());
 

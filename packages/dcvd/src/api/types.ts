@@ -8,6 +8,19 @@ export interface CallContext {
   sourceIp: string;
   requestId: string;
   log: FastifyBaseLogger;
+  /**
+   * Fires when the client goes away before its answer (reason: ClientGone) or the request's
+   * deadline passes; DNS lookups take it (issue 15 item 5). Created on first read, so calls that
+   * never wait pay nothing.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** The reason of a call's signal when its client closed the connection before the answer. */
+export class ClientGone extends Error {
+  constructor() {
+    super('the client closed the connection before the answer');
+  }
 }
 
 export type Outcome<T> = { ok: true; value: T } | { ok: false; error: ApiError };

@@ -35,6 +35,7 @@ interface ServeFlags extends StoreFlags {
   dnsAttempts: number;
   dnsMaxInFlight: number;
   dnsMaxQueued: number;
+  dnsCacheMaxTtl: number;
   emailDcvBlocklist?: string[];
   emailDcvCutoff: number;
   brVersion: string;
@@ -103,6 +104,7 @@ function serveOptions(): Command {
     .addOption(opt('--dns-attempts <n>', 'attempts per DNS lookup (only timeouts are retried)', (v) => parseCount(v, 1)).default(defaults.dnsAttempts))
     .addOption(opt('--dns-max-in-flight <n>', 'DNS queries in flight at once, over all requests', (v) => parseCount(v, 1)).default(defaults.dnsMaxInFlight))
     .addOption(opt('--dns-max-queued <n>', 'DNS queries that may wait for a slot; beyond that a lookup fails', (v) => parseCount(v, 0)).default(defaults.dnsMaxQueued))
+    .addOption(opt('--dns-cache-max-ttl <duration>', 'longest a DNS answer is cached, within its own TTL (0 = no cache)', parseDuration).default(...duration(defaults.dnsCacheMaxTtlMs)))
     .addOption(emailDcvBlocklistOption())
     .addOption(emailDcvCutoffOption())
     .addOption(opt('--dnssec <mode>', 'DNSSEC policy of contact lookups: require (a CA: only resolvers proven to validate), log (warn; works offline) or off').choices([...DNSSEC_MODES]).default(defaults.dnssec.mode))
@@ -156,6 +158,7 @@ function serveOptions(): Command {
         dnsAttempts: flags.dnsAttempts,
         dnsMaxInFlight: flags.dnsMaxInFlight,
         dnsMaxQueued: flags.dnsMaxQueued,
+        dnsCacheMaxTtlMs: flags.dnsCacheMaxTtl,
         emailDcv: emailPolicyFrom(flags),
         brVersion: flags.brVersion,
         dnssec: { mode: flags.dnssec, probeSecure: flags.dnssecProbeSecure, probeBogus: flags.dnssecProbeBogus, probeIntervalMs: flags.dnssecProbeInterval },

@@ -37,7 +37,7 @@ export const caaProvider: ContactProvider = {
     const climb = caaClimb(fqdn);
     notQueried(ctx, 'CAA', climb.slice(MAX_CAA_CLIMB));
     const names = climb.slice(0, MAX_CAA_CLIMB);
-    const results = await Promise.all(names.map((name) => attempt(ctx, errors, 'CAA', name, () => ctx.dns.caa(name))));
+    const results = await Promise.all(names.map((name) => attempt(ctx, errors, 'CAA', name, () => ctx.dns.caa(name, ctx.signal))));
     for (let i = 0; i < names.length; i++) {
       const result = results[i];
       if (result === undefined) return { addresses: [], errors };

@@ -62,6 +62,12 @@ export async function attempt<T extends DnsResult>(
     return result;
   } catch (err) {
     if (!(err instanceof DnsError)) throw err;
+    if (err.kind === 'aborted') {
+      ctx.stats.add(type, 'aborted');
+      ctx.log.debug({ dns: { type, name, kind: 'aborted' } }, 'DNS lookup abandoned: the request ended');
+      errors.push({ type, name, kind: 'aborted' });
+      return undefined;
+    }
     // A SERVFAIL with a DNSSEC Extended DNS Error: the resolver found the answer bogus (forged or broken signatures).
     const bogus = isBogus(err);
     const kind = bogus ? 'dnssec-bogus' : err.kind;

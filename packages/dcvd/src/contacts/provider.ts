@@ -46,6 +46,8 @@ export interface ContactLookup {
   stats: { add(type: string, outcome: string): void };
   /** The DNSSEC policy (src/dns/dnssec.ts): its view of each answer goes into the evidence. */
   dnssec?: { evidence(resolver: string, authenticatedData: boolean): DnssecEvidence } | undefined;
+  /** The request's: abandons its lookups when the client goes away or its deadline passes (issue 20). */
+  signal?: AbortSignal | undefined;
 }
 
 /** A lookup of a provider that failed (already logged and counted): what it would have found there is not offered. */

@@ -28,7 +28,7 @@ export const txtProvider: ContactProvider = {
     notQueried(ctx, 'TXT', adns.slice(MAX_TXT_ADNS).map((adn) => TXT_PREFIX + adn.name));
     const perAdn = await Promise.all(
       adns.slice(0, MAX_TXT_ADNS).map(async (adn) => {
-        const result = await attempt(ctx, errors, 'TXT', TXT_PREFIX + adn.name, () => ctx.dns.txt(TXT_PREFIX + adn.name));
+        const result = await attempt(ctx, errors, 'TXT', TXT_PREFIX + adn.name, () => ctx.dns.txt(TXT_PREFIX + adn.name, ctx.signal));
         if (!result) return [];
         const found: OfferedAddress[] = [];
         for (const strings of result.records) {

@@ -2,8 +2,11 @@
 // Boulder's bdns: a small interface, results that carry the resolver that
 // answered, the RCODE, the AD bit and RFC 8914 Extended DNS Errors, and a
 // typed error. Retries happen on timeouts only, rotating to the next
-// resolver; a SERVFAIL or REFUSED is an answer and is not retried. Nothing
-// is cached: every call asks the resolver (lookups are promised real-time).
+// resolver; a SERVFAIL or REFUSED is an answer and is not retried. The first
+// retry goes out after a shorter, measured timeout while the first query is
+// still listened to (below). Every lookup takes an optional AbortSignal
+// (Boulder's context). The client caches nothing itself: each result says how
+// long it may be cached (`ttl`), and src/dns/cache.ts does the caching.
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
@@ -13,6 +16,7 @@ import {
   encodeQuery,
   readCaa,
   readCnameTarget,
+  readSoaMinimum,
   readTxt,
   rcodeName,
   textNameKey,
@@ -30,7 +34,10 @@ export type { ExtendedDnsError, QueryType } from './message.ts';
 export interface DnsClientOptions {
   /** Tried in order: the first for every query, the next one after a timeout. */
   resolvers: Resolver[];
-  /** Limit for each attempt, UDP and a TCP fallback together. Default 2000. */
+  /**
+   * Limit for each attempt, UDP and a TCP fallback together. Default 2000. The first
+   * retry starts earlier (see firstRetryMs) but a lookup still ends within timeoutMs × attempts.
+   */
   timeoutMs?: number;
   /** Attempts per lookup, counting the first; only timeouts start another. Default 2. */
   attempts?: number;
@@ -38,6 +45,8 @@ export interface DnsClientOptions {
   random?: (bytes: number) => Buffer;
   /** The shared UDP sockets and the cap on queries in flight (transport.ts); one of its own by default. */
   pool?: UdpPool;
+  /** Round-trip estimates per resolver, shared by clients of the same resolvers; one of its own by default. */
+  rtt?: RttEstimator;
 }
 
 export interface DnsResult {
@@ -50,6 +59,12 @@ export interface DnsResult {
   extendedErrors: ExtendedDnsError[];
   /** "host:port" of the resolver that answered ("[v6]:port" for IPv6). */
   resolver: string;
+  /**
+   * Seconds this answer may be cached: the smallest TTL of the records it rests on (CNAMEs
+   * included); for NXDOMAIN and NOERROR without data the SOA's per RFC 2308 §5 (the lesser
+   * of its TTL and MINIMUM). Absent when it must not be cached (a negative answer without SOA).
+   */
+  ttl?: number;
 }
 
 export interface TxtResult extends DnsResult {
@@ -68,13 +83,20 @@ export interface CaaResult extends DnsResult {
   records: CaaRecord[];
 }
 
+/**
+ * `signal` (optional) abandons the lookup: it rejects at once with a DnsError of kind
+ * `aborted` and its queries stop waiting (the request's client went away, or its deadline).
+ */
 export interface DnsClient {
-  txt(name: string): Promise<TxtResult>;
-  caa(name: string): Promise<CaaResult>;
+  txt(name: string, signal?: AbortSignal): Promise<TxtResult>;
+  caa(name: string, signal?: AbortSignal): Promise<CaaResult>;
 }
 
-/** `no-validating-resolver`: `--dnssec require` and no resolver passes the DNSSEC probes (src/dns/dnssec.ts). */
-export type DnsErrorKind = 'timeout' | 'servfail' | 'refused' | 'rcode' | 'malformed' | 'network' | 'overloaded' | 'no-validating-resolver';
+/**
+ * `no-validating-resolver`: `--dnssec require` and no resolver passes the DNSSEC probes (src/dns/dnssec.ts).
+ * `aborted`: the caller's AbortSignal fired.
+ */
+export type DnsErrorKind = 'timeout' | 'servfail' | 'refused' | 'rcode' | 'malformed' | 'network' | 'overloaded' | 'aborted' | 'no-validating-resolver';
 
 /** A lookup that produced no usable answer. CONTRACT §3: it drops only that contact source. */
 export class DnsError extends Error {
@@ -108,6 +130,41 @@ export class DnsError extends Error {
 }
 
 const MAX_CNAME_HOPS = 8;
+
+/** The error of a lookup abandoned through its AbortSignal. */
+export function abortedLookup(name: string, type: QueryType): DnsError {
+  return new DnsError({ kind: 'aborted', resolver: 'none', name, type }, 'abandoned by the caller (request ended)');
+}
+
+/**
+ * When the first retry goes out: RFC 6298's retransmission timeout from the
+ * resolver's measured round trips (SRTT + 4 × RTTVAR), at least
+ * FIRST_RETRY_MIN_MS and at most the attempt timeout; INITIAL before any
+ * measurement. The floor keeps a recursive resolver that is still resolving a
+ * cache miss from being asked twice for everything.
+ */
+export const FIRST_RETRY_MIN_MS = 250;
+export const FIRST_RETRY_INITIAL_MS = 500;
+
+export class RttEstimator {
+  private readonly byResolver = new Map<string, { srtt: number; rttvar: number }>();
+  /** A round trip of an answered UDP query (never of one that was retried: Karn's rule holds, every try has its own id). */
+  sample(resolver: string, ms: number): void {
+    const e = this.byResolver.get(resolver);
+    if (e === undefined) {
+      this.byResolver.set(resolver, { srtt: ms, rttvar: ms / 2 });
+      return;
+    }
+    e.rttvar = 0.75 * e.rttvar + 0.25 * Math.abs(e.srtt - ms);
+    e.srtt = 0.875 * e.srtt + 0.125 * ms;
+  }
+  /** The first retry's timeout for `resolver`, within [FIRST_RETRY_MIN_MS, timeoutMs]. */
+  firstRetryMs(resolver: string, timeoutMs: number): number {
+    const e = this.byResolver.get(resolver);
+    const rto = e === undefined ? FIRST_RETRY_INITIAL_MS : e.srtt + 4 * e.rttvar;
+    return Math.min(timeoutMs, Math.max(FIRST_RETRY_MIN_MS, Math.ceil(rto)));
+  }
+}
 
 /** An accepted NOERROR or NXDOMAIN answer, before its records are read. */
 interface Answer {
@@ -145,59 +202,125 @@ export function createDnsClient(options: DnsClientOptions): DnsClient {
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`DNS timeoutMs must be a positive number, got ${timeoutMs}`);
   if (!Number.isInteger(attempts) || attempts < 1) throw new RangeError(`DNS attempts must be an integer of at least 1, got ${attempts}`);
 
-  async function lookup(rawName: string, type: QueryType): Promise<Answer> {
-    const name = rawName.endsWith('.') ? rawName.slice(0, -1) : rawName;
-    checkQueryName(name);
-    const tried: string[] = [];
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const resolver = resolvers[attempt % resolvers.length]!;
-      const address = formatResolver(resolver);
-      tried.push(address);
-      const id = random(2).readUInt16BE(0);
-      const query = encodeQuery(id, name, type);
-      const expect: Expectation = { id, name: textNameKey(name), type: TYPE_CODE[type] };
-      const started = performance.now();
-      let outcome: PoolOutcome = await pool.udp(resolver, query, expect, timeoutMs);
-      if (outcome.kind === 'answer' && outcome.message.truncated) {
-        // The same query again over TCP to the same resolver, within what is
-        // left of this attempt's time, so a lookup never outlasts timeoutMs * attempts.
-        const remaining = timeoutMs - (performance.now() - started);
-        outcome = remaining > 0 ? await pool.tcp(resolver, query, expect, remaining) : { kind: 'timeout' };
-      }
-      if (outcome.kind === 'timeout') continue;
-      const base = { resolver: address, name, type };
-      if (outcome.kind !== 'answer') throw new DnsError({ ...base, kind: outcome.kind }, outcome.detail, outcome.cause);
-      const { message } = outcome;
-      const rcode = rcodeName(message.rcode);
-      if (message.rcode !== 0 && message.rcode !== 3) {
-        const kind = message.rcode === 2 ? 'servfail' : message.rcode === 5 ? 'refused' : 'rcode';
-        const ede = message.extendedErrors.map((e) => ` (EDE ${e.infoCode}${e.extraText === '' ? '' : `: ${e.extraText}`})`).join('');
-        throw new DnsError({ ...base, kind, rcode, extendedErrors: message.extendedErrors }, `${rcode}${ede}`);
-      }
-      return { message, resolver: address, name, type, expect };
-    }
-    throw new DnsError(
-      { kind: 'timeout', resolver: tried.at(-1)!, name, type },
-      `no answer within ${timeoutMs} ms in ${attempts} attempt(s) (${tried.join(', ')})`,
-    );
+  const rtt = options.rtt ?? new RttEstimator();
+
+  /** One try at one resolver: UDP, then TCP to the same resolver if the answer was truncated, within `ms`. */
+  async function exchange(resolver: Resolver, query: Buffer, expect: Expectation, ms: number, signal: AbortSignal): Promise<PoolOutcome> {
+    const started = performance.now();
+    const outcome: PoolOutcome = await pool.udp(resolver, query, expect, ms, signal);
+    if (outcome.kind === 'answer' && !outcome.message.truncated) rtt.sample(formatResolver(resolver), performance.now() - started);
+    if (outcome.kind !== 'answer' || !outcome.message.truncated) return outcome;
+    // The same query again over TCP to the same resolver, within what is left of this try's time.
+    const remaining = ms - (performance.now() - started);
+    return remaining > 0 ? pool.tcp(resolver, query, expect, remaining, signal) : { kind: 'timeout' };
   }
 
-  function result(found: Answer): DnsResult {
-    return {
-      name: found.name,
-      rcode: found.message.rcode === 3 ? 'NXDOMAIN' : 'NOERROR',
-      authenticatedData: found.message.authenticatedData,
-      extendedErrors: found.message.extendedErrors,
-      resolver: found.resolver,
-    };
+  /**
+   * Tries are staggered: try 0 goes out at once; try 1 after the first-retry
+   * timeout (shorter than timeoutMs, from measured round trips); each further
+   * try timeoutMs after the one before. Every try keeps listening until the
+   * last one has had its full timeoutMs, so an answer that is merely slow
+   * still counts and a lookup still ends within timeoutMs × attempts. The
+   * first outcome that is not a timeout decides; the other tries are abandoned.
+   */
+  function lookup(rawName: string, type: QueryType, signal: AbortSignal | undefined): Promise<Answer> {
+    const name = rawName.endsWith('.') ? rawName.slice(0, -1) : rawName;
+    checkQueryName(name);
+    if (signal?.aborted) return Promise.reject(abortedLookup(name, type));
+    // A retry budget: while the query cap is half used or more, an early retry would only add to an
+    // overload (measured: it halved the lookups per second of an overloaded resolver), so it waits timeoutMs.
+    const busy = pool.limiter.inFlight * 2 >= pool.limiter.maxInFlight || pool.limiter.queued > 0;
+    const firstRetry = busy ? timeoutMs : rtt.firstRetryMs(formatResolver(resolvers[0]!), timeoutMs);
+    /** When try i goes out, from the start of the lookup; the lookup ends at end. */
+    const sendAt = (i: number) => (i === 0 ? 0 : firstRetry + (i - 1) * timeoutMs);
+    const end = sendAt(attempts - 1) + timeoutMs;
+    const started = performance.now();
+    const stop = new AbortController();
+    const tried: string[] = [];
+    return new Promise<Answer>((resolve, reject) => {
+      let settled = false;
+      let running = 0;
+      let next: NodeJS.Timeout | undefined;
+      const onAbort = () => finish(() => reject(abortedLookup(name, type)));
+      const finish = (then: () => void): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(next);
+        signal?.removeEventListener('abort', onAbort);
+        // Only tries still out need stopping (an abort() builds a DOMException with its stack: not free).
+        if (running > 0) stop.abort();
+        then();
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const launch = (i: number): void => {
+        const resolver = resolvers[i % resolvers.length]!;
+        const address = formatResolver(resolver);
+        tried.push(address);
+        const id = random(2).readUInt16BE(0);
+        const query = encodeQuery(id, name, type);
+        const expect: Expectation = { id, name: textNameKey(name), type: TYPE_CODE[type] };
+        running++;
+        if (i + 1 < attempts) next = setTimeout(() => launch(i + 1), Math.max(0, sendAt(i + 1) - (performance.now() - started)));
+        exchange(resolver, query, expect, Math.max(1, end - (performance.now() - started)), stop.signal).then(
+          (outcome) => {
+            running--;
+            if (settled || outcome.kind === 'aborted') return;
+            if (outcome.kind === 'timeout') {
+              // Only the last try to give up ends the lookup.
+              if (running === 0 && tried.length === attempts) {
+                finish(() =>
+                  reject(new DnsError({ kind: 'timeout', resolver: tried.at(-1)!, name, type }, `no answer within ${timeoutMs} ms in ${attempts} attempt(s) (${tried.join(', ')})`)),
+                );
+              }
+              return;
+            }
+            finish(() => {
+              try {
+                resolve(accept(outcome, address, name, type, expect));
+              } catch (error) {
+                reject(error);
+              }
+            });
+          },
+          (error: unknown) => finish(() => reject(error)),
+        );
+      };
+      launch(0);
+    });
+  }
+
+  /** An outcome that is not a timeout: the answer, or the DnsError it amounts to. */
+  function accept(outcome: Exclude<PoolOutcome, { kind: 'timeout' | 'aborted' }>, address: string, name: string, type: QueryType, expect: Expectation): Answer {
+    const base = { resolver: address, name, type };
+    if (outcome.kind !== 'answer') throw new DnsError({ ...base, kind: outcome.kind }, outcome.detail, outcome.cause);
+    const { message } = outcome;
+    const rcode = rcodeName(message.rcode);
+    if (message.rcode !== 0 && message.rcode !== 3) {
+      const kind = message.rcode === 2 ? 'servfail' : message.rcode === 5 ? 'refused' : 'rcode';
+      const ede = message.extendedErrors.map((e) => ` (EDE ${e.infoCode}${e.extraText === '' ? '' : `: ${e.extraText}`})`).join('');
+      throw new DnsError({ ...base, kind, rcode, extendedErrors: message.extendedErrors }, `${rcode}${ede}`);
+    }
+    return { message, resolver: address, name, type, expect };
   }
 
   // Record data is read once the answer was accepted; a record that does not
   // parse makes the whole answer malformed. NXDOMAIN has no records by definition.
-  function readRecords<T>(found: Answer, read: (record: WireRecord) => T): T[] {
-    if (found.message.rcode === 3) return [];
+  function read<T>(found: Answer, readOne: (record: WireRecord) => T): DnsResult & { records: T[] } {
+    const { message } = found;
     try {
-      return recordsFor(found.message, found.expect).map(read);
+      const chain = message.rcode === 3 ? { records: [], aliases: [] } : recordsFor(message, found.expect);
+      const records = chain.records.map(readOne);
+      const result: DnsResult & { records: T[] } = {
+        name: found.name,
+        rcode: message.rcode === 3 ? 'NXDOMAIN' : 'NOERROR',
+        authenticatedData: message.authenticatedData,
+        extendedErrors: message.extendedErrors,
+        resolver: found.resolver,
+        records,
+      };
+      const ttl = cacheTtl(message, chain);
+      if (ttl !== undefined) result.ttl = ttl;
+      return result;
     } catch (error) {
       const detail = error instanceof Error ? error.message : String(error);
       throw new DnsError({ kind: 'malformed', resolver: found.resolver, name: found.name, type: found.type }, detail);
@@ -205,21 +328,38 @@ export function createDnsClient(options: DnsClientOptions): DnsClient {
   }
 
   return {
-    async txt(name) {
-      const found = await lookup(name, 'TXT');
+    async txt(name, signal) {
+      const found = await lookup(name, 'TXT', signal);
       // Invalid UTF-8 turns into U+FFFD here; the §3 address check has to refuse that character.
-      const records = readRecords(found, (record) => readTxt(found.message, record).map((s) => s.toString('utf8')));
-      return { ...result(found), records };
+      return read(found, (record) => readTxt(found.message, record).map((s) => s.toString('utf8')));
     },
-    async caa(name) {
-      const found = await lookup(name, 'CAA');
-      const records = readRecords(found, (record) => {
+    async caa(name, signal) {
+      const found = await lookup(name, 'CAA', signal);
+      return read(found, (record) => {
         const caa = readCaa(found.message, record);
         return { flags: caa.flags, tag: caa.tag, value: caa.value.toString('utf8') };
       });
-      return { ...result(found), records };
     },
   };
+}
+
+/**
+ * How long an answer may be cached, in seconds. Data: the smallest TTL of the
+ * records and of the CNAMEs that led to them. No data (NXDOMAIN, NODATA): RFC
+ * 2308 §5, the lesser of the SOA record's TTL and its MINIMUM field, also no
+ * more than the CNAMEs'; without an SOA in the authority section it is not
+ * cached at all.
+ */
+function cacheTtl(message: WireMessage, chain: { records: WireRecord[]; aliases: WireRecord[] }): number | undefined {
+  let ttl = Infinity;
+  for (const record of chain.aliases) ttl = Math.min(ttl, record.ttl);
+  if (chain.records.length > 0) {
+    for (const record of chain.records) ttl = Math.min(ttl, record.ttl);
+    return ttl;
+  }
+  const soa = message.authorities.find((r) => r.type === TYPE_CODE.SOA && r.klass === CLASS_IN);
+  if (soa === undefined) return undefined;
+  return Math.min(ttl, soa.ttl, readSoaMinimum(message, soa));
 }
 
 /**
@@ -227,15 +367,17 @@ export function createDnsClient(options: DnsClientOptions): DnsClient {
  * answer section is followed (a recursive resolver puts the whole chain there)
  * and the records at its end count; any other owner name is ignored.
  */
-function recordsFor(message: WireMessage, expect: Expectation): WireRecord[] {
+function recordsFor(message: WireMessage, expect: Expectation): { records: WireRecord[]; aliases: WireRecord[] } {
   let owner = expect.name;
   const seen = new Set([owner]);
+  const aliases: WireRecord[] = [];
   for (let hop = 0; hop < MAX_CNAME_HOPS; hop++) {
     const alias = message.answers.find((r) => r.type === TYPE_CODE.CNAME && r.klass === CLASS_IN && r.owner === owner);
     if (alias === undefined) break;
+    aliases.push(alias);
     owner = readCnameTarget(message, alias);
-    if (seen.has(owner)) return []; // a CNAME loop has no data
+    if (seen.has(owner)) return { records: [], aliases }; // a CNAME loop has no data
     seen.add(owner);
   }
-  return message.answers.filter((r) => r.type === expect.type && r.klass === CLASS_IN && r.owner === owner);
+  return { records: message.answers.filter((r) => r.type === expect.type && r.klass === CLASS_IN && r.owner === owner), aliases };
 }

@@ -25,7 +25,8 @@
  * it (then with AD) and SERVFAIL otherwise, so the contact is offered and its
  * evidence says `insecure`.
  */
-import { createDnsClient, DnsError, formatResolver, type CaaResult, type DnsClient, type Resolver, type TxtResult } from './client.ts';
+import type { DnsCache } from './cache.ts';
+import { createDnsClient, DnsError, formatResolver, RttEstimator, type CaaResult, type DnsClient, type Resolver, type TxtResult } from './client.ts';
 import type { ExtendedDnsError } from './message.ts';
 import type { UdpPool } from './transport.ts';
 
@@ -100,6 +101,11 @@ export interface DnssecGuardOptions {
   attempts: number;
   /** The shared UDP sockets and cap on queries in flight (dns/transport.ts); every client of the guard uses it. */
   pool?: UdpPool;
+  /**
+   * The answer cache of the contact lookups (src/dns/cache.ts), never of the probes. It is
+   * emptied whenever the set of resolvers the lookups use changes.
+   */
+  cache?: DnsCache;
   log: DnssecLog;
   now?: () => number;
   /** Called after each probe round with every resolver's state (metrics). */
@@ -146,12 +152,14 @@ export class DnssecGuard {
   private timer: NodeJS.Timeout | undefined;
   private round: Promise<void> | undefined;
   private readonly now: () => number;
+  /** Round trips per resolver, kept across the clients a probe round replaces. */
+  private readonly rtt = new RttEstimator();
 
   constructor(private readonly options: DnssecGuardOptions) {
     this.mode = options.config.mode;
     this.now = options.now ?? Date.now;
     if (options.resolvers.length === 0) throw new Error('a DNS client needs at least one resolver');
-    const single = (r: Resolver) => createDnsClient({ resolvers: [r], timeoutMs: options.timeoutMs, attempts: options.attempts, ...(options.pool ? { pool: options.pool } : {}) });
+    const single = (r: Resolver) => createDnsClient({ resolvers: [r], timeoutMs: options.timeoutMs, attempts: options.attempts, rtt: this.rtt, ...(options.pool ? { pool: options.pool } : {}) });
     this.probeClients = options.resolvers.map((r) => ({ address: formatResolver(r), client: single(r) }));
     for (const p of this.probeClients) this.states.set(p.address, { ...UNPROBED });
     // log and off: every resolver, in the configured order, as without a policy.
@@ -160,8 +168,8 @@ export class DnssecGuard {
 
   /** The DnsClient contact lookups use. */
   readonly client: DnsClient = {
-    txt: (name: string): Promise<TxtResult> => this.current(name, 'TXT').txt(name),
-    caa: (name: string): Promise<CaaResult> => this.current(name, 'CAA').caa(name),
+    txt: (name: string, signal?: AbortSignal): Promise<TxtResult> => this.current(name, 'TXT').txt(name, signal),
+    caa: (name: string, signal?: AbortSignal): Promise<CaaResult> => this.current(name, 'CAA').caa(name, signal),
   };
 
   private current(name: string, type: 'TXT' | 'CAA'): DnsClient {
@@ -173,7 +181,8 @@ export class DnssecGuard {
   }
 
   private clientFor(resolvers: Resolver[]): DnsClient {
-    return createDnsClient({ resolvers, timeoutMs: this.options.timeoutMs, attempts: this.options.attempts, ...(this.options.pool ? { pool: this.options.pool } : {}) });
+    const client = createDnsClient({ resolvers, timeoutMs: this.options.timeoutMs, attempts: this.options.attempts, rtt: this.rtt, ...(this.options.pool ? { pool: this.options.pool } : {}) });
+    return this.options.cache?.wrap(client) ?? client;
   }
 
   /** First probe round (require): throws when no resolver validates; then probes every interval. */
@@ -230,6 +239,8 @@ export class DnssecGuard {
     const key = proven.map(formatResolver).join(',');
     if (key !== this.provenKey || (this.lookups === undefined && proven.length > 0)) {
       this.provenKey = key;
+      // Answers of a resolver that no longer passes must not be served from the cache either.
+      this.options.cache?.clear();
       this.lookups = proven.length > 0 ? this.clientFor(proven) : undefined;
       if (proven.length === 0) log.error({ dnssec: 'require' }, 'no DNS resolver passes the DNSSEC probes: DNS contact lookups fail and /readyz is not ready');
     }

@@ -10,7 +10,7 @@ import dnsPacket from 'dns-packet';
 
 export type QueryType = 'TXT' | 'CAA';
 
-export const TYPE_CODE = { CNAME: 5, TXT: 16, OPT: 41, CAA: 257 } as const;
+export const TYPE_CODE = { CNAME: 5, SOA: 6, TXT: 16, OPT: 41, CAA: 257 } as const;
 export const CLASS_IN = 1;
 const OPTION_EDE = 15; // RFC 8914
 
@@ -47,6 +47,8 @@ export interface WireMessage {
   rcode: number;
   questions: { name: string; type: number; klass: number }[];
   answers: WireRecord[];
+  /** The authority section: an SOA here gives a negative answer's TTL (RFC 2308 §5). */
+  authorities: WireRecord[];
   extendedErrors: ExtendedDnsError[];
 }
 
@@ -160,6 +162,7 @@ export function parseMessage(buffer: Buffer): WireMessage {
     rcode,
     questions,
     answers: sections[0]!,
+    authorities: sections[1]!,
     extendedErrors,
   };
 }
@@ -200,6 +203,15 @@ export function readCnameTarget(message: WireMessage, record: WireRecord): strin
   // A compressed name ends at its first pointer, which must be the RDATA's last bytes.
   if (name.next !== end) throw new MalformedMessage('CNAME target does not fill its RDATA');
   return nameKey(name.labels);
+}
+
+/** SOA RDATA's MINIMUM field, the last of its five 32-bit numbers after MNAME and RNAME (RFC 1035 §3.3.13). */
+export function readSoaMinimum(message: WireMessage, record: WireRecord): number {
+  const end = record.rdataOffset + record.rdataLength;
+  const mname = readName(message.buffer, record.rdataOffset);
+  const rname = readName(message.buffer, mname.next);
+  if (rname.next + 20 !== end) throw new MalformedMessage('SOA RDATA is not two names and five 32-bit numbers');
+  return message.buffer.readUInt32BE(rname.next + 16);
 }
 
 function readExtendedErrors(buffer: Buffer, opt: WireRecord): ExtendedDnsError[] {

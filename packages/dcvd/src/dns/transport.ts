@@ -22,6 +22,8 @@ export interface Expectation {
 export type Outcome =
   | { kind: 'answer'; message: WireMessage }
   | { kind: 'timeout' }
+  /** The caller's AbortSignal fired: the query was abandoned (its late answer is a stray). */
+  | { kind: 'aborted' }
   | { kind: 'malformed' | 'network'; detail: string; cause?: unknown };
 
 type Verdict = Outcome | { kind: 'ignore'; detail: string };
@@ -67,19 +69,23 @@ function judge(buffer: Buffer, expect: Expectation): Verdict {
  * behind a 2-byte length. The connection is ours alone, so a message that is
  * not the answer to our query means the stream is broken: malformed.
  */
-export function tcpExchange(resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number): Promise<Outcome> {
+export function tcpExchange(resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number, signal?: AbortSignal): Promise<Outcome> {
   return new Promise((resolve) => {
+    if (signal?.aborted) return resolve({ kind: 'aborted' });
     const socket = net.connect({ host: resolver.host, port: resolver.port });
     let received = Buffer.alloc(0);
     let done = false;
+    const onAbort = (): void => finish({ kind: 'aborted' });
     const finish = (outcome: Outcome): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.destroy();
       resolve(outcome);
     };
     const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
+    signal?.addEventListener('abort', onAbort, { once: true });
     socket.on('error', (error) => finish({ kind: 'network', detail: error.message, cause: error }));
     socket.on('close', () => finish({ kind: 'network', detail: 'TCP connection closed before a complete answer' }));
     socket.on('connect', () => {
@@ -139,7 +145,7 @@ export type PoolEvent =
  */
 export class QueryLimiter {
   private active = 0;
-  private readonly waiting: { grant: (ok: boolean) => void; timer: NodeJS.Timeout }[] = [];
+  private readonly waiting: { grant: (ok: boolean) => void; timer: NodeJS.Timeout; cancel: (() => void) | undefined }[] = [];
   constructor(
     readonly maxInFlight: number,
     readonly maxQueued: number,
@@ -153,21 +159,27 @@ export class QueryLimiter {
   get queued(): number {
     return this.waiting.length;
   }
-  acquire(waitMs: number): Promise<boolean> {
+  /** Also false, at once, when `signal` fires while waiting. */
+  acquire(waitMs: number, signal?: AbortSignal): Promise<boolean> {
+    if (signal?.aborted) return Promise.resolve(false);
     if (this.active < this.maxInFlight && this.waiting.length === 0) {
       this.active++;
       return Promise.resolve(true);
     }
     if (this.waiting.length >= this.maxQueued) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const entry = {
-        grant: resolve,
-        timer: setTimeout(() => {
-          const at = this.waiting.indexOf(entry);
-          if (at !== -1) this.waiting.splice(at, 1);
-          resolve(false);
-        }, waitMs),
+      const leave = (): void => {
+        clearTimeout(entry.timer);
+        entry.cancel?.();
+        const at = this.waiting.indexOf(entry);
+        if (at !== -1) this.waiting.splice(at, 1);
+        resolve(false);
       };
+      const entry = { grant: resolve, timer: setTimeout(leave, waitMs), cancel: undefined as (() => void) | undefined };
+      if (signal) {
+        signal.addEventListener('abort', leave, { once: true });
+        entry.cancel = () => signal.removeEventListener('abort', leave);
+      }
       this.waiting.push(entry);
     });
   }
@@ -176,6 +188,7 @@ export class QueryLimiter {
     if (next !== undefined) {
       // The slot passes straight to the next waiter.
       clearTimeout(next.timer);
+      next.cancel?.();
       next.grant(true);
       return;
     }
@@ -202,10 +215,13 @@ export interface UdpPoolOptions {
 }
 
 export interface UdpPool {
-  /** Like udpExchange, over a pooled socket. `expect.id` is used when it is free on that socket. */
-  udp(resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number): Promise<PoolOutcome>;
+  /**
+   * One UDP exchange over a pooled socket. `expect.id` is used when it is free on that socket.
+   * `signal` abandons it at once (outcome `aborted`): its id and its slot are freed.
+   */
+  udp(resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number, signal?: AbortSignal): Promise<PoolOutcome>;
   /** tcpExchange behind the same cap. */
-  tcp(resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number): Promise<PoolOutcome>;
+  tcp(resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number, signal?: AbortSignal): Promise<PoolOutcome>;
   /** Sockets open now, over every resolver. */
   readonly sockets: number;
   readonly limiter: QueryLimiter;
@@ -320,9 +336,10 @@ export function createUdpPool(options: UdpPoolOptions): UdpPool {
     }
   };
 
-  const sendOn = (resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number): Promise<Outcome> =>
+  const sendOn = (resolver: Resolver, query: Buffer, expect: Expectation, timeoutMs: number, signal?: AbortSignal): Promise<Outcome> =>
     new Promise((resolve) => {
       if (shut) return resolve({ kind: 'network', detail: 'DNS client closed' });
+      if (signal?.aborted) return resolve({ kind: 'aborted' });
       const entry = socketFor(resolver);
       clearTimeout(entry.idle);
       entry.used++;
@@ -342,15 +359,18 @@ export function createUdpPool(options: UdpPoolOptions): UdpPool {
         wire.writeUInt16BE(id, 0);
       }
       let done = false;
+      const onAbort = (): void => finish({ kind: 'aborted' });
       const finish = (outcome: Outcome): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         entry.pending.delete(id);
         settle(entry);
         resolve(outcome);
       };
       const timer = setTimeout(() => finish({ kind: 'timeout' }), timeoutMs);
+      signal?.addEventListener('abort', onAbort, { once: true });
       entry.pending.set(id, { expect: ours, finish });
       try {
         entry.socket.send(wire, resolver.port, resolver.host, (error) => {
@@ -362,10 +382,14 @@ export function createUdpPool(options: UdpPoolOptions): UdpPool {
     });
 
   // Time spent waiting for a slot counts against the query's own timeout.
-  const capped = async (run: (remainingMs: number) => Promise<Outcome>, timeoutMs: number): Promise<PoolOutcome> => {
+  const capped = async (run: (remainingMs: number) => Promise<Outcome>, timeoutMs: number, signal: AbortSignal | undefined): Promise<PoolOutcome> => {
     const started = performance.now();
-    const granted = await limiter.acquire(timeoutMs);
+    const granted = await limiter.acquire(timeoutMs, signal);
     const remaining = timeoutMs - (performance.now() - started);
+    if (signal?.aborted) {
+      if (granted) limiter.release();
+      return { kind: 'aborted' };
+    }
     if (!granted || remaining <= 0) {
       if (granted) limiter.release();
       const detail = `more than ${limiter.maxInFlight} DNS queries in flight and ${limiter.maxQueued} waiting`;
@@ -380,8 +404,8 @@ export function createUdpPool(options: UdpPoolOptions): UdpPool {
   };
 
   return {
-    udp: (resolver, query, expect, timeoutMs) => capped((ms) => sendOn(resolver, query, expect, ms), timeoutMs),
-    tcp: (resolver, query, expect, timeoutMs) => capped((ms) => tcpExchange(resolver, query, expect, ms), timeoutMs),
+    udp: (resolver, query, expect, timeoutMs, signal) => capped((ms) => sendOn(resolver, query, expect, ms, signal), timeoutMs, signal),
+    tcp: (resolver, query, expect, timeoutMs, signal) => capped((ms) => tcpExchange(resolver, query, expect, ms, signal), timeoutMs, signal),
     get sockets() {
       return all.size;
     },

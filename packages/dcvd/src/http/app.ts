@@ -8,7 +8,7 @@ import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
 import type { Metrics } from '../metrics.ts';
 import { confirmPages, type ConfirmPagesOptions } from './confirm.ts';
 
-export interface AppOptions extends Omit<LegacyApiOptions, 'secure'> {
+export interface AppOptions extends Omit<LegacyApiOptions, 'secure' | 'requestDeadlineMs'> {
   logger: Logger;
   trustProxy: string[];
   /** Present on the HTTPS listener. */
@@ -203,7 +203,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     return reply.code(status).type('text/plain; charset=utf-8').send(`${STATUS_CODES[status] ?? 'Error'}\n`);
   });
 
-  await app.register(async (api) => legacyApi(api as unknown as FastifyInstance, { ...options, secure: options.tls !== undefined }));
+  await app.register(async (api) => legacyApi(api as unknown as FastifyInstance, { ...options, secure: options.tls !== undefined, requestDeadlineMs: (options.timeouts ?? SERVER_TIMEOUTS).requestMs }));
   // Its own context: its body parser (small forms), security headers and error pages stay there.
   await app.register(async (pages) => confirmPages(pages as unknown as FastifyInstance, options.confirm));
   return app as unknown as FastifyInstance;

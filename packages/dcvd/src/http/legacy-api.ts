@@ -35,7 +35,7 @@ import {
   type ParseResult,
 } from '@dcvd/client';
 import type { Authenticator } from '../accounts/auth.ts';
-import type { AutoApplyOrderParams, AutoUpdateDcvParams, CallContext, GetDcvEmailAddressListParams, ResendDcvEmailParams, UseCases } from '../api/types.ts';
+import { ClientGone, type AutoApplyOrderParams, type AutoUpdateDcvParams, type CallContext, type GetDcvEmailAddressListParams, type ResendDcvEmailParams, type UseCases } from '../api/types.ts';
 
 export interface LegacyApiOptions {
   /** True on the HTTPS listener; on the plain listener only a trusted proxy's `X-Forwarded-Proto: https` counts. */
@@ -47,6 +47,8 @@ export interface LegacyApiOptions {
   products: readonly number[];
   /** Text format: add `whois_email<TAB>none` after `domain_name` (CONTRACT §1, historic clients). */
   textWhoisNone: boolean;
+  /** A call's work (its DNS lookups) is abandoned this long after it starts (the request timeout). */
+  requestDeadlineMs: number;
 }
 
 type Entries = [string, string][];
@@ -214,7 +216,7 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
   app.setErrorHandler(async (error: { statusCode?: number; code?: string }, request, reply) => {
     const binding = request.routeOptions.config.binding as Binding | undefined;
     // A Content-Type header fastify cannot even parse, or none where fastify wants one (QUERY), is just another non-form body: no parameters.
-    if (binding && (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || error.code === 'FST_ERR_ROUTE_MISSING_CONTENT_TYPE')) return send(reply, await handle(binding, request, options));
+    if (binding && (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' || error.code === 'FST_ERR_ROUTE_MISSING_CONTENT_TYPE')) return send(reply, await handle(binding, request, reply, options));
     const tooLarge = error.statusCode === 413;
     request.log.warn({ err: error, errCode: error.code }, tooLarge ? 'request body over the limit' : 'request failed before the endpoint');
     if (!binding) return reply.code(tooLarge ? 413 : 400).send();
@@ -231,7 +233,7 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
     const config = { binding };
     for (const path of endpointPaths(binding.spec)) {
       app.all(path, { config, exposeHeadRoute: false }, async (request, reply) => {
-        const rendered = await handle(binding, request, options);
+        const rendered = await handle(binding, request, reply, options);
         return send(reply, rendered);
       });
     }
@@ -246,7 +248,22 @@ export function endpointPaths(spec: EndpointSpec): string[] {
   return [spec.path, spec.path.replace(/^\/products\//, '/products/download/')];
 }
 
-async function handle(binding: Binding, request: FastifyRequest, options: LegacyApiOptions): Promise<Rendered> {
+/**
+ * The call's AbortSignal: it fires when the response is closed before it was sent (the client
+ * went away) or `deadlineMs` after it was created.
+ */
+function requestSignal(reply: FastifyReply, deadlineMs: number): AbortSignal {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(new Error('request deadline passed')), deadlineMs);
+  timer.unref();
+  reply.raw.once('close', () => {
+    clearTimeout(timer);
+    if (!reply.raw.writableFinished) controller.abort(new ClientGone());
+  });
+  return controller.signal;
+}
+
+async function handle(binding: Binding, request: FastifyRequest, reply: FastifyReply, options: LegacyApiOptions): Promise<Rendered> {
   // --products is GetDCVEmailAddressList's list (CONTRACT §1); the order endpoints check `product` against the catalogue.
   const valueRules = binding.spec.endpoint === 'GetDCVEmailAddressList' ? { allowed: { product: options.products } } : {};
   const entries = (request.body as { entries?: Entries } | undefined)?.entries ?? [];
@@ -267,7 +284,16 @@ async function handle(binding: Binding, request: FastifyRequest, options: Legacy
     // Step 7: one answer for every cause.
     const auth = await options.auth.authenticate(parsed.params.loginName, parsed.params.loginPassword, request.ip);
     if (!auth.ok) return fail({ code: ErrorCode.IncorrectLogin }, auth.reason);
-    const ctx: CallContext = { account: auth.account, sourceIp: request.ip, requestId: request.id, log: request.log };
+    let signal: AbortSignal | undefined;
+    const ctx: CallContext = {
+      account: auth.account,
+      sourceIp: request.ip,
+      requestId: request.id,
+      log: request.log,
+      get signal() {
+        return (signal ??= requestSignal(reply, options.requestDeadlineMs));
+      },
+    };
     // Steps 8 to 10 belong to the use case.
     const rendered = await binding.run(ctx, parsed.params, format);
     request.apiOutcome = { endpoint, code: rendered.code };

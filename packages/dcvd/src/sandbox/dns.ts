@@ -165,14 +165,14 @@ export class DnsOverrides {
     // Spread first: a method the interface gains later passes through unchanged.
     return {
       ...inner,
-      txt: async (name): Promise<TxtResult> => {
+      txt: async (name, signal): Promise<TxtResult> => {
         const o = this.find(name, 'TXT');
-        if (!o) return inner.txt(name);
+        if (!o) return inner.txt(name, signal);
         return { ...answer(o, name), records: (o.records as string[]).map(characterStrings) };
       },
-      caa: async (name): Promise<CaaResult> => {
+      caa: async (name, signal): Promise<CaaResult> => {
         const o = this.find(name, 'CAA');
-        if (!o) return inner.caa(name);
+        if (!o) return inner.caa(name, signal);
         return { ...answer(o, name), records: (o.records as CaaRecord[]).map((r) => ({ ...r })) };
       },
     };

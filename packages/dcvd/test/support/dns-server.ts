@@ -6,6 +6,19 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { Answer, CaaData, DecodedPacket, OptAnswer, PacketOpt, Packet } from 'dns-packet';
+import assert from 'node:assert/strict';
+import { DnsError } from '../../src/dns/client.ts';
+
+/** The DnsError a lookup fails with (the test fails if it succeeds or throws anything else). */
+export async function dnsError(promise: Promise<unknown>): Promise<DnsError> {
+  try {
+    await promise;
+  } catch (error) {
+    assert.ok(error instanceof DnsError, `expected a DnsError, got ${String(error)}`);
+    return error;
+  }
+  assert.fail('expected the lookup to fail');
+}
 
 export type Transport = 'udp' | 'tcp';
 
@@ -47,6 +60,10 @@ export interface TestDnsServer {
   setTruncate(name: string): void;
   setAuthenticated(name: string, authenticated: boolean): void;
   setExtendedError(name: string, infoCode: number, extraText: string): void;
+  /** The TTL of the name's records (default 60 s). */
+  setTtl(name: string, seconds: number): void;
+  /** Negative answers for the name (NXDOMAIN, or NOERROR without data) carry this SOA in the authority section (RFC 2308). */
+  setSoa(name: string, soa: { ttl: number; minimum: number }): void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -70,6 +87,8 @@ interface NameConfig {
   truncate?: boolean;
   authenticated?: boolean;
   extendedError?: { infoCode: number; extraText: string };
+  ttl?: number;
+  soa?: { ttl: number; minimum: number };
 }
 
 export async function startTestDnsServer(): Promise<TestDnsServer> {
@@ -119,7 +138,7 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
       let owner = question.name;
       let data = cfg;
       if (cfg.cname !== undefined) {
-        answers.push({ type: 'CNAME', name: owner, ttl: 60, data: cfg.cname });
+        answers.push({ type: 'CNAME', name: owner, ttl: cfg.ttl ?? 60, data: cfg.cname });
         owner = cfg.cname;
         data = config.get(normalize(cfg.cname)) ?? {};
       }
@@ -137,7 +156,13 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
       const options = cfg.extendedError ? [extendedErrorOption(cfg.extendedError)] : [];
       additionals.push({ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options });
     }
-    const response: Packet = { type: 'response', id: query.id ?? 0, flags, questions: [question], answers, additionals };
+    // RFC 2308 §3: a negative answer carries the zone's SOA, whose TTL and MINIMUM bound its caching.
+    const authorities: Answer[] = [];
+    if (cfg.soa && answers.length === 0 && (rcode === RCODE.NOERROR || rcode === RCODE.NXDOMAIN)) {
+      const { ttl, minimum } = cfg.soa;
+      authorities.push({ type: 'SOA', name: question.name, ttl, data: { mname: 'ns.example.net', rname: 'hostmaster.example.net', serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum } });
+    }
+    const response: Packet = { type: 'response', id: query.id ?? 0, flags, questions: [question], answers, authorities, additionals };
     const full = dnsPacket.encode(response);
     // Over UDP an answer bigger than the client offered (512 bytes without
     // EDNS) is truncated, as a real server does; setTruncate forces it.
@@ -239,6 +264,12 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
     setExtendedError(name, infoCode, extraText) {
       entry(name).extendedError = { infoCode, extraText };
     },
+    setTtl(name, seconds) {
+      entry(name).ttl = seconds;
+    },
+    setSoa(name, soa) {
+      entry(name).soa = { ...soa };
+    },
     reset() {
       config.clear();
       queries.length = 0;
@@ -262,13 +293,13 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
 function recordsOf(cfg: NameConfig, owner: string, type: string): Answer[] {
   if (type === 'TXT') {
     // dns-packet converts strings in place, so it gets copies.
-    return (cfg.txt ?? []).map((strings) => ({ type: 'TXT', name: owner, ttl: 60, data: [...strings] }));
+    return (cfg.txt ?? []).map((strings) => ({ type: 'TXT', name: owner, ttl: cfg.ttl ?? 60, data: [...strings] }));
   }
   if (type === 'CAA') {
     return (cfg.caa ?? []).map((r) => ({
       type: 'CAA',
       name: owner,
-      ttl: 60,
+      ttl: cfg.ttl ?? 60,
       // dns-packet's types only list issue/issuewild/iodef; any tag encodes.
       data: { flags: r.flags ?? 0, tag: r.tag, value: r.value } as CaaData,
     }));

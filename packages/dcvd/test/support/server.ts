@@ -58,7 +58,8 @@ export async function startTestServer(
   const logger = createLogger('debug', 1, sink);
   // SQLite in the data directory, or a schema of its own on PostgreSQL (DCVD_TEST_DATABASE=postgres).
   const database = await createTestDatabase();
-  const config = defaultServeConfig({ listen: { host: '127.0.0.1', port: 0 }, dataDir, databaseUrl: database.url, ...overrides });
+  // No DNS cache unless a test asks for one: tests change the test DNS server's answers between calls (test/dns-cache.test.ts covers the cache).
+  const config = defaultServeConfig({ listen: { host: '127.0.0.1', port: 0 }, dataDir, databaseUrl: database.url, dnsCacheMaxTtlMs: 0, ...overrides });
   const server = await startServer(config, { logger, ...deps });
   const accounts = new AccountRepository(server.store.db, deps.clock ?? { now: () => Date.now() });
   const agent = new https.Agent({ ca: server.cert, keepAlive: false });
