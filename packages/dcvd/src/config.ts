@@ -4,16 +4,16 @@
  * the one its --help shows) from here; tests build it directly.
  */
 import { resolve } from 'node:path';
-import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth.ts';
+import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './accounts/auth-policy.ts';
 import { DEFAULT_IPV6_PREFIX } from './accounts/networks.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './orders/email-dcv-policy.ts';
 import type { Resolver } from './dns/client.ts';
-import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec.ts';
-import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './queue/leased.ts';
-import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation.ts';
+import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec-config.ts';
+import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './queue/policy.ts';
+import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation-policy.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from './orders/random-values.ts';
 import type { WebhookConfig } from './webhooks/webhooks.ts';
-import { defaultMpicConfig, type MpicConfig } from './mpic/corroborate.ts';
+import { defaultMpicConfig, type MpicConfig } from './mpic/config.ts';
 
 export interface HostPort {
   host: string;
@@ -137,6 +137,8 @@ export const DEFAULT_DATA_DIR = './dcvd-data';
 export const SANDBOX_LISTEN: HostPort = { host: '127.0.0.1', port: 14443 };
 export const SANDBOX_ADMIN_LISTEN: HostPort = { host: '127.0.0.1', port: 14444 };
 export const SANDBOX_LOGIN = 'sandbox';
+/** Where a running sandbox leaves its admin URL, token and certificate for `dcvd sandbox dns …` (0600). */
+export const SANDBOX_INFO_FILE = 'sandbox.json';
 
 /** How long a rotated-out webhook signing secret keeps signing too (`account rotate-webhook-secret`, the internal API). */
 export const DEFAULT_WEBHOOK_SECRET_OVERLAP_MS = 24 * 3600 * 1000;

@@ -13,6 +13,7 @@ import { dummyHash, verifyPassword } from './passwords.ts';
 import { isAllowedSource } from './networks.ts';
 import { FailureCounter, RESERVATION_TTL_MS, untilNotBusy } from './failure-counter.ts';
 import { prepared } from '../store/prepared.ts';
+import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './auth-policy.ts';
 
 const accountByLogin = prepared((db, p: { login: string }) => db.selectFrom('accounts').selectAll().where('login', '=', p.login));
 
@@ -29,29 +30,7 @@ const blockAndAccount = prepared((db, p: { ip: string; login: string }) =>
     .select('ip_failures.blocked_until as ip_blocked_until'),
 );
 
-export interface AuthPolicy {
-  /** Consecutive failures that lock an account. */
-  lockoutFailures: number;
-  lockoutMs: number;
-  /** Failures from one source IP within the window that block it. */
-  ipFailures: number;
-  ipWindowMs: number;
-  ipBlockMs: number;
-  /** How long a verified credential is remembered (0 = never). */
-  credentialCacheMs: number;
-  /** At most this many remembered credentials. */
-  credentialCacheSize: number;
-}
-
-export const DEFAULT_AUTH_POLICY: AuthPolicy = {
-  lockoutFailures: 5,
-  lockoutMs: 15 * 60_000,
-  ipFailures: 50,
-  ipWindowMs: 15 * 60_000,
-  ipBlockMs: 15 * 60_000,
-  credentialCacheMs: 60_000,
-  credentialCacheSize: 10_000,
-};
+export { DEFAULT_AUTH_POLICY, type AuthPolicy } from './auth-policy.ts';
 
 export type AuthFailure =
   | 'ip-blocked'

@@ -6,9 +6,11 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { DEFAULT_OUTBOX_LIST_LIMIT, defaultDcvEmailConfig, defaultMailFrom, formatDuration, parseCount, parseDuration, type DcvEmailConfig } from '../config.ts';
-import { OUTBOX_STATES, type OutboxView } from '../outbox/outbox.ts';
-import { DCV_METHODS, type DcvMethod, type OrderView } from '../orders/orders.ts';
-import { TemplateStoreError, type TemplateView } from '../orders/templates.ts';
+import { OUTBOX_STATES } from '../outbox/states.ts';
+import type { OutboxView } from '../outbox/outbox.ts';
+import { DCV_METHODS, type DcvMethod } from '../orders/methods.ts';
+import type { OrderView } from '../orders/orders.ts';
+import type { TemplateView } from '../orders/templates.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
 import { opt, print, withAdmin, withEmailPolicyOptions, withJson, withStoreOptions, type EmailPolicyFlags, type StoreFlags } from './options.ts';
 import type { DnsEvidence } from '../contacts/provider.ts';
@@ -240,6 +242,7 @@ export function templateCommands(): Command {
       .addOption(opt('--text-file <file>', 'plain-text body; must contain {{validationCode}}').makeOptionMandatory())
       .addOption(opt('--html-file <file>', 'HTML body; must contain {{validationCode}}; values are HTML-escaped')),
   ).action(async (flags: TemplateCreateFlags) => {
+    const { TemplateStoreError } = await import('../orders/templates.ts');
     if ((flags.account === undefined) === (flags.global !== true)) throw new TemplateStoreError('give exactly one of --account NAME and --global');
     const text = readFileSync(flags.textFile, 'utf8');
     const html = flags.htmlFile === undefined ? undefined : readFileSync(flags.htmlFile, 'utf8');

@@ -8,10 +8,8 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { join, resolve } from 'node:path';
 import { Command } from 'commander';
-import { defaultServeConfig, formatDuration, formatHostPort, parseDuration, parseHostPort, SANDBOX_ADMIN_LISTEN, SANDBOX_LISTEN, SANDBOX_LOGIN } from '../config.ts';
-import { parseResolvers, type Resolver } from '../dns/client.ts';
-import { createLogger } from '../log.ts';
-import { formatSandboxInfo, SANDBOX_INFO_FILE, startSandbox } from '../sandbox/start.ts';
+import { defaultServeConfig, formatDuration, formatHostPort, parseDuration, parseHostPort, SANDBOX_ADMIN_LISTEN, SANDBOX_INFO_FILE, SANDBOX_LISTEN, SANDBOX_LOGIN } from '../config.ts';
+import { parseResolvers, type Resolver } from '../dns/resolvers.ts';
 import { opt, print, withJson } from './options.ts';
 
 interface StartFlags {
@@ -47,6 +45,8 @@ function startCommand(cmd: Command): Command {
     .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(defaults.dnsTimeoutMs, formatDuration(defaults.dnsTimeoutMs)))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace (the log goes to standard error)').default(defaults.logLevel))
     .action(async (flags: StartFlags) => {
+      // Loaded here, not at the top: the server is most of dcvd's code, and `sandbox dns|clock|mail` do not need it.
+      const [{ createLogger }, { formatSandboxInfo, startSandbox }] = await Promise.all([import('../log.ts'), import('../sandbox/start.ts')]);
       const logger = createLogger(flags.logLevel, 2).child({ mode: 'sandbox' });
       const running = await startSandbox({
         // An empty value (DCVD_DATA_DIR= in a script) is no value: a fresh folder, never the working directory.

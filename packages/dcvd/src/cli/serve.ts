@@ -4,9 +4,8 @@ import { resolve } from 'node:path';
 import { Command } from 'commander';
 import { defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
 import { checkWebhookUrl } from '../accounts/webhook-url.ts';
-import { parseResolvers, type Resolver } from '../dns/client.ts';
-import { parseWebhookSecretFile } from '../webhooks/webhooks.ts';
-import { DNSSEC_MODES, type DnssecMode } from '../dns/dnssec.ts';
+import { parseResolvers, type Resolver } from '../dns/resolvers.ts';
+import { DNSSEC_MODES, type DnssecMode } from '../dns/dnssec-config.ts';
 import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, opt, parseBrVersion, parseProducts, repeatable, withStoreOptions, type StoreFlags } from './options.ts';
 import { dcvEmailConfigFrom, withDcvEmailOptions, type DcvEmailFlags } from './orders.ts';
 import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
@@ -53,9 +52,12 @@ interface ServeFlags extends StoreFlags {
 }
 
 /** The global URL's signing key: --webhook-secret (DCVD_WEBHOOK_SECRET) or the file's (with the previous key on a second line while rotating), at least 16 characters. */
-function webhookSecrets(flags: ServeFlags): { secret?: string; previousSecret?: string } {
+async function webhookSecrets(flags: ServeFlags): Promise<{ secret?: string; previousSecret?: string }> {
   if (flags.webhookSecret !== undefined && flags.webhookSecretFile !== undefined) throw new Error('give --webhook-secret or --webhook-secret-file, not both');
-  if (flags.webhookSecretFile !== undefined) return parseWebhookSecretFile(readFileSync(flags.webhookSecretFile, 'utf8'));
+  if (flags.webhookSecretFile !== undefined) {
+    const { parseWebhookSecretFile } = await import('../webhooks/webhooks.ts');
+    return parseWebhookSecretFile(readFileSync(flags.webhookSecretFile, 'utf8'));
+  }
   const secret = flags.webhookSecret;
   if (secret !== undefined && secret.length < 16) throw new Error('the webhook secret must be at least 16 characters');
   return secret === undefined ? {} : { secret };
@@ -164,7 +166,7 @@ function serveOptions(): Command {
         dnssec: { mode: flags.dnssec, probeSecure: flags.dnssecProbeSecure, probeBogus: flags.dnssecProbeBogus, probeIntervalMs: flags.dnssecProbeInterval },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
-        webhooks: { url: flags.webhookUrl, ...webhookSecrets(flags) },
+        webhooks: { url: flags.webhookUrl, ...(await webhookSecrets(flags)) },
         mpic: mpicConfigFrom(flags as ServeFlags & MpicFlags),
         logLevel: flags.logLevel,
         ipv6Prefix: flags.ipv6Prefix,

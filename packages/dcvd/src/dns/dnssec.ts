@@ -29,31 +29,9 @@ import type { DnsCache } from './cache.ts';
 import { createDnsClient, DnsError, formatResolver, RttEstimator, type CaaResult, type DnsClient, type Resolver, type TxtResult } from './client.ts';
 import type { ExtendedDnsError } from './message.ts';
 import type { UdpPool } from './transport.ts';
+import { type DnssecMode, type DnssecConfig } from './dnssec-config.ts';
 
-export const DNSSEC_MODES = ['require', 'log', 'off'] as const;
-export type DnssecMode = (typeof DNSSEC_MODES)[number];
-
-export interface DnssecConfig {
-  mode: DnssecMode;
-  /** A name in a signed zone: a validating resolver answers it with the AD bit. */
-  probeSecure: string;
-  /** A name in a zone with broken signatures: a validating resolver answers SERVFAIL. */
-  probeBogus: string;
-  /** How often the probes run again (require). */
-  probeIntervalMs: number;
-}
-
-/**
- * Public names for the probes when the operator names none: isc.org has been
- * signed for many years, dnssec-failed.org is kept bogus on purpose (Comcast).
- * A CA should name its own (zones it controls, or its resolver operator's).
- */
-export const DEFAULT_DNSSEC: DnssecConfig = {
-  mode: 'log',
-  probeSecure: 'isc.org',
-  probeBogus: 'dnssec-failed.org',
-  probeIntervalMs: 5 * 60_000,
-};
+export { DNSSEC_MODES, DEFAULT_DNSSEC, type DnssecMode, type DnssecConfig } from './dnssec-config.ts';
 
 /**
  * RFC 8914 INFO-CODEs that report a DNSSEC validation failure: Unsupported

@@ -19,26 +19,9 @@ import type { DcvRecipient } from '../registry/offer-window.ts';
 import { providerOf, type ContactMethod } from '../contacts/index.ts';
 import { MpicClient, MpicError, type MpicService } from './client.ts';
 import { decideQuorum, MIN_REMOTE_PERSPECTIVES, type PerspectiveResult } from './quorum.ts';
+import { type MpicMode, type MpicConfig } from './config.ts';
 
-export type MpicMode = 'required' | 'off';
-
-/** `--mpic`, `--mpic-url`, `--mpic-api-key-file`, `--mpic-ca-file`, `--mpic-perspectives`, `--mpic-timeout`. */
-export interface MpicConfig {
-  /** required (default): a DNS-found address needs a corroboration; off: used on dcvd's own lookup alone (not BR 3.2.2.9-compliant). */
-  mode: MpicMode;
-  url?: string | undefined;
-  apiKeyFile?: string | undefined;
-  caFile?: string | undefined;
-  perspectives: number;
-  timeoutMs: number;
-}
-
-export const DEFAULT_MPIC_PERSPECTIVES = 6;
-export const DEFAULT_MPIC_TIMEOUT_MS = 10_000;
-
-export function defaultMpicConfig(overrides: Partial<MpicConfig> = {}): MpicConfig {
-  return { mode: 'required', perspectives: DEFAULT_MPIC_PERSPECTIVES, timeoutMs: DEFAULT_MPIC_TIMEOUT_MS, ...overrides };
-}
+export { DEFAULT_MPIC_PERSPECTIVES, DEFAULT_MPIC_TIMEOUT_MS, defaultMpicConfig, type MpicMode, type MpicConfig } from './config.ts';
 
 /** Outcomes, also the metric's label values. */
 export type GateOutcome =

@@ -12,9 +12,9 @@ import { coveredDomainIds } from './dcv-email.ts';
 import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 import { retryTransaction } from '../store/database.ts';
 import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from './email-dcv-policy.ts';
+import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
 
-/** The Baseline Requirements version the evidence names by default (`--br-version` for the operator's CPS). */
-export const BR_VERSION = '2.2.6';
+export { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
 
 /** The BR methods' names, by section. */
 export const BR_METHOD_NAMES: Readonly<Record<string, string>> = {
@@ -30,14 +30,6 @@ export const BR_SECTIONS: Readonly<Record<string, string>> = {
   'dns-txt': '3.2.2.4.14',
 };
 
-export interface CodeGuessPolicy {
-  /** Unknown codes from one source IP within `windowMs` that block it. */
-  failureLimit: number;
-  /** The counting window, and how long a block lasts. */
-  windowMs: number;
-}
-
-export const DEFAULT_CODE_GUESS_POLICY: CodeGuessPolicy = { failureLimit: 20, windowMs: 15 * 60_000 };
 
 export type Decision = 'approve' | 'decline';
 

@@ -13,6 +13,7 @@ import { revokeValuesOfOrder } from './random-values.ts';
 import { OperatorError } from '../errors.ts';
 import { prepared } from '../store/prepared.ts';
 import { retryTransaction } from '../store/database.ts';
+import { DCV_METHODS, type DcvMethod } from './methods.ts';
 
 /** Every ResendDCVEmail looks its order up by number: precompiled. */
 const orderByNumber = prepared((db, p: { orderNumber: number }) => db.selectFrom('orders').selectAll().where('order_number', '=', p.orderNumber));
@@ -22,8 +23,7 @@ export type OrderDomainRow = Selectable<OrderDomainTable>;
 
 export const DCV_STATUSES = ['awaiting', 'validated', 'declined', 'cancelled'] as const;
 export type DcvStatus = (typeof DCV_STATUSES)[number];
-export const DCV_METHODS = ['email', 'http', 'https', 'cname'] as const;
-export type DcvMethod = (typeof DCV_METHODS)[number];
+export { DCV_METHODS, type DcvMethod } from './methods.ts';
 
 /** Products for which dcvTemplateID is "not relevant" (seed): VMC and CMC. */
 export const MARK_CERTIFICATE_PRODUCTS: ReadonlySet<number> = new Set([801, 803]);

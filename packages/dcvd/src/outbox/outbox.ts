@@ -39,7 +39,7 @@ import { LeasedQueueWorker, deliveryView, type DeliveryView, type OutboxPolicy }
 import type { MailTransport } from '../mail/transport.ts';
 
 export type OutboxRow = Selectable<OutboxTable>;
-export const OUTBOX_STATES = ['pending', 'sending', 'delivered', 'failed', 'cancelled'] as const;
+export { OUTBOX_STATES } from './states.ts';
 
 /** SMTP timeouts that let a live worker finish well within its lease. */
 export function smtpTimeoutsFor(policy: OutboxPolicy): { connectionTimeoutMs: number; greetingTimeoutMs: number; socketTimeoutMs: number } {

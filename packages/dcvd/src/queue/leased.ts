@@ -11,30 +11,9 @@ import { cryptoRandom, randomFraction, type Clock, type RandomSource } from '../
 import type { Dialect } from '../store/database.ts';
 import type { Database } from '../store/schema.ts';
 import type { Logger } from '../log.ts';
+import { type OutboxPolicy } from './policy.ts';
 
-/** The retry and lease policy of a leased queue: the DCV email outbox's (--outbox-*), which the webhook outbox shares. */
-export interface OutboxPolicy {
-  /** How long a claim holds an email before another worker may take it over. */
-  leaseMs: number;
-  /** Delay after the first failed attempt; doubled after each further one. */
-  retryBaseMs: number;
-  retryMaxMs: number;
-  /** Attempts before an email is marked failed. */
-  maxAttempts: number;
-  /** Emails in flight at once (also the SMTP pool's connection count). */
-  concurrency: number;
-  /** How often the worker looks for due emails when nothing woke it. */
-  pollMs: number;
-}
-
-export const DEFAULT_OUTBOX_POLICY: OutboxPolicy = {
-  leaseMs: 5 * 60_000,
-  retryBaseMs: 30_000,
-  retryMaxMs: 60 * 60_000,
-  maxAttempts: 10,
-  concurrency: 8,
-  pollMs: 1000,
-};
+export { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './policy.ts';
 
 /** The columns every queue table has. */
 export interface QueueColumns {

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { defaultServeConfig, SANDBOX_ADMIN_LISTEN, SANDBOX_LISTEN, SANDBOX_LOGIN, type HostPort, type ServeConfig } from '../config.ts';
+import { defaultServeConfig, SANDBOX_ADMIN_LISTEN, SANDBOX_LISTEN, SANDBOX_LOGIN, type HostPort, type ServeConfig, SANDBOX_INFO_FILE } from '../config.ts';
 import { defaultMpicConfig } from '../mpic/corroborate.ts';
 import { startServer, type RunningServer, type ServerDeps } from '../server.ts';
 import { AccountRepository } from '../accounts/repository.ts';
@@ -18,8 +18,7 @@ import type { Logger } from '../log.ts';
 import type { Clock } from '../deps.ts';
 import { Sandbox, VIEWER_PATH } from './index.ts';
 
-/** Where a running sandbox leaves its admin URL, token and certificate for `dcvd sandbox dns …` (0600). */
-export const SANDBOX_INFO_FILE = 'sandbox.json';
+export { SANDBOX_INFO_FILE } from '../config.ts';
 
 export interface SandboxOptions {
   /** undefined: a fresh folder under the system's temporary directory, removed on close. */

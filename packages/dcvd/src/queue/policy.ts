@@ -1,0 +1,25 @@
+/** A leaf, so config.ts and the CLI read the queue's defaults without loading the queue. */
+/** The retry and lease policy of a leased queue: the DCV email outbox's (--outbox-*), which the webhook outbox shares. */
+export interface OutboxPolicy {
+  /** How long a claim holds an email before another worker may take it over. */
+  leaseMs: number;
+  /** Delay after the first failed attempt; doubled after each further one. */
+  retryBaseMs: number;
+  retryMaxMs: number;
+  /** Attempts before an email is marked failed. */
+  maxAttempts: number;
+  /** Emails in flight at once (also the SMTP pool's connection count). */
+  concurrency: number;
+  /** How often the worker looks for due emails when nothing woke it. */
+  pollMs: number;
+}
+
+export const DEFAULT_OUTBOX_POLICY: OutboxPolicy = {
+  leaseMs: 5 * 60_000,
+  retryBaseMs: 30_000,
+  retryMaxMs: 60 * 60_000,
+  maxAttempts: 10,
+  concurrency: 8,
+  pollMs: 1000,
+};
+
