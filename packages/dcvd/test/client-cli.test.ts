@@ -84,7 +84,7 @@ test('the password: from standard input with --password-stdin (it wins over the 
 
   for (const flag of ['--password', '--login-password']) {
     const argv = await dcvd(['client', 'resend', '--order', '1', flag, PASSWORD]);
-    assert.notEqual(argv.code, 0);
+    assert.equal(argv.code, 1);
     assert.match(argv.stderr, new RegExp(`unknown option '${flag}'`));
   }
 });
@@ -128,7 +128,7 @@ test('resend: --order with --email, --base-order, -160 too soon, -4 for an unkno
   assert.equal(neither.code, 1);
   assert.equal(neither.stderr, 'dcvd: give --order N or --base-order N\n');
   const bad = await dcvd(['client', 'resend', '--order', '12x']);
-  assert.notEqual(bad.code, 0);
+  assert.equal(bad.code, 1);
   assert.match(bad.stderr, /expected a whole number from 1 to 2\^53-1, got "12x"/);
 });
 

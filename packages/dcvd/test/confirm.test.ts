@@ -243,7 +243,10 @@ test('expired, superseded and cancelled codes each get their page', async () => 
 
   const c = await mailed('cancel.example.com', 'admin@example.com');
   const env: Record<string, string> = server.databaseUrl ? { DCVD_DATABASE_URL: server.databaseUrl } : {};
-  assert.equal(runDcvd(server.dataDir, ['order', 'cancel', String(c.orderNumber)], { env }).code, 0);
+  const cancel = runDcvd(server.dataDir, ['order', 'cancel', String(c.orderNumber)], { env });
+  assert.equal(cancel.code, 0, cancel.stderr);
+  assert.match(cancel.stdout, new RegExp(`^cancelled order ${c.orderNumber} {2}\\(cancelled\\)\n`));
+  assert.equal((await orderStatus(c.orderNumber)).dcv_status, 'cancelled');
   const cancelled = await get(c.path);
   assert.equal(cancelled.status, 410);
   assert.match(cancelled.body, /This request was cancelled/);

@@ -85,7 +85,8 @@ test('not corroborated, or no MPIC service: refused with exit 1 and nothing writ
   const refused = await run(['order', 'create', '--account', 'alice', '--domain', 'cli-no.com', '--order-number', '8100002', '--dcv-email', 'owner@contact.example'], mpicEnv);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /Multi-Perspective Issuance Corroboration did not corroborate it \(quorum-not-met\)/);
-  assert.equal((await run(['order', 'show', '8100002'])).code, 1, 'no order was created');
+  const unwritten = await run(['order', 'show', '8100002']);
+  assert.deepEqual([unwritten.code, unwritten.stderr], [1, 'dcvd: no order 8100002\n'], 'no order was created');
 
   const none = await run(['order', 'create', '--account', 'alice', '--domain', 'cli-no.com', '--order-number', '8100003', '--dcv-email', 'owner@contact.example']);
   assert.equal(none.code, 1);

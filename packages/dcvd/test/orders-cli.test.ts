@@ -78,7 +78,8 @@ test('order create refuses what the API would refuse', () => {
     assert.match(r.stderr, reason);
   }
   assert.match(dcvd(['order', 'create', '--account', 'nobody', '--domain', 'example.com']).stderr, /no account "nobody"/);
-  assert.notEqual(dcvd(['order', 'create', '--account', 'alice', '--domain', 'example.com', '--order-number', '-5']).code, 0);
+  const negative = dcvd(['order', 'create', '--account', 'alice', '--domain', 'example.com', '--order-number', '-5']);
+  assert.deepEqual([negative.code, negative.stdout, negative.stderr], [1, '', `error: option '--order-number <n>' argument '-5' is invalid. expected a whole number from 1 to 2^53-1, got "-5"\n`]);
   assert.match(dcvd(['order', 'create', '--account', 'alice', '--domain', 'example.com', '--order-number', '9007199254740992']).stderr, /expected a whole number/);
   assert.match(dcvd(['order', 'create', '--account', 'alice', '--domain', 'example.com', '--template-id', '99']).stderr, /no template 99/);
   assert.match(dcvd(['order', 'create', '--account', 'alice', '--domain', 'example.com', '--random-value-ttl', '31d']).stderr, /at most 30d/);
@@ -88,13 +89,18 @@ test('order create --dcv-email: the 24-hour rule, then the first DCV email is qu
   const refused = dcvd(['order', 'create', '--account', 'alice', '--domain', 'www.example.com', '--order-number', '8000001', '--dcv-email', 'admin@example.com']);
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, /admin@example.com was not returned to account "alice" by GetDCVEmailAddressList for www.example.com in the last 24 hours/);
-  assert.equal(dcvd(['order', 'show', '8000001']).code, 1, 'nothing was written');
+  const unwritten = dcvd(['order', 'show', '8000001']);
+  assert.deepEqual([unwritten.code, unwritten.stderr], [1, 'dcvd: no order 8000001\n'], 'nothing was written');
 
   // Offered to bob, or to alice 25 hours ago: still refused.
   await offer('bob', 'www.example.com', 'admin@example.com', 2);
   await offer('alice', 'www.example.com', 'hostmaster@example.com', 2, Date.now() - 25 * 3600_000);
-  assert.equal(dcvd(['order', 'create', '--account', 'alice', '--domain', 'www.example.com', '--dcv-email', 'admin@example.com']).code, 1);
-  assert.equal(dcvd(['order', 'create', '--account', 'alice', '--domain', 'www.example.com', '--dcv-email', 'hostmaster@example.com']).code, 1);
+  for (const address of ['admin@example.com', 'hostmaster@example.com']) {
+    const r = dcvd(['order', 'create', '--account', 'alice', '--domain', 'www.example.com', '--dcv-email', address]);
+    assert.equal(r.code, 1, address);
+    assert.equal(r.stdout, '', address);
+    assert.match(r.stderr, new RegExp(`^dcvd: ${address.replace('.', '\\.')} was not returned to account "alice" by GetDCVEmailAddressList for www\\.example\\.com in the last 24 hours`), address);
+  }
 
   await offer('alice', 'www.example.com', 'admin@example.com', 2);
   const o = json(['order', 'create', '--account', 'alice', '--domain', 'www.example.com', '--order-number', '8000001', '--dcv-email', 'admin@EXAMPLE.com']);

@@ -25,7 +25,9 @@ test('801 and 803 by default; create a multi-domain product; bad input is refuse
 });
 
 test('order show lists the order\u2019s domains with their own DCV state', () => {
-  assert.equal(runDcvd(dir, ['account', 'create', '--login', 'alice', '--password-stdin'], { input: 'correct horse battery staple\n' }).code, 0);
+  const alice = runDcvd(dir, ['account', 'create', '--login', 'alice', '--password-stdin'], { input: 'correct horse battery staple\n' });
+  assert.equal(alice.code, 0, alice.stderr);
+  assert.match(alice.stdout, /^created account\nalice {2}\(active\)\n/);
   const created = runDcvd(dir, ['order', 'create', '--json', '--account', 'alice', '--domain', 'www.example.com', '--order-number', '5000001']);
   assert.equal(created.code, 0, created.stderr);
   const shown = runDcvd(dir, ['order', 'show', '5000001', '--json']);

@@ -13,12 +13,11 @@ import { DCV_METHOD_NAMES, ErrorCode, listItems, type DcvMethodName, type MdcDom
 import { checkDomainName } from '../domains/index.ts';
 import { emailDcvRefusal, emailValidationUsable } from '../orders/email-dcv-policy.ts';
 import { corroborateRecipient } from '../mpic/corroborate.ts';
-import type { ResendDeps } from './resend-dcv-email.ts';
+import { templateOf, type ResendDeps } from './resend-dcv-email.ts';
 import {
   domainsByOrder,
   insertOrderDomains,
   newOrderValues,
-  MARK_CERTIFICATE_PRODUCTS,
   type DcvMethod,
   type NewOrderDomain,
   type OrderDomainRow,
@@ -276,15 +275,9 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
     wanted.push(change);
   }
 
-  // The template of the new emails: dcvTemplateID, else the order's own; "not relevant" for VMC/CMC.
-  let templateId = order.template_id;
-  if (params.dcvTemplateID !== undefined && !(order.product !== null && MARK_CERTIFICATE_PRODUCTS.has(order.product))) templateId = params.dcvTemplateID;
-  let templateRef: number | null = null;
-  if (templateId !== null) {
-    const row = await deps.templates.resolve(ctx.account.id, templateId);
-    if (!row) return fail(ErrorCode.InvalidArgument, 'dcvTemplateID');
-    templateRef = row.id;
-  }
+  const template = await templateOf(deps, ctx, order, params.dcvTemplateID);
+  if (!template.ok) return template;
+  const templateRef = template.value;
 
   const changes: Change[] = [];
   for (const w of wanted) {

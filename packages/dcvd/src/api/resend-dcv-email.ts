@@ -55,6 +55,19 @@ async function findOrder(deps: ResendDeps, ctx: CallContext, params: ResendDcvEm
   return order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
 }
 
+/**
+ * The template of an order's new DCV emails (ResendDCVEmail, AutoUpdateDCV): `dcvTemplateID`,
+ * else the order's own, else null (the built-in default). `dcvTemplateID` is "not relevant"
+ * for VMC/CMC orders, and -4 when the account can use no template of that id.
+ */
+export async function templateOf(deps: Pick<ResendDeps, 'templates'>, ctx: CallContext, order: OrderRow, dcvTemplateID: number | undefined): Promise<Outcome<number | null>> {
+  const markCertificate = order.product !== null && MARK_CERTIFICATE_PRODUCTS.has(order.product);
+  const templateId = dcvTemplateID !== undefined && !markCertificate ? dcvTemplateID : order.template_id;
+  if (templateId === null) return { ok: true, value: null };
+  const row = await deps.templates.resolve(ctx.account.id, templateId);
+  return row ? { ok: true, value: row.id } : fail(ErrorCode.InvalidArgument, 'dcvTemplateID');
+}
+
 export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params: ResendDcvEmailParams): Promise<Outcome<void>> {
   const now = deps.clock.now();
   const found = await findOrder(deps, ctx, params);
@@ -73,17 +86,9 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
     return fail(ErrorCode.RequestUnsuccessful);
   }
 
-  // The template: dcvTemplateID, else the order's own, else the built-in default. "Not relevant" for VMC/CMC.
-  let templateId = order.template_id;
-  if (params.dcvTemplateID !== undefined && !(order.product !== null && MARK_CERTIFICATE_PRODUCTS.has(order.product))) {
-    templateId = params.dcvTemplateID;
-  }
-  let templateRef: number | null = null;
-  if (templateId !== null) {
-    const row = await deps.templates.resolve(ctx.account.id, templateId);
-    if (!row) return fail(ErrorCode.InvalidArgument, 'dcvTemplateID');
-    templateRef = row.id;
-  }
+  const template = await templateOf(deps, ctx, order, params.dcvTemplateID);
+  if (!template.ok) return template;
+  const templateRef = template.value;
 
   // A multi-domain order (CONTRACT §12): every domain still awaiting email DCV gets its email.
   const domains = await domainsOfOrder.rows(deps.db, { orderId: order.id });
