@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultDcvEmailConfig, defaultServeConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
@@ -72,6 +73,16 @@ function reasons(logs: Record<string, unknown>[], start: number): Record<string,
   return out;
 }
 
+/**
+ * reasons() once `count` refusals are in the log: fastify logs a request after its answer is sent,
+ * so the last answers of a burst can arrive before their log lines. Waits for the lines, not for a time.
+ */
+async function settledReasons(logs: Record<string, unknown>[], start: number, count: number): Promise<Record<string, number>> {
+  const refused = () => logs.slice(start).filter((l) => l.msg === 'request' && l.code === -16).length;
+  for (let waited = 0; refused() < count && waited < 60_000; waited += 20) await sleep(20);
+  return reasons(logs, start);
+}
+
 /** Keep-alive HTTPS connections, opened before the burst so that every request lands at once. */
 function keepAlive(s: RunningServer, sockets: number) {
   const agent = new https.Agent({ ca: s.cert, keepAlive: true, maxSockets: sockets });
@@ -114,7 +125,7 @@ describe('item 1: lockout and per-IP limit under a concurrent burst', () => {
     const answers = await Promise.all([...wrong, right]);
     conn.agent.destroy();
     for (const r of answers) assert.match(r.body, AUTH_FAIL_TEXT);
-    const causes = reasons(server.logs, start);
+    const causes = await settledReasons(server.logs, start, answers.length);
     assert.equal(causes['wrong-password'], 5, `verified wrong passwords: ${JSON.stringify(causes)}`);
     assert.equal((await metric(server, 'dcvd_password_verifications_total', 'kind="account"')) - before, 5);
     // The rest were refused unverified: locked, or (a machine too busy to settle the reservations
@@ -138,7 +149,7 @@ describe('item 1: lockout and per-IP limit under a concurrent burst', () => {
       const answers = await Promise.all(Array.from({ length: 80 }, (_, i) => conn.login(`nobody${i}`, 'whatever password', '203.0.113.9')));
       conn.agent.destroy();
       for (const r of answers) assert.match(r.body, AUTH_FAIL_TEXT);
-      const causes = reasons(s.logs, start);
+      const causes = await settledReasons(s.logs, start, answers.length);
       assert.equal(causes['unknown-login'], 10, JSON.stringify(causes));
       assert.equal((causes['ip-blocked'] ?? 0) + (causes.busy ?? 0), 70, JSON.stringify(causes));
       assert.equal(await metric(s, 'dcvd_password_verifications_total', 'kind="dummy"'), 10);
