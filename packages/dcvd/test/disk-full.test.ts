@@ -32,6 +32,7 @@ import type { Store } from '../src/store/database.ts';
 import { form, GET_PATH, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { codeIn, createOrder, errorBody, getList, OK, resend } from './support/dcv.ts';
 import { waitUntil } from './support/wait.ts';
+import { sampleOf } from './support/metrics.ts';
 
 // Short retries; attempts enough that no email gives up while the disk is full.
 const FAST = { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 400, maxAttempts: 1000, leaseMs: 3000 };
@@ -201,7 +202,7 @@ test('the .eml outbox on a full disk: emails stay pending, nothing half written,
     assert.equal(server.logs.filter((l) => l.msg === 'dcv email failed').length, 0, 'a full disk never fails an email at once');
     // The queue depth: pending, or sending at the instant the worker retries one (a state with no email has no line).
     const metrics = await server.metrics.render();
-    const gauge = (state: string) => Number(new RegExp(`^dcvd_outbox_emails\\{state="${state}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+    const gauge = (state: string) => sampleOf(metrics, 'dcvd_outbox_emails', `state="${state}"`);
     assert.equal(gauge('pending') + gauge('sending'), 5, metrics);
     assert.equal(gauge('delivered') + gauge('failed'), 0, metrics);
     // The API is unaffected: the database is elsewhere.

@@ -17,6 +17,7 @@ import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts'
 import { startTestMpicServer, type TestMpicServer } from './support/mpic-server.ts';
 import { form, GET_PATH, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { createOrder, createTemplate, errorBody, OK, resend } from './support/dcv.ts';
+import { metric } from './support/metrics.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { ManualClock } from '../src/deps.ts';
 
@@ -94,11 +95,7 @@ async function emailsOf(s: TestServer, order: number): Promise<number> {
   return rows.length;
 }
 
-async function metric(s: TestServer, outcome: string): Promise<number> {
-  const text = await s.metrics.render();
-  const m = new RegExp(`^dcvd_mpic_corroborations_total\\{outcome="${outcome}"\\} (\\d+)`, 'm').exec(text);
-  return m ? Number(m[1]) : 0;
-}
+const corroborations = (s: TestServer, outcome: string): Promise<number> => metric(s, 'dcvd_mpic_corroborations_total', `outcome="${outcome}"`);
 
 const REFUSED = errorBody(-160);
 
@@ -239,12 +236,12 @@ describe('with an MPIC service of six perspectives (N = 6)', () => {
     const { body, order } = await selectFor(s, 'again.example.com', 'owner@contact.example');
     assert.equal(body, OK);
     const calls = peer.requests.length;
-    const unchanged = await metric(s, 'unchanged-resend');
+    const unchanged = await corroborations(s, 'unchanged-resend');
     // Same address (named, then omitted): the value is reused, no MPIC call.
     assert.equal((await resend(s, 'alice', { orderNumber: order, dcvEmailAddress: 'owner@contact.example' })).body, OK);
     assert.equal((await resend(s, 'alice', { orderNumber: order })).body, OK);
     assert.equal(peer.requests.length, calls);
-    assert.equal(await metric(s, 'unchanged-resend'), unchanged + 2);
+    assert.equal(await corroborations(s, 'unchanged-resend'), unchanged + 2);
     assert.equal(await emailsOf(s, order), 3);
     // Another template is another content: a new value, so a new corroboration — which now fails.
     await createTemplate(s, clock, 'alice', 4242, { subject: 'DCV for {{domain}}', text: 'Code: {{validationCode}}' });
@@ -324,10 +321,10 @@ describe('with an MPIC service of six perspectives (N = 6)', () => {
   });
 
   test('metrics count corroborations by outcome', async () => {
-    assert.ok((await metric(s, 'corroborated')) >= 5);
-    assert.ok((await metric(s, 'quorum-not-met')) >= 2);
-    assert.equal(await metric(s, 'rir-diversity-not-met'), 1);
-    assert.equal(await metric(s, 'bad-answer'), 2);
+    assert.ok((await corroborations(s, 'corroborated')) >= 5);
+    assert.ok((await corroborations(s, 'quorum-not-met')) >= 2);
+    assert.equal(await corroborations(s, 'rir-diversity-not-met'), 1);
+    assert.equal(await corroborations(s, 'bad-answer'), 2);
   });
 });
 
@@ -425,7 +422,7 @@ describe('failing closed', () => {
       const { body, order } = await selectFor(s, 'nompic.example.com', 'owner@contact.example');
       assert.equal(body, REFUSED);
       assert.equal(await emailsOf(s, order), 0);
-      assert.equal(await metric(s, 'not-configured'), 1);
+      assert.equal(await corroborations(s, 'not-configured'), 1);
       assert.ok(s.mpicWarning?.includes('-160'));
     } finally {
       await s.stop();

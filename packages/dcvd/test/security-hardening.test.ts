@@ -27,6 +27,7 @@ import { validateTemplate } from '../src/mail/templates.ts';
 import { TemplateError } from '../src/mail/errors.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type RequestOptions, type Response, type TestServer } from './support/server.ts';
+import { metric } from './support/metrics.ts';
 import { mailedCode } from './support/confirm.ts';
 import { errorBody } from './support/dcv.ts';
 
@@ -58,13 +59,6 @@ after(async () => {
 const from = <T extends RequestOptions>(ip: string, opts: T = {} as T): T => ({ ...opts, headers: { ...(opts.headers ?? {}), 'x-forwarded-for': ip } });
 const apiCall = (login: string, password: string, ip: string, s: { post: TestServer['post'] } = server) =>
   s.post(GET_PATH, form({ loginName: login, loginPassword: password, domainName: 'www.example.com', product: '801' }), from(ip));
-
-/** The value of one sample of a Prometheus counter (0 when absent). */
-async function metric(s: Pick<RunningServer, 'metrics'>, name: string, labels: string): Promise<number> {
-  const text = await s.metrics.render();
-  const line = text.split('\n').find((l) => l.startsWith(`${name}{${labels}}`));
-  return line ? Number(line.split(' ').pop()) : 0;
-}
 
 /** -16 causes in the request log lines written since `start`. */
 function reasons(logs: Record<string, unknown>[], start: number): Record<string, number> {
