@@ -19,7 +19,7 @@ import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
 import { buildApp, type ServerTimeouts } from './http/app.ts';
 import { createUseCases } from './api/index.ts';
-import { createDnsClient, systemResolvers } from './dns/client.ts';
+import { systemResolvers, type DnsClient } from './dns/client.ts';
 import { createUdpPool } from './dns/transport.ts';
 import { DnssecGuard } from './dns/dnssec.ts';
 import { DnsCache } from './dns/cache.ts';
@@ -42,7 +42,6 @@ import { buildAdminApp, checkAdminToken } from './admin/http.ts';
 import { createContactGate, describeGate } from './mpic/corroborate.ts';
 import type { Kysely } from 'kysely';
 import type { Database } from './store/schema.ts';
-import type { DnsClient } from './dns/client.ts';
 import type { MailTransport } from './mail/transport.ts';
 import type { AdminRoute } from './admin/http.ts';
 

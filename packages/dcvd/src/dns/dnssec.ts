@@ -29,7 +29,7 @@ import type { DnsCache } from './cache.ts';
 import { createDnsClient, DnsError, formatResolver, RttEstimator, type CaaResult, type DnsClient, type Resolver, type TxtResult } from './client.ts';
 import type { ExtendedDnsError } from './message.ts';
 import type { UdpPool } from './transport.ts';
-import { type DnssecMode, type DnssecConfig } from './dnssec-config.ts';
+import type { DnssecMode, DnssecConfig } from './dnssec-config.ts';
 
 export { DNSSEC_MODES, DEFAULT_DNSSEC, type DnssecMode, type DnssecConfig } from './dnssec-config.ts';
 
