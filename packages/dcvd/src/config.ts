@@ -20,7 +20,18 @@ export interface HostPort {
   port: number;
 }
 
+/** What one `serve` process does (issue 20): everything, only the API listeners, or only delivery and the timers. */
+export type ServeRole = 'all' | 'api' | 'worker';
+export const SERVE_ROLES: readonly ServeRole[] = ['all', 'api', 'worker'];
+
 export interface ServeConfig {
+  /**
+   * all: the API listeners, DCV email and webhook delivery, the purges; api: the listeners only (emails and webhooks are
+   * queued for a worker); worker: delivery and the purges, no API listener (src/server.ts, docs/OPERATIONS.md).
+   */
+  role: ServeRole;
+  /** With more than one: N API processes on one port (node:cluster), delivery and the timers in the primary (src/cluster.ts). */
+  processes: number;
   /** HTTPS listener. */
   listen: HostPort;
   /** Optional plain-HTTP listener (API calls answer -1 unless through a trusted proxy, CONTRACT §8). */
@@ -148,6 +159,8 @@ export const DEFAULT_OUTBOX_LIST_LIMIT = 100;
 
 export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeConfig {
   return {
+    role: 'all',
+    processes: 1,
     listen: DEFAULT_LISTEN,
     trustProxy: [],
     dataDir: resolve(DEFAULT_DATA_DIR),

@@ -3,7 +3,7 @@
  * of this server's own (several servers in one process never mix). Served as
  * `GET /metrics` on the admin listener. docs/OPERATIONS.md explains each one.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from './store/schema.ts';
 import type { Clock } from './deps.ts';
@@ -38,6 +38,12 @@ export interface MetricSources {
   emailDcvDaysLeft?: () => number;
   /** The DNSSEC policy's mode and each resolver's probe state. */
   dnssec?: () => { mode: string; resolvers: ReadonlyMap<string, { state: string }> };
+  /**
+   * The metrics of this server's API processes (`--processes`, src/cluster.ts), each as its registry's
+   * getMetricsAsJSON(): render() then sums their counters and histograms with this process's. Gauges
+   * read from the database or the configuration are the same in every process and taken once.
+   */
+  peers?: () => Promise<object[]>;
 }
 
 export function createMetrics(db: Kysely<Database>, sources: MetricSources): Metrics {
@@ -47,6 +53,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   if (dnssec) {
     new Gauge({
       name: 'dcvd_dnssec_mode',
+      aggregator: 'first',
       help: 'The DNSSEC policy of contact lookups: 1 for the mode in force (require, log, off); only require is BR 3.2.2.4 compliant.',
       labelNames: ['mode'] as const,
       registers: [registry],
@@ -57,6 +64,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     });
     new Gauge({
       name: 'dcvd_dnssec_resolvers',
+      aggregator: 'first',
       help: 'Configured DNS resolvers by DNSSEC probe state (proven, failed, unprobed); under --dnssec require only proven ones are asked.',
       labelNames: ['state'] as const,
       registers: [registry],
@@ -71,6 +79,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   if (daysLeft) {
     new Gauge({
       name: 'dcvd_email_dcv_days_left',
+      aggregator: 'first',
       help: 'Days until the email DCV cut-off (--email-dcv-cutoff; BR 3.2.2.4.4, .13, .14 MUST NOT be relied upon from 2028-03-15); 0 once it passed.',
       registers: [registry],
       collect() {
@@ -141,6 +150,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   // Read from the database at scrape time, so they are right across instances and restarts.
   new Gauge({
     name: 'dcvd_outbox_emails',
+    aggregator: 'first',
     help: 'DCV emails in the outbox by state: pending and sending are the queue depth; delivered, failed and cancelled are outcomes.',
     labelNames: ['state'] as const,
     registers: [registry],
@@ -156,6 +166,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   });
   const pendingAge = new Gauge({
     name: 'dcvd_outbox_oldest_pending_seconds',
+    aggregator: 'first',
     help: 'Age of the oldest DCV email not yet delivered (0 when none): a growing value means delivery is stuck.',
     registers: [registry],
     async collect() {
@@ -197,7 +208,11 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     mpicCorroboration(outcome) {
       mpic.inc({ outcome });
     },
-    render: () => registry.metrics(),
+    async render() {
+      const peers = sources.peers;
+      if (!peers) return registry.metrics();
+      return AggregatorRegistry.aggregate([await registry.getMetricsAsJSON(), ...(await peers())]).metrics();
+    },
     contentType: registry.contentType,
   };
 }

@@ -4,11 +4,16 @@
  * the outbox worker, whose links need the HTTPS address, then the internal API) → housekeeping
  * (timers). Each phase pushes what undoes it on one stack of closers; close() runs them newest
  * first, every one even when an earlier one failed, so a failed start closes exactly what it opened.
+ *
+ * The role (`--role`, issue 20) picks what the listen and housekeeping phases start: `all` everything;
+ * `api` the API listeners only — the emails and webhooks its requests queue wait in the database for a
+ * worker (woken through `ServerDeps.remoteWake` in a cluster, else found by the worker's poll); `worker`
+ * (startWorker) delivery and the purges, with no API listener. The internal API may run in any role.
  */
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
-import type { ServeConfig } from './config.ts';
+import type { HostPort, ServeConfig, ServeRole } from './config.ts';
 import { mailDomain } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -82,14 +87,22 @@ export interface RunningServer {
   cert: string;
   store: Store;
   logger: Logger;
-  /** The DCV email outbox worker of this process. */
-  outbox: OutboxWorker;
-  /** The webhook worker (always started: accounts' own URLs have their own secrets). */
+  /** The DCV email outbox worker of this process; undefined with --role api (a worker elsewhere delivers). */
+  outbox: OutboxWorker | undefined;
+  /** The webhook worker (started in roles all and worker: accounts' own URLs have their own secrets); undefined with --role api. */
   webhooks: WebhookWorker | undefined;
   /** What `gate` said at start about MPIC (the CLI prints a non-compliance warning). */
   mpicWarning: string | undefined;
   /** Stops accepting connections, lets in-flight requests finish, closes the store. */
   close(): Promise<void>;
+}
+
+/** A `--role worker` process: delivery and the timers, no API listener (the internal API if configured). */
+export interface RunningWorker extends Omit<RunningServer, 'https' | 'http' | 'outbox' | 'webhooks'> {
+  outbox: OutboxWorker;
+  webhooks: WebhookWorker;
+  /** The base of the confirmation links the emails carry. */
+  publicUrl: string;
 }
 
 export interface ServerDeps {
@@ -100,6 +113,13 @@ export interface ServerDeps {
   timeouts?: ServerTimeouts;
   /** Sandbox mode (`dcvd sandbox`, issue 17): wraps the DNS client and the mail transport, adds pages and internal API routes. */
   sandbox?: SandboxHooks;
+  /**
+   * With --role api: tells the worker elsewhere that this process queued an email or a webhook (a cluster's
+   * primary, src/cluster.ts). Without it, that worker's poll (--outbox-poll-interval) finds them.
+   */
+  remoteWake?: { outbox(): void; webhooks(): void };
+  /** The metrics of the API processes a cluster's primary serves with its own (MetricSources.peers). */
+  metricsPeers?: () => Promise<object[]>;
 }
 
 /** What a listener failed to bind: one line naming the option and variable that move it (issue 13), no stack. */
@@ -132,8 +152,21 @@ async function listen(
   return app.server.address() as AddressInfo;
 }
 
+/** Where a worker's links point when --public-url is not given: the HTTPS listener the API processes use. */
+function configuredPublicUrl(config: ServeConfig): string {
+  if (config.dcvEmail.publicUrl !== undefined) return config.dcvEmail.publicUrl;
+  if (config.listen.port === 0) throw new Error('--role worker needs --public-url (or a --listen with a fixed port): its emails link to the API processes\u2019 confirmation pages');
+  return defaultPublicUrl(listenAddress(config.listen));
+}
+
+function listenAddress({ host, port }: HostPort): AddressInfo {
+  return { address: host, port, family: host.includes(':') ? 'IPv6' : 'IPv4' };
+}
+
 /** Phase 1: what can be judged without a store, a file or a socket; a bad option leaves nothing behind. */
-function checkConfig(config: ServeConfig): { adminToken: string | undefined } {
+function checkConfig(config: ServeConfig, deps: ServerDeps, role: ServeRole): { adminToken: string | undefined } {
+  if (deps.sandbox && role !== 'all') throw new Error('the sandbox runs every role in one process');
+  if (role === 'worker') configuredPublicUrl(config);
   const adminToken = config.adminListen ? checkAdminToken(config.adminToken) : undefined;
   checkDcvEmailConfig(config.dcvEmail);
   if (config.webhooks.url !== undefined && config.webhooks.secret === undefined) throw new Error('--webhook-url needs --webhook-secret or --webhook-secret-file');
@@ -180,11 +213,31 @@ class LateWake {
 }
 
 interface Context {
+  role: ServeRole;
   config: ServeConfig;
   deps: ServerDeps;
   clock: Clock;
   logger: Logger;
   closers: Closers;
+}
+
+/** The schema up to date and the certificate there (generated if need be): what every process of one server shares. */
+async function migrateAndCertificate(config: ServeConfig, store: Store, logger: Logger) {
+  const applied = await migrateToLatest(store.db, store.dialect);
+  for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
+  const tls = await loadOrCreateCertificate(config);
+  if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
+  return tls;
+}
+
+/** Migrations and the certificate once, before several processes open the store (src/cluster.ts): none of them then races to do it. */
+export async function prepareShared(config: ServeConfig, logger: Logger): Promise<void> {
+  const store = openStore({ dataDir: config.dataDir, databaseUrl: config.databaseUrl, poolSize: 1 });
+  try {
+    await migrateAndCertificate(config, store, logger);
+  } finally {
+    await store.close();
+  }
 }
 
 /** Phase 2: every service in dependency order, before any listener. */
@@ -196,15 +249,13 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
     backgroundCheckpoints: { onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed; commits checkpoint by themselves') },
   });
   closers.push('store', () => store.close());
-  const applied = await migrateToLatest(store.db, store.dialect);
-  for (const m of applied) logger.info({ migration: m.migrationName, status: m.status }, 'migration');
-  const tls = await loadOrCreateCertificate(config);
-  if (tls.generated) logger.warn({ certPath: tls.certPath }, 'generated a self-signed certificate for localhost');
+  const tls = await migrateAndCertificate(config, store, logger);
 
   const metrics = createMetrics(store.db, {
     clock,
     emailDcvDaysLeft: () => daysUntilCutoff(config.emailDcv, clock.now()),
     dnssec: () => ({ mode: dnssec.mode, resolvers: dnssec.probeStates() }),
+    ...(deps.metricsPeers ? { peers: deps.metricsPeers } : {}),
   });
   const auth = new Authenticator(store.db, clock, config.auth, {
     onLockout: () => metrics.lockout(),
@@ -245,6 +296,7 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
   const random = deps.random ?? cryptoRandom;
   const valueKeys = loadValueKeys(config.dataDir, config.dcvEmail.secretKeyFile);
   const outboxWake = new LateWake();
+  const webhookWake = new LateWake();
   // MPIC of DNS-found contacts (issue 19): said at start whether it is on, off or missing.
   const contactGate = createContactGate(store.db, config.mpic, (outcome) => metrics.mpicCorroboration(outcome));
   const gateState = describeGate(contactGate);
@@ -302,7 +354,7 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
       // Nothing is queued when neither the account nor the server has a URL (the global URL needs its secret at start).
       await queueDecisionWebhook(trx, hooks, event, config.emailDcv);
     },
-    afterDecided: () => webhooks.wake(),
+    afterDecided: webhookWake.wake,
   });
   const confirm = { confirmation, clock, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
   // The confirmation links' base: --public-url, or the HTTPS listener once it is up.
@@ -335,13 +387,16 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
     metrics,
     extend: sandbox && ((app: FastifyInstance) => sandbox.extendApp(app)),
   };
-  return { store, tls, metrics, auth, registry, confirmation, webhooks, valueKeys, outboxWake, links, admin, app, gateState };
+  return { store, tls, metrics, auth, registry, confirmation, webhooks, valueKeys, outboxWake, webhookWake, links, admin, app, gateState };
 }
 
 type Services = Awaited<ReturnType<typeof buildServices>>;
 
-/** Phase 3: the API listeners, the outbox worker (its links need the HTTPS address), the webhook worker, then the internal API. */
-async function listenAll({ config, deps, clock, logger, closers }: Context, services: Services, adminToken: string | undefined) {
+/**
+ * Phase 3: the API listeners (not in role worker), the outbox worker (its links need the HTTPS address)
+ * and the webhook worker (not in role api), then the internal API.
+ */
+async function listenAll({ role, config, deps, clock, logger, closers }: Context, services: Services, adminToken: string | undefined) {
   const { store, tls, metrics, valueKeys, links, app } = services;
   const apps: FastifyInstance[] = [];
   let outbox: OutboxWorker | undefined;
@@ -354,27 +409,48 @@ async function listenAll({ config, deps, clock, logger, closers }: Context, serv
     metrics.backgroundError('accept');
     logger.error({ err }, 'accepting a connection failed; the listener carries on');
   };
-  const httpsApp = await buildApp({ ...app, tls });
-  apps.push(httpsApp);
-  const https = await listen(httpsApp, config.listen.host, config.listen.port, '--listen', acceptFailed);
+  let https: AddressInfo | undefined;
   let http: AddressInfo | undefined;
-  if (config.httpListen) {
-    const httpApp = await buildApp(app);
-    apps.push(httpApp);
-    http = await listen(httpApp, config.httpListen.host, config.httpListen.port, '--http-listen', acceptFailed);
+  if (role !== 'worker') {
+    const httpsApp = await buildApp({ ...app, tls });
+    apps.push(httpsApp);
+    https = await listen(httpsApp, config.listen.host, config.listen.port, '--listen', acceptFailed);
+    if (config.httpListen) {
+      const httpApp = await buildApp(app);
+      apps.push(httpApp);
+      http = await listen(httpApp, config.httpListen.host, config.httpListen.port, '--http-listen', acceptFailed);
+    }
   }
 
-  // The outbox worker: links point at --public-url, or at this listener.
-  links.base = config.dcvEmail.publicUrl ?? defaultPublicUrl(https);
+  // The outbox worker: links point at --public-url, or at this listener (a worker: at the configured one).
+  links.base = https ? (config.dcvEmail.publicUrl ?? defaultPublicUrl(https)) : configuredPublicUrl(config);
+  if (role === 'api') {
+    // Queued here, delivered by a worker elsewhere: woken if there is a way to reach it, else found by its poll.
+    const remote = deps.remoteWake;
+    if (remote) {
+      services.outboxWake.bind({ wake: () => remote.outbox() });
+      services.webhookWake.bind({ wake: () => remote.webhooks() });
+    }
+  } else {
+    outbox = startOutbox({ config, deps, clock, logger }, services, links.base);
+    services.webhooks.start();
+    services.webhookWake.bind(services.webhooks);
+  }
+  const admin = await listenAdmin({ config, deps, clock, logger, apps }, services, adminToken, acceptFailed);
+  return { https, http, admin, outbox };
+}
+
+function startOutbox({ config, deps, clock, logger }: Pick<Context, 'config' | 'deps' | 'clock' | 'logger'>, services: Services, publicUrl: string): OutboxWorker {
+  const { store, valueKeys } = services;
   const transport = createMailTransport(config.dcvEmail, config.dataDir, logger);
-  outbox = new OutboxWorker({
+  const outbox = new OutboxWorker({
     db: store.db,
     dialect: store.dialect,
     clock,
     transport: deps.sandbox?.wrapMailTransport(transport) ?? transport,
     keys: valueKeys,
     mailFrom: config.dcvEmail.mailFrom,
-    publicUrl: links.base,
+    publicUrl,
     caName: config.dcvEmail.caName,
     policy: config.dcvEmail.outbox,
     emailPolicy: config.emailDcv,
@@ -382,9 +458,17 @@ async function listenAll({ config, deps, clock, logger, closers }: Context, serv
   });
   outbox.start();
   services.outboxWake.bind(outbox);
-  services.webhooks.start();
+  return outbox;
+}
 
-  // The internal JSON API (CONTRACT §9), last: the operator's operations, the metrics, the OpenAPI document.
+/** The internal JSON API (CONTRACT §9), last: the operator's operations, the metrics, the OpenAPI document. */
+async function listenAdmin(
+  { config, deps, clock, logger, apps }: Pick<Context, 'config' | 'deps' | 'clock' | 'logger'> & { apps: FastifyInstance[] },
+  services: Services,
+  adminToken: string | undefined,
+  acceptFailed: (err: Error) => void,
+): Promise<AddressInfo | undefined> {
+  const { tls, metrics } = services;
   let admin: AddressInfo | undefined;
   if (config.adminListen && services.admin && adminToken !== undefined) {
     const adminApp = await buildAdminApp({
@@ -402,11 +486,11 @@ async function listenAll({ config, deps, clock, logger, closers }: Context, serv
     apps.push(adminApp);
     admin = await listen(adminApp, config.adminListen.host, config.adminListen.port, '--admin-listen', acceptFailed);
   }
-  return { https, http, admin, outbox };
+  return admin;
 }
 
-/** Phase 4: the timers — process stats, the email-method sunset's webhooks, the purges — and the sandbox's own. */
-function housekeeping({ config, deps, clock, logger, closers }: Context, services: Services): void {
+/** Phase 4: the timers — process stats, then (not in role api) the email-method sunset's webhooks, the purges — and the sandbox's own. */
+function housekeeping({ role, config, deps, clock, logger, closers }: Context, services: Services): void {
   const { store, metrics, auth, registry, confirmation, webhooks } = services;
   // Process health for operators and the soak run: memory and event-loop delay, every `statsIntervalMs`.
   const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -438,6 +522,12 @@ function housekeeping({ config, deps, clock, logger, closers }: Context, service
     loopDelay.reset();
   }), config.statsIntervalMs);
   stats.unref();
+  closers.push('stats timer', () => {
+    clearInterval(stats);
+    loopDelay.disable();
+  });
+  // The shared work — webhooks of the sunset, the purges — belongs to the processes that deliver.
+  if (role === 'api') return;
 
   // The email-method sunset (BR 3.2.2.4.4, .13, .14): a warning while the methods are discouraged; from the
   // cut-off, every validated order's ordering system is told by webhook that its validation is no longer usable.
@@ -474,50 +564,58 @@ function housekeeping({ config, deps, clock, logger, closers }: Context, service
     unusableHooks();
   }), 60_000);
   purge.unref();
-  closers.push('timers', () => {
-    clearInterval(purge);
-    clearInterval(stats);
-    loopDelay.disable();
-  });
+  closers.push('purge timer', () => clearInterval(purge));
   deps.sandbox?.start();
 }
 
-export async function startServer(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningServer> {
-  const { adminToken } = checkConfig(config);
+/** The four phases for one role; a failed start closes what it opened and throws the start's error. */
+async function start(config: ServeConfig, deps: ServerDeps, role: ServeRole) {
+  const { adminToken } = checkConfig(config, deps, role);
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.logLevel);
-  const context: Context = { config, deps, clock, logger, closers: new Closers() };
+  const context: Context = { role, config, deps, clock, logger, closers: new Closers() };
   try {
     const services = await buildServices(context);
     const listeners = await listenAll(context, services, adminToken);
     housekeeping(context, services);
-    const { store, tls, metrics, webhooks, gateState } = services;
+    const { store, tls, metrics, gateState } = services;
     logger.info(
-      { https: listeners.https, http: listeners.http, admin: listeners.admin, database: store.location, certPath: tls.certPath },
-      'dcvd is listening',
+      { role, https: listeners.https, http: listeners.http, admin: listeners.admin, database: store.location, certPath: tls.certPath },
+      role === 'worker' ? 'dcvd worker is delivering' : 'dcvd is listening',
     );
     let closing: Promise<void> | undefined;
-    const running: RunningServer = {
-      https: listeners.https,
+    const common = {
       metrics,
       certPath: tls.certPath,
       cert: tls.cert,
       store,
       logger,
-      outbox: listeners.outbox,
-      webhooks,
       mpicWarning: gateState.level === 'warn' ? gateState.message : undefined,
       close() {
         closing ??= context.closers.close();
         return closing;
       },
+      ...(listeners.admin ? { admin: listeners.admin } : {}),
     };
-    if (listeners.http) running.http = listeners.http;
-    if (listeners.admin) running.admin = listeners.admin;
-    return running;
+    return { common, listeners, services };
   } catch (err) {
     // A failed start closes what it opened; the start's error is the one the operator needs.
     await context.closers.close().catch((closeErr: unknown) => logger.error({ err: closeErr }, 'closing after a failed start failed'));
     throw err;
   }
+}
+
+/** `dcvd serve` in role all (the default) or api: the API listeners, and in role all delivery and the timers too. */
+export async function startServer(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningServer> {
+  if (config.role === 'worker') throw new Error('role worker has no API listener: use startWorker()');
+  const { common, listeners, services } = await start(config, deps, config.role);
+  const running: RunningServer = { ...common, https: listeners.https!, outbox: listeners.outbox, webhooks: listeners.outbox ? services.webhooks : undefined };
+  if (listeners.http) running.http = listeners.http;
+  return running;
+}
+
+/** `dcvd serve --role worker`: DCV email and webhook delivery and the purges, beside API processes on the same database. */
+export async function startWorker(config: ServeConfig, deps: ServerDeps = {}): Promise<RunningWorker> {
+  const { common, listeners, services } = await start(config, deps, 'worker');
+  return { ...common, outbox: listeners.outbox!, webhooks: services.webhooks, publicUrl: services.links.base! };
 }

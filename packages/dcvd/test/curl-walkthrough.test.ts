@@ -151,7 +151,7 @@ test('the walk-through of docs/PROTOCOL.md, step by step with curl: list → ord
     assert.equal(resent.status, 0, resent.stderr);
     assert.equal(resent.stdout, 'errorCode=0\n');
     const mails = (await sink.waitFor(mailsBefore + 2, 60_000)).slice(mailsBefore);
-    await server.outbox.idle();
+    await server.outbox!.idle();
     assert.equal(sink.messages.length, mailsBefore + 2, 'each email delivered once');
     assert.deepEqual(mails.map((m) => m.envelope.rcptTo[0]), ['admin@example.com', 'admin@example.com']);
     const code = codeIn(mails[0]!.parsed.text);

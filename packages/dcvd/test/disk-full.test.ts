@@ -211,7 +211,7 @@ test('the .eml outbox on a full disk: emails stay pending, nothing half written,
     freeUp(outbox);
     await waitUntil('every email delivered', async () => (await outboxRows(s.store)).every((r) => r.state === 'delivered'), WAIT_MS);
     await sleep(500); // time enough for a duplicate attempt to show up
-    await server.outbox.idle();
+    await server.outbox!.idle();
     const rows = await outboxRows(server.store);
     assert.deepEqual(rows.map((r) => r.order_number), orders);
     assert.ok(rows.every((r) => r.state === 'delivered' && r.last_error === null));
@@ -244,7 +244,7 @@ test('the database on a full disk: -14 on both endpoints, nothing half stored, a
     const refused = [await newOrder(server), await newOrder(server), await newOrder(server)];
     const s = server;
     await waitUntil('the first emails delivered', async () => (await outboxRows(s.store)).every((r) => r.state === 'delivered'), WAIT_MS);
-    await server.outbox.idle();
+    await server.outbox!.idle();
 
     // An empty WAL, so the next write needs new blocks (otherwise SQLite may go on for a while in the WAL it already has).
     const [checkpoint] = (await sql<{ busy: number }>`pragma wal_checkpoint(TRUNCATE)`.execute(server.store.db)).rows;
@@ -292,7 +292,7 @@ test('the database on a full disk: -14 on both endpoints, nothing half stored, a
     // Everything answered errorCode=0 is on disk: the restarted server finds it, and nothing is sent twice.
     server = await start();
     await sleep(500);
-    await server.outbox.idle();
+    await server.outbox!.idle();
     const rows = await outboxRows(server.store);
     assert.deepEqual(rows.map((r) => r.order_number), answeredOk, 'one email per errorCode=0, none for a -14');
     assert.ok(rows.every((r) => r.state === 'delivered'));

@@ -174,8 +174,8 @@ test('after the cut-off: no email is offered, resent or delivered; the page refu
   assert.ok(server.logs.some((l) => l.msg === 'email DCV refused by policy' && l.policy === 'cutoff' && l.orderNumber === pending.orderNumber));
 
   // The queued email is cancelled when its turn comes, and the outbox says why.
-  server.outbox.wake();
-  await server.outbox.idle();
+  server.outbox!.wake();
+  await server.outbox!.idle();
   const row = await server.store.db.selectFrom('outbox').selectAll().where('message_id', '=', queuedMessageId).executeTakeFirstOrThrow();
   assert.deepEqual([row.state, row.sealed_code, row.delivered_at], ['cancelled', null, null]);
   assert.match(row.last_error ?? '', /^not sent: email DCV methods may not be relied upon from 2027-03-10 \(BR 3\.2\.2\.4\.4, \.13, \.14; --email-dcv-cutoff\)$/);

@@ -79,7 +79,7 @@ function phpRead(body: string): Record<string, string> {
 async function nextMails(n: number) {
   const before = sink.messages.length;
   const all = await sink.waitFor(before + n, 60_000);
-  await server.outbox.idle();
+  await server.outbox!.idle();
   return all.slice(before, before + n);
 }
 
@@ -323,7 +323,7 @@ test('responseFormat=0: the real host\'s newline-delimited answer, for success a
   assert.notEqual(plain.body.split('\n')[1], lines[1]);
   // Counted from before the first order: its email may arrive before the second order is placed.
   await sink.waitFor(mailsBefore + 2, 60_000);
-  await server.outbox.idle();
+  await server.outbox!.idle();
   // Errors in that format: code, then message, as GetDCVEmailAddressList's text.
   assert.equal((await call('AutoApplyOrder', 'alice', { ...base, product: 999 })).body, encodeTextError('AutoApplyOrder', { code: -4, item: 'product' }));
   assert.equal((await call('AutoApplyOrder', 'alice', { ...base, bogus: 1 })).body, encodeTextError('AutoApplyOrder', { code: -2, item: 'bogus' }));
@@ -391,7 +391,7 @@ test('one email for several domains sharing an ADN address (BR 3.2.2.4.4): deliv
   assert.doesNotMatch(spent.body, /name="decision" value="approve"/);
 
   // Every email was delivered exactly once.
-  await server.outbox.idle();
+  await server.outbox!.idle();
   const rows = await outboxRows();
   assert.equal(rows.length, 5);
   const delivered = rows.filter((row) => row.state === 'delivered').length;

@@ -80,7 +80,7 @@ describe('over SMTP', () => {
     await sink.start();
     await sink.waitFor(10, 10_000);
     await sleep(500); // time enough for any duplicate to show up
-    await server.outbox.idle();
+    await server.outbox!.idle();
     const rows = await outboxRows(server.store);
     assert.ok(rows.every((r) => r.state === 'delivered' && r.delivered_at !== null && r.last_error === null));
     assertOncePerEmail(sink, rows.map((r) => r.message_id));
@@ -93,7 +93,7 @@ describe('over SMTP', () => {
     sink.refuseNext(1, 451);
     const [temp] = await queue(server, 1);
     await sink.waitFor(1);
-    await server.outbox.idle();
+    await server.outbox!.idle();
     let rows = await server.store.db.selectFrom('outbox as o').innerJoin('orders as d', 'd.id', 'o.order_id').selectAll('o').where('d.order_number', '=', temp!).execute();
     assert.deepEqual([rows[0]!.state, rows[0]!.attempts], ['delivered', 2]);
 
@@ -185,7 +185,7 @@ test('a graceful stop while the SMTP server hangs loses nothing; the restarted s
   try {
     await sink.waitFor(2);
     await sleep(500);
-    await second.outbox.idle();
+    await second.outbox!.idle();
     const rows = await outboxRows(second.store);
     assert.ok(rows.every((r) => r.state === 'delivered' && r.attempts === 2), JSON.stringify(rows.map((r) => [r.state, r.attempts])));
     assertOncePerEmail(sink, rows.map((r) => r.message_id));

@@ -51,7 +51,7 @@ after(async () => {
 async function next(n = 1) {
   const before = sink.messages.length;
   const all = await sink.waitFor(before + n);
-  await server.outbox.idle();
+  await server.outbox!.idle();
   return all.slice(before);
 }
 
@@ -178,14 +178,14 @@ test('the minimum interval: a faster resend is -160, also when requests race', a
   assert.equal(bodies.filter((b) => b === OK).length, 1);
   assert.equal(bodies.filter((b) => b === errorBody(-160)).length, 11);
   await sink.waitFor(first + 1);
-  await server.outbox.idle();
+  await server.outbox!.idle();
   clock.advance(59_999);
   assert.equal((await resend(server, 'alice', { orderNumber: 1200001 })).body, errorBody(-160));
   clock.advance(1);
   const second = sink.messages.length;
   assert.equal((await resend(server, 'alice', { orderNumber: 1200001 })).body, OK);
   await sink.waitFor(second + 1);
-  await server.outbox.idle();
+  await server.outbox!.idle();
   const emails = await server.store.db.selectFrom('outbox as o').innerJoin('orders as d', 'd.id', 'o.order_id').select('o.id').where('d.order_number', '=', 1200001).execute();
   assert.equal(emails.length, 2);
 });

@@ -486,7 +486,9 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
       schema: { ...(r.params ? { params: r.params } : {}), ...(r.query ? { querystring: r.query } : {}), ...(r.body ? { body: r.body } : {}) },
       handler: async (request, reply) => {
         const result = await r.handler({ params: request.params, query: request.query, body: request.body }, reply);
-        if (result === reply) return reply;
+        // A handler that sent the reply itself (/metrics) returns it; an async function returning the thenable
+        // reply hands back what it resolved to, so ask the reply whether it went out.
+        if (result === reply || reply.sent) return reply;
         return reply.code(r.status).send(result);
       },
     });

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, type ServeConfig } from '../config.ts';
+import { defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, SERVE_ROLES, type ServeConfig, type ServeRole } from '../config.ts';
 import { checkWebhookUrl } from '../accounts/webhook-url.ts';
 import { parseResolvers, type Resolver } from '../dns/resolvers.ts';
 import { DNSSEC_MODES, type DnssecMode } from '../dns/dnssec-config.ts';
@@ -11,6 +11,8 @@ import { dcvEmailConfigFrom, withDcvEmailOptions, type DcvEmailFlags } from './o
 import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
 
 interface ServeFlags extends StoreFlags {
+  role: ServeRole;
+  processes: number;
   listen: string;
   httpListen?: string;
   adminListen?: string;
@@ -73,6 +75,12 @@ function serveOptions(): Command {
   const duration = (ms: number) => [ms, formatDuration(ms)] as const;
   return withStoreOptions(
     new Command('serve')
+      .addOption(
+        opt('--role <role>', 'all (API and delivery), api (listeners only; a worker elsewhere delivers) or worker (DCV email and webhook delivery and the purges, no API listener)')
+          .choices([...SERVE_ROLES])
+          .default(defaults.role),
+      )
+      .addOption(opt('--processes <n>', 'API processes sharing --listen (node:cluster); above 1 this process delivers and serves --admin-listen (role all only)', (v) => parseCount(v, 1)).default(defaults.processes))
       .addOption(opt('--listen <host:port>', 'HTTPS listener').default(formatHostPort(defaults.listen)))
       .addOption(opt('--http-listen <host:port>', 'plain-HTTP listener (API calls answer -1 unless from a trusted proxy); off by default'))
       .addOption(opt('--admin-listen <host:port>', 'internal JSON API and /metrics (HTTPS, same certificate, bearer token); off by default'))
@@ -131,7 +139,10 @@ function serveOptions(): Command {
     .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default(defaults.logLevel))
     .action(async (flags: ServeFlags) => {
+      if (flags.processes > 1 && flags.role !== 'all') throw new Error('--processes runs API processes and a delivering primary: use it with --role all');
       const config: ServeConfig = defaultServeConfig({
+        role: flags.role,
+        processes: flags.processes,
         listen: parseHostPort(flags.listen),
         httpListen: flags.httpListen ? parseHostPort(flags.httpListen) : undefined,
         adminListen: flags.adminListen ? parseHostPort(flags.adminListen) : undefined,
@@ -172,13 +183,14 @@ function serveOptions(): Command {
         ipv6Prefix: flags.ipv6Prefix,
       });
       // Loaded here, not at the top: the HTTP stack is most of dcvd's code, and no other command needs it.
-      const { startServer } = await import('../server.ts');
-      const server = await startServer(config);
+      const server = await startRole(config);
+      if (server === undefined) return; // an API process of a cluster: the primary speaks for it
       const host = (a: { address: string; port: number }) => (a.address.includes(':') ? `[${a.address}]` : a.address) + `:${a.port}`;
-      process.stderr.write(`dcvd: HTTPS on https://${host(server.https)}/  (certificate: ${server.certPath})\n`);
+      if (server.https) process.stderr.write(`dcvd: HTTPS on https://${host(server.https)}/  (certificate: ${server.certPath})\n`);
       if (server.http) process.stderr.write(`dcvd: plain HTTP on http://${host(server.http)}/\n`);
       if (server.admin) process.stderr.write(`dcvd: internal API on https://${host(server.admin)}/v1/ (bearer token)\n`);
       process.stderr.write(`dcvd: database ${server.store.location}\n`);
+      process.stderr.write(`dcvd: ${server.roleLine}\n`);
       if (server.mpicWarning) process.stderr.write(`dcvd: WARNING: ${server.mpicWarning}\n`);
       let stopping = false;
       const stop = (signal: string) => {
@@ -198,3 +210,48 @@ function serveOptions(): Command {
     });
 }
 
+
+interface Started {
+  https?: { address: string; port: number } | undefined;
+  http?: { address: string; port: number } | undefined;
+  admin?: { address: string; port: number } | undefined;
+  certPath: string;
+  store: { location: string };
+  logger: { error(obj: object, msg: string): void };
+  mpicWarning: string | undefined;
+  /** What this process does, for the start-up lines. */
+  roleLine: string;
+  close(): Promise<void>;
+}
+
+/** The server of the configured role, the primary of --processes, or (undefined) an API process of one. */
+async function startRole(config: ServeConfig): Promise<Started | undefined> {
+  if (config.processes > 1) {
+    const { default: cluster } = await import('node:cluster');
+    const { runApiProcess, startCluster } = await import('../cluster.ts');
+    if (cluster.isWorker) {
+      await runApiProcess(config);
+      return undefined;
+    }
+    const running = await startCluster(config);
+    const { worker } = running;
+    return {
+      ...worker,
+      https: running.https,
+      http: running.http,
+      close: () => running.close(),
+      roleLine: `${config.processes} API processes (pids ${running.pids().join(', ')}) share the HTTPS port; this process (pid ${process.pid}) delivers, purges and serves the internal API`,
+    };
+  }
+  const { startServer, startWorker } = await import('../server.ts');
+  if (config.role === 'worker') {
+    const worker = await startWorker(config);
+    return { ...worker, close: () => worker.close(), roleLine: `role worker: delivering DCV emails (links to ${worker.publicUrl}) and webhooks; no API listener` };
+  }
+  const server = await startServer(config);
+  const roleLine =
+    config.role === 'api'
+      ? 'role api: emails and webhooks are queued in the database for a `--role worker` process to deliver'
+      : 'role all: API, DCV email and webhook delivery in this process';
+  return { ...server, close: () => server.close(), roleLine };
+}

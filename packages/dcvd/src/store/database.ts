@@ -2,6 +2,9 @@
  * The database behind a typed query builder (CONTRACT §10): SQLite in WAL
  * mode in the data directory by default, PostgreSQL for a postgres:// URL.
  *
+ * SQLite transactions begin IMMEDIATE (below), so several processes on one file queue for the write
+ * lock instead of failing (issue 20's --processes and --role).
+ *
  * Lock order (issue 14): every transaction that touches an order writes (and
  * so locks) its `orders` row FIRST, then `random_values`, then `outbox`, then
  * the rows it only inserts (`dcv_evidence`, `webhook_outbox`). Approve/decline
@@ -16,7 +19,7 @@ import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import type { Database } from './schema.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
 
@@ -105,6 +108,16 @@ class SqliteDriverKeepingCause extends SqliteDriver {
     private readonly sqlite: SQLite.Database,
   ) {
     super(config);
+  }
+
+  /**
+   * BEGIN IMMEDIATE: a transaction takes the write lock when it starts. With several processes on one file
+   * (`--processes`, `--role`), a deferred transaction that read first and then writes fails at once with
+   * SQLITE_BUSY when another process wrote in between, without waiting; an immediate one waits for the lock
+   * (busy_timeout) instead. In one process Kysely runs one transaction at a time anyway, so it costs nothing.
+   */
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
   }
 
   override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {

@@ -24,7 +24,7 @@ export async function mailedCode(
   const r = await resend(server, order.login, { orderNumber: order.orderNumber, dcvEmailAddress: order.address });
   if (r.body !== OK) throw new Error(`ResendDCVEmail failed: ${r.body}`);
   const mail = (await sink.waitFor(before + 1))[before]!;
-  await server.outbox.idle();
+  await server.outbox!.idle();
   const code = codeIn(mail.parsed.text);
   const link = new RegExp(`https?://\\S+/dcv/confirm/${code}`).exec(mail.parsed.text ?? '')?.[0];
   if (!link) throw new Error('no confirmation link in the email');

@@ -9,6 +9,8 @@ export interface ServeProcess {
   port: number;
   ca: string;
   exited: Promise<number | null>;
+  /** What the process wrote to stderr so far (its start-up lines: addresses, role). */
+  stderr(): string;
   /** The answer's body; `agent` e.g. a keep-alive one (default: Node's global agent). Rejects when the connection dies first. */
   post(path: string, body: string, agent?: https.Agent): Promise<string>;
 }
@@ -34,7 +36,17 @@ export async function startServe(
       pending += c.toString();
       const lines = pending.split('\n');
       pending = lines.pop()!;
-      for (const line of lines) if (line.startsWith('{')) onLine(JSON.parse(line) as Record<string, unknown>);
+      for (const line of lines) {
+        if (!line.startsWith('{')) continue;
+        // Several processes (`--processes`) share the pipe: a batch of lines longer than PIPE_BUF may interleave with another's.
+        let parsed: Record<string, unknown>;
+        try {
+          parsed = JSON.parse(line) as Record<string, unknown>;
+        } catch {
+          continue;
+        }
+        onLine(parsed);
+      }
     });
   }
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -69,5 +81,5 @@ export async function startServe(
       req.on('error', reject);
       req.end(body);
     });
-  return { child, port, ca, exited, post };
+  return { child, port, ca, exited, post, stderr: () => stderr };
 }

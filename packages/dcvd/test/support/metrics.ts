@@ -11,3 +11,12 @@ export function sampleOf(text: string, name: string, labels: string): number {
 export async function metric(s: Pick<RunningServer, 'metrics'>, name: string, labels: string): Promise<number> {
   return sampleOf(await s.metrics.render(), name, labels);
 }
+
+/** The sum of a metric's samples whose labels include every one given (`{ endpoint: 'X' }` sums over the other labels). */
+export function sampleSum(text: string, name: string, labels: Record<string, string>): number {
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(`${name}{`) && wanted.every((w) => l.slice(name.length, l.lastIndexOf('}') + 1).includes(w)))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}

@@ -1,0 +1,238 @@
+/**
+ * `dcvd serve --processes N` (issue 20): N API processes (role api) share the HTTPS port through
+ * node:cluster, and the primary process delivers (role worker: the DCV email outbox, the webhooks, the
+ * purges) and serves the internal API. All of them use the one database: lockouts, the 24-hour
+ * registry, the orders and the outbox are rows there, so every process sees the same state (SQLite
+ * transactions begin IMMEDIATE for this, src/store/database.ts).
+ *
+ * The primary migrates and makes the certificate first, then forks the API processes; each one tells
+ * it when it queued an email or a webhook (one message per event-loop turn at most), so delivery starts
+ * at once instead of at the next poll. /metrics on the primary sums the API processes' counters with
+ * its own. An API process that dies is replaced after a second; on SIGTERM/SIGINT the primary stops
+ * them (each finishes its requests in flight), then stops delivering.
+ */
+import cluster, { type ClusterSettings, type Worker } from 'node:cluster';
+import type { AddressInfo } from 'node:net';
+import type { ServeConfig } from './config.ts';
+import { createLogger, type Logger } from './log.ts';
+import { prepareShared, startServer, startWorker, type RunningWorker } from './server.ts';
+import { defaultPublicUrl } from './outbox/delivery.ts';
+
+/** Messages between the primary and an API process. */
+type ToChild = { dcvd: 'stop' } | { dcvd: 'metrics'; id: number };
+type ToPrimary =
+  | { dcvd: 'ready'; https: AddressInfo; http?: AddressInfo }
+  | { dcvd: 'failed'; message: string }
+  | { dcvd: 'wake'; queue: 'outbox' | 'webhooks' }
+  | { dcvd: 'metrics'; id: number; metrics: object };
+
+const isMessage = (m: unknown): m is { dcvd: string } => typeof m === 'object' && m !== null && typeof (m as { dcvd?: unknown }).dcvd === 'string';
+
+/** How long the primary waits for an API process to finish its requests when stopping, and for its metrics. */
+const STOP_GRACE_MS = 30_000;
+const METRICS_WAIT_MS = 2_000;
+/** An API process that died is replaced after this long (a crash loop does not spin). */
+const RESPAWN_DELAY_MS = 1_000;
+
+export interface RunningCluster {
+  https: AddressInfo;
+  http?: AddressInfo;
+  /** The primary: delivery, timers, the internal API. */
+  worker: RunningWorker;
+  /** The API processes' pids now. */
+  pids(): number[];
+  /** Stops the API processes (requests in flight finish), then delivery; resolves when all are gone. */
+  close(): Promise<void>;
+}
+
+/**
+ * The primary's side. `setup` is node:cluster's (tests and the benchmark name the script an API process
+ * runs); by default an API process runs this process's own command line, and `runApiProcess` there.
+ */
+export async function startCluster(config: ServeConfig, options: { logger?: Logger; setup?: ClusterSettings } = {}): Promise<RunningCluster> {
+  if (!cluster.isPrimary) throw new Error('startCluster runs in the primary process');
+  if (config.processes < 2) throw new Error('a cluster has at least 2 API processes');
+  if (config.role !== 'all') throw new Error('--processes runs API processes and a delivering primary: use it with --role all');
+  // Every line says which process wrote it.
+  const logger = (options.logger ?? createLogger(config.logLevel)).child({ pid: process.pid });
+  await prepareShared(config, logger);
+  if (options.setup) cluster.setupPrimary(options.setup);
+
+  const children = new Set<Worker>();
+  let stopping = false;
+  let worker: RunningWorker | undefined;
+  let metricsId = 0;
+  const metricsWaiting = new Map<number, (metrics: object) => void>();
+
+  const onMessage = (child: Worker, m: unknown) => {
+    if (!isMessage(m)) return;
+    const msg = m as ToPrimary;
+    if (msg.dcvd === 'wake') {
+      // Before the primary delivers, its first look at start() finds what was queued.
+      if (msg.queue === 'outbox') worker?.outbox.wake();
+      else worker?.webhooks.wake();
+    } else if (msg.dcvd === 'metrics') {
+      metricsWaiting.get(msg.id)?.(msg.metrics);
+    } else if (msg.dcvd === 'failed') {
+      logger.error({ pid: child.process.pid, err: msg.message }, 'API process failed to start');
+    }
+  };
+
+  /** Forks one API process; resolves with its addresses once it listens, rejects with its start error. */
+  const fork = (): Promise<{ https: AddressInfo; http?: AddressInfo }> =>
+    new Promise((resolve, reject) => {
+      const child = cluster.fork();
+      children.add(child);
+      let started = false;
+      child.on('message', (m: unknown) => {
+        onMessage(child, m);
+        if (!isMessage(m) || started) return;
+        const msg = m as ToPrimary;
+        if (msg.dcvd === 'ready') {
+          started = true;
+          resolve({ https: msg.https, ...(msg.http ? { http: msg.http } : {}) });
+        } else if (msg.dcvd === 'failed') {
+          started = true;
+          reject(new Error(msg.message));
+        }
+      });
+      child.on('exit', (code, signal) => {
+        children.delete(child);
+        if (!started) {
+          started = true;
+          reject(new Error(`an API process exited before it listened (${signal ?? `exit code ${code}`})`));
+          return;
+        }
+        if (stopping) return;
+        logger.error({ pid: child.process.pid, code, signal }, 'an API process exited; starting another');
+        setTimeout(() => {
+          if (!stopping) fork().catch((err: unknown) => logger.error({ err }, 'a replacement API process failed to start'));
+        }, RESPAWN_DELAY_MS).unref();
+      });
+    });
+
+  const stopChildren = async () => {
+    stopping = true;
+    await Promise.all(
+      [...children].map(
+        (child) =>
+          new Promise<void>((done) => {
+            if (child.isDead()) return done();
+            const timer = setTimeout(() => child.process.kill('SIGKILL'), STOP_GRACE_MS);
+            child.once('exit', () => {
+              clearTimeout(timer);
+              done();
+            });
+            try {
+              child.send({ dcvd: 'stop' } satisfies ToChild);
+            } catch {
+              child.process.kill('SIGTERM');
+            }
+          }),
+      ),
+    );
+  };
+
+  const peers = async (): Promise<object[]> => {
+    const answers = [...children].filter((c) => c.isConnected()).map(
+      (child) =>
+        new Promise<object | undefined>((done) => {
+          const id = ++metricsId;
+          const timer = setTimeout(() => {
+            metricsWaiting.delete(id);
+            done(undefined);
+          }, METRICS_WAIT_MS);
+          metricsWaiting.set(id, (metrics) => {
+            clearTimeout(timer);
+            metricsWaiting.delete(id);
+            done(metrics);
+          });
+          child.send({ dcvd: 'metrics', id } satisfies ToChild);
+        }),
+    );
+    return (await Promise.all(answers)).filter((m): m is object => m !== undefined);
+  };
+
+  try {
+    const started = await Promise.all(Array.from({ length: config.processes }, () => fork()));
+    const { https, http } = started[0]!;
+    // The links of the emails point at --public-url, or at the port the API processes share.
+    const publicUrl = config.dcvEmail.publicUrl ?? defaultPublicUrl(https);
+    worker = await startWorker({ ...config, role: 'worker', dcvEmail: { ...config.dcvEmail, publicUrl } }, { logger, metricsPeers: peers });
+    const running = worker;
+    let closing: Promise<void> | undefined;
+    return {
+      https,
+      ...(http ? { http } : {}),
+      worker: running,
+      pids: () => [...children].map((c) => c.process.pid!).filter((pid) => pid !== undefined),
+      close() {
+        closing ??= stopChildren().then(() => running.close());
+        return closing;
+      },
+    };
+  } catch (err) {
+    await stopChildren();
+    throw err;
+  }
+}
+
+/**
+ * An API process's side: the server in role api, its wakes and metrics sent to the primary. Stops on
+ * the primary's word, on SIGTERM/SIGINT, or when the primary is gone.
+ */
+export async function runApiProcess(config: ServeConfig, options: { logger?: Logger } = {}): Promise<void> {
+  if (!cluster.isWorker || !process.send) throw new Error('runApiProcess runs in a process forked by startCluster');
+  const send = (m: ToPrimary) => {
+    if (process.connected) process.send!(m);
+  };
+  // At most one wake message per queue and event-loop turn, however many emails a burst queued.
+  const pending = { outbox: false, webhooks: false };
+  const wake = (queue: 'outbox' | 'webhooks') => () => {
+    if (pending[queue]) return;
+    pending[queue] = true;
+    setImmediate(() => {
+      pending[queue] = false;
+      send({ dcvd: 'wake', queue });
+    });
+  };
+  let server: Awaited<ReturnType<typeof startServer>>;
+  try {
+    server = await startServer(
+      { ...config, role: 'api', processes: 1, adminListen: undefined },
+      { logger: (options.logger ?? createLogger(config.logLevel)).child({ pid: process.pid }), remoteWake: { outbox: wake('outbox'), webhooks: wake('webhooks') } },
+    );
+  } catch (err) {
+    send({ dcvd: 'failed', message: err instanceof Error ? err.message : String(err) });
+    process.exitCode = 1;
+    process.disconnect();
+    return;
+  }
+  let stopping = false;
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    server.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        server.logger.error({ err }, 'API process: shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('message', (m: unknown) => {
+    if (!isMessage(m)) return;
+    const msg = m as ToChild;
+    if (msg.dcvd === 'stop') stop();
+    else if (msg.dcvd === 'metrics') {
+      server.metrics.registry.getMetricsAsJSON().then(
+        (metrics) => send({ dcvd: 'metrics', id: msg.id, metrics }),
+        (err: unknown) => server.logger.warn({ err }, 'API process: reading metrics failed'),
+      );
+    }
+  });
+  process.on('disconnect', stop);
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  send({ dcvd: 'ready', https: server.https, ...(server.http ? { http: server.http } : {}) });
+}

@@ -1,0 +1,211 @@
+/**
+ * Issue 20: delivery off the request loop and several API processes on one port.
+ *
+ * - `--role api` beside `--role worker` on one database (SQLite file or PostgreSQL schema): the API
+ *   process queues and never delivers; the worker delivers each email once, with the configured links.
+ * - `dcvd serve --processes 2`, a real process tree: requests over fresh connections reach both API
+ *   processes; a lockout made through one holds in the other; offers recorded by one let the other
+ *   queue; the primary delivers at once (its poll is 30 s: only the API processes' wake explains a
+ *   delivery within seconds), each email once; /metrics sums the API processes' counters; a killed API
+ *   process is replaced; SIGTERM stops the tree.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import https from 'node:https';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { defaultDcvEmailConfig, defaultServeConfig } from '../src/config.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
+import { startWorker, type RunningWorker } from '../src/server.ts';
+import { openStore, type Store } from '../src/store/database.ts';
+import { systemClock } from '../src/deps.ts';
+import { createLogger } from '../src/log.ts';
+import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import { startServe, type ServeProcess } from './support/instance.ts';
+import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
+import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type TestServer } from './support/server.ts';
+import { createOrder, getList, OK, resend, seedOrders } from './support/dcv.ts';
+import { waitUntil } from './support/wait.ts';
+import { sampleSum } from './support/metrics.ts';
+
+describe('--role api beside --role worker', () => {
+  let sink: SmtpSink;
+  let api: TestServer;
+  let worker: RunningWorker;
+  const dcvEmail = () =>
+    defaultDcvEmailConfig({ smtpUrl: sink.url, mailFrom: 'dcv@ca.example', publicUrl: 'https://dcv.ca.example/', outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 } });
+
+  before(async () => {
+    sink = await startSmtpSink();
+    api = await startTestServer({ role: 'api', dcvEmail: dcvEmail() });
+    // The same data directory (secret key) and database, as two processes of one deployment share them.
+    worker = await startWorker(
+      defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir: api.dataDir, databaseUrl: api.databaseUrl, dcvEmail: dcvEmail() }),
+      { logger: createLogger('warn') },
+    );
+    await api.createAccount('alice');
+  });
+  after(async () => {
+    await worker?.close();
+    await api?.stop();
+    await sink?.close();
+  });
+
+  test('the API process queues, the worker delivers each email once with the configured links', async () => {
+    assert.equal(api.outbox, undefined);
+    assert.equal(api.webhooks, undefined);
+    for (const orderNumber of [801001, 801002, 801003]) await createOrder(api, systemClock, 'alice', { domain: 'www.example.com', orderNumber });
+    assert.match((await getList(api, 'alice', 'www.example.com')).body, /^0\n/);
+    for (const orderNumber of [801001, 801002, 801003]) {
+      assert.equal((await resend(api, 'alice', { orderNumber, dcvEmailAddress: 'admin@example.com' })).body, OK);
+    }
+    const messages = await sink.waitFor(3, 20_000);
+    await worker.outbox.idle();
+    assert.equal(messages.length, 3);
+    assert.equal(new Set(messages.map((m) => m.parsed.messageId)).size, 3);
+    for (const m of messages) assert.match(m.parsed.text ?? '', /https:\/\/dcv\.ca\.example\/dcv\/confirm\//);
+    const states = await api.store.db.selectFrom('outbox').select('state').execute();
+    assert.deepEqual(states.map((r) => r.state), ['delivered', 'delivered', 'delivered']);
+  });
+
+  test('a worker needs --public-url when --listen has no fixed port, and says so before opening anything', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-worker-'));
+    try {
+      await assert.rejects(
+        startWorker(defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir }), { logger: createLogger('silent') }),
+        /--role worker needs --public-url/,
+      );
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('dcvd serve --processes 2', () => {
+  const TOKEN = 'cluster-test-admin-token-0123456789abcdef';
+  const ORDERS = Array.from({ length: 6 }, (_, i) => 802_001 + i);
+  let dir: string;
+  let database: TestDatabase;
+  let store: Store;
+  let sink: SmtpSink;
+  let serve: ServeProcess;
+  const lines: Record<string, unknown>[] = [];
+  // A new connection for every request: the primary hands connections to the API processes in turn.
+  const fresh = new https.Agent({ keepAlive: false });
+  const creds = { loginName: 'alice', loginPassword: PASSWORD };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'dcvd-cluster-'));
+    database = await createTestDatabase();
+    sink = await startSmtpSink();
+    store = openStore({ dataDir: dir, databaseUrl: database.url });
+    await seedOrders(store, 'alice', 'www.example.com', ORDERS);
+    await seedOrders(store, 'mallory', 'shop.example.com', []);
+    serve = await startServe(
+      dir,
+      [
+        '--processes', '2',
+        ...(database.url ? ['--database-url', database.url] : []),
+        '--smtp-url', sink.url,
+        '--outbox-poll-interval', '30s',
+        '--lockout-failures', '3',
+        '--admin-listen', '127.0.0.1:0',
+        '--admin-token', TOKEN,
+        '--mpic', 'off',
+        '--log-level', 'info',
+      ],
+      { onLogLine: (line) => lines.push(line), timeoutMs: 120_000 },
+    );
+  });
+  after(async () => {
+    fresh.destroy();
+    if (serve && serve.child.exitCode === null && serve.child.signalCode === null) serve.child.kill('SIGKILL');
+    await serve?.exited;
+    await store?.close();
+    await sink?.close();
+    await database?.drop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const calls = new Map<string, number>();
+  const post = (path: string, body: Record<string, string>) => {
+    calls.set(path, (calls.get(path) ?? 0) + 1);
+    return serve.post(path, form(body), fresh);
+  };
+  const requestPids = () => new Set(lines.filter((l) => l.msg === 'request' && typeof l.endpoint === 'string').map((l) => l.pid as number));
+
+  test('requests over fresh connections are answered by both API processes', async () => {
+    for (let i = 0; i < 12; i++) assert.match(await post(GET_PATH, { ...creds, domainName: 'www.example.com', product: '801' }), /^0\ndomain_name\twww\.example\.com\n/);
+    await waitUntil('request lines from two API processes', async () => requestPids().size === 2, 10_000);
+    assert.ok(![...requestPids()].includes(serve.child.pid!), 'the primary answers no API call');
+  });
+
+  test('a lockout made through the API processes holds in all of them', async () => {
+    const wrong = { loginName: 'mallory', loginPassword: 'not the password' };
+    const refused = /^-16\nIncorrect login details/;
+    for (let i = 0; i < 3; i++) assert.match(await post(GET_PATH, { ...wrong, domainName: 'shop.example.com' }), refused);
+    // Whichever process answers, the right password now meets the lock.
+    for (let i = 0; i < 4; i++) assert.match(await post(GET_PATH, { loginName: 'mallory', loginPassword: PASSWORD, domainName: 'shop.example.com' }), refused);
+    const row = await store.db.selectFrom('accounts').select(['locked_until']).where('login', '=', 'mallory').executeTakeFirstOrThrow();
+    assert.ok(Number(row.locked_until) > Date.now(), 'the account is locked in the database');
+  });
+
+  test('offers recorded by one process let any process queue; the primary delivers each email once, woken at once', async () => {
+    const started = Date.now();
+    const answers = await Promise.all(ORDERS.map((orderNumber) => post(RESEND_PATH, { ...creds, orderNumber: String(orderNumber), dcvEmailAddress: 'admin@example.com' })));
+    assert.deepEqual(answers, ORDERS.map(() => OK));
+    const messages = await sink.waitFor(ORDERS.length, 20_000);
+    // The primary polls every 30 s: a delivery this soon came from the API processes' wake.
+    assert.ok(Date.now() - started < 20_000);
+    await sleep(300);
+    assert.equal(sink.messages.length, ORDERS.length);
+    assert.equal(new Set(messages.map((m) => m.parsed.messageId)).size, ORDERS.length);
+    await waitUntil('every row delivered', async () => (await store.db.selectFrom('outbox').select('state').execute()).every((r) => r.state === 'delivered'));
+  });
+
+  test('/metrics on the primary sums the API processes\u2019 counters', async () => {
+    const text = await new Promise<string>((resolve, reject) => {
+      const port = Number(/internal API on https:\/\/127\.0\.0\.1:(\d+)\//.exec(serve.stderr())?.[1]);
+      https
+        .get({ host: '127.0.0.1', port, path: '/metrics', ca: serve.ca, servername: 'localhost', headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve(body));
+        })
+        .on('error', reject);
+    });
+    assert.equal(sampleSum(text, 'dcvd_api_requests_total', { endpoint: 'GetDCVEmailAddressList' }), calls.get(GET_PATH));
+    assert.equal(sampleSum(text, 'dcvd_api_requests_total', { endpoint: 'ResendDCVEmail' }), ORDERS.length);
+    // Read from the database once, not once per process.
+    assert.equal(sampleSum(text, 'dcvd_outbox_emails', { state: 'delivered' }), ORDERS.length);
+    assert.ok(!lines.some((l) => (l.level as number) >= 50), `error lines: ${JSON.stringify(lines.filter((l) => (l.level as number) >= 50))}`);
+  });
+
+  test('a killed API process is replaced, and the port keeps answering', async () => {
+    const before = requestPids();
+    assert.equal(before.size, 2);
+    const victim = [...before][0]!;
+    process.kill(victim, 'SIGKILL');
+    await waitUntil('the primary to report the death', async () => lines.some((l) => l.msg === 'an API process exited; starting another'), 10_000);
+    await waitUntil(
+      'a request answered by the replacement',
+      async () => {
+        assert.match(await post(GET_PATH, { ...creds, domainName: 'www.example.com' }), /^0\n/);
+        return [...requestPids()].some((pid) => !before.has(pid));
+      },
+      30_000,
+    );
+    const replacement = [...requestPids()].find((pid) => !before.has(pid))!;
+    assert.notEqual(replacement, serve.child.pid);
+    process.kill(replacement, 0); // alive
+  });
+
+  test('SIGTERM stops the API processes, then the primary, exit code 0', async () => {
+    const pids = [...requestPids()];
+    serve.child.kill('SIGTERM');
+    assert.equal(await serve.exited, 0);
+    for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/, `process ${pid} is gone`);
+  });
+});
