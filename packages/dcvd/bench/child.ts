@@ -1,9 +1,14 @@
-/** A server under test, run by bench/lib.ts startChild(): `bare` (node:https, fixed body) or `dcvd`. */
+/**
+ * A server under test, run by bench/lib.ts startChild(): `bare` (node:https, fixed body) or `dcvd`
+ * (with `processes` above 1: the primary of `serve --processes N`, whose API processes run this file
+ * in mode `dcvd-api`).
+ */
 import https from 'node:https';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { generate } from 'selfsigned';
 import { defaultServeConfig } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
@@ -11,11 +16,39 @@ import { createLogger } from '../src/log.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
 import { systemClock } from '../src/deps.ts';
+import { answerBenchmark } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
-const options = JSON.parse(raw ?? '{}') as { dnsServer?: string; login?: string; password?: string; databaseUrl?: string; dnsCacheMaxTtlMs?: number };
+const options = JSON.parse(raw ?? '{}') as {
+  dnsServer?: string;
+  login?: string;
+  password?: string;
+  databaseUrl?: string;
+  dnsCacheMaxTtlMs?: number;
+  /** API processes (`serve --processes`); 1 = one process doing everything. */
+  processes?: number;
+  /** Set by the primary for its API processes, so that all of them use one data directory. */
+  dataDir?: string;
+};
 const send = (m: unknown) => process.send!(m);
 let stop: () => Promise<void>;
+/** The pids of the API processes, when there are any (their CPU and RSS count with this process's). */
+let apiPids: () => number[] = () => [];
+
+function dcvdConfig(dataDir: string) {
+  const config = defaultServeConfig({
+    listen: { host: '127.0.0.1', port: 0 },
+    dataDir,
+    databaseUrl: options.databaseUrl,
+    dnsServers: options.dnsServer ? parseResolvers(options.dnsServer) : undefined,
+    ...(options.dnsCacheMaxTtlMs === undefined ? {} : { dnsCacheMaxTtlMs: options.dnsCacheMaxTtlMs }),
+    processes: options.processes ?? 1,
+    logLevel: 'warn',
+  });
+  // Raise the per-IP limit: the load comes from one address.
+  config.auth.ipFailures = 1_000_000;
+  return config;
+}
 
 if (mode === 'bare') {
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
@@ -45,19 +78,30 @@ if (mode === 'bare') {
   for (const name of ['www.example.com', 'com']) dns.setSoa(name, { ttl: 60, minimum: 60 });
   stop = () => dns.close();
   send({ port: dns.port, ca: '', info: { address: dns.address } });
+} else if (mode === 'dcvd-api') {
+  // An API process of the primary below: it talks to the primary only (node:cluster's channel).
+  const { runApiProcess } = await import('../src/cluster.ts');
+  await runApiProcess(dcvdConfig(options.dataDir!), { logger: createLogger('warn') });
+} else if (mode === 'dcvd' && (options.processes ?? 1) > 1) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-'));
+  const { startCluster } = await import('../src/cluster.ts');
+  const running = await startCluster(dcvdConfig(dataDir), {
+    logger: createLogger('warn'),
+    setup: { exec: fileURLToPath(import.meta.url), args: ['dcvd-api', JSON.stringify({ ...options, dataDir })], execArgv: ['--import', 'tsx'] },
+  });
+  const db = running.worker.store.db;
+  if (options.login && options.password) {
+    await new AccountRepository(db, systemClock).create(options.login, { password: options.password, permissions: ['auto-apply', 'voucher'] });
+  }
+  apiPids = () => running.pids();
+  stop = async () => {
+    await running.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  };
+  send({ port: running.https.port, ca: running.worker.cert, info: { database: running.worker.store.dialect, processes: options.processes } });
 } else if (mode === 'dcvd') {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-'));
-  const config = defaultServeConfig({
-    listen: { host: '127.0.0.1', port: 0 },
-    dataDir,
-    databaseUrl: options.databaseUrl,
-    dnsServers: options.dnsServer ? parseResolvers(options.dnsServer) : undefined,
-    ...(options.dnsCacheMaxTtlMs === undefined ? {} : { dnsCacheMaxTtlMs: options.dnsCacheMaxTtlMs }),
-    logLevel: 'warn',
-  });
-  // Raise the per-IP limit: the load comes from one address.
-  config.auth.ipFailures = 1_000_000;
-  const server = await startServer(config, { logger: createLogger('warn') });
+  const server = await startServer(dcvdConfig(dataDir), { logger: createLogger('warn') });
   if (options.login && options.password) {
     await new AccountRepository(server.store.db, systemClock).create(options.login, { password: options.password, permissions: ['auto-apply', 'voucher'] });
   }
@@ -70,14 +114,5 @@ if (mode === 'bare') {
   throw new Error(`unknown bench child mode ${mode}`);
 }
 
-process.on('message', async (m) => {
-  // CPU per request depends much less than req/s on what else the shared machine is doing.
-  if (m === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    send({ cpu: user + system });
-  }
-  if (m !== 'stop') return;
-  await stop();
-  send({ maxRssMiB: process.resourceUsage().maxRSS / 1024 });
-  process.exit(0);
-});
+// An API process answers its primary only.
+if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop() });

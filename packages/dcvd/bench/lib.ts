@@ -29,7 +29,8 @@ export interface LoadOptions {
   /** The server's certificate, or one per server (port, morePorts…): each gets its own agent. */
   ca: string | string[];
   path: string;
-  body: string;
+  /** The request body, or each loop's own (by its index). */
+  body: string | ((loop: number) => string);
   concurrency: number;
   durationMs: number;
   warmupMs?: number;
@@ -42,7 +43,7 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-function once(agent: https.Agent, o: LoadOptions, port: number): Promise<[number, string]> {
+function once(agent: https.Agent, o: LoadOptions, port: number, body: string): Promise<[number, string]> {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
@@ -52,7 +53,7 @@ function once(agent: https.Agent, o: LoadOptions, port: number): Promise<[number
         method: 'POST',
         agent,
         servername: 'localhost',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(o.body) },
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) },
       },
       (res) => {
         let body = '';
@@ -62,7 +63,7 @@ function once(agent: https.Agent, o: LoadOptions, port: number): Promise<[number
       },
     );
     req.on('error', reject);
-    req.end(o.body);
+    req.end(body);
   });
 }
 
@@ -82,6 +83,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
   const loop = async (_: unknown, index: number) => {
     const port = ports[index % ports.length]!;
     const agent = agents[index % ports.length]!;
+    const body = typeof o.body === 'function' ? o.body(index) : o.body;
     while (Date.now() < end) {
       if (!measuring && Date.now() >= warmupEnd) {
         measuring = true;
@@ -91,10 +93,10 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
       let ok = false;
       let failure = '';
       try {
-        const [status, body] = await once(agent, o, port);
+        const [status, answer] = await once(agent, o, port, body);
         answered++;
-        ok = o.check ? o.check(status, body) : status === 200;
-        failure = `${status} ${body.slice(0, 120)}`;
+        ok = o.check ? o.check(status, answer) : status === 200;
+        failure = `${status} ${answer.slice(0, 120)}`;
       } catch (err) {
         failure = String(err);
       }

@@ -1,8 +1,11 @@
 /**
  * Processes of the ResendDCVEmail benchmark (bench/resend.ts), each with its
  * own CPU: `sink`, an SMTP server that counts what it accepts (no parsing),
- * and `dcvd`, the server with its outbox delivering to that sink.
+ * and `dcvd`, the server with its outbox delivering to that sink — with
+ * `processes` above 1 the primary of `serve --processes N`, delivering, whose
+ * API processes run this file in mode `dcvd-api`.
  */
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,12 +18,27 @@ import { OfferedAddressRegistry } from '../src/registry/offered.ts';
 import { OrderRepository } from '../src/orders/orders.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
+import { answerBenchmark } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
-const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number };
+const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; dataDir?: string };
 const send = (m: unknown) => process.send!(m);
 let count: () => Promise<unknown>;
 let stop: () => Promise<void>;
+let apiPids: () => number[] = () => [];
+
+function dcvdConfig(dataDir: string) {
+  const config = defaultServeConfig({
+    listen: { host: '127.0.0.1', port: 0 },
+    dataDir,
+    logLevel: 'warn',
+    processes: options.processes ?? 1,
+    // Interval 0: one order can be resent as fast as the load comes (the default 60 s would answer -160).
+    dcvEmail: defaultDcvEmailConfig({ smtpUrl: options.smtpUrl, mailFrom: 'dcv@ca.example', resendIntervalMs: 0, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 100 } }),
+  });
+  config.auth.ipFailures = 1_000_000;
+  return config;
+}
 
 if (mode === 'sink') {
   let accepted = 0;
@@ -41,21 +59,28 @@ if (mode === 'sink') {
   count = async () => accepted;
   stop = () => new Promise((r) => sink.close(() => r()));
   send({ port, ca: '' });
+} else if (mode === 'dcvd-api') {
+  const { runApiProcess } = await import('../src/cluster.ts');
+  await runApiProcess(dcvdConfig(options.dataDir!), { logger: createLogger('warn') });
 } else if (mode === 'dcvd') {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-resend-'));
-  const config = defaultServeConfig({
-    listen: { host: '127.0.0.1', port: 0 },
-    dataDir,
-    logLevel: 'warn',
-    // Interval 0: one order can be resent as fast as the load comes (the default 60 s would answer -160).
-    dcvEmail: defaultDcvEmailConfig({ smtpUrl: options.smtpUrl, mailFrom: 'dcv@ca.example', resendIntervalMs: 0, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 100 } }),
-  });
-  config.auth.ipFailures = 1_000_000;
-  const server = await startServer(config, { logger: createLogger('warn') });
+  let server: { https: { port: number }; cert: string; store: { db: Awaited<ReturnType<typeof startServer>>['store']['db'] }; close(): Promise<void> };
+  if ((options.processes ?? 1) > 1) {
+    const { startCluster } = await import('../src/cluster.ts');
+    const running = await startCluster(dcvdConfig(dataDir), {
+      logger: createLogger('warn'),
+      setup: { exec: fileURLToPath(import.meta.url), args: ['dcvd-api', JSON.stringify({ ...options, dataDir })], execArgv: ['--import', 'tsx'] },
+    });
+    apiPids = () => running.pids();
+    server = { https: running.https, cert: running.worker.cert, store: running.worker.store, close: () => running.close() };
+  } else {
+    server = await startServer(dcvdConfig(dataDir), { logger: createLogger('warn') });
+  }
   const db = server.store.db;
   await new AccountRepository(db, systemClock).create(options.login!, { password: options.password!, permissions: ['auto-apply'] });
   const account = (await db.selectFrom('accounts').select('id').where('login', '=', options.login!).executeTakeFirstOrThrow()).id;
-  await new OrderRepository(db, systemClock, cryptoRandom).create({ accountId: account, domain: 'www.example.com', orderNumber: options.orderNumber! });
+  const orders = new OrderRepository(db, systemClock, cryptoRandom);
+  for (let i = 0; i < (options.orders ?? 1); i++) await orders.create({ accountId: account, domain: 'www.example.com', orderNumber: options.orderNumber! + i });
   await new OfferedAddressRegistry(db).record(account, 'www.example.com', [{ address: 'admin@example.com', level: 2, source: 'constructed' }], Date.now());
   count = async () => {
     const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).groupBy('state').execute();
@@ -70,16 +95,5 @@ if (mode === 'sink') {
   throw new Error(`unknown mode ${mode}`);
 }
 
-process.on('message', async (m) => {
-  if (m === 'count') send({ count: await count() });
-  // Microseconds of CPU (user + system) this process has used: divided by requests, a figure that
-  // depends much less than req/s on what else the shared machine is doing.
-  if (m === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    send({ cpu: user + system });
-  }
-  if (m !== 'stop') return;
-  await stop();
-  send({ maxRssMiB: process.resourceUsage().maxRSS / 1024 });
-  process.exit(0);
-});
+// An API process answers its primary only.
+if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop(), count: () => count() });

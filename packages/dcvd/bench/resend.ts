@@ -67,13 +67,17 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
 type States = Record<string, number>;
 const waiting = (s: States) => (s.pending ?? 0) + (s.sending ?? 0);
 
-export default async function bench(opts: { durationMs?: number; concurrency?: number } = {}): Promise<string[]> {
+export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number; bareRps?: number } = {}): Promise<string[]> {
   const durationMs = opts.durationMs ?? 10_000;
   const concurrency = opts.concurrency ?? 64;
+  const processes = opts.processes ?? 1;
   const sink = await start('sink');
   try {
-    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER });
-    const body = new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, orderNumber: String(ORDER), dcvEmailAddress: 'admin@example.com' }).toString();
+    // One order per connection: concurrent resends of ONE order through several processes would mostly
+    // answer -160 by design (exactly one of them is queued, CONTRACT §10).
+    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes });
+    const body = (loop: number) =>
+      new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, orderNumber: String(ORDER + (loop % concurrency)), dcvEmailAddress: 'admin@example.com' }).toString();
     const acceptedBefore = await sink.count<number>();
     const cpuBefore = await server.cpuMicros();
     const t0 = Date.now();
@@ -104,14 +108,19 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     const total = await sink.count<number>();
     const serverRss = await server.stop();
     const sinkRss = await sink.stop();
+    const shape =
+      processes > 1
+        ? `serve --processes ${processes}: ${processes} API processes, delivery in the primary`
+        : 'one process: API and delivery on one event loop';
     return [
-      `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends)`,
-      fmt('dcvd ResendDCVEmail (queued)', queued, serverRss),
-      `dcvd CPU per resend, all its threads (requests, outbox worker, WAL checkpoints): ${cpuPerResend.toFixed(0)} µs`,
+      `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}`,
+      fmt(`dcvd ResendDCVEmail (queued)${processes > 1 ? ` x${processes}` : ''}`, queued, serverRss) + (processes > 1 ? ' (RSS: all processes)' : ''),
+      ...(opts.bareRps ? [`ratio dcvd/bare req/s: ${(queued.rps / opts.bareRps).toFixed(2)}  (target >= 0.4; bare from the address-list case of this run)`] : []),
+      `dcvd CPU per resend, all its threads and processes (requests, outbox worker, WAL checkpoints): ${cpuPerResend.toFixed(0)} µs  (target <= 500)`,
       `outbox delivering during that load: ${(deliveredDuringLoad / loadSeconds).toFixed(0)} emails/s`,
       `outbox draining a backlog of ${backlog}: ${(drained / drainSeconds).toFixed(0)} emails/s (${drained} in ${drainSeconds.toFixed(1)}s; sink RSS ${sinkRss.toFixed(0)} MiB)`,
       `exactly once: ${states.delivered ?? 0} rows delivered, ${total} messages at the sink, ${waiting(states)} still waiting, ${states.failed ?? 0} failed`,
-      `targets: >= 1500 resends/s queued, >= 300 emails/s delivered`,
+      `targets: >= 300 emails/s delivered during the load, >= 500 emails/s draining a backlog`,
     ];
   } catch (err) {
     await sink.stop().catch(() => undefined);

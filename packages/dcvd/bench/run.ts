@@ -1,7 +1,9 @@
 /**
  * `npm run bench`: both endpoints and AutoApplyOrder at each concurrency of DCVD_BENCH_CONCURRENCY
  * (default 16,64,256,1024), each beside a bare node:https server measured in
- * the same run; then storage (SQLite vs PostgreSQL, one vs two instances).
+ * the same run, and the address list and resends again with `serve --processes N`
+ * for each N of DCVD_BENCH_PROCESSES (default 2); then storage (SQLite vs
+ * PostgreSQL, one vs two instances).
  * DCVD_BENCH_SECONDS sets the measuring time per case (default 10).
  */
 import getList from './get-list.ts';
@@ -12,10 +14,17 @@ import storage from './postgres.ts';
 const durationMs = Number(process.env.DCVD_BENCH_SECONDS ?? 10) * 1000;
 const levels = (process.env.DCVD_BENCH_CONCURRENCY ?? '16,64,256,1024').split(',').map(Number);
 console.log(`dcvd benchmarks — node ${process.version}, ${new Date().toISOString()}, ${durationMs / 1000}s per case`);
+// DCVD_BENCH_PROCESSES: the `serve --processes` counts to measure beside one process (default 2; empty: none).
+const clusters = (process.env.DCVD_BENCH_PROCESSES ?? '2').split(',').filter(Boolean).map(Number);
 for (const concurrency of levels) {
   console.log('');
-  for (const line of (await getList({ durationMs, concurrency })).lines) console.log(line);
-  for (const line of await resend({ durationMs, concurrency })) console.log(line);
+  const list = await getList({ durationMs, concurrency, processes: clusters });
+  for (const line of list.lines) console.log(line);
+  for (const processes of [1, ...clusters]) {
+    console.log('');
+    for (const line of await resend({ durationMs, concurrency, processes, bareRps: list.bare.rps })) console.log(line);
+  }
+  console.log('');
   for (const line of (await autoApply({ durationMs, concurrency })).lines) console.log(line);
 }
 console.log('');

@@ -19,7 +19,7 @@ import { mkdirSync, statfsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import pg from 'pg';
-import { CompiledQuery, Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type QueryResult, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import type { Database } from './schema.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
 
@@ -103,11 +103,19 @@ export function withStatementCache(db: SQLite.Database, max = 500): SqliteDataba
  * the log: roll back only a transaction that is still open.
  */
 class SqliteDriverKeepingCause extends SqliteDriver {
+  private wrapped: { inner: DatabaseConnection; outer: DatabaseConnection } | undefined;
+
   constructor(
     config: SqliteDialectConfig,
     private readonly sqlite: SQLite.Database,
   ) {
     super(config);
+  }
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const inner = await super.acquireConnection();
+    if (this.wrapped?.inner !== inner) this.wrapped = { inner, outer: new BusyRetryingConnection(inner, this.sqlite) };
+    return this.wrapped.outer;
   }
 
   /**
@@ -122,6 +130,40 @@ class SqliteDriverKeepingCause extends SqliteDriver {
 
   override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
     if (this.sqlite.inTransaction) await super.rollbackTransaction(connection);
+  }
+}
+
+const isBusy = (err: unknown) => typeof (err as { code?: unknown }).code === 'string' && (err as { code: string }).code.startsWith('SQLITE_BUSY');
+
+/**
+ * Waiting for another process's write lock without blocking the event loop. SQLite's own busy handler
+ * (busy_timeout) sleeps inside the call, and better-sqlite3 is synchronous: with several processes on
+ * one file (`--processes`, `--role`, the CLI beside `serve`) every request of the waiting process would
+ * stall with it. The busy timeout is 0 instead, and a statement that found the lock taken outside a
+ * transaction — a single statement, or the BEGIN IMMEDIATE of one, so nothing was done — is tried again
+ * asynchronously (next turn of the loop, then 1, 2, 4… up to 10 ms apart) for up to STATEMENT_TIMEOUT_MS.
+ */
+class BusyRetryingConnection implements DatabaseConnection {
+  constructor(
+    private readonly inner: DatabaseConnection,
+    private readonly sqlite: SQLite.Database,
+  ) {}
+
+  async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+    const deadline = Date.now() + STATEMENT_TIMEOUT_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.inner.executeQuery<R>(query);
+      } catch (err) {
+        if (!isBusy(err) || this.sqlite.inTransaction || Date.now() >= deadline) throw err;
+        if (attempt < 3) await new Promise<void>((resolve) => setImmediate(resolve));
+        else await new Promise<void>((resolve) => setTimeout(resolve, Math.min(10, 2 ** (attempt - 3))));
+      }
+    }
+  }
+
+  streamQuery<R>(query: CompiledQuery, chunkSize?: number): AsyncIterableIterator<QueryResult<R>> {
+    return this.inner.streamQuery<R>(query, chunkSize);
   }
 }
 
@@ -179,8 +221,9 @@ export function openStore(options: StoreOptions): Store {
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
-    // The CLI and the server write the same file: wait for a lock instead of failing at once.
-    sqlite.pragma(`busy_timeout = ${STATEMENT_TIMEOUT_MS}`);
+    // The CLI and the server (and --processes) write the same file: a statement that finds the lock taken is
+    // tried again without blocking the event loop (BusyRetryingConnection), not slept on inside SQLite.
+    sqlite.pragma('busy_timeout = 0');
   } catch (err) {
     sqlite?.close();
     throw new Error(`cannot open the database ${file}: ${openProblem(file, err)}`, { cause: err });

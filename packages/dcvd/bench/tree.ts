@@ -1,0 +1,59 @@
+/**
+ * CPU time and peak RSS of a server under test together with its API processes (`serve --processes`),
+ * read from /proc for the other processes: the benchmark divides the CPU of the whole tree by the
+ * requests it answered, and reports the memory of all of it.
+ */
+import { readFileSync } from 'node:fs';
+
+/** Clock ticks per second of /proc's utime/stime (100 on Linux, as `getconf CLK_TCK` says). */
+const TICKS_PER_SECOND = 100;
+
+function procCpuMicros(pid: number): number {
+  try {
+    // The fields after the command name (which may contain spaces) start after its closing parenthesis.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name and state.
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / TICKS_PER_SECOND;
+  } catch {
+    return 0; // gone
+  }
+}
+
+function procPeakRssMiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** This process's CPU (all threads) plus the other processes', in µs. */
+function treeCpuMicros(others: number[]): number {
+  const { user, system } = process.cpuUsage();
+  return user + system + others.reduce((sum, pid) => sum + procCpuMicros(pid), 0);
+}
+
+/** The other processes' peak RSS, summed, in MiB. */
+function treePeakRssMiB(others: number[]): number {
+  return others.reduce((sum, pid) => sum + procPeakRssMiB(pid), 0);
+}
+
+/**
+ * A bench child's answers to the benchmark: `cpu` (µs of this process and its API processes — divided by
+ * requests, a figure that depends much less than req/s on what else the shared machine is doing), `count`
+ * when it has one, and `stop` (then the peak RSS of all of them, the API processes' read before they stop).
+ */
+export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown> }): void {
+  const send = (m: unknown) => process.send!(m);
+  process.on('message', async (m) => {
+    if (m === 'count' && o.count) send({ count: await o.count() });
+    if (m === 'cpu') send({ cpu: treeCpuMicros(o.apiPids()) });
+    if (m !== 'stop') return;
+    const apiRss = treePeakRssMiB(o.apiPids());
+    await o.stop();
+    send({ maxRssMiB: process.resourceUsage().maxRSS / 1024 + apiRss });
+    process.exit(0);
+  });
+}
