@@ -7,11 +7,14 @@
  *
  * The primary migrates and makes the certificate first, then forks the API processes; each one tells
  * it when it queued an email or a webhook (one message per event-loop turn at most), so delivery starts
- * at once instead of at the next poll. /metrics on the primary sums the API processes' counters with
+ * at once instead of at the next poll. The API processes run --api-nice lower in priority, so that a
+ * saturated API leaves the primary the CPU it needs to deliver and to release the SQLite write lock it
+ * holds while recording deliveries. /metrics on the primary sums the API processes' counters with
  * its own. An API process that dies is replaced after a second; on SIGTERM/SIGINT the primary stops
  * them (each finishes its requests in flight), then stops delivering.
  */
 import cluster, { type ClusterSettings, type Worker } from 'node:cluster';
+import { getPriority, setPriority } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { ServeConfig } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
@@ -83,6 +86,7 @@ export async function startCluster(config: ServeConfig, options: { logger?: Logg
     new Promise((resolve, reject) => {
       const child = cluster.fork();
       children.add(child);
+      lowerPriority(child);
       let started = false;
       child.on('message', (m: unknown) => {
         onMessage(child, m);
@@ -110,6 +114,17 @@ export async function startCluster(config: ServeConfig, options: { logger?: Logg
         }, RESPAWN_DELAY_MS).unref();
       });
     });
+
+  // The API processes yield the CPU to the primary when both want it (--api-nice): delivery keeps up under load.
+  const lowerPriority = (child: Worker) => {
+    const pid = child.process.pid;
+    if (config.apiNice === 0 || pid === undefined) return;
+    try {
+      setPriority(pid, Math.min(19, getPriority() + config.apiNice));
+    } catch (err) {
+      logger.warn({ err, pid }, 'could not lower an API process\u2019s priority (--api-nice); it runs at the primary\u2019s');
+    }
+  };
 
   const stopChildren = async () => {
     stopping = true;

@@ -32,6 +32,8 @@ export interface ServeConfig {
   role: ServeRole;
   /** With more than one: N API processes on one port (node:cluster), delivery and the timers in the primary (src/cluster.ts). */
   processes: number;
+  /** With --processes: niceness added to the API processes, so that delivery (and the write lock's holder) wins the CPU under load; 0 = same as the primary. */
+  apiNice: number;
   /** HTTPS listener. */
   listen: HostPort;
   /** Optional plain-HTTP listener (API calls answer -1 unless through a trusted proxy, CONTRACT §8). */
@@ -157,10 +159,18 @@ export const DEFAULT_WEBHOOK_SECRET_OVERLAP_MS = 24 * 3600 * 1000;
 /** Emails `outbox list` shows (and the internal API's GET /v1/outbox answers) without a limit. */
 export const DEFAULT_OUTBOX_LIST_LIMIT = 100;
 
+/**
+ * `--api-nice`: under a saturated API, API processes at the primary's priority left it a few dozen
+ * emails/s; at +10 it delivered 3–4× more and the API queued more too (the primary holds the SQLite
+ * write lock while it records deliveries: preempting it stalls every process). docs/PERFORMANCE.md.
+ */
+export const DEFAULT_API_NICE = 10;
+
 export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeConfig {
   return {
     role: 'all',
     processes: 1,
+    apiNice: DEFAULT_API_NICE,
     listen: DEFAULT_LISTEN,
     trustProxy: [],
     dataDir: resolve(DEFAULT_DATA_DIR),

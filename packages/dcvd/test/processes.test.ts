@@ -12,6 +12,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import { getPriority } from 'node:os';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,6 +141,8 @@ describe('dcvd serve --processes 2', () => {
     for (let i = 0; i < 12; i++) assert.match(await post(GET_PATH, { ...creds, domainName: 'www.example.com', product: '801' }), /^0\ndomain_name\twww\.example\.com\n/);
     await waitUntil('request lines from two API processes', async () => requestPids().size === 2, 10_000);
     assert.ok(![...requestPids()].includes(serve.child.pid!), 'the primary answers no API call');
+    // --api-nice (default 10): the API processes yield the CPU to the delivering primary.
+    for (const pid of requestPids()) assert.equal(getPriority(pid), Math.min(19, getPriority(serve.child.pid!) + 10), `niceness of API process ${pid}`);
   });
 
   test('a lockout made through the API processes holds in all of them', async () => {

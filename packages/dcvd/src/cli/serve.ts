@@ -13,6 +13,7 @@ import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
 interface ServeFlags extends StoreFlags {
   role: ServeRole;
   processes: number;
+  apiNice: number;
   listen: string;
   httpListen?: string;
   adminListen?: string;
@@ -81,6 +82,11 @@ function serveOptions(): Command {
           .default(defaults.role),
       )
       .addOption(opt('--processes <n>', 'API processes sharing --listen (node:cluster); above 1 this process delivers and serves --admin-listen (role all only)', (v) => parseCount(v, 1)).default(defaults.processes))
+      .addOption(opt('--api-nice <n>', 'with --processes: niceness added to the API processes so delivery keeps up under load (0-19; 0 = none)', (v) => {
+          const n = parseCount(v, 0);
+          if (n > 19) throw new Error('--api-nice is at most 19');
+          return n;
+        }).default(defaults.apiNice))
       .addOption(opt('--listen <host:port>', 'HTTPS listener').default(formatHostPort(defaults.listen)))
       .addOption(opt('--http-listen <host:port>', 'plain-HTTP listener (API calls answer -1 unless from a trusted proxy); off by default'))
       .addOption(opt('--admin-listen <host:port>', 'internal JSON API and /metrics (HTTPS, same certificate, bearer token); off by default'))
@@ -143,6 +149,7 @@ function serveOptions(): Command {
       const config: ServeConfig = defaultServeConfig({
         role: flags.role,
         processes: flags.processes,
+        apiNice: flags.apiNice,
         listen: parseHostPort(flags.listen),
         httpListen: flags.httpListen ? parseHostPort(flags.httpListen) : undefined,
         adminListen: flags.adminListen ? parseHostPort(flags.adminListen) : undefined,
