@@ -18,6 +18,8 @@ export interface LoadResult {
   p50: number;
   p99: number;
   p999: number;
+  /** The slowest answer (issue 20: none slower than the DNS timeout). */
+  max: number;
   /** The first failed answer (status and body start, or the error), for the report. */
   firstError?: string;
 }
@@ -123,6 +125,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
     p50: percentile(sorted, 50),
     p99: percentile(sorted, 99),
     p999: percentile(sorted, 99.9),
+    max: sorted.length ? sorted[sorted.length - 1]! : NaN,
   };
 }
 
@@ -169,5 +172,5 @@ export function startChild(mode: string, options: Record<string, unknown> = {}):
 
 export function fmt(name: string, r: LoadResult, rssMiB: number): string {
   const failure = r.firstError === undefined ? '' : `  first error: ${JSON.stringify(r.firstError)}`;
-  return `${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(6)} ms  p99 ${r.p99.toFixed(2).padStart(6)} ms  p99.9 ${r.p999.toFixed(2).padStart(6)} ms  errors ${r.errors}  peak RSS ${rssMiB.toFixed(0)} MiB${failure}`;
+  return `${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(6)} ms  p99 ${r.p99.toFixed(2).padStart(6)} ms  p99.9 ${r.p999.toFixed(2).padStart(6)} ms  max ${r.max.toFixed(0).padStart(5)} ms  errors ${r.errors}  peak RSS ${rssMiB.toFixed(0)} MiB${failure}`;
 }
