@@ -25,6 +25,7 @@ import { systemClock } from '../src/deps.ts';
 import { createLogger } from '../src/log.ts';
 import { createTestDatabase, type TestDatabase } from './support/database.ts';
 import { startServe, type ServeProcess } from './support/instance.ts';
+import { runDcvd } from './support/cli.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type TestServer } from './support/server.ts';
 import { createOrder, getList, OK, resend, seedOrders } from './support/dcv.ts';
@@ -82,6 +83,18 @@ describe('--role api beside --role worker', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+});
+
+test('--processes with a role other than all is refused with one line, before anything starts', () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-roles-'));
+  try {
+    const r = runDcvd(dataDir, ['serve', '--processes', '2', '--role', 'worker']);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /--processes runs API processes and a delivering primary: use it with --role all/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
 
 describe('dcvd serve --processes 2', () => {
