@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
-import { columns, prepared } from '../src/store/prepared.ts';
+import { columns, prepared, preparedList } from '../src/store/prepared.ts';
 import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
 
 const byIp = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select(['ip', 'failures']).where('ip', '=', p.ip));
@@ -56,6 +56,31 @@ async function exercise(store: Store): Promise<void> {
     d.insertInto('ip_failures').values(columns(p, ['ip', 'failures', 'window_start'])),
   );
   await assert.rejects(forgetful.execute(db, { ip: '192.0.2.3', failures: 1, window_start: 1, blocked_until: 5 }), /never uses blocked_until/);
+
+  // A list query (the registry's multi-row upsert): values in the declared order, row after row.
+  type Row = { ip0: string; failures0: number; window_start0: number; ip1: string; failures1: number; window_start1: number };
+  const insertTwo = preparedList(
+    (d, p: Row) =>
+      d.insertInto('ip_failures').values([
+        { ip: p.ip0, failures: p.failures0, window_start: p.window_start0 },
+        { ip: p.ip1, failures: p.failures1, window_start: p.window_start1 },
+      ]),
+    ['ip0', 'failures0', 'window_start0', 'ip1', 'failures1', 'window_start1'],
+  );
+  await insertTwo.execute(db, ['192.0.2.4', 4, 40, '192.0.2.5', 5, 50]);
+  assert.deepEqual(await byIp.first(db, { ip: '192.0.2.4' }), { ip: '192.0.2.4', failures: 4 });
+  assert.deepEqual(await byIp.first(db, { ip: '192.0.2.5' }), { ip: '192.0.2.5', failures: 5 });
+  // A list short of a value, or holding an undefined one, is refused before anything reaches the database.
+  await assert.rejects(insertTwo.execute(db, ['192.0.2.6', 6, 60, '192.0.2.7', 7]), /5 values for 6 parameters/);
+  await assert.rejects(insertTwo.execute(db, ['192.0.2.6', 6, 60, '192.0.2.7', 7, undefined]), /a value is undefined/);
+  // A declared order that is not the compiled one is refused when it compiles.
+  const misordered = preparedList((d, p: { ip: string; failures: number; window_start: number }) => d.insertInto('ip_failures').values(columns(p, ['ip', 'failures', 'window_start'])), [
+    'failures',
+    'ip',
+    'window_start',
+  ]);
+  await assert.rejects(misordered.execute(db, [8, '192.0.2.8', 80]), /not in the declared order/);
+  assert.equal(await byIp.first(db, { ip: '192.0.2.8' }), undefined);
 }
 
 const noPostgres = await postgresOrSkip();

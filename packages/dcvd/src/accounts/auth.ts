@@ -4,7 +4,7 @@
  * allowed networks and password expiry. Every failure is one outcome for the
  * caller (-16); the reason is only for the log.
  */
-import { createHmac, randomBytes } from 'node:crypto';
+import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
 import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Clock } from '../deps.ts';
@@ -71,7 +71,8 @@ type Settle = 'failure' | 'success' | 'release';
 export class Authenticator {
   /** Keyed hashes of verified login+password pairs; the key lives only in this process. */
   private readonly remembered = new Map<string, Remembered>();
-  private readonly key = randomBytes(32);
+  /** A KeyObject: createHmac imports a Buffer key anew on every call. */
+  private readonly key = createSecretKey(randomBytes(32));
   private readonly ipCounter: FailureCounter;
   /** Verifications in progress in this process, by credential and source: identical concurrent calls share one. */
   private readonly inFlight = new Map<string, Promise<AuthResult>>();

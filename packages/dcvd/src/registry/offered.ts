@@ -9,7 +9,7 @@
  */
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
-import { prepared, type PreparedQuery } from '../store/prepared.ts';
+import { prepared, preparedList, type PreparedListQuery } from '../store/prepared.ts';
 import { normalizeAddress } from '../contacts/address.ts';
 import type { ContactSource, DnsEvidence, OfferedAddress } from '../contacts/provider.ts';
 import { windowStart, type OfferLookup, type OfferRecord } from './offer-window.ts';
@@ -29,27 +29,31 @@ const OFFER_COLUMNS = ['account_id', 'domain', 'address', 'level', 'source', 'dn
 type OfferRow = Record<(typeof OFFER_COLUMNS)[number], unknown>;
 /** Answers of up to this many addresses have their upsert precompiled (a 10-label name offers 45 constructed ones). */
 const MAX_PRECOMPILED_ROWS = 64;
-const upserts = new Map<number, PreparedQuery<Record<string, unknown>, unknown>>();
+const upserts = new Map<number, PreparedListQuery<unknown>>();
 
 /**
  * The upsert of `n` offers, precompiled per row count (issue 20: building and compiling it was
- * about a tenth of the server's CPU per GetDCVEmailAddressList call). Input `<column><row>`.
+ * about a tenth of the server's CPU per GetDCVEmailAddressList call). Its values: OFFER_COLUMNS
+ * per row, row after row.
  */
-function upsertOf(n: number): PreparedQuery<Record<string, unknown>, unknown> {
+function upsertOf(n: number): PreparedListQuery<unknown> {
   const hit = upserts.get(n);
   if (hit) return hit;
-  const query = prepared((db, p: Record<string, unknown>) =>
-    db
-      .insertInto('offered_addresses')
-      .values(Array.from({ length: n }, (_, i) => Object.fromEntries(OFFER_COLUMNS.map((c) => [c, p[`${c}${i}`]])) as OfferRow as never))
-      .onConflict((oc) =>
-        oc.columns(['account_id', 'domain', 'address']).doUpdateSet((eb) => ({
-          level: eb.ref('excluded.level'),
-          source: eb.ref('excluded.source'),
-          dns_detail: eb.ref('excluded.dns_detail'),
-          offered_at: eb.ref('excluded.offered_at'),
-        })),
-      ),
+  const rows = Array.from({ length: n }, (_, i) => OFFER_COLUMNS.map((c) => `${c}${i}`));
+  const query = preparedList(
+    (db, p: Record<string, unknown>) =>
+      db
+        .insertInto('offered_addresses')
+        .values(rows.map((names) => Object.fromEntries(names.map((name, c) => [OFFER_COLUMNS[c], p[name]])) as OfferRow as never))
+        .onConflict((oc) =>
+          oc.columns(['account_id', 'domain', 'address']).doUpdateSet((eb) => ({
+            level: eb.ref('excluded.level'),
+            source: eb.ref('excluded.source'),
+            dns_detail: eb.ref('excluded.dns_detail'),
+            offered_at: eb.ref('excluded.offered_at'),
+          })),
+        ),
+    rows.flat(),
   );
   if (n <= MAX_PRECOMPILED_ROWS) upserts.set(n, query);
   return query;
@@ -61,25 +65,17 @@ export class OfferedAddressRegistry implements OfferLookup {
   /** Records (or refreshes) every address of one answer. */
   async record(accountId: number, domain: string, offers: readonly OfferedAddress[], now: number): Promise<void> {
     if (offers.length === 0) return;
-    const rows = offers.map((o) => ({
-      account_id: accountId,
-      domain,
-      address: normalizeAddress(o.address),
-      level: o.level,
-      source: o.source,
-      dns_detail: o.dns ? JSON.stringify(o.dns) : null,
-      offered_at: now,
-    }));
     // The same address may come from two sources in one answer: keep the first (constructed wins).
-    const byAddress = new Map<string, (typeof rows)[number]>();
-    for (const r of rows) if (!byAddress.has(r.address)) byAddress.set(r.address, r);
-    const input: Record<string, unknown> = {};
-    let i = 0;
-    for (const row of byAddress.values()) {
-      for (const c of OFFER_COLUMNS) input[`${c}${i}`] = row[c];
-      i++;
+    // The values go straight into the statement's list, in OFFER_COLUMNS order.
+    const seen = new Set<string>();
+    const values: unknown[] = [];
+    for (const o of offers) {
+      const address = normalizeAddress(o.address);
+      if (seen.has(address)) continue;
+      seen.add(address);
+      values.push(accountId, domain, address, o.level, o.source, o.dns ? JSON.stringify(o.dns) : null, now);
     }
-    await upsertOf(i).execute(this.db, input);
+    await upsertOf(seen.size).execute(this.db, values);
   }
 
   /** The offer of `address` to this account for `domain` within the last 24 hours, if any. */

@@ -46,24 +46,12 @@ export interface PreparedQuery<I, O> {
 export function prepared<I extends Record<string, unknown>, O>(
   build: (db: Kysely<Database>, input: I) => Compilable<O>,
 ): PreparedQuery<I, O> {
-  // Keyed by the database's adapter: one per Kysely instance, shared with its transactions.
-  const byAdapter = new WeakMap<object, Compiled>();
-  const placeholders = new Proxy({} as I, { get: (_target, name) => new Placeholder(String(name)) });
-
-  const compiled = (db: Kysely<Database>, input: I): Compiled => {
-    const adapter = db.getExecutor().adapter;
-    let hit = byAdapter.get(adapter);
-    if (!hit) {
-      const c = build(db, placeholders).compile();
-      hit = { sql: c.sql, slots: c.parameters };
-      // An input the query never reads is a mistake in its definition (a column left out of an insert, say).
-      const used = new Set(hit.slots.flatMap((slot) => (slot instanceof Placeholder ? [slot.name] : [])));
-      const unused = Object.keys(input).filter((name) => !used.has(name));
-      if (unused.length > 0) throw new TypeError(`prepared query never uses ${unused.join(', ')}: ${c.sql}`);
-      byAdapter.set(adapter, hit);
-    }
-    return hit;
-  };
+  const compiled = compiler(build, (c, input: I) => {
+    // An input the query never reads is a mistake in its definition (a column left out of an insert, say).
+    const used = new Set(c.slots.flatMap((slot) => (slot instanceof Placeholder ? [slot.name] : [])));
+    const unused = Object.keys(input).filter((name) => !used.has(name));
+    if (unused.length > 0) throw new TypeError(`prepared query never uses ${unused.join(', ')}: ${c.sql}`);
+  });
 
   const execute = async (db: Kysely<Database>, input: I): Promise<QueryResult<O>> => {
     const c = compiled(db, input);
@@ -81,5 +69,58 @@ export function prepared<I extends Record<string, unknown>, O>(
     rows: async (db, input) => (await execute(db, input)).rows,
     first: async (db, input) => (await execute(db, input)).rows[0],
     affected: async (db, input) => Number((await execute(db, input)).numAffectedRows ?? 0n),
+  };
+}
+
+/** Compiles `build` once per database (its adapter: one per Kysely instance, shared with its transactions); `check` vets the compiled form once. */
+function compiler<I extends Record<string, unknown>, O, C>(
+  build: (db: Kysely<Database>, input: I) => Compilable<O>,
+  check: (compiled: Compiled, context: C) => void,
+): (db: Kysely<Database>, context: C) => Compiled {
+  const byAdapter = new WeakMap<object, Compiled>();
+  const placeholders = new Proxy({} as I, { get: (_target, name) => new Placeholder(String(name)) });
+  return (db, context) => {
+    const adapter = db.getExecutor().adapter;
+    let hit = byAdapter.get(adapter);
+    if (!hit) {
+      const c = build(db, placeholders).compile();
+      hit = { sql: c.sql, slots: c.parameters };
+      check(hit, context);
+      byAdapter.set(adapter, hit);
+    }
+    return hit;
+  };
+}
+
+export interface PreparedListQuery<O> {
+  /** `values` holds one value per compiled parameter, in the order the query was declared with. */
+  execute(db: Kysely<Database>, values: readonly unknown[]): Promise<QueryResult<O>>;
+}
+
+/**
+ * Like `prepared`, for a statement whose every parameter is an input value
+ * and whose order is known: a multi-row insert, `order` naming the input of
+ * each compiled parameter (`column0`, `column1`, … per row). The values come
+ * as a list in that order, so a call builds no object with a property per row
+ * and column (issue 20: the 24-hour registry's upsert of a dozen rows). The
+ * order is checked against the compiled query once, when it compiles.
+ */
+export function preparedList<I extends Record<string, unknown>, O>(
+  build: (db: Kysely<Database>, input: I) => Compilable<O>,
+  order: readonly (keyof I & string)[],
+): PreparedListQuery<O> {
+  const compiled = compiler(build, (c, _: undefined) => {
+    const names = c.slots.map((slot) => (slot instanceof Placeholder ? slot.name : undefined));
+    if (names.length !== order.length || names.some((name, i) => name !== order[i])) {
+      throw new TypeError(`prepared list query takes its values as ${names.map((n) => n ?? '(a constant)').join(', ')}, not in the declared order: ${c.sql}`);
+    }
+  });
+  return {
+    execute: async (db, values) => {
+      const c = compiled(db, undefined);
+      if (values.length !== c.slots.length) throw new TypeError(`prepared list query: ${values.length} values for ${c.slots.length} parameters`);
+      if (values.includes(undefined)) throw new TypeError('prepared list query: a value is undefined');
+      return db.executeQuery(CompiledQuery.raw(c.sql, values as unknown[]) as CompiledQuery<O>);
+    },
   };
 }
