@@ -35,6 +35,7 @@ import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/ema
 import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
 import type { OutgoingEmail } from '../mail/message.ts';
 import { renderTemplate } from '../mail/templates.ts';
+import { prepared } from '../store/prepared.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type OutboxPolicy } from '../queue/leased.ts';
 import type { MailTransport } from '../mail/transport.ts';
 
@@ -74,6 +75,31 @@ export function confirmationUrl(publicUrl: string, code: string): string {
   return `${publicUrl.replace(/\/+$/, '')}/dcv/confirm/${code}`;
 }
 
+/** What an email needs from its order and value when its turn comes. */
+const factsOf = prepared((db, p: { id: number }) =>
+  db
+    .selectFrom('outbox as o')
+    .innerJoin('orders as ord', 'ord.id', 'o.order_id')
+    .innerJoin('random_values as rv', 'rv.id', 'o.random_value_id')
+    .leftJoin('order_domains as od', 'od.id', 'rv.order_domain_id')
+    .select([
+      'ord.order_number',
+      'ord.domain',
+      // The domain this email validates (one of a multi-domain order's), and its own state.
+      'od.domain as value_domain',
+      'od.dcv_status as domain_status',
+      'ord.dcv_status',
+      'rv.id as value_id',
+      'rv.value_hash',
+      'rv.adn',
+      'rv.expires_at',
+      'rv.revoked_at',
+      'rv.spent_at',
+      'rv.template_ref',
+    ])
+    .where('o.id', '=', p.id),
+);
+
 export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
   private readonly templates: TemplateRepository;
   private readonly templateCache = new Map<number, TemplateRow | undefined>();
@@ -95,28 +121,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
 
   protected async deliver(row: OutboxRow): Promise<void> {
     const { db, clock, keys, log, transport } = this.deps;
-    const facts = await db
-      .selectFrom('outbox as o')
-      .innerJoin('orders as ord', 'ord.id', 'o.order_id')
-      .innerJoin('random_values as rv', 'rv.id', 'o.random_value_id')
-      .leftJoin('order_domains as od', 'od.id', 'rv.order_domain_id')
-      .select([
-        'ord.order_number',
-        'ord.domain',
-        // The domain this email validates (one of a multi-domain order's), and its own state.
-        'od.domain as value_domain',
-        'od.dcv_status as domain_status',
-        'ord.dcv_status',
-        'rv.id as value_id',
-        'rv.value_hash',
-        'rv.adn',
-        'rv.expires_at',
-        'rv.revoked_at',
-        'rv.spent_at',
-        'rv.template_ref',
-      ])
-      .where('o.id', '=', row.id)
-      .executeTakeFirst();
+    const facts = await factsOf.first(db, { id: row.id });
     const where = { messageId: row.message_id, orderNumber: facts?.order_number, to: row.recipient, attempt: row.attempts };
     const now = clock.now();
     // An email that covers several domains of the order (BR 3.2.2.4.4) lists them all, and is sent while one of them awaits.
