@@ -27,14 +27,14 @@ import type { Clock } from '../deps.ts';
 import type { Dialect } from '../store/database.ts';
 import type { Database, OutboxTable } from '../store/schema.ts';
 import type { Logger } from '../log.ts';
-import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/templates.ts';
+import { emailTemplate, TemplateRepository } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { validationDomain } from '../orders/orders.ts';
 import { sharedDomainsOfValue } from '../orders/dcv-email.ts';
 import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
 import type { OutgoingEmail } from '../mail/message.ts';
-import { renderTemplate } from '../mail/templates.ts';
+import { DEFAULT_TEMPLATE, renderTemplate, type EmailTemplate } from '../mail/templates.ts';
 import { prepared } from '../store/prepared.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type OutboxPolicy } from '../queue/leased.ts';
 import type { MailTransport } from '../mail/transport.ts';
@@ -102,7 +102,7 @@ const factsOf = prepared((db, p: { id: number }) =>
 
 export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
   private readonly templates: TemplateRepository;
-  private readonly templateCache = new Map<number, TemplateRow | undefined>();
+  private readonly templateCache = new Map<number, EmailTemplate>();
 
   constructor(private readonly deps: OutboxWorkerDeps) {
     super({ ...deps, table: 'outbox', what: 'emails', noun: 'dcv email' });
@@ -113,10 +113,15 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
     await this.deps.transport.close();
   }
 
-  private async template(ref: number | null): Promise<TemplateRow | undefined> {
-    if (ref === null) return undefined;
-    if (!this.templateCache.has(ref)) this.templateCache.set(ref, await this.templates.byRowId(ref));
-    return this.templateCache.get(ref);
+  /** The email template of a value (its row read once per worker), frozen so that rendering validates it once. */
+  private async template(ref: number | null): Promise<EmailTemplate> {
+    if (ref === null) return DEFAULT_TEMPLATE;
+    let template = this.templateCache.get(ref);
+    if (!template) {
+      template = Object.freeze(emailTemplate(await this.templates.byRowId(ref)));
+      this.templateCache.set(ref, template);
+    }
+    return template;
   }
 
   protected async deliver(row: OutboxRow): Promise<void> {
@@ -145,7 +150,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
     try {
       if (row.sealed_code === null) throw new MailDeliveryError(true, 'the sealed validation code was erased');
       const code = openSealedCode(keys, row.sealed_code, facts.value_hash);
-      const rendered = renderTemplate(emailTemplate(await this.template(facts.template_ref)), {
+      const rendered = renderTemplate(await this.template(facts.template_ref), {
         orderNumber: String(facts.order_number),
         domain: facts.value_domain ?? facts.domain,
         adn: facts.adn,
