@@ -13,13 +13,15 @@
  * A claim is one statement (`UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP
  * LOCKED]) RETURNING`), so several workers on one database never take the
  * same email; only the claim's holder (its token) may record the outcome. An
- * email whose worker died is taken over when its lease runs out; the SMTP
+ * email whose worker died is taken over when its lease runs out (workers look
+ * for those once a poll interval); the SMTP
  * timeouts are a third of the lease, so a live worker always finishes first.
  * The email's idempotency key is its Message-ID: the file transport writes
  * each id once. SMTP leaves two windows in which a server may see a message
  * twice, both with the same Message-ID (receivers can deduplicate on it):
  * the process dies after the server accepted the message but before the
- * delivery was recorded, or an attempt times out after the server accepted
+ * delivery was recorded (outcomes of one event-loop turn share a commit, and
+ * an email holds its slot until then, so at most `concurrency` of them), or an attempt times out after the server accepted
  * it but before its reply arrived (RFC 5321 §6.1).
  */
 import type { Kysely, Selectable } from 'kysely';
