@@ -133,6 +133,9 @@ export function validateTemplate(t: EmailTemplate): void {
   }
 }
 
+/** Frozen templates that passed validateTemplate. */
+const validated = new WeakSet<EmailTemplate>();
+
 const noEscape = { escape: (value: unknown): string => String(value) };
 
 /**
@@ -141,7 +144,11 @@ const noEscape = { escape: (value: unknown): string => String(value) };
  * forced onto one line whatever the view holds.
  */
 export function renderTemplate(t: EmailTemplate, view: TemplateView): RenderedEmail {
-  validateTemplate(t); // cheap (mustache caches the parse) and keeps one definition of "safe"
+  // One definition of "safe", checked once per frozen template (nothing can change it afterwards), else every time.
+  if (!validated.has(t)) {
+    validateTemplate(t);
+    if (Object.isFrozen(t)) validated.add(t);
+  }
   // Only the six known strings, whatever else the caller's object carries.
   const v: TemplateView = {
     orderNumber: String(view.orderNumber),

@@ -175,14 +175,17 @@ export async function coveredDomainIds(db: Kysely<Database>, value: { id: number
 
 /** The names and states of the domains a shared value covers, first position first; empty for a one-domain value. */
 export function sharedDomainsOfValue(db: Kysely<Database>, valueId: number): Promise<{ domain: string; dcv_status: string }[]> {
-  return db
+  return sharedDomainStates.rows(db, { valueId });
+}
+
+const sharedDomainStates = prepared((db, p: { valueId: number }) =>
+  db
     .selectFrom('random_value_domains as rvd')
     .innerJoin('order_domains as od', 'od.id', 'rvd.order_domain_id')
     .select(['od.domain', 'od.dcv_status'])
-    .where('rvd.random_value_id', '=', valueId)
-    .orderBy('od.position')
-    .execute();
-}
+    .where('rvd.random_value_id', '=', p.valueId)
+    .orderBy('od.position'),
+);
 
 const sharedDomainsOf = prepared((db, p: { valueId: number }) =>
   db.selectFrom('random_value_domains').select('order_domain_id').where('random_value_id', '=', p.valueId).orderBy('order_domain_id'),

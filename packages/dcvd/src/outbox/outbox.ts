@@ -13,13 +13,15 @@
  * A claim is one statement (`UPDATE … WHERE id IN (SELECT … [FOR UPDATE SKIP
  * LOCKED]) RETURNING`), so several workers on one database never take the
  * same email; only the claim's holder (its token) may record the outcome. An
- * email whose worker died is taken over when its lease runs out; the SMTP
+ * email whose worker died is taken over when its lease runs out (workers look
+ * for those once a poll interval); the SMTP
  * timeouts are a third of the lease, so a live worker always finishes first.
  * The email's idempotency key is its Message-ID: the file transport writes
  * each id once. SMTP leaves two windows in which a server may see a message
  * twice, both with the same Message-ID (receivers can deduplicate on it):
  * the process dies after the server accepted the message but before the
- * delivery was recorded, or an attempt times out after the server accepted
+ * delivery was recorded (outcomes of one event-loop turn share a commit, and
+ * an email holds its slot until then, so at most `concurrency` of them), or an attempt times out after the server accepted
  * it but before its reply arrived (RFC 5321 §6.1).
  */
 import type { Kysely, Selectable } from 'kysely';
@@ -27,14 +29,15 @@ import type { Clock } from '../deps.ts';
 import type { Dialect } from '../store/database.ts';
 import type { Database, OutboxTable } from '../store/schema.ts';
 import type { Logger } from '../log.ts';
-import { emailTemplate, TemplateRepository, type TemplateRow } from '../orders/templates.ts';
+import { emailTemplate, TemplateRepository } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { validationDomain } from '../orders/orders.ts';
 import { sharedDomainsOfValue } from '../orders/dcv-email.ts';
 import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
 import type { OutgoingEmail } from '../mail/message.ts';
-import { renderTemplate } from '../mail/templates.ts';
+import { DEFAULT_TEMPLATE, renderTemplate, type EmailTemplate } from '../mail/templates.ts';
+import { prepared } from '../store/prepared.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type OutboxPolicy } from '../queue/leased.ts';
 import type { MailTransport } from '../mail/transport.ts';
 
@@ -74,9 +77,34 @@ export function confirmationUrl(publicUrl: string, code: string): string {
   return `${publicUrl.replace(/\/+$/, '')}/dcv/confirm/${code}`;
 }
 
+/** What an email needs from its order and value when its turn comes. */
+const factsOf = prepared((db, p: { id: number }) =>
+  db
+    .selectFrom('outbox as o')
+    .innerJoin('orders as ord', 'ord.id', 'o.order_id')
+    .innerJoin('random_values as rv', 'rv.id', 'o.random_value_id')
+    .leftJoin('order_domains as od', 'od.id', 'rv.order_domain_id')
+    .select([
+      'ord.order_number',
+      'ord.domain',
+      // The domain this email validates (one of a multi-domain order's), and its own state.
+      'od.domain as value_domain',
+      'od.dcv_status as domain_status',
+      'ord.dcv_status',
+      'rv.id as value_id',
+      'rv.value_hash',
+      'rv.adn',
+      'rv.expires_at',
+      'rv.revoked_at',
+      'rv.spent_at',
+      'rv.template_ref',
+    ])
+    .where('o.id', '=', p.id),
+);
+
 export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
   private readonly templates: TemplateRepository;
-  private readonly templateCache = new Map<number, TemplateRow | undefined>();
+  private readonly templateCache = new Map<number, EmailTemplate>();
 
   constructor(private readonly deps: OutboxWorkerDeps) {
     super({ ...deps, table: 'outbox', what: 'emails', noun: 'dcv email' });
@@ -87,36 +115,20 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
     await this.deps.transport.close();
   }
 
-  private async template(ref: number | null): Promise<TemplateRow | undefined> {
-    if (ref === null) return undefined;
-    if (!this.templateCache.has(ref)) this.templateCache.set(ref, await this.templates.byRowId(ref));
-    return this.templateCache.get(ref);
+  /** The email template of a value (its row read once per worker), frozen so that rendering validates it once. */
+  private async template(ref: number | null): Promise<EmailTemplate> {
+    if (ref === null) return DEFAULT_TEMPLATE;
+    let template = this.templateCache.get(ref);
+    if (!template) {
+      template = Object.freeze(emailTemplate(await this.templates.byRowId(ref)));
+      this.templateCache.set(ref, template);
+    }
+    return template;
   }
 
   protected async deliver(row: OutboxRow): Promise<void> {
     const { db, clock, keys, log, transport } = this.deps;
-    const facts = await db
-      .selectFrom('outbox as o')
-      .innerJoin('orders as ord', 'ord.id', 'o.order_id')
-      .innerJoin('random_values as rv', 'rv.id', 'o.random_value_id')
-      .leftJoin('order_domains as od', 'od.id', 'rv.order_domain_id')
-      .select([
-        'ord.order_number',
-        'ord.domain',
-        // The domain this email validates (one of a multi-domain order's), and its own state.
-        'od.domain as value_domain',
-        'od.dcv_status as domain_status',
-        'ord.dcv_status',
-        'rv.id as value_id',
-        'rv.value_hash',
-        'rv.adn',
-        'rv.expires_at',
-        'rv.revoked_at',
-        'rv.spent_at',
-        'rv.template_ref',
-      ])
-      .where('o.id', '=', row.id)
-      .executeTakeFirst();
+    const facts = await factsOf.first(db, { id: row.id });
     const where = { messageId: row.message_id, orderNumber: facts?.order_number, to: row.recipient, attempt: row.attempts };
     const now = clock.now();
     // An email that covers several domains of the order (BR 3.2.2.4.4) lists them all, and is sent while one of them awaits.
@@ -140,7 +152,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
     try {
       if (row.sealed_code === null) throw new MailDeliveryError(true, 'the sealed validation code was erased');
       const code = openSealedCode(keys, row.sealed_code, facts.value_hash);
-      const rendered = renderTemplate(emailTemplate(await this.template(facts.template_ref)), {
+      const rendered = renderTemplate(await this.template(facts.template_ref), {
         orderNumber: String(facts.order_number),
         domain: facts.value_domain ?? facts.domain,
         adn: facts.adn,

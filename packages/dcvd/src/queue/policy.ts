@@ -8,7 +8,7 @@ export interface OutboxPolicy {
   retryMaxMs: number;
   /** Attempts before an email is marked failed. */
   maxAttempts: number;
-  /** Emails in flight at once (also the SMTP pool's connection count). */
+  /** Emails in flight at once (also the SMTP pool's connection count); a claim waits for a quarter of them to be free. */
   concurrency: number;
   /** How often the worker looks for due emails when nothing woke it. */
   pollMs: number;
