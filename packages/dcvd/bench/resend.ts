@@ -97,6 +97,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     // The backlog the load left behind, delivered with nothing else running.
     const drainStart = Date.now();
     const atDrainStart = await sink.count<number>();
+    const cpuAtDrainStart = await server.cpuMicros();
     let states = await server.count<States>();
     const backlog = waiting(states);
     while (waiting(states) > 0 && Date.now() - drainStart < 60_000) {
@@ -105,6 +106,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     }
     const drainSeconds = (Date.now() - drainStart) / 1000;
     const drained = (await sink.count<number>()) - atDrainStart;
+    const cpuPerEmail = ((await server.cpuMicros()) - cpuAtDrainStart) / Math.max(1, drained);
     const total = await sink.count<number>();
     const serverRss = await server.stop();
     const sinkRss = await sink.stop();
@@ -118,7 +120,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       ...(opts.bareRps ? [`ratio dcvd/bare req/s: ${(queued.rps / opts.bareRps).toFixed(2)}  (target >= 0.4; bare from the address-list case of this run)`] : []),
       `dcvd CPU per resend, all its threads and processes (requests, outbox worker, WAL checkpoints): ${cpuPerResend.toFixed(0)} µs  (target <= 500)`,
       `outbox delivering during that load: ${(deliveredDuringLoad / loadSeconds).toFixed(0)} emails/s`,
-      `outbox draining a backlog of ${backlog}: ${(drained / drainSeconds).toFixed(0)} emails/s (${drained} in ${drainSeconds.toFixed(1)}s; sink RSS ${sinkRss.toFixed(0)} MiB)`,
+      `outbox draining a backlog of ${backlog}: ${(drained / drainSeconds).toFixed(0)} emails/s (${drained} in ${drainSeconds.toFixed(1)}s, ${cpuPerEmail.toFixed(0)} µs of server CPU per email; sink RSS ${sinkRss.toFixed(0)} MiB)`,
       `exactly once: ${states.delivered ?? 0} rows delivered, ${total} messages at the sink, ${waiting(states)} still waiting, ${states.failed ?? 0} failed`,
       `targets: >= 300 emails/s delivered during the load, >= 500 emails/s draining a backlog`,
     ];
