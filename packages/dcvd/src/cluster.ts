@@ -18,8 +18,7 @@ import { getPriority, setPriority } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { ServeConfig } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
-import { prepareShared, startServer, startWorker, type RunningWorker } from './server.ts';
-import { defaultPublicUrl } from './outbox/delivery.ts';
+import { linksBase, prepareShared, startServer, startWorker, type RunningWorker } from './server.ts';
 
 /** Messages between the primary and an API process. */
 type ToChild = { dcvd: 'stop' } | { dcvd: 'metrics'; id: number };
@@ -67,7 +66,8 @@ export async function startCluster(config: ServeConfig, options: { logger?: Logg
   let metricsId = 0;
   const metricsWaiting = new Map<number, (metrics: object) => void>();
 
-  const onMessage = (child: Worker, m: unknown) => {
+  // A start failure is the fork's rejection (the start's error, or a replacement's logged failure).
+  const onMessage = (m: unknown) => {
     if (!isMessage(m)) return;
     const msg = m as ToPrimary;
     if (msg.dcvd === 'wake') {
@@ -76,8 +76,6 @@ export async function startCluster(config: ServeConfig, options: { logger?: Logg
       else worker?.webhooks.wake();
     } else if (msg.dcvd === 'metrics') {
       metricsWaiting.get(msg.id)?.(msg.metrics);
-    } else if (msg.dcvd === 'failed') {
-      logger.error({ pid: child.process.pid, err: msg.message }, 'API process failed to start');
     }
   };
 
@@ -89,7 +87,7 @@ export async function startCluster(config: ServeConfig, options: { logger?: Logg
       lowerPriority(child);
       let started = false;
       child.on('message', (m: unknown) => {
-        onMessage(child, m);
+        onMessage(m);
         if (!isMessage(m) || started) return;
         const msg = m as ToPrimary;
         if (msg.dcvd === 'ready') {
@@ -172,7 +170,7 @@ export async function startCluster(config: ServeConfig, options: { logger?: Logg
     const started = await Promise.all(Array.from({ length: config.processes }, () => fork()));
     const { https, http } = started[0]!;
     // The links of the emails point at --public-url, or at the port the API processes share.
-    const publicUrl = config.dcvEmail.publicUrl ?? defaultPublicUrl(https);
+    const publicUrl = linksBase(config, https);
     worker = await startWorker({ ...config, role: 'worker', dcvEmail: { ...config.dcvEmail, publicUrl } }, { logger, metricsPeers: peers });
     const running = worker;
     let closing: Promise<void> | undefined;

@@ -152,9 +152,13 @@ async function listen(
   return app.server.address() as AddressInfo;
 }
 
-/** Where a worker's links point when --public-url is not given: the HTTPS listener the API processes use. */
-function configuredPublicUrl(config: ServeConfig): string {
+/**
+ * The base of the confirmation links: --public-url, else the HTTPS listener — this process's (`https`), or
+ * for a worker, which has none, the configured one the API processes use.
+ */
+export function linksBase(config: ServeConfig, https?: AddressInfo): string {
   if (config.dcvEmail.publicUrl !== undefined) return config.dcvEmail.publicUrl;
+  if (https) return defaultPublicUrl(https);
   if (config.listen.port === 0) throw new Error('--role worker needs --public-url (or a --listen with a fixed port): its emails link to the API processes\u2019 confirmation pages');
   return defaultPublicUrl(listenAddress(config.listen));
 }
@@ -166,7 +170,7 @@ function listenAddress({ host, port }: HostPort): AddressInfo {
 /** Phase 1: what can be judged without a store, a file or a socket; a bad option leaves nothing behind. */
 function checkConfig(config: ServeConfig, deps: ServerDeps, role: ServeRole): { adminToken: string | undefined } {
   if (deps.sandbox && role !== 'all') throw new Error('the sandbox runs every role in one process');
-  if (role === 'worker') configuredPublicUrl(config);
+  if (role === 'worker') linksBase(config);
   const adminToken = config.adminListen ? checkAdminToken(config.adminToken) : undefined;
   checkDcvEmailConfig(config.dcvEmail);
   if (config.webhooks.url !== undefined && config.webhooks.secret === undefined) throw new Error('--webhook-url needs --webhook-secret or --webhook-secret-file');
@@ -397,7 +401,7 @@ type Services = Awaited<ReturnType<typeof buildServices>>;
  * and the webhook worker (not in role api), then the internal API.
  */
 async function listenAll({ role, config, deps, clock, logger, closers }: Context, services: Services, adminToken: string | undefined) {
-  const { store, tls, metrics, valueKeys, links, app } = services;
+  const { tls, metrics, links, app } = services;
   const apps: FastifyInstance[] = [];
   let outbox: OutboxWorker | undefined;
   // The stack runs newest first: the listeners close together (in-flight requests finish), then the
@@ -423,7 +427,7 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
   }
 
   // The outbox worker: links point at --public-url, or at this listener (a worker: at the configured one).
-  links.base = https ? (config.dcvEmail.publicUrl ?? defaultPublicUrl(https)) : configuredPublicUrl(config);
+  links.base = linksBase(config, https);
   if (role === 'api') {
     // Queued here, delivered by a worker elsewhere: woken if there is a way to reach it, else found by its poll.
     const remote = deps.remoteWake;

@@ -103,7 +103,8 @@ export function withStatementCache(db: SQLite.Database, max = 500): SqliteDataba
  * the log: roll back only a transaction that is still open.
  */
 class SqliteDriverKeepingCause extends SqliteDriver {
-  private wrapped: { inner: DatabaseConnection; outer: DatabaseConnection } | undefined;
+  /** SQLite's one connection, wrapped once. */
+  private connection: DatabaseConnection | undefined;
 
   constructor(
     config: SqliteDialectConfig,
@@ -114,15 +115,14 @@ class SqliteDriverKeepingCause extends SqliteDriver {
 
   override async acquireConnection(): Promise<DatabaseConnection> {
     const inner = await super.acquireConnection();
-    if (this.wrapped?.inner !== inner) this.wrapped = { inner, outer: new BusyRetryingConnection(inner, this.sqlite) };
-    return this.wrapped.outer;
+    return (this.connection ??= new BusyRetryingConnection(inner, this.sqlite));
   }
 
   /**
    * BEGIN IMMEDIATE: a transaction takes the write lock when it starts. With several processes on one file
    * (`--processes`, `--role`), a deferred transaction that read first and then writes fails at once with
    * SQLITE_BUSY when another process wrote in between, without waiting; an immediate one waits for the lock
-   * (busy_timeout) instead. In one process Kysely runs one transaction at a time anyway, so it costs nothing.
+   * (BusyRetryingConnection) instead. In one process Kysely runs one transaction at a time anyway, so it costs nothing.
    */
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw('begin immediate'));
@@ -150,12 +150,15 @@ class BusyRetryingConnection implements DatabaseConnection {
   ) {}
 
   async executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
-    const deadline = Date.now() + STATEMENT_TIMEOUT_MS;
+    // The clock is read only once a statement found the lock taken: nothing on the common path.
+    let deadline: number | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.inner.executeQuery<R>(query);
       } catch (err) {
-        if (!isBusy(err) || this.sqlite.inTransaction || Date.now() >= deadline) throw err;
+        if (!isBusy(err) || this.sqlite.inTransaction) throw err;
+        deadline ??= Date.now() + STATEMENT_TIMEOUT_MS;
+        if (Date.now() >= deadline) throw err;
         if (attempt < 3) await new Promise<void>((resolve) => setImmediate(resolve));
         else await new Promise<void>((resolve) => setTimeout(resolve, Math.min(10, 2 ** (attempt - 3))));
       }
