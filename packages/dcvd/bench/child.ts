@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { generate } from 'selfsigned';
 import { defaultServeConfig } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
@@ -16,7 +15,7 @@ import { createLogger } from '../src/log.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
 import { systemClock } from '../src/deps.ts';
-import { answerBenchmark } from './tree.ts';
+import { answerBenchmark, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
 const options = JSON.parse(raw ?? '{}') as {
@@ -79,16 +78,10 @@ if (mode === 'bare') {
   stop = () => dns.close();
   send({ port: dns.port, ca: '', info: { address: dns.address } });
 } else if (mode === 'dcvd-api') {
-  // An API process of the primary below: it talks to the primary only (node:cluster's channel).
-  const { runApiProcess } = await import('../src/cluster.ts');
-  await runApiProcess(dcvdConfig(options.dataDir!), { logger: createLogger('warn') });
+  await runBenchApiProcess(dcvdConfig(options.dataDir!));
 } else if (mode === 'dcvd' && (options.processes ?? 1) > 1) {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-'));
-  const { startCluster } = await import('../src/cluster.ts');
-  const running = await startCluster(dcvdConfig(dataDir), {
-    logger: createLogger('warn'),
-    setup: { exec: fileURLToPath(import.meta.url), args: ['dcvd-api', JSON.stringify({ ...options, dataDir })], execArgv: ['--import', 'tsx'] },
-  });
+  const running = await startBenchCluster(import.meta.url, dcvdConfig(dataDir), { ...options, dataDir });
   const db = running.worker.store.db;
   if (options.login && options.password) {
     await new AccountRepository(db, systemClock).create(options.login, { password: options.password, permissions: ['auto-apply', 'voucher'] });

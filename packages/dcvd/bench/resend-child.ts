@@ -5,7 +5,6 @@
  * `processes` above 1 the primary of `serve --processes N`, delivering, whose
  * API processes run this file in mode `dcvd-api`.
  */
-import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { OfferedAddressRegistry } from '../src/registry/offered.ts';
 import { OrderRepository } from '../src/orders/orders.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
-import { answerBenchmark } from './tree.ts';
+import { answerBenchmark, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
 const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; dataDir?: string };
@@ -60,17 +59,12 @@ if (mode === 'sink') {
   stop = () => new Promise((r) => sink.close(() => r()));
   send({ port, ca: '' });
 } else if (mode === 'dcvd-api') {
-  const { runApiProcess } = await import('../src/cluster.ts');
-  await runApiProcess(dcvdConfig(options.dataDir!), { logger: createLogger('warn') });
+  await runBenchApiProcess(dcvdConfig(options.dataDir!));
 } else if (mode === 'dcvd') {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-resend-'));
   let server: { https: { port: number }; cert: string; store: { db: Awaited<ReturnType<typeof startServer>>['store']['db'] }; close(): Promise<void> };
   if ((options.processes ?? 1) > 1) {
-    const { startCluster } = await import('../src/cluster.ts');
-    const running = await startCluster(dcvdConfig(dataDir), {
-      logger: createLogger('warn'),
-      setup: { exec: fileURLToPath(import.meta.url), args: ['dcvd-api', JSON.stringify({ ...options, dataDir })], execArgv: ['--import', 'tsx'] },
-    });
+    const running = await startBenchCluster(import.meta.url, dcvdConfig(dataDir), { ...options, dataDir });
     apiPids = () => running.pids();
     server = { https: running.https, cert: running.worker.cert, store: running.worker.store, close: () => running.close() };
   } else {

@@ -1,9 +1,31 @@
 /**
- * CPU time and peak RSS of a server under test together with its API processes (`serve --processes`),
- * read from /proc for the other processes: the benchmark divides the CPU of the whole tree by the
- * requests it answered, and reports the memory of all of it.
+ * A server under test as a tree of processes (`serve --processes`): its start in a bench child, and
+ * CPU time and peak RSS of the primary together with its API processes, read from /proc for the
+ * others: the benchmark divides the CPU of the whole tree by the requests it answered, and reports
+ * the memory of all of it.
  */
 import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { ServeConfig } from '../src/config.ts';
+import { createLogger } from '../src/log.ts';
+
+/**
+ * The primary of `serve --processes N` in a bench child whose script is `scriptUrl`: its API processes run
+ * that script in mode `dcvd-api` with `childOptions` (which name the data directory all of them share).
+ */
+export async function startBenchCluster(scriptUrl: string, config: ServeConfig, childOptions: object) {
+  const { startCluster } = await import('../src/cluster.ts');
+  return startCluster(config, {
+    logger: createLogger('warn'),
+    setup: { exec: fileURLToPath(scriptUrl), args: ['dcvd-api', JSON.stringify(childOptions)], execArgv: ['--import', 'tsx'] },
+  });
+}
+
+/** Mode `dcvd-api`: an API process of that primary; it talks to the primary only (node:cluster's channel). */
+export async function runBenchApiProcess(config: ServeConfig): Promise<void> {
+  const { runApiProcess } = await import('../src/cluster.ts');
+  await runApiProcess(config, { logger: createLogger('warn') });
+}
 
 /** Clock ticks per second of /proc's utime/stime (100 on Linux, as `getconf CLK_TCK` says). */
 const TICKS_PER_SECOND = 100;
