@@ -6,7 +6,7 @@ import { after, before, beforeEach, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../src/deps.ts';
 import { parseResolvers } from '../src/dns/client.ts';
-import { OfferedAddressRegistry } from '../src/registry/offered.ts';
+import { OfferedAddressRegistry, RECENT_ANSWER_MS } from '../src/registry/offered.ts';
 import { OFFER_WINDOW_MS } from '../src/registry/offer-window.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
 import { GET_PATH, PASSWORD, form, startTestServer, type TestServer } from './support/server.ts';
@@ -277,6 +277,93 @@ describe('the 24-hour registry (§4)', () => {
     const afterPurge = await s.store.db.selectFrom('offered_addresses').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     assert.equal(Number(before.n) - Number(afterPurge.n), purged);
     assert.equal(await registry.find(alice.id, 'purge.com', 'admin@purge.com', clock.now()), undefined);
+  });
+
+  /** Each recorded address of the account for the domain with its `offered_at`. */
+  async function stored(login: string, domain: string): Promise<Record<string, number>> {
+    const account = (await s.accounts.find(login))!;
+    const rows = await s.store.db
+      .selectFrom('offered_addresses')
+      .select(['address', 'offered_at'])
+      .where('account_id', '=', account.id)
+      .where('domain', '=', domain)
+      .execute();
+    return Object.fromEntries(rows.map((r) => [r.address, Number(r.offered_at)]));
+  }
+  const at = (addresses: string[], t: number) => Object.fromEntries(addresses.map((a) => [a, t]));
+
+  test('issue 20: an identical answer repeated within a minute is not written again; a changed one is, and so is one a minute later', async () => {
+    const t0 = clock.now();
+    await ask('memo.com');
+    assert.deepEqual(await stored('alice', 'memo.com'), at(five('memo.com'), t0));
+    // 30 s later, the same answer: the rows keep the first time (nothing written).
+    clock.advance(30_000);
+    assert.match((await ask('memo.com')).body, /^0\ndomain_name\tmemo\.com\nlevel2_email\tadmin@memo\.com\n/);
+    assert.deepEqual(await stored('alice', 'memo.com'), at(five('memo.com'), t0));
+    // Another account: its own answer, written.
+    await ask('memo.com', {}, 'bob');
+    assert.deepEqual(await stored('bob', 'memo.com'), at(five('memo.com'), clock.now()));
+    // A DNS contact appears (JSON): another set, written, every row with the new time.
+    dns.setTxt('_validation-contactemail.memo.com', [['owner@memo-owner.example']]);
+    const t1 = clock.now();
+    await json('memo.com');
+    assert.deepEqual(await stored('alice', 'memo.com'), at([...five('memo.com'), 'owner@memo-owner.example'], t1));
+    clock.advance(1000);
+    await json('memo.com');
+    assert.deepEqual(await stored('alice', 'memo.com'), at([...five('memo.com'), 'owner@memo-owner.example'], t1), 'the same set: not written');
+    // The DNS contact changes: written; the contact no longer offered keeps its time and expires with it.
+    dns.setTxt('_validation-contactemail.memo.com', [['new@memo-owner.example']]);
+    const t2 = clock.now();
+    await json('memo.com');
+    assert.deepEqual(await stored('alice', 'memo.com'), { ...at([...five('memo.com'), 'new@memo-owner.example'], t2), 'owner@memo-owner.example': t1 });
+    // Only the evidence changes (the AD bit): the rows differ, so they are written.
+    dns.setAuthenticated('_validation-contactemail.memo.com', true);
+    clock.advance(1000);
+    const t3 = clock.now();
+    await json('memo.com');
+    assert.equal((await stored('alice', 'memo.com'))['new@memo-owner.example'], t3);
+    const alice = (await s.accounts.find('alice'))!;
+    assert.equal((await registry.find(alice.id, 'memo.com', 'new@memo-owner.example', t3))?.dns?.authenticatedData, true);
+    // Back to the text answer: it is not the last one written for the pair, so it is written.
+    clock.advance(1000);
+    const t4 = clock.now();
+    await ask('memo.com');
+    assert.deepEqual(await stored('alice', 'memo.com'), { ...at(five('memo.com'), t4), 'new@memo-owner.example': t3, 'owner@memo-owner.example': t1 });
+    // The same text answer a minute after it was written: written again.
+    clock.advance(RECENT_ANSWER_MS - 1);
+    await ask('memo.com');
+    assert.deepEqual(await stored('alice', 'memo.com'), { ...at(five('memo.com'), t4), 'new@memo-owner.example': t3, 'owner@memo-owner.example': t1 }, 'one millisecond short of the minute');
+    clock.advance(1);
+    await ask('memo.com');
+    assert.deepEqual(await stored('alice', 'memo.com'), { ...at(five('memo.com'), clock.now()), 'new@memo-owner.example': t3, 'owner@memo-owner.example': t1 });
+  });
+
+  test('issue 20: the memory of recent answers is bounded (the pair written longest ago is forgotten) and never trusts a clock set back', async () => {
+    const alice = (await s.accounts.find('alice'))!;
+    const small = new OfferedAddressRegistry(s.store.db, { recentAnswerEntries: 2 });
+    const offer = (domain: string) => [{ address: `admin@${domain}`, level: 2, source: 'constructed' as const }];
+    const time = async (domain: string) => (await stored('alice', domain))[`admin@${domain}`];
+    const t0 = clock.now();
+    for (const d of ['bound-a.com', 'bound-b.com', 'bound-c.com']) await small.record(alice.id, d, offer(d), t0);
+    await small.record(alice.id, 'bound-c.com', offer('bound-c.com'), t0 + 10);
+    assert.equal(await time('bound-c.com'), t0, 'remembered: not written');
+    await small.record(alice.id, 'bound-a.com', offer('bound-a.com'), t0 + 10);
+    assert.equal(await time('bound-a.com'), t0 + 10, 'forgotten (a third pair came): written');
+    // bound-b.com was forgotten when bound-a.com came back.
+    await small.record(alice.id, 'bound-b.com', offer('bound-b.com'), t0 + 10);
+    assert.equal(await time('bound-b.com'), t0 + 10);
+    // A clock set back: written, as it would be without the memory.
+    await small.record(alice.id, 'bound-b.com', offer('bound-b.com'), t0 + 5);
+    assert.equal(await time('bound-b.com'), t0 + 5);
+    // Hundreds of pairs: still answers, still bounded (the first pairs are written again).
+    for (let i = 0; i < 200; i++) await small.record(alice.id, `many-${i}.com`, offer(`many-${i}.com`), t0);
+    await small.record(alice.id, 'many-0.com', offer('many-0.com'), t0 + 20);
+    assert.equal(await time('many-0.com'), t0 + 20);
+    // recentAnswerMs 0: every answer written.
+    const none = new OfferedAddressRegistry(s.store.db, { recentAnswerMs: 0 });
+    await none.record(alice.id, 'bound-c.com', offer('bound-c.com'), t0 + 30);
+    await none.record(alice.id, 'bound-c.com', offer('bound-c.com'), t0 + 30);
+    assert.equal(await time('bound-c.com'), t0 + 30);
   });
 
   test('the seed\u2019s sample request with credentials', async () => {

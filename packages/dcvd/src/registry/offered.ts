@@ -5,8 +5,11 @@
  * same account for that domain in the 24 hours before) is offer-window.ts.
  * One row per (account, domain, address), refreshed on each offer, so the
  * table grows with distinct offers, not calls, and every check is one
- * unique-index lookup.
+ * unique-index lookup. An answer this process recorded less than a minute ago
+ * for the same account and domain, with the same rows, is not written again
+ * (`RecentAnswers` below; issue 20, why that is safe: docs/PROTOCOL.md).
  */
+import { createHash } from 'node:crypto';
 import type { Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import { prepared, preparedList, type PreparedListQuery } from '../store/prepared.ts';
@@ -59,23 +62,84 @@ function upsertOf(n: number): PreparedListQuery<unknown> {
   return query;
 }
 
-export class OfferedAddressRegistry implements OfferLookup {
-  constructor(private readonly db: Kysely<Database>) {}
+/** How long an answer recorded by this process is not written again when repeated unchanged. */
+export const RECENT_ANSWER_MS = 60_000;
+/** How many (account, domain) pairs that memory holds at most (measured: 5.2 MB for 10,000 pairs of 253-character names). */
+export const RECENT_ANSWER_ENTRIES = 10_000;
 
-  /** Records (or refreshes) every address of one answer. */
+/**
+ * The last answer this process recorded for each (account, domain): a digest of its rows (address,
+ * level, source, DNS evidence: everything written but the time) and the time written. A repeated
+ * identical answer within `windowMs` of that write is not written again, so its rows keep that
+ * time: an offer then leaves the 24-hour window up to `windowMs` early, never late, and every row
+ * stays an offer really made at its `offered_at` (docs/PROTOCOL.md, "The 24-hour registry").
+ * Bounded: past `maxEntries` the pair written longest ago is forgotten (its next answer is
+ * written), so many domains cost writes, never memory.
+ */
+class RecentAnswers {
+  private readonly last = new Map<string, { digest: string; at: number }>();
+  constructor(
+    private readonly windowMs: number,
+    private readonly maxEntries: number,
+  ) {}
+
+  /** Whether exactly this answer was written for `key` less than the window before `now` (and not in its future: a clock set back). */
+  fresh(key: string, digest: string, now: number): boolean {
+    const hit = this.last.get(key);
+    return hit !== undefined && hit.digest === digest && now >= hit.at && now - hit.at < this.windowMs;
+  }
+
+  /** After a successful write: the pair's newest answer, moved to the end of the eviction order. */
+  written(key: string, digest: string, at: number): void {
+    this.last.delete(key);
+    this.last.set(key, { digest, at });
+    if (this.last.size > this.maxEntries) this.last.delete(this.last.keys().next().value!);
+  }
+}
+
+export interface RegistryOptions {
+  /** RECENT_ANSWER_MS by default; 0 writes every answer. */
+  recentAnswerMs?: number;
+  /** RECENT_ANSWER_ENTRIES by default. */
+  recentAnswerEntries?: number;
+}
+
+export class OfferedAddressRegistry implements OfferLookup {
+  private readonly recent: RecentAnswers;
+
+  constructor(
+    private readonly db: Kysely<Database>,
+    options: RegistryOptions = {},
+  ) {
+    this.recent = new RecentAnswers(options.recentAnswerMs ?? RECENT_ANSWER_MS, options.recentAnswerEntries ?? RECENT_ANSWER_ENTRIES);
+  }
+
+  /**
+   * Records (or refreshes) every address of one answer, unless this process wrote the same rows
+   * for this account and domain less than RECENT_ANSWER_MS ago (then they stay as written then).
+   */
   async record(accountId: number, domain: string, offers: readonly OfferedAddress[], now: number): Promise<void> {
     if (offers.length === 0) return;
     // The same address may come from two sources in one answer: keep the first (constructed wins).
     // The values go straight into the statement's list, in OFFER_COLUMNS order.
     const seen = new Set<string>();
     const values: unknown[] = [];
+    // Every column but the key's and the time, one line a row: the address as a JSON string, the
+    // level, the source (one word), the evidence as JSON or `-` (JSON escapes any line break).
+    let rows = '';
     for (const o of offers) {
       const address = normalizeAddress(o.address);
       if (seen.has(address)) continue;
       seen.add(address);
-      values.push(accountId, domain, address, o.level, o.source, o.dns ? JSON.stringify(o.dns) : null, now);
+      const dns = o.dns ? JSON.stringify(o.dns) : null;
+      values.push(accountId, domain, address, o.level, o.source, dns, now);
+      rows += `${JSON.stringify(address)} ${o.level} ${o.source} ${dns ?? '-'}\n`;
     }
+    const key = `${accountId} ${domain}`;
+    const digest = createHash('sha256').update(rows).digest('base64');
+    if (this.recent.fresh(key, digest, now)) return;
     await upsertOf(seen.size).execute(this.db, values);
+    this.recent.written(key, digest, now);
   }
 
   /** The offer of `address` to this account for `domain` within the last 24 hours, if any. */
