@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { generate } from 'selfsigned';
 import { defaultServeConfig } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
 import { createLogger } from '../src/log.ts';
@@ -50,6 +49,8 @@ function dcvdConfig(dataDir: string) {
 }
 
 if (mode === 'bare') {
+  // Imported here: the API processes of `processes` run this file too, and dcvd loads selfsigned only to make a certificate.
+  const { generate } = await import('selfsigned');
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], { keyType: 'ec', curve: 'P-256', algorithm: 'sha256' });
   const body = '0\n';
   const server = https.createServer({ key: pems.private, cert: pems.cert, minVersion: 'TLSv1.2' }, (req, res) => {

@@ -9,6 +9,10 @@
  * `api` the API listeners only — the emails and webhooks its requests queue wait in the database for a
  * worker (woken through `ServerDeps.remoteWake` in a cluster, else found by the worker's poll); `worker`
  * (startWorker) delivery and the purges, with no API listener. The internal API may run in any role.
+ *
+ * What only some roles use is imported where it is used (issue 20: memory of --processes, where every
+ * process is a whole dcvd): the use cases and the API app only with an API listener, the internal API's
+ * service and app (typebox and its schemas) only with --admin-listen.
  */
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -22,8 +26,7 @@ import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
 import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
-import { buildApp, type ServerTimeouts } from './http/app.ts';
-import { createUseCases } from './api/index.ts';
+import type { ServerTimeouts } from './http/listener.ts';
 import { systemResolvers, type DnsClient } from './dns/client.ts';
 import { createUdpPool } from './dns/transport.ts';
 import { DnssecGuard } from './dns/dnssec.ts';
@@ -42,8 +45,6 @@ import { ConfirmationService } from './orders/confirmation.ts';
 import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './webhooks/webhooks.ts';
 import { daysUntilCutoff, emailMethodsPhase } from './orders/email-dcv-policy.ts';
 import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './outbox/delivery.ts';
-import { AdminService } from './admin/service.ts';
-import { buildAdminApp, checkAdminToken } from './admin/http.ts';
 import { createContactGate, describeGate } from './mpic/corroborate.ts';
 import type { Kysely } from 'kysely';
 import type { Database } from './store/schema.ts';
@@ -168,10 +169,10 @@ function listenAddress({ host, port }: HostPort): AddressInfo {
 }
 
 /** Phase 1: what can be judged without a store, a file or a socket; a bad option leaves nothing behind. */
-function checkConfig(config: ServeConfig, deps: ServerDeps, role: ServeRole): { adminToken: string | undefined } {
+async function checkConfig(config: ServeConfig, deps: ServerDeps, role: ServeRole): Promise<{ adminToken: string | undefined }> {
   if (deps.sandbox && role !== 'all') throw new Error('the sandbox runs every role in one process');
   if (role === 'worker') linksBase(config);
-  const adminToken = config.adminListen ? checkAdminToken(config.adminToken) : undefined;
+  const adminToken = config.adminListen ? (await import('./admin/http.ts')).checkAdminToken(config.adminToken) : undefined;
   checkDcvEmailConfig(config.dcvEmail);
   if (config.webhooks.url !== undefined && config.webhooks.secret === undefined) throw new Error('--webhook-url needs --webhook-secret or --webhook-secret-file');
   return { adminToken };
@@ -245,12 +246,13 @@ export async function prepareShared(config: ServeConfig, logger: Logger): Promis
 }
 
 /** Phase 2: every service in dependency order, before any listener. */
-async function buildServices({ config, deps, clock, logger, closers }: Context) {
+async function buildServices({ role, config, deps, clock, logger, closers }: Context) {
   const store = openStore({
     dataDir: config.dataDir,
     databaseUrl: config.databaseUrl,
     poolSize: config.dbPoolSize,
-    backgroundCheckpoints: { onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed; commits checkpoint by themselves') },
+    // SQLite's checkpoint thread runs in the process that delivers; a role api process has one beside it.
+    backgroundCheckpoints: { onError: (message) => logger.warn({ err: message }, 'background WAL checkpoint failed; commits checkpoint by themselves'), elsewhere: role === 'api' },
   });
   closers.push('store', () => store.close());
   const tls = await migrateAndCertificate(config, store, logger);
@@ -318,7 +320,8 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
   };
   // AutoApplyOrder, AutoUpdateDCV, GetMDCDomainDetails (CONTRACT §12): the resend's services, the products, the policy.
   const flow: OrderFlowDeps = { ...resend, products: new ProductRepository(store.db, clock), policy: config.emailDcv };
-  const useCases = createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow });
+  // The use cases and their HTTP app only where there is an API listener (not in a cluster's primary, role worker).
+  const useCases = role === 'worker' ? undefined : (await import('./api/index.ts')).createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow });
   // Bounded: a load balancer needs an answer, not a hanging probe.
   const readiness = async () => {
     let timer: NodeJS.Timeout | undefined;
@@ -367,7 +370,7 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
   // The internal JSON API's operations (CONTRACT §9), with --admin-listen only.
   const admin =
     config.adminListen &&
-    new AdminService({
+    new (await import('./admin/service.ts')).AdminService({
       db: store.db,
       clock,
       random,
@@ -377,7 +380,7 @@ async function buildServices({ config, deps, clock, logger, closers }: Context) 
       contactGate,
       log: logger,
     });
-  const app = {
+  const app = useCases && {
     logger,
     trustProxy: config.trustProxy,
     bodyLimit: config.bodyLimit,
@@ -415,7 +418,8 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
   };
   let https: AddressInfo | undefined;
   let http: AddressInfo | undefined;
-  if (role !== 'worker') {
+  if (app) {
+    const { buildApp } = await import('./http/app.ts');
     const httpsApp = await buildApp({ ...app, tls });
     apps.push(httpsApp);
     https = await listen(httpsApp, config.listen.host, config.listen.port, '--listen', acceptFailed);
@@ -475,6 +479,7 @@ async function listenAdmin(
   const { tls, metrics } = services;
   let admin: AddressInfo | undefined;
   if (config.adminListen && services.admin && adminToken !== undefined) {
+    const { buildAdminApp } = await import('./admin/http.ts');
     const adminApp = await buildAdminApp({
       admin: services.admin,
       token: adminToken,
@@ -574,7 +579,7 @@ function housekeeping({ role, config, deps, clock, logger, closers }: Context, s
 
 /** The four phases for one role; a failed start closes what it opened and throws the start's error. */
 async function start(config: ServeConfig, deps: ServerDeps, role: ServeRole) {
-  const { adminToken } = checkConfig(config, deps, role);
+  const { adminToken } = await checkConfig(config, deps, role);
   const clock = deps.clock ?? systemClock;
   const logger = deps.logger ?? createLogger(config.logLevel);
   const context: Context = { role, config, deps, clock, logger, closers: new Closers() };

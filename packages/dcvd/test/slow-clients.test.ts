@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { baseServerOptions, MAX_HEADER_BYTES, SERVER_TIMEOUTS, type ServerTimeouts } from '../src/http/app.ts';
+import { baseServerOptions, MAX_HEADER_BYTES, SERVER_TIMEOUTS, type ServerTimeouts } from '../src/http/listener.ts';
 import { createLogger } from '../src/log.ts';
 import { GET_PATH, startTestServer, type TestServer } from './support/server.ts';
 

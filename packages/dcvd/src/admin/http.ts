@@ -17,7 +17,7 @@ import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
 import { DEFAULT_OUTBOX_LIST_LIMIT, DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, parseIsoDate } from '../config.ts';
-import { baseServerOptions, loggedPath, type ServerTimeouts } from '../http/app.ts';
+import { baseServerOptions, loggedPath, type ServerTimeouts } from '../http/listener.ts';
 import { DEFAULT_IPV6_PREFIX, limitKey } from '../accounts/networks.ts';
 import type { AdminService } from './service.ts';
 import {

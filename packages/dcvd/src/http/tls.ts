@@ -4,7 +4,6 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { generate } from 'selfsigned';
 
 export interface TlsMaterial {
   key: string;
@@ -30,6 +29,9 @@ export async function loadOrCreateCertificate(opts: {
     return { cert: readFileSync(certPath, 'utf8'), key: readFileSync(keyPath, 'utf8'), certPath, generated: false };
   }
   mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Loaded only to generate (first start): selfsigned and its X.509 stack are several MiB that every later
+  // start, and every API process of --processes, would otherwise carry (issue 20).
+  const { generate } = await import('selfsigned');
   const notBefore = new Date(Date.now() - 60_000);
   const notAfter = new Date(notBefore.getTime() + 825 * 86_400_000);
   const pems = await generate([{ name: 'commonName', value: 'localhost' }], {

@@ -5,9 +5,20 @@
  * RSA of at least 2048 bits, EC on P-256, P-384 or P-521. The CN and the SAN
  * dNSNames (and iPAddresses, which the domain rules then refuse) are the names.
  */
-import * as x509 from '@peculiar/x509';
+import type * as X509 from '@peculiar/x509';
 
-x509.cryptoProvider.set(globalThis.crypto);
+/**
+ * @peculiar/x509 and its ASN.1 stack (a few MiB of heap) are loaded by the first CSR checked, not at start:
+ * most processes — a cluster's primary, and API processes until an AutoApplyOrder — never parse one (issue 20).
+ */
+let loaded: Promise<typeof X509> | undefined;
+function x509Module(): Promise<typeof X509> {
+  loaded ??= import('@peculiar/x509').then((x509) => {
+    x509.cryptoProvider.set(globalThis.crypto);
+    return x509;
+  });
+  return loaded;
+}
 
 export const MIN_RSA_BITS = 2048;
 const EC_CURVES = new Set(['P-256', 'P-384', 'P-521']);
@@ -18,13 +29,13 @@ export type CsrCheck =
   | { ok: true; names: string[]; pem: string }
   | { ok: false; reason: 'syntax' | 'signature' | 'key' | 'no-names' };
 
-function requestOf(text: string): x509.Pkcs10CertificateRequest | undefined {
+function requestOf(x509: typeof X509, text: string): X509.Pkcs10CertificateRequest | undefined {
   const trimmed = text.trim();
   try {
     if (trimmed.includes('-----BEGIN')) {
       if (!/^-----BEGIN (NEW )?CERTIFICATE REQUEST-----[\s\S]+-----END (NEW )?CERTIFICATE REQUEST-----$/.test(trimmed)) return undefined;
       const body = trimmed.replace(/-----(BEGIN|END) (NEW )?CERTIFICATE REQUEST-----/g, '');
-      return requestOf(body);
+      return requestOf(x509, body);
     }
     if (!BASE64.test(trimmed)) return undefined;
     const der = Buffer.from(trimmed.replace(/\s+/g, ''), 'base64');
@@ -43,7 +54,8 @@ function keyAcceptable(algorithm: KeyAlgorithm): boolean {
 
 /** Parses, checks the signature and the key, and returns the names, CN first, without repeats (case-insensitive). */
 export async function checkCsr(text: string): Promise<CsrCheck> {
-  const csr = requestOf(text);
+  const x509 = await x509Module();
+  const csr = requestOf(x509, text);
   if (!csr) return { ok: false, reason: 'syntax' };
   let algorithm: KeyAlgorithm;
   try {

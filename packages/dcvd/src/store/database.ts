@@ -16,9 +16,10 @@
  * or deadlock_detected (40P01) is retried by retryTransaction().
  */
 import { mkdirSync, statfsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import SQLite from 'better-sqlite3';
-import pg from 'pg';
+import type SQLite from 'better-sqlite3';
+import type pg from 'pg';
 import { CompiledQuery, Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type QueryResult, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import type { Database } from './schema.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
@@ -45,13 +46,26 @@ export interface StoreOptions {
   /**
    * SQLite: WAL checkpoints in a worker thread instead of inside commits
    * (src/store/checkpointer.ts). For long-running processes (the server), not
-   * for one CLI command.
+   * for one CLI command. `elsewhere`: another process on the same file runs the thread (a `--role api`
+   * process beside its worker, issue 20): this one only raises its commits' own threshold as that one does,
+   * without a thread (an isolate, several MiB) of its own; the WAL is the file's, one checkpointer serves all.
    */
-  backgroundCheckpoints?: { intervalMs?: number; onError?: (message: string) => void };
+  backgroundCheckpoints?: { intervalMs?: number; onError?: (message: string) => void; elsewhere?: boolean };
 }
 
-// int8 (bigint) columns hold millisecond times and ids, all below 2^53: return numbers, not strings.
-pg.types.setTypeParser(20, (v) => Number(v));
+// A process loads the driver of its own database only, when it opens it: a SQLite server never needs pg's
+// modules, nor a PostgreSQL one better-sqlite3's (memory of each process, issue 20). Both are CommonJS.
+const require = createRequire(import.meta.url);
+let pgDriver: typeof pg | undefined;
+
+function loadPg(): typeof pg {
+  if (pgDriver === undefined) {
+    pgDriver = require('pg') as typeof pg;
+    // int8 (bigint) columns hold millisecond times and ids, all below 2^53: return numbers, not strings.
+    pgDriver.types.setTypeParser(20, (v) => Number(v));
+  }
+  return pgDriver;
+}
 
 /** close() may be called by several owners (server, tests): the first call does the work. */
 function once(fn: () => Promise<void>): () => Promise<void> {
@@ -199,7 +213,7 @@ export function openStore(options: StoreOptions): Store {
   const url = options.databaseUrl;
   if (url && /^postgres(ql)?:\/\//i.test(url)) {
     // A database that does not answer, or a lock held too long, fails a query (-14) instead of holding it forever.
-    const pool = new pg.Pool({
+    const pool = new (loadPg().Pool)({
       connectionString: url,
       max: options.poolSize ?? 10,
       connectionTimeoutMillis: 5000,
@@ -220,7 +234,8 @@ export function openStore(options: StoreOptions): Store {
   }
   let sqlite: SQLite.Database | undefined;
   try {
-    sqlite = new SQLite(file);
+    const Driver = require('better-sqlite3') as typeof SQLite;
+    sqlite = new Driver(file);
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
@@ -237,7 +252,7 @@ export function openStore(options: StoreOptions): Store {
     sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
     // After a checkpoint the WAL is reused from its start; this trims the file back if a burst grew it.
     sqlite.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
-    checkpointer = startCheckpointer(file, options.backgroundCheckpoints);
+    if (!options.backgroundCheckpoints.elsewhere) checkpointer = startCheckpointer(file, options.backgroundCheckpoints);
   }
   return {
     db,

@@ -1,0 +1,111 @@
+/**
+ * What every dcvd listener shares — the API's (app.ts) and the internal API's (admin/http.ts): fastify's
+ * options (TLS, timeouts, limits, request ids) and the paths as logged. Apart from app.ts so that a process
+ * serving only the internal API (a cluster's primary, issue 20) does not load the API's routes and pages.
+ */
+import { randomUUID } from 'node:crypto';
+import { LogController } from 'fastify';
+import type { Logger } from '../log.ts';
+
+/**
+ * Paths as logged: a validation code is never written down (CONTRACT §7), in
+ * whatever form a URL carries it (issue 14): what follows `/dcv/confirm/` at
+ * any depth (a --public-url prefix), and every query-string value (`?code=…`,
+ * and anything else a client may put there, a password included).
+ */
+export function loggedPath(url: string): string {
+  const q = url.search(/[?#]/);
+  const path = (q < 0 ? url : url.slice(0, q)).replace(/(\/dcv\/confirm\/).+$/i, '$1[redacted]');
+  const query = q < 0 ? '' : url.slice(q).replace(/=[^&#]*/g, '=[redacted]').replace(/([?&])([^=&#]{40,})/g, '$1[redacted]');
+  return (path + query).slice(0, 200);
+}
+
+/**
+ * TLS 1.2 and 1.3 only; for 1.2, forward-secret AEAD suites only (Mozilla's
+ * "intermediate" list without DHE). TLS 1.3 suites are OpenSSL's defaults.
+ */
+export const TLS_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/**
+ * Bounds on slow or idle clients (slowloris), per listener. Production uses
+ * SERVER_TIMEOUTS; tests pass short ones (ServerDeps.timeouts).
+ */
+export interface ServerTimeouts {
+  /** The whole request, headers and body; then 408 and the connection is closed. */
+  requestMs: number;
+  /** The request headers, from the first byte of the request (or from the connection); then 408. */
+  headersMs: number;
+  /** An idle keep-alive connection after a response (node adds 1 s to what it announces). */
+  keepAliveMs: number;
+  /** A connection without any traffic, at any point after the TLS handshake. */
+  idleSocketMs: number;
+  /** The TLS handshake, in total (a ClientHello trickled byte by byte does not extend it). */
+  handshakeMs: number;
+  /** How often node checks headersMs and requestMs: they are enforced to within this. */
+  checkIntervalMs: number;
+}
+
+export const SERVER_TIMEOUTS: Readonly<ServerTimeouts> = {
+  requestMs: 15_000,
+  headersMs: 10_000,
+  keepAliveMs: 10_000,
+  idleSocketMs: 30_000,
+  // Not node's defaults (120 s, 30 s): with those an unfinished handshake holds a connection for
+  // two minutes, and the 10 s headers timeout fires anywhere between 10 and 40 s. Not shorter than
+  // 30 s either: at 1,024 new connections on a saturated server, honest handshakes wait over 10 s
+  // (`npm run bench` lost 5 of them to a 10 s bound).
+  handshakeMs: 30_000,
+  checkIntervalMs: 1_000,
+};
+
+/** Request line and headers above this many bytes answer 431 (node's default, pinned here). */
+export const MAX_HEADER_BYTES = 16 * 1024;
+
+/**
+ * Fastify options every dcvd listener shares: our logger and request ids,
+ * the body limit, the timeouts and header limit, answering while shutting down, and TLS.
+ */
+export function baseServerOptions(opts: {
+  logger: Logger;
+  bodyLimit: number;
+  tls?: { key: string; cert: string } | undefined;
+  timeouts?: ServerTimeouts | undefined;
+}) {
+  const t = opts.timeouts ?? SERVER_TIMEOUTS;
+  // What node's http(s).createServer takes; fastify sets the other three itself.
+  const node = { headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs, maxHeaderSize: MAX_HEADER_BYTES };
+  return {
+    loggerInstance: opts.logger,
+    // Our own one line per request replaces fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
+    // Request ids are ours; a client's x-request-id is not trusted.
+    genReqId: () => randomUUID(),
+    requestIdHeader: false as const,
+    bodyLimit: opts.bodyLimit,
+    connectionTimeout: t.idleSocketMs,
+    requestTimeout: t.requestMs,
+    keepAliveTimeout: t.keepAliveMs,
+    // In-flight and keep-alive requests are still answered while shutting down.
+    return503OnClosing: false,
+    ...(opts.tls
+      ? {
+          https: {
+            ...node,
+            handshakeTimeout: t.handshakeMs,
+            key: opts.tls.key,
+            cert: opts.tls.cert,
+            minVersion: 'TLSv1.2' as const,
+            ciphers: TLS_CIPHERS,
+            honorCipherOrder: true,
+          },
+        }
+      : { http: node }),
+  };
+}
