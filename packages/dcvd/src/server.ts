@@ -7,8 +7,9 @@
  *
  * The role (`--role`, issue 20) picks what the listen and housekeeping phases start: `all` everything;
  * `api` the API listeners only — the emails and webhooks its requests queue wait in the database for a
- * worker (woken through `ServerDeps.remoteWake` in a cluster, else found by the worker's poll); `worker`
- * (startWorker) delivery and the purges, with no API listener. The internal API may run in any role.
+ * worker (woken through `ServerDeps.remoteWake` in a cluster, by NOTIFY on PostgreSQL, else found by the
+ * worker's poll); `worker` (startWorker) delivery and the purges, with no API listener. The internal API
+ * may run in any role.
  */
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -19,6 +20,7 @@ import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps
 import { createLogger, type Logger } from './log.ts';
 import { openStore, unreadableTable, type Store } from './store/database.ts';
 import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
+import { listenForWakes, notifier } from './store/wake.ts';
 import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
@@ -115,7 +117,8 @@ export interface ServerDeps {
   sandbox?: SandboxHooks;
   /**
    * With --role api: tells the worker elsewhere that this process queued an email or a webhook (a cluster's
-   * primary, src/cluster.ts). Without it, that worker's poll (--outbox-poll-interval) finds them.
+   * primary, src/cluster.ts). Without it: a NOTIFY on PostgreSQL (src/store/wake.ts), else that worker's poll
+   * (--outbox-poll-interval) finds them.
    */
   remoteWake?: { outbox(): void; webhooks(): void };
   /** The metrics of the API processes a cluster's primary serves with its own (MetricSources.peers). */
@@ -429,8 +432,9 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
   // The outbox worker: links point at --public-url, or at this listener (a worker: at the configured one).
   links.base = linksBase(config, https);
   if (role === 'api') {
-    // Queued here, delivered by a worker elsewhere: woken if there is a way to reach it, else found by its poll.
-    const remote = deps.remoteWake;
+    // Queued here, delivered by a worker elsewhere: woken if there is a way to reach it (a cluster's
+    // primary; on PostgreSQL, workers anywhere through NOTIFY), else found by its poll.
+    const remote = deps.remoteWake ?? (services.store.dialect === 'postgres' ? postgresNotifier(services.store, logger) : undefined);
     if (remote) {
       services.outboxWake.bind({ wake: () => remote.outbox() });
       services.webhookWake.bind({ wake: () => remote.webhooks() });
@@ -439,9 +443,31 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
     outbox = startOutbox({ config, deps, clock, logger }, services, links.base);
     services.webhooks.start();
     services.webhookWake.bind(services.webhooks);
+    if (role === 'worker' && services.store.dialect === 'postgres' && config.databaseUrl) {
+      // Woken by `--role api` processes anywhere (NOTIFY); closed before the outbox stops (the stack runs newest first).
+      const wakes = listenForWakes(config.databaseUrl, {
+        wake: { outbox: () => outbox?.wake(), webhooks: () => services.webhooks.wake() },
+        onError: (err) => logger.warn({ err: errorText(err) }, 'PostgreSQL LISTEN connection lost; the worker polls until it is back'),
+      });
+      closers.push('LISTEN connection', () => wakes.close());
+      await wakes.ready;
+    }
   }
   const admin = await listenAdmin({ config, deps, clock, logger, apps }, services, adminToken, acceptFailed);
   return { https, http, admin, outbox };
+}
+
+/** `--role api` on PostgreSQL: each queued email or webhook wakes the workers listening (src/store/wake.ts). */
+function postgresNotifier(store: Store, logger: Logger): { outbox(): void; webhooks(): void } {
+  return notifier(
+    (channel) => sql`select pg_notify(${channel}, '')`.execute(store.db),
+    (err, queue) => logger.warn({ err: errorText(err), queue }, 'PostgreSQL NOTIFY failed; the workers find the work by their poll'),
+  );
+}
+
+/** A driver error's message only: nothing of the connection (the URL may carry a password). */
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function startOutbox({ config, deps, clock, logger }: Pick<Context, 'config' | 'deps' | 'clock' | 'logger'>, services: Services, publicUrl: string): OutboxWorker {

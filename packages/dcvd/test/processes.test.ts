@@ -23,7 +23,9 @@ import { startWorker, type RunningWorker } from '../src/server.ts';
 import { openStore, type Store } from '../src/store/database.ts';
 import { systemClock } from '../src/deps.ts';
 import { createLogger } from '../src/log.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import pg from 'pg';
+import { LISTENER_NAME } from '../src/store/wake.ts';
+import { createPostgresSchema, createTestDatabase, postgresOrSkip, type TestDatabase } from './support/database.ts';
 import { startServe, type ServeProcess } from './support/instance.ts';
 import { runDcvd } from './support/cli.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
@@ -82,6 +84,59 @@ describe('--role api beside --role worker', () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+const noPostgres = await postgresOrSkip();
+
+describe('--role api wakes --role worker through PostgreSQL (LISTEN/NOTIFY)', { skip: noPostgres }, () => {
+  let sink: SmtpSink;
+  let schema: TestDatabase & { url: string };
+  let api: TestServer;
+  let worker: RunningWorker;
+  // A poll of a minute: an email delivered within seconds was woken by a notification.
+  const dcvEmail = () =>
+    defaultDcvEmailConfig({ smtpUrl: sink.url, mailFrom: 'dcv@ca.example', publicUrl: 'https://dcv.ca.example/', outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 60_000 } });
+
+  before(async () => {
+    sink = await startSmtpSink();
+    schema = await createPostgresSchema();
+    api = await startTestServer({ role: 'api', databaseUrl: schema.url, dcvEmail: dcvEmail() });
+    worker = await startWorker(
+      defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir: api.dataDir, databaseUrl: schema.url, dcvEmail: dcvEmail() }),
+      { logger: createLogger('warn') },
+    );
+    await api.createAccount('alice');
+    for (const orderNumber of [802001, 802002]) await createOrder(api, systemClock, 'alice', { domain: 'www.example.com', orderNumber });
+    assert.match((await getList(api, 'alice', 'www.example.com')).body, /^0\n/);
+  });
+  after(async () => {
+    await worker?.close();
+    await api?.stop();
+    await schema?.drop();
+    await sink?.close();
+  });
+
+  test('an email queued by the API process is delivered at once, not at the worker\u2019s poll', async () => {
+    assert.equal((await resend(api, 'alice', { orderNumber: 802001, dcvEmailAddress: 'admin@example.com' })).body, OK);
+    const [m] = await sink.waitFor(1, 20_000);
+    assert.match(m?.parsed.text ?? '', /https:\/\/dcv\.ca\.example\/dcv\/confirm\//);
+  });
+
+  test('a dropped LISTEN connection is made again, and wakes the worker for what was queued meanwhile', async () => {
+    const admin = new pg.Client({ connectionString: schema.url });
+    await admin.connect();
+    try {
+      const killed = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [LISTENER_NAME]);
+      assert.ok((killed.rowCount ?? 0) >= 1, 'the worker listens on a connection of its own');
+      assert.equal((await resend(api, 'alice', { orderNumber: 802002, dcvEmailAddress: 'admin@example.com' })).body, OK);
+      await sink.waitFor(2, 20_000);
+      await waitUntil('the LISTEN connection again', async () => (await admin.query('select 1 from pg_stat_activity where application_name = $1', [LISTENER_NAME])).rowCount === 1, 10_000);
+    } finally {
+      await admin.end();
+    }
+    const states = await api.store.db.selectFrom('outbox').select('state').execute();
+    assert.deepEqual(states.map((r) => r.state), ['delivered', 'delivered']);
   });
 });
 
