@@ -34,21 +34,28 @@ import { createOrder, getList, OK, resend, seedOrders } from './support/dcv.ts';
 import { waitUntil } from './support/wait.ts';
 import { sampleSum } from './support/metrics.ts';
 
+/** A `--role api` test server and a `--role worker` beside it on the same data directory (secret key) and database, as two processes of one deployment share them. */
+async function startApiAndWorker(sink: SmtpSink, pollMs: number, databaseUrl?: string): Promise<{ api: TestServer; worker: RunningWorker }> {
+  const dcvEmail = () =>
+    defaultDcvEmailConfig({ smtpUrl: sink.url, mailFrom: 'dcv@ca.example', publicUrl: 'https://dcv.ca.example/', outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs } });
+  const api = await startTestServer({ role: 'api', dcvEmail: dcvEmail(), ...(databaseUrl !== undefined ? { databaseUrl } : {}) });
+  const worker = await startWorker(
+    defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir: api.dataDir, databaseUrl: databaseUrl ?? api.databaseUrl, dcvEmail: dcvEmail() }),
+    { logger: createLogger('warn') },
+  ).catch(async (err: unknown) => {
+    await api.stop();
+    throw err;
+  });
+  return { api, worker };
+}
+
 describe('--role api beside --role worker', () => {
   let sink: SmtpSink;
   let api: TestServer;
   let worker: RunningWorker;
-  const dcvEmail = () =>
-    defaultDcvEmailConfig({ smtpUrl: sink.url, mailFrom: 'dcv@ca.example', publicUrl: 'https://dcv.ca.example/', outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 } });
-
   before(async () => {
     sink = await startSmtpSink();
-    api = await startTestServer({ role: 'api', dcvEmail: dcvEmail() });
-    // The same data directory (secret key) and database, as two processes of one deployment share them.
-    worker = await startWorker(
-      defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir: api.dataDir, databaseUrl: api.databaseUrl, dcvEmail: dcvEmail() }),
-      { logger: createLogger('warn') },
-    );
+    ({ api, worker } = await startApiAndWorker(sink, 50));
     await api.createAccount('alice');
   });
   after(async () => {
@@ -94,18 +101,11 @@ describe('--role api wakes --role worker through PostgreSQL (LISTEN/NOTIFY)', { 
   let schema: TestDatabase & { url: string };
   let api: TestServer;
   let worker: RunningWorker;
-  // A poll of a minute: an email delivered within seconds was woken by a notification.
-  const dcvEmail = () =>
-    defaultDcvEmailConfig({ smtpUrl: sink.url, mailFrom: 'dcv@ca.example', publicUrl: 'https://dcv.ca.example/', outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 60_000 } });
-
   before(async () => {
     sink = await startSmtpSink();
     schema = await createPostgresSchema();
-    api = await startTestServer({ role: 'api', databaseUrl: schema.url, dcvEmail: dcvEmail() });
-    worker = await startWorker(
-      defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir: api.dataDir, databaseUrl: schema.url, dcvEmail: dcvEmail() }),
-      { logger: createLogger('warn') },
-    );
+    // A poll of a minute: an email delivered within seconds was woken by a notification.
+    ({ api, worker } = await startApiAndWorker(sink, 60_000, schema.url));
     await api.createAccount('alice');
     for (const orderNumber of [802001, 802002]) await createOrder(api, systemClock, 'alice', { domain: 'www.example.com', orderNumber });
     assert.match((await getList(api, 'alice', 'www.example.com')).body, /^0\n/);
