@@ -7,12 +7,14 @@
  *
  * The role (`--role`, issue 20) picks what the listen and housekeeping phases start: `all` everything;
  * `api` the API listeners only — the emails and webhooks its requests queue wait in the database for a
- * worker (woken through `ServerDeps.remoteWake` in a cluster, else found by the worker's poll); `worker`
- * (startWorker) delivery and the purges, with no API listener. The internal API may run in any role.
+ * worker (woken through `ServerDeps.remoteWake` in a cluster, by NOTIFY on PostgreSQL, else found by the
+ * worker's poll); `worker` (startWorker) delivery and the purges, with no API listener. The internal API
+ * may run in any role.
  *
  * What only some roles use is imported where it is used (issue 20: memory of --processes, where every
  * process is a whole dcvd): the use cases and the API app only with an API listener, the internal API's
- * service and app (typebox and its schemas) only with --admin-listen.
+ * service and app (typebox and its schemas) only with --admin-listen, the PostgreSQL wake-ups
+ * (src/store/wake.ts, pg) only on PostgreSQL.
  */
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -116,7 +118,8 @@ export interface ServerDeps {
   sandbox?: SandboxHooks;
   /**
    * With --role api: tells the worker elsewhere that this process queued an email or a webhook (a cluster's
-   * primary, src/cluster.ts). Without it, that worker's poll (--outbox-poll-interval) finds them.
+   * primary, src/cluster.ts). Without it: a NOTIFY on PostgreSQL (src/store/wake.ts), else that worker's poll
+   * (--outbox-poll-interval) finds them.
    */
   remoteWake?: { outbox(): void; webhooks(): void };
   /** The metrics of the API processes a cluster's primary serves with its own (MetricSources.peers). */
@@ -433,8 +436,9 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
   // The outbox worker: links point at --public-url, or at this listener (a worker: at the configured one).
   links.base = linksBase(config, https);
   if (role === 'api') {
-    // Queued here, delivered by a worker elsewhere: woken if there is a way to reach it, else found by its poll.
-    const remote = deps.remoteWake;
+    // Queued here, delivered by a worker elsewhere: woken if there is a way to reach it (a cluster's
+    // primary; on PostgreSQL, workers anywhere through NOTIFY), else found by its poll.
+    const remote = deps.remoteWake ?? (services.store.dialect === 'postgres' ? await postgresNotifier(services.store, logger) : undefined);
     if (remote) {
       services.outboxWake.bind({ wake: () => remote.outbox() });
       services.webhookWake.bind({ wake: () => remote.webhooks() });
@@ -443,9 +447,33 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
     outbox = startOutbox({ config, deps, clock, logger }, services, links.base);
     services.webhooks.start();
     services.webhookWake.bind(services.webhooks);
+    if (role === 'worker' && services.store.dialect === 'postgres' && config.databaseUrl) {
+      // Woken by `--role api` processes anywhere (NOTIFY); closed before the outbox stops (the stack runs newest first).
+      const { listenForWakes } = await import('./store/wake.ts');
+      const wakes = listenForWakes(config.databaseUrl, {
+        wake: { outbox: () => outbox?.wake(), webhooks: () => services.webhooks.wake() },
+        onError: (err) => logger.warn({ err: errorText(err) }, 'PostgreSQL LISTEN connection lost; the worker polls until it is back'),
+      });
+      closers.push('LISTEN connection', () => wakes.close());
+      await wakes.ready;
+    }
   }
   const admin = await listenAdmin({ config, deps, clock, logger, apps }, services, adminToken, acceptFailed);
   return { https, http, admin, outbox };
+}
+
+/** `--role api` on PostgreSQL: each queued email or webhook wakes the workers listening (src/store/wake.ts). */
+async function postgresNotifier(store: Store, logger: Logger): Promise<{ outbox(): void; webhooks(): void }> {
+  const { notifier } = await import('./store/wake.ts');
+  return notifier(
+    (channel) => sql`select pg_notify(${channel}, '')`.execute(store.db),
+    (err, queue) => logger.warn({ err: errorText(err), queue }, 'PostgreSQL NOTIFY failed; the workers find the work by their poll'),
+  );
+}
+
+/** A driver error's message only: nothing of the connection (the URL may carry a password). */
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 function startOutbox({ config, deps, clock, logger }: Pick<Context, 'config' | 'deps' | 'clock' | 'logger'>, services: Services, publicUrl: string): OutboxWorker {

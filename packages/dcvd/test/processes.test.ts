@@ -23,7 +23,9 @@ import { startWorker, type RunningWorker } from '../src/server.ts';
 import { openStore, type Store } from '../src/store/database.ts';
 import { systemClock } from '../src/deps.ts';
 import { createLogger } from '../src/log.ts';
-import { createTestDatabase, type TestDatabase } from './support/database.ts';
+import pg from 'pg';
+import { LISTENER_NAME } from '../src/store/wake.ts';
+import { createPostgresSchema, createTestDatabase, postgresOrSkip, type TestDatabase } from './support/database.ts';
 import { startServe, type ServeProcess } from './support/instance.ts';
 import { runDcvd } from './support/cli.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
@@ -32,21 +34,28 @@ import { createOrder, getList, OK, resend, seedOrders } from './support/dcv.ts';
 import { waitUntil } from './support/wait.ts';
 import { sampleSum } from './support/metrics.ts';
 
+/** A `--role api` test server and a `--role worker` beside it on the same data directory (secret key) and database, as two processes of one deployment share them. */
+async function startApiAndWorker(sink: SmtpSink, pollMs: number, databaseUrl?: string): Promise<{ api: TestServer; worker: RunningWorker }> {
+  const dcvEmail = () =>
+    defaultDcvEmailConfig({ smtpUrl: sink.url, mailFrom: 'dcv@ca.example', publicUrl: 'https://dcv.ca.example/', outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs } });
+  const api = await startTestServer({ role: 'api', dcvEmail: dcvEmail(), ...(databaseUrl !== undefined ? { databaseUrl } : {}) });
+  const worker = await startWorker(
+    defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir: api.dataDir, databaseUrl: databaseUrl ?? api.databaseUrl, dcvEmail: dcvEmail() }),
+    { logger: createLogger('warn') },
+  ).catch(async (err: unknown) => {
+    await api.stop();
+    throw err;
+  });
+  return { api, worker };
+}
+
 describe('--role api beside --role worker', () => {
   let sink: SmtpSink;
   let api: TestServer;
   let worker: RunningWorker;
-  const dcvEmail = () =>
-    defaultDcvEmailConfig({ smtpUrl: sink.url, mailFrom: 'dcv@ca.example', publicUrl: 'https://dcv.ca.example/', outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 } });
-
   before(async () => {
     sink = await startSmtpSink();
-    api = await startTestServer({ role: 'api', dcvEmail: dcvEmail() });
-    // The same data directory (secret key) and database, as two processes of one deployment share them.
-    worker = await startWorker(
-      defaultServeConfig({ role: 'worker', listen: { host: '127.0.0.1', port: 0 }, dataDir: api.dataDir, databaseUrl: api.databaseUrl, dcvEmail: dcvEmail() }),
-      { logger: createLogger('warn') },
-    );
+    ({ api, worker } = await startApiAndWorker(sink, 50));
     await api.createAccount('alice');
   });
   after(async () => {
@@ -82,6 +91,52 @@ describe('--role api beside --role worker', () => {
     } finally {
       rmSync(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+const noPostgres = await postgresOrSkip();
+
+describe('--role api wakes --role worker through PostgreSQL (LISTEN/NOTIFY)', { skip: noPostgres }, () => {
+  let sink: SmtpSink;
+  let schema: TestDatabase & { url: string };
+  let api: TestServer;
+  let worker: RunningWorker;
+  before(async () => {
+    sink = await startSmtpSink();
+    schema = await createPostgresSchema();
+    // A poll of a minute: an email delivered within seconds was woken by a notification.
+    ({ api, worker } = await startApiAndWorker(sink, 60_000, schema.url));
+    await api.createAccount('alice');
+    for (const orderNumber of [802001, 802002]) await createOrder(api, systemClock, 'alice', { domain: 'www.example.com', orderNumber });
+    assert.match((await getList(api, 'alice', 'www.example.com')).body, /^0\n/);
+  });
+  after(async () => {
+    await worker?.close();
+    await api?.stop();
+    await schema?.drop();
+    await sink?.close();
+  });
+
+  test('an email queued by the API process is delivered at once, not at the worker\u2019s poll', async () => {
+    assert.equal((await resend(api, 'alice', { orderNumber: 802001, dcvEmailAddress: 'admin@example.com' })).body, OK);
+    const [m] = await sink.waitFor(1, 20_000);
+    assert.match(m?.parsed.text ?? '', /https:\/\/dcv\.ca\.example\/dcv\/confirm\//);
+  });
+
+  test('a dropped LISTEN connection is made again, and wakes the worker for what was queued meanwhile', async () => {
+    const admin = new pg.Client({ connectionString: schema.url });
+    await admin.connect();
+    try {
+      const killed = await admin.query('select pg_terminate_backend(pid) from pg_stat_activity where application_name = $1', [LISTENER_NAME]);
+      assert.ok((killed.rowCount ?? 0) >= 1, 'the worker listens on a connection of its own');
+      assert.equal((await resend(api, 'alice', { orderNumber: 802002, dcvEmailAddress: 'admin@example.com' })).body, OK);
+      await sink.waitFor(2, 20_000);
+      await waitUntil('the LISTEN connection again', async () => (await admin.query('select 1 from pg_stat_activity where application_name = $1', [LISTENER_NAME])).rowCount === 1, 10_000);
+    } finally {
+      await admin.end();
+    }
+    const states = await api.store.db.selectFrom('outbox').select('state').execute();
+    assert.deepEqual(states.map((r) => r.state), ['delivered', 'delivered']);
   });
 });
 

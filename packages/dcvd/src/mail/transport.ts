@@ -10,11 +10,11 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 
 import nodemailer from 'nodemailer';
-import MailComposer from 'nodemailer/lib/mail-composer/index.js';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 
 import { MailDeliveryError } from './errors.ts';
+import { composeMessage } from './compose.ts';
 import { assertSafeEmail, type OutgoingEmail } from './message.ts';
 
 export { InvalidEmailError, MailDeliveryError } from './errors.ts';
@@ -36,20 +36,19 @@ export interface MailLog {
   info(obj: Record<string, unknown>, msg: string): void;
 }
 
-/** Both transports build the message from the same options, so the .eml is what SMTP would carry. */
+/**
+ * What nodemailer sends: the message composed by dcvd (so the .eml of the file
+ * transport is byte for byte what SMTP carries, apart from the Date), and the
+ * envelope stated rather than read back from headers.
+ */
 function toMailOptions(email: OutgoingEmail): Mail.Options {
   return {
-    // nodemailer sends this verbatim as Message-ID: the idempotency key
-    // doubles as the id receivers can deduplicate on.
+    raw: composeMessage(email),
+    envelope: { from: email.from, to: [email.to] },
+    // nodemailer reports this id; the message carries it as Message-ID: the
+    // idempotency key doubles as the id receivers can deduplicate on.
     messageId: email.messageId,
-    // Address objects, not strings: nodemailer then never re-parses the
-    // address, so what assertSafeEmail checked is exactly what is sent.
-    from: { name: '', address: email.from },
-    to: { name: '', address: email.to },
-    subject: email.subject,
-    text: email.text,
-    ...(email.html !== undefined ? { html: email.html } : {}),
-    // Content is always inline strings; never let a value be read as a path or URL.
+    // Never let a value be read as a path or URL.
     disableFileAccess: true,
     disableUrlAccess: true,
   };
@@ -289,7 +288,7 @@ export function createFileTransport(dir: string, log: MailLog): MailTransport {
 
       let raw: Buffer;
       try {
-        raw = await new MailComposer(toMailOptions(email)).compile().build();
+        raw = Buffer.from(composeMessage(email));
       } catch (err) {
         // Not an environment problem: the same email would fail the same way.
         throw new MailDeliveryError(true, `could not compose message: ${err instanceof Error ? err.message : String(err)}`);
