@@ -46,7 +46,7 @@ import { OutboxWorker, purgeSealedCodes } from './outbox/outbox.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
 import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './webhooks/webhooks.ts';
 import { daysUntilCutoff, emailMethodsPhase } from './orders/email-dcv-policy.ts';
-import { checkDcvEmailConfig, createMailTransport, defaultPublicUrl } from './outbox/delivery.ts';
+import { checkDcvEmailConfig, defaultPublicUrl } from './outbox/settings.ts';
 import { createContactGate, describeGate } from './mpic/corroborate.ts';
 import type { Kysely } from 'kysely';
 import type { Database } from './store/schema.ts';
@@ -444,7 +444,7 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
       services.webhookWake.bind({ wake: () => remote.webhooks() });
     }
   } else {
-    outbox = startOutbox({ config, deps, clock, logger }, services, links.base);
+    outbox = await startOutbox({ config, deps, clock, logger }, services, links.base);
     services.webhooks.start();
     services.webhookWake.bind(services.webhooks);
     if (role === 'worker' && services.store.dialect === 'postgres' && config.databaseUrl) {
@@ -476,8 +476,10 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function startOutbox({ config, deps, clock, logger }: Pick<Context, 'config' | 'deps' | 'clock' | 'logger'>, services: Services, publicUrl: string): OutboxWorker {
+async function startOutbox({ config, deps, clock, logger }: Pick<Context, 'config' | 'deps' | 'clock' | 'logger'>, services: Services, publicUrl: string): Promise<OutboxWorker> {
   const { store, valueKeys } = services;
+  // nodemailer is loaded by the processes that deliver only.
+  const { createMailTransport } = await import('./outbox/delivery.ts');
   const transport = createMailTransport(config.dcvEmail, config.dataDir, logger);
   const outbox = new OutboxWorker({
     db: store.db,

@@ -13,7 +13,7 @@ import { defaultServeConfig, SANDBOX_ADMIN_LISTEN, SANDBOX_LISTEN, SANDBOX_LOGIN
 import { defaultMpicConfig } from '../mpic/corroborate.ts';
 import { startServer, type RunningServer, type ServerDeps } from '../server.ts';
 import { AccountRepository } from '../accounts/repository.ts';
-import { defaultPublicUrl } from '../outbox/delivery.ts';
+import { defaultPublicUrl } from '../outbox/settings.ts';
 import type { Logger } from '../log.ts';
 import type { Clock } from '../deps.ts';
 import { Sandbox, VIEWER_PATH } from './index.ts';
