@@ -109,7 +109,8 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
 
   // Step 10: the operation.
   // A DNS-found address is corroborated from multiple perspectives first (BR 3.2.2.9): not corroborated → -160.
-  const result = await queueCorroboratedEmail(deps.contactGate, deps.db, deps.settings, { order, recipient, templateRef, now }, log);
+  // The order's one domain as read above: its id and position never change, so the transaction need not read it again.
+  const result = await queueCorroboratedEmail(deps.contactGate, deps.db, deps.settings, { order, domain: domains[0], recipient, templateRef, now }, log);
   if (!result.queued) {
     log.info({ orderNumber, refusal: result.reason }, 'dcv email not resent');
     return fail(ErrorCode.RequestUnsuccessful);

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import type { Kysely, Selectable } from 'kysely';
 import type { RandomSource } from '../deps.ts';
 import type { Database, RandomValueTable } from '../store/schema.ts';
+import { prepared } from '../store/prepared.ts';
 
 export const RANDOM_VALUE_BITS = 128;
 export const MAX_RANDOM_VALUE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
@@ -218,34 +219,51 @@ export async function revokeValuesOfOrder(db: Kysely<Database>, orderId: number,
 }
 
 /**
+ * The values of a domain: its own, and the shared ones that cover it. A union, not `order_domain_id = ? or id
+ * in (…)`: SQLite answers that OR with both indexes and a temporary B-tree to sort the rows it merged (about
+ * 80 µs on the resend path, issue 20); the union reads the two indexes and the rows by primary key, newest first.
+ */
+export const valuesOfDomain = (db: Kysely<Database>, domainId: number) =>
+  db
+    .selectFrom('random_values')
+    .select('id')
+    .where('order_domain_id', '=', domainId)
+    .unionAll(db.selectFrom('random_value_domains').select('random_value_id as id').where('order_domain_id', '=', domainId));
+
+const revokeOfDomain = prepared((db, p: { domainId: number; now: number; reason: string }) =>
+  db
+    .updateTable('random_values')
+    .set({ revoked_at: p.now, revoked_reason: p.reason })
+    .where('id', 'in', valuesOfDomain(db, p.domainId))
+    .where('revoked_at', 'is', null)
+    .where('spent_at', 'is', null),
+);
+
+const cancelPendingOfDomain = prepared((db, p: { domainId: number; now: number; lastError: string }) =>
+  db
+    .updateTable('outbox')
+    .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
+    .where('random_value_id', 'in', valuesOfDomain(db, p.domainId))
+    .where('state', '=', 'pending'),
+);
+
+const eraseSealedOfDomain = prepared((db, p: { domainId: number }) =>
+  db
+    .updateTable('outbox')
+    .set({ sealed_code: null })
+    .where('random_value_id', 'in', valuesOfDomain(db, p.domainId))
+    .where('state', '!=', 'sending')
+    .where('sealed_code', 'is not', null),
+);
+
+/**
  * Every value of one domain of an order that still works stops working (a
  * new value supersedes them, or the domain left email DCV); emails still
  * waiting with them are not sent. Call inside the transaction that makes the change.
  */
 export async function revokeValuesOfDomain(db: Kysely<Database>, domainId: number, reason: 'superseded' | 'method-changed', now: number): Promise<void> {
   // The domain's own values and the shared ones that cover it (a shared email's code stops working for every domain it lists).
-  const values = db
-    .selectFrom('random_values')
-    .select('id')
-    .where((eb) => eb.or([eb('order_domain_id', '=', domainId), eb('id', 'in', eb.selectFrom('random_value_domains').select('random_value_id').where('order_domain_id', '=', domainId))]));
-  await db
-    .updateTable('random_values')
-    .set({ revoked_at: now, revoked_reason: reason })
-    .where('id', 'in', values)
-    .where('revoked_at', 'is', null)
-    .where('spent_at', 'is', null)
-    .execute();
-  await db
-    .updateTable('outbox')
-    .set({ state: 'cancelled', last_error: reason === 'superseded' ? 'superseded by a newer DCV email' : 'the domain left email DCV', sealed_code: null, updated_at: now })
-    .where('random_value_id', 'in', values)
-    .where('state', '=', 'pending')
-    .execute();
-  await db
-    .updateTable('outbox')
-    .set({ sealed_code: null })
-    .where('random_value_id', 'in', values)
-    .where('state', '!=', 'sending')
-    .where('sealed_code', 'is not', null)
-    .execute();
+  await revokeOfDomain.execute(db, { domainId, now, reason });
+  await cancelPendingOfDomain.execute(db, { domainId, now, lastError: reason === 'superseded' ? 'superseded by a newer DCV email' : 'the domain left email DCV' });
+  await eraseSealedOfDomain.execute(db, { domainId });
 }
