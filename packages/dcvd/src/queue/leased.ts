@@ -84,8 +84,8 @@ export interface QueueDeps {
 }
 
 /**
- * How many free slots a claim waits for: a quarter of the concurrency (2 of
- * the default 8). A claim of one row cost about as much as one of four (the
+ * How many free slots a claim waits for: a quarter of the concurrency (4 of
+ * the default 16). A claim of one row cost about as much as one of four (the
  * commit dominates), and emails claimed together finish together, so their
  * outcomes share a commit too. The price: on average about one slot in eight
  * waits for its neighbour, which only matters against an SMTP server slower

@@ -19,7 +19,9 @@ export const DEFAULT_OUTBOX_POLICY: OutboxPolicy = {
   retryBaseMs: 30_000,
   retryMaxMs: 60 * 60_000,
   maxAttempts: 10,
-  concurrency: 8,
+  // 16: a relay's usual limits leave room for it (Postfix 50 connections per client, Exim 20 in all by
+  // default), and delivery under load is bound by the emails in flight (docs/PERFORMANCE.md, third round).
+  concurrency: 16,
   pollMs: 1000,
 };
 
