@@ -4,6 +4,7 @@
 #  - Debian's chromium at /usr/bin/chromium, for the browser tests of the confirmation pages
 #    (playwright-core drives it);
 #  - Debian's unbound, nsd and ldnsutils for the DNSSEC lab (issue 18);
+#  - Debian's iproute2 (ss), to read a listener's accept queue;
 #  - a PostgreSQL at 127.0.0.1:5432 (user postgres, trust auth for local TCP, database `test`)
 #    for the suite's second run (CONTRACT §10), when none answers there.
 # Installing needs root and apt-get; without them it says what is missing and goes on: the browser
@@ -36,6 +37,16 @@ if [ ! -x /usr/sbin/unbound ] || [ ! -x /usr/sbin/nsd ] || [ ! -x /usr/bin/ldns-
     apt_install unbound nsd ldnsutils || echo "test setup: apt-get install unbound nsd ldnsutils failed; the DNSSEC lab tests will skip"
   else
     echo "test setup: unbound, nsd or ldns-signzone is missing and this is not root with apt-get: the DNSSEC lab tests (dnssec.test.ts) skip"
+  fi
+fi
+
+# iproute2's ss, for the test of the listeners' accept queue (slow-clients.test.ts).
+if ! command -v ss >/dev/null 2>&1; then
+  if can_install; then
+    echo "test setup: installing Debian's iproute2 (ss) for the listener test"
+    apt_install iproute2 || echo "test setup: apt-get install iproute2 failed; the accept-queue test will fail"
+  else
+    echo "test setup: ss is missing and this is not root with apt-get: run 'sudo apt-get install iproute2' or the accept-queue test (slow-clients.test.ts) fails"
   fi
 fi
 

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { defaultServeConfig } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
+import { LISTEN_BACKLOG } from '../src/http/listener.ts';
 import { createLogger } from '../src/log.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
@@ -61,7 +62,8 @@ if (mode === 'bare') {
     });
   });
   server.keepAliveTimeout = 10_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  // The accept queue dcvd's listeners have (LISTEN_BACKLOG): the baseline differs from dcvd in its work, not its kernel queue.
+  await new Promise<void>((r) => server.listen({ port: 0, host: '127.0.0.1', backlog: LISTEN_BACKLOG }, r));
   stop = () => new Promise((r) => server.close(() => r()));
   send({ port: (server.address() as AddressInfo).port, ca: pems.cert });
 } else if (mode === 'dns') {

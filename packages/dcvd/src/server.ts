@@ -28,7 +28,7 @@ import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
 import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
-import type { ServerTimeouts } from './http/listener.ts';
+import { LISTEN_BACKLOG, type ServerTimeouts } from './http/listener.ts';
 import { systemResolvers, type DnsClient } from './dns/client.ts';
 import { createUdpPool } from './dns/transport.ts';
 import { DnssecGuard } from './dns/dnssec.ts';
@@ -141,7 +141,7 @@ async function listen(
   onError: (err: Error) => void,
 ): Promise<AddressInfo> {
   try {
-    await app.listen({ host, port });
+    await app.listen({ host, port, backlog: LISTEN_BACKLOG });
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     const problem = code === undefined ? undefined : LISTEN_PROBLEMS[code];

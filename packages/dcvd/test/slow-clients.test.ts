@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { performance } from 'node:perf_hooks';
-import { baseServerOptions, MAX_HEADER_BYTES, SERVER_TIMEOUTS, type ServerTimeouts } from '../src/http/listener.ts';
+import { baseServerOptions, LISTEN_BACKLOG, MAX_HEADER_BYTES, SERVER_TIMEOUTS, type ServerTimeouts } from '../src/http/listener.ts';
 import { createLogger } from '../src/log.ts';
 import { GET_PATH, startTestServer, type TestServer } from './support/server.ts';
 
@@ -276,3 +276,21 @@ describe('200 slow connections at once', () => {
     await assertServes(s);
   });
 });
+
+test('every listener has an accept queue of LISTEN_BACKLOG (the kernel caps it at somaxconn), not node\u2019s 511', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const { readFileSync } = await import('node:fs');
+  const expected = Math.min(LISTEN_BACKLOG, Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8')));
+  assert.ok(expected > 511, `net.core.somaxconn is ${expected}: raise it (docs/OPERATIONS.md, --listen)`);
+  const s = await startTestServer({ httpListen: { host: '127.0.0.1', port: 0 }, adminListen: { host: '127.0.0.1', port: 0 }, adminToken: 'a'.repeat(40) });
+  try {
+    for (const port of [s.https.port, s.http!.port, s.admin!.port]) {
+      // ss's Send-Q of a listening socket is its backlog (iproute2, installed by scripts/test-setup.sh).
+      const line = execFileSync('ss', ['-ltnH', `sport = :${port}`], { encoding: 'utf8' }).trim();
+      assert.equal(Number(line.split(/\s+/)[2]), expected, `listener on port ${port}: ${line}`);
+    }
+  } finally {
+    await stopClean(s);
+  }
+});
+

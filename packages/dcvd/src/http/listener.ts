@@ -21,6 +21,15 @@ export function loggedPath(url: string): string {
 }
 
 /**
+ * The accept queue of every listener: connections the kernel has completed and the event loop has not
+ * accepted yet. Node's default is 511: 1,024 clients connecting at once to a busy server (`npm run bench`)
+ * overflowed it (the kernel's ListenOverflows counter: 1,978 and 7,440 in two runs), and the clients whose
+ * SYNs were dropped waited for TCP's retransmission (1 s, then 3 s, ...). With 4096: none (docs/PERFORMANCE.md,
+ * third round). The kernel caps it at net.core.somaxconn (4096 on current Linux).
+ */
+export const LISTEN_BACKLOG = 4096;
+
+/**
  * TLS 1.2 and 1.3 only; for 1.2, forward-secret AEAD suites only (Mozilla's
  * "intermediate" list without DHE). TLS 1.3 suites are OpenSSL's defaults.
  */
