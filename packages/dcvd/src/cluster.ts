@@ -19,13 +19,14 @@ import type { AddressInfo } from 'node:net';
 import type { ServeConfig } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { linksBase, prepareShared, startServer, startWorker, type RunningWorker } from './server.ts';
+import { wakesPerTurn, type WakeQueue } from './store/wake.ts';
 
 /** Messages between the primary and an API process. */
 type ToChild = { dcvd: 'stop' } | { dcvd: 'metrics'; id: number };
 type ToPrimary =
   | { dcvd: 'ready'; https: AddressInfo; http?: AddressInfo }
   | { dcvd: 'failed'; message: string }
-  | { dcvd: 'wake'; queue: 'outbox' | 'webhooks' }
+  | { dcvd: 'wake'; queue: WakeQueue }
   | { dcvd: 'metrics'; id: number; metrics: object };
 
 const isMessage = (m: unknown): m is { dcvd: string } => typeof m === 'object' && m !== null && typeof (m as { dcvd?: unknown }).dcvd === 'string';
@@ -200,20 +201,12 @@ export async function runApiProcess(config: ServeConfig, options: { logger?: Log
     if (process.connected) process.send!(m);
   };
   // At most one wake message per queue and event-loop turn, however many emails a burst queued.
-  const pending = { outbox: false, webhooks: false };
-  const wake = (queue: 'outbox' | 'webhooks') => () => {
-    if (pending[queue]) return;
-    pending[queue] = true;
-    setImmediate(() => {
-      pending[queue] = false;
-      send({ dcvd: 'wake', queue });
-    });
-  };
+  const remoteWake = wakesPerTurn((queue) => send({ dcvd: 'wake', queue }));
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(
       { ...config, role: 'api', processes: 1, adminListen: undefined },
-      { logger: (options.logger ?? createLogger(config.logLevel)).child({ pid: process.pid }), remoteWake: { outbox: wake('outbox'), webhooks: wake('webhooks') } },
+      { logger: (options.logger ?? createLogger(config.logLevel)).child({ pid: process.pid }), remoteWake },
     );
   } catch (err) {
     send({ dcvd: 'failed', message: err instanceof Error ? err.message : String(err) });

@@ -13,8 +13,8 @@
  *
  * What only some roles use is imported where it is used (issue 20: memory of --processes, where every
  * process is a whole dcvd): the use cases and the API app only with an API listener, the internal API's
- * service and app (typebox and its schemas) only with --admin-listen, the PostgreSQL wake-ups
- * (src/store/wake.ts, pg) only on PostgreSQL.
+ * service and app (typebox and its schemas) only with --admin-listen, the database driver of the
+ * configured database only (pg is loaded on PostgreSQL only, also by the wake-ups of src/store/wake.ts).
  */
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -29,6 +29,7 @@ import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
 import { loadOrCreateCertificate } from './http/tls.ts';
 import { LISTEN_BACKLOG, type ServerTimeouts } from './http/listener.ts';
+import { listenForWakes, notifier } from './store/wake.ts';
 import { systemResolvers, type DnsClient } from './dns/client.ts';
 import { createUdpPool } from './dns/transport.ts';
 import { DnssecGuard } from './dns/dnssec.ts';
@@ -438,7 +439,7 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
   if (role === 'api') {
     // Queued here, delivered by a worker elsewhere: woken if there is a way to reach it (a cluster's
     // primary; on PostgreSQL, workers anywhere through NOTIFY), else found by its poll.
-    const remote = deps.remoteWake ?? (services.store.dialect === 'postgres' ? await postgresNotifier(services.store, logger) : undefined);
+    const remote = deps.remoteWake ?? (services.store.dialect === 'postgres' ? postgresNotifier(services.store, logger) : undefined);
     if (remote) {
       services.outboxWake.bind({ wake: () => remote.outbox() });
       services.webhookWake.bind({ wake: () => remote.webhooks() });
@@ -449,7 +450,6 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
     services.webhookWake.bind(services.webhooks);
     if (role === 'worker' && services.store.dialect === 'postgres' && config.databaseUrl) {
       // Woken by `--role api` processes anywhere (NOTIFY); closed before the outbox stops (the stack runs newest first).
-      const { listenForWakes } = await import('./store/wake.ts');
       const wakes = listenForWakes(config.databaseUrl, {
         wake: { outbox: () => outbox?.wake(), webhooks: () => services.webhooks.wake() },
         onError: (err) => logger.warn({ err: errorText(err) }, 'PostgreSQL LISTEN connection lost; the worker polls until it is back'),
@@ -463,8 +463,7 @@ async function listenAll({ role, config, deps, clock, logger, closers }: Context
 }
 
 /** `--role api` on PostgreSQL: each queued email or webhook wakes the workers listening (src/store/wake.ts). */
-async function postgresNotifier(store: Store, logger: Logger): Promise<{ outbox(): void; webhooks(): void }> {
-  const { notifier } = await import('./store/wake.ts');
+function postgresNotifier(store: Store, logger: Logger): { outbox(): void; webhooks(): void } {
   return notifier(
     (channel) => sql`select pg_notify(${channel}, '')`.execute(store.db),
     (err, queue) => logger.warn({ err: errorText(err), queue }, 'PostgreSQL NOTIFY failed; the workers find the work by their poll'),

@@ -15,7 +15,7 @@ import type SMTPPool from 'nodemailer/lib/smtp-pool/index.js';
 
 import { MailDeliveryError } from './errors.ts';
 import { composeMessage } from './compose.ts';
-import { assertSafeEmail, type OutgoingEmail } from './message.ts';
+import type { OutgoingEmail } from './message.ts';
 
 export { InvalidEmailError, MailDeliveryError } from './errors.ts';
 
@@ -37,13 +37,13 @@ export interface MailLog {
 }
 
 /**
- * What nodemailer sends: the message composed by dcvd (so the .eml of the file
- * transport is byte for byte what SMTP carries, apart from the Date), and the
- * envelope stated rather than read back from headers.
+ * What nodemailer sends: the message composed by dcvd (`raw`, so the .eml of the
+ * file transport is byte for byte what SMTP carries, apart from the Date), and
+ * the envelope stated rather than read back from headers.
  */
-function toMailOptions(email: OutgoingEmail): Mail.Options {
+function toMailOptions(email: OutgoingEmail, raw: string): Mail.Options {
   return {
-    raw: composeMessage(email),
+    raw,
     envelope: { from: email.from, to: [email.to] },
     // nodemailer reports this id; the message carries it as Message-ID: the
     // idempotency key doubles as the id receivers can deduplicate on.
@@ -209,10 +209,11 @@ export function createSmtpTransport(url: string, opts: SmtpTransportOptions = {}
 
   return {
     async send(email) {
-      assertSafeEmail(email); // before any connection: nothing unsafe reaches a server
+      // Composing checks the email (assertSafeEmail) before any connection: nothing unsafe reaches a server.
+      const raw = composeMessage(email);
       if (closed) throw closedError();
       try {
-        const info = await transporter.sendMail(toMailOptions(email));
+        const info = await transporter.sendMail(toMailOptions(email, raw));
         return { accepted: info.rejected.length === 0 && info.accepted.length > 0, response: redact(info.response) };
       } catch (err) {
         throw toDeliveryError(err, redact);
@@ -228,7 +229,7 @@ export function createSmtpTransport(url: string, opts: SmtpTransportOptions = {}
 // ---------------------------------------------------------------- file
 
 /**
- * File name for a Message-ID. assertSafeEmail already limits ids to
+ * File name for a Message-ID. assertSafeEmail (in composeMessage) already limits ids to
  * [A-Za-z0-9._-]@[A-Za-z0-9.-], so this only drops the angle brackets; the
  * replacement is a second line of defence against path tricks, never reached
  * for a valid id (and so never makes two ids share a file).
@@ -282,17 +283,10 @@ export function createFileTransport(dir: string, log: MailLog): MailTransport {
 
   return {
     async send(email) {
-      assertSafeEmail(email);
+      // Composing checks the email (assertSafeEmail) before anything is written.
+      const raw = Buffer.from(composeMessage(email));
       if (closed) throw closedError();
       const file = join(dir, fileNameFor(email.messageId));
-
-      let raw: Buffer;
-      try {
-        raw = Buffer.from(composeMessage(email));
-      } catch (err) {
-        // Not an environment problem: the same email would fail the same way.
-        throw new MailDeliveryError(true, `could not compose message: ${err instanceof Error ? err.message : String(err)}`);
-      }
 
       try {
         await mkdir(dir, { recursive: true, mode: 0o700 });

@@ -58,7 +58,7 @@ export interface StoreOptions {
 const require = createRequire(import.meta.url);
 let pgDriver: typeof pg | undefined;
 
-function loadPg(): typeof pg {
+export function loadPg(): typeof pg {
   if (pgDriver === undefined) {
     pgDriver = require('pg') as typeof pg;
     // int8 (bigint) columns hold millisecond times and ids, all below 2^53: return numbers, not strings.

@@ -1,5 +1,6 @@
 /**
- * Wake-ups between processes through PostgreSQL (LISTEN/NOTIFY), for `--role api` beside
+ * Wake-ups between processes: at most one per queue and event-loop turn (`wakesPerTurn`, also the
+ * IPC wake of `--processes`, src/cluster.ts), and through PostgreSQL (LISTEN/NOTIFY) for `--role api` beside
  * `--role worker` on other hosts (issue 20): an API process that queued an email or a webhook
  * sends a notification; a worker listening on a connection of its own is woken at once instead of
  * at its next poll. The poll stays: a notification lost with a dropped connection delays an email
@@ -8,7 +9,8 @@
  * The payload is empty: a notification says "look at the queue", nothing about what is in it, so
  * a process that can send notifications to the channel can at most cause an extra look.
  */
-import pg from 'pg';
+import type pg from 'pg';
+import { loadPg } from './database.ts';
 
 /** The channel of each queue. Fixed names: every instance of one deployment shares one database. */
 export const WAKE_CHANNELS = { outbox: 'dcvd_outbox', webhooks: 'dcvd_webhooks' } as const;
@@ -21,16 +23,13 @@ export const LISTENER_NAME = 'dcvd wake listener';
 export type Notify = (channel: string) => Promise<unknown>;
 
 /**
- * The sending side: one `pg_notify` per queue and event-loop turn at most, however many emails a
- * burst queued (a statement per queued email would be a second round trip on every resend).
- * Failures are reported, never thrown: the worker's poll still finds the work.
+ * A wake per queue that sends at most once per event-loop turn, however many emails or webhooks a
+ * burst queued: `send` runs in the next turn for each queue woken in this one.
  */
-export function notifier(notify: Notify, onError: (err: unknown, queue: WakeQueue) => void): Record<WakeQueue, () => void> {
+export function wakesPerTurn(send: (queue: WakeQueue) => void): Record<WakeQueue, () => void> {
   const pending = new Set<WakeQueue>();
   const flush = () => {
-    for (const queue of pending) {
-      notify(WAKE_CHANNELS[queue]).catch((err: unknown) => onError(err, queue));
-    }
+    for (const queue of pending) send(queue);
     pending.clear();
   };
   const wake = (queue: WakeQueue) => () => {
@@ -38,6 +37,17 @@ export function notifier(notify: Notify, onError: (err: unknown, queue: WakeQueu
     pending.add(queue);
   };
   return { outbox: wake('outbox'), webhooks: wake('webhooks') };
+}
+
+/**
+ * The sending side: one `pg_notify` per queue and event-loop turn at most (a statement per queued
+ * email would be a second round trip on every resend). Failures are reported, never thrown: the
+ * worker's poll still finds the work.
+ */
+export function notifier(notify: Notify, onError: (err: unknown, queue: WakeQueue) => void): Record<WakeQueue, () => void> {
+  return wakesPerTurn((queue) => {
+    notify(WAKE_CHANNELS[queue]).catch((err: unknown) => onError(err, queue));
+  });
 }
 
 export interface WakeListener {
@@ -82,7 +92,7 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
   };
 
   const connect = async () => {
-    const c = new pg.Client({ connectionString, connectionTimeoutMillis: 5000, keepAlive: true, application_name: LISTENER_NAME });
+    const c: pg.Client = new (loadPg().Client)({ connectionString, connectionTimeoutMillis: 5000, keepAlive: true, application_name: LISTENER_NAME });
     client = c;
     let failed = false;
     const fail = (err: unknown) => {
