@@ -145,7 +145,6 @@ function serveOptions(): Command {
     .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default(defaults.logLevel))
     .action(async (flags: ServeFlags) => {
-      if (flags.processes > 1 && flags.role !== 'all') throw new Error('--processes runs API processes and a delivering primary: use it with --role all');
       const config: ServeConfig = defaultServeConfig({
         role: flags.role,
         processes: flags.processes,
