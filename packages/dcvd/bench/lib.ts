@@ -5,6 +5,7 @@
  */
 import https from 'node:https';
 import { fork, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface LoadResult {
@@ -129,6 +130,21 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
   };
 }
 
+/**
+ * A child process of the benchmark (bench/child.ts, bench/resend-child.ts) as `npm run bench` compiled it
+ * into bench/.build/ (scripts/build-bench.mjs): the servers under test and the bare baseline run the
+ * JavaScript that ships, under plain node, so their CPU and memory are not the tsx loader's.
+ */
+export function forkBenchChild(name: 'child' | 'resend-child', args: string[]): ChildProcess {
+  const script = fileURLToPath(new URL(`./.build/bench/${name}.js`, import.meta.url));
+  if (!existsSync(script)) throw new Error(`${script} is missing: run the benchmark with \`npm run bench\`, which compiles its child processes first`);
+  return fork(script, args, {
+    // DCVD_BENCH_PROFILE=DIR writes a CPU profile of each process under test there.
+    execArgv: process.env.DCVD_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DCVD_BENCH_PROFILE}`] : [],
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+  });
+}
+
 /** A server under test in its own process (bench/child.ts). */
 export interface Child {
   port: number;
@@ -141,11 +157,7 @@ export interface Child {
 }
 
 export function startChild(mode: string, options: Record<string, unknown> = {}): Promise<Child> {
-  const child: ChildProcess = fork(fileURLToPath(new URL('./child.ts', import.meta.url)), [mode, JSON.stringify(options)], {
-    // DCVD_BENCH_PROFILE=DIR writes a CPU profile of each server under test there.
-    execArgv: ['--import', 'tsx', ...(process.env.DCVD_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DCVD_BENCH_PROFILE}`] : [])],
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+  const child = forkBenchChild('child', [mode, JSON.stringify(options)]);
   return new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => reject(new Error(`bench child ${mode} exited with ${code}`)));

@@ -5,10 +5,10 @@
  * outbox delivers the backlog over pooled SMTP to a counting sink in its own
  * process. Targets on the 2-core machine: ≥ 1,500 resends/s, ≥ 300 emails/s.
  */
-import { fork, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fmt, load } from './lib.ts';
+import { fmt, forkBenchChild, load } from './lib.ts';
 
 const LOGIN = 'bench';
 const PASSWORD = 'bench password 1234';
@@ -23,11 +23,7 @@ interface Proc {
 }
 
 function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Promise<Proc> {
-  const child: ChildProcess = fork(fileURLToPath(new URL('./resend-child.ts', import.meta.url)), [mode, JSON.stringify(options)], {
-    // DCVD_BENCH_PROFILE=DIR writes a CPU profile of each process under test there.
-    execArgv: ['--import', 'tsx', ...(process.env.DCVD_BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.DCVD_BENCH_PROFILE}`] : [])],
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+  const child = forkBenchChild('resend-child', [mode, JSON.stringify(options)]);
   const reply = <T>(key: string) => new Promise<T>((resolve) => {
     const on = (m: Record<string, unknown>) => {
       if (!(key in m)) return;
