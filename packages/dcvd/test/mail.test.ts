@@ -459,6 +459,8 @@ describe('templates', () => {
       [{ subject: 'Link {{confirmationUrl}}', text: '{{validationCode}}' }, 'subject', /confirmationUrl/],
       [{ subject: 'Line one\r\nBcc: victim@evil.test', text: '{{validationCode}}' }, 'subject', /single line/],
       [{ subject: '', text: '{{validationCode}}' }, 'subject', /empty/],
+      // The email refuses a subject over 998 characters: such a template could never send one.
+      [{ subject: 'x'.repeat(999), text: '{{validationCode}}' }, 'subject', /longer than 998/],
     ];
     for (const [t, part, message] of bad) {
       assert.throws(
@@ -470,6 +472,26 @@ describe('templates', () => {
     }
     // Triple mustache is fine in the text part: nothing there is HTML.
     assert.doesNotThrow(() => validateTemplate({ subject: '{{domain}}', text: '{{{validationCode}}}' }));
+  });
+
+  it('a subject the variables make longer than 998 characters ends in an ellipsis at the limit, and the email is sent', () => {
+    const domain = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(53)}.example`;
+    assert.equal(domain.length, 253); // the longest name there can be
+    const t: EmailTemplate = { subject: 'Validate {{domain}} {{domain}} {{domain}} {{domain}} {{domain}}', text: '{{validationCode}}' };
+    assert.doesNotThrow(() => validateTemplate(t));
+    const r = renderTemplate(t, { ...view, domain });
+    assert.equal(r.subject.length, 998);
+    assert.ok(r.subject.startsWith(`Validate ${domain} ${domain}`));
+    assert.ok(r.subject.endsWith('…'));
+    assert.doesNotThrow(() => assertSafeEmail(email({ ...r, html: undefined })));
+    // Never half a surrogate pair at the cut: an emoji straddling it goes whole.
+    for (const pad of [0, 1]) {
+      const emoji = renderTemplate({ subject: `${'x'.repeat(986 + pad)}{{domain}}`, text: '{{validationCode}}' }, { ...view, domain: '😀'.repeat(8) }).subject;
+      assert.ok(emoji.length <= 998 && emoji.endsWith('…'), `${pad}: ${emoji.length}`);
+      assert.doesNotMatch(emoji, /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/, `${pad}: a lone surrogate`);
+    }
+    // Within the limit, nothing is cut.
+    assert.equal(renderTemplate({ subject: 'x'.repeat(998), text: '{{validationCode}}' }, view).subject, 'x'.repeat(998));
   });
 
   it('the rendered subject never carries CR/LF, whatever the view holds', () => {

@@ -26,7 +26,8 @@ export interface OutgoingEmail {
 // a file name (file transport), without a lossy sanitising step.
 const MESSAGE_ID = /^<[A-Za-z0-9][A-Za-z0-9._-]{0,127}@[A-Za-z0-9][A-Za-z0-9.-]{0,127}>$/;
 
-const MAX_SUBJECT = 998; // RFC 5322 §2.1.1 line limit; longer is surely a bug
+/** RFC 5322 §2.1.1's line limit; longer is surely a bug (templates.ts keeps rendered subjects within it). */
+export const MAX_SUBJECT = 998;
 
 /**
  * Throws InvalidEmailError unless `e` is safe to put on the wire: one bare

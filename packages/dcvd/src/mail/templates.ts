@@ -8,6 +8,7 @@
 import Mustache from 'mustache';
 
 import { TemplateError, type TemplatePart } from './errors.ts';
+import { MAX_SUBJECT } from './message.ts';
 
 export { TemplateError } from './errors.ts';
 
@@ -118,6 +119,8 @@ export function validateTemplate(t: EmailTemplate): void {
   const subject = parsePart('subject', t.subject);
   if (CONTROL_CHARS.test(t.subject)) throw new TemplateError('subject', 'must be a single line without control characters');
   if (t.subject.trim() === '') throw new TemplateError('subject', 'is empty');
+  // The email refuses a longer subject (assertSafeEmail): such a template could never send anything.
+  if (t.subject.length > MAX_SUBJECT) throw new TemplateError('subject', `is longer than ${MAX_SUBJECT} characters`);
   checkSpans('subject', subject, new Set(), 0);
 
   const parts: [TemplatePart, unknown][] = [['text', t.text]];
@@ -159,10 +162,23 @@ export function renderTemplate(t: EmailTemplate, view: TemplateView): RenderedEm
     expiresAt: String(view.expiresAt),
     caName: String(view.caName ?? 'dcvd'),
   };
-  const subject = Mustache.render(t.subject, v, {}, noEscape).replace(CONTROL_RUNS, ' ').replace(/ {2,}/g, ' ').trim();
+  const subject = withinSubjectLimit(Mustache.render(t.subject, v, {}, noEscape).replace(CONTROL_RUNS, ' ').replace(/ {2,}/g, ' ').trim());
   const text = Mustache.render(t.text, v, {}, noEscape);
   if (t.html === undefined) return { subject, text };
   return { subject, text, html: Mustache.render(t.html, v) }; // default escape: HTML
+}
+
+/**
+ * A subject the variables made longer than the email allows (a template within MAX_SUBJECT that repeats
+ * {{domain}}, say) ends in '…' at the limit, not in an email that fails for good. Never inside a
+ * surrogate pair. The code is never in a subject (SECRET_IN_SUBJECT), so nothing the recipient needs is cut.
+ */
+function withinSubjectLimit(subject: string): string {
+  if (subject.length <= MAX_SUBJECT) return subject;
+  let end = MAX_SUBJECT - 1;
+  const last = subject.charCodeAt(end - 1);
+  if (last >= 0xd800 && last <= 0xdbff) end--;
+  return `${subject.slice(0, end)}…`;
 }
 
 const DEFAULT_TEXT = `Hello,
