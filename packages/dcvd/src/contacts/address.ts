@@ -54,5 +54,9 @@ export function isContactAddress(value: string): boolean {
 /** Addresses compare with the domain part case-insensitive and the local part as written (RFC 5321 §2.4). */
 export function normalizeAddress(address: string): string {
   const at = address.lastIndexOf('@');
-  return at < 0 ? address : address.slice(0, at) + address.slice(at).toLowerCase();
+  if (at < 0) return address;
+  const domain = address.slice(at);
+  const lower = domain.toLowerCase();
+  // Most addresses are already normal (constructed ones always): then no new string is built.
+  return lower === domain ? address : address.slice(0, at) + lower;
 }
