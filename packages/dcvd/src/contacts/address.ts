@@ -55,8 +55,10 @@ export function isContactAddress(value: string): boolean {
 export function normalizeAddress(address: string): string {
   const at = address.lastIndexOf('@');
   if (at < 0) return address;
-  const domain = address.slice(at);
-  const lower = domain.toLowerCase();
-  // Most addresses are already normal (constructed ones always): then no new string is built.
-  return lower === domain ? address : address.slice(0, at) + lower;
+  // Most addresses are already normal (constructed ones always): then no string is built (issue 20).
+  for (let i = at + 1; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return address.slice(0, at) + address.slice(at).toLowerCase();
+  }
+  return address;
 }
