@@ -4,7 +4,8 @@
  * others: the benchmark divides the CPU of the whole tree by the requests it answered, and reports
  * the memory of all of it.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
@@ -70,13 +71,37 @@ function treePeakRssMiB(others: number[]): number {
  */
 export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown> }): void {
   const send = (m: unknown) => process.send!(m);
+  const allocations = startAllocationProfile();
   process.on('message', async (m) => {
     if (m === 'count' && o.count) send({ count: await o.count() });
     if (m === 'cpu') send({ cpu: treeCpuMicros(o.apiPids()) });
     if (m !== 'stop') return;
+    await (await allocations)?.();
     const apiRss = treePeakRssMiB(o.apiPids());
     await o.stop();
     send({ maxRssMiB: process.resourceUsage().maxRSS / 1024 + apiRss });
     process.exit(0);
   });
+}
+
+/**
+ * DCVD_BENCH_ALLOC_PROFILE=DIR: what this process allocates from now until it stops, sampled every 4 KiB
+ * with the objects the garbage collector has already taken included (a request's garbage, not only what
+ * stays), written as DIR/alloc-<mode>-<pid>.heapprofile (Chrome DevTools' Memory tab reads it). How issue
+ * 20's fourth round found what a GetDCVEmailAddressList call allocated (docs/PERFORMANCE.md). Resolves with
+ * the function that stops and writes it, or undefined when the variable is not set.
+ */
+async function startAllocationProfile(): Promise<(() => Promise<void>) | undefined> {
+  const dir = process.env.DCVD_BENCH_ALLOC_PROFILE;
+  if (!dir) return undefined;
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.enable');
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMinorGC: true, includeObjectsCollectedByMajorGC: true });
+  return async () => {
+    const { profile } = await session.post('HeapProfiler.stopSampling');
+    writeFileSync(join(dir, `alloc-${process.argv[2] ?? 'child'}-${process.pid}.heapprofile`), JSON.stringify(profile));
+    session.disconnect();
+  };
 }

@@ -15,6 +15,7 @@ import { DnsLookupStats } from '../src/contacts/dns.ts';
 import { DnsError, type CaaRecord, type DnsClient } from '../src/dns/client.ts';
 import { checkDomainName, type Adn } from '../src/domains/index.ts';
 import { createLogger } from '../src/log.ts';
+import { normalizeAddress } from '../src/contacts/address.ts';
 
 /** A DNS client answering from tables; a name in `fail` throws that DnsError kind. Every question is recorded. */
 class FakeDns implements DnsClient {
@@ -192,6 +193,31 @@ describe('offerContacts', () => {
     const offer = await offerContacts([txtProvider, whois], queryOf('example.com'), lookup, { dns: true });
     assert.deepEqual(dns.asked, [`TXT ${TXT_PREFIX}example.com`]);
     assert.deepEqual(offer.addresses.map((a) => a.address), ['owner@example.com', 'registrant@example.com']);
+  });
+});
+
+describe('normalizeAddress', () => {
+  test('the domain part lowercased as String.prototype.toLowerCase does, the local part as written', () => {
+    const cases: [string, string][] = [
+      ['Admin@Example.COM', 'Admin@example.com'],
+      ['admin@example.com', 'admin@example.com'],
+      ['x@ÄB.de', 'x@äb.de'],
+      // Non-ASCII capitals that toLowerCase maps to ASCII or to two characters.
+      ['x@\u212a.com', 'x@k.com'],
+      ['x@\u0130.com', 'x@i\u0307.com'],
+      ['a@b@C.d', 'a@b@c.d'],
+      ['no-at-sign', 'no-at-sign'],
+      ['User@', 'User@'],
+    ];
+    for (const [input, expected] of cases) assert.equal(normalizeAddress(input), expected, input);
+    // Every string of these characters, against the definition (lowercase everything from the last '@').
+    const chars = ['a', 'Z', '@', '.', 'Ä', 'ä', '\u212a', '\u0130', 'ẞ', '-'];
+    const definition = (a: string) => {
+      const at = a.lastIndexOf('@');
+      return at < 0 ? a : a.slice(0, at) + a.slice(at).toLowerCase();
+    };
+    const all = (n: number): string[] => (n === 0 ? [''] : all(n - 1).flatMap((p) => chars.map((c) => p + c)));
+    for (const input of all(4)) assert.equal(normalizeAddress(input), definition(input), JSON.stringify(input));
   });
 });
 

@@ -8,6 +8,7 @@ import { ManualClock } from '../src/deps.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { OfferedAddressRegistry, RECENT_ANSWER_MS } from '../src/registry/offered.ts';
 import { OFFER_WINDOW_MS } from '../src/registry/offer-window.ts';
+import type { DnsEvidence } from '../src/contacts/provider.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
 import { GET_PATH, PASSWORD, form, startTestServer, type TestServer } from './support/server.ts';
 
@@ -261,6 +262,37 @@ describe('the 24-hour registry (§4)', () => {
     assert.equal(await registry.find(alice.id, 'reg.com', 'hostmaster@reg.com', clock.now()), undefined);
     assert.equal(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + OFFER_WINDOW_MS), undefined);
     assert.ok(await registry.find(alice.id, 'www.reg.com', 'hostmaster@reg.com', clock.now() + OFFER_WINDOW_MS - 1));
+  });
+
+  test('an answer naming one address twice records it once, as its first source, and every other row whole', async () => {
+    const alice = (await s.accounts.find('alice'))!;
+    const evidence: DnsEvidence = { name: '_validation-contactemail.twice.com', type: 'TXT', rcode: 'NOERROR', authenticatedData: false, extendedErrors: [], resolver: '192.0.2.53' };
+    await registry.record(
+      alice.id,
+      'twice.com',
+      [
+        { address: 'admin@twice.com', level: 2, source: 'constructed' },
+        { address: 'admin@TWICE.com', level: 2, source: 'dns-txt', dns: evidence },
+        { address: 'owner@twice-owner.example', level: 2, source: 'dns-txt', dns: evidence },
+        { address: 'webmaster@twice.com', level: 2, source: 'constructed' },
+      ],
+      clock.now(),
+    );
+    const rows = await s.store.db
+      .selectFrom('offered_addresses')
+      .select(['address', 'level', 'source', 'dns_detail', 'offered_at'])
+      .where('account_id', '=', alice.id)
+      .where('domain', '=', 'twice.com')
+      .orderBy('address')
+      .execute();
+    assert.deepEqual(
+      rows.map((r) => [r.address, Number(r.level), r.source, r.dns_detail === null ? null : JSON.parse(r.dns_detail), Number(r.offered_at)]),
+      [
+        ['admin@twice.com', 2, 'constructed', null, clock.now()],
+        ['owner@twice-owner.example', 2, 'dns-txt', evidence, clock.now()],
+        ['webmaster@twice.com', 2, 'constructed', null, clock.now()],
+      ],
+    );
   });
 
   test('a new offer refreshes the time; the purge removes only expired rows', async () => {

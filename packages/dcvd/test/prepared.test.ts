@@ -9,9 +9,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore, type Store } from '../src/store/database.ts';
+import SQLite from 'better-sqlite3';
+import { openStore, syncStatementOf, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { columns, prepared, preparedList } from '../src/store/prepared.ts';
+import { CompiledQuery } from 'kysely';
 import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
 
 const byIp = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select(['ip', 'failures']).where('ip', '=', p.ip));
@@ -110,7 +112,61 @@ describe('prepared queries', () => {
       await schema.drop();
     });
     await migrateToLatest(store.db, store.dialect);
+    assert.equal(syncStatementOf(store.db), undefined, 'no synchronous path on PostgreSQL');
     await exercise(store);
+  });
+
+  test('SQLite runs a statement at once outside transactions, never inside another call\u2019s open transaction, and waits for another process\u2019s lock', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'dcvd-prepared-'));
+    const store = openStore({ dataDir: dir });
+    const other = new SQLite(join(dir, 'dcvd.sqlite'));
+    cleanups.push(async () => {
+      other.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    });
+    await migrateToLatest(store.db, store.dialect);
+    const { db } = store;
+    const sync = syncStatementOf(db);
+    assert.ok(sync, 'a SQLite store has the synchronous path');
+    // Its results are what Kysely's driver gives.
+    await insertRow.execute(db, { ip: '192.0.2.7', failures: 2, window_start: 1, blocked_until: null });
+    const viaKysely = await db.executeQuery(CompiledQuery.raw('update ip_failures set failures = failures + 1 where ip = ?', ['192.0.2.7']));
+    assert.deepEqual(sync('update ip_failures set failures = failures + 1 where ip = ?', ['192.0.2.7']), { ...viaKysely, rows: [] });
+    assert.deepEqual(sync('select ip, failures from ip_failures where ip = ?', ['192.0.2.7']), { rows: [{ ip: '192.0.2.7', failures: 4 }] });
+
+    // Another call's transaction, open between two of its statements: a statement on the database waits
+    // for it to end and never sees its uncommitted row (run at once on the one connection, it would).
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    const trx = db.transaction().execute(async (t) => {
+      await insertRow.execute(t, { ip: '192.0.2.8', failures: 1, window_start: 1, blocked_until: null });
+      await held;
+      throw new Error('roll back');
+    });
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(sync('select ip from ip_failures where ip = ?', ['192.0.2.8']), undefined, 'not at once inside a transaction');
+    const read = byIp.first(db, { ip: '192.0.2.8' });
+    const written = bump.affected(db, { ip: '192.0.2.7', by: 10 });
+    release();
+    await assert.rejects(trx, /roll back/);
+    assert.equal(await read, undefined, 'the rolled-back row was never read');
+    assert.equal(await written, 1);
+    assert.equal((await byIp.first(db, { ip: '192.0.2.7' }))?.failures, 14, 'the write landed after the rollback, not inside it');
+
+    // Another process's write lock: the write waits for it (the retrying path), then lands.
+    other.exec('begin immediate');
+    const waiting = bump.affected(db, { ip: '192.0.2.7', by: 1 });
+    const settled = { done: false };
+    void waiting.finally(() => (settled.done = true)).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(settled.done, false, 'waited for the other connection');
+    other.exec('commit');
+    assert.equal(await waiting, 1);
+    assert.equal((await byIp.first(db, { ip: '192.0.2.7' }))?.failures, 15);
+
+    // A transaction and PostgreSQL have no synchronous path.
+    await db.transaction().execute(async (t) => assert.equal(syncStatementOf(t), undefined));
   });
 
   test('one compiled form per database, shared with its transactions', async () => {

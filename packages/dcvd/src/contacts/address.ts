@@ -54,5 +54,11 @@ export function isContactAddress(value: string): boolean {
 /** Addresses compare with the domain part case-insensitive and the local part as written (RFC 5321 §2.4). */
 export function normalizeAddress(address: string): string {
   const at = address.lastIndexOf('@');
-  return at < 0 ? address : address.slice(0, at) + address.slice(at).toLowerCase();
+  if (at < 0) return address;
+  // Most addresses are already normal (constructed ones always): then no string is built (issue 20).
+  for (let i = at + 1; i < address.length; i++) {
+    const c = address.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c >= 0x80) return address.slice(0, at) + address.slice(at).toLowerCase();
+  }
+  return address;
 }

@@ -45,7 +45,8 @@ export async function offerContacts(
   opts: { dns: boolean },
 ): Promise<ContactOffer> {
   const asked = opts.dns ? providers : providers.filter((p) => !p.looksUpDns);
-  const offers = await Promise.all(asked.map((p) => p.offer(query, lookup)));
+  // One provider (the text format's constructed addresses): no Promise.all and its arrays.
+  const offers = asked.length === 1 ? [await asked[0]!.offer(query, lookup)] : await Promise.all(asked.map((p) => p.offer(query, lookup)));
   const seen = new Set<string>();
   const merged: ContactOffer = { addresses: [], errors: [] };
   for (const offer of offers) {

@@ -121,23 +121,41 @@ export class OfferedAddressRegistry implements OfferLookup {
   async record(accountId: number, domain: string, offers: readonly OfferedAddress[], now: number): Promise<void> {
     if (offers.length === 0) return;
     // The same address may come from two sources in one answer: keep the first (constructed wins).
-    // The values go straight into the statement's list, in OFFER_COLUMNS order.
+    // The normalized addresses, and each row's evidence as JSON or null, by position in `offers`.
     const seen = new Set<string>();
-    const values: unknown[] = [];
+    const addresses: (string | undefined)[] = new Array(offers.length);
+    const evidence: (string | null)[] = new Array(offers.length);
     // Every column but the key's and the time, one line a row: the address as a JSON string, the
     // level, the source (one word), the evidence as JSON or `-` (JSON escapes any line break).
     let rows = '';
-    for (const o of offers) {
+    for (let i = 0; i < offers.length; i++) {
+      const o = offers[i]!;
       const address = normalizeAddress(o.address);
       if (seen.has(address)) continue;
       seen.add(address);
       const dns = o.dns ? JSON.stringify(o.dns) : null;
-      values.push(accountId, domain, address, o.level, o.source, dns, now);
+      addresses[i] = address;
+      evidence[i] = dns;
       rows += `${JSON.stringify(address)} ${o.level} ${o.source} ${dns ?? '-'}\n`;
     }
     const key = `${accountId} ${domain}`;
     const digest = createHash('sha256').update(rows).digest('base64');
     if (this.recent.fresh(key, digest, now)) return;
+    // Only for a write: the statement's values, in OFFER_COLUMNS order, row after row.
+    const values: unknown[] = new Array(seen.size * OFFER_COLUMNS.length);
+    let v = 0;
+    for (let i = 0; i < offers.length; i++) {
+      const address = addresses[i];
+      if (address === undefined) continue;
+      const o = offers[i]!;
+      values[v++] = accountId;
+      values[v++] = domain;
+      values[v++] = address;
+      values[v++] = o.level;
+      values[v++] = o.source;
+      values[v++] = evidence[i];
+      values[v++] = now;
+    }
     await upsertOf(seen.size).execute(this.db, values);
     this.recent.written(key, digest, now);
   }

@@ -184,6 +184,45 @@ class BusyRetryingConnection implements DatabaseConnection {
   }
 }
 
+/**
+ * One statement run at once on a SQLite database (src/store/prepared.ts, issue 20): its result as
+ * Kysely's driver gives it, or undefined where the statement must take Kysely's path instead.
+ */
+export type SyncStatement = (sql: string, parameters: readonly unknown[]) => QueryResult<unknown> | undefined;
+
+/** By database: only a store's own Kysely instance is here, never one of its transactions. */
+const syncStatements = new WeakMap<Kysely<Database>, SyncStatement>();
+
+/** The synchronous path of `db`, if it is a SQLite store's database itself (not a transaction, not PostgreSQL). */
+export function syncStatementOf(db: Kysely<Database>): SyncStatement | undefined {
+  return syncStatements.get(db);
+}
+
+/**
+ * SQLite's statements are synchronous: a single statement on the database, with no transaction open on
+ * its one connection, runs at once through the statement cache, as Kysely's driver would run it, without
+ * Kysely's executor, connection mutex and promises around it (issue 20: about half of the CPU of the hot
+ * path's one statement, and a tenth of what a text-format address list allocated; docs/PERFORMANCE.md).
+ * Nothing can interleave with a synchronous call, so the one thing to rule out is a transaction open
+ * between two of its statements (another call's, awaiting something): a statement run now would read or
+ * write inside it. Then, and when another process holds the write lock (SQLITE_BUSY: the retrying path
+ * waits for it), and once the database is closed, it answers undefined and the statement takes Kysely's path.
+ */
+function syncStatement(sqlite: SQLite.Database, statements: SqliteDatabase): SyncStatement {
+  return (sql, parameters) => {
+    if (!sqlite.open || sqlite.inTransaction) return undefined;
+    const stmt = statements.prepare(sql);
+    try {
+      if (stmt.reader) return { rows: stmt.all(parameters) };
+      const { changes, lastInsertRowid } = stmt.run(parameters);
+      return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
+    } catch (err) {
+      if (isBusy(err)) return undefined;
+      throw err;
+    }
+  };
+}
+
 class SqliteDialectKeepingCause extends SqliteDialect {
   constructor(
     private readonly config: SqliteDialectConfig,
@@ -246,7 +285,9 @@ export function openStore(options: StoreOptions): Store {
     sqlite?.close();
     throw new Error(`cannot open the database ${file}: ${openProblem(file, err)}`, { cause: err });
   }
-  const db = new Kysely<Database>({ dialect: new SqliteDialectKeepingCause({ database: withStatementCache(sqlite) }, sqlite) });
+  const statements = withStatementCache(sqlite);
+  const db = new Kysely<Database>({ dialect: new SqliteDialectKeepingCause({ database: statements }, sqlite) });
+  syncStatements.set(db, syncStatement(sqlite, statements));
   let checkpointer: ReturnType<typeof startCheckpointer> | undefined;
   if (options.backgroundCheckpoints) {
     sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);

@@ -9,6 +9,7 @@
  */
 import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
 import type { Database } from './schema.ts';
+import { syncStatementOf } from './database.ts';
 
 /** Stands in for a value while the query is compiled. */
 class Placeholder {
@@ -61,6 +62,9 @@ export function prepared<I extends Record<string, unknown>, O>(
       if (value === undefined) throw new TypeError(`prepared query: no value for ${slot.name}`);
       return value;
     });
+    // SQLite, outside any transaction: at once (database.ts, syncStatementOf).
+    const now = syncStatementOf(db)?.(c.sql, parameters);
+    if (now) return now as QueryResult<O>;
     return db.executeQuery(CompiledQuery.raw(c.sql, parameters) as CompiledQuery<O>);
   };
 
@@ -120,6 +124,8 @@ export function preparedList<I extends Record<string, unknown>, O>(
       const c = compiled(db, undefined);
       if (values.length !== c.slots.length) throw new TypeError(`prepared list query: ${values.length} values for ${c.slots.length} parameters`);
       if (values.includes(undefined)) throw new TypeError('prepared list query: a value is undefined');
+      const now = syncStatementOf(db)?.(c.sql, values);
+      if (now) return now as QueryResult<O>;
       return db.executeQuery(CompiledQuery.raw(c.sql, values as unknown[]) as CompiledQuery<O>);
     },
   };
