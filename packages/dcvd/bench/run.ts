@@ -22,7 +22,7 @@ for (const concurrency of levels) {
   for (const line of list.lines) console.log(line);
   for (const processes of [1, ...clusters]) {
     console.log('');
-    for (const line of await resend({ durationMs, concurrency, processes, bareRps: list.bare.rps })) console.log(line);
+    for (const line of await resend({ durationMs, concurrency, processes, bareRps: list.bareRps })) console.log(line);
   }
   console.log('');
   for (const line of (await autoApply({ durationMs, concurrency })).lines) console.log(line);
