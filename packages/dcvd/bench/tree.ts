@@ -18,8 +18,8 @@ export async function startBenchCluster(scriptUrl: string, config: ServeConfig, 
   const { startCluster } = await import('../src/cluster.ts');
   return startCluster(config, {
     logger: createLogger('warn'),
-    // Compiled by `npm run bench` (plain node); the TypeScript file itself would need tsx.
-    setup: { exec: fileURLToPath(scriptUrl), args: ['dcvd-api', JSON.stringify(childOptions)], execArgv: scriptUrl.endsWith('.ts') ? ['--import', 'tsx'] : [] },
+    // The compiled child (bench/.build/, lib.ts forkBenchChild): plain node, as the primary runs.
+    setup: { exec: fileURLToPath(scriptUrl), args: ['dcvd-api', JSON.stringify(childOptions)], execArgv: [] },
   });
 }
 

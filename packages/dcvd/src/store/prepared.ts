@@ -62,10 +62,7 @@ export function prepared<I extends Record<string, unknown>, O>(
       if (value === undefined) throw new TypeError(`prepared query: no value for ${slot.name}`);
       return value;
     });
-    // SQLite, outside any transaction: at once (database.ts, syncStatementOf).
-    const now = syncStatementOf(db)?.(c.sql, parameters);
-    if (now) return now as QueryResult<O>;
-    return db.executeQuery(CompiledQuery.raw(c.sql, parameters) as CompiledQuery<O>);
+    return run<O>(db, c.sql, parameters);
   };
 
   return {
@@ -74,6 +71,13 @@ export function prepared<I extends Record<string, unknown>, O>(
     first: async (db, input) => (await execute(db, input)).rows[0],
     affected: async (db, input) => Number((await execute(db, input)).numAffectedRows ?? 0n),
   };
+}
+
+/** A compiled statement with its values: on SQLite outside any transaction at once (database.ts, syncStatementOf), else through Kysely. */
+async function run<O>(db: Kysely<Database>, sql: string, parameters: readonly unknown[]): Promise<QueryResult<O>> {
+  const now = syncStatementOf(db)?.(sql, parameters);
+  if (now) return now as QueryResult<O>;
+  return db.executeQuery(CompiledQuery.raw(sql, parameters as unknown[]) as CompiledQuery<O>);
 }
 
 /** Compiles `build` once per database (its adapter: one per Kysely instance, shared with its transactions); `check` vets the compiled form once. */
@@ -124,9 +128,7 @@ export function preparedList<I extends Record<string, unknown>, O>(
       const c = compiled(db, undefined);
       if (values.length !== c.slots.length) throw new TypeError(`prepared list query: ${values.length} values for ${c.slots.length} parameters`);
       if (values.includes(undefined)) throw new TypeError('prepared list query: a value is undefined');
-      const now = syncStatementOf(db)?.(c.sql, values);
-      if (now) return now as QueryResult<O>;
-      return db.executeQuery(CompiledQuery.raw(c.sql, values as unknown[]) as CompiledQuery<O>);
+      return run<O>(db, c.sql, values);
     },
   };
 }
