@@ -60,9 +60,42 @@ export interface ListenOptions {
   /** Called for each notification of a queue, and for every queue after each (re)connection. */
   wake: Record<WakeQueue, () => void>;
   onError: (err: unknown) => void;
-  /** First delay before reconnecting; doubles up to maxRetryMs (defaults 500 ms and 30 s). */
+  /** First delay before reconnecting; doubles up to maxRetryMs (defaults 500 ms and 30 s), each wait drawn between half of it and all of it. */
   retryMs?: number;
   maxRetryMs?: number;
+  /**
+   * How often the connection is checked with a `select 1` (default 30 s), and how long that may take
+   * (default 10 s) before the connection counts as lost. A connection whose peer vanished without a
+   * FIN or RST (a host gone, a NAT or firewall that forgot it) raises no error, and a listener on it
+   * hears nothing: TCP keep-alive alone finds that only after the kernel's probes (minutes on Linux).
+   */
+  heartbeatMs?: number;
+  heartbeatTimeoutMs?: number;
+}
+
+/**
+ * The wait before a reconnection: between half of `delay` and all of it, so that workers which lost
+ * PostgreSQL together (a restart, a failover) do not all come back in the same millisecond.
+ */
+export function jittered(delay: number, random: () => number = Math.random): number {
+  return Math.round(delay / 2 + (delay / 2) * random());
+}
+
+/**
+ * The listener's connection string with `application_name` set to LISTENER_NAME, replacing any
+ * the operator's URL names: pg lets a name in the URL override the one in the client's options, and
+ * an operator (and the tests) find the listener in pg_stat_activity by it. A string that is not a URL
+ * (a bare socket directory, say) is passed on unchanged, with the name as an option.
+ */
+export function listenerConnection(connectionString: string): { connectionString: string; application_name: string } {
+  let url: URL;
+  try {
+    url = new URL(connectionString);
+  } catch {
+    return { connectionString, application_name: LISTENER_NAME };
+  }
+  url.searchParams.set('application_name', LISTENER_NAME);
+  return { connectionString: url.toString(), application_name: LISTENER_NAME };
 }
 
 /**
@@ -73,6 +106,9 @@ export interface ListenOptions {
 export function listenForWakes(connectionString: string, options: ListenOptions): WakeListener {
   const firstRetry = options.retryMs ?? 500;
   const maxRetry = options.maxRetryMs ?? 30_000;
+  const heartbeatMs = options.heartbeatMs ?? 30_000;
+  const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
+  const target = listenerConnection(connectionString);
   let client: pg.Client | undefined;
   let closed = false;
   let retry = firstRetry;
@@ -86,22 +122,38 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
     timer = setTimeout(() => {
       timer = undefined;
       void connect();
-    }, retry);
+    }, jittered(retry));
     timer.unref();
     retry = Math.min(maxRetry, retry * 2);
   };
 
   const connect = async () => {
-    const c: pg.Client = new (loadPg().Client)({ connectionString, connectionTimeoutMillis: 5000, keepAlive: true, application_name: LISTENER_NAME });
+    const c: pg.Client = new (loadPg().Client)({ ...target, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: heartbeatMs });
     client = c;
     let failed = false;
+    let heartbeat: NodeJS.Timeout | undefined;
     const fail = (err: unknown) => {
       if (failed) return;
       failed = true;
+      clearInterval(heartbeat);
       if (!closed) options.onError(err);
       c.removeAllListeners('notification');
-      c.end().catch(() => undefined);
+      void drop(c);
       reconnectLater();
+    };
+    // One `select 1` at a time; one that errs, or takes longer than heartbeatTimeoutMs, drops the connection.
+    let checking = false;
+    const check = () => {
+      if (checking || failed || closed) return;
+      checking = true;
+      const late = setTimeout(() => fail(new Error(`the LISTEN connection did not answer a check within ${heartbeatTimeoutMs} ms`)), heartbeatTimeoutMs);
+      late.unref();
+      c.query('select 1')
+        .catch(fail)
+        .finally(() => {
+          clearTimeout(late);
+          checking = false;
+        });
     };
     c.on('error', fail);
     c.on('end', () => fail(new Error('the LISTEN connection ended')));
@@ -110,10 +162,12 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
       await c.connect();
       for (const channel of Object.values(WAKE_CHANNELS)) await c.query(`listen ${channel}`);
       if (closed) {
-        await c.end();
+        await drop(c);
         return;
       }
       retry = firstRetry;
+      heartbeat = setInterval(check, heartbeatMs);
+      heartbeat.unref();
       for (const wake of Object.values(options.wake)) wake();
     } catch (err) {
       fail(err);
@@ -133,8 +187,22 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
       if (c) {
         c.removeAllListeners('end');
         c.on('error', () => undefined);
-        await c.end().catch(() => undefined);
+        await drop(c);
       }
     },
   };
+}
+
+/**
+ * Ends a client without depending on its peer: pg's end() resolves when the server closes the socket,
+ * which a vanished server never does, so after a second the socket is destroyed (and end() resolves).
+ */
+function drop(c: pg.Client): Promise<void> {
+  const socket = (c as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream;
+  const force = setTimeout(() => socket?.destroy(), 1000);
+  force.unref();
+  return c
+    .end()
+    .catch(() => undefined)
+    .finally(() => clearTimeout(force));
 }

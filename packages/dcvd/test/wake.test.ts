@@ -1,0 +1,152 @@
+/**
+ * The worker's LISTEN connection (src/store/wake.ts) against a real PostgreSQL, through a TCP relay
+ * on loopback that can fall silent the way a vanished host or a NAT that forgot the connection does:
+ * the bytes stop, no FIN, no RST, no error on either side.
+ */
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { jittered, listenerConnection, listenForWakes, LISTENER_NAME, WAKE_CHANNELS, type WakeListener } from '../src/store/wake.ts';
+import { DEFAULT_TEST_POSTGRES_URL, postgresOrSkip } from './support/database.ts';
+import { waitUntil } from './support/wait.ts';
+
+test('a reconnection waits between half of the backoff and all of it', () => {
+  assert.equal(jittered(1000, () => 0), 500);
+  assert.equal(jittered(1000, () => 0.999999), 1000);
+  const draws = Array.from({ length: 200 }, () => jittered(8000));
+  assert.ok(draws.every((d) => d >= 4000 && d <= 8000));
+  assert.ok(new Set(draws).size > 20, 'the waits differ');
+});
+
+test('the listener names itself whatever application_name the URL carries', () => {
+  const named = listenerConnection('postgres://dcvd:secret@db.example:5432/dcvd?application_name=mine&sslmode=require');
+  const url = new URL(named.connectionString);
+  assert.equal(url.searchParams.get('application_name'), LISTENER_NAME);
+  assert.equal(url.searchParams.get('sslmode'), 'require');
+  assert.equal(url.password, 'secret');
+  assert.equal(named.application_name, LISTENER_NAME);
+  // Not a URL: passed on as it is.
+  assert.deepEqual(listenerConnection('/var/run/postgresql'), { connectionString: '/var/run/postgresql', application_name: LISTENER_NAME });
+});
+
+/**
+ * Relays connections to PostgreSQL; `silence()` stops every relayed connection's bytes without closing
+ * it, and a silent connection answers no FIN either (half-open sockets: only the listener's own side can
+ * end it, by destroying its socket).
+ */
+async function startRelay(target: URL) {
+  const pairs = new Set<{ client: net.Socket; server: net.Socket; silent: boolean; ended: boolean }>();
+  const relay = net.createServer({ allowHalfOpen: true }, (client) => {
+    const server = net.connect({ port: Number(target.port || 5432), host: target.hostname, allowHalfOpen: true });
+    const pair = { client, server, silent: false, ended: false };
+    pairs.add(pair);
+    client.on('data', (chunk) => pair.silent || server.write(chunk));
+    server.on('data', (chunk) => pair.silent || client.write(chunk));
+    client.on('end', () => {
+      pair.ended = true;
+      if (!pair.silent) server.end();
+    });
+    server.on('end', () => pair.silent || client.end());
+    const close = () => {
+      pairs.delete(pair);
+      client.destroy();
+      server.destroy();
+    };
+    client.on('close', close).on('error', close);
+    server.on('close', close).on('error', close);
+  });
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+  const port = (relay.address() as net.AddressInfo).port;
+  return {
+    port,
+    /** Connections the listener's side has not ended. */
+    connections: () => [...pairs].filter((p) => !p.ended).length,
+    silence: () => pairs.forEach((p) => (p.silent = true)),
+    close: async () => {
+      for (const p of pairs) {
+        p.client.destroy();
+        p.server.destroy();
+      }
+      await new Promise((resolve) => relay.close(resolve));
+    },
+  };
+}
+
+const noPostgres = await postgresOrSkip();
+
+describe('the LISTEN connection, through a relay that falls silent', { skip: noPostgres }, () => {
+  const base = new URL(process.env.DCVD_TEST_DATABASE_URL ?? DEFAULT_TEST_POSTGRES_URL);
+  let relay: Awaited<ReturnType<typeof startRelay>>;
+  let admin: pg.Client;
+  before(async () => {
+    relay = await startRelay(base);
+    admin = new pg.Client({ connectionString: base.toString() });
+    await admin.connect();
+  });
+  after(async () => {
+    await admin?.end();
+    await relay?.close();
+  });
+
+  test('a connection that stops answering is found by the check, dropped and made again; notifications then arrive', async () => {
+    const via = new URL(base);
+    via.hostname = '127.0.0.1';
+    via.port = String(relay.port);
+    via.searchParams.set('application_name', 'an operator name');
+    let wakes = 0;
+    const errors: string[] = [];
+    let listener: WakeListener | undefined;
+    try {
+      listener = listenForWakes(via.toString(), {
+        wake: { outbox: () => wakes++, webhooks: () => undefined },
+        onError: (err) => errors.push(String(err)),
+        retryMs: 50,
+        heartbeatMs: 300,
+        heartbeatTimeoutMs: 2_000,
+      });
+      await listener.ready;
+      assert.deepEqual(errors, []);
+      const named = await admin.query('select count(*)::int as n from pg_stat_activity where application_name = $1', [LISTENER_NAME]);
+      assert.ok(named.rows[0].n >= 1, 'the listener is named LISTENER_NAME despite the URL');
+
+      const afterConnect = wakes;
+      await admin.query(`notify ${WAKE_CHANNELS.outbox}`);
+      await waitUntil('a notification wakes the outbox', async () => wakes > afterConnect, 30_000);
+
+      // The bytes stop; nothing errs at the socket. Only the check can find it.
+      relay.silence();
+      const beforeSilence = wakes;
+      await admin.query(`notify ${WAKE_CHANNELS.outbox}`);
+      await waitUntil('the check reports the silent connection', async () => errors.length > 0, 30_000);
+      assert.match(errors[0] ?? '', /did not answer a check within 2000 ms/);
+      // Made again through the relay (new connections are relayed again); the wake after it covers what was missed.
+      await waitUntil('the reconnection wakes every queue', async () => wakes > beforeSilence, 30_000);
+      await waitUntil('the silent connection is gone, one is left', async () => relay.connections() === 1, 30_000);
+      const afterReconnect = wakes;
+      await admin.query(`notify ${WAKE_CHANNELS.outbox}`);
+      await waitUntil('a notification on the new connection wakes the outbox', async () => wakes > afterReconnect, 30_000);
+    } finally {
+      await listener?.close();
+    }
+    await waitUntil('close() ends the connection', async () => relay.connections() === 0, 30_000);
+  });
+
+  test('close() returns on a silent connection', async () => {
+    const via = new URL(base);
+    via.hostname = '127.0.0.1';
+    via.port = String(relay.port);
+    const listener = listenForWakes(via.toString(), {
+      wake: { outbox: () => undefined, webhooks: () => undefined },
+      onError: () => undefined,
+      heartbeatMs: 60_000,
+    });
+    await listener.ready;
+    relay.silence();
+    // pg's end() alone would wait for a FIN that never comes.
+    const closed = await Promise.race([listener.close().then(() => true), sleep(30_000, false, { ref: false })]);
+    assert.ok(closed, 'close() returned');
+    await waitUntil('the socket is destroyed', async () => relay.connections() === 0, 30_000);
+  });
+});
