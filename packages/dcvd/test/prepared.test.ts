@@ -13,7 +13,8 @@ import SQLite from 'better-sqlite3';
 import { openStore, syncStatementOf, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { columns, prepared, preparedList } from '../src/store/prepared.ts';
-import { CompiledQuery } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
+import pg from 'pg';
 import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
 
 const byIp = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select(['ip', 'failures']).where('ip', '=', p.ip));
@@ -114,6 +115,60 @@ describe('prepared queries', () => {
     await migrateToLatest(store.db, store.dialect);
     assert.equal(syncStatementOf(store.db), undefined, 'no synchronous path on PostgreSQL');
     await exercise(store);
+  });
+
+  test('PostgreSQL prepares each precompiled statement once per connection under a name derived from its SQL, and runs it unnamed when the server lost it', { skip: noPostgres }, async () => {
+    const schema = await createPostgresSchema();
+    // One connection, so that pg_prepared_statements (per session) shows what the calls left on it.
+    const store = openStore({ dataDir: '', databaseUrl: schema.url, poolSize: 1 });
+    cleanups.push(async () => {
+      await store.close();
+      await schema.drop();
+    });
+    await migrateToLatest(store.db, store.dialect);
+    const whole = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').selectAll().where('ip', '=', p.ip));
+    await insertRow.execute(store.db, { ip: '192.0.2.7', failures: 2, window_start: 1, blocked_until: null });
+    for (let i = 0; i < 3; i++) assert.equal((await whole.first(store.db, { ip: '192.0.2.7' }))?.failures, 2);
+    const named = await sql<{ name: string; statement: string }>`select name, statement from pg_prepared_statements`.execute(store.db);
+    const mine = named.rows.filter((r) => /from "ip_failures"/.test(r.statement));
+    assert.equal(mine.filter((r) => /select \* from "ip_failures"/.test(r.statement)).length, 1, 'prepared once, under one name');
+    assert.ok(mine.every((r) => /^dcvd_[0-9a-f]{40}$/.test(r.name)), mine.map((r) => r.name).join());
+    // Kysely's own (not precompiled) statements are never named: their SQL varies with the call.
+    await store.db.selectFrom('ip_failures').select('ip').where('failures', '>', 1).execute();
+    const after = await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(store.db);
+    assert.equal(after.rows.length, named.rows.length);
+
+    // The server's side lost the statement (a pooler in transaction mode hands another server connection):
+    // the call runs unnamed, and that connection names nothing from then on.
+    await sql`deallocate all`.execute(store.db);
+    assert.equal((await whole.first(store.db, { ip: '192.0.2.7' }))?.failures, 2);
+    await whole.first(store.db, { ip: '192.0.2.7' });
+    assert.equal((await sql`select name from pg_prepared_statements`.execute(store.db)).rows.length, 0, 'nothing prepared again on it');
+  });
+
+  test('PostgreSQL runs a prepared statement unnamed when another instance migrated its table', { skip: noPostgres }, async () => {
+    const schema = await createPostgresSchema();
+    const store = openStore({ dataDir: '', databaseUrl: schema.url, poolSize: 1 });
+    cleanups.push(async () => {
+      await store.close();
+      await schema.drop();
+    });
+    await migrateToLatest(store.db, store.dialect);
+    const whole = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').selectAll().where('ip', '=', p.ip));
+    await insertRow.execute(store.db, { ip: '192.0.2.7', failures: 2, window_start: 1, blocked_until: null });
+    for (let i = 0; i < 3; i++) assert.equal((await whole.first(store.db, { ip: '192.0.2.7' }))?.failures, 2);
+    // Another instance migrates the table under the prepared statement: its result type changes.
+    const admin = new pg.Client({ connectionString: schema.url });
+    await admin.connect();
+    try {
+      await admin.query('alter table ip_failures add column note text');
+      await admin.query("update ip_failures set note = 'added'");
+    } finally {
+      await admin.end();
+    }
+    const row = (await whole.first(store.db, { ip: '192.0.2.7' })) as Record<string, unknown> | undefined;
+    assert.equal(row?.note, 'added', 'the call ran again, unnamed, and saw the new column');
+    assert.equal(((await whole.first(store.db, { ip: '192.0.2.7' })) as Record<string, unknown> | undefined)?.note, 'added');
   });
 
   test('SQLite runs a statement at once outside transactions, never inside another call\u2019s open transaction, and waits for another process\u2019s lock', async () => {

@@ -16,6 +16,7 @@
  * or deadlock_detected (40P01) is retried by retryTransaction().
  */
 import { mkdirSync, statfsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type SQLite from 'better-sqlite3';
@@ -248,6 +249,45 @@ function openProblem(file: string, err: unknown): string {
   return problem;
 }
 
+/** The SQL of the precompiled statements (prepared.ts) and the name each is prepared under on PostgreSQL. */
+const statementNames = new Map<string, string>();
+
+/**
+ * Marks a precompiled statement's SQL (prepared.ts, once per statement) to run as a named prepared
+ * statement on PostgreSQL: each connection parses it once and, after a few executions, plans it once,
+ * instead of both on every call. Only fixed SQL is named (the hot paths' few statements), so a
+ * connection holds at most that many. The name is a digest of the SQL, so one name means one
+ * statement in every process and version sharing the database (or a pooler's server connections).
+ */
+export function nameStatement(sql: string): void {
+  if (!statementNames.has(sql)) statementNames.set(sql, `dcvd_${createHash('sha256').update(sql).digest('hex').slice(0, 40)}`);
+}
+
+/**
+ * What makes a client run its named statements unnamed from then on (the call that met it runs again
+ * unnamed): 0A000, "cached plan must not change result type" (another instance migrated the schema
+ * under the statement); 26000 and 42P05, a statement missing or already there on the server's side,
+ * which a connection pooler in transaction mode (PgBouncer before 1.21's max_prepared_statements)
+ * causes by handing each transaction another server connection.
+ */
+const UNNAMED_AFTER = new Set(['0A000', '26000', '42P05']);
+
+/** Each new pooled client runs a named statement's SQL under its name (pg prepares it on that connection the first time). */
+function namingStatements(client: pg.PoolClient): void {
+  const query = client.query.bind(client) as (config: unknown, values?: unknown) => Promise<unknown>;
+  let naming = true;
+  (client as { query: unknown }).query = (config: unknown, values?: unknown) => {
+    const name = naming && typeof config === 'string' && Array.isArray(values) ? statementNames.get(config) : undefined;
+    if (name === undefined) return query(config, values);
+    return query({ name, text: config, values }).catch((err: unknown) => {
+      const code = (err as { code?: unknown }).code;
+      if (typeof code !== 'string' || !UNNAMED_AFTER.has(code)) throw err;
+      naming = false;
+      return query(config, values);
+    });
+  };
+}
+
 export function openStore(options: StoreOptions): Store {
   const url = options.databaseUrl;
   if (url && /^postgres(ql)?:\/\//i.test(url)) {
@@ -260,6 +300,7 @@ export function openStore(options: StoreOptions): Store {
     });
     // An idle client's error (e.g. the server restarted) must not crash the process.
     pool.on('error', () => undefined);
+    pool.on('connect', namingStatements);
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     return { db, dialect: 'postgres', location: redactUrl(url), close: once(() => db.destroy()) };
   }

@@ -9,7 +9,7 @@
  */
 import { CompiledQuery, type Compilable, type Kysely, type QueryResult } from 'kysely';
 import type { Database } from './schema.ts';
-import { syncStatementOf } from './database.ts';
+import { nameStatement, syncStatementOf } from './database.ts';
 
 /** Stands in for a value while the query is compiled. */
 class Placeholder {
@@ -94,6 +94,7 @@ function compiler<I extends Record<string, unknown>, O, C>(
       const c = build(db, placeholders).compile();
       hit = { sql: c.sql, slots: c.parameters };
       check(hit, context);
+      nameStatement(c.sql);
       byAdapter.set(adapter, hit);
     }
     return hit;
