@@ -117,7 +117,8 @@ describe('prepared queries', () => {
     await exercise(store);
   });
 
-  test('PostgreSQL prepares each precompiled statement once per connection under a name derived from its SQL, and runs it unnamed when the server lost it', { skip: noPostgres }, async () => {
+  /** A PostgreSQL store of one connection (pg_prepared_statements is per session), and a precompiled `select *` run three times on it. */
+  async function oneConnection() {
     const schema = await createPostgresSchema();
     // One connection, so that pg_prepared_statements (per session) shows what the calls left on it.
     const store = openStore({ dataDir: '', databaseUrl: schema.url, poolSize: 1 });
@@ -129,6 +130,11 @@ describe('prepared queries', () => {
     const whole = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').selectAll().where('ip', '=', p.ip));
     await insertRow.execute(store.db, { ip: '192.0.2.7', failures: 2, window_start: 1, blocked_until: null });
     for (let i = 0; i < 3; i++) assert.equal((await whole.first(store.db, { ip: '192.0.2.7' }))?.failures, 2);
+    return { store, schema, whole };
+  }
+
+  test('PostgreSQL prepares each precompiled statement once per connection under a name derived from its SQL, and runs it unnamed when the server lost it', { skip: noPostgres }, async () => {
+    const { store, schema, whole } = await oneConnection();
     const named = await sql<{ name: string; statement: string }>`select name, statement from pg_prepared_statements`.execute(store.db);
     const mine = named.rows.filter((r) => /from "ip_failures"/.test(r.statement));
     assert.equal(mine.filter((r) => /select \* from "ip_failures"/.test(r.statement)).length, 1, 'prepared once, under one name');
@@ -147,16 +153,7 @@ describe('prepared queries', () => {
   });
 
   test('PostgreSQL runs a prepared statement unnamed when another instance migrated its table', { skip: noPostgres }, async () => {
-    const schema = await createPostgresSchema();
-    const store = openStore({ dataDir: '', databaseUrl: schema.url, poolSize: 1 });
-    cleanups.push(async () => {
-      await store.close();
-      await schema.drop();
-    });
-    await migrateToLatest(store.db, store.dialect);
-    const whole = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').selectAll().where('ip', '=', p.ip));
-    await insertRow.execute(store.db, { ip: '192.0.2.7', failures: 2, window_start: 1, blocked_until: null });
-    for (let i = 0; i < 3; i++) assert.equal((await whole.first(store.db, { ip: '192.0.2.7' }))?.failures, 2);
+    const { store, schema, whole } = await oneConnection();
     // Another instance migrates the table under the prepared statement: its result type changes.
     const admin = new pg.Client({ connectionString: schema.url });
     await admin.connect();
