@@ -1,0 +1,69 @@
+/**
+ * The logger's redaction (src/log.ts, CONTRACT §7): secrets named at the top level of a line, one
+ * level below it, in a child's bindings and in request headers never reach the output, and the
+ * objects the caller logged are left as they were.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { censorSecrets, createLogger, SECRET_KEYS } from '../src/log.ts';
+
+function capture() {
+  const lines: Record<string, unknown>[] = [];
+  const raw: string[] = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        raw.push(line);
+        lines.push(JSON.parse(line) as Record<string, unknown>);
+      }
+      cb();
+    },
+  });
+  return { log: createLogger('debug', 1, sink), lines, raw };
+}
+
+test('every secret key is censored at the top level and one level down, the caller’s objects untouched', () => {
+  const { log, lines, raw } = capture();
+  for (const key of SECRET_KEYS) {
+    const nested = { [key]: `secret-${key}-nested`, keep: 'visible' };
+    log.info({ [key]: `secret-${key}-top`, input: nested, list: [{ [key]: 'deeper is not promised' }] }, 'line');
+    assert.equal(nested[key], `secret-${key}-nested`, 'the logged object was not changed');
+  }
+  assert.equal(lines.length, SECRET_KEYS.length);
+  for (const [i, key] of SECRET_KEYS.entries()) {
+    const line = lines[i]!;
+    assert.equal(line[key], '[redacted]');
+    assert.deepEqual(line.input, { [key]: '[redacted]', keep: 'visible' });
+  }
+  assert.ok(!raw.some((l) => /secret-/.test(l)), raw.join('\n'));
+});
+
+test('an Error carrying a secret stays an Error: its message and stack are logged, the secret is not', () => {
+  const { log, lines } = capture();
+  const err = Object.assign(new Error('the database refused'), { body: 'loginPassword=hunter2', code: 'E1' });
+  log.error({ err }, 'failed');
+  const logged = lines[0]!.err as Record<string, unknown>;
+  assert.equal(logged.message, 'the database refused');
+  assert.equal(logged.type, 'Error');
+  assert.match(String(logged.stack), /the database refused\n\s+at /);
+  assert.equal(logged.code, 'E1');
+  assert.equal(logged.body, '[redacted]');
+  assert.equal(err.body, 'loginPassword=hunter2');
+});
+
+test('a child logger’s bindings and request headers are censored too', () => {
+  const { log, lines, raw } = capture();
+  log.child({ reqId: 'r1', password: 'bound-secret' }).info({ req: { headers: { authorization: 'Basic c2VjcmV0', cookie: 'sid=1', host: 'h' } } }, 'req');
+  log.info({ headers: { authorization: 'Bearer t' } }, 'headers');
+  assert.equal(lines[0]!.password, '[redacted]');
+  assert.equal(lines[0]!.reqId, 'r1');
+  assert.deepEqual(lines[0]!.req, { headers: { authorization: '[redacted]', cookie: '[redacted]', host: 'h' } });
+  assert.deepEqual(lines[1]!.headers, { authorization: '[redacted]' });
+  assert.ok(!raw.some((l) => /bound-secret|c2VjcmV0|Bearer t|sid=1/.test(l)));
+});
+
+test('a line with nothing to censor is passed on as it is, not copied', () => {
+  const line = { endpoint: 'GetDCVEmailAddressList', code: 0, status: 200, nested: { ok: true }, none: null, absent: { password: undefined } };
+  assert.equal(censorSecrets(line), line);
+});
