@@ -4,7 +4,7 @@
  * loopback — with the DNS answer cache warm and cold — and the text format (no DNS), beside a bare
  * node:https server answering a fixed body, measured before and after them in the same run; then the same with `serve --processes N`.
  */
-import { fmt, load, startChild, type LoadResult } from './lib.ts';
+import { fmt, load, sampleTreeMemory, startChild, type LoadResult } from './lib.ts';
 
 const LOGIN = 'bench';
 const PASSWORD = 'bench password 1234';
@@ -24,11 +24,14 @@ interface Measured {
   cpuJson: number;
   cpuText: number;
   rss: number;
+  /** Peak memory of all its processes with shared pages counted once (lib.ts sampleTreeMemory), MiB. */
+  memory: number;
 }
 
 /** One dcvd child: the JSON case, then (unless `jsonOnly`) the text case; server CPU per answered request of each. */
 async function measure(options: Record<string, unknown>, common: { concurrency: number; durationMs: number }, jsonOnly = false): Promise<Measured> {
   const child = await startChild('dcvd', { login: LOGIN, password: PASSWORD, ...options });
+  const memory = sampleTreeMemory(await child.pids());
   const body = new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, domainName: 'www.example.com', product: '801', responseFormat: '2' }).toString();
   const cpu0 = await child.cpuMicros();
   const json = await load({
@@ -48,9 +51,10 @@ async function measure(options: Record<string, unknown>, common: { concurrency: 
     text = await load({ port: child.port, ca: child.ca, path: PATH, body: textBody, ...common, check: (status, b) => status === 200 && b.startsWith('0\ndomain_name\twww.example.com\n') });
   }
   const cpu2 = await child.cpuMicros();
+  const peak = memory.stop();
   const rss = await child.stop();
   // Warm-up requests included on both sides of the division.
-  return { json, text, cpuJson: (cpu1 - cpu0) / json.answered, cpuText: text ? (cpu2 - cpu1) / text.answered : NaN, rss };
+  return { json, text, cpuJson: (cpu1 - cpu0) / json.answered, cpuText: text ? (cpu2 - cpu1) / text.answered : NaN, rss, memory: peak };
 }
 
 export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number[] } = {}): Promise<GetListBench> {
@@ -86,12 +90,15 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     lines.push(ratios(one));
     lines.push(`cache cold: ratio ${(cold.json.rps / bareRps).toFixed(2)}, CPU per request ${cold.cpuJson.toFixed(0)} µs (5 DNS queries per request)`);
     lines.push(cpuNote(one));
+    const memoryNote = (m: Measured) => `memory (target <= 400 MiB): peak RSS ${m.rss.toFixed(0)} MiB; peak of private pages plus shared ones counted once ${m.memory.toFixed(0)} MiB`;
+    lines.push(memoryNote(one));
     for (const [processes, m] of many) {
       lines.push(`serve --processes ${processes} (API processes sharing the port; RSS and CPU: all processes)`);
       lines.push(fmt(`dcvd JSON+DNS x${processes}`, m.json, m.rss));
       lines.push(fmt(`dcvd text x${processes}`, m.text!, m.rss));
       lines.push(ratios(m));
       lines.push(cpuNote(m));
+      lines.push(memoryNote(m).replace('peak RSS', 'peak RSS summed over the processes'));
     }
     return { lines, dcvd: one.json, text: one.text!, bareRps };
   } finally {

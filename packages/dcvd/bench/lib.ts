@@ -5,7 +5,7 @@
  */
 import https from 'node:https';
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface LoadResult {
@@ -154,6 +154,8 @@ export interface Child {
   stop(): Promise<number>;
   /** CPU time (user + system, all threads) the child has used so far, in µs. */
   cpuMicros(): Promise<number>;
+  /** The child's pid and those of its API processes (`serve --processes`). */
+  pids(): Promise<number[]>;
 }
 
 export function startChild(mode: string, options: Record<string, unknown> = {}): Promise<Child> {
@@ -177,9 +179,50 @@ export function startChild(mode: string, options: Record<string, unknown> = {}):
             child.once('message', (m: { cpu: number }) => done(m.cpu));
             child.send('cpu');
           }),
+        pids: () =>
+          new Promise<number[]>((done) => {
+            child.once('message', (m: { pids: number[] }) => done(m.pids));
+            child.send('pids');
+          }),
       });
     });
   });
+}
+
+/**
+ * The memory a tree of processes holds together, sampled from this process (so that reading /proc costs
+ * the servers under test nothing) every `everyMs`: each process's private pages, plus the pages they
+ * share counted once (the largest share of any one process: node's binary and libraries, the same
+ * files in each). Summing peak RSS instead counts those shared pages once per process, about 50 MiB
+ * each for node itself. `stop` resolves with the peak in MiB.
+ */
+export function sampleTreeMemory(pids: number[], everyMs = 250): { stop(): number } {
+  let peakKiB = 0;
+  const sample = () => {
+    let privateKiB = 0;
+    let sharedKiB = 0;
+    for (const pid of pids) {
+      let text: string;
+      try {
+        text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+      } catch {
+        continue; // gone
+      }
+      const field = (name: string) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+      privateKiB += field('Private_Clean') + field('Private_Dirty');
+      sharedKiB = Math.max(sharedKiB, field('Shared_Clean') + field('Shared_Dirty'));
+    }
+    peakKiB = Math.max(peakKiB, privateKiB + sharedKiB);
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return peakKiB / 1024;
+    },
+  };
 }
 
 export function fmt(name: string, r: LoadResult, rssMiB: number): string {

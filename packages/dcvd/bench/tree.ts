@@ -66,8 +66,8 @@ function treePeakRssMiB(others: number[]): number {
 
 /**
  * A bench child's answers to the benchmark: `cpu` (µs of this process and its API processes — divided by
- * requests, a figure that depends much less than req/s on what else the shared machine is doing), `count`
- * when it has one, and `stop` (then the peak RSS of all of them, the API processes' read before they stop).
+ * requests, a figure that depends much less than req/s on what else the shared machine is doing), `pids`
+ * (this process's and its API processes', for lib.ts's memory sampler), `count` when it has one, and `stop` (then the peak RSS of all of them, the API processes' read before they stop).
  */
 export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown> }): void {
   const send = (m: unknown) => process.send!(m);
@@ -75,6 +75,7 @@ export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promis
   process.on('message', async (m) => {
     if (m === 'count' && o.count) send({ count: await o.count() });
     if (m === 'cpu') send({ cpu: treeCpuMicros(o.apiPids()) });
+    if (m === 'pids') send({ pids: [process.pid, ...o.apiPids()] });
     if (m !== 'stop') return;
     await (await allocations)?.();
     const apiRss = treePeakRssMiB(o.apiPids());
