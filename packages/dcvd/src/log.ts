@@ -21,28 +21,28 @@ export const CENSOR = '[redacted]';
  * through the redaction's serialiser: about 15 µs for each request's child logger and log line, a
  * tenth of a whole address-list call (issue 20, docs/PERFORMANCE.md). The copy keeps the value's
  * prototype and every own property, so an Error stays an Error with its message and stack.
- * A child logger's bindings get the exact paths only (pino formats them without its parent's
- * bindings formatter); dcvd's are flat identifiers (reqId, pid, mode).
+ * A frozen object or a locked property is copied all the same (the descriptors change before the copy).
+ * Objects interpolated into a message (`%j`, `%o`) are not censored; dcvd logs objects as fields only.
  */
 export function censorSecrets(line: Record<string, unknown>): Record<string, unknown> {
   let out: Record<string, unknown> | undefined;
   for (const key in line) {
     const value = line[key];
     if (value === null || typeof value !== 'object') continue;
-    let copy: Record<string, unknown> | undefined;
+    let descriptors: PropertyDescriptorMap | undefined;
     for (const secret of SECRET_KEYS) {
       if (!(secret in value) || (value as Record<string, unknown>)[secret] === undefined) continue;
-      copy ??= Object.create(Object.getPrototypeOf(value), Object.getOwnPropertyDescriptors(value)) as Record<string, unknown>;
-      Object.defineProperty(copy, secret, { value: CENSOR, enumerable: true, writable: true, configurable: true });
+      descriptors ??= Object.getOwnPropertyDescriptors(value);
+      descriptors[secret] = { value: CENSOR, enumerable: true, writable: true, configurable: true };
     }
-    if (copy) (out ??= { ...line })[key] = copy;
+    if (descriptors) (out ??= { ...line })[key] = Object.create(Object.getPrototypeOf(value), descriptors);
   }
   return out ?? line;
 }
 
 /** Logs go to stdout for `serve` and to stderr for commands whose stdout is data (`--json`). */
 export function createLogger(level = 'info', fd: 1 | 2 = 1, destination?: pino.DestinationStream): Logger {
-  return pino(
+  const logger = pino(
     {
       level,
       base: { service: 'dcvd' },
@@ -52,4 +52,15 @@ export function createLogger(level = 'info', fd: 1 | 2 = 1, destination?: pino.D
     },
     destination ?? pino.destination({ fd, sync: false }),
   );
+  // pino formats a child's bindings without its parent's bindings formatter, so children's bindings are
+  // censored here; every child (fastify's per request too) inherits these two from this logger.
+  const child = logger.child;
+  const setBindings = logger.setBindings;
+  logger.child = function (this: Logger, bindings, options) {
+    return child.call(this, censorSecrets(bindings), options);
+  } as Logger['child'];
+  logger.setBindings = function (this: Logger, bindings) {
+    setBindings.call(this, censorSecrets(bindings));
+  };
+  return logger;
 }

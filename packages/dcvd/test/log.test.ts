@@ -52,15 +52,32 @@ test('an Error carrying a secret stays an Error: its message and stack are logge
   assert.equal(err.body, 'loginPassword=hunter2');
 });
 
-test('a child logger’s bindings and request headers are censored too', () => {
+test('a child logger’s bindings (and a grandchild’s, and setBindings) and request headers are censored too', () => {
   const { log, lines, raw } = capture();
-  log.child({ reqId: 'r1', password: 'bound-secret' }).info({ req: { headers: { authorization: 'Basic c2VjcmV0', cookie: 'sid=1', host: 'h' } } }, 'req');
+  const grandchild = log.child({ pid: 1 }).child({ ctx: { loginPassword: 'grand-secret' } });
+  grandchild.setBindings({ later: { body: 'set-secret' } });
+  grandchild.info('bound');
+  log.child({ reqId: 'r1', password: 'bound-secret', ctx: { password: 'nested-bound-secret' } }).info({ req: { headers: { authorization: 'Basic c2VjcmV0', cookie: 'sid=1', host: 'h' } } }, 'req');
   log.info({ headers: { authorization: 'Bearer t' } }, 'headers');
+  const bound = lines.shift()!;
+  assert.deepEqual(bound.ctx, { loginPassword: '[redacted]' });
+  assert.deepEqual(bound.later, { body: '[redacted]' });
   assert.equal(lines[0]!.password, '[redacted]');
+  assert.deepEqual(lines[0]!.ctx, { password: '[redacted]' });
   assert.equal(lines[0]!.reqId, 'r1');
   assert.deepEqual(lines[0]!.req, { headers: { authorization: '[redacted]', cookie: '[redacted]', host: 'h' } });
   assert.deepEqual(lines[1]!.headers, { authorization: '[redacted]' });
-  assert.ok(!raw.some((l) => /bound-secret|c2VjcmV0|Bearer t|sid=1/.test(l)));
+  assert.ok(!raw.some((l) => /secret|c2VjcmV0|Bearer t|sid=1/.test(l)), raw.join('\n'));
+});
+
+test('a frozen object, or one whose secret cannot be redefined, is censored in a copy, and the call does not throw', () => {
+  const { log, lines } = capture();
+  const frozen = Object.freeze({ password: 'frozen-secret', keep: 1 });
+  const locked = Object.defineProperty({}, 'body', { value: 'locked-secret', enumerable: true, writable: false, configurable: false });
+  log.info({ frozen, locked }, 'line');
+  assert.deepEqual(lines[0]!.frozen, { password: '[redacted]', keep: 1 });
+  assert.deepEqual(lines[0]!.locked, { body: '[redacted]' });
+  assert.equal(frozen.password, 'frozen-secret');
 });
 
 test('a line with nothing to censor is passed on as it is, not copied', () => {

@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { openStore, syncStatementOf, type Store } from '../src/store/database.ts';
+import { openStore, retryTransaction, syncStatementOf, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { columns, prepared, preparedList } from '../src/store/prepared.ts';
 import { CompiledQuery, sql } from 'kysely';
@@ -154,6 +154,8 @@ describe('prepared queries', () => {
 
   test('PostgreSQL runs a prepared statement unnamed when another instance migrated its table', { skip: noPostgres }, async () => {
     const { store, schema, whole } = await oneConnection();
+    const before = await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(store.db);
+    assert.equal(before.rows.filter((r) => r.statement.startsWith('select * from "ip_failures"')).length, 1, 'the statement runs named');
     // Another instance migrates the table under the prepared statement: its result type changes.
     const admin = new pg.Client({ connectionString: schema.url });
     await admin.connect();
@@ -163,6 +165,16 @@ describe('prepared queries', () => {
     } finally {
       await admin.end();
     }
+    // Inside a transaction the error aborted it: thrown as it is (not 25P02), and retryTransaction runs it again unnamed.
+    let attempts = 0;
+    const inside = await retryTransaction(() =>
+      store.db.transaction().execute(async (trx) => {
+        attempts++;
+        return (await whole.first(trx, { ip: '192.0.2.7' })) as Record<string, unknown> | undefined;
+      }),
+    );
+    assert.equal(inside?.note, 'added');
+    assert.equal(attempts, 2, 'the first attempt met the changed result, the second ran unnamed');
     const row = (await whole.first(store.db, { ip: '192.0.2.7' })) as Record<string, unknown> | undefined;
     assert.equal(row?.note, 'added', 'the call ran again, unnamed, and saw the new column');
     assert.equal(((await whole.first(store.db, { ip: '192.0.2.7' })) as Record<string, unknown> | undefined)?.note, 'added');

@@ -38,11 +38,17 @@ test('the listener names itself whatever application_name the URL carries', () =
  */
 async function startRelay(target: URL) {
   const pairs = new Set<{ client: net.Socket; server: net.Socket; silent: boolean; ended: boolean }>();
+  /** New connections fall silent at their first simple query (after the start-up and authentication). */
+  let silentAtFirstQuery = false;
   const relay = net.createServer({ allowHalfOpen: true }, (client) => {
     const server = net.connect({ port: Number(target.port || 5432), host: target.hostname, allowHalfOpen: true });
     const pair = { client, server, silent: false, ended: false };
+    const atQuery = silentAtFirstQuery;
     pairs.add(pair);
-    client.on('data', (chunk) => pair.silent || server.write(chunk));
+    client.on('data', (chunk: Buffer) => {
+      if (atQuery && chunk[0] === 0x51) pair.silent = true; // 'Q': the protocol's simple query
+      if (!pair.silent) server.write(chunk);
+    });
     server.on('data', (chunk) => pair.silent || client.write(chunk));
     client.on('end', () => {
       pair.ended = true;
@@ -64,6 +70,9 @@ async function startRelay(target: URL) {
     /** Connections the listener's side has not ended. */
     connections: () => [...pairs].filter((p) => !p.ended).length,
     silence: () => pairs.forEach((p) => (p.silent = true)),
+    silenceAtFirstQuery: (on: boolean) => (silentAtFirstQuery = on),
+    /** The relay's own ports towards PostgreSQL, as pg_stat_activity's client_port shows them. */
+    serverPorts: () => [...pairs].filter((p) => !p.ended).map((p) => p.server.localPort),
     close: async () => {
       for (const p of pairs) {
         p.client.destroy();
@@ -108,8 +117,12 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
       });
       await listener.ready;
       assert.deepEqual(errors, []);
-      const named = await admin.query('select count(*)::int as n from pg_stat_activity where application_name = $1', [LISTENER_NAME]);
-      assert.ok(named.rows[0].n >= 1, 'the listener is named LISTENER_NAME despite the URL');
+      const named = await admin.query('select application_name from pg_stat_activity where client_port = any($1::int[])', [relay.serverPorts()]);
+      assert.deepEqual(
+        named.rows.map((r: { application_name: string }) => r.application_name),
+        [LISTENER_NAME],
+        'this listener is named LISTENER_NAME despite the URL',
+      );
 
       const afterConnect = wakes;
       await admin.query(`notify ${WAKE_CHANNELS.outbox}`);
@@ -131,6 +144,37 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
       await listener?.close();
     }
     await waitUntil('close() ends the connection', async () => relay.connections() === 0, 30_000);
+  });
+
+  test('a connection that falls silent before its LISTEN is given up and made again', async () => {
+    const via = new URL(base);
+    via.hostname = '127.0.0.1';
+    via.port = String(relay.port);
+    const errors: string[] = [];
+    let wakes = 0;
+    relay.silenceAtFirstQuery(true);
+    const listener = listenForWakes(via.toString(), {
+      wake: { outbox: () => wakes++, webhooks: () => undefined },
+      onError: (err) => {
+        errors.push(String(err));
+        relay.silenceAtFirstQuery(false);
+      },
+      retryMs: 50,
+      heartbeatTimeoutMs: 500,
+    });
+    try {
+      // Without a bound on the LISTEN statements `ready` would never resolve (and the worker's start would wait on it).
+      const ready = await Promise.race([listener.ready.then(() => true), sleep(30_000, false, { ref: false })]);
+      assert.ok(ready, 'ready resolved');
+      assert.match(errors[0] ?? '', /was not listening within 5500 ms/);
+      await waitUntil('the next connection listens and wakes the queues', async () => wakes > 0, 30_000);
+      const before = wakes;
+      await admin.query(`notify ${WAKE_CHANNELS.outbox}`);
+      await waitUntil('a notification wakes the outbox', async () => wakes > before, 30_000);
+    } finally {
+      relay.silenceAtFirstQuery(false);
+      await listener.close();
+    }
   });
 
   test('close() returns on a silent connection', async () => {

@@ -13,7 +13,7 @@
  * order queue up on the orders row instead of deadlocking on PostgreSQL. The
  * outbox and webhook workers lock only their own queue's rows (FOR UPDATE SKIP
  * LOCKED). A transaction that still fails with serialization_failure (40001)
- * or deadlock_detected (40P01) is retried by retryTransaction().
+ * or deadlock_detected (40P01), or that met a changed named statement, is retried by retryTransaction().
  */
 import { mkdirSync, statfsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -264,25 +264,32 @@ export function nameStatement(sql: string): void {
 }
 
 /**
- * What makes a client run its named statements unnamed from then on (the call that met it runs again
- * unnamed): 0A000, "cached plan must not change result type" (another instance migrated the schema
- * under the statement); 26000 and 42P05, a statement missing or already there on the server's side,
- * which a connection pooler in transaction mode (PgBouncer before 1.21's max_prepared_statements)
- * causes by handing each transaction another server connection.
+ * What makes a client run its named statements unnamed from then on: 0A000, "cached plan must not
+ * change result type" (another instance migrated the schema under the statement); 26000 and 42P05, a
+ * statement missing or already there on the server's side, which a connection pooler in transaction
+ * mode (PgBouncer before 1.21's max_prepared_statements) causes by handing each transaction another
+ * server connection. Outside a transaction the call runs again unnamed at once; inside one the error
+ * aborted the transaction, so it is thrown as it is, and `retryTransaction` runs the whole
+ * transaction again (these codes are among its RETRYABLE_SQLSTATES).
  */
 const UNNAMED_AFTER = new Set(['0A000', '26000', '42P05']);
 
 /** Each new pooled client runs a named statement's SQL under its name (pg prepares it on that connection the first time). */
 function namingStatements(client: pg.PoolClient): void {
-  const query = client.query.bind(client) as (config: unknown, values?: unknown) => Promise<unknown>;
+  const query = client.query.bind(client) as (config: unknown, ...rest: unknown[]) => Promise<unknown>;
+  const status = () => (client as unknown as { getTransactionStatus(): string | null }).getTransactionStatus();
   let naming = true;
-  (client as { query: unknown }).query = (config: unknown, values?: unknown) => {
-    const name = naming && typeof config === 'string' && Array.isArray(values) ? statementNames.get(config) : undefined;
-    if (name === undefined) return query(config, values);
+  (client as { query: unknown }).query = (config: unknown, ...rest: unknown[]) => {
+    const values = rest[0];
+    // Only Kysely's form, (sql, values): a callback or a config object passes through as it came.
+    const name = naming && rest.length === 1 && typeof config === 'string' && Array.isArray(values) ? statementNames.get(config) : undefined;
+    if (name === undefined) return query(config, ...rest);
     return query({ name, text: config, values }).catch((err: unknown) => {
       const code = (err as { code?: unknown }).code;
       if (typeof code !== 'string' || !UNNAMED_AFTER.has(code)) throw err;
       naming = false;
+      // 'E': the failed statement aborted the transaction it ran in; another statement in it would only fail with 25P02.
+      if (status() === 'E') throw err;
       return query(config, values);
     });
   };
@@ -381,11 +388,12 @@ export async function unreadableTable(db: Kysely<Database>, onError?: (table: st
 }
 
 /** PostgreSQL SQLSTATEs after which the whole transaction may simply run again. */
-const RETRYABLE_SQLSTATES = new Set(['40001', '40P01']);
+/** serialization_failure, deadlock_detected, and a named statement's UNNAMED_AFTER (the retry runs it unnamed). */
+const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', ...UNNAMED_AFTER]);
 
 /**
  * Runs `transaction` (a whole `db.transaction().execute(…)`) again when it
- * fails with serialization_failure or deadlock_detected, at most `attempts`
+ * fails with serialization_failure, deadlock_detected or UNNAMED_AFTER, at most `attempts`
  * times in all, after a short random pause; any other error, or the last
  * one, is thrown. The transaction must be safe to repeat: it was rolled back.
  */

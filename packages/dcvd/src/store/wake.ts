@@ -113,6 +113,8 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
   let closed = false;
   let retry = firstRetry;
   let timer: NodeJS.Timeout | undefined;
+  /** The current connection's checks (one connection at a time). */
+  let heartbeat: NodeJS.Timeout | undefined;
   let markReady!: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   const byChannel = new Map<string, () => void>(Object.entries(WAKE_CHANNELS).map(([queue, channel]) => [channel, options.wake[queue as WakeQueue]]));
@@ -131,11 +133,11 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
     const c: pg.Client = new (loadPg().Client)({ ...target, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: heartbeatMs });
     client = c;
     let failed = false;
-    let heartbeat: NodeJS.Timeout | undefined;
     const fail = (err: unknown) => {
       if (failed) return;
       failed = true;
       clearInterval(heartbeat);
+      markReady();
       if (!closed) options.onError(err);
       c.removeAllListeners('notification');
       void drop(c);
@@ -158,9 +160,15 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
     c.on('error', fail);
     c.on('end', () => fail(new Error('the LISTEN connection ended')));
     c.on('notification', (n) => byChannel.get(n.channel)?.());
+    // connectionTimeoutMillis bounds the connection and its authentication; this, the LISTEN statements after it.
+    const setupMs = 5000 + heartbeatTimeoutMs;
+    const setup = setTimeout(() => fail(new Error(`the LISTEN connection was not listening within ${setupMs} ms`)), setupMs);
+    setup.unref();
     try {
       await c.connect();
       for (const channel of Object.values(WAKE_CHANNELS)) await c.query(`listen ${channel}`);
+      clearTimeout(setup);
+      if (failed) return;
       if (closed) {
         await drop(c);
         return;
@@ -170,6 +178,7 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
       heartbeat.unref();
       for (const wake of Object.values(options.wake)) wake();
     } catch (err) {
+      clearTimeout(setup);
       fail(err);
     } finally {
       markReady();
@@ -182,6 +191,7 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
     async close() {
       closed = true;
       clearTimeout(timer);
+      clearInterval(heartbeat);
       const c = client;
       client = undefined;
       if (c) {
