@@ -288,8 +288,9 @@ function namingStatements(client: pg.PoolClient): void {
       const code = (err as { code?: unknown }).code;
       if (typeof code !== 'string' || !UNNAMED_AFTER.has(code)) throw err;
       naming = false;
-      // 'E': the failed statement aborted the transaction it ran in; another statement in it would only fail with 25P02.
-      if (status() === 'E') throw err;
+      // Inside a transaction ('T', or 'E' once pg has read the server's next ReadyForQuery: the error may come
+      // first) the failed statement aborted it; another statement in it would only fail with 25P02.
+      if (status() !== 'I') throw err;
       return query(config, values);
     });
   };
