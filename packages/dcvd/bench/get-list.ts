@@ -90,7 +90,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     lines.push(ratios(one));
     lines.push(`cache cold: ratio ${(cold.json.rps / bareRps).toFixed(2)}, CPU per request ${cold.cpuJson.toFixed(0)} µs (5 DNS queries per request)`);
     lines.push(cpuNote(one));
-    const memoryNote = (m: Measured) => `memory (target <= 400 MiB): peak RSS ${m.rss.toFixed(0)} MiB; peak of private pages plus shared ones counted once ${m.memory.toFixed(0)} MiB`;
+    const memoryNote = (m: Measured, rss = 'peak RSS') => `memory (target <= 400 MiB): ${rss} ${m.rss.toFixed(0)} MiB; peak of private pages plus shared ones counted once ${m.memory.toFixed(0)} MiB`;
     lines.push(memoryNote(one));
     for (const [processes, m] of many) {
       lines.push(`serve --processes ${processes} (API processes sharing the port; RSS and CPU: all processes)`);
@@ -98,7 +98,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       lines.push(fmt(`dcvd text x${processes}`, m.text!, m.rss));
       lines.push(ratios(m));
       lines.push(cpuNote(m));
-      lines.push(memoryNote(m).replace('peak RSS', 'peak RSS summed over the processes'));
+      lines.push(memoryNote(m, 'peak RSS summed over the processes'));
     }
     return { lines, dcvd: one.json, text: one.text!, bareRps };
   } finally {

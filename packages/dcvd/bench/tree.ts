@@ -67,7 +67,8 @@ function treePeakRssMiB(others: number[]): number {
 /**
  * A bench child's answers to the benchmark: `cpu` (µs of this process and its API processes — divided by
  * requests, a figure that depends much less than req/s on what else the shared machine is doing), `pids`
- * (this process's and its API processes', for lib.ts's memory sampler), `count` when it has one, and `stop` (then the peak RSS of all of them, the API processes' read before they stop).
+ * (this process's and its API processes', for lib.ts's memory sampler), `count` when it has one, and
+ * `stop` (then the peak RSS of all of them, the API processes' read before they stop).
  */
 export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown> }): void {
   const send = (m: unknown) => process.send!(m);

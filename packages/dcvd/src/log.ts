@@ -15,7 +15,7 @@ export const REDACT_PATHS = [...SECRET_KEYS, 'req.headers.authorization', 'req.h
 export const CENSOR = '[redacted]';
 
 /**
- * `*.password` and the like, done before pino serialises a line (its `formatters.log` and `.bindings`):
+ * `*.password` and the like, done before pino serialises a line (its `formatters.log`) or a child's bindings:
  * a value one level down named by SECRET_KEYS is censored in a copy, never in the caller's object. It
  * replaces pino's wildcard paths, which ran every value of every line, strings and numbers included,
  * through the redaction's serialiser: about 15 µs for each request's child logger and log line, a
@@ -47,13 +47,13 @@ export function createLogger(level = 'info', fd: 1 | 2 = 1, destination?: pino.D
       level,
       base: { service: 'dcvd' },
       redact: { paths: REDACT_PATHS, censor: CENSOR },
-      formatters: { log: censorSecrets, bindings: censorSecrets },
+      formatters: { log: censorSecrets },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination ?? pino.destination({ fd, sync: false }),
   );
-  // pino formats a child's bindings without its parent's bindings formatter, so children's bindings are
-  // censored here; every child (fastify's per request too) inherits these two from this logger.
+  // Bindings are censored as a child is made or rebound (pino would give a child a bindings formatter of
+  // its own, not its parent's); every child (fastify's per request too) inherits these two from this logger.
   const child = logger.child;
   const setBindings = logger.setBindings;
   logger.child = function (this: Logger, bindings, options) {

@@ -98,11 +98,16 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
     await admin?.end();
     await relay?.close();
   });
-
-  test('a connection that stops answering is found by the check, dropped and made again; notifications then arrive', async () => {
+  /** The test database's URL, through the relay. */
+  const throughRelay = () => {
     const via = new URL(base);
     via.hostname = '127.0.0.1';
     via.port = String(relay.port);
+    return via;
+  };
+
+  test('a connection that stops answering is found by the check, dropped and made again; notifications then arrive', async () => {
+    const via = throughRelay();
     via.searchParams.set('application_name', 'an operator name');
     let wakes = 0;
     const errors: string[] = [];
@@ -147,9 +152,7 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
   });
 
   test('a connection that falls silent before its LISTEN is given up and made again', async () => {
-    const via = new URL(base);
-    via.hostname = '127.0.0.1';
-    via.port = String(relay.port);
+    const via = throughRelay();
     const errors: string[] = [];
     let wakes = 0;
     relay.silenceAtFirstQuery(true);
@@ -178,9 +181,7 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
   });
 
   test('close() returns on a silent connection', async () => {
-    const via = new URL(base);
-    via.hostname = '127.0.0.1';
-    via.port = String(relay.port);
+    const via = throughRelay();
     const listener = listenForWakes(via.toString(), {
       wake: { outbox: () => undefined, webhooks: () => undefined },
       onError: () => undefined,

@@ -388,8 +388,10 @@ export async function unreadableTable(db: Kysely<Database>, onError?: (table: st
   return undefined;
 }
 
-/** PostgreSQL SQLSTATEs after which the whole transaction may simply run again. */
-/** serialization_failure, deadlock_detected, and a named statement's UNNAMED_AFTER (the retry runs it unnamed). */
+/**
+ * PostgreSQL SQLSTATEs after which the whole transaction may simply run again: serialization_failure,
+ * deadlock_detected, and a named statement's UNNAMED_AFTER (the retry runs it unnamed).
+ */
 const RETRYABLE_SQLSTATES = new Set(['40001', '40P01', ...UNNAMED_AFTER]);
 
 /**

@@ -16,6 +16,9 @@ import { loadPg } from './database.ts';
 export const WAKE_CHANNELS = { outbox: 'dcvd_outbox', webhooks: 'dcvd_webhooks' } as const;
 export type WakeQueue = keyof typeof WAKE_CHANNELS;
 
+/** How long the listener's connection and authentication may take (pg's connectionTimeoutMillis). */
+const CONNECT_TIMEOUT_MS = 5000;
+
 /** The listener's `application_name`, so that an operator sees it in pg_stat_activity. */
 export const LISTENER_NAME = 'dcvd wake listener';
 
@@ -130,7 +133,7 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
   };
 
   const connect = async () => {
-    const c: pg.Client = new (loadPg().Client)({ ...target, connectionTimeoutMillis: 5000, keepAlive: true, keepAliveInitialDelayMillis: heartbeatMs });
+    const c: pg.Client = new (loadPg().Client)({ ...target, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: heartbeatMs });
     client = c;
     let failed = false;
     const fail = (err: unknown) => {
@@ -161,7 +164,7 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
     c.on('end', () => fail(new Error('the LISTEN connection ended')));
     c.on('notification', (n) => byChannel.get(n.channel)?.());
     // connectionTimeoutMillis bounds the connection and its authentication; this, the LISTEN statements after it.
-    const setupMs = 5000 + heartbeatTimeoutMs;
+    const setupMs = CONNECT_TIMEOUT_MS + heartbeatTimeoutMs;
     const setup = setTimeout(() => fail(new Error(`the LISTEN connection was not listening within ${setupMs} ms`)), setupMs);
     setup.unref();
     try {
