@@ -2,14 +2,14 @@
  * Processes of the ResendDCVEmail benchmark (bench/resend.ts), each with its
  * own CPU: `sink`, an SMTP server that counts what it accepts (no parsing),
  * and `dcvd`, the server with its outbox delivering to that sink — with
- * `processes` above 1 the primary of `serve --processes N`, delivering, whose
- * API processes run this file in mode `dcvd-api`.
+ * `processes` above 1 (or `deliveryProcess`) the primary of `serve --processes N`,
+ * delivering, whose API processes run this file in mode `dcvd-api`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
-import { defaultDcvEmailConfig, defaultServeConfig } from '../src/config.ts';
+import { defaultDcvEmailConfig, defaultServeConfig, splitsDelivery } from '../src/config.ts';
 import { startServer } from '../src/server.ts';
 import { createLogger } from '../src/log.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
@@ -20,7 +20,7 @@ import { cryptoRandom, systemClock } from '../src/deps.ts';
 import { answerBenchmark, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
-const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; dataDir?: string };
+const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string };
 const send = (m: unknown) => process.send!(m);
 let count: () => Promise<unknown>;
 let stop: () => Promise<void>;
@@ -32,6 +32,7 @@ function dcvdConfig(dataDir: string) {
     dataDir,
     logLevel: 'warn',
     processes: options.processes ?? 1,
+    deliveryProcess: options.deliveryProcess === true,
     // Interval 0: one order can be resent as fast as the load comes (the default 60 s would answer -160).
     dcvEmail: defaultDcvEmailConfig({ smtpUrl: options.smtpUrl, mailFrom: 'dcv@ca.example', resendIntervalMs: 0, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 100 } }),
   });
@@ -63,7 +64,7 @@ if (mode === 'sink') {
 } else if (mode === 'dcvd') {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-resend-'));
   let server: { https: { port: number }; cert: string; store: { db: Awaited<ReturnType<typeof startServer>>['store']['db'] }; close(): Promise<void> };
-  if ((options.processes ?? 1) > 1) {
+  if (splitsDelivery(dcvdConfig(dataDir))) {
     const running = await startBenchCluster(import.meta.url, dcvdConfig(dataDir), { ...options, dataDir });
     apiPids = () => running.pids();
     server = { https: running.https, cert: running.worker.cert, store: running.worker.store, close: () => running.close() };

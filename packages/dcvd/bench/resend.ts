@@ -63,15 +63,16 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
 type States = Record<string, number>;
 const waiting = (s: States) => (s.pending ?? 0) + (s.sending ?? 0);
 
-export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number; bareRps?: number } = {}): Promise<string[]> {
+export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number; deliveryProcess?: boolean; bareRps?: number } = {}): Promise<string[]> {
   const durationMs = opts.durationMs ?? 10_000;
   const concurrency = opts.concurrency ?? 64;
   const processes = opts.processes ?? 1;
+  const split = processes > 1 || opts.deliveryProcess === true;
   const sink = await start('sink');
   try {
     // One order per connection: concurrent resends of ONE order through several processes would mostly
     // answer -160 by design (exactly one of them is queued, CONTRACT §10).
-    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes });
+    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes, deliveryProcess: split });
     const body = (loop: number) =>
       new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, orderNumber: String(ORDER + (loop % concurrency)), dcvEmailAddress: 'admin@example.com' }).toString();
     const acceptedBefore = await sink.count<number>();
@@ -109,10 +110,13 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     const shape =
       processes > 1
         ? `serve --processes ${processes}: ${processes} API processes, delivery in the primary`
-        : 'one process: API and delivery on one event loop';
+        : split
+          ? 'serve --delivery-process: one API process, delivery in the primary'
+          : 'one process: API and delivery on one event loop';
+    const label = processes > 1 ? ` x${processes}` : split ? ' x1+delivery' : '';
     return [
       `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}`,
-      fmt(`dcvd ResendDCVEmail (queued)${processes > 1 ? ` x${processes}` : ''}`, queued, serverRss) + (processes > 1 ? ' (RSS: all processes)' : ''),
+      fmt(`dcvd ResendDCVEmail (queued)${label}`, queued, serverRss) + (split ? ' (RSS: all processes)' : ''),
       ...(opts.bareRps ? [`ratio dcvd/bare req/s: ${(queued.rps / opts.bareRps).toFixed(2)}  (target >= 0.4; bare from the address-list case of this run)`] : []),
       `dcvd CPU per resend, all its threads and processes (requests, outbox worker, WAL checkpoints): ${cpuPerResend.toFixed(0)} µs  (target <= 500)`,
       `outbox delivering during that load: ${(deliveredDuringLoad / loadSeconds).toFixed(0)} emails/s`,

@@ -2,7 +2,8 @@
  * `npm run bench`: both endpoints and AutoApplyOrder at each concurrency of DCVD_BENCH_CONCURRENCY
  * (default 16,64,256,1024), each beside a bare node:https server measured in
  * the same run, and the address list and resends again with `serve --processes N`
- * for each N of DCVD_BENCH_PROCESSES (default 2); then storage (SQLite vs
+ * for each N of DCVD_BENCH_PROCESSES (default 2), the resends also with
+ * `serve --delivery-process` (one API process, delivery in the primary); then storage (SQLite vs
  * PostgreSQL, one vs two instances).
  * DCVD_BENCH_SECONDS sets the measuring time per case (default 10).
  */
@@ -20,9 +21,10 @@ for (const concurrency of levels) {
   console.log('');
   const list = await getList({ durationMs, concurrency, processes: clusters });
   for (const line of list.lines) console.log(line);
-  for (const processes of [1, ...clusters]) {
+  const shapes: [processes: number, deliveryProcess: boolean][] = [[1, false], [1, true], ...clusters.map((n): [number, boolean] => [n, true])];
+  for (const [processes, deliveryProcess] of shapes) {
     console.log('');
-    for (const line of await resend({ durationMs, concurrency, processes, bareRps: list.bareRps })) console.log(line);
+    for (const line of await resend({ durationMs, concurrency, processes, deliveryProcess, bareRps: list.bareRps })) console.log(line);
   }
   console.log('');
   for (const line of (await autoApply({ durationMs, concurrency })).lines) console.log(line);

@@ -1,6 +1,6 @@
 /**
  * `dcvd serve --processes N` (issue 20): N API processes (role api) share the HTTPS port through
- * node:cluster, and the primary process delivers (role worker: the DCV email outbox, the webhooks, the
+ * node:cluster (one with `--delivery-process`), and the primary process delivers (role worker: the DCV email outbox, the webhooks, the
  * purges) and serves the internal API. All of them use the one database: lockouts, the 24-hour
  * registry, the orders and the outbox are rows there, so every process sees the same state (SQLite
  * transactions begin IMMEDIATE for this, src/store/database.ts).
@@ -16,7 +16,7 @@
 import cluster, { type ClusterSettings, type Worker } from 'node:cluster';
 import { getPriority, setPriority } from 'node:os';
 import type { AddressInfo } from 'node:net';
-import type { ServeConfig } from './config.ts';
+import { splitsDelivery, type ServeConfig } from './config.ts';
 import { createLogger, type Logger } from './log.ts';
 import { linksBase, prepareShared, startServer, startWorker, type RunningWorker } from './server.ts';
 import { wakesPerTurn, type WakeQueue } from './store/wake.ts';
@@ -54,8 +54,8 @@ export interface RunningCluster {
  */
 export async function startCluster(config: ServeConfig, options: { logger?: Logger; setup?: ClusterSettings } = {}): Promise<RunningCluster> {
   if (!cluster.isPrimary) throw new Error('startCluster runs in the primary process');
-  if (config.processes < 2) throw new Error('a cluster has at least 2 API processes');
-  if (config.role !== 'all') throw new Error('--processes runs API processes and a delivering primary: use it with --role all');
+  if (!splitsDelivery(config)) throw new Error('a cluster has at least 2 API processes, or 1 with --delivery-process');
+  if (config.role !== 'all') throw new Error('--processes and --delivery-process run API processes beside a delivering primary: use them with --role all');
   // Every line says which process wrote it.
   const logger = (options.logger ?? createLogger(config.logLevel)).child({ pid: process.pid });
   await prepareShared(config, logger);
@@ -205,7 +205,7 @@ export async function runApiProcess(config: ServeConfig, options: { logger?: Log
   let server: Awaited<ReturnType<typeof startServer>>;
   try {
     server = await startServer(
-      { ...config, role: 'api', processes: 1, adminListen: undefined },
+      { ...config, role: 'api', processes: 1, deliveryProcess: false, adminListen: undefined },
       { logger: (options.logger ?? createLogger(config.logLevel)).child({ pid: process.pid }), remoteWake },
     );
   } catch (err) {

@@ -32,7 +32,12 @@ export interface ServeConfig {
   role: ServeRole;
   /** With more than one: N API processes on one port (node:cluster), delivery and the timers in the primary (src/cluster.ts). */
   processes: number;
-  /** With --processes: niceness added to the API processes, so that delivery (and the write lock's holder) wins the CPU under load; 0 = same as the primary. */
+  /**
+   * --delivery-process: the same split with any --processes, 1 included: the API in child processes, delivery, the
+   * timers and the internal API in this one (implied above one process).
+   */
+  deliveryProcess: boolean;
+  /** With --processes or --delivery-process: niceness added to the API processes, so that delivery (and the write lock's holder) wins the CPU under load; 0 = same as the primary. */
   apiNice: number;
   /** HTTPS listener. */
   listen: HostPort;
@@ -166,10 +171,16 @@ export const DEFAULT_OUTBOX_LIST_LIMIT = 100;
  */
 export const DEFAULT_API_NICE = 10;
 
+/** Whether `dcvd serve` splits: API processes (node:cluster) beside a primary that delivers (src/cluster.ts). */
+export function splitsDelivery(config: Pick<ServeConfig, 'processes' | 'deliveryProcess'>): boolean {
+  return config.processes > 1 || config.deliveryProcess;
+}
+
 export function defaultServeConfig(overrides: Partial<ServeConfig> = {}): ServeConfig {
   return {
     role: 'all',
     processes: 1,
+    deliveryProcess: false,
     apiNice: DEFAULT_API_NICE,
     listen: DEFAULT_LISTEN,
     trustProxy: [],

@@ -8,6 +8,8 @@
  *   queue; the primary delivers at once (its poll is 30 s: only the API processes' wake explains a
  *   delivery within seconds), each email once; /metrics sums the API processes' counters; a killed API
  *   process is replaced; SIGTERM stops the tree.
+ * - `dcvd serve --delivery-process`: one API process answers every call, the primary none; the primary
+ *   delivers what it queued at once, each email once; SIGTERM stops both.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -146,48 +148,49 @@ describe('--role api wakes --role worker through PostgreSQL (LISTEN/NOTIFY)', { 
   });
 });
 
-test('--processes with a role other than all is refused with one line, before anything starts', () => {
+test('--processes or --delivery-process with a role other than all is refused with one line, before anything starts', () => {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-roles-'));
   try {
-    const r = runDcvd(dataDir, ['serve', '--processes', '2', '--role', 'worker']);
-    assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /--processes runs API processes and a delivering primary: use it with --role all/);
-    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    for (const args of [['--processes', '2', '--role', 'worker'], ['--delivery-process', '--role', 'api']]) {
+      const r = runDcvd(dataDir, ['serve', ...args]);
+      assert.notEqual(r.code, 0, args.join(' '));
+      assert.match(r.stderr, /--processes and --delivery-process run API processes beside a delivering primary: use them with --role all/);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    }
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }
 });
 
-describe('dcvd serve --processes 2', () => {
-  const TOKEN = 'cluster-test-admin-token-0123456789abcdef';
-  const ORDERS = Array.from({ length: 6 }, (_, i) => 802_001 + i);
-  let dir: string;
-  let database: TestDatabase;
-  let store: Store;
-  let sink: SmtpSink;
-  let serve: ServeProcess;
+/**
+ * A `dcvd serve` process tree for one describe block: the alice orders seeded on the test database
+ * (SQLite in a new data directory, or a PostgreSQL schema), an SMTP sink, the primary's poll at 30 s
+ * (so that only a wake explains a quick delivery), and `args` on top; every JSON log line is kept.
+ * Hooks are registered in the calling describe; the getters are valid in its tests.
+ */
+function processTree(args: string[], orders: number[], seed: (store: Store) => Promise<void> = async () => undefined) {
+  let dir: string | undefined;
+  let database: TestDatabase | undefined;
+  let store: Store | undefined;
+  let sink: SmtpSink | undefined;
+  let serve: ServeProcess | undefined;
   const lines: Record<string, unknown>[] = [];
   // A new connection for every request: the primary hands connections to the API processes in turn.
   const fresh = new https.Agent({ keepAlive: false });
-  const creds = { loginName: 'alice', loginPassword: PASSWORD };
-
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'dcvd-cluster-'));
     database = await createTestDatabase();
     sink = await startSmtpSink();
     store = openStore({ dataDir: dir, databaseUrl: database.url });
-    await seedOrders(store, 'alice', 'www.example.com', ORDERS);
-    await seedOrders(store, 'mallory', 'shop.example.com', []);
+    await seedOrders(store, 'alice', 'www.example.com', orders);
+    await seed(store);
     serve = await startServe(
       dir,
       [
-        '--processes', '2',
+        ...args,
         ...(database.url ? ['--database-url', database.url] : []),
         '--smtp-url', sink.url,
         '--outbox-poll-interval', '30s',
-        '--lockout-failures', '3',
-        '--admin-listen', '127.0.0.1:0',
-        '--admin-token', TOKEN,
         '--mpic', 'off',
         '--log-level', 'info',
       ],
@@ -203,20 +206,69 @@ describe('dcvd serve --processes 2', () => {
     await database?.drop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+  return {
+    lines,
+    fresh,
+    get serve() {
+      return serve!;
+    },
+    get store() {
+      return store!;
+    },
+    get sink() {
+      return sink!;
+    },
+    /** The pids that wrote request lines of API calls. */
+    requestPids: () => new Set(lines.filter((l) => l.msg === 'request' && typeof l.endpoint === 'string').map((l) => l.pid as number)),
+    /** Resends each order to admin@example.com at once; waits until the sink has them all and every row is delivered; fails on an error line. */
+    async resendAll(ordersToSend: number[]) {
+      const started = Date.now();
+      const answers = await Promise.all(
+        ordersToSend.map((orderNumber) =>
+          serve!.post(RESEND_PATH, form({ loginName: 'alice', loginPassword: PASSWORD, orderNumber: String(orderNumber), dcvEmailAddress: 'admin@example.com' }), fresh),
+        ),
+      );
+      assert.deepEqual(answers, ordersToSend.map(() => OK));
+      const messages = await sink!.waitFor(ordersToSend.length, 20_000);
+      // The primary polls every 30 s: a delivery this soon came from the API processes' wake.
+      assert.ok(Date.now() - started < 20_000);
+      assert.equal(new Set(messages.map((m) => m.parsed.messageId)).size, ordersToSend.length);
+      await waitUntil('every row delivered', async () => (await store!.db.selectFrom('outbox').select('state').execute()).every((r) => r.state === 'delivered'));
+      await sleep(300);
+      assert.equal(sink!.messages.length, ordersToSend.length, 'each email once');
+    },
+    /** SIGTERM to the primary: exit code 0, and every API process that answered is gone. */
+    async stopsOnSigterm() {
+      const pids = [...this.requestPids()];
+      serve!.child.kill('SIGTERM');
+      assert.equal(await serve!.exited, 0);
+      for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/, `process ${pid} is gone`);
+      return pids;
+    },
+  };
+}
+
+describe('dcvd serve --processes 2', () => {
+  const TOKEN = 'cluster-test-admin-token-0123456789abcdef';
+  const ORDERS = Array.from({ length: 6 }, (_, i) => 802_001 + i);
+  const tree = processTree(['--processes', '2', '--lockout-failures', '3', '--admin-listen', '127.0.0.1:0', '--admin-token', TOKEN], ORDERS, (store) =>
+    seedOrders(store, 'mallory', 'shop.example.com', []),
+  );
+  const { lines, requestPids } = tree;
+  const creds = { loginName: 'alice', loginPassword: PASSWORD };
 
   const calls = new Map<string, number>();
   const post = (path: string, body: Record<string, string>) => {
     calls.set(path, (calls.get(path) ?? 0) + 1);
-    return serve.post(path, form(body), fresh);
+    return tree.serve.post(path, form(body), tree.fresh);
   };
-  const requestPids = () => new Set(lines.filter((l) => l.msg === 'request' && typeof l.endpoint === 'string').map((l) => l.pid as number));
 
   test('requests over fresh connections are answered by both API processes', async () => {
     for (let i = 0; i < 12; i++) assert.match(await post(GET_PATH, { ...creds, domainName: 'www.example.com', product: '801' }), /^0\ndomain_name\twww\.example\.com\n/);
     await waitUntil('request lines from two API processes', async () => requestPids().size === 2, 10_000);
-    assert.ok(![...requestPids()].includes(serve.child.pid!), 'the primary answers no API call');
+    assert.ok(![...requestPids()].includes(tree.serve.child.pid!), 'the primary answers no API call');
     // --api-nice (default 10): the API processes yield the CPU to the delivering primary.
-    for (const pid of requestPids()) assert.equal(getPriority(pid), Math.min(19, getPriority(serve.child.pid!) + 10), `niceness of API process ${pid}`);
+    for (const pid of requestPids()) assert.equal(getPriority(pid), Math.min(19, getPriority(tree.serve.child.pid!) + 10), `niceness of API process ${pid}`);
   });
 
   test('a lockout made through the API processes holds in all of them', async () => {
@@ -225,28 +277,19 @@ describe('dcvd serve --processes 2', () => {
     for (let i = 0; i < 3; i++) assert.match(await post(GET_PATH, { ...wrong, domainName: 'shop.example.com' }), refused);
     // Whichever process answers, the right password now meets the lock.
     for (let i = 0; i < 4; i++) assert.match(await post(GET_PATH, { loginName: 'mallory', loginPassword: PASSWORD, domainName: 'shop.example.com' }), refused);
-    const row = await store.db.selectFrom('accounts').select(['locked_until']).where('login', '=', 'mallory').executeTakeFirstOrThrow();
+    const row = await tree.store.db.selectFrom('accounts').select(['locked_until']).where('login', '=', 'mallory').executeTakeFirstOrThrow();
     assert.ok(Number(row.locked_until) > Date.now(), 'the account is locked in the database');
   });
 
   test('offers recorded by one process let any process queue; the primary delivers each email once, woken at once', async () => {
-    const started = Date.now();
-    const answers = await Promise.all(ORDERS.map((orderNumber) => post(RESEND_PATH, { ...creds, orderNumber: String(orderNumber), dcvEmailAddress: 'admin@example.com' })));
-    assert.deepEqual(answers, ORDERS.map(() => OK));
-    const messages = await sink.waitFor(ORDERS.length, 20_000);
-    // The primary polls every 30 s: a delivery this soon came from the API processes' wake.
-    assert.ok(Date.now() - started < 20_000);
-    await sleep(300);
-    assert.equal(sink.messages.length, ORDERS.length);
-    assert.equal(new Set(messages.map((m) => m.parsed.messageId)).size, ORDERS.length);
-    await waitUntil('every row delivered', async () => (await store.db.selectFrom('outbox').select('state').execute()).every((r) => r.state === 'delivered'));
+    await tree.resendAll(ORDERS);
   });
 
   test('/metrics on the primary sums the API processes\u2019 counters', async () => {
     const text = await new Promise<string>((resolve, reject) => {
-      const port = Number(/internal API on https:\/\/127\.0\.0\.1:(\d+)\//.exec(serve.stderr())?.[1]);
+      const port = Number(/internal API on https:\/\/127\.0\.0\.1:(\d+)\//.exec(tree.serve.stderr())?.[1]);
       https
-        .get({ host: '127.0.0.1', port, path: '/metrics', ca: serve.ca, servername: 'localhost', headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
+        .get({ host: '127.0.0.1', port, path: '/metrics', ca: tree.serve.ca, servername: 'localhost', headers: { authorization: `Bearer ${TOKEN}` } }, (res) => {
           let body = '';
           res.on('data', (c: Buffer) => (body += c.toString()));
           res.on('end', () => resolve(body));
@@ -275,14 +318,40 @@ describe('dcvd serve --processes 2', () => {
       30_000,
     );
     const replacement = [...requestPids()].find((pid) => !before.has(pid))!;
-    assert.notEqual(replacement, serve.child.pid);
+    assert.notEqual(replacement, tree.serve.child.pid);
     process.kill(replacement, 0); // alive
   });
 
   test('SIGTERM stops the API processes, then the primary, exit code 0', async () => {
-    const pids = [...requestPids()];
-    serve.child.kill('SIGTERM');
-    assert.equal(await serve.exited, 0);
-    for (const pid of pids) assert.throws(() => process.kill(pid, 0), /ESRCH/, `process ${pid} is gone`);
+    // The two that answered first, the one killed above among them, and its replacement.
+    assert.equal((await tree.stopsOnSigterm()).length, 3);
+  });
+});
+
+describe('dcvd serve --delivery-process (one API process beside the delivering primary)', () => {
+  const ORDERS = Array.from({ length: 4 }, (_, i) => 803_001 + i);
+  const tree = processTree(['--delivery-process'], ORDERS);
+  const creds = { loginName: 'alice', loginPassword: PASSWORD };
+
+  test('one API process, not the primary, answers every call, at a lower priority', async () => {
+    const { serve, lines } = tree;
+    await waitUntil('the role line', async () => /this process \(pid \d+\) delivers/.test(serve.stderr()), 10_000);
+    const apiPid = Number(/1 API process \(pid (\d+)\) serves the HTTPS port; this process \(pid \d+\) delivers/.exec(serve.stderr())?.[1]);
+    assert.ok(apiPid > 0 && apiPid !== serve.child.pid, serve.stderr());
+    for (let i = 0; i < 6; i++) {
+      assert.match(await serve.post(GET_PATH, form({ ...creds, domainName: 'www.example.com' }), tree.fresh), /^0\ndomain_name\twww\.example\.com\n/);
+    }
+    await waitUntil('six request lines', async () => lines.filter((l) => l.msg === 'request').length >= 6, 10_000);
+    assert.deepEqual([...tree.requestPids()], [apiPid]);
+    assert.equal(getPriority(apiPid), Math.min(19, getPriority(serve.child.pid!) + 10));
+  });
+
+  test('the primary delivers what the API process queued at once, each email once', async () => {
+    await tree.resendAll(ORDERS);
+    assert.ok(!tree.lines.some((l) => (l.level as number) >= 50), `error lines: ${JSON.stringify(tree.lines.filter((l) => (l.level as number) >= 50))}`);
+  });
+
+  test('SIGTERM stops the API process, then the primary, exit code 0', async () => {
+    assert.equal((await tree.stopsOnSigterm()).length, 1);
   });
 });

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, SERVE_ROLES, type ServeConfig, type ServeRole } from '../config.ts';
+import { defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, SERVE_ROLES, splitsDelivery, type ServeConfig, type ServeRole } from '../config.ts';
 import { checkWebhookUrl } from '../accounts/webhook-url.ts';
 import { parseResolvers, type Resolver } from '../dns/resolvers.ts';
 import { DNSSEC_MODES, type DnssecMode } from '../dns/dnssec-config.ts';
@@ -13,6 +13,7 @@ import { mpicConfigFrom, withMpicOptions, type MpicFlags } from './mpic.ts';
 interface ServeFlags extends StoreFlags {
   role: ServeRole;
   processes: number;
+  deliveryProcess?: boolean;
   apiNice: number;
   listen: string;
   httpListen?: string;
@@ -82,7 +83,8 @@ function serveOptions(): Command {
           .default(defaults.role),
       )
       .addOption(opt('--processes <n>', 'API processes sharing --listen (node:cluster); above 1 this process delivers and serves --admin-listen (role all only)', (v) => parseCount(v, 1)).default(defaults.processes))
-      .addOption(opt('--api-nice <n>', 'with --processes: niceness added to the API processes so delivery keeps up under load (0-19; 0 = none)', (v) => {
+      .addOption(opt('--delivery-process', 'deliver in a process of its own with any --processes, 1 included: the API runs in child processes, this one delivers and serves --admin-listen (role all only)'))
+      .addOption(opt('--api-nice <n>', 'with --processes or --delivery-process: niceness added to the API processes so delivery keeps up under load (0-19; 0 = none)', (v) => {
           const n = parseCount(v, 0);
           if (n > 19) throw new Error('--api-nice is at most 19');
           return n;
@@ -148,6 +150,7 @@ function serveOptions(): Command {
       const config: ServeConfig = defaultServeConfig({
         role: flags.role,
         processes: flags.processes,
+        deliveryProcess: flags.deliveryProcess === true,
         apiNice: flags.apiNice,
         listen: parseHostPort(flags.listen),
         httpListen: flags.httpListen ? parseHostPort(flags.httpListen) : undefined,
@@ -230,9 +233,9 @@ interface Started {
   close(): Promise<void>;
 }
 
-/** The server of the configured role, the primary of --processes, or (undefined) an API process of one. */
+/** The server of the configured role, the primary of --processes (or --delivery-process), or (undefined) an API process of one. */
 async function startRole(config: ServeConfig): Promise<Started | undefined> {
-  if (config.processes > 1) {
+  if (splitsDelivery(config)) {
     const { default: cluster } = await import('node:cluster');
     const { runApiProcess, startCluster } = await import('../cluster.ts');
     if (cluster.isWorker) {
@@ -241,12 +244,14 @@ async function startRole(config: ServeConfig): Promise<Started | undefined> {
     }
     const running = await startCluster(config);
     const { worker } = running;
+    const pids = running.pids().join(', ');
+    const api = config.processes === 1 ? `1 API process (pid ${pids}) serves` : `${config.processes} API processes (pids ${pids}) share`;
     return {
       ...worker,
       https: running.https,
       http: running.http,
       close: () => running.close(),
-      roleLine: `${config.processes} API processes (pids ${running.pids().join(', ')}) share the HTTPS port; this process (pid ${process.pid}) delivers, purges and serves the internal API`,
+      roleLine: `${api} the HTTPS port; this process (pid ${process.pid}) delivers, purges and serves the internal API`,
     };
   }
   const { startServer, startWorker } = await import('../server.ts');
