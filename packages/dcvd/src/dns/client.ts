@@ -7,7 +7,6 @@
 // still listened to (below). Every lookup takes an optional AbortSignal
 // (Boulder's context). The client caches nothing itself: each result says how
 // long it may be cached (`ttl`), and src/dns/cache.ts does the caching.
-import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import {
   CLASS_IN,
@@ -25,6 +24,7 @@ import {
   type WireMessage,
   type WireRecord,
 } from './message.ts';
+import { cryptoRandom } from '../deps.ts';
 import { canonicalResolver, formatResolver, type Resolver } from './resolvers.ts';
 import { createUdpPool, type Expectation, type PoolOutcome, type UdpPool } from './transport.ts';
 
@@ -41,7 +41,7 @@ export interface DnsClientOptions {
   timeoutMs?: number;
   /** Attempts per lookup, counting the first; only timeouts start another. Default 2. */
   attempts?: number;
-  /** Source of query ids; a pooled crypto.randomBytes unless a test fixes it. */
+  /** Source of query ids; the process's pooled CSPRNG (src/deps.ts) unless a test fixes it. */
   random?: (bytes: number) => Buffer;
   /** The shared UDP sockets and the cap on queries in flight (transport.ts); one of its own by default. */
   pool?: UdpPool;
@@ -175,29 +175,12 @@ interface Answer {
   expect: Expectation;
 }
 
-/**
- * CSPRNG bytes drawn from a 4 KiB buffer refilled by randomBytes: one system
- * call per 2,048 query ids instead of one per query. Each byte is used once.
- */
-function pooledRandom(): (n: number) => Buffer {
-  let pool = randomBytes(4096);
-  let offset = 0;
-  return (n) => {
-    if (offset + n > pool.length) {
-      pool = randomBytes(4096);
-      offset = 0;
-    }
-    offset += n;
-    return pool.subarray(offset - n, offset);
-  };
-}
-
 export function createDnsClient(options: DnsClientOptions): DnsClient {
   if (options.resolvers.length === 0) throw new Error('a DNS client needs at least one resolver');
   const resolvers = options.resolvers.map(canonicalResolver);
   const timeoutMs = options.timeoutMs ?? 2000;
   const attempts = options.attempts ?? 2;
-  const random = options.random ?? pooledRandom();
+  const random = options.random ?? cryptoRandom.bytes;
   const pool = options.pool ?? createUdpPool({ random });
   if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new RangeError(`DNS timeoutMs must be a positive number, got ${timeoutMs}`);
   if (!Number.isInteger(attempts) || attempts < 1) throw new RangeError(`DNS attempts must be an integer of at least 1, got ${attempts}`);

@@ -4,7 +4,7 @@
 // Every exchange resolves with an Outcome and never rejects, and every path
 // through it clears its timer: a lookup that has finished leaves nothing
 // behind in the event loop but the pool's long-lived, unref()'d sockets.
-import { randomBytes } from 'node:crypto';
+import { cryptoRandom } from '../deps.ts';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { performance } from 'node:perf_hooks';
@@ -208,7 +208,7 @@ export interface UdpPoolOptions {
   maxInFlight?: number;
   /** Queries that may wait for a slot; beyond that they fail at once as 'overloaded'. Default 1024. */
   maxQueued?: number;
-  /** CSPRNG bytes for query ids; crypto.randomBytes by default. */
+  /** CSPRNG bytes for query ids; the process's pooled CSPRNG (src/deps.ts) by default. */
   random?: (bytes: number) => Buffer;
   /** Told of every overload, stray datagram and socket error (for the log and the metrics). */
   onEvent?: (event: PoolEvent, detail: string) => void;
@@ -249,7 +249,7 @@ export function createUdpPool(options: UdpPoolOptions): UdpPool {
   const idleMs = options.idleMs ?? 10_000;
   const limiter = new QueryLimiter(options.maxInFlight ?? 256, options.maxQueued ?? 1024);
   const emit = options.onEvent ?? (() => {});
-  const random = options.random ?? randomBytes;
+  const random = options.random ?? cryptoRandom.bytes;
   if (!Number.isInteger(perResolver) || perResolver < 1) throw new RangeError(`DNS socketsPerResolver must be an integer of at least 1, got ${perResolver}`);
   if (!Number.isInteger(queriesPerSocket) || queriesPerSocket < 1) throw new RangeError(`DNS queriesPerSocket must be an integer of at least 1, got ${queriesPerSocket}`);
   /** Live (not retired) sockets per resolver key, and a round-robin cursor. */
