@@ -1,7 +1,8 @@
 /**
  * The worker's LISTEN connection (src/store/wake.ts) against a real PostgreSQL, through a TCP relay
  * on loopback that can fall silent the way a vanished host or a NAT that forgot the connection does:
- * the bytes stop, no FIN, no RST, no error on either side.
+ * the bytes stop, no FIN, no RST, no error on either side. The relay can also hang up right after the
+ * LISTEN, the way a server or proxy that accepts connections and drops them at once does.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -31,25 +32,55 @@ test('the listener names itself whatever application_name the URL carries', () =
   assert.deepEqual(listenerConnection('/var/run/postgresql'), { connectionString: '/var/run/postgresql', application_name: LISTENER_NAME });
 });
 
+/** One relayed connection's moments (performance.now()): accepted, its last LISTEN answered, hung up by the relay. */
+interface RelayedTimes {
+  acceptedAt: number;
+  listeningAt?: number;
+  hungUpAt?: number;
+}
+
 /**
  * Relays connections to PostgreSQL; `silence()` stops every relayed connection's bytes without closing
  * it, and a silent connection answers no FIN either (half-open sockets: only the listener's own side can
- * end it, by destroying its socket).
+ * end it, by destroying its socket). `hangUp()` closes every relayed connection at once, and
+ * `hangUpAfterListen(n)` the next n connections as soon as PostgreSQL has answered their last LISTEN.
  */
 async function startRelay(target: URL) {
-  const pairs = new Set<{ client: net.Socket; server: net.Socket; silent: boolean; ended: boolean }>();
+  type Pair = { client: net.Socket; server: net.Socket; silent: boolean; ended: boolean; times: RelayedTimes };
+  const pairs = new Set<Pair>();
+  /** Every connection accepted, in order, including those gone. */
+  const history: RelayedTimes[] = [];
   /** New connections fall silent at their first simple query (after the start-up and authentication). */
   let silentAtFirstQuery = false;
+  /** How many of the next connections are hung up once listening. */
+  let hangUpsAfterListen = 0;
+  const hangUp = (pair: Pair) => {
+    pair.times.hungUpAt ??= performance.now();
+    pair.client.destroy();
+    pair.server.destroy();
+  };
   const relay = net.createServer({ allowHalfOpen: true }, (client) => {
     const server = net.connect({ port: Number(target.port || 5432), host: target.hostname, allowHalfOpen: true });
-    const pair = { client, server, silent: false, ended: false };
+    const pair: Pair = { client, server, silent: false, ended: false, times: { acceptedAt: performance.now() } };
     const atQuery = silentAtFirstQuery;
+    const hangsUp = hangUpsAfterListen > 0;
+    if (hangsUp) hangUpsAfterListen--;
+    let listens = 0;
+    history.push(pair.times);
     pairs.add(pair);
     client.on('data', (chunk: Buffer) => {
       if (atQuery && chunk[0] === 0x51) pair.silent = true; // 'Q': the protocol's simple query
+      if (chunk[0] === 0x51 && chunk.includes('listen ')) listens++;
       if (!pair.silent) server.write(chunk);
     });
-    server.on('data', (chunk) => pair.silent || client.write(chunk));
+    server.on('data', (chunk) => {
+      if (!pair.silent) client.write(chunk);
+      // The answer to the last LISTEN: the listener counts as listening once it has read it.
+      if (listens < Object.keys(WAKE_CHANNELS).length || pair.times.listeningAt !== undefined) return;
+      pair.times.listeningAt = performance.now();
+      // A moment later, so that the listener has surely taken the LISTEN as done before the FIN.
+      if (hangsUp) setTimeout(() => hangUp(pair), 20);
+    });
     client.on('end', () => {
       pair.ended = true;
       if (!pair.silent) server.end();
@@ -71,6 +102,9 @@ async function startRelay(target: URL) {
     connections: () => [...pairs].filter((p) => !p.ended).length,
     silence: () => pairs.forEach((p) => (p.silent = true)),
     silenceAtFirstQuery: (on: boolean) => (silentAtFirstQuery = on),
+    hangUp: () => pairs.forEach(hangUp),
+    hangUpAfterListen: (n: number) => (hangUpsAfterListen = n),
+    history: () => history,
     /** The relay's own ports towards PostgreSQL, as pg_stat_activity's client_port shows them. */
     serverPorts: () => [...pairs].filter((p) => !p.ended).map((p) => p.server.localPort),
     close: async () => {
@@ -193,5 +227,43 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
     const closed = await Promise.race([listener.close().then(() => true), sleep(30_000, false, { ref: false })]);
     assert.ok(closed, 'close() returned');
     await waitUntil('the socket is destroyed', async () => relay.connections() === 0, 30_000);
+  });
+
+  test('a connection dropped right after its LISTEN, again and again, is made again after longer and longer waits; one that stayed up starts again from the first', async () => {
+    const from = relay.history().length;
+    /** The connections of this test, and the wait before each one after a hang-up (ms). */
+    const ours = () => relay.history().slice(from);
+    const waitsBefore = (i: number) => ours()[i]!.acceptedAt - ours()[i - 1]!.hungUpAt!;
+    const listening = (i: number) => async () => ours()[i]?.listeningAt !== undefined;
+    // 8 connections hung up: 7 waits drawn from 50, 100, 200, 400, 800, 1600 and 2000 ms (the maximum).
+    relay.hangUpAfterListen(8);
+    const listener = listenForWakes(throughRelay().toString(), {
+      wake: { outbox: () => undefined, webhooks: () => undefined },
+      onError: () => undefined,
+      retryMs: 50,
+      maxRetryMs: 2_000,
+      stableMs: 1_000,
+    });
+    try {
+      await waitUntil('the ninth connection listens', listening(8), 60_000);
+      const waits = [1, 2, 3, 4, 5, 6, 7].map(waitsBefore);
+      // Drawn from 50 and 100 ms: at most 150 ms plus the machine's delays.
+      assert.ok(waits[0]! + waits[1]! < 1_000, `the first waits are short: ${waits.map(Math.round).join(', ')} ms`);
+      // At least 400 + 800 + 1000 ms, timers never firing early; without the growth about 3 × 50 ms.
+      assert.ok(waits[4]! + waits[5]! + waits[6]! >= 1_500, `the waits grow: ${waits.map(Math.round).join(', ')} ms`);
+
+      // The ninth stays up well past stableMs; when it drops, the backoff starts again from 50 ms
+      // (the next two waits at most 50 + 100 ms plus delays, against at least 1000 + 1000 ms without the reset).
+      await sleep(3_000);
+      relay.hangUpAfterListen(2);
+      relay.hangUp();
+      await waitUntil('the twelfth connection listens', listening(11), 60_000);
+      const again = [9, 10].map(waitsBefore);
+      assert.ok(again[0]! + again[1]! < 1_000, `after a stable connection the waits are short again: ${again.map(Math.round).join(', ')} ms`);
+    } finally {
+      relay.hangUpAfterListen(0);
+      await listener.close();
+    }
+    await waitUntil('close() ends the connection', async () => relay.connections() === 0, 30_000);
   });
 });

@@ -67,6 +67,13 @@ export interface ListenOptions {
   retryMs?: number;
   maxRetryMs?: number;
   /**
+   * How long a connection must have been listening before its loss starts the backoff again from
+   * retryMs (default 30 s). A successful LISTEN alone does not: a server or proxy that accepts the
+   * connection and the LISTEN and drops it at once, again and again, would otherwise be reconnected
+   * to every 0.25–0.5 s forever. A connection lost sooner keeps doubling the delay.
+   */
+  stableMs?: number;
+  /**
    * How often the connection is checked with a `select 1` (default 30 s), and how long that may take
    * (default 10 s) before the connection counts as lost. A connection whose peer vanished without a
    * FIN or RST (a host gone, a NAT or firewall that forgot it) raises no error, and a listener on it
@@ -103,14 +110,16 @@ export function listenerConnection(connectionString: string): { connectionString
 
 /**
  * The listening side: a client of its own (a pooled connection would lose its LISTEN when
- * returned), reconnected with backoff when it drops. After every (re)connection each queue is
- * woken once, for what was queued while nobody listened.
+ * returned), reconnected with backoff when it drops (back to the first delay only after a
+ * connection that stayed up for stableMs). After every (re)connection each queue is woken once,
+ * for what was queued while nobody listened.
  */
 export function listenForWakes(connectionString: string, options: ListenOptions): WakeListener {
   const firstRetry = options.retryMs ?? 500;
   const maxRetry = options.maxRetryMs ?? 30_000;
   const heartbeatMs = options.heartbeatMs ?? 30_000;
   const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? 10_000;
+  const stableMs = options.stableMs ?? 30_000;
   const target = listenerConnection(connectionString);
   let client: pg.Client | undefined;
   let closed = false;
@@ -136,6 +145,8 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
     const c: pg.Client = new (loadPg().Client)({ ...target, connectionTimeoutMillis: CONNECT_TIMEOUT_MS, keepAlive: true, keepAliveInitialDelayMillis: heartbeatMs });
     client = c;
     let failed = false;
+    /** When this connection's LISTEN succeeded (performance.now(), monotonic); undefined before. */
+    let listeningSince: number | undefined;
     const fail = (err: unknown) => {
       if (failed) return;
       failed = true;
@@ -144,6 +155,7 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
       if (!closed) options.onError(err);
       c.removeAllListeners('notification');
       void drop(c);
+      if (listeningSince !== undefined && performance.now() - listeningSince >= stableMs) retry = firstRetry;
       reconnectLater();
     };
     // One `select 1` at a time; one that errs, or takes longer than heartbeatTimeoutMs, drops the connection.
@@ -176,7 +188,7 @@ export function listenForWakes(connectionString: string, options: ListenOptions)
         await drop(c);
         return;
       }
-      retry = firstRetry;
+      listeningSince = performance.now();
       heartbeat = setInterval(check, heartbeatMs);
       heartbeat.unref();
       for (const wake of Object.values(options.wake)) wake();
