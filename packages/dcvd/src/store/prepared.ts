@@ -29,6 +29,8 @@ export function columns<T extends Record<string, unknown>, K extends keyof T & s
 
 export interface PreparedQuery<I, O> {
   execute(db: Kysely<Database>, input: I): Promise<QueryResult<O>>;
+  /** The SQL and its parameters as `execute` would run them (tests EXPLAIN them). */
+  statement(db: Kysely<Database>, input: I): { sql: string; parameters: unknown[] };
   /** The rows. */
   rows(db: Kysely<Database>, input: I): Promise<O[]>;
   /** The first row, or undefined. */
@@ -54,7 +56,7 @@ export function prepared<I extends Record<string, unknown>, O>(
     if (unused.length > 0) throw new TypeError(`prepared query never uses ${unused.join(', ')}: ${c.sql}`);
   });
 
-  const execute = async (db: Kysely<Database>, input: I): Promise<QueryResult<O>> => {
+  const statement = (db: Kysely<Database>, input: I) => {
     const c = compiled(db, input);
     const parameters = c.slots.map((slot) => {
       if (!(slot instanceof Placeholder)) return slot;
@@ -62,11 +64,16 @@ export function prepared<I extends Record<string, unknown>, O>(
       if (value === undefined) throw new TypeError(`prepared query: no value for ${slot.name}`);
       return value;
     });
-    return run<O>(db, c.sql, parameters);
+    return { sql: c.sql, parameters };
+  };
+  const execute = async (db: Kysely<Database>, input: I): Promise<QueryResult<O>> => {
+    const { sql, parameters } = statement(db, input);
+    return run<O>(db, sql, parameters);
   };
 
   return {
     execute,
+    statement,
     rows: async (db, input) => (await execute(db, input)).rows,
     first: async (db, input) => (await execute(db, input)).rows[0],
     affected: async (db, input) => Number((await execute(db, input)).numAffectedRows ?? 0n),
