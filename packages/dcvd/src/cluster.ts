@@ -36,6 +36,7 @@ const STOP_GRACE_MS = 30_000;
 const METRICS_WAIT_MS = 2_000;
 /** An API process that died is replaced after this long (a crash loop does not spin). */
 const RESPAWN_DELAY_MS = 1_000;
+const MAX_RESPAWN_DELAY_MS = 30_000;
 
 export interface RunningCluster {
   https: AddressInfo;
@@ -86,33 +87,49 @@ export async function startCluster(config: ServeConfig, options: { logger?: Logg
       const child = cluster.fork();
       children.add(child);
       lowerPriority(child);
-      let started = false;
+      // settled: the start answered (ready, failed or gone); ready: it listened, so its exit is replaced here.
+      let settled = false;
+      let ready = false;
       child.on('message', (m: unknown) => {
         onMessage(m);
-        if (!isMessage(m) || started) return;
+        if (!isMessage(m) || settled) return;
         const msg = m as ToPrimary;
         if (msg.dcvd === 'ready') {
-          started = true;
+          settled = ready = true;
           resolve({ https: msg.https, ...(msg.http ? { http: msg.http } : {}) });
         } else if (msg.dcvd === 'failed') {
-          started = true;
+          settled = true;
           reject(new Error(msg.message));
         }
       });
       child.on('exit', (code, signal) => {
         children.delete(child);
-        if (!started) {
-          started = true;
+        if (!settled) {
+          settled = true;
           reject(new Error(`an API process exited before it listened (${signal ?? `exit code ${code}`})`));
-          return;
         }
-        if (stopping) return;
+        // One that never listened is the start's failure: at start-up the cluster fails, a replacement is tried again (replace).
+        if (stopping || !ready) return;
         logger.error({ pid: child.process.pid, code, signal }, 'an API process exited; starting another');
-        setTimeout(() => {
-          if (!stopping) fork().catch((err: unknown) => logger.error({ err }, 'a replacement API process failed to start'));
-        }, RESPAWN_DELAY_MS).unref();
+        replace(RESPAWN_DELAY_MS);
       });
     });
+
+  /**
+   * A replacement after `delay`; one that fails to start (its start's error, or an exit before it
+   * listened: killed, out of memory, a broken install) is tried again after twice as long, up to
+   * MAX_RESPAWN_DELAY_MS, so that the port is never left without an API process for good.
+   */
+  const replace = (delay: number) => {
+    setTimeout(() => {
+      if (stopping) return;
+      fork().catch((err: unknown) => {
+        const next = Math.min(delay * 2, MAX_RESPAWN_DELAY_MS);
+        logger.error({ err, retryInMs: next }, 'a replacement API process failed to start; trying again');
+        replace(next);
+      });
+    }, delay).unref();
+  };
 
   // The API processes yield the CPU to the primary when both want it (--api-nice): delivery keeps up under load.
   const lowerPriority = (child: Worker) => {
