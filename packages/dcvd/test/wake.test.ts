@@ -248,7 +248,7 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
       await waitUntil('the ninth connection listens', listening(8), 60_000);
       const waits = [1, 2, 3, 4, 5, 6, 7].map(waitsBefore);
       // Drawn from 50 and 100 ms: at most 150 ms plus the machine's delays.
-      assert.ok(waits[0]! + waits[1]! < 1_000, `the first waits are short: ${waits.map(Math.round).join(', ')} ms`);
+      assert.ok(waits[0]! + waits[1]! < 1_600, `the first waits are short: ${waits.map(Math.round).join(', ')} ms`);
       // At least 400 + 800 + 1000 ms, timers never firing early; without the growth about 3 × 50 ms.
       assert.ok(waits[4]! + waits[5]! + waits[6]! >= 1_500, `the waits grow: ${waits.map(Math.round).join(', ')} ms`);
 
@@ -259,7 +259,7 @@ describe('the LISTEN connection, through a relay that falls silent', { skip: noP
       relay.hangUp();
       await waitUntil('the twelfth connection listens', listening(11), 60_000);
       const again = [9, 10].map(waitsBefore);
-      assert.ok(again[0]! + again[1]! < 1_000, `after a stable connection the waits are short again: ${again.map(Math.round).join(', ')} ms`);
+      assert.ok(again[0]! + again[1]! < 1_600, `after a stable connection the waits are short again: ${again.map(Math.round).join(', ')} ms`);
     } finally {
       relay.hangUpAfterListen(0);
       await listener.close();

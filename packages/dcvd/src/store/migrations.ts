@@ -1,7 +1,9 @@
 /**
  * The one migration path of both databases (CONTRACT §10): Kysely's schema
- * builder only, no dialect-specific SQL except the identity column, which the
- * two dialects spell differently.
+ * builder, with dialect branches only where the two differ: the identity
+ * column, which they spell differently, SQLite's table rebuilds where it
+ * cannot alter a constraint, and PostgreSQL's partial indexes for the queue
+ * claims (0012), which SQLite's planner does not use.
  */
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider, type MigrationResult } from 'kysely';
 import type { Dialect } from './database.ts';
@@ -358,6 +360,8 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     '0012_queue_partial_indexes': {
       async up(db: Kysely<unknown>) {
         if (dialect !== 'postgres') return;
+        // A large queue table takes longer to index than the connection's statement timeout (5 s); inside the migration's transaction only.
+        await sql`set local statement_timeout = 0`.execute(db);
         for (const table of ['outbox', 'webhook_outbox']) {
           await db.schema.createIndex(`${table}_pending_due`).on(table).column('next_attempt_at').where(sql.ref('state'), '=', sql.lit('pending')).execute();
           await db.schema.createIndex(`${table}_sending_lease`).on(table).column('lease_until').where(sql.ref('state'), '=', sql.lit('sending')).execute();
