@@ -64,12 +64,13 @@ if (mode === 'sink') {
 } else if (mode === 'dcvd') {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-resend-'));
   let server: { https: { port: number }; cert: string; store: { db: Awaited<ReturnType<typeof startServer>>['store']['db'] }; close(): Promise<void> };
-  if (splitsDelivery(dcvdConfig(dataDir))) {
-    const running = await startBenchCluster(import.meta.url, dcvdConfig(dataDir), { ...options, dataDir });
+  const config = dcvdConfig(dataDir);
+  if (splitsDelivery(config)) {
+    const running = await startBenchCluster(import.meta.url, config, { ...options, dataDir });
     apiPids = () => running.pids();
     server = { https: running.https, cert: running.worker.cert, store: running.worker.store, close: () => running.close() };
   } else {
-    server = await startServer(dcvdConfig(dataDir), { logger: createLogger('warn') });
+    server = await startServer(config, { logger: createLogger('warn') });
   }
   const db = server.store.db;
   await new AccountRepository(db, systemClock).create(options.login!, { password: options.password!, permissions: ['auto-apply'] });

@@ -9,6 +9,7 @@ import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fmt, forkBenchChild, load } from './lib.ts';
+import { splitsDelivery } from '../src/config.ts';
 
 const LOGIN = 'bench';
 const PASSWORD = 'bench password 1234';
@@ -67,7 +68,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
   const durationMs = opts.durationMs ?? 10_000;
   const concurrency = opts.concurrency ?? 64;
   const processes = opts.processes ?? 1;
-  const split = processes > 1 || opts.deliveryProcess === true;
+  const split = splitsDelivery({ processes, deliveryProcess: opts.deliveryProcess === true });
   const sink = await start('sink');
   try {
     // One order per connection: concurrent resends of ONE order through several processes would mostly

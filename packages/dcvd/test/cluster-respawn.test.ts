@@ -6,16 +6,15 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Writable } from 'node:stream';
 import { defaultServeConfig } from '../src/config.ts';
 import { startCluster, type RunningCluster } from '../src/cluster.ts';
-import { createLogger } from '../src/log.ts';
 import { waitUntil } from './support/wait.ts';
+import { capturedLogger } from './support/logs.ts';
+import { freePort } from './support/ports.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'dcvd-respawn-'));
 let running: RunningCluster | undefined;
@@ -23,17 +22,6 @@ after(async () => {
   await running?.close();
   rmSync(dir, { recursive: true, force: true });
 });
-
-/** A port nothing listens on now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as AddressInfo;
-      server.close(() => resolve(port));
-    });
-    server.on('error', reject);
-  });
-}
 
 /** The body of GET /healthz on the shared port, or the error's code. */
 function health(port: number): Promise<string> {
@@ -57,16 +45,10 @@ test('replacements that die before they listen are tried again until one serves 
   const config = defaultServeConfig({ listen: { host: '127.0.0.1', port: await freePort() }, dataDir: join(dir, 'data'), deliveryProcess: true, logLevel: 'warn' });
   const counter = join(dir, 'starts');
   writeFileSync(counter, '');
-  const lines: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString().split('\n')) if (line.startsWith('{')) lines.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
+  const { logger, lines } = capturedLogger('warn');
   // Start 1 is the API process; starts 2 and 3 (its first two replacements) die before they listen; start 4 serves.
   running = await startCluster(config, {
-    logger: createLogger('warn', 1, sink),
+    logger,
     setup: { exec: fileURLToPath(new URL('./support/flaky-api-process.ts', import.meta.url)), args: [counter, '2,3', JSON.stringify(config)] },
   });
   const port = running.https.port;

@@ -13,13 +13,12 @@ import https from 'node:https';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultDcvEmailConfig, defaultServeConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { startServer, type RunningServer } from '../src/server.ts';
-import { createLogger } from '../src/log.ts';
+import { capturedLogger } from './support/logs.ts';
 import { limitKey } from '../src/accounts/networks.ts';
 import { AccountError } from '../src/accounts/repository.ts';
 import { TokenFailures } from '../src/admin/http.ts';
@@ -157,8 +156,7 @@ describe('item 1: lockout and per-IP limit under a concurrent burst', () => {
 
   test('two instances on one database: together at most 5 verifications', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-second-'));
-    const logs: Record<string, unknown>[] = [];
-    const logger = createLogger('info', 1, new Writable({ write: (c, _e, cb) => (String(c).split('\n').filter(Boolean).forEach((l) => logs.push(JSON.parse(l))), cb()) }));
+    const { logger, lines: logs } = capturedLogger('info');
     // SQLite: the first server's database file; PostgreSQL: its schema.
     const second = await startServer(
       defaultServeConfig({ listen: { host: '127.0.0.1', port: 0 }, trustProxy: ['127.0.0.1'], dataDir: server.databaseUrl ? dataDir : server.dataDir, databaseUrl: server.databaseUrl }),

@@ -13,11 +13,10 @@
  *  - insecure.example.com unsigned, no anchor: answers without AD
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import dgram from 'node:dgram';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from './ports.ts';
 import { createDnsClient } from '../../src/dns/client.ts';
 
 const TOOLS = ['unbound', 'nsd', 'ldns-keygen', 'ldns-signzone'] as const;
@@ -54,29 +53,6 @@ export interface DnssecLab {
   /** Starts the resolver again on the same port. */
   startResolver(): Promise<void>;
   close(): Promise<void>;
-}
-
-/** A port free for both UDP and TCP on 127.0.0.1 (closed again; the server binds it right after). */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const udp = dgram.createSocket('udp4');
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(0, '127.0.0.1', () => resolve());
-    });
-    const port = udp.address().port;
-    const tcp = net.createServer();
-    const ok = await new Promise<boolean>((resolve) => {
-      tcp.once('error', () => resolve(false));
-      tcp.listen(port, '127.0.0.1', () => resolve(true));
-    });
-    await new Promise<void>((resolve) => udp.close(() => resolve()));
-    if (ok) {
-      await new Promise<void>((resolve) => tcp.close(() => resolve()));
-      return port;
-    }
-  }
-  throw new Error('no free loopback port for the DNSSEC lab');
 }
 
 function run(tool: string, args: string[], cwd: string): string {

@@ -1,7 +1,6 @@
 /** A sandbox (`dcvd sandbox` in-process, issue 17) on loopback ports 0, SQLite on disk or a PostgreSQL schema, and HTTPS helpers. */
 import https from 'node:https';
-import { Writable } from 'node:stream';
-import { createLogger } from '../../src/log.ts';
+import { capturedLogger } from './logs.ts';
 import { startSandbox, type RunningSandbox, type SandboxOptions } from '../../src/sandbox/start.ts';
 import { defaultDcvEmailConfig } from '../../src/config.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../../src/queue/leased.ts';
@@ -48,19 +47,13 @@ export function request(url: string, ca: string, method: string, opts: { body?: 
 }
 
 export async function startTestSandbox(options: Partial<SandboxOptions> = {}): Promise<TestSandbox> {
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
-      cb();
-    },
-  });
+  const { logger, lines: logs } = capturedLogger('debug');
   const database = await createTestDatabase();
   const running = await startSandbox({
     listen: { host: '127.0.0.1', port: 0 },
     adminListen: { host: '127.0.0.1', port: 0 },
     databaseUrl: database.url,
-    logger: createLogger('debug', 1, sink).child({ mode: 'sandbox' }),
+    logger: logger.child({ mode: 'sandbox' }),
     ...options,
     serve: { dcvEmail: defaultDcvEmailConfig({ outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 } }), ...options.serve },
   });

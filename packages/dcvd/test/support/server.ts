@@ -4,10 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
 import http from 'node:http';
-import { Writable } from 'node:stream';
 import { defaultServeConfig, type ServeConfig } from '../../src/config.ts';
 import { startServer, type RunningServer, type ServerDeps } from '../../src/server.ts';
-import { createLogger } from '../../src/log.ts';
+import { capturedLogger } from './logs.ts';
 import { AccountRepository, type AccountInput } from '../../src/accounts/repository.ts';
 import { createTestDatabase } from './database.ts';
 
@@ -48,14 +47,7 @@ export async function startTestServer(
   deps: Pick<ServerDeps, 'clock' | 'timeouts'> = {},
 ): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-test-'));
-  const logs: Record<string, unknown>[] = [];
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      for (const line of String(chunk).split('\n')) if (line) logs.push(JSON.parse(line));
-      cb();
-    },
-  });
-  const logger = createLogger('debug', 1, sink);
+  const { logger, lines: logs } = capturedLogger('debug');
   // SQLite in the data directory, or a schema of its own on PostgreSQL (DCVD_TEST_DATABASE=postgres).
   const database = await createTestDatabase();
   // No DNS cache unless a test asks for one: tests change the test DNS server's answers between calls (test/dns-cache.test.ts covers the cache).
