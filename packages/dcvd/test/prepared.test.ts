@@ -198,6 +198,22 @@ describe('prepared queries', () => {
     const viaKysely = await db.executeQuery(CompiledQuery.raw('update ip_failures set failures = failures + 1 where ip = ?', ['192.0.2.7']));
     assert.deepEqual(sync('update ip_failures set failures = failures + 1 where ip = ?', ['192.0.2.7']), { ...viaKysely, rows: [] });
     assert.deepEqual(sync('select ip, failures from ip_failures where ip = ?', ['192.0.2.7']), { rows: [{ ip: '192.0.2.7', failures: 4 }] });
+    // Several rows and columns, nulls, no row, a name given twice (the later column wins): the rows Kysely's
+    // driver gives for the same SQL, run through it after the synchronous path (which keeps statements of its
+    // own that hand out arrays) and again the second time, from each one's statement cache.
+    await insertRow.execute(db, { ip: '192.0.2.9', failures: 3, window_start: 2, blocked_until: 7 });
+    for (const query of [
+      'select * from ip_failures order by ip',
+      'select ip, blocked_until, ip as failures, failures from ip_failures order by ip desc',
+      "select ip from ip_failures where ip = 'none'",
+    ]) {
+      for (let round = 0; round < 2; round++) {
+        const mine = sync(query, []);
+        assert.deepEqual(mine, { rows: (await db.executeQuery(CompiledQuery.raw(query, []))).rows }, query);
+      }
+    }
+    assert.deepEqual(sync('select ip, failures, ip as failures from ip_failures where ip = ?', ['192.0.2.9'])?.rows, [{ ip: '192.0.2.9', failures: '192.0.2.9' }]);
+    await db.deleteFrom('ip_failures').where('ip', '=', '192.0.2.9').execute();
 
     // Another call's transaction, open between two of its statements: a statement on the database waits
     // for it to end and never sees its uncommitted row (run at once on the one connection, it would).
