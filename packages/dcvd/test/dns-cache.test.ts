@@ -253,6 +253,37 @@ describe('AbortSignal on DNS lookups', () => {
     assert.equal(asked('gone.example.com'), 1, 'a new query, not the abandoned one');
     pool.close();
   });
+
+  it('makes a signal given as a function only for a lookup that waits: a query or one joined in flight, never a cached answer', async () => {
+    const { dns, pool } = setup({ timeoutMs: 60_000 });
+    server.setTxt(NAME, [['owner@example.net']]);
+    server.setDelay(NAME, 200);
+    const made: AbortController[] = [];
+    const lazy = () => {
+      const c = new AbortController();
+      made.push(c);
+      return c.signal;
+    };
+    const sent = dns.txt(NAME, lazy);
+    const joined = dns.txt(NAME, lazy);
+    assert.equal(made.length, 2, 'the query and the caller that joined it');
+    await Promise.all([sent, joined]);
+    assert.deepEqual((await dns.txt(NAME, lazy)).records, [['owner@example.net']]);
+    assert.equal(made.length, 2, 'a cached answer made none');
+    assert.equal(asked(), 1);
+
+    // The signal it makes still abandons the lookup; a function that makes none leaves it unbounded.
+    server.setNoAnswer('gone.example.com');
+    const gone = dns.txt('gone.example.com', lazy);
+    while (asked('gone.example.com') === 0) await new Promise((r) => setTimeout(r, 5));
+    made.at(-1)!.abort();
+    assert.equal((await dnsError(gone)).kind, 'aborted');
+    assert.equal(pool.limiter.inFlight, 0);
+    const uncached = createDnsClient({ resolvers: parseResolvers(server.address), timeoutMs: 2000, pool });
+    assert.deepEqual((await uncached.txt(NAME, () => undefined)).records, [['owner@example.net']]);
+    assert.equal((await dnsError(uncached.txt(NAME, () => AbortSignal.abort()))).kind, 'aborted', 'the client without a cache makes it at once');
+    pool.close();
+  });
 });
 
 describe('staggered retry', () => {

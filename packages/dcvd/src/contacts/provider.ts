@@ -6,7 +6,7 @@
  * constructed.ts, txt.ts, caa.ts; their list: index.ts.
  */
 import type { FastifyBaseLogger } from 'fastify';
-import type { DnsClient } from '../dns/client.ts';
+import type { DnsClient, LookupSignal } from '../dns/client.ts';
 import type { DnssecEvidence } from '../dns/dnssec.ts';
 import type { Adn } from '../domains/index.ts';
 
@@ -46,8 +46,11 @@ export interface ContactLookup {
   stats: { add(type: string, outcome: string): void };
   /** The DNSSEC policy (src/dns/dnssec.ts): its view of each answer goes into the evidence. */
   dnssec?: { evidence(resolver: string, authenticatedData: boolean): DnssecEvidence } | undefined;
-  /** The request's: abandons its lookups when the client goes away or its deadline passes (issue 20). */
-  signal?: AbortSignal | undefined;
+  /**
+   * The request's (or how to make it: only a lookup that waits asks): abandons its lookups when the
+   * client goes away or its deadline passes (issue 20).
+   */
+  signal?: LookupSignal | undefined;
 }
 
 /** A lookup of a provider that failed (already logged and counted): what it would have found there is not offered. */

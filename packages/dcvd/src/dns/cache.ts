@@ -13,7 +13,7 @@
  * answer was cached wins at once. The DNSSEC policy clears it when the set of
  * proven resolvers changes (src/dns/dnssec.ts).
  */
-import { abortedLookup, type CaaResult, type DnsClient, type DnsResult, type QueryType, type TxtResult } from './client.ts';
+import { abortedLookup, signalOf, type CaaResult, type DnsClient, type DnsResult, type LookupSignal, type QueryType, type TxtResult } from './client.ts';
 
 /** Entries kept at most: about 1 KiB each, so about 10 MiB when full. */
 export const DNS_CACHE_MAX_ENTRIES = 10_000;
@@ -82,7 +82,7 @@ export class DnsCache {
     };
   }
 
-  private lookup(type: QueryType, rawName: string, signal: AbortSignal | undefined, ask: (signal: AbortSignal) => Promise<DnsResult>): Promise<DnsResult> {
+  private lookup(type: QueryType, rawName: string, lookupSignal: LookupSignal | undefined, ask: (signal: AbortSignal) => Promise<DnsResult>): Promise<DnsResult> {
     const name = rawName.endsWith('.') ? rawName.slice(0, -1) : rawName;
     const key = `${type} ${name.toLowerCase()}`;
     const now = this.options.now();
@@ -98,6 +98,8 @@ export class DnsCache {
       }
       this.entries.delete(key);
     }
+    // A hit needs no signal; from here the lookup may wait.
+    const signal = signalOf(lookupSignal);
     if (signal?.aborted) return Promise.reject(abortedLookup(name, type));
     let shared = this.inFlight.get(key);
     if (shared === undefined) {

@@ -84,12 +84,25 @@ export interface CaaResult extends DnsResult {
 }
 
 /**
+ * A lookup's AbortSignal, or a function that makes it: only a lookup that waits (a query sent, or
+ * joined in flight) calls it, so a call whose answers all come from the cache (src/dns/cache.ts)
+ * never builds one. A request's signal is a controller, a timer and a listener on the response:
+ * about 3 % of the server's CPU per JSON-format address list (issue 20, docs/PERFORMANCE.md).
+ */
+export type LookupSignal = AbortSignal | (() => AbortSignal | undefined);
+
+/** The signal itself (made now, if `signal` is a function). */
+export function signalOf(signal: LookupSignal | undefined): AbortSignal | undefined {
+  return typeof signal === 'function' ? signal() : signal;
+}
+
+/**
  * `signal` (optional) abandons the lookup: it rejects at once with a DnsError of kind
  * `aborted` and its queries stop waiting (the request's client went away, or its deadline).
  */
 export interface DnsClient {
-  txt(name: string, signal?: AbortSignal): Promise<TxtResult>;
-  caa(name: string, signal?: AbortSignal): Promise<CaaResult>;
+  txt(name: string, signal?: LookupSignal): Promise<TxtResult>;
+  caa(name: string, signal?: LookupSignal): Promise<CaaResult>;
 }
 
 /**
@@ -206,9 +219,10 @@ export function createDnsClient(options: DnsClientOptions): DnsClient {
    * still counts and a lookup still ends within timeoutMs × attempts. The
    * first outcome that is not a timeout decides; the other tries are abandoned.
    */
-  function lookup(rawName: string, type: QueryType, signal: AbortSignal | undefined): Promise<Answer> {
+  function lookup(rawName: string, type: QueryType, lookupSignal: LookupSignal | undefined): Promise<Answer> {
     const name = rawName.endsWith('.') ? rawName.slice(0, -1) : rawName;
     checkQueryName(name);
+    const signal = signalOf(lookupSignal);
     if (signal?.aborted) return Promise.reject(abortedLookup(name, type));
     // A retry budget: while the query cap is half used or more, an early retry would only add to an
     // overload (measured: it halved the lookups per second of an overloaded resolver), so it waits timeoutMs.

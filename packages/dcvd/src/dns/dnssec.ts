@@ -26,7 +26,7 @@
  * evidence says `insecure`.
  */
 import type { DnsCache } from './cache.ts';
-import { createDnsClient, DnsError, formatResolver, RttEstimator, type CaaResult, type DnsClient, type Resolver, type TxtResult } from './client.ts';
+import { createDnsClient, DnsError, formatResolver, RttEstimator, type CaaResult, type DnsClient, type LookupSignal, type Resolver, type TxtResult } from './client.ts';
 import type { ExtendedDnsError } from './message.ts';
 import type { UdpPool } from './transport.ts';
 import type { DnssecMode, DnssecConfig } from './dnssec-config.ts';
@@ -146,8 +146,8 @@ export class DnssecGuard {
 
   /** The DnsClient contact lookups use. */
   readonly client: DnsClient = {
-    txt: (name: string, signal?: AbortSignal): Promise<TxtResult> => this.current(name, 'TXT').txt(name, signal),
-    caa: (name: string, signal?: AbortSignal): Promise<CaaResult> => this.current(name, 'CAA').caa(name, signal),
+    txt: (name: string, signal?: LookupSignal): Promise<TxtResult> => this.current(name, 'TXT').txt(name, signal),
+    caa: (name: string, signal?: LookupSignal): Promise<CaaResult> => this.current(name, 'CAA').caa(name, signal),
   };
 
   private current(name: string, type: 'TXT' | 'CAA'): DnsClient {
