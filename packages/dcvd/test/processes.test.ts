@@ -15,13 +15,14 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
 import { getPriority } from 'node:os';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultDcvEmailConfig, defaultServeConfig } from '../src/config.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { startWorker, type RunningWorker } from '../src/server.ts';
+import { API_PROCESS_SEMI_SPACE_MIB, apiProcessExecArgv } from '../src/cluster.ts';
 import { openStore, type Store } from '../src/store/database.ts';
 import { systemClock } from '../src/deps.ts';
 import { createLogger } from '../src/log.ts';
@@ -146,6 +147,16 @@ describe('--role api wakes --role worker through PostgreSQL (LISTEN/NOTIFY)', { 
     const states = await api.store.db.selectFrom('outbox').select('state').execute();
     assert.deepEqual(states.map((r) => r.state), ['delivered', 'delivered', 'delivered']);
   });
+});
+
+test('an API process caps its young generation unless the operator set it, in node\u2019s options or NODE_OPTIONS', () => {
+  const cap = `--max-semi-space-size=${API_PROCESS_SEMI_SPACE_MIB}`;
+  assert.deepEqual(apiProcessExecArgv([], undefined), [cap]);
+  assert.deepEqual(apiProcessExecArgv(['--enable-source-maps'], '--max-old-space-size=512'), ['--enable-source-maps', cap]);
+  assert.deepEqual(apiProcessExecArgv(['--max-semi-space-size=32'], undefined), ['--max-semi-space-size=32']);
+  assert.deepEqual(apiProcessExecArgv(['--max_semi_space_size', '4'], undefined), ['--max_semi_space_size', '4']);
+  assert.deepEqual(apiProcessExecArgv([], '--trace-warnings --max-semi-space-size=64'), []);
+  assert.deepEqual(apiProcessExecArgv([], '--max-semi-space-sizes'), [cap], 'another word is not the option');
 });
 
 test('--processes or --delivery-process with a role other than all is refused with one line, before anything starts', () => {
@@ -344,6 +355,10 @@ describe('dcvd serve --delivery-process (one API process beside the delivering p
     await waitUntil('six request lines', async () => lines.filter((l) => l.msg === 'request').length >= 6, 10_000);
     assert.deepEqual([...tree.requestPids()], [apiPid]);
     assert.equal(getPriority(apiPid), Math.min(19, getPriority(serve.child.pid!) + 10));
+    // Its young generation is capped (cluster.ts API_PROCESS_SEMI_SPACE_MIB); the primary's is node's.
+    const nodeOptions = (pid: number) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    assert.ok(nodeOptions(apiPid).includes(`--max-semi-space-size=${API_PROCESS_SEMI_SPACE_MIB}`), nodeOptions(apiPid).join(' '));
+    assert.ok(!nodeOptions(serve.child.pid!).some((o) => o.startsWith('--max-semi-space-size')));
   });
 
   test('the primary delivers what the API process queued at once, each email once', async () => {
