@@ -36,6 +36,7 @@ const STOP_GRACE_MS = 30_000;
 const METRICS_WAIT_MS = 2_000;
 /** An API process that died is replaced after this long (a crash loop does not spin). */
 const RESPAWN_DELAY_MS = 1_000;
+const MAX_RESPAWN_DELAY_MS = 30_000;
 
 /**
  * V8's young generation in each API process: at most 2 × 8 MiB semi-spaces instead of node's 2 × 16.
@@ -51,7 +52,6 @@ export function apiProcessExecArgv(base: readonly string[], nodeOptions: string 
   if (own(base.join(' ')) || own(nodeOptions ?? '')) return [...base];
   return [...base, `--max-semi-space-size=${API_PROCESS_SEMI_SPACE_MIB}`];
 }
-const MAX_RESPAWN_DELAY_MS = 30_000;
 
 export interface RunningCluster {
   https: AddressInfo;
