@@ -13,6 +13,7 @@ import { dummyHash, verifyPassword } from './passwords.ts';
 import { isAllowedSource } from './networks.ts';
 import { FailureCounter, RESERVATION_TTL_MS, untilNotBusy } from './failure-counter.ts';
 import { prepared } from '../store/prepared.ts';
+import { FreshReads } from '../store/fresh-reads.ts';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './auth-policy.ts';
 
 const accountByLogin = prepared((db, p: { login: string }) => db.selectFrom('accounts').selectAll().where('login', '=', p.login));
@@ -29,6 +30,8 @@ const blockAndAccount = prepared((db, p: { ip: string; login: string }) =>
     .selectAll('accounts')
     .select('ip_failures.blocked_until as ip_blocked_until'),
 );
+
+type BlockAndAccountRow = Awaited<ReturnType<typeof blockAndAccount.first>>;
 
 export { DEFAULT_AUTH_POLICY, type AuthPolicy } from './auth-policy.ts';
 
@@ -76,6 +79,8 @@ export class Authenticator {
   private readonly ipCounter: FailureCounter;
   /** Verifications in progress in this process, by credential and source: identical concurrent calls share one. */
   private readonly inFlight = new Map<string, Promise<AuthResult>>();
+  /** The hot path's statement, shared by concurrent calls of one source and login (store/fresh-reads.ts: never an answer older than the call). */
+  private readonly blockAndAccountReads = new FreshReads<BlockAndAccountRow | undefined>();
   private readonly hooks: AuthHooks;
 
   constructor(
@@ -109,7 +114,8 @@ export class Authenticator {
     const cacheKey = this.cacheKey(login, password);
     const hit = this.remembered.get(cacheKey);
     if (hit !== undefined && hit.expiresAt > now) {
-      const row = await blockAndAccount.first(this.db, { ip: this.ipCounter.key(sourceIp), login });
+      const ip = this.ipCounter.key(sourceIp);
+      const row = await this.blockAndAccountReads.read(`${ip}\0${login}`, () => blockAndAccount.first(this.db, { ip, login }));
       if (row?.ip_blocked_until != null && row.ip_blocked_until > now) return { ok: false, reason: 'ip-blocked' };
       if (row?.id != null && hit.accountId === row.id && hit.credentialVersion === row.credential_version) {
         const { ip_blocked_until: _, ...account } = row as AccountRow & { ip_blocked_until: unknown };
