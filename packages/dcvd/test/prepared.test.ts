@@ -213,6 +213,28 @@ describe('prepared queries', () => {
       }
     }
     assert.deepEqual(sync('select ip, failures, ip as failures from ip_failures where ip = ?', ['192.0.2.9'])?.rows, [{ ip: '192.0.2.9', failures: '192.0.2.9' }]);
+    // Another connection changes the schema under a cached `select *` (the CLI migrating beside a server):
+    // SQLite prepares the statement again by itself, and every value still comes under its own column's name.
+    const star = 'select * from ip_failures where ip = ?';
+    const viaDriver = async () => (await db.executeQuery(CompiledQuery.raw(star, ['192.0.2.9']))).rows;
+    assert.deepEqual(sync(star, ['192.0.2.9'])?.rows, await viaDriver());
+    other.exec('alter table ip_failures add column note text');
+    other.exec("update ip_failures set note = 'added' where ip = '192.0.2.9'");
+    const added = sync(star, ['192.0.2.9'])?.rows as Record<string, unknown>[];
+    assert.equal(added[0]?.note, 'added');
+    assert.equal(added[0]?.blocked_until, 7);
+    assert.deepEqual(added, await viaDriver());
+    // A rebuilt table whose columns come in the reverse order.
+    const names = (other.prepare('select name from pragma_table_info(?)').pluck().all('ip_failures') as string[]).reverse();
+    const list = names.map((n) => `"${n}"`).join(', ');
+    other.exec(`begin;
+      create table ip_failures_new as select ${list} from ip_failures;
+      drop table ip_failures;
+      alter table ip_failures_new rename to ip_failures;
+      commit;`);
+    const rebuilt = sync(star, ['192.0.2.9'])?.rows as Record<string, unknown>[];
+    assert.deepEqual(Object.keys(rebuilt[0]!), names, 'the columns in their new order');
+    assert.deepEqual(rebuilt, added, 'each value under its own name');
     await db.deleteFrom('ip_failures').where('ip', '=', '192.0.2.9').execute();
 
     // Another call's transaction, open between two of its statements: a statement on the database waits

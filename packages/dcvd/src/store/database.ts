@@ -21,7 +21,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type SQLite from 'better-sqlite3';
 import type pg from 'pg';
-import { CompiledQuery, Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type QueryResult, type SqliteDialectConfig } from 'kysely';
+import { CompiledQuery, Kysely, PostgresDialect, sql, SqliteDialect, SqliteDriver, type DatabaseConnection, type Driver, type QueryResult, type SqliteDatabase, type SqliteDialectConfig } from 'kysely';
 import type { Database } from './schema.ts';
 import { FALLBACK_AUTOCHECKPOINT_PAGES, startCheckpointer } from './checkpointer.ts';
 
@@ -90,7 +90,7 @@ function redactUrl(url: string): string {
  * statements by SQL text (bounded, least recently used dropped first). A
  * statement still iterating (a stream) is never handed out twice.
  */
-export function withStatementCache(db: SQLite.Database, max = 500): { close(): void; prepare(sql: string): SQLite.Statement } {
+export function withStatementCache(db: SQLite.Database, max = 500): SqliteDatabase {
   const cache = new Map<string, SQLite.Statement>();
   return {
     close: () => db.close(),
@@ -209,35 +209,16 @@ export function syncStatementOf(db: Kysely<Database>): SyncStatement | undefined
  * write inside it. Then, and when another process holds the write lock (SQLITE_BUSY: the retrying path
  * waits for it), and once the database is closed, it answers undefined and the statement takes Kysely's path.
  */
-function syncStatement(sqlite: SQLite.Database): SyncStatement {
-  // Statements of their own (Kysely's driver shares the other cache and wants objects): a reader here hands
-  // out its rows as arrays, which this turns into objects. better-sqlite3 builds a row object from C++, one
-  // property per column, looking each name up in V8's string table anew: a quarter of the hot path's
-  // statement, most of its cost that is not SQLite's own (issue 20, docs/PERFORMANCE.md).
-  const statements = withStatementCache(sqlite);
-  const readers = new WeakMap<SQLite.Statement, readonly string[]>();
-  const rowsOf = (stmt: SQLite.Statement, parameters: readonly unknown[]): unknown[] => {
-    let names = readers.get(stmt);
-    if (names === undefined) {
-      names = stmt.raw(true).columns().map((column) => column.name);
-      readers.set(stmt, names);
-    }
-    const rows = stmt.all(parameters) as unknown[][];
-    const objects = new Array<Record<string, unknown>>(rows.length);
-    for (let r = 0; r < rows.length; r++) {
-      const values = rows[r]!;
-      // A later column of the same name wins, as in better-sqlite3's own row objects.
-      const row: Record<string, unknown> = {};
-      for (let c = 0; c < names.length; c++) row[names[c]!] = values[c];
-      objects[r] = row;
-    }
-    return objects;
-  };
+function syncStatement(sqlite: SQLite.Database, statements: SqliteDatabase): SyncStatement {
+  // Rows as objects, their column names read by better-sqlite3 on every row. Not `raw(true)` with names read
+  // once: 2–3 µs a statement less, but SQLite prepares a statement again by itself after another connection
+  // changed the schema (a migration run by the CLI beside a server), and `select *` then hands out other
+  // columns, or the same ones in another order, under the names read before (docs/PERFORMANCE.md, seventh round).
   return (sql, parameters) => {
     if (!sqlite.open || sqlite.inTransaction) return undefined;
     const stmt = statements.prepare(sql);
     try {
-      if (stmt.reader) return { rows: rowsOf(stmt, parameters) };
+      if (stmt.reader) return { rows: stmt.all(parameters) };
       const { changes, lastInsertRowid } = stmt.run(parameters);
       return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
     } catch (err) {
@@ -359,7 +340,7 @@ export function openStore(options: StoreOptions): Store {
   }
   const statements = withStatementCache(sqlite);
   const db = new Kysely<Database>({ dialect: new SqliteDialectKeepingCause({ database: statements }, sqlite) });
-  syncStatements.set(db, syncStatement(sqlite));
+  syncStatements.set(db, syncStatement(sqlite, statements));
   let checkpointer: ReturnType<typeof startCheckpointer> | undefined;
   if (options.backgroundCheckpoints) {
     sqlite.pragma(`wal_autocheckpoint = ${FALLBACK_AUTOCHECKPOINT_PAGES}`);
