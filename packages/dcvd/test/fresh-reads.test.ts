@@ -99,6 +99,36 @@ describe('FreshReads', () => {
   });
 });
 
+test('a statement running longer than staleAfterMs no longer holds up its key: the next read starts its own, and those waiting take its answer', async () => {
+  const clock = { t: 0 };
+  const reads = new FreshReads<string>({ staleAfterMs: 6000, now: () => clock.t });
+  const s = statements<string>();
+  const stuck = reads.read('k', s.run);
+  const waiting = reads.read('k', s.run);
+  clock.t = 6000;
+  const stillWaiting = reads.read('k', s.run);
+  assert.equal(s.started, 1, 'not stale yet at the bound');
+  clock.t = 6001;
+  const fresh = reads.read('k', s.run);
+  assert.equal(s.started, 2, 'past the bound a read starts its own statement');
+  const joined = reads.read('k', s.run);
+  assert.equal(s.started, 2, 'and later reads wait behind that one');
+  s.end(1, 'fresh');
+  assert.equal(await fresh, 'fresh');
+  assert.deepEqual(await Promise.all([waiting, stillWaiting]), ['fresh', 'fresh'], 'those behind the stuck one took the answer of a statement started after they asked');
+  await settled();
+  assert.equal(s.started, 3, 'the read asked while it ran gets the next statement');
+  // The stuck statement ends late: its caller gets it, and it does not disturb the key's newer statement.
+  s.end(0, 'late');
+  assert.equal(await stuck, 'late');
+  await settled();
+  assert.equal(reads.inFlight, 1);
+  s.end(2, 'latest');
+  assert.equal(await joined, 'latest');
+  await settled();
+  assert.equal(reads.inFlight, 0);
+});
+
 const noPostgres = await postgresOrSkip();
 
 describe('remembered credentials on PostgreSQL', { skip: noPostgres }, () => {

@@ -14,6 +14,7 @@ import { isAllowedSource } from './networks.ts';
 import { FailureCounter, RESERVATION_TTL_MS, untilNotBusy } from './failure-counter.ts';
 import { prepared } from '../store/prepared.ts';
 import { FreshReads } from '../store/fresh-reads.ts';
+import { STATEMENT_TIMEOUT_MS } from '../store/database.ts';
 import { DEFAULT_AUTH_POLICY, type AuthPolicy } from './auth-policy.ts';
 
 const accountByLogin = prepared((db, p: { login: string }) => db.selectFrom('accounts').selectAll().where('login', '=', p.login));
@@ -80,7 +81,7 @@ export class Authenticator {
   /** Verifications in progress in this process, by credential and source: identical concurrent calls share one. */
   private readonly inFlight = new Map<string, Promise<AuthResult>>();
   /** The hot path's statement, shared by concurrent calls of one source and login (store/fresh-reads.ts: never an answer older than the call). */
-  private readonly blockAndAccountReads = new FreshReads<BlockAndAccountRow | undefined>();
+  private readonly blockAndAccountReads = new FreshReads<BlockAndAccountRow | undefined>({ staleAfterMs: STATEMENT_TIMEOUT_MS + 1000 });
   private readonly hooks: AuthHooks;
 
   constructor(

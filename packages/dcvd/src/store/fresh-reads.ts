@@ -12,7 +12,10 @@
  * caller's turn (store/database.ts): nothing overlaps, and every read runs its own.
  *
  * A failed statement fails the reads that shared it, not the next ones. Keys live only while a read
- * runs: the map holds at most as many entries as reads in flight.
+ * runs: the map holds at most as many entries as reads in flight. A statement that has run longer than
+ * `staleAfterMs` (longer than the database lets one run: a connection that stopped answering) no longer
+ * holds up its key: the next read starts a statement of its own, and the reads waiting behind the stuck
+ * one take that statement's answer (it started after they asked).
  */
 interface Next<T> {
   run: () => Promise<T>;
@@ -24,10 +27,25 @@ interface Next<T> {
 interface Running<T> {
   /** The reads asked while this key's statement runs, sharing the one that starts after it. */
   next: Next<T> | undefined;
+  startedAt: number;
+}
+
+export interface FreshReadsOptions {
+  /** A statement running this long no longer holds up its key (default: never). */
+  staleAfterMs?: number;
+  /** Milliseconds, monotonic (tests inject theirs). */
+  now?: () => number;
 }
 
 export class FreshReads<T> {
   private readonly running = new Map<string, Running<T>>();
+  private readonly staleAfterMs: number;
+  private readonly now: () => number;
+
+  constructor(options: FreshReadsOptions = {}) {
+    this.staleAfterMs = options.staleAfterMs ?? Infinity;
+    this.now = options.now ?? (() => performance.now());
+  }
 
   /** Keys with a statement running now (tests). */
   get inFlight(): number {
@@ -37,10 +55,18 @@ export class FreshReads<T> {
   /** `run`'s answer for `key`, from a statement that starts after this call; concurrent calls of one key share it. */
   read(key: string, run: () => Promise<T>): Promise<T> {
     const state = this.running.get(key);
-    if (state === undefined) {
-      const started: Running<T> = { next: undefined };
+    const now = this.now();
+    if (state === undefined || now - state.startedAt > this.staleAfterMs) {
+      const started: Running<T> = { next: undefined, startedAt: now };
       this.running.set(key, started);
-      return this.start(key, started, run);
+      const answer = this.start(key, started, run);
+      // Those waiting behind a stuck statement take this one's answer: it started after they asked.
+      const waiting = state?.next;
+      if (waiting !== undefined) {
+        state!.next = undefined;
+        answer.then(waiting.resolve, waiting.reject);
+      }
+      return answer;
     }
     if (state.next === undefined) {
       let resolve!: (value: T) => void;
@@ -64,10 +90,12 @@ export class FreshReads<T> {
     const ended = (): void => {
       const next = state.next;
       if (next === undefined) {
-        this.running.delete(key);
+        // A stuck statement that ended late leaves its key's newer statement in place.
+        if (this.running.get(key) === state) this.running.delete(key);
         return;
       }
       state.next = undefined;
+      state.startedAt = this.now();
       this.start(key, state, next.run).then(next.resolve, next.reject);
     };
     answer.then(ended, ended);
