@@ -40,9 +40,10 @@ const MAX_RESPAWN_DELAY_MS = 30_000;
 
 /**
  * V8's young generation in each API process: at most 2 × 8 MiB semi-spaces instead of node's 2 × 16.
- * Measured under 1,024 connections with `--processes 2` (issue 20, docs/PERFORMANCE.md): 15–40 MiB less
- * at the peak of the three processes counted once, the CPU per request within the runs' spread. An
- * operator's own `--max-semi-space-size` (node's options of the primary, or NODE_OPTIONS) wins.
+ * Measured under 1,024 connections with `--processes 2` (issue 20, docs/PERFORMANCE.md, seventh round):
+ * 15–50 MiB less at the peak of the three processes counted once, what keeps them under 400 MiB; the CPU
+ * per request within a wide spread (once much higher). An operator's own `--max-semi-space-size` (node's
+ * options of the primary, or NODE_OPTIONS) wins.
  */
 export const API_PROCESS_SEMI_SPACE_MIB = 8;
 

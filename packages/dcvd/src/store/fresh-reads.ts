@@ -8,8 +8,9 @@
  * Made for the remembered-credential path of authentication on PostgreSQL (src/accounts/auth.ts):
  * a reseller drives the API with one account from one address, so its concurrent calls all read the
  * same row, and each statement is a round trip that costs both sides far more than the row itself
- * (measured: node 53–63 µs, the server 40–47 µs). On SQLite a statement runs at once, in its
- * caller's turn (store/database.ts): nothing overlaps, and every read runs its own.
+ * (measured alone: node 53–63 µs, the server 40–47 µs; docs/PERFORMANCE.md, seventh round). On SQLite
+ * a statement runs at once, in its caller's turn (store/database.ts), so reads overlap only while another
+ * call's transaction holds the connection.
  *
  * A failed statement fails the reads that shared it, not the next ones. Keys live only while a read
  * runs: the map holds at most as many entries as reads in flight. A statement that has run longer than
