@@ -10,10 +10,8 @@ import type { KyselyPlugin } from 'kysely';
 import { FreshReads } from '../src/store/fresh-reads.ts';
 import { Authenticator } from '../src/accounts/auth.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
-import { migrateToLatest } from '../src/store/migrations.ts';
-import { openStore } from '../src/store/database.ts';
 import { systemClock } from '../src/deps.ts';
-import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
+import { postgresOrSkip, postgresTestStore } from './support/database.ts';
 
 /** A statement the test ends by hand: `started` counts the ones run, `end(i, value)` answers the i-th. */
 function statements<T>() {
@@ -135,14 +133,7 @@ describe('remembered credentials on PostgreSQL', { skip: noPostgres }, () => {
   });
 
   test('a burst of one login and source runs two statements, and meets a lock committed before it', async () => {
-    const schema = await createPostgresSchema();
-    // PostgreSQL keeps nothing in the data directory.
-    const store = openStore({ dataDir: '', databaseUrl: schema.url });
-    cleanups.push(async () => {
-      await store.close();
-      await schema.drop();
-    });
-    await migrateToLatest(store.db, store.dialect);
+    const { store } = await postgresTestStore(cleanups);
     // Counts every statement run through it (a plugin sees each result, precompiled statements' too).
     let statementsRun = 0;
     const counting: KyselyPlugin = {

@@ -15,7 +15,7 @@ import { migrateToLatest } from '../src/store/migrations.ts';
 import { columns, prepared, preparedList } from '../src/store/prepared.ts';
 import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
-import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
+import { postgresOrSkip, postgresTestStore } from './support/database.ts';
 
 const byIp = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select(['ip', 'failures']).where('ip', '=', p.ip));
 const insertRow = prepared((db, p: { ip: string; failures: number; window_start: number; blocked_until: number | null }) =>
@@ -106,35 +106,23 @@ describe('prepared queries', () => {
   });
 
   test('PostgreSQL', { skip: noPostgres }, async () => {
-    const schema = await createPostgresSchema();
-    const store = openStore({ dataDir: '', databaseUrl: schema.url });
-    cleanups.push(async () => {
-      await store.close();
-      await schema.drop();
-    });
-    await migrateToLatest(store.db, store.dialect);
+    const { store } = await postgresTestStore(cleanups);
     assert.equal(syncStatementOf(store.db), undefined, 'no synchronous path on PostgreSQL');
     await exercise(store);
   });
 
   /** A PostgreSQL store of one connection (pg_prepared_statements is per session), and a precompiled `select *` run three times on it. */
   async function oneConnection() {
-    const schema = await createPostgresSchema();
     // One connection, so that pg_prepared_statements (per session) shows what the calls left on it.
-    const store = openStore({ dataDir: '', databaseUrl: schema.url, poolSize: 1 });
-    cleanups.push(async () => {
-      await store.close();
-      await schema.drop();
-    });
-    await migrateToLatest(store.db, store.dialect);
+    const { store, url } = await postgresTestStore(cleanups, { poolSize: 1 });
     const whole = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').selectAll().where('ip', '=', p.ip));
     await insertRow.execute(store.db, { ip: '192.0.2.7', failures: 2, window_start: 1, blocked_until: null });
     for (let i = 0; i < 3; i++) assert.equal((await whole.first(store.db, { ip: '192.0.2.7' }))?.failures, 2);
-    return { store, schema, whole };
+    return { store, url, whole };
   }
 
   test('PostgreSQL prepares each precompiled statement once per connection under a name derived from its SQL, and runs it unnamed when the server lost it', { skip: noPostgres }, async () => {
-    const { store, schema, whole } = await oneConnection();
+    const { store, url, whole } = await oneConnection();
     const named = await sql<{ name: string; statement: string }>`select name, statement from pg_prepared_statements`.execute(store.db);
     const mine = named.rows.filter((r) => /from "ip_failures"/.test(r.statement));
     assert.equal(mine.filter((r) => /select \* from "ip_failures"/.test(r.statement)).length, 1, 'prepared once, under one name');
@@ -153,11 +141,11 @@ describe('prepared queries', () => {
   });
 
   test('PostgreSQL runs a prepared statement unnamed when another instance migrated its table', { skip: noPostgres }, async () => {
-    const { store, schema, whole } = await oneConnection();
+    const { store, url, whole } = await oneConnection();
     const before = await sql<{ statement: string }>`select statement from pg_prepared_statements`.execute(store.db);
     assert.equal(before.rows.filter((r) => r.statement.startsWith('select * from "ip_failures"')).length, 1, 'the statement runs named');
     // Another instance migrates the table under the prepared statement: its result type changes.
-    const admin = new pg.Client({ connectionString: schema.url });
+    const admin = new pg.Client({ connectionString: url });
     await admin.connect();
     try {
       await admin.query('alter table ip_failures add column note text');

@@ -29,6 +29,7 @@ import { checkCsr } from '../orders/csr.ts';
 import { queueEmailsIn, type PlannedEmail } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { revokeValuesOfDomain } from '../orders/random-values.ts';
+import { writeTransaction } from '../store/database.ts';
 import {
   fail,
   type AutoApplyOrderParams,
@@ -153,7 +154,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
     const orderNumber = await deps.orders.unusedOrderNumber();
     const certificateID = await deps.orders.unusedOrderNumber();
     try {
-      await deps.db.transaction().execute(async (trx) => {
+      await writeTransaction(deps.db, async (trx) => {
         const inserted = await trx
           .insertInto('orders')
           .values({

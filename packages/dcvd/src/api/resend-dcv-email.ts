@@ -24,6 +24,7 @@ import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts
 import { corroborateRecipient, queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import { fail, type CallContext, type Outcome, type ResendDcvEmailParams } from './types.ts';
 import { emailDcvRefusal, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
+import { writeTransaction } from '../store/database.ts';
 
 export interface ResendDeps {
   db: Kysely<Database>;
@@ -163,7 +164,7 @@ async function resendEveryDomain(
   }
   let emails = 0;
   try {
-    await deps.db.transaction().execute(async (trx) => {
+    await writeTransaction(deps.db, async (trx) => {
       // One email per recipient: domains sharing an ADN address share one email and one value (BR 3.2.2.4.4).
       const planned = plan.map((p, i) => ({ ...p, corroborationId: corroborations[i] ?? null }));
       const result = await queueEmailsIn(trx, deps.settings, { order, plan: planned, templateRef, now });

@@ -11,7 +11,7 @@ import { columns, prepared } from '../store/prepared.ts';
 import type { DcvRecipient } from '../registry/offer-window.ts';
 import type { OrderDomainRow, OrderRow } from './orders.ts';
 import { hashCode, newValidationCode, revokeValuesOfDomain, sealCode, valuesOfDomain, type ValueKeys } from './random-values.ts';
-import { retryTransaction } from '../store/database.ts';
+import { writeTransaction } from '../store/database.ts';
 
 /** The order's current address, as recorded when it was set. */
 export function currentRecipient(order: Pick<OrderRow, 'dcv_email_address' | 'dcv_adn' | 'dcv_address_source' | 'dcv_dns_detail'>): DcvRecipient | undefined {
@@ -283,8 +283,8 @@ const linkCorroboration = prepared((db, p: { id: number; orderId: number; valueI
 
 export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   try {
-    // Deadlocks and serialization failures (PostgreSQL) are retried: the transaction starts over.
-    return await retryTransaction(() => db.transaction().execute((trx) => queueDcvEmailIn(trx, settings, req)));
+    // On SQLite a member of the group commit; on PostgreSQL deadlocks and serialization failures are retried.
+    return await writeTransaction(db, (trx) => queueDcvEmailIn(trx, settings, req));
   } catch (err) {
     if (err instanceof NeedsCorroboration) return { queued: false, reason: 'needs-corroboration' };
     throw err;

@@ -6,6 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { openStore, type Store } from '../../src/store/database.ts';
+import { migrateToLatest } from '../../src/store/migrations.ts';
 
 export const DEFAULT_TEST_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -74,4 +76,19 @@ export async function createPostgresSchema(): Promise<TestDatabase & { url: stri
       await c.end();
     },
   };
+}
+
+/**
+ * A migrated store (and its URL) on a schema of its own on the test PostgreSQL server; `cleanups` gets what closes it
+ * and drops the schema. PostgreSQL keeps nothing in the data directory.
+ */
+export async function postgresTestStore(cleanups: (() => Promise<void>)[], options: { poolSize?: number } = {}): Promise<{ store: Store; url: string }> {
+  const schema = await createPostgresSchema();
+  const store = openStore({ dataDir: '', databaseUrl: schema.url, ...options });
+  cleanups.push(async () => {
+    await store.close();
+    await schema.drop();
+  });
+  await migrateToLatest(store.db, store.dialect);
+  return { store, url: schema.url };
 }
