@@ -242,6 +242,7 @@ function syncStatement(sqlite: SQLite.Database, statements: SqliteDatabase): Syn
 function syncStatementInTransaction(sqlite: SQLite.Database, statements: SqliteDatabase): SyncStatement {
   return (sql, parameters) => {
     // SQLite rolled the transaction back by itself (a full disk): nothing may run outside it, as autocommit.
+    if (!sqlite.open) throw new Error('the database is closed');
     if (!sqlite.inTransaction) throw new Error('the group commit\'s transaction was rolled back by SQLite');
     const stmt = statements.prepare(sql);
     if (stmt.reader) return { rows: stmt.all(parameters) };

@@ -13,9 +13,10 @@
  * - atomicity: its savepoint is rolled back when its work throws, the others of the group go on;
  * - isolation: the group runs its members one after the other, each seeing the ones before it, as
  *   one connection ran them before (SQLite has one writer at a time anyway);
- * - durability before the answer: no member's promise settles before the group's COMMIT returned;
- *   when the COMMIT fails, every member that had succeeded fails with its error, and nothing of the
- *   group is written.
+ * - durability before the answer: no member is answered, with its value or with its own error,
+ *   before the group's COMMIT returned. When the COMMIT fails, every member that had run fails with
+ *   its error, a refused one too (its refusal may rest on another member's writes, now gone), and
+ *   nothing of the group is written.
  * When SQLite rolls the whole transaction back by itself (a full disk, an I/O error), the members
  * that had run fail with that error and the ones not yet run go on in the next group.
  *
@@ -111,72 +112,80 @@ export class GroupCommit {
       return;
     }
     const unbind = this.bind(trx);
-    let committed: { member: Member; value: unknown }[] | undefined;
+    let outcome: Outcome;
     try {
-      committed = await this.runMembers(trx, members);
+      outcome = await this.runMembers(trx, members);
+    } catch (err) {
+      // A savepoint that could not be taken, rolled back or released: the whole group is undone.
+      await trx.rollback().execute().catch(() => undefined);
+      outcome = { failed: err, settled: members };
     } finally {
       unbind();
     }
-    // Answered once the transaction is no longer theirs to use.
-    for (const d of committed ?? []) d.member.resolve(d.value);
+    // Every member is answered only now: the transaction is no longer theirs to use, and its fate is known.
+    if ('failed' in outcome) {
+      // A refusal too may rest on another member's writes that are now gone: it gets the group's error.
+      for (const m of outcome.settled) m.reject(outcome.failed);
+      return;
+    }
+    this.stats.groups += 1;
+    this.stats.members += outcome.done.length;
+    for (const d of outcome.done) d.member.resolve(d.value);
+    for (const r of outcome.refused) r.member.reject(r.err);
   }
 
-  /** The members run, and the COMMIT: the ones to answer, or undefined when the group failed (all answered). */
-  private async runMembers(trx: ControlledTransaction<Database>, members: Member[]): Promise<{ member: Member; value: unknown }[] | undefined> {
+  /** Runs the members and the COMMIT (or the ROLLBACK); puts back in the queue the members that did not run. */
+  private async runMembers(trx: ControlledTransaction<Database>, members: Member[]): Promise<Outcome> {
     const done: { member: Member; value: unknown }[] = [];
-    const failAll = async (err: unknown, notRun: Member[]) => {
-      for (const d of done) d.member.reject(err);
-      for (const m of notRun) m.reject(err);
-      // Releases the connection; rolls back only a transaction still open (SqliteDriverKeepingCause).
-      await trx.rollback().execute().catch(() => undefined);
+    const refused: { member: Member; err: unknown }[] = [];
+    const ran = () => [...done.map((d) => d.member), ...refused.map((r) => r.member)];
+    // Releases the connection; rolls back only a transaction still open (SqliteDriverKeepingCause).
+    const rollback = () => trx.rollback().execute().catch(() => undefined);
+    /** SQLite ended the transaction by itself (a full disk, an I/O error): what ran is gone, what did not goes on. */
+    const ended = async (err: unknown, from: number): Promise<Outcome> => {
+      this.queue.unshift(...members.slice(from));
+      await rollback();
+      return { failed: err, settled: ran() };
     };
     // A member alone needs no savepoint: its failure rolls the transaction back.
     const alone = members.length === 1;
     for (let i = 0; i < members.length; i++) {
       const member = members[i]!;
-      try {
-        if (!alone) this.savepoint('savepoint');
-      } catch (err) {
-        await failAll(err, members.slice(i));
-        return;
-      }
+      if (!alone) this.savepoint('savepoint');
       let value: unknown;
       try {
         value = await member.work(trx);
       } catch (err) {
-        member.reject(err);
-        if (alone || !this.sqlite.inTransaction) {
-          // SQLite rolled the whole transaction back: what ran before is gone, what did not run goes on.
-          this.queue.unshift(...members.slice(i + 1));
-          await failAll(err, []);
-          return;
+        if (!this.sqlite.inTransaction) {
+          refused.push({ member, err });
+          return ended(err, i + 1);
         }
-        try {
-          this.savepoint('rollback to');
-          this.savepoint('release');
-        } catch (undoErr) {
-          await failAll(undoErr, members.slice(i + 1));
-          return;
+        if (alone) {
+          await rollback();
+          return { failed: err, settled: [member] };
         }
+        this.savepoint('rollback to');
+        this.savepoint('release');
+        refused.push({ member, err });
         continue;
       }
-      try {
-        if (!alone) this.savepoint('release');
-      } catch (err) {
-        member.reject(err);
-        await failAll(err, members.slice(i + 1));
-        return;
+      if (!this.sqlite.inTransaction) {
+        // The member went on after SQLite ended the transaction under it (an error it caught).
+        refused.push({ member, err: new Error('SQLite rolled the transaction back') });
+        return ended(refused.at(-1)!.err, i + 1);
       }
+      if (!alone) this.savepoint('release');
       done.push({ member, value });
     }
     try {
       await trx.commit().execute();
     } catch (err) {
-      await failAll(err, []);
-      return;
+      await rollback();
+      return { failed: err, settled: ran() };
     }
-    this.stats.groups += 1;
-    this.stats.members += done.length;
-    return done;
+    return { done, refused };
   }
 }
+
+/** How a group ended: committed (each member with its value or its own error), or failed (all with the group's error). */
+type Outcome = { done: { member: Member; value: unknown }[]; refused: { member: Member; err: unknown }[] } | { failed: unknown; settled: Member[] };
