@@ -3,6 +3,7 @@
  * the check order, the three response formats. The use cases behind them know
  * nothing of HTTP.
  */
+import { setMaxListeners } from 'node:events';
 import formbody from '@fastify/formbody';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
@@ -35,6 +36,8 @@ import {
   type ParseResult,
 } from '@dcvd/client';
 import type { Authenticator } from '../accounts/auth.ts';
+import { MAX_TXT_ADNS } from '../contacts/txt.ts';
+import { MAX_CAA_CLIMB } from '../contacts/caa.ts';
 import { ClientGone, type AutoApplyOrderParams, type AutoUpdateDcvParams, type CallContext, type GetDcvEmailAddressListParams, type ResendDcvEmailParams, type UseCases } from '../api/types.ts';
 
 export interface LegacyApiOptions {
@@ -254,6 +257,9 @@ export function endpointPaths(spec: EndpointSpec): string[] {
  */
 function requestSignal(reply: FastifyReply, deadlineMs: number): AbortSignal {
   const controller = new AbortController();
+  // Each DNS lookup that waits listens on it until it ends: up to the TXT and CAA per-call caps at once,
+  // plus the call's other waits (MPIC). Above node's default of 10 that is no leak, only a call's lookups.
+  setMaxListeners(MAX_TXT_ADNS + MAX_CAA_CLIMB + 4, controller.signal);
   const timer = setTimeout(() => controller.abort(new Error('request deadline passed')), deadlineMs);
   timer.unref();
   reply.raw.once('close', () => {
