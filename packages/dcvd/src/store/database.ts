@@ -220,11 +220,8 @@ function syncStatement(sqlite: SQLite.Database, statements: SqliteDatabase): Syn
   // columns, or the same ones in another order, under the names read before (docs/PERFORMANCE.md, seventh round).
   return (sql, parameters) => {
     if (!sqlite.open || sqlite.inTransaction) return undefined;
-    const stmt = statements.prepare(sql);
     try {
-      if (stmt.reader) return { rows: stmt.all(parameters) };
-      const { changes, lastInsertRowid } = stmt.run(parameters);
-      return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
+      return runNow(statements, sql, parameters);
     } catch (err) {
       if (isBusy(err)) return undefined;
       throw err;
@@ -232,22 +229,26 @@ function syncStatement(sqlite: SQLite.Database, statements: SqliteDatabase): Syn
   };
 }
 
+/** One statement through the statement cache, with its result as Kysely's SQLite driver gives it. */
+function runNow(statements: SqliteDatabase, sql: string, parameters: readonly unknown[]): QueryResult<unknown> {
+  const stmt = statements.prepare(sql);
+  if (stmt.reader) return { rows: stmt.all(parameters) };
+  const { changes, lastInsertRowid } = stmt.run(parameters);
+  return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
+}
+
 /**
  * The group commit's transaction (src/store/group-commit.ts) holds SQLite's one connection and the write
  * lock from its BEGIN IMMEDIATE to its COMMIT: its members' precompiled statements run on it at once, as
- * Kysely's driver would run them, without the executor and promises around each (about 7 µs a statement).
- * A statement's error is the member's, as on Kysely's path. After SQLite rolled the transaction back by
- * itself (a full disk, an I/O error) a statement fails instead of running outside it, in autocommit.
+ * they do outside transactions, without Kysely's executor and promises around each. A statement's error
+ * is the member's, as on Kysely's path. After SQLite rolled the transaction back by itself (a full disk,
+ * an I/O error) a statement fails instead of running outside it, in autocommit.
  */
 function syncStatementInTransaction(sqlite: SQLite.Database, statements: SqliteDatabase): SyncStatement {
   return (sql, parameters) => {
-    // SQLite rolled the transaction back by itself (a full disk): nothing may run outside it, as autocommit.
     if (!sqlite.open) throw new Error('the database is closed');
     if (!sqlite.inTransaction) throw new Error('the group commit\'s transaction was rolled back by SQLite');
-    const stmt = statements.prepare(sql);
-    if (stmt.reader) return { rows: stmt.all(parameters) };
-    const { changes, lastInsertRowid } = stmt.run(parameters);
-    return { numAffectedRows: BigInt(changes), insertId: BigInt(lastInsertRowid), rows: [] };
+    return runNow(statements, sql, parameters);
   };
 }
 

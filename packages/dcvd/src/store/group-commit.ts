@@ -53,7 +53,7 @@ export class GroupCommit {
   private readonly queue: Member[] = [];
   private scheduled = false;
   private running = false;
-  /** Transactions committed, and the members they carried (tests, and the benchmark's notes). */
+  /** Transactions committed, and the members they carried (tests read them). */
   readonly stats = { groups: 0, members: 0 };
 
   /**
@@ -171,8 +171,9 @@ export class GroupCommit {
       }
       if (!this.sqlite.inTransaction) {
         // The member went on after SQLite ended the transaction under it (an error it caught).
-        refused.push({ member, err: new Error('SQLite rolled the transaction back') });
-        return ended(refused.at(-1)!.err, i + 1);
+        const err = new Error('SQLite rolled the transaction back');
+        refused.push({ member, err });
+        return ended(err, i + 1);
       }
       if (!alone) this.savepoint('release');
       done.push({ member, value });
