@@ -28,6 +28,8 @@ const options = JSON.parse(raw ?? '{}') as {
   processes?: number;
   /** Set by the primary for its API processes, so that all of them use one data directory. */
   dataDir?: string;
+  /** `bare` only: CPU each answer spends first, in µs (bench/accept.ts: a saturated server's accept rate). */
+  spinUs?: number;
 };
 const send = (m: unknown) => process.send!(m);
 let stop: () => Promise<void>;
@@ -57,6 +59,10 @@ if (mode === 'bare') {
   const server = https.createServer({ key: pems.private, cert: pems.cert, minVersion: 'TLSv1.2' }, (req, res) => {
     req.resume();
     req.on('end', () => {
+      if (options.spinUs) {
+        const until = performance.now() + options.spinUs / 1000;
+        while (performance.now() < until);
+      }
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length });
       res.end(body);
     });

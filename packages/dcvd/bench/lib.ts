@@ -21,6 +21,15 @@ export interface LoadResult {
   p999: number;
   /** The slowest answer (issue 20: none slower than the DNS timeout). */
   max: number;
+  /**
+   * The slowest first answer of a connection, its TCP and TLS set-up included, warm-up or not: the
+   * percentiles and max count only requests sent after the warm-up, so a connection that waited for
+   * its handshake behind a busy server shows here.
+   */
+  firstMax: number;
+  /** The median and 90th percentile of those first answers. */
+  firstP50: number;
+  firstP90: number;
   /** The first failed answer (status and body start, or the error), for the report. */
   firstError?: string;
 }
@@ -83,15 +92,19 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
   const end = warmupEnd + o.durationMs;
   let started = 0n;
   let answered = 0;
+  const firsts: number[] = [];
   const loop = async (_: unknown, index: number) => {
     const port = ports[index % ports.length]!;
     const agent = agents[index % ports.length]!;
     const body = typeof o.body === 'function' ? o.body(index) : o.body;
+    let first = true;
     while (Date.now() < end) {
       if (!measuring && Date.now() >= warmupEnd) {
         measuring = true;
         started = process.hrtime.bigint();
       }
+      // A request sent during the warm-up is the warm-up's, even when its answer comes after it.
+      const counted = measuring;
       const t0 = process.hrtime.bigint();
       let ok = false;
       let failure = '';
@@ -103,8 +116,12 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
       } catch (err) {
         failure = String(err);
       }
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      if (first) firsts.push(ms);
+      first = false;
+      if (counted) latencies.push(ms);
+      // Errors count from the warm-up's end, whenever their request was sent.
       if (measuring) {
-        latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
         if (!ok) {
           errors++;
           firstError ??= failure;
@@ -116,6 +133,7 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   for (const agent of agents) agent.destroy();
   const sorted = Float64Array.from(latencies).sort();
+  const sortedFirsts = Float64Array.from(firsts).sort();
   return {
     ...(firstError === undefined ? {} : { firstError }),
     requests: latencies.length,
@@ -127,6 +145,9 @@ export async function load(o: LoadOptions): Promise<LoadResult> {
     p99: percentile(sorted, 99),
     p999: percentile(sorted, 99.9),
     max: sorted.length ? sorted[sorted.length - 1]! : NaN,
+    firstMax: sortedFirsts.length ? sortedFirsts[sortedFirsts.length - 1]! : NaN,
+    firstP50: percentile(sortedFirsts, 50),
+    firstP90: percentile(sortedFirsts, 90),
   };
 }
 
@@ -227,5 +248,5 @@ export function sampleTreeMemory(pids: number[], everyMs = 250): { stop(): numbe
 
 export function fmt(name: string, r: LoadResult, rssMiB: number): string {
   const failure = r.firstError === undefined ? '' : `  first error: ${JSON.stringify(r.firstError)}`;
-  return `${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(6)} ms  p99 ${r.p99.toFixed(2).padStart(6)} ms  p99.9 ${r.p999.toFixed(2).padStart(6)} ms  max ${r.max.toFixed(0).padStart(5)} ms  errors ${r.errors}  peak RSS ${rssMiB.toFixed(0)} MiB${failure}`;
+  return `${name.padEnd(34)} ${r.rps.toFixed(0).padStart(7)} req/s  p50 ${r.p50.toFixed(2).padStart(6)} ms  p99 ${r.p99.toFixed(2).padStart(6)} ms  p99.9 ${r.p999.toFixed(2).padStart(6)} ms  max ${r.max.toFixed(0).padStart(5)} ms  first answer of a connection max ${r.firstMax.toFixed(0).padStart(5)} ms  errors ${r.errors}  peak RSS ${rssMiB.toFixed(0)} MiB${failure}`;
 }
