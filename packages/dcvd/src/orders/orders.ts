@@ -5,7 +5,7 @@
  * and status, the current DCV address and a voucher flag. The CA's ordering
  * system creates them through the operator interface (§9).
  */
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Clock, RandomSource } from '../deps.ts';
 import type { Database, OrderDomainTable, OrderTable } from '../store/schema.ts';
 import { checkDomainName } from '../domains/index.ts';
@@ -17,6 +17,10 @@ import { DCV_METHODS, type DcvMethod } from './methods.ts';
 
 /** Every ResendDCVEmail looks its order up by number: precompiled. */
 const orderByNumber = prepared((db, p: { orderNumber: number }) => db.selectFrom('orders').selectAll().where('order_number', '=', p.orderNumber));
+/** An order of the chain `baseOrderNumber` (a literal limit: SQLite plans a bound one for any count). */
+const orderOfChain = prepared((db, p: { baseOrderNumber: number }) =>
+  db.selectFrom('orders').selectAll().where('base_order_number', '=', p.baseOrderNumber).limit(sql.lit(1)),
+);
 
 export type OrderRow = Selectable<OrderTable>;
 export type OrderDomainRow = Selectable<OrderDomainTable>;
@@ -331,7 +335,7 @@ export class OrderRepository {
   }
 
   private chainMember(baseOrderNumber: number): Promise<OrderRow | undefined> {
-    return this.db.selectFrom('orders').selectAll().where('base_order_number', '=', baseOrderNumber).limit(1).executeTakeFirst();
+    return orderOfChain.first(this.db, { baseOrderNumber });
   }
 
   async unusedOrderNumber(): Promise<number> {

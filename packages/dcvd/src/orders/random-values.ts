@@ -12,6 +12,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { RandomSource } from '../deps.ts';
 import type { Database, RandomValueTable } from '../store/schema.ts';
 import { prepared } from '../store/prepared.ts';
+import { dialectOf, unindexedState } from '../store/database.ts';
 
 export const RANDOM_VALUE_BITS = 128;
 export const MAX_RANDOM_VALUE_TTL_MS = 30 * 24 * 60 * 60 * 1000;
@@ -185,15 +186,30 @@ export async function spendValue(trx: Kysely<Database>, valueId: number, now: nu
     .executeTakeFirst();
   if (Number(result.numUpdatedRows) !== 1) return false;
   // Emails still waiting would carry a dead code: they are not sent. One in flight keeps its copy until it ends.
-  await trx
-    .updateTable('outbox')
-    .set({ state: 'cancelled', last_error: 'validation code already used', sealed_code: null, updated_at: now })
-    .where('random_value_id', '=', valueId)
-    .where('state', '=', 'pending')
-    .execute();
+  await cancelPendingOfValue.execute(trx, { valueId, now, lastError: 'validation code already used' });
   await trx.updateTable('outbox').set({ sealed_code: null }).where('random_value_id', '=', valueId).where('state', '!=', 'sending').execute();
   return true;
 }
+
+// The emails still waiting of a value, an order or a domain's values, found by that index: the
+// state only as a guard (unindexedState), or a backlog of pending emails would be walked instead.
+
+/** Exported for test/queue-plan.test.ts and test/cancel-plan.test.ts, which check the plans. */
+export const cancelPendingOfValue = prepared((db, p: { valueId: number; now: number; lastError: string }) =>
+  db
+    .updateTable('outbox')
+    .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
+    .where('random_value_id', '=', p.valueId)
+    .where(unindexedState(dialectOf(db)), '=', 'pending'),
+);
+
+export const cancelPendingOfOrder = prepared((db, p: { orderId: number; now: number; lastError: string }) =>
+  db
+    .updateTable('outbox')
+    .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
+    .where('order_id', '=', p.orderId)
+    .where(unindexedState(dialectOf(db)), '=', 'pending'),
+);
 
 /**
  * Every value of an order that still works stops working (a new value
@@ -209,12 +225,7 @@ export async function revokeValuesOfOrder(db: Kysely<Database>, orderId: number,
     .where('revoked_at', 'is', null)
     .where('spent_at', 'is', null)
     .execute();
-  await db
-    .updateTable('outbox')
-    .set({ state: 'cancelled', last_error: reason === 'cancelled' ? 'order cancelled' : 'superseded by a newer DCV email', sealed_code: null, updated_at: now })
-    .where('order_id', '=', orderId)
-    .where('state', '=', 'pending')
-    .execute();
+  await cancelPendingOfOrder.execute(db, { orderId, now, lastError: reason === 'cancelled' ? 'order cancelled' : 'superseded by a newer DCV email' });
   await db.updateTable('outbox').set({ sealed_code: null }).where('order_id', '=', orderId).where('state', '!=', 'sending').where('sealed_code', 'is not', null).execute();
 }
 
@@ -239,12 +250,12 @@ const revokeOfDomain = prepared((db, p: { domainId: number; now: number; reason:
     .where('spent_at', 'is', null),
 );
 
-const cancelPendingOfDomain = prepared((db, p: { domainId: number; now: number; lastError: string }) =>
+export const cancelPendingOfDomain = prepared((db, p: { domainId: number; now: number; lastError: string }) =>
   db
     .updateTable('outbox')
     .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
     .where('random_value_id', 'in', valuesOfDomain(db, p.domainId))
-    .where('state', '=', 'pending'),
+    .where(unindexedState(dialectOf(db)), '=', 'pending'),
 );
 
 const eraseSealedOfDomain = prepared((db, p: { domainId: number }) =>
