@@ -16,7 +16,7 @@ import { CompiledQuery } from 'kysely';
 import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue } from '../src/orders/random-values.ts';
-import { createPostgresSchema, postgresOrSkip, type TestDatabase } from './support/database.ts';
+import { explainPlan, postgresOrSkip, postgresTestStore } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 
@@ -72,25 +72,12 @@ describe('cancelling pending emails on SQLite, a backlog queued', () => {
   });
 });
 
-interface PlanNode {
-  'Node Type': string;
-  'Index Name'?: string;
-  'Relation Name'?: string;
-  Plans?: PlanNode[];
-}
-
-const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-
 describe('cancelling pending emails on PostgreSQL, statistics that predate the backlog', { skip: await postgresOrSkip() }, () => {
-  let database: TestDatabase & { url: string };
+  const cleanups: (() => Promise<void>)[] = [];
   let store: Store;
-  let dir: string;
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'dcvd-cancel-plan-pg-'));
-    database = await createPostgresSchema();
-    store = openStore({ dataDir: dir, databaseUrl: database.url });
-    await migrateToLatest(store.db, store.dialect);
+    ({ store } = await postgresTestStore(cleanups));
     await store.db.connection().execute(async (db) => {
       const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
       await run(`set session_replication_role = replica`); // no orders or values behind the rows
@@ -105,15 +92,12 @@ describe('cancelling pending emails on PostgreSQL, statistics that predate the b
     });
   });
   after(async () => {
-    await store?.close();
-    await database?.drop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    for (const cleanup of cleanups) await cleanup();
   });
 
   test('each is found by its value or order, never by the pending index or a scan of the outbox', async () => {
     for (const c of cases(store)) {
-      const explained = await store.db.executeQuery<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(CompiledQuery.raw(`explain (format json) ${c.sql}`, c.parameters));
-      const all = nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+      const all = await explainPlan(store.db, c.sql, c.parameters);
       const summary = all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
       assert.ok(!all.some((n) => n['Relation Name'] === 'outbox' && /Seq Scan/.test(n['Node Type'])), `${c.name}: no scan of the outbox: ${summary}`);
       assert.ok(!all.some((n) => n['Index Name'] === 'outbox_pending_due' || n['Index Name'] === 'outbox_due'), `${c.name}: not by the state: ${summary}`);

@@ -15,23 +15,12 @@ import { CompiledQuery } from 'kysely';
 import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { claimQuery, type ClaimState, type QueueTable } from '../src/queue/leased.ts';
-import { createPostgresSchema, postgresOrSkip, type TestDatabase } from './support/database.ts';
+import { createPostgresSchema, explainPlan, postgresOrSkip, type TestDatabase } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 const DELIVERED = 20_000;
 // Smaller backlogs (30,000) got a good plan without migration 0012 here; 100,000 did not.
 const BACKLOG = 100_000;
-
-interface PlanNode {
-  'Node Type': string;
-  'Index Name'?: string;
-  'Relation Name'?: string;
-  Plans?: PlanNode[];
-}
-
-function nodes(plan: PlanNode): PlanNode[] {
-  return [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-}
 
 /** Rows of a queue table: `n` in `state`, due `due` ms from NOW; order and value ids need no rows (FK triggers off in this session). */
 function insertRows(table: QueueTable, state: string, n: number, offset: number, due: number): string {
@@ -79,8 +68,7 @@ describe('queue claims on PostgreSQL with statistics that predate the backlog', 
     for (const state of ['pending', 'sending'] as const satisfies readonly ClaimState[]) {
       test(`${table}, ${state}: due rows read in due order by index, found again by primary key, nothing sorted`, async () => {
         const { sql, parameters } = claimQuery(table, state, 'postgres').statement(store.db, { state, now: NOW, limit: 16, leaseUntil: NOW + 300_000, token: 'plan-test' });
-        const explained = await store.db.executeQuery<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(CompiledQuery.raw(`explain (format json) ${sql}`, parameters));
-        const all = nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+        const all = await explainPlan(store.db, sql, parameters);
         const summary = all.map((n) => `${n['Node Type']}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
         // In due order: the partial index of the state, or the (state, due column) index the table was created with.
         const ordered = state === 'pending' ? [`${table}_pending_due`, `${table}_due`] : [`${table}_sending_lease`, `${table}_lease`];

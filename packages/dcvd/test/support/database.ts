@@ -6,6 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { CompiledQuery, type Kysely } from 'kysely';
+import type { Database } from '../../src/store/schema.ts';
 import { openStore, type Store } from '../../src/store/database.ts';
 import { migrateToLatest } from '../../src/store/migrations.ts';
 
@@ -91,4 +93,19 @@ export async function postgresTestStore(cleanups: (() => Promise<void>)[], optio
   });
   await migrateToLatest(store.db, store.dialect);
   return { store, url: schema.url };
+}
+
+/** A node of PostgreSQL's `explain (format json)` plan. */
+export interface PlanNode {
+  'Node Type': string;
+  'Index Name'?: string;
+  'Relation Name'?: string;
+  Plans?: PlanNode[];
+}
+
+/** Every node of the plan PostgreSQL makes for `sql` with these parameters, the root first. */
+export async function explainPlan(db: Kysely<Database>, sql: string, parameters: readonly unknown[]): Promise<PlanNode[]> {
+  const explained = await db.executeQuery<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(CompiledQuery.raw(`explain (format json) ${sql}`, [...parameters]));
+  const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
+  return nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
 }
