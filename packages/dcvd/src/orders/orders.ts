@@ -12,11 +12,26 @@ import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
 import { OperatorError } from '../errors.ts';
 import { prepared } from '../store/prepared.ts';
-import { retryTransaction } from '../store/database.ts';
+import { retryTransaction, unindexedNumber } from '../store/database.ts';
 import { DCV_METHODS, type DcvMethod } from './methods.ts';
 
 /** Every ResendDCVEmail looks its order up by number: precompiled. */
 const orderByNumber = prepared((db, p: { orderNumber: number }) => db.selectFrom('orders').selectAll().where('order_number', '=', p.orderNumber));
+/**
+ * The newest order of a chain of one account: found by the chain's index (base number, id), the
+ * account only a guard (unindexedNumber; through the account's index SQLite walked every order of
+ * the account for a chain that is old or does not exist).
+ */
+export const newestOfChainQuery = prepared((db, p: { accountId: number; baseOrderNumber: number }) =>
+  db
+    .selectFrom('orders')
+    .selectAll()
+    .where('base_order_number', '=', p.baseOrderNumber)
+    .where(unindexedNumber('account_id'), '=', p.accountId)
+    .orderBy('id', 'desc')
+    .limit(sql.lit(1)),
+);
+
 /** An order of the chain `baseOrderNumber` (a literal limit: SQLite plans a bound one for any count). */
 const orderOfChain = prepared((db, p: { baseOrderNumber: number }) =>
   db.selectFrom('orders').selectAll().where('base_order_number', '=', p.baseOrderNumber).limit(sql.lit(1)),
@@ -278,14 +293,7 @@ export class OrderRepository {
 
   /** The newest order of the chain `baseOrderNumber` that belongs to this account. */
   newestOfChain(accountId: number, baseOrderNumber: number): Promise<OrderRow | undefined> {
-    return this.db
-      .selectFrom('orders')
-      .selectAll()
-      .where('base_order_number', '=', baseOrderNumber)
-      .where('account_id', '=', accountId)
-      .orderBy('id', 'desc')
-      .limit(1)
-      .executeTakeFirst();
+    return newestOfChainQuery.first(this.db, { accountId, baseOrderNumber });
   }
 
   async list(accountId?: number): Promise<OrderRow[]> {

@@ -47,6 +47,15 @@ export function unindexedState(dialect: Dialect): RawBuilder<string> {
   return dialect === 'postgres' ? sql<string>`(${sql.ref('state')} || '')` : sql<string>`+${sql.ref('state')}`;
 }
 
+/**
+ * A number column as a guard no index serves, on both databases (unary `+`), for the same reason:
+ * the account of an order chain's lookup, which SQLite otherwise planned through the account's
+ * index and so walked all of that account's orders to find a chain (or not find one).
+ */
+export function unindexedNumber(column: 'account_id'): RawBuilder<number> {
+  return sql<number>`+${sql.ref(column)}`;
+}
+
 /** Longest a statement may wait or run: SQLite's busy timeout, PostgreSQL's statement_timeout. */
 export const STATEMENT_TIMEOUT_MS = 5000;
 
