@@ -194,7 +194,7 @@ export async function spendValue(trx: Kysely<Database>, valueId: number, now: nu
 // The emails still waiting of a value, an order or a domain's values, found by that index: the
 // state only as a guard (unindexedState), or a backlog of pending emails would be walked instead.
 
-/** Exported for test/queue-plan.test.ts and test/cancel-plan.test.ts, which check the plans. */
+/** Exported for test/query-plans.test.ts, which checks the plans. */
 export const cancelPendingOfValue = prepared((db, p: { valueId: number; now: number; lastError: string }) =>
   db
     .updateTable('outbox')

@@ -191,7 +191,7 @@ export async function purgeSealedCodes(db: Kysely<Database>, now: number): Promi
   return Number(result.numAffectedRows ?? 0n);
 }
 
-/** Exported for test/cancel-plan.test.ts, which checks its plan. */
+/** Exported for test/query-plans.test.ts, which checks its plan. */
 export const sealedOfDeadValues = prepared((db, p: { now: number }) =>
   db
     .updateTable('outbox')
