@@ -6,7 +6,10 @@
  *   took the (state, …) index: 169 µs an order, growing with the backlog); SQLite with a backlog and no
  *   statistics, PostgreSQL with statistics taken before the backlog was queued;
  * - the newest order of a chain is found by the chain's index, not by walking the account's orders;
- * - the minute's purge of sealed codes walks the emails that still keep one, not every random value ever made.
+ * - the minute's purge of sealed codes walks the emails that still keep one, not every random value ever made;
+ * - after the email cut-off, the search for validated orders without their `dcv.unusable` event probes the
+ *   events by order on PostgreSQL, whatever statistics from before the cut-off say (not an anti-join that
+ *   rescans every event for each order).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +23,7 @@ import { migrateToLatest } from '../src/store/migrations.ts';
 import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue, eraseSealedOfDomain, eraseSealedOfOrder } from '../src/orders/random-values.ts';
 import { newestOfChainQuery } from '../src/orders/orders.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
+import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
 import { explainPlan, postgresOrSkip, postgresTestStore } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
@@ -143,6 +147,43 @@ describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics 
       assert.ok(!all.some((n) => n['Index Name'] === 'outbox_pending_due' || n['Index Name'] === 'outbox_due'), `${c.name}: not by the state: ${summary}`);
       const outbox = all.filter((n) => n['Relation Name'] === 'outbox' && n['Index Name'] !== undefined);
       assert.ok(outbox.length > 0 && outbox.every((n) => c.indexes.includes(n['Index Name']!) && n['Index Cond'] !== undefined), `${c.name}: by ${c.indexes.join(' or ')}, probed: ${summary}`);
+    }
+  });
+});
+
+describe('the email cut-off\'s candidates on PostgreSQL, statistics from before the cut-off', { skip: await postgresOrSkip() }, () => {
+  const cleanups: (() => Promise<void>)[] = [];
+  let store: Store;
+
+  before(async () => {
+    ({ store } = await postgresTestStore(cleanups));
+    await store.db.connection().execute(async (db) => {
+      const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
+      await run(`set session_replication_role = replica`);
+      for (const table of ['orders', 'webhook_outbox']) await run(`alter table ${table} set (autovacuum_enabled = false)`);
+      await run(`insert into accounts (login, password_hash, webhook_url, created_at, updated_at) values ('plan', 'x', 'https://hooks.example/', ${NOW}, ${NOW})`);
+      // Before the cut-off: 20,000 validated orders, no dcv.unusable event; analyzed.
+      await run(`insert into orders (account_id, order_number, base_order_number, domain, dcv_method, dcv_status, created_at, updated_at)
+        select (select id from accounts where login = 'plan'), g, g, 'example.com', 'email', 'validated', ${NOW}, ${NOW} from generate_series(1, 20000) g`);
+      await run(`analyze orders`);
+      await run(`analyze webhook_outbox`);
+      // After it, before the next ANALYZE: the events of 16,000 of them queued.
+      await run(`insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, created_at, updated_at)
+        select 'u' || o.id, o.id, '${UNUSABLE_EVENT}', 'https://hooks.example/', '{}', 'pending', 0, ${NOW}, ${NOW}, ${NOW} from orders o order by o.id limit 16000`);
+    });
+  });
+  after(async () => {
+    for (const cleanup of cleanups) await cleanup();
+  });
+
+  test('the events are probed by order, never read whole', async () => {
+    for (const withGlobalUrl of [true, false]) {
+      const { sql, parameters } = unusableCandidates(store.db, 'postgres', withGlobalUrl, 200).compile();
+      const all = await explainPlan(store.db, sql, parameters);
+      const summary = all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
+      assert.ok(!all.some((n) => n['Relation Name'] === 'webhook_outbox' && /Seq Scan/.test(n['Node Type'])), `no scan of the events: ${summary}`);
+      assert.ok(!all.some((n) => n['Node Type'] === 'Materialize' || n['Node Type'] === 'Hash'), `no events gathered for a join: ${summary}`);
+      assert.ok(all.some((n) => n['Index Name'] === 'webhook_outbox_order' && n['Index Cond'] !== undefined), `the events probed by order: ${summary}`);
     }
   });
 });
