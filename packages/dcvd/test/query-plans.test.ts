@@ -38,6 +38,29 @@ const cases = (store: Store) => [
   { name: 'the sealed codes of an order', indexes: ['outbox_order'], ...eraseSealedOfOrder.statement(store.db, { orderId: 7 }) },
 ];
 
+/**
+ * A migrated PostgreSQL store for a describe block, filled by `fill` in one session that skips foreign keys
+ * (no orders or values behind the rows), with autovacuum off on `tables` so that the statistics stay as `fill`
+ * left them.
+ */
+function pgStoreFilledBy(tables: string[], fill: (run: (text: string) => Promise<unknown>) => Promise<void>): { store: () => Store } {
+  const cleanups: (() => Promise<void>)[] = [];
+  let store: Store;
+  before(async () => {
+    ({ store } = await postgresTestStore(cleanups));
+    await store.db.connection().execute(async (db) => {
+      const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
+      await run(`set session_replication_role = replica`);
+      for (const table of tables) await run(`alter table ${table} set (autovacuum_enabled = false)`);
+      await fill(run);
+    });
+  });
+  after(async () => {
+    for (const cleanup of cleanups) await cleanup();
+  });
+  return { store: () => store };
+}
+
 describe('cancelling waiting emails and erasing codes on SQLite, a backlog queued', () => {
   let dir: string;
   let store: Store;
@@ -115,31 +138,20 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
 });
 
 describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics that predate the backlog', { skip: await postgresOrSkip() }, () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  let store: Store;
-
-  before(async () => {
-    ({ store } = await postgresTestStore(cleanups));
-    await store.db.connection().execute(async (db) => {
-      const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
-      await run(`set session_replication_role = replica`); // no orders or values behind the rows
-      await run(`alter table outbox set (autovacuum_enabled = false)`);
-      const rows = (state: string, n: number, offset: number) =>
-        `insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at)
-         select '<' || (g + ${offset}) || '@plan>', g + ${offset}, g + ${offset}, 'admin@example.com', '${state}', 0, ${NOW} + g, ${NOW}, ${NOW} from generate_series(1, ${n}) g`;
-      // Statistics of a quiet hour (everything delivered, no code kept), then a burst queued before the
-      // next ANALYZE, each email keeping its sealed code until it is sent.
-      await run(rows('delivered', 20_000, 0));
-      await run(`analyze outbox`);
-      await run(rows('pending', 100_000, 20_000));
-      await run(`update outbox set sealed_code = 'sealed' where state = 'pending'`);
-    });
-  });
-  after(async () => {
-    for (const cleanup of cleanups) await cleanup();
+  const { store: storeOf } = pgStoreFilledBy(['outbox'], async (run) => {
+    const rows = (state: string, n: number, offset: number) =>
+      `insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at)
+       select '<' || (g + ${offset}) || '@plan>', g + ${offset}, g + ${offset}, 'admin@example.com', '${state}', 0, ${NOW} + g, ${NOW}, ${NOW} from generate_series(1, ${n}) g`;
+    // Statistics of a quiet hour (everything delivered, no code kept), then a burst queued before the
+    // next ANALYZE, each email keeping its sealed code until it is sent.
+    await run(rows('delivered', 20_000, 0));
+    await run(`analyze outbox`);
+    await run(rows('pending', 100_000, 20_000));
+    await run(`update outbox set sealed_code = 'sealed' where state = 'pending'`);
   });
 
   test('each is found by its value or order, never by the pending index or a scan of the outbox', async () => {
+    const store = storeOf();
     for (const c of cases(store)) {
       const all = await explainPlan(store.db, c.sql, c.parameters);
       const summary = all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
@@ -152,31 +164,20 @@ describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics 
 });
 
 describe('the email cut-off\'s candidates on PostgreSQL, statistics from before the cut-off', { skip: await postgresOrSkip() }, () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  let store: Store;
-
-  before(async () => {
-    ({ store } = await postgresTestStore(cleanups));
-    await store.db.connection().execute(async (db) => {
-      const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
-      await run(`set session_replication_role = replica`);
-      for (const table of ['orders', 'webhook_outbox']) await run(`alter table ${table} set (autovacuum_enabled = false)`);
-      await run(`insert into accounts (login, password_hash, webhook_url, created_at, updated_at) values ('plan', 'x', 'https://hooks.example/', ${NOW}, ${NOW})`);
-      // Before the cut-off: 20,000 validated orders, no dcv.unusable event; analyzed.
-      await run(`insert into orders (account_id, order_number, base_order_number, domain, dcv_method, dcv_status, created_at, updated_at)
-        select (select id from accounts where login = 'plan'), g, g, 'example.com', 'email', 'validated', ${NOW}, ${NOW} from generate_series(1, 20000) g`);
-      await run(`analyze orders`);
-      await run(`analyze webhook_outbox`);
-      // After it, before the next ANALYZE: the events of 16,000 of them queued.
-      await run(`insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, created_at, updated_at)
-        select 'u' || o.id, o.id, '${UNUSABLE_EVENT}', 'https://hooks.example/', '{}', 'pending', 0, ${NOW}, ${NOW}, ${NOW} from orders o order by o.id limit 16000`);
-    });
-  });
-  after(async () => {
-    for (const cleanup of cleanups) await cleanup();
+  const { store: storeOf } = pgStoreFilledBy(['orders', 'webhook_outbox'], async (run) => {
+    await run(`insert into accounts (login, password_hash, webhook_url, created_at, updated_at) values ('plan', 'x', 'https://hooks.example/', ${NOW}, ${NOW})`);
+    // Before the cut-off: 20,000 validated orders, no dcv.unusable event; analyzed.
+    await run(`insert into orders (account_id, order_number, base_order_number, domain, dcv_method, dcv_status, created_at, updated_at)
+      select (select id from accounts where login = 'plan'), g, g, 'example.com', 'email', 'validated', ${NOW}, ${NOW} from generate_series(1, 20000) g`);
+    await run(`analyze orders`);
+    await run(`analyze webhook_outbox`);
+    // After it, before the next ANALYZE: the events of 16,000 of them queued.
+    await run(`insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, created_at, updated_at)
+      select 'u' || o.id, o.id, '${UNUSABLE_EVENT}', 'https://hooks.example/', '{}', 'pending', 0, ${NOW}, ${NOW}, ${NOW} from orders o order by o.id limit 16000`);
   });
 
   test('the events are probed by order, never read whole', async () => {
+    const store = storeOf();
     for (const withGlobalUrl of [true, false]) {
       const { sql, parameters } = unusableCandidates(store.db, 'postgres', withGlobalUrl, 200).compile();
       const all = await explainPlan(store.db, sql, parameters);
