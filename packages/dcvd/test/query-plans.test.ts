@@ -24,7 +24,7 @@ import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue, eras
 import { newestOfChainQuery } from '../src/orders/orders.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
 import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
-import { explainPlan, postgresOrSkip, postgresTestStore } from './support/database.ts';
+import { explainPlan, postgresOrSkip, postgresTestStore, type PlanNode } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 
@@ -37,6 +37,10 @@ const cases = (store: Store) => [
   { name: "the sealed codes of a domain's values", indexes: ['outbox_random_value', 'outbox_sealed'], ...eraseSealedOfDomain.statement(store.db, { domainId: 7 }) },
   { name: 'the sealed codes of an order', indexes: ['outbox_order'], ...eraseSealedOfOrder.statement(store.db, { orderId: 7 }) },
 ];
+
+/** A plan's nodes in one line, for the assertions' messages. */
+const describePlan = (all: PlanNode[]) =>
+  all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
 
 /**
  * A migrated PostgreSQL store for a describe block, filled by `fill` in one session that skips foreign keys
@@ -152,9 +156,9 @@ describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics 
 
   test('each is found by its value or order, never by the pending index or a scan of the outbox', async () => {
     const store = storeOf();
-    for (const c of cases(store)) {
-      const all = await explainPlan(store.db, c.sql, c.parameters);
-      const summary = all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
+    for (const [c, generic] of cases(store).flatMap((c) => [[c, false], [c, true]] as const)) {
+      const all = await explainPlan(store.db, c.sql, c.parameters, { generic });
+      const summary = `${generic ? 'generic' : 'custom'} plan: ${describePlan(all)}`;
       assert.ok(!all.some((n) => n['Relation Name'] === 'outbox' && /Seq Scan/.test(n['Node Type'])), `${c.name}: no scan of the outbox: ${summary}`);
       assert.ok(!all.some((n) => n['Index Name'] === 'outbox_pending_due' || n['Index Name'] === 'outbox_due'), `${c.name}: not by the state: ${summary}`);
       const outbox = all.filter((n) => n['Relation Name'] === 'outbox' && n['Index Name'] !== undefined);
@@ -178,10 +182,10 @@ describe('the email cut-off\'s candidates on PostgreSQL, statistics from before 
 
   test('the events are probed by order, never read whole', async () => {
     const store = storeOf();
-    for (const withGlobalUrl of [true, false]) {
+    for (const [withGlobalUrl, generic] of [[true, false], [true, true], [false, false], [false, true]] as const) {
       const { sql, parameters } = unusableCandidates(store.db, 'postgres', withGlobalUrl, 200).compile();
-      const all = await explainPlan(store.db, sql, parameters);
-      const summary = all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
+      const all = await explainPlan(store.db, sql, parameters, { generic });
+      const summary = `${generic ? 'generic' : 'custom'} plan: ${describePlan(all)}`;
       assert.ok(!all.some((n) => n['Relation Name'] === 'webhook_outbox' && /Seq Scan/.test(n['Node Type'])), `no scan of the events: ${summary}`);
       assert.ok(!all.some((n) => n['Node Type'] === 'Materialize' || n['Node Type'] === 'Hash'), `no events gathered for a join: ${summary}`);
       assert.ok(all.some((n) => n['Index Name'] === 'webhook_outbox_order' && n['Index Cond'] !== undefined), `the events probed by order: ${summary}`);

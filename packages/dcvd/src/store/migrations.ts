@@ -375,8 +375,14 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     // so SQLite uses a partial index for it.
     '0013_outbox_sealed_codes': {
       async up(db: Kysely<unknown>) {
-        if (dialect === 'postgres') await sql`set local statement_timeout = 0`.execute(db);
-        await db.schema.createIndex('outbox_sealed').on('outbox').column('random_value_id').where(sql.ref('sealed_code'), 'is not', null).execute();
+        if (dialect === 'postgres') {
+          await sql`set local statement_timeout = 0`.execute(db);
+          // The index waits for a lock that blocks the outbox's writers: behind a transaction left open it
+          // fails (and the next start tries again) rather than hold every instance's writes indefinitely.
+          await sql`set local lock_timeout = '5s'`.execute(db);
+        }
+        // SQLite's migrations run outside a transaction: an index made by a start that then died is kept.
+        await db.schema.createIndex('outbox_sealed').ifNotExists().on('outbox').column('random_value_id').where(sql.ref('sealed_code'), 'is not', null).execute();
       },
     },
   };

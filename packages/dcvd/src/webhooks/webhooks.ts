@@ -119,13 +119,6 @@ async function insertEvent(
 export const UNUSABLE_EVENT = 'dcv.unusable';
 
 /**
- * From the email DCV cut-off on, queues one `dcv.unusable` event per validated
- * order (all validations dcvd makes are by email): BR 3.2.2.4.4/.13/.14 forbid
- * relying on prior validations with these methods. Each order gets one event,
- * also with several instances (the order row is locked while its event is
- * checked and written). Returns how many were queued; at most `limit` per call.
- */
-/**
  * Validated orders without their `dcv.unusable` event, oldest first (exported for test/query-plans.test.ts).
  * On PostgreSQL the event's check stays a subquery probing the events by order (`offset 0` keeps the
  * planner from turning it into a join): statistics taken before the cut-off know no such event, and the
@@ -147,6 +140,13 @@ export function unusableCandidates(db: Kysely<Database>, dialect: Dialect, withG
   return q.orderBy('o.id').limit(limit);
 }
 
+/**
+ * From the email DCV cut-off on, queues one `dcv.unusable` event per validated
+ * order (all validations dcvd makes are by email): BR 3.2.2.4.4/.13/.14 forbid
+ * relying on prior validations with these methods. Each order gets one event,
+ * also with several instances (the order row is locked while its event is
+ * checked and written). Returns how many were queued; at most `limit` per call.
+ */
 export async function queueUnusableWebhooks(
   db: Kysely<Database>,
   dialect: Dialect,

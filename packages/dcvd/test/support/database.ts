@@ -104,9 +104,31 @@ export interface PlanNode {
   Plans?: PlanNode[];
 }
 
-/** Every node of the plan PostgreSQL makes for `sql` with these parameters, the root first. */
-export async function explainPlan(db: Kysely<Database>, sql: string, parameters: readonly unknown[]): Promise<PlanNode[]> {
-  const explained = await db.executeQuery<{ 'QUERY PLAN': { Plan: PlanNode }[] }>(CompiledQuery.raw(`explain (format json) ${sql}`, [...parameters]));
-  const nodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(nodes)];
-  return nodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+type Explained = { 'QUERY PLAN': { Plan: PlanNode }[] };
+const planNodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).flatMap(planNodes)];
+
+/**
+ * Every node of the plan PostgreSQL makes for `sql` with these parameters, the root first. `generic`: the
+ * plan it makes for the statement whatever the values (dcvd's named statements switch to it after five
+ * runs), from a PREPARE and an EXPLAIN EXECUTE under `plan_cache_mode = force_generic_plan`.
+ */
+export async function explainPlan(db: Kysely<Database>, sql: string, parameters: readonly unknown[], options: { generic?: boolean } = {}): Promise<PlanNode[]> {
+  if (!options.generic) {
+    const explained = await db.executeQuery<Explained>(CompiledQuery.raw(`explain (format json) ${sql}`, [...parameters]));
+    return planNodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+  }
+  const literal = (v: unknown) => (v === null ? 'null' : typeof v === 'number' ? String(v) : `'${String(v).replaceAll("'", "''")}'`);
+  return db.connection().execute(async (c) => {
+    const name = `explained_${randomBytes(6).toString('hex')}`;
+    await c.executeQuery(CompiledQuery.raw(`set plan_cache_mode = force_generic_plan`));
+    await c.executeQuery(CompiledQuery.raw(`prepare ${name} as ${sql}`));
+    try {
+      const args = parameters.length > 0 ? `(${parameters.map(literal).join(', ')})` : '';
+      const explained = await c.executeQuery<Explained>(CompiledQuery.raw(`explain (format json) execute ${name}${args}`));
+      return planNodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+    } finally {
+      await c.executeQuery(CompiledQuery.raw(`deallocate ${name}`));
+      await c.executeQuery(CompiledQuery.raw(`reset plan_cache_mode`));
+    }
+  });
 }
