@@ -191,24 +191,24 @@ export async function spendValue(trx: Kysely<Database>, valueId: number, now: nu
   return true;
 }
 
-// The emails still waiting of a value, an order or a domain's values, found by that index: the
-// state only as a guard (unindexedState), or a backlog of pending emails would be walked instead.
+/**
+ * Cancels the emails still waiting among those the caller's condition finds (a value's, an order's, a
+ * domain's values'), found by that condition's index: the state only as a guard (unindexedState), or
+ * a backlog of pending emails would be walked instead.
+ */
+const cancelPending = (db: Kysely<Database>, p: { now: number; lastError: string }) =>
+  db
+    .updateTable('outbox')
+    .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
+    .where(unindexedState(dialectOf(db)), '=', 'pending');
 
 /** Exported for test/query-plans.test.ts, which checks the plans. */
 export const cancelPendingOfValue = prepared((db, p: { valueId: number; now: number; lastError: string }) =>
-  db
-    .updateTable('outbox')
-    .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
-    .where('random_value_id', '=', p.valueId)
-    .where(unindexedState(dialectOf(db)), '=', 'pending'),
+  cancelPending(db, p).where('random_value_id', '=', p.valueId),
 );
 
 export const cancelPendingOfOrder = prepared((db, p: { orderId: number; now: number; lastError: string }) =>
-  db
-    .updateTable('outbox')
-    .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
-    .where('order_id', '=', p.orderId)
-    .where(unindexedState(dialectOf(db)), '=', 'pending'),
+  cancelPending(db, p).where('order_id', '=', p.orderId),
 );
 
 /**
@@ -273,11 +273,7 @@ const revokeOfDomain = prepared((db, p: { domainId: number; now: number; reason:
 );
 
 export const cancelPendingOfDomain = prepared((db, p: { domainId: number; now: number; lastError: string }) =>
-  db
-    .updateTable('outbox')
-    .set({ state: 'cancelled', last_error: p.lastError, sealed_code: null, updated_at: p.now })
-    .where(amongValuesOfDomain(db, p.domainId))
-    .where(unindexedState(dialectOf(db)), '=', 'pending'),
+  cancelPending(db, p).where(amongValuesOfDomain(db, p.domainId)),
 );
 
 export const eraseSealedOfDomain = prepared((db, p: { domainId: number }) =>
