@@ -17,14 +17,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
-import { CompiledQuery } from 'kysely';
 import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue, eraseSealedOfDomain, eraseSealedOfOrder } from '../src/orders/random-values.ts';
 import { newestOfChainQuery } from '../src/orders/orders.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
 import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
-import { explainPlan, postgresOrSkip, postgresTestStore, type PlanNode } from './support/database.ts';
+import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 
@@ -37,33 +36,6 @@ const cases = (store: Store) => [
   { name: "the sealed codes of a domain's values", indexes: ['outbox_random_value', 'outbox_sealed'], ...eraseSealedOfDomain.statement(store.db, { domainId: 7 }) },
   { name: 'the sealed codes of an order', indexes: ['outbox_order'], ...eraseSealedOfOrder.statement(store.db, { orderId: 7 }) },
 ];
-
-/** A plan's nodes in one line, for the assertions' messages. */
-const describePlan = (all: PlanNode[]) =>
-  all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
-
-/**
- * A migrated PostgreSQL store for a describe block, filled by `fill` in one session that skips foreign keys
- * (no orders or values behind the rows), with autovacuum off on `tables` so that the statistics stay as `fill`
- * left them.
- */
-function pgStoreFilledBy(tables: string[], fill: (run: (text: string) => Promise<unknown>) => Promise<void>): { store: () => Store } {
-  const cleanups: (() => Promise<void>)[] = [];
-  let store: Store;
-  before(async () => {
-    ({ store } = await postgresTestStore(cleanups));
-    await store.db.connection().execute(async (db) => {
-      const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
-      await run(`set session_replication_role = replica`);
-      for (const table of tables) await run(`alter table ${table} set (autovacuum_enabled = false)`);
-      await fill(run);
-    });
-  });
-  after(async () => {
-    for (const cleanup of cleanups) await cleanup();
-  });
-  return { store: () => store };
-}
 
 describe('cancelling waiting emails and erasing codes on SQLite, a backlog queued', () => {
   let dir: string;
@@ -142,7 +114,7 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
 });
 
 describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics that predate the backlog', { skip: await postgresOrSkip() }, () => {
-  const { store: storeOf } = pgStoreFilledBy(['outbox'], async (run) => {
+  const { store: storeOf } = postgresStoreFilledBy(['outbox'], async (run) => {
     const rows = (state: string, n: number, offset: number) =>
       `insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at)
        select '<' || (g + ${offset}) || '@plan>', g + ${offset}, g + ${offset}, 'admin@example.com', '${state}', 0, ${NOW} + g, ${NOW}, ${NOW} from generate_series(1, ${n}) g`;
@@ -168,7 +140,7 @@ describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics 
 });
 
 describe('the email cut-off\'s candidates on PostgreSQL, statistics from before the cut-off', { skip: await postgresOrSkip() }, () => {
-  const { store: storeOf } = pgStoreFilledBy(['orders', 'webhook_outbox'], async (run) => {
+  const { store: storeOf } = postgresStoreFilledBy(['orders', 'webhook_outbox'], async (run) => {
     await run(`insert into accounts (login, password_hash, webhook_url, created_at, updated_at) values ('plan', 'x', 'https://hooks.example/', ${NOW}, ${NOW})`);
     // Before the cut-off: 20,000 validated orders, no dcv.unusable event; analyzed.
     await run(`insert into orders (account_id, order_number, base_order_number, domain, dcv_method, dcv_status, created_at, updated_at)

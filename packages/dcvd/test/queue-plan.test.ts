@@ -6,16 +6,10 @@
  * sort of the backlog, no scan of it. Checked on the plan PostgreSQL makes (EXPLAIN of the exact
  * statement the worker runs, with its values), not on a timing.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { CompiledQuery } from 'kysely';
-import { openStore, type Store } from '../src/store/database.ts';
-import { migrateToLatest } from '../src/store/migrations.ts';
 import { claimQuery, type ClaimState, type QueueTable } from '../src/queue/leased.ts';
-import { createPostgresSchema, explainPlan, postgresOrSkip, type TestDatabase } from './support/database.ts';
+import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 const DELIVERED = 20_000;
@@ -34,42 +28,25 @@ function insertRows(table: QueueTable, state: string, n: number, offset: number,
 }
 
 describe('queue claims on PostgreSQL with statistics that predate the backlog', { skip: await postgresOrSkip() }, () => {
-  let database: TestDatabase & { url: string };
-  let store: Store;
-  let dir: string;
-
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'dcvd-plan-'));
-    database = await createPostgresSchema();
-    store = openStore({ dataDir: dir, databaseUrl: database.url });
-    await migrateToLatest(store.db, store.dialect);
-    await store.db.connection().execute(async (db) => {
-      const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
-      // Orders and values are not the point here: their foreign keys are not checked in this session.
-      await run(`set session_replication_role = replica`);
-      for (const table of ['outbox', 'webhook_outbox'] as const) {
-        await run(`alter table ${table} set (autovacuum_enabled = false)`);
-        await run(insertRows(table, 'delivered', DELIVERED, 0, -86_400_000));
-        await run(`analyze ${table}`);
-        // The burst, after the statistics: pending and due, pending later (retries), a few sending with lapsed leases.
-        await run(insertRows(table, 'pending', BACKLOG, DELIVERED, -600_000));
-        await run(insertRows(table, 'pending', 5_000, DELIVERED + BACKLOG, 3_600_000));
-        await run(insertRows(table, 'sending', 2_000, DELIVERED + BACKLOG + 5_000, -60_000));
-      }
-    });
-  });
-  after(async () => {
-    await store?.close();
-    await database?.drop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+  // Orders and values are not the point here: their foreign keys are not checked in the filling session.
+  const { store: storeOf } = postgresStoreFilledBy(['outbox', 'webhook_outbox'], async (run) => {
+    for (const table of ['outbox', 'webhook_outbox'] as const) {
+      await run(insertRows(table, 'delivered', DELIVERED, 0, -86_400_000));
+      await run(`analyze ${table}`);
+      // The burst, after the statistics: pending and due, pending later (retries), a few sending with lapsed leases.
+      await run(insertRows(table, 'pending', BACKLOG, DELIVERED, -600_000));
+      await run(insertRows(table, 'pending', 5_000, DELIVERED + BACKLOG, 3_600_000));
+      await run(insertRows(table, 'sending', 2_000, DELIVERED + BACKLOG + 5_000, -60_000));
+    }
   });
 
   for (const table of ['outbox', 'webhook_outbox'] as const) {
     for (const state of ['pending', 'sending'] as const satisfies readonly ClaimState[]) {
       test(`${table}, ${state}: due rows read in due order by index, found again by primary key, nothing sorted`, async () => {
+        const store = storeOf();
         const { sql, parameters } = claimQuery(table, state, 'postgres').statement(store.db, { state, now: NOW, limit: 16, leaseUntil: NOW + 300_000, token: 'plan-test' });
         const all = await explainPlan(store.db, sql, parameters);
-        const summary = all.map((n) => `${n['Node Type']}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
+        const summary = describePlan(all);
         // In due order: the partial index of the state, or the (state, due column) index the table was created with.
         const ordered = state === 'pending' ? [`${table}_pending_due`, `${table}_due`] : [`${table}_sending_lease`, `${table}_lease`];
         assert.ok(!all.some((n) => /Sort|Seq Scan|Bitmap/.test(n['Node Type'])), `no sort or scan of the backlog: ${summary}`);

@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { after, before } from 'node:test';
 import { CompiledQuery, type Kysely } from 'kysely';
 import type { Database } from '../../src/store/schema.ts';
 import { openStore, type Store } from '../../src/store/database.ts';
@@ -131,4 +132,31 @@ export async function explainPlan(db: Kysely<Database>, sql: string, parameters:
       await c.executeQuery(CompiledQuery.raw(`reset plan_cache_mode`));
     }
   });
+}
+
+/** A plan's nodes in one line, for the assertions' messages. */
+export const describePlan = (all: PlanNode[]): string =>
+  all.map((n) => `${n['Node Type']}${n['Relation Name'] ? ` on ${n['Relation Name']}` : ''}${n['Index Name'] ? ` ${n['Index Name']}` : ''}`).join(' > ');
+
+/**
+ * A migrated PostgreSQL store (postgresTestStore) for a describe block, filled by `fill` in one session that skips foreign keys
+ * (no orders or values behind the rows), with autovacuum off on `tables` so that the statistics stay as `fill`
+ * left them.
+ */
+export function postgresStoreFilledBy(tables: string[], fill: (run: (text: string) => Promise<unknown>) => Promise<void>): { store: () => Store } {
+  const cleanups: (() => Promise<void>)[] = [];
+  let store: Store;
+  before(async () => {
+    ({ store } = await postgresTestStore(cleanups));
+    await store.db.connection().execute(async (db) => {
+      const run = (text: string) => db.executeQuery(CompiledQuery.raw(text));
+      await run(`set session_replication_role = replica`);
+      for (const table of tables) await run(`alter table ${table} set (autovacuum_enabled = false)`);
+      await fill(run);
+    });
+  });
+  after(async () => {
+    for (const cleanup of cleanups) await cleanup();
+  });
+  return { store: () => store };
 }
