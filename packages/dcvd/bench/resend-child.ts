@@ -16,13 +16,16 @@ import { AccountRepository } from '../src/accounts/repository.ts';
 import { OfferedAddressRegistry } from '../src/registry/offered.ts';
 import { OrderRepository } from '../src/orders/orders.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
+import { DEFAULT_OUTBOX_FLOW } from '../src/queue/policy.ts';
+import { oldestDueEmail } from '../src/outbox/flow.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
 import { answerBenchmark, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
-const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string };
+const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string; flowControl?: boolean };
 const send = (m: unknown) => process.send!(m);
 let count: () => Promise<unknown>;
+let backlog: () => Promise<unknown>;
 let stop: () => Promise<void>;
 let apiPids: () => number[] = () => [];
 
@@ -34,7 +37,14 @@ function dcvdConfig(dataDir: string) {
     processes: options.processes ?? 1,
     deliveryProcess: options.deliveryProcess === true,
     // Interval 0: one order can be resent as fast as the load comes (the default 60 s would answer -160).
-    dcvEmail: defaultDcvEmailConfig({ smtpUrl: options.smtpUrl, mailFrom: 'dcv@ca.example', resendIntervalMs: 0, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 100 } }),
+    dcvEmail: defaultDcvEmailConfig({
+      smtpUrl: options.smtpUrl,
+      mailFrom: 'dcv@ca.example',
+      resendIntervalMs: 0,
+      outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 100 },
+      // The default flow control (--outbox-max-lag 2s), or none: how fast resends queue when nothing holds them back.
+      outboxFlow: options.flowControl === true ? { ...DEFAULT_OUTBOX_FLOW } : { ...DEFAULT_OUTBOX_FLOW, maxLagMs: 0 },
+    }),
   });
   config.auth.ipFailures = 1_000_000;
   return config;
@@ -82,6 +92,13 @@ if (mode === 'sink') {
     const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).groupBy('state').execute();
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
   };
+  // The queue while the load runs: emails waiting (pending or sending) and how long the oldest due one has waited.
+  backlog = async () => {
+    const now = Date.now();
+    const waiting = await db.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending']).executeTakeFirstOrThrow();
+    const due = await oldestDueEmail.first(db, { now });
+    return { waiting: Number(waiting.n), lagMs: due ? now - Number(due.next_attempt_at) : 0 };
+  };
   stop = async () => {
     await server.close();
     rmSync(dataDir, { recursive: true, force: true });
@@ -92,4 +109,4 @@ if (mode === 'sink') {
 }
 
 // An API process answers its primary only.
-if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop(), count: () => count() });
+if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop(), count: () => count(), backlog: () => backlog() });

@@ -19,6 +19,7 @@ interface Proc {
   port: number;
   ca: string;
   count<T>(): Promise<T>;
+  backlog(): Promise<Backlog>;
   cpuMicros(): Promise<number>;
   stop(): Promise<number>;
 }
@@ -46,6 +47,11 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
           child.send('count');
           return r;
         },
+        backlog() {
+          const r = reply<Backlog>('backlog');
+          child.send('backlog');
+          return r;
+        },
         cpuMicros() {
           const r = reply<number>('cpu');
           child.send('cpu');
@@ -62,9 +68,14 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
 }
 
 type States = Record<string, number>;
+/** Emails waiting (pending or sending) and how long the oldest due one has waited for delivery. */
+interface Backlog {
+  waiting: number;
+  lagMs: number;
+}
 const waiting = (s: States) => (s.pending ?? 0) + (s.sending ?? 0);
 
-export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number; deliveryProcess?: boolean; bareRps?: number } = {}): Promise<string[]> {
+export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number; deliveryProcess?: boolean; flowControl?: boolean; bareRps?: number } = {}): Promise<string[]> {
   const durationMs = opts.durationMs ?? 10_000;
   const concurrency = opts.concurrency ?? 64;
   const processes = opts.processes ?? 1;
@@ -73,12 +84,21 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
   try {
     // One order per connection: concurrent resends of ONE order through several processes would mostly
     // answer -160 by design (exactly one of them is queued, CONTRACT §10).
-    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes, deliveryProcess: split });
+    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes, deliveryProcess: split, flowControl: opts.flowControl === true });
     const body = (loop: number) =>
       new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, orderNumber: String(ORDER + (loop % concurrency)), dcvEmailAddress: 'admin@example.com' }).toString();
     const acceptedBefore = await sink.count<number>();
     const cpuBefore = await server.cpuMicros();
     const t0 = Date.now();
+    // The queue's course during the load, read by the delivering process once a second.
+    const samples: Backlog[] = [];
+    let sampling = true;
+    const sampled = (async () => {
+      while (sampling) {
+        await sleep(1000);
+        if (sampling) samples.push(await server.backlog());
+      }
+    })();
     const queued = await load({
       port: server.port,
       ca: server.ca,
@@ -89,6 +109,9 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       check: (status, b) => status === 200 && b === 'errorCode=0',
     });
     const loadSeconds = (Date.now() - t0) / 1000;
+    sampling = false;
+    await sampled;
+    const atEnd = await server.backlog();
     const cpuPerResend = ((await server.cpuMicros()) - cpuBefore) / queued.answered;
     const deliveredDuringLoad = (await sink.count<number>()) - acceptedBefore;
 
@@ -114,13 +137,20 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
         : split
           ? 'serve --delivery-process: one API process, delivery in the primary'
           : 'one process: API and delivery on one event loop';
-    const label = processes > 1 ? ` x${processes}` : split ? ' x1+delivery' : '';
+    const label = (processes > 1 ? ` x${processes}` : split ? ' x1+delivery' : '') + (opts.flowControl ? ' flow control' : '');
+    const flow = opts.flowControl ? 'the default flow control (--outbox-max-lag 2s, --outbox-flow-delay 1s)' : 'no flow control (--outbox-max-lag 0)';
+    const course = [...samples, atEnd].map((b) => `${b.waiting} (${(b.lagMs / 1000).toFixed(1)}s)`).join(', ');
+    // Drains during the load: at its end the backlog is no larger than delivery clears in 3 s (the flow
+    // control's 2 s lag and 1 s delay), and the oldest due email waited no longer than that.
+    const deliveredPerSecond = deliveredDuringLoad / loadSeconds;
+    const keptUp = atEnd.waiting <= deliveredPerSecond * 3 && atEnd.lagMs <= 3000;
     return [
-      `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}`,
+      `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}, ${flow}`,
       fmt(`dcvd ResendDCVEmail (queued)${label}`, queued, serverRss) + (split ? ' (RSS: all processes)' : ''),
       ...(opts.bareRps ? [`ratio dcvd/bare req/s: ${(queued.rps / opts.bareRps).toFixed(2)}  (target >= 0.4; bare from the address-list case of this run)`] : []),
       `dcvd CPU per resend, all its threads and processes (requests, outbox worker, WAL checkpoints): ${cpuPerResend.toFixed(0)} µs  (target <= 500)`,
-      `outbox delivering during that load: ${(deliveredDuringLoad / loadSeconds).toFixed(0)} emails/s`,
+      `outbox delivering during that load: ${deliveredPerSecond.toFixed(0)} emails/s, against ${queued.rps.toFixed(0)} queued/s`,
+      `emails waiting each second of the load (the oldest due one's wait): ${course}; ${keptUp ? 'the queue kept up with the load' : 'the queue grew with the load'}  (target: drains during the load)`,
       `outbox draining a backlog of ${backlog}: ${(drained / drainSeconds).toFixed(0)} emails/s (${drained} in ${drainSeconds.toFixed(1)}s, ${cpuPerEmail.toFixed(0)} µs of server CPU per email; sink RSS ${sinkRss.toFixed(0)} MiB)`,
       `exactly once: ${states.delivered ?? 0} rows delivered, ${total} messages at the sink, ${waiting(states)} still waiting, ${states.failed ?? 0} failed`,
       `targets: >= 300 emails/s delivered during the load, >= 500 emails/s draining a backlog`,

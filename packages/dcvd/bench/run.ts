@@ -3,7 +3,8 @@
  * (default 16,64,256,1024), each beside a bare node:https server measured in
  * the same run, and the address list and resends again with `serve --processes N`
  * for each N of DCVD_BENCH_PROCESSES (default 2), the resends also with
- * `serve --delivery-process` (one API process, delivery in the primary); then storage (SQLite vs
+ * `serve --delivery-process` (one API process, delivery in the primary), all without the outbox's flow
+ * control (--outbox-max-lag 0), then one process and `--delivery-process` with it; then storage (SQLite vs
  * PostgreSQL, one vs two instances).
  * DCVD_BENCH_SECONDS sets the measuring time per case (default 10).
  */
@@ -21,10 +22,17 @@ for (const concurrency of levels) {
   console.log('');
   const list = await getList({ durationMs, concurrency, processes: clusters });
   for (const line of list.lines) console.log(line);
-  const shapes: [processes: number, deliveryProcess: boolean][] = [[1, false], [1, true], ...clusters.map((n): [number, boolean] => [n, true])];
-  for (const [processes, deliveryProcess] of shapes) {
+  // Without flow control (how fast resends queue), then one process and --delivery-process with the default one.
+  const shapes: [processes: number, deliveryProcess: boolean, flowControl: boolean][] = [
+    [1, false, false],
+    [1, true, false],
+    ...clusters.map((n): [number, boolean, boolean] => [n, true, false]),
+    [1, false, true],
+    [1, true, true],
+  ];
+  for (const [processes, deliveryProcess, flowControl] of shapes) {
     console.log('');
-    for (const line of await resend({ durationMs, concurrency, processes, deliveryProcess, bareRps: list.bareRps })) console.log(line);
+    for (const line of await resend({ durationMs, concurrency, processes, deliveryProcess, flowControl, bareRps: list.bareRps })) console.log(line);
   }
   console.log('');
   for (const line of (await autoApply({ durationMs, concurrency })).lines) console.log(line);

@@ -70,11 +70,12 @@ function treePeakRssMiB(others: number[]): number {
  * (this process's and its API processes', for lib.ts's memory sampler), `count` when it has one, and
  * `stop` (then the peak RSS of all of them, the API processes' read before they stop).
  */
-export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown> }): void {
+export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown>; backlog?: () => Promise<unknown> }): void {
   const send = (m: unknown) => process.send!(m);
   const allocations = startAllocationProfile();
   process.on('message', async (m) => {
     if (m === 'count' && o.count) send({ count: await o.count() });
+    if (m === 'backlog' && o.backlog) send({ backlog: await o.backlog() });
     if (m === 'cpu') send({ cpu: treeCpuMicros(o.apiPids()) });
     if (m === 'pids') send({ pids: [process.pid, ...o.apiPids()] });
     if (m !== 'stop') return;

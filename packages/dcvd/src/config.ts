@@ -9,7 +9,7 @@ import { DEFAULT_IPV6_PREFIX } from './accounts/networks.ts';
 import { defaultEmailDcvPolicy, type EmailDcvPolicy } from './orders/email-dcv-policy.ts';
 import type { Resolver } from './dns/client.ts';
 import { DEFAULT_DNSSEC, type DnssecConfig } from './dns/dnssec-config.ts';
-import { DEFAULT_OUTBOX_POLICY, type OutboxPolicy } from './queue/policy.ts';
+import { DEFAULT_OUTBOX_FLOW, DEFAULT_OUTBOX_POLICY, type OutboxFlowConfig, type OutboxPolicy } from './queue/policy.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './orders/confirmation-policy.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from './orders/random-values.ts';
 import type { WebhookConfig } from './webhooks/webhooks.ts';
@@ -107,6 +107,8 @@ export interface DcvEmailConfig {
   /** Secret of the keyed hashes and sealed codes; undefined = `<dataDir>/secret.key`. Instances sharing a database share it. */
   secretKeyFile?: string | undefined;
   outbox: OutboxPolicy;
+  /** Calls that queue emails wait while delivery is behind (src/outbox/flow.ts). */
+  outboxFlow: OutboxFlowConfig;
   /** The CA's name (--ca-name), shown in the DCV email's subject and body and on the confirmation page. */
   caName: string;
 }
@@ -135,6 +137,7 @@ export function defaultDcvEmailConfig(overrides: Partial<DcvEmailConfig> = {}): 
     resendIntervalMs: 60_000,
     randomValueTtlMs: MAX_RANDOM_VALUE_TTL_MS,
     outbox: { ...DEFAULT_OUTBOX_POLICY },
+    outboxFlow: { ...DEFAULT_OUTBOX_FLOW },
     caName: DEFAULT_CA_NAME,
     ...overrides,
   };

@@ -26,6 +26,8 @@ export interface Metrics {
   backgroundError(task: string): void;
   /** One selection of a DNS-found contact address, by MPIC outcome (issue 19). */
   mpicCorroboration(outcome: string): void;
+  /** A call that waited in the outbox's flow control: why it went on (caught-up, timed-out) and how long it waited. */
+  outboxFlowWait(outcome: string, seconds: number): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   contentType: string;
@@ -147,6 +149,17 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
+  const flowWaits = new Counter({
+    name: 'dcvd_outbox_flow_waits_total',
+    help: 'API calls that waited before queueing DCV emails because delivery was behind (--outbox-max-lag), by how the wait ended: caught-up (delivery caught up) or timed-out (--outbox-flow-delay passed).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const flowWaitSeconds = new Counter({
+    name: 'dcvd_outbox_flow_wait_seconds_total',
+    help: 'Seconds API calls spent waiting in the outbox flow control.',
+    registers: [registry],
+  });
   // Read from the database at scrape time, so they are right across instances and restarts.
   new Gauge({
     name: 'dcvd_outbox_emails',
@@ -207,6 +220,10 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     },
     mpicCorroboration(outcome) {
       mpic.inc({ outcome });
+    },
+    outboxFlowWait(outcome, seconds) {
+      flowWaits.inc({ outcome });
+      flowWaitSeconds.inc(seconds);
     },
     async render() {
       const peers = sources.peers;

@@ -44,6 +44,7 @@ import { OrderRepository } from './orders/orders.ts';
 import { TemplateRepository } from './orders/templates.ts';
 import { loadValueKeys } from './orders/random-values.ts';
 import { OutboxWorker, purgeSealedCodes } from './outbox/outbox.ts';
+import { OutboxFlow } from './outbox/flow.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
 import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './webhooks/webhooks.ts';
 import { daysUntilCutoff, emailMethodsPhase } from './orders/email-dcv-policy.ts';
@@ -325,7 +326,9 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
   // AutoApplyOrder, AutoUpdateDCV, GetMDCDomainDetails (CONTRACT §12): the resend's services, the products, the policy.
   const flow: OrderFlowDeps = { ...resend, products: new ProductRepository(store.db, clock), policy: config.emailDcv };
   // The use cases and their HTTP app only where there is an API listener (not in a cluster's primary, role worker).
-  const useCases = role === 'worker' ? undefined : (await import('./api/index.ts')).createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow });
+  // Calls that may queue DCV emails wait while delivery is behind (issue 20, src/outbox/flow.ts).
+  const outboxFlow = new OutboxFlow({ db: store.db, clock, config: config.dcvEmail.outboxFlow, log: logger, onWait: (outcome, seconds) => metrics.outboxFlowWait(outcome, seconds) });
+  const useCases = role === 'worker' ? undefined : (await import('./api/index.ts')).createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow, outboxFlow });
   // Bounded: a load balancer needs an answer, not a hanging probe.
   const readiness = async () => {
     let timer: NodeJS.Timeout | undefined;

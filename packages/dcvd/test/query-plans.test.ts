@@ -7,6 +7,7 @@
  *   statistics, PostgreSQL with statistics taken before the backlog was queued;
  * - the newest order of a chain is found by the chain's index, not by walking the account's orders;
  * - the minute's purge of sealed codes walks the emails that still keep one, not every random value ever made;
+ * - the outbox flow control's delivery lag is one row of the due index (read every 100 ms under load);
  * - after the email cut-off, the search for validated orders without their `dcv.unusable` event probes the
  *   events by order on PostgreSQL, whatever statistics from before the cut-off say (not an anti-join that
  *   rescans every event for each order).
@@ -23,6 +24,7 @@ import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue, eras
 import { newestOfChainQuery } from '../src/orders/orders.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
 import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
+import { oldestDueEmail } from '../src/outbox/flow.ts';
 import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
@@ -80,6 +82,13 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
     assert.ok(purge.some((d) => /SEARCH rv USING INTEGER PRIMARY KEY/.test(d)), purge.join(' | '));
   });
 
+  test("the outbox flow control's delivery lag is the due index's first row", () => {
+    const st = oldestDueEmail.statement(store.db, { now: NOW });
+    const plan = (raw.prepare(`explain query plan ${st.sql}`).all(...st.parameters) as { detail: string }[]).map((p) => p.detail);
+    assert.equal(plan.length, 1, `no sort, no scan: ${plan.join(' | ')}`);
+    assert.match(plan[0]!, /^SEARCH outbox USING (COVERING )?INDEX outbox_due \(state=\? AND next_attempt_at<\?\)/, plan.join(' | '));
+  });
+
   test('the purge erases the codes of dead values from finished emails only', async () => {
     const value = raw.prepare(`insert into random_values (order_id, value_hash, recipient, adn, address_source, created_at, expires_at, revoked_at, spent_at)
       values (1, ?, 'a@example.com', 'example.com', 'constructed', ?, ?, ?, ?)`);
@@ -135,6 +144,17 @@ describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics 
       assert.ok(!all.some((n) => n['Index Name'] === 'outbox_pending_due' || n['Index Name'] === 'outbox_due'), `${c.name}: not by the state: ${summary}`);
       const outbox = all.filter((n) => n['Relation Name'] === 'outbox' && n['Index Name'] !== undefined);
       assert.ok(outbox.length > 0 && outbox.every((n) => c.indexes.includes(n['Index Name']!) && n['Index Cond'] !== undefined), `${c.name}: by ${c.indexes.join(' or ')}, probed: ${summary}`);
+    }
+  });
+
+  test("the outbox flow control's delivery lag is the due index's first row", async () => {
+    const store = storeOf();
+    const st = oldestDueEmail.statement(store.db, { now: NOW + 50_000 });
+    for (const generic of [false, true]) {
+      const all = await explainPlan(store.db, st.sql, st.parameters, { generic });
+      const summary = `${generic ? 'generic' : 'custom'} plan: ${describePlan(all)}`;
+      assert.ok(!all.some((n) => /Seq Scan|Sort/.test(n['Node Type'])), `no scan, no sort: ${summary}`);
+      assert.ok(all.some((n) => n['Node Type'] === 'Limit') && all.some((n) => n['Index Name'] === 'outbox_pending_due' || n['Index Name'] === 'outbox_due'), `the first row of a due index: ${summary}`);
     }
   });
 });

@@ -61,12 +61,15 @@ export interface DcvEmailFlags extends ValueFlags {
   outboxLease: number;
   outboxConcurrency: number;
   outboxPollInterval: number;
+  outboxMaxLag: number;
+  outboxFlowDelay: number;
 }
 
 /** The DCV email options of `serve`. */
 export function withDcvEmailOptions(cmd: Command): Command {
   const defaults = defaultDcvEmailConfig();
   const d = defaults.outbox;
+  const f = defaults.outboxFlow;
   return withValueOptions(cmd)
     .addOption(opt('--smtp-url <url>', 'smtp[s]://[user:pass@]host[:port] (default: none \u2014 emails are written as .eml files under DATA_DIR/outbox/)'))
     .addOption(opt('--ca-name <name>', 'the certificate authority\u2019s name in the DCV email\u2019s subject and body and on the confirmation page').default(defaults.caName))
@@ -76,7 +79,9 @@ export function withDcvEmailOptions(cmd: Command): Command {
     .addOption(opt('--outbox-retry-max <duration>', 'longest wait between attempts', parseDuration).default(d.retryMaxMs, formatDuration(d.retryMaxMs)))
     .addOption(opt('--outbox-lease <duration>', 'how long a worker holds an email it is sending; SMTP timeouts are a third of it', parseDuration).default(d.leaseMs, formatDuration(d.leaseMs)))
     .addOption(opt('--outbox-concurrency <n>', 'emails in flight at once (SMTP connections)', (v) => parseCount(v, 1)).default(d.concurrency))
-    .addOption(opt('--outbox-poll-interval <duration>', 'how often the worker looks for due emails', parseDuration).default(d.pollMs, formatDuration(d.pollMs)));
+    .addOption(opt('--outbox-poll-interval <duration>', 'how often the worker looks for due emails', parseDuration).default(d.pollMs, formatDuration(d.pollMs)))
+    .addOption(opt('--outbox-max-lag <duration>', 'when the oldest due email has waited this long for delivery, calls that queue DCV emails wait for it to catch up (0: never)', parseDuration).default(f.maxLagMs, formatDuration(f.maxLagMs)))
+    .addOption(opt('--outbox-flow-delay <duration>', 'the longest such a call waits before it queues its emails anyway', parseDuration).default(f.delayMs, formatDuration(f.delayMs)));
 }
 
 /** One line of plain text, at most 64 characters: it goes into a Subject header and a page. */
@@ -105,6 +110,7 @@ export function dcvEmailConfigFrom(flags: DcvEmailFlags & { dataDir: string }): 
       concurrency: flags.outboxConcurrency,
       pollMs: flags.outboxPollInterval,
     },
+    outboxFlow: { maxLagMs: flags.outboxMaxLag, delayMs: flags.outboxFlowDelay },
   });
 }
 

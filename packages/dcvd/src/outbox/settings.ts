@@ -32,4 +32,6 @@ export function checkDcvEmailConfig(config: DcvEmailConfig): void {
   if (o.maxAttempts < 1 || o.concurrency < 1 || o.leaseMs < 3000 || o.retryBaseMs < 1 || o.pollMs < 1) {
     throw new Error('outbox settings out of range (attempts and concurrency ≥ 1, lease ≥ 3s)');
   }
+  // A call waits at most this long before it answers: longer would meet API clients' timeouts.
+  if (config.outboxFlow.delayMs > 60_000) throw new Error('--outbox-flow-delay must be at most 60s');
 }

@@ -25,3 +25,17 @@ export const DEFAULT_OUTBOX_POLICY: OutboxPolicy = {
   pollMs: 1000,
 };
 
+/** Flow control of the DCV email outbox (--outbox-max-lag, --outbox-flow-delay; src/outbox/flow.ts). */
+export interface OutboxFlowConfig {
+  /** How long the oldest due email may wait for delivery before calls that queue emails wait; 0 turns flow control off. */
+  maxLagMs: number;
+  /** The longest such a call waits before it goes on anyway. */
+  delayMs: number;
+}
+
+/**
+ * 2 s: longer than a delivery takes to begin in any healthy deployment (a queued email wakes the
+ * workers at once, and the workers poll every second when a wake is lost), so only a backlog trips
+ * it; 1 s: Postfix's `in_flow_delay` default, and short enough for any API client's timeout.
+ */
+export const DEFAULT_OUTBOX_FLOW: OutboxFlowConfig = { maxLagMs: 2000, delayMs: 1000 };
