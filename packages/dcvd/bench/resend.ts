@@ -140,17 +140,21 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     const label = (processes > 1 ? ` x${processes}` : split ? ' x1+delivery' : '') + (opts.flowControl ? ' flow control' : '');
     const flow = opts.flowControl ? 'the default flow control (--outbox-max-lag 2s, --outbox-flow-delay 1s)' : 'no flow control (--outbox-max-lag 0)';
     const course = [...samples, atEnd].map((b) => `${b.waiting} (${(b.lagMs / 1000).toFixed(1)}s)`).join(', ');
-    // Drains during the load: at its end the backlog is no larger than delivery clears in 3 s (the flow
-    // control's 2 s lag and 1 s delay), and the oldest due email waited no longer than that.
+    // Bounded, not growing: at no sample had the oldest due email waited more than 3 s (the flow control's
+    // 2 s lag and 1 s delay), and the backlog left at the end is no more than delivery clears in 3 s.
+    // Without flow control the wait grows with the load's length; with it, it is held (by design: this
+    // checks that the design holds under the real load, not more).
     const deliveredPerSecond = deliveredDuringLoad / loadSeconds;
-    const keptUp = atEnd.waiting <= deliveredPerSecond * 3 && atEnd.lagMs <= 3000;
+    const longestWaitMs = Math.max(...[...samples, atEnd].map((b) => b.lagMs));
+    const bounded = longestWaitMs <= 3000 && atEnd.waiting <= deliveredPerSecond * 3;
     return [
       `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}, ${flow}`,
       fmt(`dcvd ResendDCVEmail (queued)${label}`, queued, serverRss) + (split ? ' (RSS: all processes)' : ''),
       ...(opts.bareRps ? [`ratio dcvd/bare req/s: ${(queued.rps / opts.bareRps).toFixed(2)}  (target >= 0.4; bare from the address-list case of this run)`] : []),
       `dcvd CPU per resend, all its threads and processes (requests, outbox worker, WAL checkpoints): ${cpuPerResend.toFixed(0)} µs  (target <= 500)`,
       `outbox delivering during that load: ${deliveredPerSecond.toFixed(0)} emails/s, against ${queued.rps.toFixed(0)} queued/s`,
-      `emails waiting each second of the load (the oldest due one's wait): ${course}; ${keptUp ? 'the queue kept up with the load' : 'the queue grew with the load'}  (target: drains during the load)`,
+      `emails waiting each second of the load (the oldest due one's wait): ${course}`,
+      `the queue during the load: ${bounded ? 'bounded' : 'grew'} (the oldest due email waited at most ${(longestWaitMs / 1000).toFixed(1)}s; ${atEnd.waiting} left at the end)  (target: drains during the load)`,
       `outbox draining a backlog of ${backlog}: ${(drained / drainSeconds).toFixed(0)} emails/s (${drained} in ${drainSeconds.toFixed(1)}s, ${cpuPerEmail.toFixed(0)} µs of server CPU per email; sink RSS ${sinkRss.toFixed(0)} MiB)`,
       `exactly once: ${states.delivered ?? 0} rows delivered, ${total} messages at the sink, ${waiting(states)} still waiting, ${states.failed ?? 0} failed`,
       `targets: >= 300 emails/s delivered during the load, >= 500 emails/s draining a backlog`,

@@ -151,7 +151,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   });
   const flowWaits = new Counter({
     name: 'dcvd_outbox_flow_waits_total',
-    help: 'API calls that waited before queueing DCV emails because delivery was behind (--outbox-max-lag), by how the wait ended: caught-up (delivery caught up) or timed-out (--outbox-flow-delay passed).',
+    help: 'API calls that waited before queueing DCV emails because delivery was behind (--outbox-max-lag), by how the wait ended: caught-up (delivery caught up), timed-out (--outbox-flow-delay passed), aborted (the client went away: nothing queued), unread (the delivery lag could not be read: the call went on).',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });

@@ -62,6 +62,8 @@ export interface SandboxContext {
   confirmation: ConfirmationService;
   /** The confirmation links' base (known once the HTTPS listener is up). */
   publicUrl(): string;
+  /** Wakes the outbox worker (after the clock moved: emails whose retry time it passed are due now). */
+  wakeOutbox(): void;
 }
 
 /** The hook points of `startServer` (ServerDeps.sandbox), which sandbox/ implements: the server names what it lets a mode change. */
@@ -327,8 +329,8 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
   const flow: OrderFlowDeps = { ...resend, products: new ProductRepository(store.db, clock), policy: config.emailDcv };
   // The use cases and their HTTP app only where there is an API listener (not in a cluster's primary, role worker).
   // Calls that may queue DCV emails wait while delivery is behind (issue 20, src/outbox/flow.ts).
-  const outboxFlow = new OutboxFlow({ db: store.db, clock, config: config.dcvEmail.outboxFlow, log: logger, onWait: (outcome, seconds) => metrics.outboxFlowWait(outcome, seconds) });
-  const useCases = role === 'worker' ? undefined : (await import('./api/index.ts')).createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow, outboxFlow });
+  const outboxFlow = role === 'worker' ? undefined : new OutboxFlow({ db: store.db, clock, config: config.dcvEmail.outboxFlow, log: logger, onWait: (outcome, seconds) => metrics.outboxFlowWait(outcome, seconds) });
+  const useCases = role === 'worker' ? undefined : (await import('./api/index.ts')).createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow, ...(outboxFlow ? { outboxFlow } : {}) });
   // Bounded: a load balancer needs an answer, not a hanging probe.
   const readiness = async () => {
     let timer: NodeJS.Timeout | undefined;
@@ -373,7 +375,7 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
   const confirm = { confirmation, clock, formKey: valueKeys.form, publicUrl: config.dcvEmail.publicUrl, caName: config.dcvEmail.caName };
   // The confirmation links' base: --public-url, or the HTTPS listener once it is up.
   const links: { base?: string } = {};
-  sandbox?.attach({ db: store.db, logger, confirmation, publicUrl: () => links.base ?? 'https://localhost' });
+  sandbox?.attach({ db: store.db, logger, confirmation, publicUrl: () => links.base ?? 'https://localhost', wakeOutbox: outboxWake.wake });
   // The internal JSON API's operations (CONTRACT §9), with --admin-listen only.
   const admin =
     config.adminListen &&

@@ -13,7 +13,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { defaultDcvEmailConfig } from '../src/config.ts';
-import { OutboxFlow, REFRESH_MS, type FlowOutcome } from '../src/outbox/flow.ts';
+import { ErrorCode } from '@dcvd/client';
+import { OutboxFlow, REFRESH_MS, oldestDueEmail, type FlowOutcome, type OutboxFlowDeps } from '../src/outbox/flow.ts';
+import { createUseCases } from '../src/api/index.ts';
+import { ClientGone } from '../src/api/types.ts';
 import { openStore } from '../src/store/database.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 import { capturedLogger } from './support/logs.ts';
@@ -99,7 +102,8 @@ describe('outbox flow control', () => {
     const before = await waits('timed-out');
     await queueOne();
     assert.equal(await waits('timed-out'), before);
-    // The same email once its retry time has come and gone.
+    // The same email once its retry time has come and gone (the one just queued delivered, so only the retry is due).
+    await server.store.db.updateTable('outbox').set({ state: 'delivered' }).where('state', '=', 'pending').where('attempts', '=', 0).execute();
     now += 30_000;
     await readingExpires();
     assert.ok((await queueOne()) >= DELAY_MS, 'an overdue retry is due: a call that queues waited');
@@ -111,7 +115,8 @@ describe('outbox flow control', () => {
     let slept: number[];
     let onSleep: (() => Promise<void>) | undefined;
     let outcomes: [FlowOutcome, number][];
-    const flow = (config = { maxLagMs: MAX_LAG_MS, delayMs: 1000 }) =>
+    let reads: number;
+    const flow = (config = { maxLagMs: MAX_LAG_MS, delayMs: 1000 }, seams: Partial<OutboxFlowDeps> = {}) =>
       new OutboxFlow({
         db: server.store.db,
         clock,
@@ -119,17 +124,24 @@ describe('outbox flow control', () => {
         log: capturedLogger('warn').logger,
         onWait: (outcome, seconds) => outcomes.push([outcome, seconds]),
         monotonic: () => monotonic,
+        // The real statement, counted.
+        async oldestDue(at) {
+          reads += 1;
+          return (await oldestDueEmail.first(server.store.db, { now: at }))?.next_attempt_at;
+        },
         async sleep(ms) {
           slept.push(ms);
           monotonic += ms;
           await onSleep?.();
         },
+        ...seams,
       });
     beforeEach(() => {
       monotonic += 10_000;
       slept = [];
       onSleep = undefined;
       outcomes = [];
+      reads = 0;
     });
 
     test('a waiting call goes on as soon as delivery catches up, reading the lag every 100 ms', async () => {
@@ -139,7 +151,7 @@ describe('outbox flow control', () => {
         // Delivery catches up during the third wait.
         if (slept.length === 3) await server.store.db.updateTable('outbox').set({ state: 'delivered' }).where('state', '=', 'pending').execute();
       };
-      await flow().admit();
+      assert.equal(await flow().admit(), 'caught-up');
       assert.deepEqual(slept, [REFRESH_MS, REFRESH_MS, REFRESH_MS]);
       assert.deepEqual(outcomes, [['caught-up', 0.3]]);
     });
@@ -147,7 +159,7 @@ describe('outbox flow control', () => {
     test('a call waits exactly the delay when delivery does not catch up', async () => {
       await queueOne();
       now += 5000;
-      await flow({ maxLagMs: MAX_LAG_MS, delayMs: 250 }).admit();
+      assert.equal(await flow({ maxLagMs: MAX_LAG_MS, delayMs: 250 }).admit(), 'timed-out');
       assert.deepEqual(slept, [100, 100, 50]);
       assert.deepEqual(outcomes, [['timed-out', 0.25]]);
     });
@@ -160,22 +172,51 @@ describe('outbox flow control', () => {
       now += 5000;
       await Promise.all([f.admit(), f.admit()]);
       assert.equal(slept.length, 0, 'within 100 ms of the last reading, calls use it');
+      assert.equal(reads, 1, 'one reading so far');
       monotonic += REFRESH_MS;
       onSleep = async () => {
         await server.store.db.updateTable('outbox').set({ state: 'delivered' }).where('state', '=', 'pending').execute();
       };
+      const readsBefore = reads;
       await Promise.all([f.admit(), f.admit(), f.admit()]);
       assert.deepEqual(slept, [REFRESH_MS, REFRESH_MS, REFRESH_MS], 'a new reading: all three waited once, and one reading after the wait let them go');
+      assert.equal(reads - readsBefore, 2, 'three calls, two readings: the one that made them wait and the one that let them go');
       assert.deepEqual(
         outcomes.map(([o]) => o),
         ['caught-up', 'caught-up', 'caught-up'],
       );
     });
 
+    test('a reading that does not come back cannot hold a call longer than the delay', async () => {
+      const f = flow({ maxLagMs: MAX_LAG_MS, delayMs: 150 }, { oldestDue: () => new Promise(() => undefined), monotonic: () => performance.now() });
+      const started = performance.now();
+      assert.equal(await f.admit(), 'unread');
+      assert.ok(performance.now() - started >= 140, 'it waited for the reading, up to the delay');
+      assert.deepEqual(slept, []);
+      assert.equal(outcomes[0]?.[0], 'unread');
+    });
+
+    test("a wait ends when the call's signal fires, and the wrapper then queues nothing for a client gone", async () => {
+      await queueOne();
+      now += 5000;
+      const controller = new AbortController();
+      onSleep = async () => controller.abort(new ClientGone());
+      assert.equal(await flow().admit(() => controller.signal), 'aborted');
+      assert.deepEqual(slept, [REFRESH_MS]);
+      assert.deepEqual(outcomes, [['aborted', 0.1]]);
+      // The use cases behind it never run: deps they would need are missing, and the answer is -160.
+      const useCases = createUseCases({ getList: {} as never, resend: {} as never, flow: {} as never, outboxFlow: { admit: async () => 'aborted' } });
+      const ctx = { account: {} as never, sourceIp: '127.0.0.1', requestId: 'r', log: capturedLogger('info').logger, signal: controller.signal };
+      for (const call of [useCases.resendDcvEmail, useCases.autoApplyOrder!, useCases.autoUpdateDcv!]) {
+        assert.deepEqual(await call(ctx, {} as never), { ok: false, error: { code: ErrorCode.RequestUnsuccessful } });
+      }
+    });
+
     test('--outbox-max-lag 0 turns it off', async () => {
       await queueOne();
       now += 60_000;
-      await flow({ maxLagMs: 0, delayMs: 1000 }).admit();
+      assert.equal(await flow({ maxLagMs: 0, delayMs: 1000 }).admit(), undefined);
+      assert.equal(reads, 0);
       assert.deepEqual(slept, []);
       assert.deepEqual(outcomes, []);
     });
@@ -186,8 +227,11 @@ describe('outbox flow control', () => {
       const store = openStore({ dataDir });
       try {
         const { logger, lines } = capturedLogger('warn');
-        await new OutboxFlow({ db: store.db, clock, config: { maxLagMs: MAX_LAG_MS, delayMs: 1000 }, log: logger, monotonic: () => monotonic, sleep: async (ms) => slept.push(ms) }).admit();
+        const f = new OutboxFlow({ db: store.db, clock, config: { maxLagMs: MAX_LAG_MS, delayMs: 1000 }, log: logger, monotonic: () => monotonic, sleep: async (ms) => slept.push(ms) });
+        assert.equal(await f.admit(), 'unread');
+        assert.equal(await f.admit(), 'unread', 'the failed reading is kept for 100 ms too');
         assert.deepEqual(slept, []);
+        assert.equal(lines.filter((l) => typeof l.msg === 'string' && l.msg.includes('could not be read')).length, 1, 'said once');
         assert.ok(lines.some((l) => typeof l.msg === 'string' && l.msg.includes('could not be read')));
       } finally {
         await store.close();

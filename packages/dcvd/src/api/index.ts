@@ -1,5 +1,6 @@
 /** The endpoints' use cases, wired from the services they need. */
-import type { UseCases } from './types.ts';
+import { ErrorCode } from '@dcvd/client';
+import { ClientGone, fail, type CallContext, type Outcome, type UseCases } from './types.ts';
 import { getDcvEmailAddressList, type GetListDeps } from './get-dcv-email-address-list.ts';
 import { resendDcvEmail, type ResendDeps } from './resend-dcv-email.ts';
 import type { OutboxFlow } from '../outbox/flow.ts';
@@ -14,12 +15,19 @@ export interface UseCaseDeps {
   outboxFlow?: Pick<OutboxFlow, 'admit'>;
 }
 
-/** A use case that may queue DCV emails, behind the outbox's flow control (before it reads the time or anything else). */
-function afterAdmission<A extends unknown[], R>(flow: UseCaseDeps['outboxFlow'], run: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+/**
+ * A use case that may queue DCV emails, behind the outbox's flow control (before it reads the time or
+ * anything else). A call whose client went away while it waited queues nothing.
+ */
+function afterAdmission<P, R>(flow: UseCaseDeps['outboxFlow'], run: (ctx: CallContext, params: P) => Promise<Outcome<R>>): (ctx: CallContext, params: P) => Promise<Outcome<R>> {
   if (!flow) return run;
-  return async (...args) => {
-    await flow.admit();
-    return run(...args);
+  return async (ctx, params) => {
+    const waited = await flow.admit(() => ctx.signal);
+    if (waited === 'aborted' && ctx.signal?.reason instanceof ClientGone) {
+      ctx.log.info('the client went away while its call waited for DCV email delivery to catch up: nothing queued');
+      return fail(ErrorCode.RequestUnsuccessful);
+    }
+    return run(ctx, params);
   };
 }
 

@@ -81,7 +81,7 @@ export function withDcvEmailOptions(cmd: Command): Command {
     .addOption(opt('--outbox-concurrency <n>', 'emails in flight at once (SMTP connections)', (v) => parseCount(v, 1)).default(d.concurrency))
     .addOption(opt('--outbox-poll-interval <duration>', 'how often the worker looks for due emails', parseDuration).default(d.pollMs, formatDuration(d.pollMs)))
     .addOption(opt('--outbox-max-lag <duration>', 'when the oldest due email has waited this long for delivery, calls that queue DCV emails wait for it to catch up (0: never)', parseDuration).default(f.maxLagMs, formatDuration(f.maxLagMs)))
-    .addOption(opt('--outbox-flow-delay <duration>', 'the longest such a call waits before it queues its emails anyway', parseDuration).default(f.delayMs, formatDuration(f.delayMs)));
+    .addOption(opt('--outbox-flow-delay <duration>', 'the longest such a call waits before it queues its emails anyway (at most 10s)', parseDuration).default(f.delayMs, formatDuration(f.delayMs)));
 }
 
 /** One line of plain text, at most 64 characters: it goes into a Subject header and a page. */

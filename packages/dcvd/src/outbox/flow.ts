@@ -33,7 +33,12 @@ export const oldestDueEmail = prepared((db, p: { now: number }) =>
   db.selectFrom('outbox').select('next_attempt_at').where('state', '=', 'pending').where('next_attempt_at', '<=', p.now).orderBy('next_attempt_at').limit(1),
 );
 
-export type FlowOutcome = 'caught-up' | 'timed-out';
+/**
+ * How a call's wait ended: delivery caught up; the delay passed (or the request's deadline); the lag
+ * could not be read (a database error, or no answer within the delay: the call went on); the call's
+ * signal fired (its client went away, or its deadline passed).
+ */
+export type FlowOutcome = 'caught-up' | 'timed-out' | 'unread' | 'aborted';
 
 export interface OutboxFlowDeps {
   db: Kysely<Database>;
@@ -41,27 +46,33 @@ export interface OutboxFlowDeps {
   clock: Clock;
   config: OutboxFlowConfig;
   log: Logger;
-  /** A call waited: why it went on and for how long (metrics). */
+  /** A call waited, or could not learn the lag: how that ended and how long it took (metrics). */
   onWait?: (outcome: FlowOutcome, seconds: number) => void;
-  /** Narrow seams for unit tests: the waits and the monotonic time they are measured by. */
-  sleep?: (ms: number) => Promise<unknown>;
+  /** Narrow seams for unit tests: the due time of the oldest due email, the waits, and the monotonic time they are measured by. */
+  oldestDue?: (now: number) => Promise<number | undefined>;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<unknown>;
   monotonic?: () => number;
 }
 
-/** How often, at most, the log says that delivery is behind. */
+/** How often, at most, the log says that delivery is behind, or that the lag could not be read. */
 const LOG_EVERY_MS = 60_000;
 
+/** A reading of the lag: ms, or undefined when it failed. */
+type Reading = number | undefined;
+
 export class OutboxFlow {
-  private readonly sleep: (ms: number) => Promise<unknown>;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<unknown>;
   private readonly monotonic: () => number;
-  private measured: { at: number; lagMs: number } | undefined;
-  private measuring: Promise<number> | undefined;
-  private loggedAt = -Infinity;
+  private readonly oldestDue: (now: number) => Promise<number | undefined>;
+  private measured: { at: number; lagMs: Reading } | undefined;
+  private measuring: Promise<Reading> | undefined;
+  private readonly said = { behind: -Infinity, unread: -Infinity };
   private waitsSinceLog = 0;
 
   constructor(private readonly deps: OutboxFlowDeps) {
-    this.sleep = deps.sleep ?? ((ms) => sleep(ms));
+    this.sleep = deps.sleep ?? ((ms, signal) => sleep(ms, undefined, signal ? { signal } : {}));
     this.monotonic = deps.monotonic ?? (() => performance.now());
+    this.oldestDue = deps.oldestDue ?? (async (now) => (await oldestDueEmail.first(deps.db, { now }))?.next_attempt_at);
   }
 
   get enabled(): boolean {
@@ -70,61 +81,96 @@ export class OutboxFlow {
 
   /**
    * Resolves when a call may queue emails: at once while delivery keeps up, else when the lag falls
-   * back under the limit or after `delayMs`, whichever is first.
+   * back under the limit or `delayMs` after the call came, whichever is first (reading the lag
+   * included: a database that does not answer cannot hold a call longer). `signalOf` gives the call's
+   * abort signal, asked for only when the call must wait; the wait ends when it fires. Resolves to
+   * how the wait ended, or undefined when the call did not wait.
    */
-  async admit(): Promise<void> {
-    if (!this.enabled) return;
+  async admit(signalOf?: () => AbortSignal | undefined): Promise<FlowOutcome | undefined> {
+    if (!this.enabled) return undefined;
     const { maxLagMs, delayMs } = this.deps.config;
-    if ((await this.lag()) <= maxLagMs) return;
     const started = this.monotonic();
-    let outcome: FlowOutcome = 'timed-out';
-    for (;;) {
-      const left = delayMs - (this.monotonic() - started);
-      if (left <= 0) break;
-      await this.sleep(Math.min(REFRESH_MS, left));
-      if ((await this.lag()) <= maxLagMs) {
-        outcome = 'caught-up';
-        break;
+    const left = () => delayMs - (this.monotonic() - started);
+    const first = await this.lagWithin(delayMs);
+    if (typeof first === 'number' && first <= maxLagMs) return undefined;
+    let outcome: FlowOutcome = 'unread';
+    if (typeof first === 'number') {
+      outcome = 'timed-out';
+      const signal = signalOf?.();
+      for (;;) {
+        if (left() <= 0) break;
+        try {
+          await this.sleep(Math.min(REFRESH_MS, left()), signal);
+        } catch {
+          // Aborted: the signal is read below.
+        }
+        if (signal?.aborted) {
+          outcome = 'aborted';
+          break;
+        }
+        if (left() <= 0) break;
+        const lag = await this.lagWithin(left());
+        if (lag === 'late') break;
+        if (lag === undefined) {
+          outcome = 'unread';
+          break;
+        }
+        if (lag <= maxLagMs) {
+          outcome = 'caught-up';
+          break;
+        }
       }
     }
-    const seconds = (this.monotonic() - started) / 1000;
-    this.deps.onWait?.(outcome, seconds);
-    this.noteWait();
+    this.deps.onWait?.(outcome, (this.monotonic() - started) / 1000);
+    if (outcome !== 'unread') this.noteWait();
+    return outcome;
   }
 
-  /** The delivery lag in ms, read at most once per REFRESH_MS and shared by every caller meanwhile. */
-  private lag(): Promise<number> {
-    const now = this.monotonic();
-    if (this.measured && now - this.measured.at < REFRESH_MS) return Promise.resolve(this.measured.lagMs);
+  /**
+   * The delivery lag in ms: the last reading while it is younger than REFRESH_MS, else a new one,
+   * shared by every caller meanwhile; 'late' when it takes longer than `withinMs`.
+   */
+  private lagWithin(withinMs: number): Promise<Reading | 'late'> {
+    if (this.measured && this.monotonic() - this.measured.at < REFRESH_MS) return Promise.resolve(this.measured.lagMs);
     this.measuring ??= this.read().finally(() => {
       this.measuring = undefined;
     });
-    return this.measuring;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), Math.max(0, withinMs));
+    });
+    return Promise.race([this.measuring, late]).finally(() => clearTimeout(timer));
   }
 
-  private async read(): Promise<number> {
+  private async read(): Promise<Reading> {
     const now = this.deps.clock.now();
-    let lagMs = 0;
+    let lagMs: Reading;
     try {
-      const row = await oldestDueEmail.first(this.deps.db, { now });
-      lagMs = row ? Math.max(0, now - Number(row.next_attempt_at)) : 0;
+      const due = await this.oldestDue(now);
+      lagMs = due === undefined ? 0 : Math.max(0, now - Number(due));
     } catch (err) {
       // The call goes on and meets the same database in its own transaction, which answers for it.
-      this.deps.log.warn({ err }, 'outbox flow control: the delivery lag could not be read; calls go on without waiting');
+      if (this.mayLog('unread')) this.deps.log.warn({ err }, 'outbox flow control: the delivery lag could not be read; calls go on without waiting (said at most once a minute)');
     }
     this.measured = { at: this.monotonic(), lagMs };
     return lagMs;
   }
 
+  /** True (and remembered) when the line of that kind was not said in the last minute. */
+  private mayLog(kind: keyof OutboxFlow['said']): boolean {
+    const now = this.monotonic();
+    if (now - this.said[kind] < LOG_EVERY_MS) return false;
+    this.said[kind] = now;
+    return true;
+  }
+
   private noteWait(): void {
     this.waitsSinceLog += 1;
-    const now = this.monotonic();
-    if (now - this.loggedAt < LOG_EVERY_MS) return;
+    if (!this.mayLog('behind')) return;
     this.deps.log.warn(
       { outboxFlow: { lagMs: this.measured?.lagMs ?? null, maxLagMs: this.deps.config.maxLagMs, delayMs: this.deps.config.delayMs, waits: this.waitsSinceLog } },
       'DCV email delivery is behind: calls that queue emails wait for it (--outbox-max-lag); said at most once a minute',
     );
-    this.loggedAt = now;
     this.waitsSinceLog = 0;
   }
 }

@@ -32,6 +32,9 @@ export function checkDcvEmailConfig(config: DcvEmailConfig): void {
   if (o.maxAttempts < 1 || o.concurrency < 1 || o.leaseMs < 3000 || o.retryBaseMs < 1 || o.pollMs < 1) {
     throw new Error('outbox settings out of range (attempts and concurrency ≥ 1, lease ≥ 3s)');
   }
-  // A call waits at most this long before it answers: longer would meet API clients' timeouts.
-  if (config.outboxFlow.delayMs > 60_000) throw new Error('--outbox-flow-delay must be at most 60s');
+  // A call waits at most this long before it runs: well within the request deadline (15 s) and API clients' timeouts.
+  const flow = config.outboxFlow;
+  if (flow.maxLagMs > 0 && (flow.delayMs < 1 || flow.delayMs > 10_000)) {
+    throw new Error('--outbox-flow-delay must be 1ms to 10s (--outbox-max-lag 0 turns flow control off)');
+  }
 }

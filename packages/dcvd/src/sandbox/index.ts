@@ -183,6 +183,8 @@ export class Sandbox implements SandboxHooks {
             throw new OperatorError(`by: ${(err as Error).message}`);
           }
           this.ctx?.logger.info({ sandbox: true, advancedMs: ms, offsetMs: this.clock.offsetMs }, 'sandbox clock advanced');
+          // Emails whose retry time the clock passed are due now: deliver them without waiting for the next poll.
+          this.ctx?.wakeOutbox();
           return this.clockView();
         },
       }),
