@@ -53,7 +53,12 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     durationMs,
     check: (status, b) => status === 200 && /^errorCode=0&orderNumber=[0-9]+&certificateID=/.test(b),
   });
+  // The orders' emails, delivered as .eml files by the same process meanwhile (under the default flow control).
+  const emails = await child.backlog();
   const rss = await child.stop();
+  const emailLine = emails
+    ? `its DCV emails (.eml files, delivered by the same process; the default flow control, --outbox-max-lag 2s): ${emails.delivered} delivered during the load, ${emails.waiting} waiting at its end, the oldest due for ${(emails.lagMs / 1000).toFixed(1)}s`
+    : 'its DCV emails: not read';
   return {
     dcvd,
     bare,
@@ -62,6 +67,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       fmt('bare node:https (fixed body)', bare, bareRss),
       fmt('dcvd AutoApplyOrder (queued orders)', dcvd, rss),
       `ratio dcvd/bare req/s: ${(dcvd.rps / bare.rps).toFixed(2)}`,
+      emailLine,
     ],
   };
 }

@@ -15,7 +15,7 @@ import { createLogger } from '../src/log.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
 import { systemClock } from '../src/deps.ts';
-import { answerBenchmark, runBenchApiProcess, startBenchCluster } from './tree.ts';
+import { answerBenchmark, outboxBacklog, runBenchApiProcess, startBenchCluster, type OutboxBacklog } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
 const options = JSON.parse(raw ?? '{}') as {
@@ -35,6 +35,8 @@ const send = (m: unknown) => process.send!(m);
 let stop: () => Promise<void>;
 /** The pids of the API processes, when there are any (their CPU and RSS count with this process's). */
 let apiPids: () => number[] = () => [];
+/** The one-process server's outbox (AutoApplyOrder's emails); none in other modes. */
+let backlog: () => Promise<OutboxBacklog | undefined> = async () => undefined;
 
 function dcvdConfig(dataDir: string) {
   const config = defaultServeConfig({
@@ -107,6 +109,7 @@ if (mode === 'bare') {
   if (options.login && options.password) {
     await new AccountRepository(server.store.db, systemClock).create(options.login, { password: options.password, permissions: ['auto-apply', 'voucher'] });
   }
+  backlog = () => outboxBacklog(server.store.db);
   stop = async () => {
     await server.close();
     rmSync(dataDir, { recursive: true, force: true });
@@ -117,4 +120,4 @@ if (mode === 'bare') {
 }
 
 // An API process answers its primary only.
-if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop() });
+if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop(), backlog: () => backlog() });

@@ -7,6 +7,7 @@ import https from 'node:https';
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import type { OutboxBacklog } from './tree.ts';
 
 export interface LoadResult {
   /** Requests answered in the measured window. */
@@ -184,6 +185,8 @@ export interface Child {
   cpuMicros(): Promise<number>;
   /** The child's pid and those of its API processes (`serve --processes`). */
   pids(): Promise<number[]>;
+  /** A one-process dcvd child's outbox (bench/tree.ts outboxBacklog); undefined for other children. */
+  backlog(): Promise<OutboxBacklog | undefined>;
 }
 
 export function startChild(mode: string, options: Record<string, unknown> = {}): Promise<Child> {
@@ -211,6 +214,11 @@ export function startChild(mode: string, options: Record<string, unknown> = {}):
           new Promise<number[]>((done) => {
             child.once('message', (m: { pids: number[] }) => done(m.pids));
             child.send('pids');
+          }),
+        backlog: () =>
+          new Promise<OutboxBacklog | undefined>((done) => {
+            child.once('message', (m: { backlog?: OutboxBacklog }) => done(m.backlog));
+            child.send('backlog');
           }),
       });
     });

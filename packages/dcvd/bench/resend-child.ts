@@ -17,9 +17,8 @@ import { OfferedAddressRegistry } from '../src/registry/offered.ts';
 import { OrderRepository } from '../src/orders/orders.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { DEFAULT_OUTBOX_FLOW } from '../src/queue/policy.ts';
-import { oldestDueEmail } from '../src/outbox/flow.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
-import { answerBenchmark, runBenchApiProcess, startBenchCluster } from './tree.ts';
+import { answerBenchmark, outboxBacklog, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
 const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string; flowControl?: boolean };
@@ -92,13 +91,8 @@ if (mode === 'sink') {
     const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).groupBy('state').execute();
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
   };
-  // The queue while the load runs: emails waiting (pending or sending) and how long the oldest due one has waited.
-  backlog = async () => {
-    const now = Date.now();
-    const waiting = await db.selectFrom('outbox').select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending']).executeTakeFirstOrThrow();
-    const due = await oldestDueEmail.first(db, { now });
-    return { waiting: Number(waiting.n), lagMs: due ? now - Number(due.next_attempt_at) : 0 };
-  };
+  // The queue while the load runs.
+  backlog = () => outboxBacklog(db);
   stop = async () => {
     await server.close();
     rmSync(dataDir, { recursive: true, force: true });

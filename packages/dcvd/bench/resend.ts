@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fmt, forkBenchChild, load } from './lib.ts';
 import { splitsDelivery } from '../src/config.ts';
+import type { OutboxBacklog } from './tree.ts';
 
 const LOGIN = 'bench';
 const PASSWORD = 'bench password 1234';
@@ -68,11 +69,7 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
 }
 
 type States = Record<string, number>;
-/** Emails waiting (pending or sending) and how long the oldest due one has waited for delivery. */
-interface Backlog {
-  waiting: number;
-  lagMs: number;
-}
+type Backlog = OutboxBacklog;
 const waiting = (s: States) => (s.pending ?? 0) + (s.sending ?? 0);
 
 export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number; deliveryProcess?: boolean; flowControl?: boolean; bareRps?: number } = {}): Promise<string[]> {

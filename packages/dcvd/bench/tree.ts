@@ -9,6 +9,24 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
+import type { Kysely } from 'kysely';
+import type { Database } from '../src/store/schema.ts';
+import { oldestDueEmail } from '../src/outbox/flow.ts';
+
+/** The outbox now: emails waiting (pending or sending), delivered, and how long the oldest due one has waited for delivery. */
+export interface OutboxBacklog {
+  waiting: number;
+  delivered: number;
+  lagMs: number;
+}
+
+export async function outboxBacklog(db: Kysely<Database>): Promise<OutboxBacklog> {
+  const now = Date.now();
+  const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending', 'delivered']).groupBy('state').execute();
+  const n = (state: string) => Number(rows.find((r) => r.state === state)?.n ?? 0);
+  const due = await oldestDueEmail.first(db, { now });
+  return { waiting: n('pending') + n('sending'), delivered: n('delivered'), lagMs: due ? now - Number(due.next_attempt_at) : 0 };
+}
 
 /**
  * The primary of `serve --processes N` in a bench child whose script is `scriptUrl`: its API processes run
