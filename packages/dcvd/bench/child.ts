@@ -8,14 +8,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { defaultServeConfig } from '../src/config.ts';
+import { defaultDcvEmailConfig, defaultServeConfig } from '../src/config.ts';
+import { DEFAULT_OUTBOX_FLOW } from '../src/queue/policy.ts';
 import { startServer } from '../src/server.ts';
 import { LISTEN_BACKLOG } from '../src/http/listener.ts';
 import { createLogger } from '../src/log.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { AccountRepository } from '../src/accounts/repository.ts';
 import { systemClock } from '../src/deps.ts';
-import { answerBenchmark, outboxBacklog, runBenchApiProcess, startBenchCluster, type OutboxBacklog } from './tree.ts';
+import { answerBenchmark, outboxBacklog, prefillStore, runBenchApiProcess, startBenchCluster, type OutboxBacklog } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
 const options = JSON.parse(raw ?? '{}') as {
@@ -28,6 +29,10 @@ const options = JSON.parse(raw ?? '{}') as {
   processes?: number;
   /** Set by the primary for its API processes, so that all of them use one data directory. */
   dataDir?: string;
+  /** false: `--outbox-max-lag 0` (bench/growth.ts measures the statements, not the .eml writes' pace). */
+  flowControl?: boolean;
+  /** bench/growth.ts: rows of everything that only grows, written before the load (bench/tree.ts prefillStore). */
+  prefill?: number;
   /** `bare` only: CPU each answer spends first, in µs (bench/accept.ts: a saturated server's accept rate). */
   spinUs?: number;
 };
@@ -47,6 +52,7 @@ function dcvdConfig(dataDir: string) {
     ...(options.dnsCacheMaxTtlMs === undefined ? {} : { dnsCacheMaxTtlMs: options.dnsCacheMaxTtlMs }),
     processes: options.processes ?? 1,
     logLevel: 'warn',
+    ...(options.flowControl === false ? { dcvEmail: defaultDcvEmailConfig({ outboxFlow: { ...DEFAULT_OUTBOX_FLOW, maxLagMs: 0 } }) } : {}),
   });
   // Raise the per-IP limit: the load comes from one address.
   config.auth.ipFailures = 1_000_000;
@@ -108,6 +114,10 @@ if (mode === 'bare') {
   const server = await startServer(dcvdConfig(dataDir), { logger: createLogger('warn') });
   if (options.login && options.password) {
     await new AccountRepository(server.store.db, systemClock).create(options.login, { password: options.password, permissions: ['auto-apply', 'voucher'] });
+    if (options.prefill) {
+      const account = (await server.store.db.selectFrom('accounts').select('id').where('login', '=', options.login).executeTakeFirstOrThrow()).id;
+      await prefillStore(server.store.db, account, options.prefill);
+    }
   }
   backlog = () => outboxBacklog(server.store.db);
   stop = async () => {

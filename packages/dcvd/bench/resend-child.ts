@@ -18,10 +18,10 @@ import { OrderRepository } from '../src/orders/orders.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { DEFAULT_OUTBOX_FLOW } from '../src/queue/policy.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
-import { answerBenchmark, outboxBacklog, runBenchApiProcess, startBenchCluster } from './tree.ts';
+import { answerBenchmark, outboxBacklog, prefillStore, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
-const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string; flowControl?: boolean };
+const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string; flowControl?: boolean; prefill?: number };
 const send = (m: unknown) => process.send!(m);
 let count: () => Promise<unknown>;
 let backlog: () => Promise<unknown>;
@@ -87,6 +87,8 @@ if (mode === 'sink') {
   const orders = new OrderRepository(db, systemClock, cryptoRandom);
   for (let i = 0; i < (options.orders ?? 1); i++) await orders.create({ accountId: account, domain: 'www.example.com', orderNumber: options.orderNumber! + i });
   await new OfferedAddressRegistry(db).record(account, 'www.example.com', [{ address: 'admin@example.com', level: 2, source: 'constructed' }], Date.now());
+  // bench/growth.ts: a store as a long-running deployment leaves it.
+  if (options.prefill) await prefillStore(db, account, options.prefill);
   count = async () => {
     const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).groupBy('state').execute();
     return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));

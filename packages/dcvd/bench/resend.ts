@@ -8,7 +8,7 @@
 import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fmt, forkBenchChild, load } from './lib.ts';
+import { fmt, forkBenchChild, load, type LoadResult } from './lib.ts';
 import { splitsDelivery } from '../src/config.ts';
 import type { OutboxBacklog } from './tree.ts';
 
@@ -72,7 +72,16 @@ type States = Record<string, number>;
 type Backlog = OutboxBacklog;
 const waiting = (s: States) => (s.pending ?? 0) + (s.sending ?? 0);
 
-export default async function bench(opts: { durationMs?: number; concurrency?: number; processes?: number; deliveryProcess?: boolean; flowControl?: boolean; bareRps?: number } = {}): Promise<string[]> {
+/** The lines to print, and the figures bench/growth.ts compares. */
+export interface ResendResult {
+  lines: string[];
+  queued: LoadResult;
+  cpuPerResend: number;
+}
+
+export default async function bench(
+  opts: { durationMs?: number; concurrency?: number; processes?: number; deliveryProcess?: boolean; flowControl?: boolean; bareRps?: number; prefill?: number } = {},
+): Promise<ResendResult> {
   const durationMs = opts.durationMs ?? 10_000;
   const concurrency = opts.concurrency ?? 64;
   const processes = opts.processes ?? 1;
@@ -81,7 +90,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
   try {
     // One order per connection: concurrent resends of ONE order through several processes would mostly
     // answer -160 by design (exactly one of them is queued, CONTRACT §10).
-    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes, deliveryProcess: split, flowControl: opts.flowControl === true });
+    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes, deliveryProcess: split, flowControl: opts.flowControl === true, prefill: opts.prefill ?? 0 });
     const body = (loop: number) =>
       new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, orderNumber: String(ORDER + (loop % concurrency)), dcvEmailAddress: 'admin@example.com' }).toString();
     const acceptedBefore = await sink.count<number>();
@@ -144,7 +153,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
     const deliveredPerSecond = deliveredDuringLoad / loadSeconds;
     const longestWaitMs = Math.max(...[...samples, atEnd].map((b) => b.lagMs));
     const bounded = longestWaitMs <= 3000 && atEnd.waiting <= deliveredPerSecond * 3;
-    return [
+    const lines = [
       `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}, ${flow}`,
       fmt(`dcvd ResendDCVEmail (queued)${label}`, queued, serverRss) + (split ? ' (RSS: all processes)' : ''),
       ...(opts.bareRps ? [`ratio dcvd/bare req/s: ${(queued.rps / opts.bareRps).toFixed(2)}  (target >= 0.4; bare from the address-list case of this run)`] : []),
@@ -156,6 +165,7 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
       `exactly once: ${states.delivered ?? 0} rows delivered, ${total} messages at the sink, ${waiting(states)} still waiting, ${states.failed ?? 0} failed`,
       `targets: >= 300 emails/s delivered during the load, >= 500 emails/s draining a backlog`,
     ];
+    return { lines, queued, cpuPerResend };
   } catch (err) {
     await sink.stop().catch(() => undefined);
     throw err;
@@ -163,6 +173,6 @@ export default async function bench(opts: { durationMs?: number; concurrency?: n
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  for (const line of await bench({ durationMs: Number(process.env.DCVD_BENCH_SECONDS ?? 10) * 1000 })) console.log(line);
+  for (const line of (await bench({ durationMs: Number(process.env.DCVD_BENCH_SECONDS ?? 10) * 1000 })).lines) console.log(line);
   process.exit(0);
 }

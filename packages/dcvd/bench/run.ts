@@ -5,13 +5,15 @@
  * for each N of DCVD_BENCH_PROCESSES (default 2), the resends also with
  * `serve --delivery-process` (one API process, delivery in the primary), all without the outbox's flow
  * control (--outbox-max-lag 0), then one process and `--delivery-process` with it; then storage (SQLite vs
- * PostgreSQL, one vs two instances).
+ * PostgreSQL, one vs two instances), then growth (the write paths on an empty store against one of
+ * DCVD_BENCH_GROWTH_ROWS rows, default 200,000: bench/growth.ts).
  * DCVD_BENCH_SECONDS sets the measuring time per case (default 10).
  */
 import getList from './get-list.ts';
 import resend from './resend.ts';
 import autoApply from './auto-apply.ts';
 import storage from './postgres.ts';
+import growth from './growth.ts';
 
 const durationMs = Number(process.env.DCVD_BENCH_SECONDS ?? 10) * 1000;
 const levels = (process.env.DCVD_BENCH_CONCURRENCY ?? '16,64,256,1024').split(',').map(Number);
@@ -32,10 +34,13 @@ for (const concurrency of levels) {
   ];
   for (const [processes, deliveryProcess, flowControl] of shapes) {
     console.log('');
-    for (const line of await resend({ durationMs, concurrency, processes, deliveryProcess, flowControl, bareRps: list.bareRps })) console.log(line);
+    for (const line of (await resend({ durationMs, concurrency, processes, deliveryProcess, flowControl, bareRps: list.bareRps })).lines) console.log(line);
   }
   console.log('');
   for (const line of (await autoApply({ durationMs, concurrency })).lines) console.log(line);
 }
 console.log('');
 for (const line of await storage({ durationMs })) console.log(line);
+console.log('');
+// Half the case length a run: eight runs and two uncounted ones.
+for (const line of await growth({ durationMs: durationMs / 2, rows: Number(process.env.DCVD_BENCH_GROWTH_ROWS ?? 200_000) })) console.log(line);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServeConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { Database } from '../src/store/schema.ts';
 import { oldestDueEmail } from '../src/outbox/flow.ts';
 
@@ -125,4 +125,36 @@ async function startAllocationProfile(): Promise<(() => Promise<void>) | undefin
     writeFileSync(join(dir, `alloc-${process.argv[2] ?? 'child'}-${process.pid}.heapprofile`), JSON.stringify(profile));
     session.disconnect();
   };
+}
+
+/**
+ * bench/growth.ts: `n` of everything that only grows, as a long-running deployment leaves it, written
+ * straight into an SQLite store (recursive CTEs, one transaction, no statistics taken): the account's
+ * orders from an hour ago (every other one validated), one domain row and one random value each (the
+ * validated orders' values spent), one delivered email each (those of live values still keeping their
+ * sealed code, as for 30 days), and one registry row each. Order numbers from 10,000,000.
+ */
+export async function prefillStore(db: Kysely<Database>, accountId: number, n: number): Promise<void> {
+  const t = Date.now() - 3_600_000;
+  const expires = t + 30 * 86_400_000;
+  const rows = sql`with recursive g(i) as (select 1 union all select i + 1 from g where i < ${n})`;
+  await db.transaction().execute(async (trx) => {
+    await sql`${rows} insert into orders (account_id, order_number, base_order_number, product, domain, dcv_method, dcv_status, voucher, template_id,
+        dcv_email_address, dcv_adn, dcv_address_source, last_dcv_email_at, dcv_decided_at, created_at, updated_at)
+      select ${accountId}, 10000000 + i, 10000000 + i, 801, 'd' || i || '.example.net', 'email', case when i % 2 = 0 then 'validated' else 'awaiting' end, 0, null,
+        'admin@d' || i || '.example.net', 'd' || i || '.example.net', 'constructed', ${t}, case when i % 2 = 0 then ${t} end, ${t}, ${t} from g`.execute(trx);
+    await sql`insert into order_domains (order_id, position, domain, dcv_method, dcv_status, dcv_email_address, dcv_adn, dcv_address_source, last_dcv_email_at, dcv_decided_at, created_at, updated_at)
+      select id, 0, domain, dcv_method, dcv_status, dcv_email_address, dcv_adn, dcv_address_source, last_dcv_email_at, dcv_decided_at, created_at, updated_at
+      from orders where order_number >= 10000000`.execute(trx);
+    await sql`insert into random_values (order_id, value_hash, recipient, adn, address_source, created_at, expires_at, spent_at, order_domain_id)
+      select o.id, 'growth-' || o.id, o.dcv_email_address, o.dcv_adn, 'constructed', ${t}, ${expires}, o.dcv_decided_at, d.id
+      from orders o join order_domains d on d.order_id = o.id where o.order_number >= 10000000`.execute(trx);
+    await sql`insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at, delivered_at, sealed_code, mail_from, subject, response)
+      select '<growth-' || v.id || '@ca.example>', v.order_id, v.id, v.recipient, 'delivered', 1, ${t}, ${t}, ${t}, ${t}, case when v.spent_at is null then 'sealed' end, 'dcv@ca.example', 'DCV', '250 ok'
+      from random_values v where v.value_hash like 'growth-%'`.execute(trx);
+    await sql`${rows} insert into offered_addresses (account_id, domain, address, level, source, dns_detail, offered_at)
+      select ${accountId}, 'd' || i || '.example.net', 'admin@d' || i || '.example.net', 2, 'constructed', null, ${t} from g`.execute(trx);
+  });
+  // Copied into the database file now, not by the checkpointer during the measured load.
+  await sql`pragma wal_checkpoint(truncate)`.execute(db);
 }
