@@ -110,6 +110,15 @@ describe('outbox flow control', () => {
     assert.equal(await waits('timed-out'), before + 1);
   });
 
+  test('--outbox-flow-delay must be 1 ms to 10 s while flow control is on', async () => {
+    for (const delayMs of [0, 10_001]) {
+      await assert.rejects(
+        startTestServer({ dcvEmail: defaultDcvEmailConfig({ mailFrom: 'dcv@ca.example', outboxFlow: { maxLagMs: MAX_LAG_MS, delayMs } }) }),
+        /--outbox-flow-delay must be 1ms to 10s/,
+      );
+    }
+  });
+
   describe('OutboxFlow on the same outbox, its waits on a fake clock', () => {
     let monotonic = 0;
     let slept: number[];
