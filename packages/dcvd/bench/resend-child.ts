@@ -18,7 +18,7 @@ import { OrderRepository } from '../src/orders/orders.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { DEFAULT_OUTBOX_FLOW } from '../src/queue/policy.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
-import { answerBenchmark, outboxBacklog, prefillStore, runBenchApiProcess, startBenchCluster } from './tree.ts';
+import { answerBenchmark, outboxBacklog, outboxStates, prefillStore, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
 const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string; flowControl?: boolean; prefill?: number };
@@ -89,10 +89,7 @@ if (mode === 'sink') {
   await new OfferedAddressRegistry(db).record(account, 'www.example.com', [{ address: 'admin@example.com', level: 2, source: 'constructed' }], Date.now());
   // bench/growth.ts: a store as a long-running deployment leaves it.
   if (options.prefill) await prefillStore(db, account, options.prefill);
-  count = async () => {
-    const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).groupBy('state').execute();
-    return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
-  };
+  count = () => outboxStates(db);
   // The queue while the load runs.
   backlog = () => outboxBacklog(db);
   stop = async () => {

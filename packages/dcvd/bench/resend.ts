@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fmt, forkBenchChild, load, type LoadResult } from './lib.ts';
 import { splitsDelivery } from '../src/config.ts';
-import type { OutboxBacklog } from './tree.ts';
+import { waitingOf as waiting, type OutboxBacklog } from './tree.ts';
 
 const LOGIN = 'bench';
 const PASSWORD = 'bench password 1234';
@@ -70,7 +70,6 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
 
 type States = Record<string, number>;
 type Backlog = OutboxBacklog;
-const waiting = (s: States) => (s.pending ?? 0) + (s.sending ?? 0);
 
 /** The lines to print, and the figures bench/growth.ts compares. */
 export interface ResendResult {

@@ -13,6 +13,15 @@ import { sql, type Kysely } from 'kysely';
 import type { Database } from '../src/store/schema.ts';
 import { oldestDueEmail } from '../src/outbox/flow.ts';
 
+/** The outbox's emails by state (bench/resend.ts's exactly-once count and the backlog below). */
+export async function outboxStates(db: Kysely<Database>): Promise<Record<string, number>> {
+  const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).groupBy('state').execute();
+  return Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+}
+
+/** Emails not yet delivered nor given up: pending or sending. */
+export const waitingOf = (states: Record<string, number>): number => (states.pending ?? 0) + (states.sending ?? 0);
+
 /** The outbox now: emails waiting (pending or sending), delivered, and how long the oldest due one has waited for delivery. */
 export interface OutboxBacklog {
   waiting: number;
@@ -22,10 +31,9 @@ export interface OutboxBacklog {
 
 export async function outboxBacklog(db: Kysely<Database>): Promise<OutboxBacklog> {
   const now = Date.now();
-  const rows = await db.selectFrom('outbox').select(['state']).select((eb) => eb.fn.countAll<number>().as('n')).where('state', 'in', ['pending', 'sending', 'delivered']).groupBy('state').execute();
-  const n = (state: string) => Number(rows.find((r) => r.state === state)?.n ?? 0);
+  const states = await outboxStates(db);
   const due = await oldestDueEmail.first(db, { now });
-  return { waiting: n('pending') + n('sending'), delivered: n('delivered'), lagMs: due ? now - Number(due.next_attempt_at) : 0 };
+  return { waiting: waitingOf(states), delivered: states.delivered ?? 0, lagMs: due ? now - Number(due.next_attempt_at) : 0 };
 }
 
 /**
