@@ -329,8 +329,15 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
   const flow: OrderFlowDeps = { ...resend, products: new ProductRepository(store.db, clock), policy: config.emailDcv };
   // The use cases and their HTTP app only where there is an API listener (not in a cluster's primary, role worker).
   // Calls that may queue DCV emails wait while delivery is behind (issue 20, src/outbox/flow.ts).
-  const outboxFlow = role === 'worker' ? undefined : new OutboxFlow({ db: store.db, clock, config: config.dcvEmail.outboxFlow, log: logger, onWait: (outcome, seconds) => metrics.outboxFlowWait(outcome, seconds) });
-  const useCases = role === 'worker' ? undefined : (await import('./api/index.ts')).createUseCases({ getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec }, resend, flow, ...(outboxFlow ? { outboxFlow } : {}) });
+  const useCases =
+    role === 'worker'
+      ? undefined
+      : (await import('./api/index.ts')).createUseCases({
+          getList: { clock, dns, dnsStats, registry, policy: config.emailDcv, dnssec },
+          resend,
+          flow,
+          outboxFlow: new OutboxFlow({ db: store.db, clock, config: config.dcvEmail.outboxFlow, log: logger, onWait: (outcome, seconds) => metrics.outboxFlowWait(outcome, seconds) }),
+        });
   // Bounded: a load balancer needs an answer, not a hanging probe.
   const readiness = async () => {
     let timer: NodeJS.Timeout | undefined;

@@ -214,7 +214,7 @@ describe('outbox flow control', () => {
       assert.deepEqual(slept, [REFRESH_MS]);
       assert.deepEqual(outcomes, [['aborted', 0.1]]);
       // The use cases behind it never run: deps they would need are missing, and the answer is -160.
-      const useCases = createUseCases({ getList: {} as never, resend: {} as never, flow: {} as never, outboxFlow: { admit: async () => 'aborted' } });
+      const useCases = createUseCases({ getList: {} as never, resend: {} as never, flow: {} as never, outboxFlow: { enabled: true, admit: async () => 'aborted' } });
       const ctx = { account: {} as never, sourceIp: '127.0.0.1', requestId: 'r', log: capturedLogger('info').logger, signal: controller.signal };
       for (const call of [useCases.resendDcvEmail, useCases.autoApplyOrder!, useCases.autoUpdateDcv!]) {
         assert.deepEqual(await call(ctx, {} as never), { ok: false, error: { code: ErrorCode.RequestUnsuccessful } });

@@ -12,7 +12,7 @@ export interface UseCaseDeps {
   /** AutoApplyOrder / AutoApplySSL, AutoUpdateDCV, GetMDCDomainDetails; without it they answer -14. */
   flow?: OrderFlowDeps;
   /** The outbox's flow control: the calls that may queue DCV emails wait in it first while delivery is behind. */
-  outboxFlow?: Pick<OutboxFlow, 'admit'>;
+  outboxFlow?: Pick<OutboxFlow, 'admit' | 'enabled'>;
 }
 
 /**
@@ -20,7 +20,8 @@ export interface UseCaseDeps {
  * anything else). A call whose client went away while it waited queues nothing.
  */
 function afterAdmission<P, R>(flow: UseCaseDeps['outboxFlow'], run: (ctx: CallContext, params: P) => Promise<Outcome<R>>): (ctx: CallContext, params: P) => Promise<Outcome<R>> {
-  if (!flow) return run;
+  // Off (--outbox-max-lag 0): the use case itself, no wrapper on the hot path.
+  if (!flow?.enabled) return run;
   return async (ctx, params) => {
     const waited = await flow.admit(() => ctx.signal);
     if (waited === 'aborted' && ctx.signal?.reason instanceof ClientGone) {
