@@ -30,7 +30,7 @@ function post(port: number, ca: string, path: string, body: string): Promise<str
 }
 
 export default async function bench(
-  opts: { durationMs?: number; concurrency?: number; flowControl?: boolean; prefill?: number; bare?: boolean } = {},
+  opts: { durationMs?: number; concurrency?: number; flowControl?: boolean; prefill?: number; bare?: boolean; databaseUrl?: string } = {},
 ): Promise<{ lines: string[]; dcvd: LoadResult; bare: LoadResult | undefined; cpuPerOrder: number }> {
   const durationMs = opts.durationMs ?? 10_000;
   const concurrency = opts.concurrency ?? 64;
@@ -45,7 +45,7 @@ export default async function bench(
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await crypto.subtle.generateKey(alg, true, ['sign', 'verify']);
   const csr = (await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=www.example.com', keys, signingAlgorithm: alg })).toString('pem');
-  const child = await startChild('dcvd', { login: LOGIN, password: PASSWORD, ...(opts.flowControl === false ? { flowControl: false } : {}), ...(opts.prefill ? { prefill: opts.prefill } : {}) });
+  const child = await startChild('dcvd', { login: LOGIN, password: PASSWORD, ...(opts.flowControl === false ? { flowControl: false } : {}), ...(opts.prefill ? { prefill: opts.prefill } : {}), ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}) });
   // The 24-hour rule: the address must have been offered to the account first.
   const offered = await post(child.port, child.ca, '/products/!GetDCVEmailAddressList', new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, domainName: 'www.example.com', product: '801' }).toString());
   if (!offered.startsWith('0\n')) throw new Error(`GetDCVEmailAddressList failed: ${offered}`);
@@ -72,7 +72,7 @@ export default async function bench(
     bare,
     cpuPerOrder,
     lines: [
-      `AutoApplyOrder, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, single domain, EC P-256 CSR, email queued (SQLite)`,
+      `AutoApplyOrder, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, single domain, EC P-256 CSR, email queued (${opts.databaseUrl ? 'PostgreSQL' : 'SQLite'})`,
       ...(bare ? [fmt('bare node:https (fixed body)', bare, bareRss)] : []),
       fmt('dcvd AutoApplyOrder (queued orders)', dcvd, rss),
       ...(bare ? [`ratio dcvd/bare req/s: ${(dcvd.rps / bare.rps).toFixed(2)}`] : []),

@@ -5,10 +5,12 @@
  * as a long-running deployment leaves them (bench/tree.ts prefillStore; no statistics taken) — in one
  * run, as ratios. A statement whose cost grows with a table shows here as a ratio under 1 (the ninth
  * round found five such statements by timing and by reading plans; test/query-plans.test.ts checks
- * their plans, this checks what the requests pay). SQLite, one process, no flow control (so that the
+ * their plans, this checks what the requests pay). SQLite, then PostgreSQL (each run on an empty schema of
+ * its own; skipped with a line saying so where none answers), one process, no flow control (so that the
  * figures are the statements', not the delivery's pace), 64 connections.
  */
 import { fileURLToPath } from 'node:url';
+import { createPostgresSchema, postgresReachable, DEFAULT_TEST_POSTGRES_URL } from '../test/support/database.ts';
 import resend from './resend.ts';
 import autoApply from './auto-apply.ts';
 
@@ -31,9 +33,18 @@ function describe(what: string, unit: string, empty: Runs, filled: Runs): string
   );
 }
 
-export default async function bench(opts: { durationMs?: number; rows?: number } = {}): Promise<string[]> {
-  const durationMs = opts.durationMs ?? 10_000;
-  const rows = opts.rows ?? 200_000;
+/** A run on a fresh store: SQLite in a data directory, or an empty PostgreSQL schema dropped afterwards. */
+async function onFreshStore<T>(postgres: boolean, run: (databaseUrl: string | undefined) => Promise<T>): Promise<T> {
+  if (!postgres) return run(undefined);
+  const schema = await createPostgresSchema();
+  try {
+    return await run(schema.url);
+  } finally {
+    await schema.drop();
+  }
+}
+
+async function growthOn(postgres: boolean, durationMs: number, rows: number): Promise<string[]> {
   const concurrency = 64;
   const runs = () => ({ empty: { rate: [], cpu: [] } as Runs, filled: { rate: [], cpu: [] } as Runs });
   const resends = runs();
@@ -41,28 +52,39 @@ export default async function bench(opts: { durationMs?: number; rows?: number }
   let errors = 0;
   // Uncounted: the load generator's first load of a kind runs before its own code is warm (measured: the
   // first of five resend runs 1,718 resends/s, the others 2,667–2,915).
-  await resend({ durationMs: Math.min(durationMs, 3000), concurrency });
+  await onFreshStore(postgres, (databaseUrl) => resend({ durationMs: Math.min(durationMs, 3000), concurrency, ...(databaseUrl ? { databaseUrl } : {}) }));
   for (const filled of ORDER) {
-    const r = await resend({ durationMs, concurrency, ...(filled ? { prefill: rows } : {}) });
+    const r = await onFreshStore(postgres, (databaseUrl) => resend({ durationMs, concurrency, ...(filled ? { prefill: rows } : {}), ...(databaseUrl ? { databaseUrl } : {}) }));
     const side = filled ? resends.filled : resends.empty;
     side.rate.push(r.queued.rps);
     side.cpu.push(r.cpuPerResend);
     errors += r.queued.errors;
   }
-  await autoApply({ durationMs: Math.min(durationMs, 3000), concurrency, flowControl: false, bare: false });
+  await onFreshStore(postgres, (databaseUrl) => autoApply({ durationMs: Math.min(durationMs, 3000), concurrency, flowControl: false, bare: false, ...(databaseUrl ? { databaseUrl } : {}) }));
   for (const filled of ORDER) {
-    const r = await autoApply({ durationMs, concurrency, flowControl: false, bare: false, ...(filled ? { prefill: rows } : {}) });
+    const r = await onFreshStore(postgres, (databaseUrl) => autoApply({ durationMs, concurrency, flowControl: false, bare: false, ...(filled ? { prefill: rows } : {}), ...(databaseUrl ? { databaseUrl } : {}) }));
     const side = filled ? orders.filled : orders.empty;
     side.rate.push(r.dcvd.rps);
     side.cpu.push(r.cpuPerOrder);
     errors += r.dcvd.errors;
   }
+  const store = postgres ? 'PostgreSQL (each run on an empty schema; the filled tables analyzed, as autovacuum would)' : 'SQLite';
   return [
-    `Growth: an empty store against one holding ${rows.toLocaleString('en-US')} orders, random values, delivered emails and registry rows (SQLite, one process, no flow control, concurrency ${concurrency}, ${durationMs / 1000}s a run, four runs a case after an uncounted one: empty, filled, filled, empty)`,
+    `Growth on ${store}: an empty store against one holding ${rows.toLocaleString('en-US')} orders, random values, delivered emails and registry rows (one process, no flow control, concurrency ${concurrency}, ${durationMs / 1000}s a run, four runs a case after an uncounted one: empty, filled, filled, empty)`,
     describe('ResendDCVEmail', 'resends', resends.empty, resends.filled),
     describe('AutoApplyOrder', 'orders', orders.empty, orders.filled),
     `errors ${errors}; a ratio near 1 (within the runs' own spread) means no statement on these paths pays for what the tables already hold`,
   ];
+}
+
+export default async function bench(opts: { durationMs?: number; rows?: number } = {}): Promise<string[]> {
+  const durationMs = opts.durationMs ?? 10_000;
+  const rows = opts.rows ?? 200_000;
+  const lines = await growthOn(false, durationMs, rows);
+  const url = process.env.DCVD_TEST_DATABASE_URL ?? DEFAULT_TEST_POSTGRES_URL;
+  if (await postgresReachable(url)) lines.push(...(await growthOn(true, durationMs, rows)));
+  else lines.push(`Growth on PostgreSQL: skipped, no PostgreSQL at ${url}`);
+  return lines;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

@@ -18,13 +18,14 @@ import { OrderRepository } from '../src/orders/orders.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { DEFAULT_OUTBOX_FLOW } from '../src/queue/policy.ts';
 import { cryptoRandom, systemClock } from '../src/deps.ts';
-import { answerBenchmark, outboxBacklog, outboxStates, prefillStore, runBenchApiProcess, startBenchCluster } from './tree.ts';
+import { answerBenchmark, flowWaits, outboxBacklog, outboxStates, prefillStore, runBenchApiProcess, startBenchCluster } from './tree.ts';
 
 const [mode, raw] = process.argv.slice(2);
-const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string; flowControl?: boolean; prefill?: number };
+const options = JSON.parse(raw ?? '{}') as { smtpUrl?: string; login?: string; password?: string; orderNumber?: number; orders?: number; processes?: number; deliveryProcess?: boolean; dataDir?: string; flowControl?: boolean; prefill?: number; databaseUrl?: string };
 const send = (m: unknown) => process.send!(m);
 let count: () => Promise<unknown>;
 let backlog: () => Promise<unknown>;
+let flow: () => Promise<unknown> = async () => ({});
 let stop: () => Promise<void>;
 let apiPids: () => number[] = () => [];
 
@@ -32,6 +33,7 @@ function dcvdConfig(dataDir: string) {
   const config = defaultServeConfig({
     listen: { host: '127.0.0.1', port: 0 },
     dataDir,
+    databaseUrl: options.databaseUrl,
     logLevel: 'warn',
     processes: options.processes ?? 1,
     deliveryProcess: options.deliveryProcess === true,
@@ -72,12 +74,12 @@ if (mode === 'sink') {
   await runBenchApiProcess(dcvdConfig(options.dataDir!));
 } else if (mode === 'dcvd') {
   const dataDir = mkdtempSync(join(tmpdir(), 'dcvd-bench-resend-'));
-  let server: { https: { port: number }; cert: string; store: { db: Awaited<ReturnType<typeof startServer>>['store']['db'] }; close(): Promise<void> };
+  let server: { https: { port: number }; cert: string; store: { db: Awaited<ReturnType<typeof startServer>>['store']['db'] }; metrics: { render(): Promise<string> }; close(): Promise<void> };
   const config = dcvdConfig(dataDir);
   if (splitsDelivery(config)) {
     const running = await startBenchCluster(import.meta.url, config, { ...options, dataDir });
     apiPids = () => running.pids();
-    server = { https: running.https, cert: running.worker.cert, store: running.worker.store, close: () => running.close() };
+    server = { https: running.https, cert: running.worker.cert, store: running.worker.store, metrics: running.worker.metrics, close: () => running.close() };
   } else {
     server = await startServer(config, { logger: createLogger('warn') });
   }
@@ -92,6 +94,7 @@ if (mode === 'sink') {
   count = () => outboxStates(db);
   // The queue while the load runs.
   backlog = () => outboxBacklog(db);
+  flow = () => flowWaits(server.metrics);
   stop = async () => {
     await server.close();
     rmSync(dataDir, { recursive: true, force: true });
@@ -102,4 +105,4 @@ if (mode === 'sink') {
 }
 
 // An API process answers its primary only.
-if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop(), count: () => count(), backlog: () => backlog() });
+if (mode !== 'dcvd-api') answerBenchmark({ apiPids: () => apiPids(), stop: () => stop(), count: () => count(), backlog: () => backlog(), flow: () => flow() });

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fmt, forkBenchChild, load, type LoadResult } from './lib.ts';
 import { splitsDelivery } from '../src/config.ts';
-import { waitingOf as waiting, type OutboxBacklog } from './tree.ts';
+import { waitingOf as waiting, type FlowWaits, type OutboxBacklog } from './tree.ts';
 
 const LOGIN = 'bench';
 const PASSWORD = 'bench password 1234';
@@ -21,6 +21,7 @@ interface Proc {
   ca: string;
   count<T>(): Promise<T>;
   backlog(): Promise<Backlog>;
+  flow(): Promise<FlowWaits>;
   cpuMicros(): Promise<number>;
   stop(): Promise<number>;
 }
@@ -53,6 +54,11 @@ function start(mode: 'sink' | 'dcvd', options: Record<string, unknown> = {}): Pr
           child.send('backlog');
           return r;
         },
+        flow() {
+          const r = reply<FlowWaits>('flow');
+          child.send('flow');
+          return r;
+        },
         cpuMicros() {
           const r = reply<number>('cpu');
           child.send('cpu');
@@ -79,7 +85,17 @@ export interface ResendResult {
 }
 
 export default async function bench(
-  opts: { durationMs?: number; concurrency?: number; processes?: number; deliveryProcess?: boolean; flowControl?: boolean; bareRps?: number; prefill?: number } = {},
+  opts: {
+    durationMs?: number;
+    concurrency?: number;
+    processes?: number;
+    deliveryProcess?: boolean;
+    flowControl?: boolean;
+    bareRps?: number;
+    prefill?: number;
+    /** PostgreSQL (bench/growth.ts; an empty schema of its own) instead of SQLite in a data directory. */
+    databaseUrl?: string;
+  } = {},
 ): Promise<ResendResult> {
   const durationMs = opts.durationMs ?? 10_000;
   const concurrency = opts.concurrency ?? 64;
@@ -89,7 +105,7 @@ export default async function bench(
   try {
     // One order per connection: concurrent resends of ONE order through several processes would mostly
     // answer -160 by design (exactly one of them is queued, CONTRACT §10).
-    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes, deliveryProcess: split, flowControl: opts.flowControl === true, prefill: opts.prefill ?? 0 });
+    const server = await start('dcvd', { smtpUrl: `smtp://127.0.0.1:${sink.port}`, login: LOGIN, password: PASSWORD, orderNumber: ORDER, orders: concurrency, processes, deliveryProcess: split, flowControl: opts.flowControl === true, prefill: opts.prefill ?? 0, ...(opts.databaseUrl ? { databaseUrl: opts.databaseUrl } : {}) });
     const body = (loop: number) =>
       new URLSearchParams({ loginName: LOGIN, loginPassword: PASSWORD, orderNumber: String(ORDER + (loop % concurrency)), dcvEmailAddress: 'admin@example.com' }).toString();
     const acceptedBefore = await sink.count<number>();
@@ -117,6 +133,7 @@ export default async function bench(
     sampling = false;
     await sampled;
     const atEnd = await server.backlog();
+    const waits = await server.flow();
     const cpuPerResend = ((await server.cpuMicros()) - cpuBefore) / queued.answered;
     const deliveredDuringLoad = (await sink.count<number>()) - acceptedBefore;
 
@@ -154,12 +171,13 @@ export default async function bench(
     const longestWaitMs = Math.max(...[...samples, atEnd].map((b) => b.lagMs));
     const bounded = longestWaitMs <= 4000 && atEnd.waiting <= deliveredPerSecond * 3;
     const lines = [
-      `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on SQLite, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}, ${flow}`,
+      `ResendDCVEmail, HTTPS keep-alive, concurrency ${concurrency}, ${durationMs / 1000}s, outbox on ${opts.databaseUrl ? 'PostgreSQL' : 'SQLite'}, pooled SMTP to a counting sink process (resend interval 0, identical resends of one order per connection), ${shape}, ${flow}`,
       fmt(`dcvd ResendDCVEmail (queued)${label}`, queued, serverRss) + (split ? ' (RSS: all processes)' : ''),
       ...(opts.bareRps ? [`ratio dcvd/bare req/s: ${(queued.rps / opts.bareRps).toFixed(2)}  (target >= 0.4; bare from the address-list case of this run)`] : []),
       `dcvd CPU per resend, all its threads and processes (requests, outbox worker, WAL checkpoints): ${cpuPerResend.toFixed(0)} µs  (target <= 500)`,
       `outbox delivering during that load: ${deliveredPerSecond.toFixed(0)} emails/s, against ${queued.rps.toFixed(0)} queued/s`,
       `emails waiting each second of the load (the oldest due one's wait): ${course}`,
+      ...(opts.flowControl ? [`calls that waited for delivery: ${flowLine(waits, queued.answered)}`] : []),
       `the queue during the load: ${bounded ? 'bounded' : 'grew'} (the oldest due email waited at most ${(longestWaitMs / 1000).toFixed(1)}s; ${atEnd.waiting} left at the end)  (target: drains during the load)`,
       `outbox draining a backlog of ${backlog}: ${(drained / drainSeconds).toFixed(0)} emails/s (${drained} in ${drainSeconds.toFixed(1)}s, ${cpuPerEmail.toFixed(0)} µs of server CPU per email; sink RSS ${sinkRss.toFixed(0)} MiB)`,
       `exactly once: ${states.delivered ?? 0} rows delivered, ${total} messages at the sink, ${waiting(states)} still waiting, ${states.failed ?? 0} failed`,
@@ -170,6 +188,13 @@ export default async function bench(
     await sink.stop().catch(() => undefined);
     throw err;
   }
+}
+
+/** How the flow control's waits ended (its metrics count the warm-up's calls too), and their mean. */
+function flowLine(w: FlowWaits, answered: number): string {
+  const outcomes = ['caught-up', 'timed-out', 'aborted', 'unread'].map((o) => `${o} ${w[o] ?? 0}`).join(', ');
+  const n = ['caught-up', 'timed-out', 'aborted', 'unread'].reduce((sum, o) => sum + (w[o] ?? 0), 0);
+  return `${n} calls, warm-up included, against ${answered} answered after it (${outcomes}), ${n ? ((1000 * (w.seconds ?? 0)) / n).toFixed(0) : 0} ms on average`;
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

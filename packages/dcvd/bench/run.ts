@@ -6,7 +6,7 @@
  * `serve --delivery-process` (one API process, delivery in the primary), all without the outbox's flow
  * control (--outbox-max-lag 0), then one process and `--delivery-process` with it; then storage (SQLite vs
  * PostgreSQL, one vs two instances), then growth (the write paths on an empty store against one of
- * DCVD_BENCH_GROWTH_ROWS rows, default 200,000: bench/growth.ts).
+ * DCVD_BENCH_GROWTH_ROWS rows, default 200,000, on SQLite and on PostgreSQL: bench/growth.ts).
  * DCVD_BENCH_SECONDS sets the measuring time per case (default 10).
  */
 import getList from './get-list.ts';

@@ -11,6 +11,7 @@ import type { ServeConfig } from '../src/config.ts';
 import { createLogger } from '../src/log.ts';
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../src/store/schema.ts';
+import { dialectOf } from '../src/store/database.ts';
 import { oldestDueEmail } from '../src/outbox/flow.ts';
 
 /** The outbox's emails by state (bench/resend.ts's exactly-once count and the backlog below). */
@@ -47,6 +48,20 @@ export async function startBenchCluster(scriptUrl: string, config: ServeConfig, 
     // The compiled child (bench/.build/, lib.ts forkBenchChild): plain node, as the primary runs.
     setup: { exec: fileURLToPath(scriptUrl), args: ['dcvd-api', JSON.stringify(childOptions)], execArgv: [] },
   });
+}
+
+/** How the calls that waited in the outbox's flow control went on, and their seconds, from the server's metrics (its API processes' summed in). */
+export type FlowWaits = Record<string, number>;
+
+export async function flowWaits(metrics: { render(): Promise<string> }): Promise<FlowWaits> {
+  const waits: FlowWaits = {};
+  for (const line of (await metrics.render()).split('\n')) {
+    const outcome = /^dcvd_outbox_flow_waits_total\{outcome="([a-z-]+)"\} (\S+)$/.exec(line);
+    if (outcome) waits[outcome[1]!] = Number(outcome[2]);
+    const seconds = /^dcvd_outbox_flow_wait_seconds_total (\S+)$/.exec(line);
+    if (seconds) waits.seconds = Number(seconds[1]);
+  }
+  return waits;
 }
 
 /** Mode `dcvd-api`: an API process of that primary; it talks to the primary only (node:cluster's channel). */
@@ -96,12 +111,13 @@ function treePeakRssMiB(others: number[]): number {
  * (this process's and its API processes', for lib.ts's memory sampler), `count` when it has one, and
  * `stop` (then the peak RSS of all of them, the API processes' read before they stop).
  */
-export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown>; backlog?: () => Promise<unknown> }): void {
+export function answerBenchmark(o: { apiPids: () => number[]; stop: () => Promise<void>; count?: () => Promise<unknown>; backlog?: () => Promise<unknown>; flow?: () => Promise<unknown> }): void {
   const send = (m: unknown) => process.send!(m);
   const allocations = startAllocationProfile();
   process.on('message', async (m) => {
     if (m === 'count' && o.count) send({ count: await o.count() });
     if (m === 'backlog' && o.backlog) send({ backlog: await o.backlog() });
+    if (m === 'flow' && o.flow) send({ flow: await o.flow() });
     if (m === 'cpu') send({ cpu: treeCpuMicros(o.apiPids()) });
     if (m === 'pids') send({ pids: [process.pid, ...o.apiPids()] });
     if (m !== 'stop') return;
@@ -137,19 +153,23 @@ async function startAllocationProfile(): Promise<(() => Promise<void>) | undefin
 
 /**
  * bench/growth.ts: `n` of everything that only grows, as a long-running deployment leaves it, written
- * straight into an SQLite store (recursive CTEs, one transaction, no statistics taken): the account's
- * orders from an hour ago (every other one validated), one domain row and one random value each (the
- * validated orders' values spent), one delivered email each (those of live values still keeping their
- * sealed code, as for 30 days), and one registry row each. Order numbers from 10,000,000.
+ * straight into the store (recursive CTEs, one transaction): the account's orders from an hour ago (every
+ * other one validated), one domain row and one random value each (the validated orders' values spent),
+ * one delivered email each (those of live values still keeping their sealed code, as for 30 days), and one
+ * registry row each. Order numbers from 10,000,000. On SQLite no statistics are taken (dcvd never runs
+ * ANALYZE there); on PostgreSQL the tables are analyzed afterwards, as autovacuum does after such growth in
+ * a deployment (left to itself it would do it during a measured run, at a moment nobody chose).
  */
 export async function prefillStore(db: Kysely<Database>, accountId: number, n: number): Promise<void> {
-  const t = Date.now() - 3_600_000;
-  const expires = t + 30 * 86_400_000;
-  const rows = sql`with recursive g(i) as (select 1 union all select i + 1 from g where i < ${n})`;
+  // Literals, not parameters: PostgreSQL infers a CASE's parameter as text, which a bigint column refuses.
+  const t = sql.lit(Date.now() - 3_600_000);
+  const expires = sql.lit(Date.now() - 3_600_000 + 30 * 86_400_000);
+  const account = sql.lit(accountId);
+  const rows = sql`with recursive g(i) as (select 1 union all select i + 1 from g where i < ${sql.lit(n)})`;
   await db.transaction().execute(async (trx) => {
     await sql`${rows} insert into orders (account_id, order_number, base_order_number, product, domain, dcv_method, dcv_status, voucher, template_id,
         dcv_email_address, dcv_adn, dcv_address_source, last_dcv_email_at, dcv_decided_at, created_at, updated_at)
-      select ${accountId}, 10000000 + i, 10000000 + i, 801, 'd' || i || '.example.net', 'email', case when i % 2 = 0 then 'validated' else 'awaiting' end, 0, null,
+      select ${account}, 10000000 + i, 10000000 + i, 801, 'd' || i || '.example.net', 'email', case when i % 2 = 0 then 'validated' else 'awaiting' end, 0, null,
         'admin@d' || i || '.example.net', 'd' || i || '.example.net', 'constructed', ${t}, case when i % 2 = 0 then ${t} end, ${t}, ${t} from g`.execute(trx);
     await sql`insert into order_domains (order_id, position, domain, dcv_method, dcv_status, dcv_email_address, dcv_adn, dcv_address_source, last_dcv_email_at, dcv_decided_at, created_at, updated_at)
       select id, 0, domain, dcv_method, dcv_status, dcv_email_address, dcv_adn, dcv_address_source, last_dcv_email_at, dcv_decided_at, created_at, updated_at
@@ -161,8 +181,9 @@ export async function prefillStore(db: Kysely<Database>, accountId: number, n: n
       select '<growth-' || v.id || '@ca.example>', v.order_id, v.id, v.recipient, 'delivered', 1, ${t}, ${t}, ${t}, ${t}, case when v.spent_at is null then 'sealed' end, 'dcv@ca.example', 'DCV', '250 ok'
       from random_values v where v.value_hash like 'growth-%'`.execute(trx);
     await sql`${rows} insert into offered_addresses (account_id, domain, address, level, source, dns_detail, offered_at)
-      select ${accountId}, 'd' || i || '.example.net', 'admin@d' || i || '.example.net', 2, 'constructed', null, ${t} from g`.execute(trx);
+      select ${account}, 'd' || i || '.example.net', 'admin@d' || i || '.example.net', 2, 'constructed', null, ${t} from g`.execute(trx);
   });
-  // Copied into the database file now, not by the checkpointer during the measured load.
-  await sql`pragma wal_checkpoint(truncate)`.execute(db);
+  // SQLite: copied into the database file now, not by the checkpointer during the measured load.
+  if (dialectOf(db) === 'sqlite') await sql`pragma wal_checkpoint(truncate)`.execute(db);
+  else await sql`analyze orders, order_domains, random_values, outbox, offered_addresses`.execute(db);
 }
