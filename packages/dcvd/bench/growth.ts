@@ -2,7 +2,7 @@
  * Growth (issue 20, tenth round): the write paths on an empty store against one that already holds
  * DCVD_BENCH_GROWTH_ROWS (default 200,000) of everything that only grows — orders, their domain rows,
  * random values, delivered emails (those of live values keeping their sealed codes) and registry rows,
- * as a long-running deployment leaves them (bench/tree.ts prefillStore; no statistics taken) — in one
+ * as a long-running deployment leaves them (bench/tree.ts prefillStore; statistics taken on PostgreSQL only, as autovacuum would) — in one
  * run, as ratios. A statement whose cost grows with a table shows here as a ratio under 1 (the ninth
  * round found five such statements by timing and by reading plans; test/query-plans.test.ts checks
  * their plans, this checks what the requests pay). SQLite, then PostgreSQL (each run on an empty schema of
