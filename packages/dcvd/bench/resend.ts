@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fmt, forkBenchChild, load, type LoadResult } from './lib.ts';
 import { splitsDelivery } from '../src/config.ts';
+import type { FlowOutcome } from '../src/outbox/flow.ts';
 import { waitingOf as waiting, type FlowWaits, type OutboxBacklog } from './tree.ts';
 
 const LOGIN = 'bench';
@@ -191,9 +192,11 @@ export default async function bench(
 }
 
 /** How the flow control's waits ended (its metrics count the warm-up's calls too), and their mean. */
+const FLOW_OUTCOMES: readonly FlowOutcome[] = ['caught-up', 'timed-out', 'aborted', 'unread'];
+
 function flowLine(w: FlowWaits, answered: number): string {
-  const outcomes = ['caught-up', 'timed-out', 'aborted', 'unread'].map((o) => `${o} ${w[o] ?? 0}`).join(', ');
-  const n = ['caught-up', 'timed-out', 'aborted', 'unread'].reduce((sum, o) => sum + (w[o] ?? 0), 0);
+  const outcomes = FLOW_OUTCOMES.map((o) => `${o} ${w[o] ?? 0}`).join(', ');
+  const n = FLOW_OUTCOMES.reduce((sum, o) => sum + (w[o] ?? 0), 0);
   return `${n} calls, warm-up included, against ${answered} answered after it (${outcomes}), ${n ? ((1000 * (w.seconds ?? 0)) / n).toFixed(0) : 0} ms on average`;
 }
 

@@ -125,6 +125,17 @@ export const domainsOfOrder = prepared((db, p: { orderId: number }) =>
 );
 
 /**
+ * The column `shared` of a select over a value: how many domains it covers by `random_value_domains` (0 for a
+ * one-domain value, nearly every one), so that their list is read only when there are any (`sharesDomains`).
+ */
+export function sharedDomainCount(valueId: 'random_values.id' | 'rv.id') {
+  return sql<number | string>`(select count(*) from random_value_domains as rvd where rvd.random_value_id = ${sql.ref(valueId)})`.as('shared');
+}
+
+/** Whether a value read with `sharedDomainCount` covers shared domains (PostgreSQL's count is a string). */
+export const sharesDomains = (row: { shared: unknown }): boolean => Number(row.shared) > 0;
+
+/**
  * The domain's newest value that still works, if any (its own, or a shared one that covers it), with what a
  * reuse needs in the same statement: how many domains it shares (0 for a one-domain value) and the sealed
  * code its newest email kept (three statements before issue 20).
@@ -134,7 +145,7 @@ const liveValue = prepared((db, p: { domainId: number }) =>
     .selectFrom('random_values')
     .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at', 'order_domain_id'])
     .select((eb) => [
-      eb.selectFrom('random_value_domains as rvd').select((e) => e.fn.countAll().as('n')).whereRef('rvd.random_value_id', '=', 'random_values.id').as('shared'),
+      sharedDomainCount('random_values.id'),
       eb
         .selectFrom('outbox')
         .select('outbox.sealed_code')
@@ -270,8 +281,8 @@ export async function reusableValue(
   if (id === undefined) return undefined;
   const live = await liveValue.first(db, { domainId: id });
   if (!live || live.expires_at <= now || live.recipient !== recipient.address || live.adn !== recipient.adn || live.template_ref !== templateRef) return undefined;
-  // A one-domain value (no shared domains, PostgreSQL's count a string) covers its own domain: no further read.
-  const covered = Number(live.shared) > 0 ? await coveredDomainIds(db, live) : live.order_domain_id === null ? [] : [live.order_domain_id];
+  // A one-domain value (no shared domains) covers its own domain: no further read.
+  const covered = sharesDomains(live) ? await coveredDomainIds(db, live) : live.order_domain_id === null ? [] : [live.order_domain_id];
   const wanted = [id, ...alsoCovers.map((d) => d.id)];
   if (covered.length !== wanted.length || !wanted.every((w) => covered.includes(w))) return undefined;
   return live.sealed_code ? { valueId: live.id, sealed: live.sealed_code } : undefined;

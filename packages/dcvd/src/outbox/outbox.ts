@@ -32,7 +32,7 @@ import type { Logger } from '../log.ts';
 import { emailTemplate, TemplateRepository } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
 import { validationDomain } from '../orders/orders.ts';
-import { sharedDomainsOfValue } from '../orders/dcv-email.ts';
+import { sharedDomainCount, sharedDomainsOfValue, sharesDomains } from '../orders/dcv-email.ts';
 import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
 import type { OutgoingEmail } from '../mail/message.ts';
@@ -99,8 +99,7 @@ const factsOf = prepared((db, p: { id: number }) =>
       'rv.spent_at',
       'rv.template_ref',
     ])
-    // How many domains a shared value covers (0 for a one-domain value, nearly every email): their list is read only then.
-    .select((eb) => eb.selectFrom('random_value_domains as rvd').select((e) => e.fn.countAll().as('n')).whereRef('rvd.random_value_id', '=', 'rv.id').as('shared'))
+    .select(sharedDomainCount('rv.id'))
     .where('o.id', '=', p.id),
 );
 
@@ -134,8 +133,7 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
     const where = { messageId: row.message_id, orderNumber: facts?.order_number, to: row.recipient, attempt: row.attempts };
     const now = clock.now();
     // An email that covers several domains of the order (BR 3.2.2.4.4) lists them all, and is sent while one of them awaits.
-    // PostgreSQL's count is a string.
-    const shared = facts && Number(facts.shared) > 0 ? await sharedDomainsOfValue(db, facts.value_id) : [];
+    const shared = facts && sharesDomains(facts) ? await sharedDomainsOfValue(db, facts.value_id) : [];
     if (facts && shared.length > 0) {
       facts.value_domain = shared.map((d) => d.domain).join(', ');
       facts.domain_status = shared.some((d) => d.dcv_status === 'awaiting') ? 'awaiting' : shared[0]!.dcv_status;
