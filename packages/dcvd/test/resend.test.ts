@@ -181,6 +181,19 @@ test('the minimum interval: a faster resend is -160, also when requests race', a
   await server.outbox!.idle();
   clock.advance(59_999);
   assert.equal((await resend(server, 'alice', { orderNumber: 1200001 })).body, errorBody(-160));
+  // A refused resend to another offered address changes nothing: the order's mirror of its first domain,
+  // written with the order's lock, is rolled back with the refused claim.
+  const state = () =>
+    server.store.db
+      .selectFrom('orders as o')
+      .innerJoin('order_domains as d', 'd.order_id', 'o.id')
+      .select(['o.dcv_email_address as orderAddress', 'o.last_dcv_email_at as orderLast', 'o.updated_at', 'd.dcv_email_address as domainAddress', 'd.last_dcv_email_at as domainLast'])
+      .where('o.order_number', '=', 1200001)
+      .executeTakeFirstOrThrow();
+  const kept = await state();
+  assert.equal(kept.orderAddress, 'admin@example.com');
+  assert.equal((await resend(server, 'alice', { orderNumber: 1200001, dcvEmailAddress: 'webmaster@fast.example.com' })).body, errorBody(-160));
+  assert.deepEqual(await state(), kept);
   clock.advance(1);
   const second = sink.messages.length;
   assert.equal((await resend(server, 'alice', { orderNumber: 1200001 })).body, OK);

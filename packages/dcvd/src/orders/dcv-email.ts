@@ -119,6 +119,20 @@ const mirrorOrder = prepared(
       .where('id', '=', p.id),
 );
 
+/**
+ * `lockOrder` and `mirrorOrder` in one statement, for an email that covers the order's first domain: the
+ * lock is taken by writing what the claim will record (one statement fewer per queued email). When a claim
+ * then fails, the caller's transaction is rolled back (`queueDcvEmailIn`), which undoes the mirror.
+ */
+const lockAndMirrorOrder = prepared(
+  (db, p: SentTo & { id: number }) =>
+    db
+      .updateTable('orders')
+      .set(sentTo(p))
+      .where('id', '=', p.id)
+      .where('dcv_status', '=', 'awaiting'),
+);
+
 /** The domains of an order, first (the order's own domain) first. */
 export const domainsOfOrder = prepared((db, p: { orderId: number }) =>
   db.selectFrom('order_domains').selectAll().where('order_id', '=', p.orderId).orderBy('position'),
@@ -292,12 +306,24 @@ const linkCorroboration = prepared((db, p: { id: number; orderId: number; valueI
   db.updateTable('mpic_evidence').set({ order_id: p.orderId, random_value_id: p.valueId }).where('id', '=', p.id).where('random_value_id', 'is', null),
 );
 
+/** Thrown inside the transaction to roll back a refused queueing (`queueDcvEmailIn` may have written before it refused). */
+class Refused extends Error {
+  constructor(readonly result: Extract<QueueResult, { queued: false }>) {
+    super(result.reason);
+  }
+}
+
 export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   try {
     // On SQLite a member of the group commit; on PostgreSQL deadlocks and serialization failures are retried.
-    return await writeTransaction(db, (trx) => queueDcvEmailIn(trx, settings, req));
+    return await writeTransaction(db, async (trx) => {
+      const result = await queueDcvEmailIn(trx, settings, req);
+      if (!result.queued) throw new Refused(result);
+      return result;
+    });
   } catch (err) {
     if (err instanceof NeedsCorroboration) return { queued: false, reason: 'needs-corroboration' };
+    if (err instanceof Refused) return err.result;
     throw err;
   }
 }
@@ -305,18 +331,22 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
 /**
  * Queues one DCV email for one domain of an order inside the caller's
  * transaction (AutoApplyOrder queues its emails with the order it inserts).
- * Without `req.domain`, the order's first domain. A refusal changes nothing,
- * except with `req.alsoCovers`: a domain after the first refused leaves the
- * earlier ones claimed, so the caller rolls its transaction back on any refusal.
+ * Without `req.domain`, the order's first domain. A refusal may leave writes
+ * behind (the order's mirror written with its lock, or with `req.alsoCovers` the
+ * domains claimed before the refused one), so the caller rolls its transaction
+ * back on any refusal (`queueDcvEmail` and every caller of `queueEmailsIn` do).
  */
 export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   const { order, recipient, templateRef, now } = req;
-  // Lock order first: `orders`, then the domain, then `random_values` and `outbox`.
-  if ((await lockOrder.affected(trx, { id: order.id })) !== 1) return { queued: false, reason: 'not-awaiting-email' };
+  const sent: SentTo = { address: recipient.address, adn: recipient.adn, source: recipient.source, dnsDetail: recipient.dnsDetail, now };
+  // Lock order first: `orders`, then the domain, then `random_values` and `outbox`. An email that covers the
+  // first domain writes the order's mirror with the lock; a refused claim below rolls it back with the rest.
+  const mirrored = req.domain !== undefined && [req.domain, ...(req.alsoCovers ?? [])].some((d) => d.position === 1);
+  const locked = mirrored ? await lockAndMirrorOrder.affected(trx, { ...sent, id: order.id }) : await lockOrder.affected(trx, { id: order.id });
+  if (locked !== 1) return { queued: false, reason: 'not-awaiting-email' };
   const domain = req.domain ?? (await domainsOfOrder.first(trx, { orderId: order.id }));
   if (!domain) return { queued: false, reason: 'not-awaiting-email' };
   const also = req.alsoCovers ?? [];
-  const sent: SentTo = { address: recipient.address, adn: recipient.adn, source: recipient.source, dnsDetail: recipient.dnsDetail, now };
   // Every domain the email covers is claimed; a refusal of one rolls the caller's transaction back.
   for (const d of [domain, ...also]) {
     const claimed = await claimDomain.affected(trx, { ...sent, id: d.id, lastBefore: now - settings.resendIntervalMs });
@@ -324,7 +354,7 @@ export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailS
       const fresh = await trx.selectFrom('order_domains').select(['dcv_status', 'dcv_method']).where('id', '=', d.id).executeTakeFirst();
       return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
     }
-    if (d.position === 1) await mirrorOrder.execute(trx, { ...sent, id: order.id });
+    if (d.position === 1 && !mirrored) await mirrorOrder.execute(trx, { ...sent, id: order.id });
   }
 
   // BR 3.2.2.4.4: the value may be reused only when recipient and content (the domains it lists) are unchanged and it has not expired.
