@@ -17,7 +17,7 @@ import { ErrorCode } from '@dcvd/client';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderDomainRow, type OrderRepository, type OrderRow } from '../orders/orders.ts';
+import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderDomainRow, type OrderRepository, type OrderRow, type OrderWithDomains } from '../orders/orders.ts';
 import type { TemplateRepository } from '../orders/templates.ts';
 import { currentRecipient, domainsOfOrder, queueEmailsIn, type DcvEmailSettings } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
@@ -41,9 +41,10 @@ export interface ResendDeps {
   onQueued?: () => void;
 }
 
-async function findOrder(deps: ResendDeps, ctx: CallContext, params: ResendDcvEmailParams): Promise<Outcome<OrderRow>> {
+/** The order with how many domains it has and its first one's id, in one statement (issue 20). */
+async function findOrder(deps: ResendDeps, ctx: CallContext, params: ResendDcvEmailParams): Promise<Outcome<OrderWithDomains>> {
   if (params.orderNumber !== undefined) {
-    const order = await deps.orders.findByNumber(params.orderNumber);
+    const order = await deps.orders.findByNumberWithDomains(params.orderNumber);
     // Another account's order is answered exactly like a missing one (CONTRACT §5).
     if (!order || order.account_id !== ctx.account.id) return fail(ErrorCode.InvalidArgument, 'orderNumber');
     // Both given: they must name the same chain, or the call is ambiguous.
@@ -52,7 +53,7 @@ async function findOrder(deps: ResendDeps, ctx: CallContext, params: ResendDcvEm
     }
     return { ok: true, value: order };
   }
-  const order = await deps.orders.newestOfChain(ctx.account.id, params.baseOrderNumber!);
+  const order = await deps.orders.newestOfChainWithDomains(ctx.account.id, params.baseOrderNumber!);
   return order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
 }
 
@@ -92,8 +93,7 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   const templateRef = template.value;
 
   // A multi-domain order (CONTRACT §12): every domain still awaiting email DCV gets its email.
-  const domains = await domainsOfOrder.rows(deps.db, { orderId: order.id });
-  if (domains.length > 1) return resendEveryDomain(deps, ctx, params, order, domains, templateRef, now);
+  if (order.domain_count > 1) return resendEveryDomain(deps, ctx, params, order, await domainsOfOrder.rows(deps.db, { orderId: order.id }), templateRef, now);
 
   // The recipient: a newly named address must pass the 24-hour rule (CONTRACT §4).
   let recipient: DcvRecipient | undefined;
@@ -110,8 +110,9 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
 
   // Step 10: the operation.
   // A DNS-found address is corroborated from multiple perspectives first (BR 3.2.2.9): not corroborated → -160.
-  // The order's one domain as read above: its id and position never change, so the transaction need not read it again.
-  const result = await queueCorroboratedEmail(deps.contactGate, deps.db, deps.settings, { order, domain: domains[0], recipient, templateRef, now }, log);
+  // The order's one domain as read with it: its id and position never change, so the transaction need not read it again.
+  const domain = order.first_domain_id === null ? undefined : { id: order.first_domain_id, position: 1 };
+  const result = await queueCorroboratedEmail(deps.contactGate, deps.db, deps.settings, { order, domain, recipient, templateRef, now }, log);
   if (!result.queued) {
     log.info({ orderNumber, refusal: result.reason }, 'dcv email not resent');
     return fail(ErrorCode.RequestUnsuccessful);

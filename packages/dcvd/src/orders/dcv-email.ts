@@ -24,6 +24,9 @@ export function currentRecipient(order: Pick<OrderRow, 'dcv_email_address' | 'dc
   };
 }
 
+/** What queueing an email reads of a domain of the order. */
+export type DomainRef = Pick<OrderDomainRow, 'id' | 'position'>;
+
 export interface DcvEmailSettings {
   keys: ValueKeys;
   random: RandomSource;
@@ -37,13 +40,13 @@ export interface DcvEmailSettings {
 
 export interface QueueRequest {
   order: OrderRow;
-  /** The domain the email validates; the order's first domain when omitted. */
-  domain?: OrderDomainRow;
+  /** The domain the email validates (its id and position are all the queueing reads); the order's first domain when omitted. */
+  domain?: DomainRef;
   /**
    * Further domains of the order the same email validates with the same random value (BR
    * 3.2.2.4.4: the recipient is an address of an Authorization Domain Name of each); see `shareEmails`.
    */
-  alsoCovers?: readonly OrderDomainRow[];
+  alsoCovers?: readonly DomainRef[];
   recipient: DcvRecipient;
   /** dcv_templates row id, or null for the built-in default. */
   templateRef: number | null;
