@@ -21,7 +21,7 @@ import SQLite from 'better-sqlite3';
 import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue, eraseSealedOfDomain, eraseSealedOfOrder } from '../src/orders/random-values.ts';
-import { newestOfChainQuery } from '../src/orders/orders.ts';
+import { newestOfChainQuery, numberTaken, orderByNumberWithDomains } from '../src/orders/orders.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
 import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
 import { oldestDueEmail } from '../src/outbox/flow.ts';
@@ -76,6 +76,15 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
     const plan = (st: { sql: string; parameters: readonly unknown[] }) => (raw.prepare(`explain query plan ${st.sql}`).all(...st.parameters) as { detail: string }[]).map((p) => p.detail);
     const chain = plan(newestOfChainQuery.statement(store.db, { accountId: 1, baseOrderNumber: 7 }));
     assert.deepEqual(chain, ['SEARCH orders USING INDEX orders_chain (base_order_number=?)'], chain.join(' | '));
+    // AutoApplyOrder's draw of an unused number: one probe of each index, no scan.
+    const taken = plan(numberTaken.statement(store.db, { n: 7 }));
+    assert.ok(taken.some((d) => /^SEARCH orders USING (COVERING )?INDEX sqlite_autoindex_orders_\d+ \(order_number=\?\)/.test(d)), taken.join(' | '));
+    assert.ok(taken.some((d) => /^SEARCH orders USING (COVERING )?INDEX orders_chain \(base_order_number=\?\)/.test(d)), taken.join(' | '));
+    assert.ok(!taken.some((d) => /^SCAN/.test(d)), taken.join(' | '));
+    // ResendDCVEmail's order with its domains' count and first id: the order by its number, the domains by their order.
+    const withDomains = plan(orderByNumberWithDomains.statement(store.db, { orderNumber: 7 }));
+    assert.ok(!withDomains.some((d) => /^SCAN/.test(d)), withDomains.join(' | '));
+    assert.equal(withDomains.filter((d) => /^SEARCH s USING COVERING INDEX sqlite_autoindex_order_domains_\d+ \(order_id=\?/.test(d)).length, 2, withDomains.join(' | '));
     const purge = plan(sealedOfDeadValues.statement(store.db, { now: NOW }));
     assert.match(purge[0]!, /^SCAN outbox USING INDEX outbox_sealed\b/, purge.join(' | '));
     assert.ok(purge.slice(1).every((d) => !/^SCAN/.test(d)), `no scan but the sealed emails': ${purge.join(' | ')}`);
@@ -181,6 +190,17 @@ describe('the email cut-off\'s candidates on PostgreSQL, statistics from before 
       assert.ok(!all.some((n) => n['Relation Name'] === 'webhook_outbox' && /Seq Scan/.test(n['Node Type'])), `no scan of the events: ${summary}`);
       assert.ok(!all.some((n) => n['Node Type'] === 'Materialize' || n['Node Type'] === 'Hash'), `no events gathered for a join: ${summary}`);
       assert.ok(all.some((n) => n['Index Name'] === 'webhook_outbox_order' && n['Index Cond'] !== undefined), `the events probed by order: ${summary}`);
+    }
+  });
+
+  test("AutoApplyOrder's draw of an unused number probes both indexes; a resend's order reads its domains by the order", async () => {
+    const store = storeOf();
+    for (const generic of [false, true]) {
+      for (const st of [numberTaken.statement(store.db, { n: 7 }), orderByNumberWithDomains.statement(store.db, { orderNumber: 7 })]) {
+        const all = await explainPlan(store.db, st.sql, st.parameters, { generic });
+        const summary = `${generic ? 'generic' : 'custom'} plan: ${describePlan(all)}`;
+        assert.ok(!all.some((n) => /Seq Scan/.test(n['Node Type'])), `no scan: ${summary}`);
+      }
     }
   });
 });

@@ -178,7 +178,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
         const rows = await insertOrderDomains(trx, inserted.id, domains, now);
         // One email per recipient: domains sharing an ADN address share one email and one value (BR 3.2.2.4.4).
         const plan = recipients.map((recipient, i) => ({ domain: rows[i]!, recipient, corroborationId: corroborations[i] ?? null }));
-        const result = await queueEmailsIn(trx, deps.settings, { order: inserted, plan, templateRef: null, now });
+        const result = await queueEmailsIn(trx, deps.settings, { order: inserted, plan, templateRef: null, now, newOrder: true });
         if ('refused' in result) throw new NotQueued(result.refused);
         emails = result.queued;
       });
