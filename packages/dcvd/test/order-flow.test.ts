@@ -184,8 +184,24 @@ test('multi-domain: one email per domain, delivered once; AutoUpdateDCV switches
   assert.equal(d['2_dcvMethod'], 'HTTP_CSR_HASH');
   assert.equal(d['2_dcvStatus'], 'Awaiting');
 
-  // A resend without a domain: the two domains still awaiting email DCV (a and c), each to its own address.
+  // A resend refused for one domain undoes what it did for the others: a's email (the order's first domain,
+  // whose mirror on the order row is written with the order's lock) is rolled back when c's is refused.
   clock.advance(120_000);
+  const db = server.store.db;
+  const orderId = (await db.selectFrom('orders').select('id').where('order_number', '=', orderNumber).executeTakeFirstOrThrow()).id;
+  const c = await db.selectFrom('order_domains').select(['id', 'last_dcv_email_at']).where('order_id', '=', orderId).where('domain', '=', 'c.example.net').executeTakeFirstOrThrow();
+  await db.updateTable('order_domains').set({ last_dcv_email_at: clock.now() }).where('id', '=', c.id).execute();
+  const state = async () => ({
+    order: await db.selectFrom('orders').select(['dcv_email_address', 'last_dcv_email_at', 'updated_at']).where('id', '=', orderId).executeTakeFirstOrThrow(),
+    domains: await db.selectFrom('order_domains').select(['dcv_email_address', 'last_dcv_email_at', 'updated_at']).where('order_id', '=', orderId).orderBy('position').execute(),
+    emails: (await db.selectFrom('outbox').select('id').where('order_id', '=', orderId).execute()).length,
+  });
+  const kept = await state();
+  assert.match((await resend(server, 'alice', { orderNumber })).body, /^errorCode=-160&/);
+  assert.deepEqual(await state(), kept);
+  await db.updateTable('order_domains').set({ last_dcv_email_at: c.last_dcv_email_at }).where('id', '=', c.id).execute();
+
+  // A resend without a domain: the two domains still awaiting email DCV (a and c), each to its own address.
   const rs = await resend(server, 'alice', { orderNumber });
   assert.equal(rs.body, 'errorCode=0');
   const again = await nextMails(2);

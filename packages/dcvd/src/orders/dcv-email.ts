@@ -131,7 +131,8 @@ const mirrorOrder = prepared(
 /**
  * `lockOrder` and `mirrorOrder` in one statement, for an email that covers the order's first domain: the
  * lock is taken by writing what the claim will record (one statement fewer per queued email). When a claim
- * then fails, the caller's transaction is rolled back (`queueDcvEmailIn`), which undoes the mirror.
+ * then fails, `queueDcvEmailIn` refuses and its caller rolls the transaction back (`queueDcvEmail`, every
+ * caller of `queueEmailsIn`), which undoes the mirror.
  */
 const lockAndMirrorOrder = prepared(
   (db, p: SentTo & { id: number }) =>
@@ -356,6 +357,8 @@ export async function queueDcvEmail(db: Kysely<Database>, settings: DcvEmailSett
  */
 export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailSettings, req: QueueRequest): Promise<QueueResult> {
   const { order, recipient, templateRef, now } = req;
+  // Skipping the reuse and the revocation is right only for domains this transaction inserted.
+  if (req.newOrder && (req.domain === undefined || req.requireReuse)) throw new Error('newOrder needs the new domain and excludes requireReuse');
   const sent: SentTo = { address: recipient.address, adn: recipient.adn, source: recipient.source, dnsDetail: recipient.dnsDetail, now };
   // Lock order first: `orders`, then the domain, then `random_values` and `outbox`. An email that covers the
   // first domain writes the order's mirror with the lock; a refused claim below rolls it back with the rest.

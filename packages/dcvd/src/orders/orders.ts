@@ -53,7 +53,7 @@ export interface DomainSummary {
 }
 export type OrderWithDomains = OrderRow & DomainSummary;
 
-/** PostgreSQL's count is a bigint, which pg may hand over as a string. */
+/** PostgreSQL's count is a bigint: a number through `loadPg`'s type parser, a string through a pg without it. */
 const withCount = (row: (OrderRow & { domain_count: number | string; first_domain_id: number | null }) | undefined): OrderWithDomains | undefined =>
   row && { ...row, domain_count: Number(row.domain_count) };
 
