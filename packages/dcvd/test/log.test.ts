@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { censorSecrets, createLogger, SECRET_KEYS } from '../src/log.ts';
+import { redactUrl } from '../src/store/database.ts';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -83,4 +84,12 @@ test('a frozen object, or one whose secret cannot be redefined, is censored in a
 test('a line with nothing to censor is passed on as it is, not copied', () => {
   const line = { endpoint: 'GetDCVEmailAddressList', code: 0, status: 200, nested: { ok: true }, none: null, absent: { password: undefined } };
   assert.equal(censorSecrets(line), line);
+});
+
+test('the database URL as printed: no password in its user part or in a query parameter', () => {
+  assert.equal(redactUrl('postgres://dcvd:s3cret@db.example:5432/dcvd'), 'postgres://dcvd:***@db.example:5432/dcvd');
+  const socket = redactUrl('postgres://dcvd@localhost/dcvd?host=/var/run/postgresql&password=s3cret&sslpassword=k3y');
+  assert.doesNotMatch(socket, /s3cret|k3y/);
+  assert.match(socket, /host=%2Fvar%2Frun%2Fpostgresql/);
+  assert.equal(redactUrl('not a url'), 'postgres://(unparseable URL)');
 });

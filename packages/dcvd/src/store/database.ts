@@ -103,10 +103,18 @@ function once(fn: () => Promise<void>): () => Promise<void> {
   return () => (done ??= fn());
 }
 
-function redactUrl(url: string): string {
+/**
+ * The database URL as logs and the CLI print it: no password, whether in the URL's user part or in a
+ * query parameter (node-postgres reads `password` and `sslpassword` there too, as in a Unix-socket URL
+ * `postgres://dcvd@localhost/dcvd?host=/var/run/postgresql&password=…`).
+ */
+export function redactUrl(url: string): string {
   try {
     const u = new URL(url);
     if (u.password) u.password = '***';
+    for (const key of [...u.searchParams.keys()]) {
+      if (/password/i.test(key)) u.searchParams.set(key, '***');
+    }
     return u.toString();
   } catch {
     return 'postgres://(unparseable URL)';
