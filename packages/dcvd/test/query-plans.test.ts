@@ -192,15 +192,33 @@ describe('the email cut-off\'s candidates on PostgreSQL, statistics from before 
       assert.ok(all.some((n) => n['Index Name'] === 'webhook_outbox_order' && n['Index Cond'] !== undefined), `the events probed by order: ${summary}`);
     }
   });
+});
 
-  test("AutoApplyOrder's draw of an unused number probes both indexes; a resend's order reads its domains by the order", async () => {
+describe("AutoApplyOrder's number draw and a resend's order on PostgreSQL, 20,000 orders with their domains analyzed", { skip: await postgresOrSkip() }, () => {
+  const { store: storeOf } = postgresStoreFilledBy(['orders', 'order_domains'], async (run) => {
+    await run(`insert into accounts (login, password_hash, created_at, updated_at) values ('draw', 'x', ${NOW}, ${NOW})`);
+    await run(`insert into orders (account_id, order_number, base_order_number, domain, dcv_method, dcv_status, created_at, updated_at)
+      select (select id from accounts where login = 'draw'), g, g, 'example.com', 'email', 'awaiting', ${NOW}, ${NOW} from generate_series(1, 20000) g`);
+    await run(`insert into order_domains (order_id, position, domain, dcv_method, dcv_status, created_at, updated_at)
+      select id, 1, domain, dcv_method, dcv_status, created_at, updated_at from orders`);
+    await run(`analyze orders`);
+    await run(`analyze order_domains`);
+  });
+
+  test('the draw probes the number and the chain indexes; the order reads its domains by its id', async () => {
     const store = storeOf();
     for (const generic of [false, true]) {
-      for (const st of [numberTaken.statement(store.db, { n: 7 }), orderByNumberWithDomains.statement(store.db, { orderNumber: 7 })]) {
-        const all = await explainPlan(store.db, st.sql, st.parameters, { generic });
-        const summary = `${generic ? 'generic' : 'custom'} plan: ${describePlan(all)}`;
-        assert.ok(!all.some((n) => /Seq Scan/.test(n['Node Type'])), `no scan: ${summary}`);
-      }
+      const kind = generic ? 'generic' : 'custom';
+      const draw = await explainPlan(store.db, ...sqlOf(numberTaken.statement(store.db, { n: 7 })), { generic });
+      assert.ok(!draw.some((n) => /Seq Scan/.test(n['Node Type'])), `${kind} plan, no scan: ${describePlan(draw)}`);
+      const probed = draw.filter((n) => n['Relation Name'] === 'orders' && n['Index Cond'] !== undefined).map((n) => n['Index Name']);
+      assert.ok(probed.includes('orders_chain') && probed.some((i) => i !== 'orders_chain'), `${kind} plan, both indexes probed: ${describePlan(draw)}`);
+      const order = await explainPlan(store.db, ...sqlOf(orderByNumberWithDomains.statement(store.db, { orderNumber: 7 })), { generic });
+      assert.ok(!order.some((n) => /Seq Scan/.test(n['Node Type'])), `${kind} plan, no scan: ${describePlan(order)}`);
+      const domains = order.filter((n) => n['Relation Name'] === 'order_domains');
+      assert.ok(domains.length === 2 && domains.every((n) => /order_id/.test(n['Index Cond'] ?? '')), `${kind} plan, the domains by their order: ${describePlan(order)}`);
     }
   });
 });
+
+const sqlOf = (st: { sql: string; parameters: readonly unknown[] }) => [st.sql, st.parameters] as const;
