@@ -119,20 +119,11 @@ const claimDomain = prepared(
       .where((eb) => eb.or([eb('last_dcv_email_at', 'is', null), eb('last_dcv_email_at', '<=', p.lastBefore)])),
 );
 
-/** The order row mirrors its first domain's address (views and older readers of `orders`). */
-const mirrorOrder = prepared(
-  (db, p: SentTo & { id: number }) =>
-    db
-      .updateTable('orders')
-      .set(sentTo(p))
-      .where('id', '=', p.id),
-);
-
 /**
- * `lockOrder` and `mirrorOrder` in one statement, for an email that covers the order's first domain: the
- * lock is taken by writing what the claim will record (one statement fewer per queued email). When a claim
- * then fails, `queueDcvEmailIn` refuses and its caller rolls the transaction back (`queueDcvEmail`, every
- * caller of `queueEmailsIn`), which undoes the mirror.
+ * The order row mirrors its first domain's address (views and older readers of `orders`). An email that
+ * covers the first domain takes the order's lock with this write instead of `lockOrder` (one statement fewer
+ * per queued email); when a claim then fails, `queueDcvEmailIn` refuses and its caller rolls the transaction
+ * back (`queueDcvEmail`, every caller of `queueEmailsIn`), which undoes the mirror.
  */
 const lockAndMirrorOrder = prepared(
   (db, p: SentTo & { id: number }) =>
@@ -156,7 +147,7 @@ export function sharedDomainCount(valueId: 'random_values.id' | 'rv.id') {
   return sql<number | string>`(select count(*) from random_value_domains as rvd where rvd.random_value_id = ${sql.ref(valueId)})`.as('shared');
 }
 
-/** Whether a value read with `sharedDomainCount` covers shared domains (PostgreSQL's count is a string). */
+/** Whether a value read with `sharedDomainCount` covers shared domains (a PostgreSQL count may come as a string: `Number`). */
 export const sharesDomains = (row: { shared: unknown }): boolean => Number(row.shared) > 0;
 
 /**
@@ -360,15 +351,16 @@ export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailS
   // Skipping the reuse and the revocation is right only for domains this transaction inserted.
   if (req.newOrder && (req.domain === undefined || req.requireReuse)) throw new Error('newOrder needs the new domain and excludes requireReuse');
   const sent: SentTo = { address: recipient.address, adn: recipient.adn, source: recipient.source, dnsDetail: recipient.dnsDetail, now };
-  // Lock order first: `orders`, then the domain, then `random_values` and `outbox`. An email that covers the
-  // first domain writes the order's mirror with the lock; a refused claim below rolls it back with the rest.
-  const mirrored = req.domain !== undefined && [req.domain, ...(req.alsoCovers ?? [])].some((d) => d.position === 1);
-  // A new order, inserted in this transaction, is seen by no other one: it needs no lock.
-  const locked = mirrored ? await lockAndMirrorOrder.affected(trx, { ...sent, id: order.id }) : req.newOrder ? 1 : await lockOrder.affected(trx, { id: order.id });
-  if (locked !== 1) return { queued: false, reason: 'not-awaiting-email' };
+  // The domain is read without a lock (its id and position never change), so the lock below is still the first one taken.
   const domain = req.domain ?? (await domainsOfOrder.first(trx, { orderId: order.id }));
   if (!domain) return { queued: false, reason: 'not-awaiting-email' };
   const also = req.alsoCovers ?? [];
+  // Lock order first: `orders`, then the domain, then `random_values` and `outbox`. An email that covers the
+  // first domain writes the order's mirror with the lock; a refused claim below rolls it back with the rest.
+  // A new order, inserted in this transaction, is seen by no other one: it needs no lock.
+  const mirrored = [domain, ...also].some((d) => d.position === 1);
+  const locked = mirrored ? await lockAndMirrorOrder.affected(trx, { ...sent, id: order.id }) : req.newOrder ? 1 : await lockOrder.affected(trx, { id: order.id });
+  if (locked !== 1) return { queued: false, reason: 'not-awaiting-email' };
   // Every domain the email covers is claimed; a refusal of one rolls the caller's transaction back.
   for (const d of [domain, ...also]) {
     const claimed = await claimDomain.affected(trx, { ...sent, id: d.id, lastBefore: now - settings.resendIntervalMs });
@@ -376,7 +368,6 @@ export async function queueDcvEmailIn(trx: Kysely<Database>, settings: DcvEmailS
       const fresh = await trx.selectFrom('order_domains').select(['dcv_status', 'dcv_method']).where('id', '=', d.id).executeTakeFirst();
       return { queued: false, reason: fresh?.dcv_status === 'awaiting' && fresh.dcv_method === 'email' ? 'too-soon' : 'not-awaiting-email' };
     }
-    if (d.position === 1 && !mirrored) await mirrorOrder.execute(trx, { ...sent, id: order.id });
   }
 
   // BR 3.2.2.4.4: the value may be reused only when recipient and content (the domains it lists) are unchanged and it has not expired.
