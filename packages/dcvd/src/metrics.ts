@@ -4,9 +4,10 @@
  * `GET /metrics` on the admin listener. docs/OPERATIONS.md explains each one.
  */
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { sql, type Kysely } from 'kysely';
+import type { Kysely } from 'kysely';
 import type { Database } from './store/schema.ts';
 import type { Clock } from './deps.ts';
+import { outboxStateCounts, type OutboxStateCounts } from './outbox/state-counts.ts';
 
 export interface Metrics {
   registry: Registry;
@@ -160,7 +161,17 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     help: 'Seconds API calls spent waiting in the outbox flow control.',
     registers: [registry],
   });
-  // Read from the database at scrape time, so they are right across instances and restarts.
+  // Read from the database at scrape time, so they are right across instances and restarts; the final
+  // emails counted once (src/outbox/state-counts.ts), so a scrape does not read the whole history.
+  const outbox = outboxStateCounts(db);
+  let reading: ReturnType<OutboxStateCounts['read']> | undefined;
+  /** One read per scrape for both gauges (prom-client collects them one after the other). */
+  const readOutbox = () => {
+    reading ??= outbox.read().finally(() => {
+      reading = undefined;
+    });
+    return reading;
+  };
   new Gauge({
     name: 'dcvd_outbox_emails',
     aggregator: 'first',
@@ -169,12 +180,8 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     registers: [registry],
     async collect() {
       this.reset();
-      const rows = await db
-        .selectFrom('outbox')
-        .select(['state', sql<number>`count(*)`.as('n')])
-        .groupBy('state')
-        .execute();
-      for (const r of rows) this.set({ state: r.state }, Number(r.n));
+      const { counts } = await readOutbox();
+      for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
     },
   });
   const pendingAge = new Gauge({
@@ -183,12 +190,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     help: 'Age of the oldest DCV email not yet delivered (0 when none): a growing value means delivery is stuck.',
     registers: [registry],
     async collect() {
-      const row = await db
-        .selectFrom('outbox')
-        .select((eb) => eb.fn.min('created_at').as('oldest'))
-        .where('state', 'in', ['pending', 'sending'])
-        .executeTakeFirst();
-      const oldest = row?.oldest == null ? undefined : Number(row.oldest);
+      const { oldestWaitingCreatedAt: oldest } = await readOutbox();
       pendingAge.set(oldest === undefined ? 0 : Math.max(0, (sources.clock.now() - oldest) / 1000));
     },
   });

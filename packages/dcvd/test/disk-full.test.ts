@@ -200,7 +200,7 @@ test('the .eml outbox on a full disk: emails stay pending, nothing half written,
     assert.ok(retries.length >= 3 * orders.length);
     assert.ok(retries.every((l) => l.level === 40 && /ENOSPC: no space left on device/.test(String(l.reason)) && typeof l.retryAt === 'string'));
     assert.equal(server.logs.filter((l) => l.msg === 'dcv email failed').length, 0, 'a full disk never fails an email at once');
-    // The queue depth: pending, or sending at the instant the worker retries one (a state with no email has no line).
+    // The queue depth: pending, or sending at the instant the worker retries one (every state has a line, 0 for none).
     const metrics = await server.metrics.render();
     const gauge = (state: string) => sampleOf(metrics, 'dcvd_outbox_emails', `state="${state}"`);
     assert.equal(gauge('pending') + gauge('sending'), 5, metrics);

@@ -8,16 +8,12 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import SQLite from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
-import { groupCommitOf, openStore, syncStatementOf, writeTransaction, type Store } from '../src/store/database.ts';
+import { groupCommitOf, syncStatementOf, writeTransaction, type Store } from '../src/store/database.ts';
 import { prepared } from '../src/store/prepared.ts';
-import { migrateToLatest } from '../src/store/migrations.ts';
 import type { Database } from '../src/store/schema.ts';
-import { postgresOrSkip, postgresTestStore } from './support/database.ts';
+import { postgresOrSkip, postgresTestStore, sqliteTestStore } from './support/database.ts';
 
 const noPostgres = await postgresOrSkip();
 const cleanups: (() => Promise<void>)[] = [];
@@ -25,16 +21,7 @@ after(async () => {
   for (const c of cleanups.reverse()) await c();
 });
 
-async function sqliteStore(): Promise<{ store: Store; file: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'dcvd-group-'));
-  const store = openStore({ dataDir: dir });
-  cleanups.push(async () => {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
-  await migrateToLatest(store.db, store.dialect);
-  return { store, file: join(dir, 'dcvd.sqlite') };
-}
+const sqliteStore = () => sqliteTestStore(cleanups, 'dcvd-group-');
 
 const insert = (trx: Kysely<Database>, ip: string, failures = 1) => trx.insertInto('ip_failures').values({ ip, failures, window_start: 0, blocked_until: null }).execute();
 const ips = async (db: Kysely<Database>) => (await db.selectFrom('ip_failures').select('ip').orderBy('ip').execute()).map((r) => r.ip);

@@ -50,5 +50,7 @@ test('API calls, -16 causes, lockouts, DNS outcomes and the outbox are counted',
   assert.equal(sample(text, 'dcvd_api_request_duration_seconds_count', { endpoint: 'ResendDCVEmail' }), 6);
   assert.equal(sample(text, 'dcvd_outbox_oldest_pending_seconds'), 0);
   assert.ok(text.includes('# HELP dcvd_outbox_emails '));
+  // Every state has its line, 0 for none (nothing was queued: every resend above was refused).
+  for (const state of ['pending', 'sending', 'delivered', 'failed', 'cancelled']) assert.equal(sample(text, 'dcvd_outbox_emails', { state }), 0, state);
   assert.ok(sample(text, 'dcvd_process_resident_memory_bytes')! > 0);
 });

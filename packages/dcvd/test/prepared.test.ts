@@ -15,7 +15,7 @@ import { migrateToLatest } from '../src/store/migrations.ts';
 import { columns, prepared, preparedList } from '../src/store/prepared.ts';
 import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
-import { postgresOrSkip, postgresTestStore } from './support/database.ts';
+import { postgresOrSkip, postgresTestStore, sqliteTestStore } from './support/database.ts';
 
 const byIp = prepared((db, p: { ip: string }) => db.selectFrom('ip_failures').select(['ip', 'failures']).where('ip', '=', p.ip));
 const insertRow = prepared((db, p: { ip: string; failures: number; window_start: number; blocked_until: number | null }) =>
@@ -95,13 +95,7 @@ describe('prepared queries', () => {
   });
 
   test('SQLite', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dcvd-prepared-'));
-    const store = openStore({ dataDir: dir });
-    cleanups.push(async () => {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    await migrateToLatest(store.db, store.dialect);
+    const { store } = await sqliteTestStore(cleanups, 'dcvd-prepared-');
     await exercise(store);
   });
 

@@ -5,6 +5,9 @@
  * test files can run side by side against one server.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 import { after, before } from 'node:test';
 import { CompiledQuery, type Kysely } from 'kysely';
@@ -94,6 +97,18 @@ export async function postgresTestStore(cleanups: (() => Promise<void>)[], optio
   });
   await migrateToLatest(store.db, store.dialect);
   return { store, url: schema.url };
+}
+
+/** A migrated SQLite store in a data directory of its own (and its file); `cleanups` gets what closes it and removes the directory. */
+export async function sqliteTestStore(cleanups: (() => Promise<void>)[], prefix = 'dcvd-store-'): Promise<{ store: Store; file: string }> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const store = openStore({ dataDir: dir });
+  cleanups.push(async () => {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  await migrateToLatest(store.db, store.dialect);
+  return { store, file: join(dir, 'dcvd.sqlite') };
 }
 
 /** A node of PostgreSQL's `explain (format json)` plan. */
