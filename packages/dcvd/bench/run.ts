@@ -7,7 +7,7 @@
  * control (--outbox-max-lag 0), then one process and `--delivery-process` with it; then storage (SQLite vs
  * PostgreSQL, one vs two instances), then growth (the write paths on an empty store against one of
  * DCVD_BENCH_GROWTH_ROWS rows, default 200,000, on SQLite and on PostgreSQL: bench/growth.ts), then a
- * metrics scrape on such stores (bench/scrape.ts).
+ * metrics scrape and the email cut-off's minute scan on such stores (bench/background.ts).
  * DCVD_BENCH_SECONDS sets the measuring time per case (default 10).
  */
 import getList from './get-list.ts';
@@ -15,7 +15,7 @@ import resend from './resend.ts';
 import autoApply from './auto-apply.ts';
 import storage from './postgres.ts';
 import growth from './growth.ts';
-import scrape from './scrape.ts';
+import background from './background.ts';
 
 const durationMs = Number(process.env.DCVD_BENCH_SECONDS ?? 10) * 1000;
 const levels = (process.env.DCVD_BENCH_CONCURRENCY ?? '16,64,256,1024').split(',').map(Number);
@@ -47,4 +47,4 @@ console.log('');
 // Half the case length a run: eight runs and two uncounted ones.
 for (const line of await growth({ durationMs: durationMs / 2, rows: Number(process.env.DCVD_BENCH_GROWTH_ROWS ?? 200_000) })) console.log(line);
 console.log('');
-for (const line of await scrape({ rows: Number(process.env.DCVD_BENCH_GROWTH_ROWS ?? 200_000) })) console.log(line);
+for (const line of await background({ rows: Number(process.env.DCVD_BENCH_GROWTH_ROWS ?? 200_000) })) console.log(line);

@@ -46,7 +46,7 @@ import { loadValueKeys } from './orders/random-values.ts';
 import { OutboxWorker, purgeSealedCodes } from './outbox/outbox.ts';
 import { OutboxFlow } from './outbox/flow.ts';
 import { ConfirmationService } from './orders/confirmation.ts';
-import { queueDecisionWebhook, queueUnusableWebhooks, WebhookWorker } from './webhooks/webhooks.ts';
+import { queueDecisionWebhook, UnusableWebhookScan, WebhookWorker } from './webhooks/webhooks.ts';
 import { daysUntilCutoff, emailMethodsPhase } from './orders/email-dcv-policy.ts';
 import { checkDcvEmailConfig, defaultPublicUrl } from './outbox/settings.ts';
 import { createContactGate, describeGate } from './mpic/corroborate.ts';
@@ -590,8 +590,10 @@ function housekeeping({ role, config, deps, clock, logger, closers }: Context, s
   } else if (phase === 'refused') {
     logger.warn({ emailDcvCutoff: new Date(config.emailDcv.cutoff).toISOString() }, 'email DCV cut-off passed: no DCV email is sent or confirmed, prior validations are reported unusable');
   }
+  const unusableScan = new UnusableWebhookScan(store.db, store.dialect, config.webhooks, config.emailDcv);
   const unusableHooks = () => {
-    queueUnusableWebhooks(store.db, store.dialect, config.webhooks, config.emailDcv, clock.now())
+    unusableScan
+      .run(clock.now())
       .then((n) => {
         if (n > 0) {
           logger.info({ queued: n }, 'dcv.unusable webhooks queued (email DCV cut-off passed)');

@@ -3,7 +3,7 @@
  * right across instances and restarts, without reading the whole outbox at every scrape (issue 20).
  *
  * No email is ever deleted (they are evidence), so a plain `count(*) … group by state` grows with the
- * whole history: a scrape took 15–17 ms at 200,000 emails on SQLite (bench/scrape.ts), where
+ * whole history: a scrape took 15–17 ms at 200,000 emails on SQLite (bench/background.ts), where
  * better-sqlite3 holds the event loop for that long. But an email's final states (delivered, failed, cancelled) never change:
  * the queue records an outcome only from `sending`, and the cancels only from `pending`. So every email
  * older than the oldest one still waiting is final and stays as it is counted; those are counted once,

@@ -1,10 +1,14 @@
 /**
- * A metrics scrape (`GET /metrics`'s exposition, src/metrics.ts) on an empty store against one holding
- * DCVD_BENCH_GROWTH_ROWS delivered emails (bench/tree.ts prefillStore) and 1,000 waiting ones after them,
- * on SQLite and on PostgreSQL (issue 20, thirteenth round). The outbox's gauge used to count every email at
- * every scrape; on SQLite that statement holds the event loop, so its time is the API's latency too. Each
- * store is scraped once (the first scrape of a process counts the final emails once), then SCRAPES more
- * times; the statements run in this process (their time is the databases'), one scrape at a time.
+ * Background work on a store that grew (issue 20, thirteenth round), on SQLite and on PostgreSQL; the
+ * statements run in this process (their time is the databases'), one at a time. On SQLite a statement holds
+ * the event loop, so its time is the API's latency too.
+ * - A metrics scrape (`GET /metrics`'s exposition, src/metrics.ts) on an empty store against one holding
+ *   DCVD_BENCH_GROWTH_ROWS delivered emails (bench/tree.ts prefillStore) and 1,000 waiting ones after them.
+ *   The outbox's gauge used to count every email at every scrape. Each store is scraped once (the first
+ *   scrape of a process counts the final emails once), then SCRAPES more times.
+ * - The email cut-off's minute scan (src/webhooks/webhooks.ts) on the same filled store, once every validated
+ *   order (half of them) has its `dcv.unusable` event: the whole scan, which finds nothing, as every minute
+ *   ran it before, against a run of UnusableWebhookScan once a quiet scan let it skip.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,10 +18,12 @@ import { sql } from 'kysely';
 import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { createMetrics } from '../src/metrics.ts';
+import { queueUnusableWebhooks, UnusableWebhookScan, UNUSABLE_EVENT } from '../src/webhooks/webhooks.ts';
 import { createPostgresSchema, postgresReachable, DEFAULT_TEST_POSTGRES_URL } from '../test/support/database.ts';
 import { prefillStore } from './tree.ts';
 
 const SCRAPES = 50;
+const SCANS = 10;
 const WAITING = 1000;
 
 interface Timing {
@@ -81,6 +87,7 @@ async function scrapes(store: Store, rows: number): Promise<Timing> {
 }
 
 const ms = (x: number) => `${x.toFixed(2)} ms`;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function on(postgres: boolean, rows: number): Promise<string> {
   const empty = await onStore(postgres, (s) => scrapes(s, 0));
@@ -91,12 +98,52 @@ async function on(postgres: boolean, rows: number): Promise<string> {
   );
 }
 
+/** The cut-off scan on a filled store whose validated orders all have their event: the whole scan, and a skipped run. */
+async function cutoffScan(postgres: boolean, rows: number): Promise<string> {
+  return onStore(postgres, async (store) => {
+    const now = Date.now();
+    await sql`insert into accounts (login, password_hash, webhook_url, created_at, updated_at) values ('scan', 'x', 'https://hooks.example/', ${now}, ${now})`.execute(store.db);
+    const { id } = await store.db.selectFrom('accounts').select('id').where('login', '=', 'scan').executeTakeFirstOrThrow();
+    await prefillStore(store.db, Number(id), rows);
+    await sql`insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, created_at, updated_at, delivered_at)
+      select 'bench-' || id, id, ${UNUSABLE_EVENT}, 'https://hooks.example/', '{}', 'delivered', 1, ${now}, ${now}, ${now}, ${now} from orders where dcv_status = 'validated'`.execute(store.db);
+    if (store.dialect === 'postgres') await sql`analyze webhook_outbox`.execute(store.db);
+    const policy = { blocklist: [], cutoff: now - 1000 };
+    const full: number[] = [];
+    for (let i = 0; i < SCANS; i++) {
+      const t = performance.now();
+      const queued = await queueUnusableWebhooks(store.db, store.dialect, {}, policy, now);
+      full.push(performance.now() - t);
+      if (queued !== 0) throw new Error(`the scan queued ${queued} events where every order has its own`);
+    }
+    let clock = 0;
+    const scan = new UnusableWebhookScan(store.db, store.dialect, {}, policy, { monotonic: () => clock });
+    await scan.run(now);
+    clock = 61_000;
+    await scan.run(now); // the quiet scan that lets the next runs skip
+    const skipped: number[] = [];
+    for (let i = 0; i < SCANS; i++) {
+      clock += 60_000;
+      const t = performance.now();
+      const queued = await scan.run(now);
+      skipped.push(performance.now() - t);
+      if (queued !== 0) throw new Error(`a skipped run queued ${queued} events`);
+    }
+    const validated = Math.floor(rows / 2).toLocaleString('en-US');
+    return (
+      `email cut-off minute scan on ${postgres ? 'PostgreSQL' : 'SQLite'}, ${rows.toLocaleString('en-US')} orders (${validated} validated, each with its event): ` +
+      `the whole scan ${ms(mean(full))} (max ${ms(Math.max(...full))}), a run after a quiet scan ${ms(mean(skipped))} (max ${ms(Math.max(...skipped))}), ${SCANS} of each`
+    );
+  });
+}
+
 export default async function bench(opts: { rows?: number } = {}): Promise<string[]> {
   const rows = opts.rows ?? 200_000;
-  const lines = [`Metrics scrape (GET /metrics's exposition, in the benchmark's process, ${SCRAPES} scrapes after the first, one at a time)`, await on(false, rows)];
+  const lines = [`Background work on a grown store (in the benchmark's process, one statement at a time): ${SCRAPES} metrics scrapes after the first; the email cut-off's minute scan`];
+  lines.push(await on(false, rows), await cutoffScan(false, rows));
   const url = process.env.DCVD_TEST_DATABASE_URL ?? DEFAULT_TEST_POSTGRES_URL;
-  if (await postgresReachable(url)) lines.push(await on(true, rows));
-  else lines.push(`metrics scrape on PostgreSQL: skipped, no PostgreSQL at ${url}`);
+  if (await postgresReachable(url)) lines.push(await on(true, rows), await cutoffScan(true, rows));
+  else lines.push(`background work on PostgreSQL: skipped, no PostgreSQL at ${url}`);
   return lines;
 }
 
