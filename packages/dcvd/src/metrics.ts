@@ -165,7 +165,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   // emails counted once (src/outbox/state-counts.ts), so a scrape does not read the whole history.
   const outbox = outboxStateCounts(db);
   let reading: ReturnType<OutboxStateCounts['read']> | undefined;
-  /** One read per scrape for both gauges (prom-client collects them one after the other). */
+  /** One read per scrape for both gauges: prom-client starts every metric's collect() at once (Promise.all), so the second joins the first's read. */
   const readOutbox = () => {
     reading ??= outbox.read().finally(() => {
       reading = undefined;

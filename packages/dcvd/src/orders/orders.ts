@@ -369,23 +369,6 @@ export class OrderRepository {
     return (await this.findByNumber(orderNumber))!;
   }
 
-  /** Records the recipient's decision (the confirmation step): only an order awaiting DCV can be decided. */
-  async recordDcvDecision(orderId: number, status: 'validated' | 'declined', now: number): Promise<boolean> {
-    await this.db
-      .updateTable('order_domains')
-      .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
-      .where('order_id', '=', orderId)
-      .where('dcv_status', '=', 'awaiting')
-      .execute();
-    const result = await this.db
-      .updateTable('orders')
-      .set({ dcv_status: status, dcv_decided_at: now, updated_at: now })
-      .where('id', '=', orderId)
-      .where('dcv_status', '=', 'awaiting')
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
-  }
-
   async require(orderNumber: number): Promise<OrderRow> {
     const order = await this.findByNumber(orderNumber);
     if (!order) throw new OrderError(`no order ${orderNumber}`, 'not-found');

@@ -8,18 +8,23 @@
  * the queue records an outcome only from `sending`, and the cancels only from `pending`. So every email
  * older than the oldest one still waiting is final and stays as it is counted; those are counted once,
  * by id range, and added to as the oldest waiting email moves on. Each scrape then reads only the
- * emails from the oldest waiting one on (the queue and what was sent since) and index probes (on
- * PostgreSQL also a walk back over the last minute's emails, below).
+ * emails from the oldest waiting one on (the queue and what was sent since) and index probes.
  *
  * "Older" is by id, and an id is only trusted once every email with a smaller id is visible: SQLite has
  * one writer at a time, and its ids (AUTOINCREMENT, never reused) become visible in order. PostgreSQL draws
  * an identity when a row is inserted and shows it when its transaction commits, so an id may appear after
- * a larger one: there the trusted id is the newest of the emails created at least `settleMs` (60 s) ago by
- * the system clock, whose smaller ids were drawn before it by transactions that have ended since (dcvd's
- * transactions that queue emails run a few statements of at most 5 s each). The totals are counted again
- * from nothing every `recountMs` (1 h) all the same, so that an email a longer transaction inserted (or a
- * clock far off) is missing from them for at most that long. On both, the totals start again when the
- * largest id went down (a database restored under a running server).
+ * a larger one: there the trusted id is the largest this process saw at a scrape at least `settleMs` (60 s)
+ * before. Every smaller id had been drawn by then, by a transaction that has ended since: dcvd's
+ * transactions that queue emails run a few statements of at most 5 s each and wait for nothing else (DNS
+ * and MPIC come before them). Not the emails' `created_at`, which is when their request began. So a
+ * process's scrapes count everything during its first minute. The totals are counted again from nothing
+ * every `recountMs` (1 h) all the same, so that an email a longer transaction inserted is missing from them
+ * for at most that long. On both, the totals and what was seen start again when the largest id went down
+ * (a database restored under a running server), and each process keeps its own totals (on PostgreSQL two
+ * processes' may differ by such an email for up to that hour).
+ *
+ * The invariant the counting rests on is kept where outcomes are written: `finishQuery` (src/queue/leased.ts)
+ * changes only a row still `sending` with the worker's claim, and the cancels only `pending` rows.
  */
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
@@ -29,11 +34,11 @@ import { OUTBOX_STATES } from './states.ts';
 export type OutboxState = (typeof OUTBOX_STATES)[number];
 
 export interface OutboxStateCountsOptions {
-  /** PostgreSQL: how old an email must be (by its creation time) before ids up to its own are trusted (default 60 s). */
+  /** PostgreSQL: how long after a scrape the largest id it saw is trusted (default 60 s). */
   settleMs?: number;
   /** PostgreSQL: how often the final emails are counted again from nothing (default 1 h; SQLite: never). */
   recountMs?: number;
-  /** The clock the emails' creation times are read against, in ms (default: the system's). */
+  /** A monotonic clock in ms (default performance.now): this is about transactions' durations, not any dates. */
   now?: () => number;
 }
 
@@ -50,15 +55,11 @@ const WAITING = ['pending', 'sending'] as const;
  * from the oldest email until a waiting one, through the whole history (measured: 38 ms at 200,000
  * emails against 0.7 ms); beside `min(created_at)` it is not, but the guard does not depend on that.
  */
-export const headQuery = (db: Kysely<Database>, settledBefore: number | undefined) =>
+export const headQuery = (db: Kysely<Database>) =>
   db
     .selectFrom('outbox')
     .select((eb) => [
       eb.selectFrom('outbox as o').select((o) => o.fn.max('o.id').as('m')).as('max_id'),
-      // PostgreSQL: the newest email created before `settledBefore`, found by walking the primary key back from the newest.
-      settledBefore === undefined
-        ? sql<null>`null`.as('settled_id')
-        : eb.selectFrom('outbox as s').select((o) => o.fn.max('s.id').as('m')).where('s.created_at', '<=', settledBefore).as('settled_id'),
       sql<number | string | null>`min(id + 0)`.as('oldest_id'),
       eb.fn.min('created_at').as('oldest_at'),
     ])
@@ -79,35 +80,46 @@ const zero = (): Record<OutboxState, number> => Object.fromEntries(OUTBOX_STATES
 
 export function outboxStateCounts(db: Kysely<Database>, options: OutboxStateCountsOptions = {}): OutboxStateCounts {
   const postgres = dialectOf(db) === 'postgres';
-  const settleMs = options.settleMs ?? 60_000;
+  const settleMs = postgres ? (options.settleMs ?? 60_000) : 0;
   const recountMs = postgres ? (options.recountMs ?? 3_600_000) : Infinity;
-  const now = options.now ?? Date.now;
+  const now = options.now ?? (() => performance.now());
   /** The final emails with ids up to `upTo`, counted once. */
   let upTo = 0;
   let final = zero();
   let countedSince = now();
-  const byState = (from: number, to: number) => rangeQuery(db, from, to).execute();
+  /** The largest id each scrape saw, oldest first: those of the last settleMs, and the newest one before. */
+  let seen: { at: number; maxId: number }[] = [];
+  const add = (into: Record<OutboxState, number>, rows: { state: string; n: number | string }[]) => {
+    // A state dcvd does not write (a hand edit) is left out rather than turning a total into NaN.
+    for (const r of rows) if (r.state in into) into[r.state as OutboxState] += Number(r.n);
+  };
 
   return {
     async read() {
       const at = now();
-      const head = await headQuery(db, postgres ? at - settleMs : undefined).executeTakeFirstOrThrow();
+      const head = await headQuery(db).executeTakeFirstOrThrow();
       const maxId = head.max_id == null ? 0 : Number(head.max_id);
+      if (maxId < upTo) seen = [];
       if (maxId < upTo || at - countedSince >= recountMs) {
         upTo = 0;
         final = zero();
         countedSince = at;
       }
-      // The largest id every smaller one is visible below: SQLite's newest; PostgreSQL's newest email of settleMs ago.
-      const trusted = postgres ? (head.settled_id == null ? 0 : Number(head.settled_id)) : maxId;
+      seen.push({ at, maxId });
+      // The largest id trusted now: the newest one seen at least settleMs ago (SQLite: this scrape's).
+      let newest = -1;
+      while (newest + 1 < seen.length && at - seen[newest + 1]!.at >= settleMs) newest += 1;
+      const trusted = newest >= 0 ? seen[newest]!.maxId : 0;
+      if (newest > 0) seen.splice(0, newest);
       const oldestWaiting = head.oldest_id == null ? undefined : Number(head.oldest_id);
-      const settled = Math.min(trusted, oldestWaiting === undefined ? Infinity : oldestWaiting - 1);
+      // Never above this scrape's largest id (an id seen before a restore is not one of this database's).
+      const settled = Math.min(trusted, maxId, oldestWaiting === undefined ? Infinity : oldestWaiting - 1);
       if (settled > upTo) {
-        for (const r of await byState(upTo, settled)) final[r.state as OutboxState] += Number(r.n);
+        add(final, await rangeQuery(db, upTo, settled).execute());
         upTo = settled;
       }
       const counts = { ...final };
-      if (maxId > upTo) for (const r of await byState(upTo, maxId)) counts[r.state as OutboxState] += Number(r.n);
+      if (maxId > upTo) add(counts, await rangeQuery(db, upTo, maxId).execute());
       return { counts, oldestWaitingCreatedAt: head.oldest_at == null ? undefined : Number(head.oldest_at) };
     },
   };

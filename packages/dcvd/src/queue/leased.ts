@@ -350,12 +350,14 @@ function finishQuery(table: QueueTable, changed: string[]): PreparedQuery<Record
   let query = finishQueries.get(key);
   if (query) return query;
   query = prepared((database, p: Record<string, unknown>) => {
-    const db = database as unknown as Kysely<{ q: Record<string, unknown> & { id: number; claim_token: string | null } }>;
+    const db = database as unknown as Kysely<{ q: Record<string, unknown> & { id: number; state: string; claim_token: string | null } }>;
+    // Only a row still `sending` under this worker's claim: an outcome is final (src/outbox/state-counts.ts counts on it).
     return db
       .updateTable(table as unknown as 'q')
       .set(Object.fromEntries(changed.map((column) => [column, p[column]])))
       .where('id', '=', p.id as number)
-      .where('claim_token', '=', p.claimed as string);
+      .where('claim_token', '=', p.claimed as string)
+      .where('state', '=', 'sending');
   });
   finishQueries.set(key, query);
   return query;

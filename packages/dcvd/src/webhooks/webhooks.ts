@@ -188,11 +188,13 @@ export async function queueUnusableWebhooks(
 
 /**
  * What can make a validated order a new candidate for its `dcv.unusable` event once the cut-off has passed
- * (exported for tests): a validation (every one writes its evidence row in the same transaction, so the
- * evidence's largest id moves), and an account's webhook URL set (the accounts' repository changes an account
- * only by `bump`, which raises its credential_version; a new account raises the largest id). Nothing else
- * dcvd does: no email validation is made after the cut-off, and the global URL is fixed for a process.
- * The evidence by its primary key, the accounts (a few rows per reseller) read whole.
+ * (exported for tests): a validation (its only path, ConfirmationService.decide, writes the evidence row in
+ * the same transaction, so the evidence's largest id moves); an account's webhook URL set (written only by
+ * the accounts' repository, at creation, which raises the largest id, and by `bump`, which raises its
+ * credential_version); and events lost from the webhook outbox (a restored database, a failover to a
+ * replica behind: its largest id goes down). Nothing else dcvd does: no email validation is made after the
+ * cut-off, and the global URL is fixed for a process. Each by its primary key, the accounts (a few rows per
+ * reseller) read whole.
  */
 export async function unusableChanges(db: Kysely<Database>): Promise<string> {
   const row = await db
@@ -202,13 +204,14 @@ export async function unusableChanges(db: Kysely<Database>): Promise<string> {
       eb.fn.sum('credential_version').as('versions'),
       eb.fn.max('id').as('newest'),
       eb.selectFrom('dcv_evidence').select((e) => e.fn.max('id').as('m')).as('evidence'),
+      eb.selectFrom('webhook_outbox').select((e) => e.fn.max('id').as('m')).as('events'),
     ])
     .executeTakeFirstOrThrow();
-  return [row.n, row.versions, row.newest, row.evidence].map((x) => String(x ?? '')).join(' ');
+  return [row.n, row.versions, row.newest, row.evidence, row.events].map((x) => String(x ?? '')).join(' ');
 }
 
 export interface UnusableScanTiming {
-  /** How long the changes must have stood still before a scan that finds nothing lets the next ones be skipped (default 60 s). */
+  /** How long the changes must have stood still before a scan that finds nothing lets the next ones be skipped (default 50 s: the second minute's run after a change, whatever the timer's jitter). */
   settleMs?: number;
   /** How often the orders are scanned all the same (default 1 h). */
   rescanMs?: number;
@@ -219,10 +222,11 @@ export interface UnusableScanTiming {
 /**
  * The minute's `dcv.unusable` scan after the cut-off (queueUnusableWebhooks), skipped while nothing that
  * could make a new candidate has changed (issue 20, thirteenth round). The scan reads every validated order
- * (43 ms at 200,000 orders, on SQLite in the event loop) and, once each has its event, finds nothing; so
+ * (80 ms at 200,000 orders on SQLite, in the event loop, bench/background.ts) and, once each has its event, finds nothing; so
  * after a scan that found nothing, the next ones only read `unusableChanges`, and scan again when it moves
  * or every `rescanMs`. A scan lets the next ones be skipped only when the changes stood still for
- * `settleMs` before it: a validation committed late (PostgreSQL shows an evidence id after a larger one; a
+ * `settleMs` before it (an evidence id below the largest seen was drawn before this process saw that one,
+ * and dcvd's transactions last seconds): a validation committed late (PostgreSQL shows an evidence id after a larger one; a
  * code confirmed just before the cut-off by a transaction that commits after it; another instance's
  * clock a little behind) is then visible to it. Before the cut-off nothing is read.
  */
@@ -243,7 +247,7 @@ export class UnusableWebhookScan {
     private readonly emailPolicy: EmailDcvPolicy,
     timing: UnusableScanTiming = {},
   ) {
-    this.settleMs = timing.settleMs ?? 60_000;
+    this.settleMs = timing.settleMs ?? 50_000;
     this.rescanMs = timing.rescanMs ?? 3_600_000;
     this.monotonic = timing.monotonic ?? (() => performance.now());
   }
