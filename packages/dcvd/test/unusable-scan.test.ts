@@ -132,7 +132,21 @@ function suite(name: string, open: () => Promise<Store | undefined>) {
       assert.equal(await events(db, late), 1);
     });
 
-    test('not skipped until the changes stood still for a minute: a validation that shows up late is found', async (t) => {
+    test('two runs at once queue each event once (a run while another is going returns at once; without that, the per-order check holds it)', async (t) => {
+      const store = await open();
+      if (!store) return t.skip('no PostgreSQL');
+      const { db } = store;
+      await new AccountRepository(db, new ManualClock(NOW)).create('hooked', { password: 'scan password 1234', webhookUrl: 'https://hooks.example/a' });
+      const orders = [await validatedOrder(db, 'hooked', true), await validatedOrder(db, 'hooked', true)];
+      const scan = new UnusableWebhookScan(db, store.dialect, {}, { blocklist: [], cutoff: CUTOFF });
+      assert.deepEqual(await Promise.all([scan.run(NOW), scan.run(NOW)]), [2, 0]);
+      for (const id of orders) assert.equal(await events(db, id), 1);
+      // And the next one runs again.
+      await validatedOrder(db, 'hooked', true);
+      assert.equal(await scan.run(NOW), 1);
+    });
+
+    test('not skipped until the changes stood still for 50 s: a validation that shows up late is found', async (t) => {
       const store = await open();
       if (!store) return t.skip('no PostgreSQL');
       const { db } = store;
