@@ -132,6 +132,11 @@ function suite(name: string, open: () => Promise<Store | undefined>) {
       const third = await counts.read();
       if (store.dialect === 'postgres') assert.equal(third.counts.failed, 2, 'the recount sees the first change too');
       else assert.equal(third.counts.failed, 1);
+      // Failed emails put back to pending by hand (an operator's SQL; dcvd never does it): a waiting email
+      // among those counted as final starts the totals again.
+      await store.db.updateTable('outbox').set({ state: 'pending' }).where('id', '=', ids[0]!).execute();
+      assert.deepEqual((await counts.read()).counts, await truth(store.db), 'an email counted as final is waiting again');
+      await store.db.updateTable('outbox').set({ state: 'failed' }).where('id', '=', ids[0]!).execute();
       // The largest id went down (a restored backup): the totals start again, whatever the dialect.
       await store.db.updateTable('outbox').set({ state: 'delivered' }).where('state', '=', 'pending').execute();
       assert.equal((await counts.read()).oldestWaitingCreatedAt, undefined, 'nothing waiting: every email counted as final');

@@ -20,8 +20,9 @@
  * process's scrapes count everything during its first minute. The totals are counted again from nothing
  * every `recountMs` (1 h) all the same, so that an email a longer transaction inserted is missing from them
  * for at most that long. On both, the totals and what was seen start again when the largest id went down
- * (a database restored under a running server), and each process keeps its own totals (on PostgreSQL two
- * processes' may differ by such an email for up to that hour).
+ * (a database restored under a running server), and the totals start again when a waiting email appears
+ * among those counted as final (an operator's SQL putting failed emails back to pending). Each process keeps
+ * its own totals (on PostgreSQL two processes' may differ by a late final email for up to that hour).
  *
  * The invariant the counting rests on is kept where outcomes are written: `finishQuery` (src/queue/leased.ts)
  * changes only a row still `sending` with the worker's claim, and the cancels only `pending` rows.
@@ -100,7 +101,10 @@ export function outboxStateCounts(db: Kysely<Database>, options: OutboxStateCoun
       const head = await headQuery(db).executeTakeFirstOrThrow();
       const maxId = head.max_id == null ? 0 : Number(head.max_id);
       if (maxId < upTo) seen = [];
-      if (maxId < upTo || at - countedSince >= recountMs) {
+      // A waiting email among those counted as final: dcvd never does that, but an operator's SQL may
+      // (failed emails put back to pending), as may, on PostgreSQL, a transaction that outlived settleMs.
+      const requeued = head.oldest_id != null && Number(head.oldest_id) <= upTo;
+      if (maxId < upTo || requeued || at - countedSince >= recountMs) {
         upTo = 0;
         final = zero();
         countedSince = at;
