@@ -10,6 +10,9 @@
  * - The email cut-off's minute scan (src/webhooks/webhooks.ts) on the same filled store, once every validated
  *   order (half of them) has its `dcv.unusable` event: the whole scan, which finds nothing, as every minute
  *   ran it before, against a run of UnusableWebhookScan once a quiet scan let it skip.
+ * - The admin list of the newest 100 delivered emails (src/outbox/outbox.ts listOutbox: `dcvd outbox list
+ *   --state delivered`, GET /v1/outbox?state=delivered) on the filled store, against the statement it
+ *   replaced (every email of the state sorted by id), run here as it was.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +23,7 @@ import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { queueUnusableWebhooks, UnusableWebhookScan, UNUSABLE_EVENT } from '../src/webhooks/webhooks.ts';
+import { listOutbox } from '../src/outbox/outbox.ts';
 import { createPostgresSchema, postgresReachable, DEFAULT_TEST_POSTGRES_URL } from '../test/support/database.ts';
 import { prefillStore } from './tree.ts';
 
@@ -31,6 +35,8 @@ interface Timing {
   first: number;
   mean: number;
   max: number;
+  /** The admin list's line (a filled store). */
+  list: string | undefined;
 }
 
 async function onStore<T>(postgres: boolean, run: (store: Store) => Promise<T>): Promise<T> {
@@ -68,6 +74,7 @@ async function scrapes(store: Store, rows: number): Promise<Timing> {
       from outbox where state = 'delivered' order by id desc limit ${sql.lit(WAITING)}`.execute(store.db);
     if (store.dialect === 'postgres') await sql`analyze outbox`.execute(store.db);
   }
+  const list = rows > 0 ? await adminLists(store) : undefined;
   const metrics = createMetrics(store.db, { clock: { now: () => Date.now() } });
   const check = (text: string) => {
     // A state without its line counts 0 (before the thirteenth round no line was written for a state without emails).
@@ -92,7 +99,7 @@ async function scrapes(store: Store, rows: number): Promise<Timing> {
     check(await metrics.render());
     times.push(performance.now() - t);
   }
-  return { first, mean: times.reduce((a, b) => a + b, 0) / times.length, max: Math.max(...times) };
+  return { first, mean: times.reduce((a, b) => a + b, 0) / times.length, max: Math.max(...times), list };
 }
 
 const ms = (x: number) => `${x.toFixed(2)} ms`;
@@ -102,9 +109,33 @@ async function on(postgres: boolean, rows: number): Promise<string> {
   const empty = await onStore(postgres, (s) => scrapes(s, 0));
   const filled = await onStore(postgres, (s) => scrapes(s, rows));
   return (
+    `admin list of the newest 100 of ${rows.toLocaleString('en-US')} delivered emails on ${postgres ? 'PostgreSQL' : 'SQLite'}: ${filled.list ?? 'not measured'}, 10 of each, answers checked equal\n` +
     `metrics scrape on ${postgres ? 'PostgreSQL' : 'SQLite'}: empty ${ms(empty.mean)} (max ${ms(empty.max)}); ${rows.toLocaleString('en-US')} delivered + ${WAITING.toLocaleString('en-US')} waiting emails ` +
     `${ms(filled.mean)} (max ${ms(filled.max)}; the process's first scrape ${ms(filled.first)}); ratio filled/empty ${(filled.mean / empty.mean).toFixed(2)}; every scrape's counts checked`
   );
+}
+
+/** The newest 100 delivered emails: listOutbox against the statement it replaced (same answer checked). */
+async function adminLists(store: Store): Promise<string> {
+  const before: number[] = [];
+  const after: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    let t = performance.now();
+    const old = await store.db
+      .selectFrom('outbox as o')
+      .innerJoin('orders as ord', 'ord.id', 'o.order_id')
+      .select(['o.message_id', 'ord.order_number', 'o.recipient', 'o.state', 'o.attempts', 'o.next_attempt_at', 'o.last_error', 'o.response', 'o.created_at', 'o.delivered_at'])
+      .where('o.state', '=', 'delivered')
+      .orderBy('o.id', 'desc')
+      .limit(100)
+      .execute();
+    before.push(performance.now() - t);
+    t = performance.now();
+    const now = await listOutbox(store.db, { state: 'delivered', limit: 100 });
+    after.push(performance.now() - t);
+    if (now.length !== 100 || now.some((v, j) => v.messageId !== old[j]!.message_id)) throw new Error('the admin list answered otherwise than the statement it replaced');
+  }
+  return `the statement it replaced ${ms(mean(before))} (max ${ms(Math.max(...before))}), listOutbox ${ms(mean(after))} (max ${ms(Math.max(...after))})`;
 }
 
 /** The cut-off scan on a filled store whose validated orders all have their event: the whole scan, and a skipped run. */
@@ -148,7 +179,7 @@ async function cutoffScan(postgres: boolean, rows: number): Promise<string> {
 
 export default async function bench(opts: { rows?: number } = {}): Promise<string[]> {
   const rows = opts.rows ?? 200_000;
-  const lines = [`Background work on a grown store (in the benchmark's process, one statement at a time): ${SCRAPES} metrics scrapes after the first; the email cut-off's minute scan`];
+  const lines = [`Background work on a grown store (in the benchmark's process, one statement at a time): the admin list by state; ${SCRAPES} metrics scrapes after the first; the email cut-off's minute scan`];
   lines.push(await on(false, rows), await cutoffScan(false, rows));
   const url = process.env.DCVD_TEST_DATABASE_URL ?? DEFAULT_TEST_POSTGRES_URL;
   if (await postgresReachable(url)) lines.push(await on(true, rows), await cutoffScan(true, rows));
