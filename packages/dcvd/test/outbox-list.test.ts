@@ -7,11 +7,11 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CompiledQuery, sql, type Kysely } from 'kysely';
+import { CompiledQuery, sql, type Kysely, type KyselyPlugin, type PluginTransformQueryArgs, type PluginTransformResultArgs, type QueryResult, type RootOperationNode, type UnknownRow } from 'kysely';
 import type { Store } from '../src/store/database.ts';
 import type { Database } from '../src/store/schema.ts';
-import { LIST_CHUNK, LIST_SORT_AT_MOST, listChunk, listOutbox, manyOfState } from '../src/outbox/outbox.ts';
-import { postgresOrSkip, postgresTestStore, sqliteTestStore } from './support/database.ts';
+import { LIST_WALK, listBelow, listChunk, listOutbox, manyOfState, type ListWalk } from '../src/outbox/outbox.ts';
+import { bulkFill, postgresOrSkip, postgresTestStore, sqliteTestStore } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 const cleanups: (() => Promise<void>)[] = [];
@@ -20,8 +20,22 @@ after(async () => {
 });
 
 /** Layout (ids 1…): delivered, every 1,000th cancelled, up to DELIVERED; then a block of failed longer than a chunk; then a few pending. */
-const DELIVERED = LIST_SORT_AT_MOST + 1000;
-const FAILED = LIST_CHUNK + 2000;
+const DELIVERED = LIST_WALK.sortAtMost + 1000;
+const FAILED = LIST_WALK.chunk + 2000;
+/** A small walk: a few short chunks, then the rest as before (the layout's newest delivered emails lie deeper). */
+const SMALL: ListWalk = { sortAtMost: 500, chunk: 300, chunks: 3 };
+
+/** Counts the statements a Kysely instance runs. */
+class Counting implements KyselyPlugin {
+  n = 0;
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    this.n += 1;
+    return args.node;
+  }
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    return args.result;
+  }
+}
 const PENDING = 10;
 
 async function fill(db: Kysely<Database>): Promise<{ orderId: number }> {
@@ -34,12 +48,12 @@ async function fill(db: Kysely<Database>): Promise<{ orderId: number }> {
     select id, 'list-' || order_number, 'admin@example.com', 'example.com', 'constructed', ${NOW}, ${NOW} from orders`.execute(db);
   const total = DELIVERED + FAILED + PENDING;
   // Every 7th email is order 78's (an order's own list), the rest order 77's.
-  await sql`with recursive g(i) as (select 1 union all select i + 1 from g where i < ${sql.lit(total)})
+  await bulkFill(db, (trx) => sql`with recursive g(i) as (select 1 union all select i + 1 from g where i < ${sql.lit(total)})
     insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at)
     select '<list-' || i || '@ca.example>', v.order_id, v.id, 'admin@example.com',
       case when i > ${sql.lit(DELIVERED + FAILED)} then 'pending' when i > ${sql.lit(DELIVERED)} then 'failed' when i % 1000 = 0 then 'cancelled' else 'delivered' end,
       1, ${sql.lit(NOW)} + i, ${sql.lit(NOW)} + i, ${sql.lit(NOW)} + i
-    from g join random_values v on v.value_hash = case when i % 7 = 0 then 'list-78' else 'list-77' end`.execute(db);
+    from g join random_values v on v.value_hash = case when i % 7 = 0 then 'list-78' else 'list-77' end`.execute(trx).then(() => undefined));
   const { id } = await db.selectFrom('orders').select('id').where('order_number', '=', 78).executeTakeFirstOrThrow();
   return { orderId: Number(id) };
 }
@@ -59,14 +73,14 @@ function suite(name: string, open: () => Promise<Store | undefined>) {
       if (!store) return t.skip('no PostgreSQL');
       const { db } = store;
       const { orderId } = await fill(db);
-      if (store.dialect === 'postgres') await sql`analyze outbox`.execute(db);
-      // On SQLite delivered is walked, failed sorted.
-      assert.ok(Number((await manyOfState(db, 'delivered').executeTakeFirstOrThrow()).n) >= LIST_SORT_AT_MOST);
-      assert.ok(Number((await manyOfState(db, 'failed').executeTakeFirstOrThrow()).n) < LIST_SORT_AT_MOST);
+      if (store.dialect === 'postgres') await bulkFill(db, (trx) => sql`analyze outbox`.execute(trx).then(() => undefined));
+      // On SQLite delivered is walked, failed sorted (with the default walk).
+      assert.ok(Number((await manyOfState(db, 'delivered').executeTakeFirstOrThrow()).n) >= LIST_WALK.sortAtMost);
+      assert.ok(Number((await manyOfState(db, 'failed').executeTakeFirstOrThrow()).n) < LIST_WALK.sortAtMost);
       const cases = [
         // The newest delivered ones lie a whole chunk and more below the newest email: the walk crosses chunks.
         ...[1, 7, 100, 999, 10_000].map((limit) => ({ state: 'delivered', limit })),
-        ...[1, 100, 10_000].map((limit) => ({ state: 'failed', limit })),
+        ...[1, 100, 1000, 10_000].map((limit) => ({ state: 'failed', limit })),
         { state: 'cancelled', limit: 100 },
         { state: 'pending', limit: 100 },
         { state: 'sending', limit: 100 },
@@ -76,8 +90,22 @@ function suite(name: string, open: () => Promise<Store | undefined>) {
         { orderId, limit: 20 },
       ];
       for (const c of cases) {
-        const got = (await listOutbox(db, c)).map((v) => v.messageId);
-        assert.deepEqual(got, await expected(db, c), JSON.stringify(c));
+        const want = await expected(db, c);
+        assert.deepEqual((await listOutbox(db, c)).map((v) => v.messageId), want, JSON.stringify(c));
+        // The small walk: its chunks run out before the limit for delivered (the rest by the state's index), and failed is walked too.
+        assert.deepEqual((await listOutbox(db, c, SMALL)).map((v) => v.messageId), want, `${JSON.stringify(c)}, small walk`);
+      }
+      // Which statements ran (SQLite; PostgreSQL runs one statement): the count, the largest id, the chunks, the rest.
+      if (store.dialect === 'sqlite') {
+        const statements = async (filter: { state: string; limit: number }, w?: ListWalk) => {
+          const counting = new Counting();
+          await listOutbox(db.withPlugin(counting), filter, w);
+          return counting.n;
+        };
+        assert.equal(await statements({ state: 'delivered', limit: 7 }), 4, 'count, largest id, two chunks');
+        assert.equal(await statements({ state: 'delivered', limit: 7 }, SMALL), 6, 'count, largest id, three chunks, the rest');
+        assert.equal(await statements({ state: 'failed', limit: 7 }), 2, 'count, one statement');
+        assert.equal(await statements({ state: 'failed', limit: 7 }, SMALL), 3, 'count, largest id, one chunk');
       }
       // All of them: the walk goes down to the first email.
       const all = await listOutbox(db, { state: 'delivered', limit: DELIVERED });
@@ -91,7 +119,7 @@ function suite(name: string, open: () => Promise<Store | undefined>) {
 suite('SQLite', async () => (await sqliteTestStore(cleanups, 'dcvd-outbox-list-')).store);
 suite('PostgreSQL', async () => ((await postgresOrSkip()) ? undefined : (await postgresTestStore(cleanups)).store));
 
-describe('SQLite’s plans: a chunk is a range of the primary key; the count stops in the state’s index', () => {
+describe('SQLite’s plans: a chunk is a range of the primary key; the count stops in the state’s index; the rest by it', () => {
   test('SQLite', async () => {
     const { store } = await sqliteTestStore(cleanups, 'dcvd-outbox-list-plan-');
     const plan = async (q: CompiledQuery) => (await store.db.executeQuery<{ detail: string }>(CompiledQuery.raw(`explain query plan ${q.sql}`, [...q.parameters]))).rows.map((r) => r.detail).join('; ');
@@ -100,5 +128,8 @@ describe('SQLite’s plans: a chunk is a range of the primary key; the count sto
     assert.doesNotMatch(chunk, /TEMP B-TREE|SCAN o\b/, chunk);
     const count = await plan(manyOfState(store.db, 'delivered').compile());
     assert.match(count, /SEARCH outbox USING COVERING INDEX outbox_(lease|due) \(state=\?\)/, count);
+    // The rest after the chunks: the state's emails by its index (what the plain statement read), not the ids.
+    const rest = await plan(listBelow(store.db, 'delivered', 5000, 50).compile());
+    assert.match(rest, /SEARCH o USING INDEX outbox_(lease|due) \(state=\?\)/, rest);
   });
 });

@@ -14,7 +14,7 @@ import type { Store } from '../src/store/database.ts';
 import type { Database } from '../src/store/schema.ts';
 import { headQuery, outboxStateCounts, rangeQuery, type OutboxState } from '../src/outbox/state-counts.ts';
 import { OUTBOX_STATES } from '../src/outbox/states.ts';
-import { describePlan, explainPlan, postgresOrSkip, postgresTestStore, sqliteTestStore } from './support/database.ts';
+import { bulkFill, describePlan, explainPlan, postgresOrSkip, postgresTestStore, sqliteTestStore } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 const cleanups: (() => Promise<void>)[] = [];
@@ -225,10 +225,12 @@ describe('plans: index probes and a range of the primary key', () => {
     if (skip) return t.skip(skip);
     const { store } = await postgresTestStore(cleanups);
     const f = await fixture(store.db);
-    await sql`insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at)
-      select '<plan-' || g || '@ca.example>', ${f.orderId}, ${f.valueId}, 'a@example.com', case when g > 200000 then 'pending' when g % 50 = 0 then 'failed' else 'delivered' end, 1, g, g, g
-      from generate_series(1, 204000) g`.execute(store.db);
-    await sql`analyze outbox`.execute(store.db);
+    await bulkFill(store.db, async (trx) => {
+      await sql`insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at)
+        select '<plan-' || g || '@ca.example>', ${f.orderId}, ${f.valueId}, 'a@example.com', case when g > 200000 then 'pending' when g % 50 = 0 then 'failed' else 'delivered' end, 1, g, g, g
+        from generate_series(1, 204000) g`.execute(trx);
+      await sql`analyze outbox`.execute(trx);
+    });
     const { head, range } = statements(store.db);
     const headNodes = await explainPlan(store.db, head.sql, head.parameters);
     const headPlan = describePlan(headNodes);

@@ -215,23 +215,33 @@ export interface OutboxView extends DeliveryView {
   to: string;
 }
 
-/** Below this many emails of a final state, `listOutbox` finds them by the state's index and sorts them by id. */
-export const LIST_SORT_AT_MOST = 20_000;
-/** From it on, it walks the ids back from the newest, this many at a time. */
-export const LIST_CHUNK = 10_000;
+/** How `listOutbox` reads a final state on SQLite (a parameter only for tests, which use small ones). */
+export interface ListWalk {
+  /** Below this many emails of the state, they are found by the state's index and sorted by id. */
+  sortAtMost: number;
+  /** From it on, the ids are walked back from the newest, this many at a time… */
+  chunk: number;
+  /** …for at most this many chunks; the rest, if the limit is not reached, as before: by the state's index, sorted. */
+  chunks: number;
+}
+export const LIST_WALK: ListWalk = { sortAtMost: 20_000, chunk: 10_000, chunks: 10 };
 
 /**
- * Whether a final state has at least LIST_SORT_AT_MOST emails: a count of the state's index, stopped there
- * (exported for test/query-plans.test.ts).
+ * Whether a final state has at least `atLeast` emails: a count of the state's index, stopped there
+ * (exported for test/outbox-list.test.ts).
  */
-export const manyOfState = (db: Kysely<Database>, state: string) =>
+export const manyOfState = (db: Kysely<Database>, state: string, atLeast = LIST_WALK.sortAtMost) =>
   db
-    .selectFrom((eb) => eb.selectFrom('outbox').select('id').where('state', '=', state).limit(sql.lit(LIST_SORT_AT_MOST)).as('s'))
+    .selectFrom((eb) => eb.selectFrom('outbox').select('id').where('state', '=', state).limit(sql.lit(atLeast)).as('s'))
     .select((eb) => eb.fn.countAll().as('n'));
 
 /** The newest emails of a state among ids in (from, to], by the primary key (the state a guard no index serves; exported for the plan checks). */
 export const listChunk = (db: Kysely<Database>, state: string, from: number, to: number, limit: number) =>
-  listQuery(db).where('o.id', '>', from).where('o.id', '<=', to).where(unindexedState(dialectOf(db)), '=', state).orderBy('o.id', 'desc').limit(limit);
+  listQuery(db).where('o.id', '>', from).where('o.id', '<=', to).where(unindexedState(dialectOf(db), 'o.state'), '=', state).orderBy('o.id', 'desc').limit(limit);
+
+/** The newest emails of a state at or below an id, by the state's index, sorted (the id a guard no index serves; exported for the plan checks). */
+export const listBelow = (db: Kysely<Database>, state: string, to: number, limit: number) =>
+  listQuery(db).where('o.state', '=', state).where(sql<number>`+${sql.ref('o.id')}`, '<=', to).orderBy('o.id', 'desc').limit(limit);
 
 const listQuery = (db: Kysely<Database>) =>
   db
@@ -242,31 +252,36 @@ const listQuery = (db: Kysely<Database>) =>
 /**
  * The newest emails first, optionally of one state or order (`dcvd outbox list`, `dcvd order show`, the
  * internal API). No email is ever deleted, so a final state (delivered, above all) may hold most of the
- * history, and SQLite, without statistics, sorted all its emails by id: 166 ms at 200,000, in the server's
- * event loop (bench/background.ts, issue 20, thirteenth round). There a final state with many emails is
- * read by walking the ids back from the newest, LIST_CHUNK at a time, each chunk one bounded statement;
- * one with few (a count of its index stopped at LIST_SORT_AT_MOST), a waiting state (the queue), or one
- * order's emails by their index. PostgreSQL's statistics choose between the state's index and the
- * primary key themselves (3.5 ms at 200,000 delivered, where the walk's count alone costs more), and its
- * statements do not hold dcvd's event loop: there the one statement.
+ * history, and SQLite, without statistics, sorted all its emails by id: 140–176 ms for the newest 100 of
+ * 200,000, in the server's event loop (bench/background.ts, issue 20, thirteenth round). There a final
+ * state with many emails is read by walking the ids back from the newest, a chunk at a time, each chunk one
+ * bounded statement; if its newest emails lie deeper than `walk.chunks` chunks (a state whose emails are
+ * all old), the rest is read as before, so the walk never costs more than those chunks beyond the old
+ * statement. A state with few emails (a count of its index, stopped there), a waiting state (the queue) or
+ * one order's emails: one statement by their index. PostgreSQL's statistics choose between the state's
+ * index and the primary key themselves (2.4–3.7 ms at 200,000 delivered, where the walk's count alone cost
+ * more), and its statements do not hold dcvd's event loop: there the one statement.
  */
-export async function listOutbox(db: Kysely<Database>, filter: { state?: string; orderId?: number; limit?: number } = {}): Promise<OutboxView[]> {
+export async function listOutbox(db: Kysely<Database>, filter: { state?: string; orderId?: number; limit?: number } = {}, walk: ListWalk = LIST_WALK): Promise<OutboxView[]> {
   const limit = filter.limit ?? 100;
   const { state } = filter;
   let rows: Awaited<ReturnType<ReturnType<typeof listQuery>['execute']>>;
-  const walk =
+  const walked =
     dialectOf(db) === 'sqlite' &&
     state !== undefined &&
     filter.orderId === undefined &&
     state !== 'pending' &&
     state !== 'sending' &&
-    Number((await manyOfState(db, state).executeTakeFirstOrThrow()).n) >= LIST_SORT_AT_MOST;
-  if (walk) {
+    Number((await manyOfState(db, state, walk.sortAtMost).executeTakeFirstOrThrow()).n) >= walk.sortAtMost;
+  if (walked) {
     rows = [];
-    const top = Number((await db.selectFrom('outbox').select((eb) => eb.fn.max('id').as('m')).executeTakeFirstOrThrow()).m ?? 0);
-    for (let to = top; to > 0 && rows.length < limit; to -= LIST_CHUNK) {
-      rows.push(...(await listChunk(db, state, Math.max(0, to - LIST_CHUNK), to, limit - rows.length).execute()));
+    let to = Number((await db.selectFrom('outbox').select((eb) => eb.fn.max('id').as('m')).executeTakeFirstOrThrow()).m ?? 0);
+    for (let read = 0; to > 0 && rows.length < limit && read < walk.chunks; read += 1) {
+      const from = Math.max(0, to - walk.chunk);
+      rows.push(...(await listChunk(db, state, from, to, limit - rows.length).execute()));
+      to = from;
     }
+    if (to > 0 && rows.length < limit) rows.push(...(await listBelow(db, state, to, limit - rows.length).execute()));
   } else {
     let q = listQuery(db);
     if (state !== undefined) q = q.where('o.state', '=', state);

@@ -21,8 +21,11 @@
  * every `recountMs` (1 h) all the same, so that an email a longer transaction inserted is missing from them
  * for at most that long. On both, the totals and what was seen start again when the largest id went down
  * (a database restored under a running server), and the totals start again when a waiting email appears
- * among those counted as final (an operator's SQL putting failed emails back to pending). Each process keeps
- * its own totals (on PostgreSQL two processes' may differ by a late final email for up to that hour).
+ * among those counted as final (an operator's SQL putting failed emails back to pending, seen if a scrape
+ * comes while they still wait; an edit a scrape does not see, or one between final states, stays in the
+ * totals until the hourly recount on PostgreSQL or the process's restart on SQLite, which does not recount:
+ * its full count is the event-loop stall this module removes). Each process keeps its own totals (on
+ * PostgreSQL two processes' may differ by a late final email for up to that hour).
  *
  * The invariant the counting rests on is kept where outcomes are written: `finishQuery` (src/queue/leased.ts)
  * changes only a row still `sending` with the worker's claim, and the cancels only `pending` rows.

@@ -43,8 +43,8 @@ export function dialectOf(db: Kysely<Database>): Dialect {
  * `state = $n` is served by migration 0012's partial index, all of the backlog read and filtered
  * (15–25 ms a claim at 100,000 pending).
  */
-export function unindexedState(dialect: Dialect): RawBuilder<string> {
-  return dialect === 'postgres' ? sql<string>`(${sql.ref('state')} || '')` : sql<string>`+${sql.ref('state')}`;
+export function unindexedState(dialect: Dialect, column: 'state' | 'o.state' = 'state'): RawBuilder<string> {
+  return dialect === 'postgres' ? sql<string>`(${sql.ref(column)} || '')` : sql<string>`+${sql.ref(column)}`;
 }
 
 /**
