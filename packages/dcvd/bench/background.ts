@@ -14,17 +14,13 @@
  *   --state delivered`, GET /v1/outbox?state=delivered) on the filled store, against the statement it
  *   replaced (every email of the state sorted by id), run here as it was.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
-import { openStore, type Store } from '../src/store/database.ts';
-import { migrateToLatest } from '../src/store/migrations.ts';
+import type { Store } from '../src/store/database.ts';
 import { createMetrics } from '../src/metrics.ts';
 import { queueUnusableWebhooks, UnusableWebhookScan, UNUSABLE_EVENT } from '../src/webhooks/webhooks.ts';
 import { listOutbox } from '../src/outbox/outbox.ts';
-import { createPostgresSchema, postgresReachable, DEFAULT_TEST_POSTGRES_URL } from '../test/support/database.ts';
+import { postgresReachable, postgresTestStore, sqliteTestStore, DEFAULT_TEST_POSTGRES_URL } from '../test/support/database.ts';
 import { prefillStore } from './tree.ts';
 
 const SCRAPES = 50;
@@ -39,35 +35,32 @@ interface Timing {
   list: string | undefined;
 }
 
+/** A migrated store of its own (a SQLite directory, or a PostgreSQL schema), removed after `run`. */
 async function onStore<T>(postgres: boolean, run: (store: Store) => Promise<T>): Promise<T> {
-  if (postgres) {
-    const schema = await createPostgresSchema();
-    const store = openStore({ dataDir: '', databaseUrl: schema.url });
-    try {
-      await migrateToLatest(store.db, store.dialect);
-      return await run(store);
-    } finally {
-      await store.close();
-      await schema.drop();
-    }
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'dcvd-bench-scrape-'));
-  const store = openStore({ dataDir: dir });
+  const cleanups: (() => Promise<void>)[] = [];
   try {
-    await migrateToLatest(store.db, store.dialect);
+    const { store } = postgres ? await postgresTestStore(cleanups) : await sqliteTestStore(cleanups, 'dcvd-bench-background-');
     return await run(store);
   } finally {
-    await store.close();
-    rmSync(dir, { recursive: true, force: true });
+    for (const c of cleanups.reverse()) await c();
   }
 }
 
+/** An account (its webhook URL, if any) for the fill; its id. */
+async function account(store: Store, login: string, webhookUrl: string | null = null): Promise<number> {
+  const now = Date.now();
+  await sql`insert into accounts (login, password_hash, webhook_url, created_at, updated_at) values (${login}, 'x', ${webhookUrl}, ${now}, ${now})`.execute(store.db);
+  return Number((await store.db.selectFrom('accounts').select('id').where('login', '=', login).executeTakeFirstOrThrow()).id);
+}
+
+const ms = (x: number) => `${x.toFixed(2)} ms`;
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
 async function scrapes(store: Store, rows: number): Promise<Timing> {
   const now = Date.now();
-  await sql`insert into accounts (login, password_hash, created_at, updated_at) values ('scrape', 'x', ${now}, ${now})`.execute(store.db);
-  const { id } = await store.db.selectFrom('accounts').select('id').where('login', '=', 'scrape').executeTakeFirstOrThrow();
+  const id = await account(store, 'scrape');
   if (rows > 0) {
-    await prefillStore(store.db, Number(id), rows);
+    await prefillStore(store.db, id, rows);
     // Waiting emails after the history: the queue the scrape must still count at every scrape.
     await sql`insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at)
       select '<waiting-' || id || '@ca.example>', order_id, random_value_id, recipient, 'pending', 0, ${now}, ${now}, ${now}
@@ -99,11 +92,8 @@ async function scrapes(store: Store, rows: number): Promise<Timing> {
     check(await metrics.render());
     times.push(performance.now() - t);
   }
-  return { first, mean: times.reduce((a, b) => a + b, 0) / times.length, max: Math.max(...times), list };
+  return { first, mean: mean(times), max: Math.max(...times), list };
 }
-
-const ms = (x: number) => `${x.toFixed(2)} ms`;
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 async function on(postgres: boolean, rows: number): Promise<string> {
   const empty = await onStore(postgres, (s) => scrapes(s, 0));
@@ -142,9 +132,7 @@ async function adminLists(store: Store): Promise<string> {
 async function cutoffScan(postgres: boolean, rows: number): Promise<string> {
   return onStore(postgres, async (store) => {
     const now = Date.now();
-    await sql`insert into accounts (login, password_hash, webhook_url, created_at, updated_at) values ('scan', 'x', 'https://hooks.example/', ${now}, ${now})`.execute(store.db);
-    const { id } = await store.db.selectFrom('accounts').select('id').where('login', '=', 'scan').executeTakeFirstOrThrow();
-    await prefillStore(store.db, Number(id), rows);
+    await prefillStore(store.db, await account(store, 'scan', 'https://hooks.example/'), rows);
     await sql`insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, created_at, updated_at, delivered_at)
       select 'bench-' || id, id, ${UNUSABLE_EVENT}, 'https://hooks.example/', '{}', 'delivered', 1, ${now}, ${now}, ${now}, ${now} from orders where dcv_status = 'validated'`.execute(store.db);
     if (store.dialect === 'postgres') await sql`analyze webhook_outbox`.execute(store.db);

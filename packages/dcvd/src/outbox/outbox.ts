@@ -26,7 +26,7 @@
  */
 import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Clock } from '../deps.ts';
-import { dialectOf, unindexedState, type Dialect } from '../store/database.ts';
+import { dialectOf, unindexedNumber, unindexedState, type Dialect } from '../store/database.ts';
 import type { Database, OutboxTable } from '../store/schema.ts';
 import type { Logger } from '../log.ts';
 import { emailTemplate, TemplateRepository } from '../orders/templates.ts';
@@ -40,6 +40,7 @@ import { DEFAULT_TEMPLATE, renderTemplate, type EmailTemplate } from '../mail/te
 import { prepared } from '../store/prepared.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type OutboxPolicy } from '../queue/leased.ts';
 import type { MailTransport } from '../mail/transport.ts';
+import { WAITING_STATES } from './states.ts';
 
 export type OutboxRow = Selectable<OutboxTable>;
 export { OUTBOX_STATES } from './states.ts';
@@ -198,7 +199,7 @@ export const sealedOfDeadValues = prepared((db, p: { now: number }) =>
     .updateTable('outbox')
     .set({ sealed_code: null })
     .where('sealed_code', 'is not', null)
-    .where('state', 'not in', ['pending', 'sending'])
+    .where('state', 'not in', WAITING_STATES)
     .where(({ exists, selectFrom }) =>
       exists(
         selectFrom('random_values as rv')
@@ -241,7 +242,7 @@ export const listChunk = (db: Kysely<Database>, state: string, from: number, to:
 
 /** The newest emails of a state at or below an id, by the state's index, sorted (the id a guard no index serves; exported for the plan checks). */
 export const listBelow = (db: Kysely<Database>, state: string, to: number, limit: number) =>
-  listQuery(db).where('o.state', '=', state).where(sql<number>`+${sql.ref('o.id')}`, '<=', to).orderBy('o.id', 'desc').limit(limit);
+  listQuery(db).where('o.state', '=', state).where(unindexedNumber('o.id'), '<=', to).orderBy('o.id', 'desc').limit(limit);
 
 const listQuery = (db: Kysely<Database>) =>
   db
@@ -270,8 +271,7 @@ export async function listOutbox(db: Kysely<Database>, filter: { state?: string;
     dialectOf(db) === 'sqlite' &&
     state !== undefined &&
     filter.orderId === undefined &&
-    state !== 'pending' &&
-    state !== 'sending' &&
+    !(WAITING_STATES as readonly string[]).includes(state) &&
     Number((await manyOfState(db, state, walk.sortAtMost).executeTakeFirstOrThrow()).n) >= walk.sortAtMost;
   if (walked) {
     rows = [];

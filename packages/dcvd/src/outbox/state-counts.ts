@@ -33,7 +33,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import { dialectOf } from '../store/database.ts';
-import { OUTBOX_STATES } from './states.ts';
+import { OUTBOX_STATES, WAITING_STATES } from './states.ts';
 
 export type OutboxState = (typeof OUTBOX_STATES)[number];
 
@@ -51,8 +51,6 @@ export interface OutboxStateCounts {
   read(): Promise<{ counts: Record<OutboxState, number>; oldestWaitingCreatedAt: number | undefined }>;
 }
 
-const WAITING = ['pending', 'sending'] as const;
-
 /**
  * The largest id, by the primary key, and the oldest email still waiting, by the state's index (exported
  * for the plan checks). `id + 0`: a `min(id)` alone is planned by PostgreSQL as a walk of the primary key
@@ -67,7 +65,7 @@ export const headQuery = (db: Kysely<Database>) =>
       sql<number | string | null>`min(id + 0)`.as('oldest_id'),
       eb.fn.min('created_at').as('oldest_at'),
     ])
-    .where('state', 'in', WAITING);
+    .where('state', 'in', WAITING_STATES);
 
 /**
  * The emails with ids in (from, to] by state (exported for the plan checks). From 0, the first count of a
@@ -103,10 +101,11 @@ export function outboxStateCounts(db: Kysely<Database>, options: OutboxStateCoun
       const at = now();
       const head = await headQuery(db).executeTakeFirstOrThrow();
       const maxId = head.max_id == null ? 0 : Number(head.max_id);
+      const oldestWaiting = head.oldest_id == null ? undefined : Number(head.oldest_id);
       if (maxId < upTo) seen = [];
       // A waiting email among those counted as final: dcvd never does that, but an operator's SQL may
       // (failed emails put back to pending), as may, on PostgreSQL, a transaction that outlived settleMs.
-      const requeued = head.oldest_id != null && Number(head.oldest_id) <= upTo;
+      const requeued = oldestWaiting !== undefined && oldestWaiting <= upTo;
       if (maxId < upTo || requeued || at - countedSince >= recountMs) {
         upTo = 0;
         final = zero();
@@ -118,7 +117,6 @@ export function outboxStateCounts(db: Kysely<Database>, options: OutboxStateCoun
       while (newest + 1 < seen.length && at - seen[newest + 1]!.at >= settleMs) newest += 1;
       const trusted = newest >= 0 ? seen[newest]!.maxId : 0;
       if (newest > 0) seen.splice(0, newest);
-      const oldestWaiting = head.oldest_id == null ? undefined : Number(head.oldest_id);
       // Never above this scrape's largest id (an id seen before a restore is not one of this database's).
       const settled = Math.min(trusted, maxId, oldestWaiting === undefined ? Infinity : oldestWaiting - 1);
       if (settled > upTo) {

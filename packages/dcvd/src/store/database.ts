@@ -52,7 +52,7 @@ export function unindexedState(dialect: Dialect, column: 'state' | 'o.state' = '
  * the account of an order chain's lookup, which SQLite otherwise planned through the account's
  * index and so walked all of that account's orders to find a chain (or not find one).
  */
-export function unindexedNumber(column: 'account_id'): RawBuilder<number> {
+export function unindexedNumber(column: 'account_id' | 'o.id'): RawBuilder<number> {
   return sql<number>`+${sql.ref(column)}`;
 }
 
