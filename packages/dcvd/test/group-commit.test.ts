@@ -109,6 +109,31 @@ describe('group commit (SQLite)', () => {
     assert.equal(group.stats.groups - before, 1);
   });
 
+
+  test('a member that changed many pages before it throws is undone alone; the savepoints journal in memory', async () => {
+    const { store } = await sqliteStore();
+    // temp_store = MEMORY (database.ts): the savepoints' sub-journal is a copy in memory, not a file written page by page.
+    assert.deepEqual(await sql<{ temp_store: number }>`pragma temp_store`.execute(store.db).then((r) => r.rows), [{ temp_store: 2 }]);
+    await writeTransaction(store.db, async (trx) => {
+      for (let i = 0; i < 300; i++) await insert(trx, `10.0.${i >> 8}.${i & 255}`);
+    });
+    const before = await store.db.selectFrom('ip_failures').select(['ip', 'failures']).orderBy('ip').execute();
+    // Far more than the 64 KiB a sub-journal keeps in memory by default: every page of the table and its index, changed twice.
+    const big = writeTransaction(store.db, async (trx) => {
+      await trx.updateTable('ip_failures').set({ failures: 7 }).execute();
+      for (let i = 0; i < 2000; i++) await insert(trx, `${'x'.repeat(200)}-${i}`);
+      await trx.updateTable('ip_failures').set({ failures: 8 }).execute();
+      throw new Error('refused after many pages');
+    });
+    const after = writeTransaction(store.db, (trx) => insert(trx, '192.0.2.99'));
+    const [b, a] = await Promise.allSettled([big, after]);
+    assert.equal(b.status, 'rejected');
+    assert.equal(a.status, 'fulfilled');
+    assert.deepEqual(
+      await store.db.selectFrom('ip_failures').select(['ip', 'failures']).orderBy('ip').execute(),
+      [...before, { ip: '192.0.2.99', failures: 1 }].sort((x, y) => (x.ip < y.ip ? -1 : 1)),
+    );
+  });
   test('a COMMIT that fails fails every member, and nothing of the group is written', async () => {
     const { store } = await sqliteStore();
     const group = groupCommitOf(store.db)!;

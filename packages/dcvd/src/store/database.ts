@@ -391,6 +391,12 @@ export function openStore(options: StoreOptions): Store {
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
+    // A group commit's member runs in a savepoint (group-commit.ts), and SQLite copies every page a savepoint
+    // changes into a sub-journal first, a temporary file past 64 KiB: a pwrite per page, 5 % of a resend's CPU
+    // (docs/PERFORMANCE.md, fourteenth round). In memory it is a copy. Only savepoints and temporary tables use
+    // this; the sub-journal is never needed after a crash (the WAL is), and big sorts (CREATE INDEX, ORDER BY)
+    // still spill to files of their own.
+    sqlite.pragma('temp_store = MEMORY');
     // The CLI and the server (and --processes) write the same file: a statement that finds the lock taken is
     // tried again without blocking the event loop (BusyRetryingConnection), not slept on inside SQLite.
     sqlite.pragma('busy_timeout = 0');
