@@ -144,6 +144,12 @@ export interface AutoApplyOrderRequest extends CallOptions {
   days: number;
   /** PKCS#10, PEM with or without armour. */
   csr: string;
+  /**
+   * The real host requires both; its integration notes give `-1` ("other": the software does not change the
+   * certificate) and `N` as the values to send unless told otherwise. Sent with these defaults; dcvd ignores both.
+   */
+  serverSoftware?: number;
+  isCustomerValidated?: 'Y' | 'N';
   /** Additional names (multi-domain products). */
   domainNames?: readonly string[];
   dcvMethod?: DcvMethodName;
@@ -152,6 +158,11 @@ export interface AutoApplyOrderRequest extends CallOptions {
 }
 
 export interface AutoApplyOrderResult {
+  /**
+   * The real host's `errorCode=1`: the order was placed and waits for payment (dcvd takes none and always
+   * answers 0). Not an error: the order exists, and placing it again would make a second one.
+   */
+  paymentRequired: boolean;
   orderNumber: number;
   certificateID: number;
   totalCost: string;
@@ -251,6 +262,7 @@ export class DcvClient {
   /** The base URL calls go to, without trailing slashes. */
   readonly baseUrl: string;
   readonly loginName: string;
+  /** Never shown, also not by `console.log(client)`: a private field. */
   readonly #loginPassword: string;
   readonly #fetch: FetchLike;
   readonly #timeoutMs: number;
@@ -328,7 +340,6 @@ export class DcvClient {
     return { extra };
   }
 
-  /** Never shows the password, also not in `console.log(client)` (it is a private field). */
   /**
    * AutoApplyOrder, DCV subset (CONTRACT §12). Never retried: a retry could
    * place a second order. `dcvEmailAddresses` go one per domain, CN first,
@@ -339,6 +350,8 @@ export class DcvClient {
       product: request.product,
       days: request.days,
       csr: request.csr,
+      serverSoftware: request.serverSoftware ?? -1,
+      isCustomerValidated: request.isCustomerValidated ?? 'N',
       domainNames: request.domainNames?.join(','),
       dcvMethod: request.dcvMethod,
       dcvEmailAddress: request.dcvEmailAddress,
@@ -347,13 +360,13 @@ export class DcvClient {
       responseFormat: 1,
     });
     const answer = await this.#send(AUTO_APPLY_ORDER, body, request.signal, 0);
-    const fields = this.#result(AUTO_APPLY_ORDER, answer, decodeUrlencoded);
+    const fields = this.#result(AUTO_APPLY_ORDER, answer, (text) => decodeUrlencoded(text, [0, 1]));
     const num = (name: string) => {
       const v = fields[name];
       if (v === undefined || !/^[0-9]+$/.test(v)) throw new DcvRequestError('AutoApplyOrder', 'protocol', `AutoApplyOrder: the answer has no ${name}`, { status: answer.status, attempts: answer.attempts });
       return Number(v);
     };
-    return { orderNumber: num('orderNumber'), certificateID: num('certificateID'), totalCost: fields.totalCost ?? '', expectedDeliveryTime: num('expectedDeliveryTime') };
+    return { paymentRequired: fields.errorCode?.trim() === '1', orderNumber: num('orderNumber'), certificateID: num('certificateID'), totalCost: fields.totalCost ?? '', expectedDeliveryTime: num('expectedDeliveryTime') };
   }
 
   /** AutoUpdateDCV: one domain (`changes` of one, `domainName` optional for a single-domain order) or several at once. Never retried. */

@@ -89,6 +89,29 @@ test('ResendDCVEmail: orderNumber or baseOrderNumber, dcvTemplateId sent as dcvT
   });
 });
 
+test('AutoApplyOrder: the real host\u2019s required serverSoftware and isCustomerValidated are sent; errorCode=1 is a placed order awaiting payment', async () => {
+  const placed = 'errorCode=0&orderNumber=1234567&certificateID=7654321&totalCost=0.00&expectedDeliveryTime=0';
+  const unpaid = 'errorCode=1&orderNumber=1234568&certificateID=7654322&totalCost=12.34&expectedDeliveryTime=0';
+  const f = scripted([placed, unpaid, 'errorCode=-4&errorMessage=The+value+of+the+%27csr%27+argument+is+invalid%21&errorItem=csr']);
+  const c = client(f.fetch);
+  const first = await c.autoApplyOrder({ product: 287, days: 365, csr: 'CSR' });
+  assert.deepEqual(first, { paymentRequired: false, orderNumber: 1234567, certificateID: 7654321, totalCost: '0.00', expectedDeliveryTime: 0 });
+  const sent = Object.fromEntries(new URLSearchParams(f.calls[0]!.init.body));
+  assert.equal(f.calls[0]!.url, 'https://dcvd.test:8443/products/!AutoApplyOrder');
+  assert.equal(sent.serverSoftware, '-1');
+  assert.equal(sent.isCustomerValidated, 'N');
+  assert.equal(sent.responseFormat, '1');
+  // The caller's own values win over the defaults.
+  const second = await c.autoApplyOrder({ product: 287, days: 365, csr: 'CSR', serverSoftware: 2, isCustomerValidated: 'Y' });
+  assert.deepEqual(second, { paymentRequired: true, orderNumber: 1234568, certificateID: 7654322, totalCost: '12.34', expectedDeliveryTime: 0 });
+  const sent2 = Object.fromEntries(new URLSearchParams(f.calls[1]!.init.body));
+  assert.equal(sent2.serverSoftware, '2');
+  assert.equal(sent2.isCustomerValidated, 'Y');
+  // Below 0 stays an error; and no call was retried.
+  await assert.rejects(c.autoApplyOrder({ product: 287, days: 365, csr: 'CSR' }), (err: unknown) => err instanceof DcvApiError && err.code === -4);
+  assert.equal(f.calls.length, 3);
+});
+
 test('the default base URL is the seeds\u2019 reseller host; a path prefix is kept', async () => {
   assert.equal(DEFAULT_BASE_URL, 'https://secure.trust-provider.com');
   const f = scripted(['errorCode=0']);

@@ -221,12 +221,15 @@ export function decodeJson(body: string): Decoded<DecodedDcvEmailAddressList> {
   return { ok: true, value: finishList(list) };
 }
 
-/** Decodes a urlencoded body (ResendDCVEmail, and errors of the real host in that shape). */
-export function decodeUrlencoded(body: string): Decoded<Record<string, string>> {
+/**
+ * Decodes a urlencoded body (ResendDCVEmail, and errors of the real host in that shape). `successCodes`:
+ * the codes that are no error (AutoApplyOrder's 1, "successful, payment required", is one).
+ */
+export function decodeUrlencoded(body: string, successCodes: readonly number[] = [0]): Decoded<Record<string, string>> {
   const fields: Record<string, string> = {};
   for (const [k, v] of new URLSearchParams(body.trim())) fields[k] ??= v;
   const code = parseCode(fields.errorCode);
-  if (code === 0) return { ok: true, value: fields };
+  if (successCodes.includes(code)) return { ok: true, value: fields };
   return { ok: false, error: errorFromFields(code, fields) };
 }
 
