@@ -392,12 +392,16 @@ export class DcvClient {
     this.#result(AUTO_UPDATE_DCV, answer, decodeUrlencoded);
   }
 
-  /** GetMDCDomainDetails: each domain's DCV method and status (`Validated` when done); read-only, so retried like the list. */
+  /**
+   * GetMDCDomainDetails: each domain's DCV method and status (`Validated` when done); read-only, so retried like
+   * the list. With `showStatusDetails`, asked in JSON (responseFormat 2) unless `responseFormat` says otherwise:
+   * dcvd sends the details in that form only.
+   */
   async getMdcDomainDetails(orderNumber: number, options: CallOptions & { showStatusDetails?: boolean; responseFormat?: ResponseFormat } = {}): Promise<MdcDomainDetail[]> {
     const body = this.#body(GET_MDC_DOMAIN_DETAILS, {
       orderNumber,
       showStatusDetails: options.showStatusDetails === undefined ? undefined : options.showStatusDetails ? 'Y' : 'N',
-      responseFormat: options.responseFormat,
+      responseFormat: options.responseFormat ?? (options.showStatusDetails ? 2 : undefined),
     });
     const answer = await this.#send(GET_MDC_DOMAIN_DETAILS, body, options.signal, this.#retries);
     return this.#result(GET_MDC_DOMAIN_DETAILS, answer, decodeMdcDomainDetails);

@@ -132,9 +132,10 @@ test('single domain, as the public PHP client sends it: AutoApplySSL, email, con
   const today = clock.now();
   clock.set(Date.UTC(2028, 2, 15));
   try {
-    const late = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber, showStatusDetails: 'Y' })).body);
-    assert.equal(late['1_dcvStatus'], 'Validated');
-    assert.equal(late['1_validationUsable'], 'N');
+    const late = decodeMdcDomainDetails((await call('GetMDCDomainDetails', 'alice', { orderNumber, showStatusDetails: 'Y', responseFormat: 2 })).body);
+    assert.ok(late.ok);
+    assert.equal(late.value[0]!.dcvStatus, 'Validated');
+    assert.equal(late.value[0]!.validationUsable, 'N');
   } finally {
     clock.set(today);
   }
@@ -253,6 +254,10 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
     [{ ...base, product: 'x' }, err(-4, 'product')],
     [{ ...base, product: 999 }, err(-4, 'product')],
     [{ ...base, days: 730 }, err(-4, 'days')],
+    [{ product: 24, years: 2, csr: good, dcvEmailAddress: 'admin@example.com' }, err(-4, 'years')],
+    [{ product: 24, years: 0, csr: good, dcvEmailAddress: 'admin@example.com' }, err(-4, 'years')],
+    [{ ...base, organizationName: 'x'.repeat(256) }, err(-4, 'organizationName')],
+    [{ ...base, appRepFax: '+1 555 0100' }, err(-2, 'appRepFax')],
     [{ ...base, dcvMethod: 'email' }, err(-4, 'dcvMethod')],
     [{ ...base, showCertificateID: 'yes' }, err(-4, 'showCertificateID')],
     [{ ...base, serverSoftware: '-2' }, err(-4, 'serverSoftware')],
@@ -293,6 +298,75 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
   assert.equal((await call('GetMDCDomainDetails', 'alice', { orderNumber: 1, showStatusDetails: 'X' })).body, g(-4, 'showStatusDetails'));
   const json = await call('GetMDCDomainDetails', 'alice', { orderNumber: 12345, responseFormat: 2 });
   assert.deepEqual(JSON.parse(json.body), { errorCode: -4, errorMessage: "The value of the 'orderNumber' argument is invalid!", errorItem: 'orderNumber' });
+});
+
+test('orders as public clients of the real host place them: ordering details, years, method keywords, domainNames\u2019 order; GetMDCDomainDetails in threes', async () => {
+  const db = server.store.db;
+  const daysOf = async (orderNumber: number) => (await db.selectFrom('orders').select('days').where('order_number', '=', orderNumber).executeTakeFirstOrThrow()).days;
+  const placedNumber = (body: string) => {
+    assert.match(body, /^errorCode=0&orderNumber=[0-9]+&/);
+    return Number(phpRead(body).orderNumber);
+  };
+  // A hosting panel's order: the organisation, its representative, vetting flags and mailing options with every order.
+  await getList(server, 'alice', 'panel.example.com');
+  const panel = await call('AutoApplyOrder', 'alice', {
+    product: 24, days: 365, csr: await makeCsr('panel.example.com'), serverSoftware: -1, isCustomerValidated: 'Y', dcvMethod: 'EMAIL',
+    dcvEmailAddress: 'admin@example.com', uniqueValue: 'A1B2C3D4E5F6A7B8C9D0', showCertificateID: 'Y', foreignOrderNumber: 'inv-42',
+    appRepEmailAddress: 'ops@example.com', appRepForename: 'Ada', appRepSurname: 'Lovelace', appRepTelephone: '+44 20 7946 0000',
+    emailAddress: 'none', organizationName: 'Example Ltd', streetAddress1: '1 High St', localityName: 'London', stateOrProvinceName: 'London',
+    postalCode: 'N1 9GU', countryName: 'GB', companyNumber: '01234567', test: 'N', orderNumber: '',
+  });
+  assert.equal(await daysOf(placedNumber(panel.body)), 365);
+  await nextMails(1);
+  // An older client: AutoApplySSL with `years`, its own flags, the address lines it keeps.
+  await getList(server, 'alice', 'portal.example.com');
+  const portal = await call('AutoApplySSL', 'alice', {
+    product: 24, years: 1, csr: await makeCsr('portal.example.com'), serverSoftware: 2, isCustomerValidated: 'Y', prioritiseCSRValues: 'N',
+    isAppRepValidated: 'Y', isCallbackCompleted: 'Y', streetAddress1: 'Rua 1', localityName: 'Sao Paulo', stateOrProvinceName: 'SP',
+    postalCode: '01000-000', countryName: 'BR', emailAddress: 'certs@example.com', dcvEmailAddress: 'admin@example.com', responseFormat: 1,
+  });
+  assert.equal(await daysOf(placedNumber(portal.body)), 365);
+  await nextMails(1);
+  // `days` wins over `years` when both come.
+  await getList(server, 'alice', 'both.example.com');
+  const both = await call('AutoApplyOrder', 'alice', { product: 24, days: 90, years: 1, csr: await makeCsr('both.example.com'), dcvEmailAddress: 'admin@example.com' });
+  assert.equal(await daysOf(placedNumber(both.body)), 90);
+  await nextMails(1);
+
+  // A multi-domain order listing every name in domainNames in its own order (not the CSR's), one item per
+  // name in that order, and a keyword instead of an address for the domain validated by file.
+  for (const n of ['p.example.com', 'q.example.org', 'r.example.net']) await getList(server, 'alice', n);
+  const multi = await call('AutoApplyOrder', 'alice', {
+    product: 361, days: 365, csr: await makeCsr('p.example.com', ['p.example.com', 'q.example.org', 'r.example.net']),
+    domainNames: 'r.example.net,p.example.com,q.example.org', dcvEmailAddresses: 'webmaster@example.net,admin@example.com,httpcsrhash',
+    primaryDomainName: 'p.example.com', maxSubjectCNs: 1, servers: 1, isCustomerValidated: 'N', serverSoftware: -1,
+  });
+  const orderNumber = placedNumber(multi.body);
+  const mails = await nextMails(2);
+  const to = new Map(mails.map((m) => [m.envelope.rcptTo[0]!, m.parsed.text ?? '']));
+  assert.deepEqual([...to.keys()].sort(), ['admin@example.com', 'webmaster@example.net']);
+  assert.ok(to.get('webmaster@example.net')!.includes('r.example.net'), 'the first item went to the first name of domainNames');
+  assert.ok(to.get('admin@example.com')!.includes('p.example.com'));
+  // Format 1 with showStatusDetails=Y: three numbered fields a domain, read by position as a public client reads them.
+  const body = (await call('GetMDCDomainDetails', 'alice', { orderNumber, showStatusDetails: 'Y' })).body;
+  const numbered = [...new URLSearchParams(body)].filter(([k]) => /\d+_/.test(k)).map(([, v]) => v);
+  const rows = Array.from({ length: numbered.length / 3 }, (_, i) => numbered.slice(3 * i, 3 * i + 3));
+  assert.deepEqual(rows, [
+    ['p.example.com', 'EMAIL', 'Awaiting'],
+    ['q.example.org', 'HTTP_CSR_HASH', 'Awaiting'],
+    ['r.example.net', 'EMAIL', 'Awaiting'],
+  ]);
+  // The details, by name, in JSON.
+  const json = decodeMdcDomainDetails((await call('GetMDCDomainDetails', 'alice', { orderNumber, showStatusDetails: 'Y', responseFormat: 2 })).body);
+  assert.ok(json.ok);
+  assert.deepEqual(json.value.map((d) => d.dcvEmailAddress), ['admin@example.com', undefined, 'webmaster@example.net']);
+  // domainNames that leave a name out keep the CN-first order: the items are checked against p, q, r.
+  await getList(server, 'alice', 's.example.com');
+  const partial = await call('AutoApplyOrder', 'alice', {
+    product: 361, days: 365, csr: await makeCsr('s.example.com', ['s.example.com', 'q.example.org']), domainNames: 'r.example.net',
+    dcvEmailAddresses: 'webmaster@example.net,admin@example.org,admin@example.net',
+  });
+  assert.equal(partial.body, encodeUrlencoded('AutoApplyOrder', { code: -4, item: 'dcvEmailAddresses' }));
 });
 
 test('the SDK: getDcvEmailAddressList → autoApplyOrder → autoUpdateDcv → getMdcDomainDetails', async () => {

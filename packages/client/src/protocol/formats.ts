@@ -313,28 +313,31 @@ export interface MdcDomainDetail {
   domainName: string;
   dcvMethod: string;
   dcvStatus: string;
-  /** With showStatusDetails=Y: the current DCV address (EMAIL), the last email's time and the validation's time (epoch seconds). */
+  /**
+   * With showStatusDetails=Y, in the JSON form only (responseFormat 2): the current DCV address (EMAIL), the last
+   * email's time and the validation's time (epoch seconds).
+   */
   dcvEmailAddress?: string;
   lastEmailSentAt?: number;
   validatedAt?: number;
   /**
-   * With showStatusDetails=Y, for a validated domain: `Y` while the email validation may be relied
+   * With showStatusDetails=Y (JSON only), for a validated domain: `Y` while the email validation may be relied
    * upon, `N` from the email-DCV cut-off on (BR 3.2.2.4.4/.13/.14; dcvd's reading, the status itself
    * stays `Validated`).
    */
   validationUsable?: 'Y' | 'N';
 }
 
-const DETAIL_KEYS = ['domainName', 'dcvMethod', 'dcvStatus', 'dcvEmailAddress', 'lastEmailSentAt', 'validatedAt', 'validationUsable'] as const;
-
-/** GetMDCDomainDetails, responseFormat 1: `errorCode=0&1_domainName=…&1_dcvMethod=…&1_dcvStatus=…`, numbered from 1. */
+/**
+ * GetMDCDomainDetails, responseFormat 1: `errorCode=0&1_domainName=…&1_dcvMethod=…&1_dcvStatus=…`, numbered
+ * from 1, exactly these three fields per domain whatever `showStatusDetails` says: a public client asks for
+ * the details and reads every `N_` field by position, in threes (docs/PROTOCOL.md). The details are in the JSON
+ * form (responseFormat 2), whose objects are read by name.
+ */
 export function encodeMdcDomainDetails(domains: readonly MdcDomainDetail[]): string {
   const fields: [string, string | number][] = [];
   domains.forEach((d, i) => {
-    for (const key of DETAIL_KEYS) {
-      const value = d[key];
-      if (value !== undefined) fields.push([`${i + 1}_${key}`, value]);
-    }
+    for (const key of ['domainName', 'dcvMethod', 'dcvStatus'] as const) fields.push([`${i + 1}_${key}`, d[key]]);
   });
   return encodeUrlencodedFields(fields);
 }

@@ -81,7 +81,9 @@ function autoApplyParams() {
     { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
     { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
     { name: 'product', type: 'integer', requirement: 'required' },
-    { name: 'days', type: 'integer', requirement: 'required' },
+    // `days`, or the older `years` (a year is 365 days); -3 names `days` when neither is sent.
+    { name: 'days', type: 'integer', requirement: 'conditional' },
+    { name: 'years', type: 'integer', requirement: 'conditional' },
     { name: 'csr', type: 'string', requirement: 'required', maxLength: LIST_LENGTH },
     { name: 'domainNames', type: 'string', requirement: 'optional', maxLength: LIST_LENGTH },
     { name: 'serverSoftware', type: 'string', requirement: 'optional', pattern: /^(?:-1|[0-9]{1,4})$/ },
@@ -101,13 +103,30 @@ function autoApplyParams() {
     { name: 'prioritiseCSRValues', type: 'string', requirement: 'optional', maxLength: 1, ignored: true },
     { name: 'caCertificateID', type: 'string', requirement: 'optional', maxLength: 16, ignored: true },
     { name: 'contactEmailAddress', type: 'string', requirement: 'optional', maxLength: 255, ignored: true },
+    ...ORDERING_DETAILS.map((name) => ({ name, type: 'string', requirement: 'optional', maxLength: 255, ignored: true }) as const),
   ] as const satisfies readonly ParamSpec[];
 }
+
+/**
+ * The ordering details real clients of the real host send with every order (docs/PROTOCOL.md lists which
+ * client sends which): the certificate's organisation and its jurisdiction (OV/EV), the applicant's
+ * representative, vetting flags, where the certificate is mailed, the licence count. dcvd validates domains
+ * only, so it accepts them (up to 255 characters each) and ignores them, instead of answering -2 to a
+ * client that would then place no order at all. `orderNumber` is sent, empty, with new orders by one client.
+ */
+const ORDERING_DETAILS = [
+  'organizationName', 'organizationalUnitName', 'postOfficeBox', 'streetAddress1', 'streetAddress2', 'streetAddress3',
+  'localityName', 'stateOrProvinceName', 'postalCode', 'countryName', 'companyNumber',
+  'joiLocalityName', 'joiStateOrProvinceName', 'joiCountryName',
+  'appRepEmailAddress', 'appRepForename', 'appRepSurname', 'appRepTelephone',
+  'isAppRepValidated', 'isCallbackCompleted', 'emailAddress', 'servers', 'primaryDomainName', 'maxSubjectCNs', 'orderNumber',
+] as const;
 
 export const AUTO_APPLY_ORDER = {
   endpoint: 'AutoApplyOrder',
   path: '/products/!AutoApplyOrder',
   params: autoApplyParams(),
+  oneOf: ['days', 'years'],
 } as const satisfies EndpointSpec;
 
 /** The older name of AutoApplyOrder, same parameters (reference: AutoApplyOrder v2.9). */
@@ -115,6 +134,7 @@ export const AUTO_APPLY_SSL = {
   endpoint: 'AutoApplySSL',
   path: '/products/!AutoApplySSL',
   params: autoApplyParams(),
+  oneOf: ['days', 'years'],
 } as const satisfies EndpointSpec;
 
 export const AUTO_UPDATE_DCV = {

@@ -76,13 +76,42 @@ async function recipientFor(deps: OrderFlowDeps, accountId: number, domain: stri
 
 // ---------------------------------------------------------------- AutoApplyOrder / AutoApplySSL
 
+/**
+ * An item of `dcvEmailAddresses` that names its domain's method instead of an address, as public clients of
+ * the real host send them for the domains they validate by file or DNS (docs/PROTOCOL.md). Any case.
+ */
+const KEYWORD_METHOD: ReadonlyMap<string, DcvMethod> = new Map([
+  ['HTTPCSRHASH', 'http'],
+  ['HTTPSCSRHASH', 'https'],
+  ['CNAMECSRHASH', 'cname'],
+]);
+
+/**
+ * The items of `dcvEmailAddresses` in the order of `names` (CN, the CSR's other names, then `domainNames`'
+ * own). A client that sends every name of the order in `domainNames` lists the items in that order (the
+ * real host's rule: "the number and order … must match domainNames"), whatever order the CSR has; any other
+ * request lists them in the order of `names`, as before.
+ */
+function itemsInDomainOrder(items: readonly string[], names: readonly string[], domainNames: string | undefined, wildcard: boolean): string[] {
+  if (domainNames === undefined) return [...items];
+  const listed: string[] = [];
+  for (const name of listItems(domainNames)) {
+    const d = domainOf(name, 'domainNames', wildcard);
+    if (d.ok && !listed.includes(d.value)) listed.push(d.value);
+  }
+  if (listed.length !== names.length || !names.every((n) => listed.includes(n))) return [...items];
+  return names.map((n) => items[listed.indexOf(n)]!);
+}
+
 export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, params: AutoApplyOrderParams): Promise<Outcome<PlacedOrderResult>> {
   const now = deps.clock.now();
   // Step 8.
   if (!ctx.account.perm_auto_apply) return fail(ErrorCode.AutoApplyPermissionDenied);
   const product = await deps.products.get(params.product);
   if (!product) return fail(ErrorCode.InvalidArgument, 'product');
-  if (!allowedDays(product).includes(params.days)) return fail(ErrorCode.InvalidArgument, 'days');
+  // `days` when given (the real host prefers it), else `years` of 365 days: the validity must be one the product allows.
+  const days = params.days ?? (params.years ?? 0) * 365;
+  if (!allowedDays(product).includes(days)) return fail(ErrorCode.InvalidArgument, params.days !== undefined ? 'days' : 'years');
 
   const csr = await checkCsr(params.csr);
   if (!csr.ok) {
@@ -110,15 +139,17 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
   const method = METHOD_OF[(params.dcvMethod ?? 'EMAIL') as DcvMethodName];
   const domains: NewOrderDomain[] = names.map((domain) => ({ domain, dcvMethod: method }));
 
-  // The addresses: one per domain (dcvEmailAddresses, in the domains' order), or dcvEmailAddress for every domain.
-  const recipients: DcvRecipient[] = [];
+  // The addresses: one item per domain (dcvEmailAddresses), or dcvEmailAddress for every domain. An item
+  // may instead name another method for its domain, as the real host's clients send it (KEYWORD_METHOD).
+  const recipients: { index: number; recipient: DcvRecipient }[] = [];
   if (method === 'email') {
     let addresses: string[];
     let item: string;
     if (params.dcvEmailAddresses !== undefined) {
-      addresses = listItems(params.dcvEmailAddresses);
+      const items = listItems(params.dcvEmailAddresses);
       item = 'dcvEmailAddresses';
-      if (addresses.length !== names.length || addresses.some((a) => a.length > 255)) return fail(ErrorCode.InvalidArgument, item);
+      if (items.length !== names.length || items.some((a) => a.length > 255)) return fail(ErrorCode.InvalidArgument, item);
+      addresses = itemsInDomainOrder(items, names, params.domainNames, wildcard);
     } else if (params.dcvEmailAddress !== undefined) {
       addresses = names.map(() => params.dcvEmailAddress!);
       item = 'dcvEmailAddress';
@@ -127,6 +158,11 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
     }
     // Step 10 comes after the addresses' checks in the wire order, but policy is checked per domain first: it answers for the name.
     for (let i = 0; i < names.length; i += 1) {
+      const other = KEYWORD_METHOD.get(addresses[i]!.toUpperCase());
+      if (other) {
+        domains[i]!.dcvMethod = other;
+        continue;
+      }
       const refusal = emailDcvRefusal(deps.policy, bare(names[i]!), now);
       if (refusal) {
         ctx.log.info({ policy: refusal }, 'email DCV refused by policy');
@@ -137,13 +173,13 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
         ctx.log.info({ position: i + 1 }, 'DCV address was not offered to this account for the domain in the last 24 hours');
         return fail(ErrorCode.InvalidArgument, item);
       }
-      recipients.push(recipient);
+      recipients.push({ index: i, recipient });
     }
   }
   // BR 3.2.2.9 for every DNS-found address, before anything is written.
   const corroborations: (number | null)[] = [];
-  for (let i = 0; i < recipients.length; i += 1) {
-    const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: null, domain: names[i]!, recipient: recipients[i]!, templateRef: null, now });
+  for (const { index, recipient } of recipients) {
+    const ok = await corroborateRecipient(deps.contactGate, ctx, { orderId: null, domain: names[index]!, recipient, templateRef: null, now });
     if (!ok) return fail(ErrorCode.RequestUnsuccessful);
     corroborations.push(ok.evidenceId);
   }
@@ -164,20 +200,21 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
               baseOrderNumber: orderNumber,
               product: product.code,
               domain: names[0]!,
-              method,
+              // The order row mirrors its first domain.
+              method: domains[0]!.dcvMethod,
               voucher: false,
               templateId: null,
               now,
             }),
             certificate_id: certificateID,
-            days: params.days,
+            days,
             csr: csr.pem,
           })
           .returningAll()
           .executeTakeFirstOrThrow();
         const rows = await insertOrderDomains(trx, inserted.id, domains, now);
         // One email per recipient: domains sharing an ADN address share one email and one value (BR 3.2.2.4.4).
-        const plan = recipients.map((recipient, i) => ({ domain: rows[i]!, recipient, corroborationId: corroborations[i] ?? null }));
+        const plan = recipients.map(({ index, recipient }, i) => ({ domain: rows[index]!, recipient, corroborationId: corroborations[i] ?? null }));
         const result = await queueEmailsIn(trx, deps.settings, { order: inserted, plan, templateRef: null, now, newOrder: true });
         if ('refused' in result) throw new NotQueued(result.refused);
         emails = result.queued;

@@ -51,7 +51,9 @@ export interface UseCases extends Partial<FlowUseCases> {
 
 export interface AutoApplyOrderParams {
   product: number;
-  days: number;
+  /** `days`, else `years` (365 days each); the request has one of them (the parameter check's `oneOf`). */
+  days?: number;
+  years?: number;
   csr: string;
   domainNames?: string;
   dcvMethod?: string;

@@ -139,7 +139,9 @@ function flowBindings(useCases: UseCases): Binding[] {
     format: (entries) => (requestedOrderFormat(entries) === 0 ? 'text' : 'urlencoded'),
     async run(ctx, params, format) {
       if (!useCases.autoApplyOrder) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
-      const args: AutoApplyOrderParams = { product: params.product, days: params.days, csr: params.csr };
+      const args: AutoApplyOrderParams = { product: params.product, csr: params.csr };
+      if (params.days !== undefined) args.days = params.days;
+      if (params.years !== undefined) args.years = params.years;
       for (const name of ['domainNames', 'dcvMethod', 'dcvEmailAddress', 'dcvEmailAddresses', 'showCertificateID'] as const) {
         const v = params[name];
         if (v !== undefined) args[name] = v;
