@@ -234,11 +234,29 @@ export function parseDuration(text: string): number {
   return Math.round(Number(m[1]) * UNITS[m[2] ?? 's']!);
 }
 
-/** An ISO 8601 date or date-time, as epoch milliseconds. */
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * An ISO 8601 date or date-time, as epoch milliseconds. A date, and a time without a zone, are UTC (not the
+ * server's local time, which would make the same option mean another instant on another machine). A day or
+ * time that does not exist (2027-02-31, 24:30) is refused, not rolled over into the next month or day.
+ */
 export function parseIsoDate(text: string): number {
-  const ms = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text.trim()) : NaN;
-  if (Number.isNaN(ms)) throw new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
-  return ms;
+  const bad = () => new Error(`expected an ISO date such as 2027-01-31 or 2027-01-31T12:00:00Z, got ${JSON.stringify(text)}`);
+  const m = ISO_DATE.exec(text.trim());
+  if (!m) throw bad();
+  const [year, month, day, hour = 0, minute = 0, second = 0] = [m[1], m[2], m[3], m[4], m[5], m[6]].map((v) => (v === undefined ? undefined : Number(v)));
+  const fraction = m[7] === undefined ? 0 : Math.floor(Number(`0${m[7]}`) * 1000);
+  const local = Date.UTC(year!, month! - 1, day!, hour, minute, second, fraction);
+  const back = new Date(local);
+  const exists = back.getUTCFullYear() === year && back.getUTCMonth() === month! - 1 && back.getUTCDate() === day && back.getUTCHours() === hour && back.getUTCMinutes() === minute && back.getUTCSeconds() === second;
+  if (!exists) throw bad();
+  const zone = m[8];
+  if (zone === undefined || zone.toUpperCase() === 'Z') return local;
+  const z = /^([+-])(\d{2}):?(\d{2})$/.exec(zone)!;
+  const offsetMinutes = Number(z[2]) * 60 + Number(z[3]);
+  if (Number(z[2]) > 23 || Number(z[3]) > 59) throw bad();
+  return local - (z[1] === '-' ? -1 : 1) * offsetMinutes * 60_000;
 }
 
 /** A duration as parseDuration reads it, in its largest whole unit (2s, 15m, 1h, 30d), but 60s and 24h, not 1m and 1d (defaults in --help). */

@@ -139,6 +139,10 @@ test('accounts: validation errors are 400, unknown logins 404, duplicates 409', 
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', extra: 1 }), 400, 'invalid_request');
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', webhookUrl: 'ftp://nope' }), 400, 'invalid_request');
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', passwordExpiresAt: 'tomorrow' }), 400, 'invalid_request');
+  // Days and times that do not exist: the request's error, never rolled over (2025-03-02), never a 500.
+  for (const date of ['2025-02-30', '2027-13-45', '2027-06-15T24:30:00Z', '2027-06-15T12:00:00+25:00']) {
+    assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', passwordExpiresAt: date }), 400, 'invalid_request');
+  }
   assertError(await api('POST', '/v1/accounts', undefined, { raw: '{"login":' }), 400, 'invalid_request');
   assertError(await api('POST', '/v1/accounts', undefined, { raw: 'login=x', contentType: 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
   assertError(await api('POST', '/v1/accounts', { login: 'alice', password: 'long enough password' }), 409, 'conflict', /already exists/);

@@ -266,6 +266,9 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
     [{ ...base, csr: '-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----' }, err(-4, 'csr')],
     [{ ...base, csr: weak }, err(-4, 'csr')],
     [{ ...base, csr: forged }, err(-4, 'csr')],
+    // Bytes after the request, or a second request: the CSR would be stored with them.
+    [{ ...base, csr: Buffer.concat([Buffer.from(good.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64'), Buffer.alloc(100, 0x41)]).toString('base64') }, err(-4, 'csr')],
+    [{ ...base, csr: `${good.trim()}\n${good.trim()}` }, err(-4, 'csr')],
     [{ ...base, csr: await makeCsr('printer.local') }, err(-37)],
     [{ ...base, csr: await makeCsr('shop.example.com', ['8.8.8.8']) }, err(-19)],
     [{ ...base, csr: await makeCsr('co.uk') }, err(-4, 'csr')],
@@ -293,6 +296,9 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
   assert.equal((await call('AutoUpdateDCV', 'alice', { newMethod: 'EMAIL' })).body, u(-3, 'orderNumber'));
   assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: 1, newMethod: 'FTP' })).body, u(-4, 'newMethod'));
   assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: 12345 })).body, u(-4, 'orderNumber'));
+  const own = (await server.store.db.selectFrom('orders').select('order_number').orderBy('id', 'desc').executeTakeFirstOrThrow()).order_number;
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: own, domainNames: ',', newMethods: ',' })).body, u(-4, 'domainNames'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: own, domainNames: ' ', newMethods: 'EMAIL' })).body, u(-4, 'domainNames'));
   const g = (code: ErrorCodeValue, item?: string) => encodeUrlencoded('GetMDCDomainDetails', item === undefined ? { code } : { code, item });
   assert.equal((await call('GetMDCDomainDetails', 'alice', {})).body, g(-3, 'orderNumber'));
   assert.equal((await call('GetMDCDomainDetails', 'alice', { orderNumber: 1, showStatusDetails: 'X' })).body, g(-4, 'showStatusDetails'));

@@ -90,9 +90,17 @@ export function encodeText(result: DcvEmailAddressList, options: TextOptions = {
   return body;
 }
 
-/** Text format error: the code on the first line, the message on the second. */
+/**
+ * Text format error: the code on the first line, the message on the second. The message may name a parameter
+ * as the request spelled it (-2), so its control characters are written as `%XX`: a name with a line break or
+ * a tab would otherwise add lines and fields of the caller's choosing to a line-based answer.
+ */
 export function encodeTextError(endpoint: Endpoint, error: ApiError): string {
-  return `${error.code}\n${errorMessage(endpoint, error.code, error.item)}\n`;
+  const message = errorMessage(endpoint, error.code, error.item).replace(
+    /[\u0000-\u001f\u007f]/g,
+    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`,
+  );
+  return `${error.code}\n${message}\n`;
 }
 
 /** JSON format: keys as in the text format, each level an array. */

@@ -116,7 +116,15 @@ export function route<P extends TSchema | undefined = undefined, Q extends TSche
   return { status: 200, ...def, handler: def.handler as AdminRoute['handler'] };
 }
 
-const expiry = (text: string | null | undefined) => (text === null ? null : text === undefined ? undefined : parseIsoDate(text));
+/** An expiry of a request body; a date that does not exist is the request's error (400), not the server's. */
+function expiry(text: string | null | undefined): number | null | undefined {
+  if (text === null || text === undefined) return text;
+  try {
+    return parseIsoDate(text);
+  } catch (err) {
+    throw new OperatorError(`passwordExpiresAt: ${(err as Error).message}`);
+  }
+}
 
 /** Account fields of a create/update body, as the service takes them. */
 function accountInput(body: Static<typeof AccountUpdateBody>): AccountInput {

@@ -282,6 +282,8 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   const wanted: { domain: OrderDomainRow; method: DcvMethodName; address?: string; item: string }[] = [];
   if (params.domainNames !== undefined) {
     const names = listItems(params.domainNames);
+    // Separators only (`,`): a list of no domain is no request to change one, not a success.
+    if (names.length === 0) return fail(ErrorCode.InvalidArgument, 'domainNames');
     if (params.newMethods === undefined) return fail(ErrorCode.MissingArgument, 'newMethods');
     const methods = listItems(params.newMethods);
     if (methods.length !== names.length || !methods.every((m) => (DCV_METHOD_NAMES as readonly string[]).includes(m))) return fail(ErrorCode.InvalidArgument, 'newMethods');

@@ -6,16 +6,22 @@
  * dNSNames (and iPAddresses, which the domain rules then refuse) are the names.
  */
 import type * as X509 from '@peculiar/x509';
+import type * as Asn1js from 'asn1js';
+
+interface Modules {
+  x509: typeof X509;
+  asn1js: typeof Asn1js;
+}
 
 /**
  * @peculiar/x509 and its ASN.1 stack (a few MiB of heap) are loaded by the first CSR checked, not at start:
  * most processes — a cluster's primary, and API processes until an AutoApplyOrder — never parse one (issue 20).
  */
-let loaded: Promise<typeof X509> | undefined;
-function x509Module(): Promise<typeof X509> {
-  loaded ??= import('@peculiar/x509').then((x509) => {
+let loaded: Promise<Modules> | undefined;
+function modules(): Promise<Modules> {
+  loaded ??= Promise.all([import('@peculiar/x509'), import('asn1js')]).then(([x509, asn1js]) => {
     x509.cryptoProvider.set(globalThis.crypto);
-    return x509;
+    return { x509, asn1js };
   });
   return loaded;
 }
@@ -29,21 +35,31 @@ export type CsrCheck =
   | { ok: true; names: string[]; pem: string }
   | { ok: false; reason: 'syntax' | 'signature' | 'key' | 'no-names' };
 
-function requestOf(x509: typeof X509, text: string): X509.Pkcs10CertificateRequest | undefined {
+function requestOf(m: Modules, text: string): X509.Pkcs10CertificateRequest | undefined {
   const trimmed = text.trim();
   try {
     if (trimmed.includes('-----BEGIN')) {
       if (!/^-----BEGIN (NEW )?CERTIFICATE REQUEST-----[\s\S]+-----END (NEW )?CERTIFICATE REQUEST-----$/.test(trimmed)) return undefined;
       const body = trimmed.replace(/-----(BEGIN|END) (NEW )?CERTIFICATE REQUEST-----/g, '');
-      return requestOf(x509, body);
+      return requestOf(m, body);
     }
     if (!BASE64.test(trimmed)) return undefined;
     const der = Buffer.from(trimmed.replace(/\s+/g, ''), 'base64');
-    if (der.length === 0) return undefined;
-    return new x509.Pkcs10CertificateRequest(der);
+    if (der.length === 0 || !oneDerValue(m.asn1js, der)) return undefined;
+    return new m.x509.Pkcs10CertificateRequest(der);
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Whether `der` is exactly one DER value, nothing after it. @peculiar/x509 parses the first value and keeps the
+ * whole input as the request's bytes, so bytes appended to a CSR (or a second CSR) would be stored and handed
+ * on as part of the order's CSR. asn1js (the ASN.1 reader under @peculiar/x509) says where the value ends.
+ */
+function oneDerValue(asn1js: typeof Asn1js, der: Buffer): boolean {
+  const { offset } = asn1js.fromBER(new Uint8Array(der.buffer, der.byteOffset, der.byteLength));
+  return offset === der.byteLength;
 }
 
 function keyAcceptable(algorithm: KeyAlgorithm): boolean {
@@ -54,8 +70,9 @@ function keyAcceptable(algorithm: KeyAlgorithm): boolean {
 
 /** Parses, checks the signature and the key, and returns the names, CN first, without repeats (case-insensitive). */
 export async function checkCsr(text: string): Promise<CsrCheck> {
-  const x509 = await x509Module();
-  const csr = requestOf(x509, text);
+  const m = await modules();
+  const { x509 } = m;
+  const csr = requestOf(m, text);
   if (!csr) return { ok: false, reason: 'syntax' };
   let algorithm: KeyAlgorithm;
   try {
