@@ -269,6 +269,8 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
     // Bytes after the request, or a second request: the CSR would be stored with them.
     [{ ...base, csr: Buffer.concat([Buffer.from(good.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64'), Buffer.alloc(100, 0x41)]).toString('base64') }, err(-4, 'csr')],
     [{ ...base, csr: `${good.trim()}\n${good.trim()}` }, err(-4, 'csr')],
+    // Padding inside: node's base64 decoder would stop there and drop the rest without a word.
+    [{ ...base, csr: `${good.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '').replace(/=+$/, '')}=AAAA` }, err(-4, 'csr')],
     [{ ...base, csr: await makeCsr('printer.local') }, err(-37)],
     [{ ...base, csr: await makeCsr('shop.example.com', ['8.8.8.8']) }, err(-19)],
     [{ ...base, csr: await makeCsr('co.uk') }, err(-4, 'csr')],
@@ -373,6 +375,58 @@ test('orders as public clients of the real host place them: ordering details, ye
     dcvEmailAddresses: 'webmaster@example.net,admin@example.org,admin@example.net',
   });
   assert.equal(partial.body, encodeUrlencoded('AutoApplyOrder', { code: -4, item: 'dcvEmailAddresses' }));
+});
+
+test('CollectSSL: the status queries public clients send, at /products/download/CollectSSL; -20 for a declined order', async () => {
+  const collect = (login: string, params: Record<string, string | number>) => {
+    const pairs: Record<string, string> = { loginName: login, loginPassword: PASSWORD };
+    for (const [k, v] of Object.entries(params)) pairs[k] = String(v);
+    return server.post('/products/download/CollectSSL', form(pairs));
+  };
+  await getList(server, 'alice', 'collect.example.com');
+  const placed = phpRead((await call('AutoApplyOrder', 'alice', { product: 24, days: 365, csr: await makeCsr('collect.example.com'), dcvEmailAddress: 'admin@example.com' })).body);
+  const orderNumber = Number(placed.orderNumber);
+  const certificateID = Number(placed.certificateID);
+  const [mail] = await nextMails(1);
+  // A hosting panel's status query: urlencoded, every flag; the email went out, so DCV is in progress (2).
+  const flags = { queryType: 0, responseFormat: 1, showValidityPeriod: 'Y', showFQDN: 'Y', showExtStatus: 'Y', showStatusDetails: 'Y', showMDCDomainDetails: 'Y' };
+  const status = await collect('alice', { orderNumber, ...flags });
+  assert.equal(status.status, 200);
+  assert.equal(status.headers['content-type'], 'application/x-www-form-urlencoded');
+  assert.equal(status.body, `errorCode=0&orderNumber=${orderNumber}&certificateID=${certificateID}&dcvStatus=2&fqdn=collect.example.com`);
+  // Its download: no certificate (dcvd issues none), the status only.
+  assert.equal((await collect('alice', { orderNumber, queryType: 1, responseType: 3, responseFormat: 1 })).body, `errorCode=0&orderNumber=${orderNumber}&certificateID=${certificateID}`);
+  // By certificateID or by the chain; under /products/!CollectSSL too.
+  assert.equal((await collect('alice', { certificateID, ...flags })).body, status.body);
+  assert.equal((await collect('alice', { baseOrderNumber: orderNumber, ...flags })).body, status.body);
+  assert.equal((await call('CollectSSL', 'alice', { orderNumber, ...flags })).body, status.body);
+  // A client that sends no responseFormat reads lines: the status line.
+  const text = await collect('alice', { baseOrderNumber: orderNumber, queryType: 2, showExtStatus: 'Y', responseType: 3, responseEncoding: 0 });
+  assert.equal(text.headers['content-type'], 'text/plain; charset=utf-8');
+  assert.equal(text.body, '0\n');
+  await confirm(codeIn(mail!.parsed.text));
+  assert.equal((await collect('alice', { orderNumber, ...flags })).body, `errorCode=0&orderNumber=${orderNumber}&certificateID=${certificateID}&dcvStatus=1&fqdn=collect.example.com`);
+
+  // An order whose method dcvd does not perform has not started (0); a declined one is -20.
+  const byFile = phpRead((await call('AutoApplyOrder', 'alice', { product: 24, days: 365, csr: await makeCsr('file.example.com'), dcvMethod: 'HTTP_CSR_HASH' })).body);
+  assert.match((await collect('alice', { orderNumber: byFile.orderNumber!, ...flags })).body, /&dcvStatus=0&fqdn=file\.example\.com$/);
+  await getList(server, 'alice', 'declined.example.com');
+  const declined = phpRead((await call('AutoApplyOrder', 'alice', { product: 24, days: 365, csr: await makeCsr('declined.example.com'), dcvEmailAddress: 'admin@example.com' })).body);
+  await confirm(codeIn((await nextMails(1))[0]!.parsed.text), 'decline');
+  const c = (code: ErrorCodeValue, item?: string) => encodeUrlencoded('CollectSSL', item === undefined ? { code } : { code, item });
+  assert.equal((await collect('alice', { orderNumber: declined.orderNumber!, ...flags })).body, c(-20));
+  assert.equal((await collect('alice', { orderNumber: declined.orderNumber!, queryType: 0 })).body, '-20\nThe order was rejected or cancelled.\n');
+
+  // Bad input: each its code, in the format asked for; another account's order is never revealed.
+  assert.equal((await collect('alice', { orderNumber, responseFormat: 1 })).body, c(-3, 'queryType'));
+  assert.equal((await collect('alice', { queryType: 0, responseFormat: 1 })).body, c(-3, 'orderNumber'));
+  assert.equal((await collect('alice', { orderNumber, queryType: 4, responseFormat: 1 })).body, c(-4, 'queryType'));
+  assert.equal((await collect('alice', { orderNumber, certificateID: certificateID + 1, queryType: 0, responseFormat: 1 })).body, c(-4, 'certificateID'));
+  assert.equal((await collect('alice', { certificateID: certificateID + 1, queryType: 0, responseFormat: 1 })).body, c(-4, 'certificateID'));
+  assert.equal((await collect('alice', { orderNumber, queryType: 0, showCertificateID: 'Y', responseFormat: 1 })).body, c(-2, 'showCertificateID'));
+  assert.equal((await collect('bob', { orderNumber, ...flags })).body, c(-4, 'orderNumber'));
+  assert.equal((await collect('bob', { certificateID, ...flags })).body, c(-4, 'certificateID'));
+  assert.equal((await collect('bob', { orderNumber, queryType: 0 })).body, "-4\nThe value of the 'orderNumber' argument is invalid!\n");
 });
 
 test('the SDK: getDcvEmailAddressList → autoApplyOrder → autoUpdateDcv → getMdcDomainDetails', async () => {

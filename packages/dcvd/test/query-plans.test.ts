@@ -21,7 +21,7 @@ import SQLite from 'better-sqlite3';
 import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue, eraseSealedOfDomain, eraseSealedOfOrder } from '../src/orders/random-values.ts';
-import { newestOfChainQuery, numberTaken, orderByNumberWithDomains } from '../src/orders/orders.ts';
+import { newestOfChainQuery, numberTaken, orderByCertificateQuery, orderByNumberWithDomains } from '../src/orders/orders.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
 import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
 import { oldestDueEmail } from '../src/outbox/flow.ts';
@@ -76,6 +76,9 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
     const plan = (st: { sql: string; parameters: readonly unknown[] }) => (raw.prepare(`explain query plan ${st.sql}`).all(...st.parameters) as { detail: string }[]).map((p) => p.detail);
     const chain = plan(newestOfChainQuery.statement(store.db, { accountId: 1, baseOrderNumber: 7 }));
     assert.deepEqual(chain, ['SEARCH orders USING INDEX orders_chain (base_order_number=?)'], chain.join(' | '));
+    // CollectSSL's order by its certificate id: the partial index of migration 0014.
+    const byCertificate = plan(orderByCertificateQuery.statement(store.db, { accountId: 1, certificateId: 7 }));
+    assert.deepEqual(byCertificate, ['SEARCH orders USING INDEX orders_certificate (certificate_id=?)'], byCertificate.join(' | '));
     // AutoApplyOrder's draw of an unused number: one probe of each index, no scan.
     const taken = plan(numberTaken.statement(store.db, { n: 7 }));
     assert.ok(taken.some((d) => /^SEARCH orders USING (COVERING )?INDEX sqlite_autoindex_orders_\d+ \(order_number=\?\)/.test(d)), taken.join(' | '));

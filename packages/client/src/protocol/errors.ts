@@ -11,7 +11,9 @@ export type Endpoint =
   | 'AutoApplyOrder'
   | 'AutoApplySSL'
   | 'AutoUpdateDCV'
-  | 'GetMDCDomainDetails';
+  | 'GetMDCDomainDetails'
+  // An order's status (the real host's certificate collection; dcvd issues none): docs/PROTOCOL.md.
+  | 'CollectSSL';
 
 /** Named constants for every code that appears in the seeds. */
 export const ErrorCode = {
@@ -24,6 +26,8 @@ export const ErrorCode = {
   IncorrectLogin: -16,
   NotPost: -17,
   PublicIpAddress: -19,
+  /** CollectSSL: the order was rejected or cancelled (the real host's code; clients take it for a cancelled order). */
+  OrderRejected: -20,
   IntranetName: -37,
   VoucherPermissionDenied: -90,
   AutoApplyPermissionDenied: -91,
@@ -86,6 +90,7 @@ export const ERROR_MESSAGES: Readonly<Record<Endpoint, Readonly<Record<number, s
   AutoApplySSL: flowMessages('The order was not accepted for email domain control validation.'),
   AutoUpdateDCV: flowMessages('The DCV method of the domain could not be changed.'),
   GetMDCDomainDetails: flowMessages('The domain details could not be retrieved.'),
+  CollectSSL: { ...flowMessages('The order status could not be retrieved.'), [-20]: 'The order was rejected or cancelled.' },
 };
 
 /** Codes whose responses carry `errorItem` (ResendDCVEmail seed: "relevant to -2, -3 and -4"). */

@@ -30,6 +30,8 @@ export interface EndpointSpec {
   readonly params: readonly ParamSpec[];
   /** At least one of these must be present; the first is reported as missing (§1 step 5). */
   readonly oneOf?: readonly string[];
+  /** Further paths the real host's clients use for the endpoint (CollectSSL: `/products/download/CollectSSL`). */
+  readonly aliases?: readonly string[];
 }
 
 export const GET_DCV_EMAIL_ADDRESS_LIST = {
@@ -169,6 +171,38 @@ export const GET_MDC_DOMAIN_DETAILS = {
 } as const satisfies EndpointSpec;
 
 /**
+ * CollectSSL, the status queries (docs/PROTOCOL.md): the order by `orderNumber`, `certificateID` or
+ * `baseOrderNumber`; `queryType` 0 to 3 (0 is the status alone; dcvd has no certificate to add); the
+ * certificate's formats (`responseType`, `responseEncoding`) accepted and ignored; the `show…` flags the
+ * real host's clients send. `responseFormat` 0 (line-based, the default) or 1 (urlencoded). Its clients post
+ * to `/products/download/CollectSSL`, without the `!`.
+ */
+export const COLLECT_SSL = {
+  endpoint: 'CollectSSL',
+  path: '/products/!CollectSSL',
+  aliases: ['/products/download/CollectSSL'],
+  params: [
+    { name: 'loginName', type: 'string', requirement: 'required', maxLength: 64 },
+    { name: 'loginPassword', type: 'string', requirement: 'required', maxLength: 128 },
+    { name: 'orderNumber', type: 'integer', requirement: 'conditional' },
+    { name: 'certificateID', type: 'integer', requirement: 'conditional' },
+    { name: 'baseOrderNumber', type: 'integer', requirement: 'conditional' },
+    // Strings: 0 is a value (the contract's integers start at 1).
+    { name: 'queryType', type: 'string', requirement: 'required', allowedValues: ['0', '1', '2', '3'] },
+    { name: 'responseType', type: 'string', requirement: 'optional', maxLength: 16, ignored: true },
+    { name: 'responseEncoding', type: 'string', requirement: 'optional', maxLength: 16, ignored: true },
+    { name: 'responseFormat', type: 'string', requirement: 'optional', allowedValues: ['0', '1'] },
+    { name: 'showExtStatus', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'showStatusDetails', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'showMDCDomainDetails', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'showMDCDomainDetails2', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'showValidityPeriod', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+    { name: 'showFQDN', type: 'string', requirement: 'optional', allowedValues: YES_NO },
+  ],
+  oneOf: ['orderNumber', 'certificateID', 'baseOrderNumber'],
+} as const satisfies EndpointSpec;
+
+/**
  * A list parameter's items (`domainNames`, `dcvEmailAddresses`, `newMethods`, …):
  * separated by commas and/or white space, as the real host's pages variously
  * say; empty items are dropped. docs/PROTOCOL.md records this reading.
@@ -184,6 +218,7 @@ export const ENDPOINTS: Readonly<Record<Endpoint, EndpointSpec>> = {
   AutoApplySSL: AUTO_APPLY_SSL,
   AutoUpdateDCV: AUTO_UPDATE_DCV,
   GetMDCDomainDetails: GET_MDC_DOMAIN_DETAILS,
+  CollectSSL: COLLECT_SSL,
 };
 
 /** A checked parameter value: strings stay strings, integers become numbers. */
@@ -348,6 +383,15 @@ export function requestedFormat(entries: readonly (readonly [string, string])[])
  */
 export function requestedOrderFormat(entries: readonly (readonly [string, string])[]): 0 | 1 {
   return singleResponseFormat(entries) === '0' ? 0 : 1;
+}
+
+/**
+ * The format CollectSSL answers in, also for errors: urlencoded (1) only when one `responseFormat`
+ * parameter says exactly `1`; the real host's line-based text (0) otherwise, its default (the clients that
+ * send none read lines).
+ */
+export function requestedCollectFormat(entries: readonly (readonly [string, string])[]): 0 | 1 {
+  return singleResponseFormat(entries) === '1' ? 1 : 0;
 }
 
 /** The value of the one `responseFormat` parameter (any case), undefined when absent or repeated. */

@@ -4,7 +4,7 @@ import { ClientGone, fail, type CallContext, type Outcome, type UseCases } from 
 import { getDcvEmailAddressList, type GetListDeps } from './get-dcv-email-address-list.ts';
 import { resendDcvEmail, type ResendDeps } from './resend-dcv-email.ts';
 import type { OutboxFlow } from '../outbox/flow.ts';
-import { autoApplyOrder, autoUpdateDcv, getMdcDomainDetails, type OrderFlowDeps } from './order-flow.ts';
+import { autoApplyOrder, autoUpdateDcv, collectSsl, getMdcDomainDetails, type OrderFlowDeps } from './order-flow.ts';
 
 export interface UseCaseDeps {
   getList: GetListDeps;
@@ -41,6 +41,7 @@ export function createUseCases(deps: UseCaseDeps): UseCases {
           autoApplyOrder: afterAdmission(deps.outboxFlow, (ctx, params) => autoApplyOrder(deps.flow!, ctx, params)),
           autoUpdateDcv: afterAdmission(deps.outboxFlow, (ctx, params) => autoUpdateDcv(deps.flow!, ctx, params)),
           getMdcDomainDetails: (ctx, params) => getMdcDomainDetails(deps.flow!, ctx, params),
+          collectSsl: (ctx, params) => collectSsl(deps.flow!, ctx, params),
         }
       : {}),
   };

@@ -35,6 +35,8 @@ import {
   type AutoApplyOrderParams,
   type AutoUpdateDcvParams,
   type CallContext,
+  type CollectedStatus,
+  type CollectSslParams,
   type GetMdcDomainDetailsParams,
   type Outcome,
   type PlacedOrderResult,
@@ -377,6 +379,34 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   ctx.log.info({ orderNumber: order.order_number, changed: changes.length, emails: queued }, 'DCV updated');
   if (queued > 0) deps.onQueued?.();
   return { ok: true, value: { certificateID: order.certificate_id } };
+}
+
+// ---------------------------------------------------------------- CollectSSL
+
+/**
+ * CollectSSL's status queries (docs/PROTOCOL.md): the order by `orderNumber`, else `certificateID`, else the
+ * newest of `baseOrderNumber`'s chain; another account's answers as a missing one. A cancelled or declined
+ * order is -20, as the real host answers a rejected request. dcvd issues no certificate, so any other order
+ * is "being processed", with its DCV progress: completed once every domain is validated.
+ */
+export async function collectSsl(deps: OrderFlowDeps, ctx: CallContext, params: CollectSslParams): Promise<Outcome<CollectedStatus>> {
+  let found: Outcome<OrderRow>;
+  if (params.orderNumber === undefined && params.certificateID !== undefined) {
+    const order = await deps.orders.findByCertificateId(ctx.account.id, params.certificateID);
+    found = order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'certificateID');
+    if (found.ok && params.baseOrderNumber !== undefined && found.value.base_order_number !== params.baseOrderNumber) found = fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
+  } else {
+    found = await ownOrder(deps.orders, ctx, params);
+    // Both given: they must name the same order.
+    if (found.ok && params.certificateID !== undefined && found.value.certificate_id !== params.certificateID) found = fail(ErrorCode.InvalidArgument, 'certificateID');
+  }
+  if (!found.ok) return found;
+  const order = found.value;
+  if (order.dcv_status === 'cancelled' || order.dcv_status === 'declined') return fail(ErrorCode.OrderRejected);
+  const domains = (await domainsByOrder(deps.db, [order.id])).get(order.id) ?? [];
+  const started = domains.some((d) => d.dcv_status === 'validated' || d.last_dcv_email_at !== null);
+  const dcvStatus = order.dcv_status === 'validated' ? 1 : started ? 2 : 0;
+  return { ok: true, value: { orderNumber: order.order_number, certificateID: order.certificate_id, dcvStatus, fqdn: order.domain } };
 }
 
 // ---------------------------------------------------------------- GetMDCDomainDetails

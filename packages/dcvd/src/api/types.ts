@@ -91,8 +91,25 @@ export interface GetMdcDomainDetailsParams {
   showStatusDetails: boolean;
 }
 
+export interface CollectSslParams {
+  orderNumber?: number;
+  certificateID?: number;
+  baseOrderNumber?: number;
+}
+
+/** CollectSSL's status of an order that is neither cancelled nor declined (those answer -20). */
+export interface CollectedStatus {
+  orderNumber: number;
+  certificateID: number | null;
+  /** The real host's numbers: 0 not started, 2 in progress, 1 completed (every domain validated). */
+  dcvStatus: 0 | 1 | 2;
+  /** The order's first domain (its CN). */
+  fqdn: string;
+}
+
 export interface FlowUseCases {
   autoApplyOrder(ctx: CallContext, params: AutoApplyOrderParams): Promise<Outcome<PlacedOrderResult>>;
   autoUpdateDcv(ctx: CallContext, params: AutoUpdateDcvParams): Promise<Outcome<UpdatedDcvResult>>;
   getMdcDomainDetails(ctx: CallContext, params: GetMdcDomainDetailsParams): Promise<Outcome<MdcDomainDetail[]>>;
+  collectSsl(ctx: CallContext, params: CollectSslParams): Promise<Outcome<CollectedStatus>>;
 }

@@ -14,6 +14,8 @@ import {
   AUTO_APPLY_SSL,
   AUTO_UPDATE_DCV,
   GET_MDC_DOMAIN_DETAILS,
+  COLLECT_SSL,
+  requestedCollectFormat,
   encodeMdcDomainDetails,
   encodeMdcDomainDetailsJson,
   encodeUrlencodedFields,
@@ -38,7 +40,7 @@ import {
 import type { Authenticator } from '../accounts/auth.ts';
 import { MAX_TXT_ADNS } from '../contacts/txt.ts';
 import { MAX_CAA_CLIMB } from '../contacts/caa.ts';
-import { ClientGone, type AutoApplyOrderParams, type AutoUpdateDcvParams, type CallContext, type GetDcvEmailAddressListParams, type ResendDcvEmailParams, type UseCases } from '../api/types.ts';
+import { ClientGone, type AutoApplyOrderParams, type AutoUpdateDcvParams, type CallContext, type CollectSslParams, type GetDcvEmailAddressListParams, type ResendDcvEmailParams, type UseCases } from '../api/types.ts';
 
 export interface LegacyApiOptions {
   /** True on the HTTPS listener; on the plain listener only a trusted proxy's `X-Forwarded-Proto: https` counts. */
@@ -193,7 +195,30 @@ function flowBindings(useCases: UseCases): Binding[] {
         : { contentType: CONTENT_TYPE.urlencoded, body: encodeMdcDomainDetails(outcome.value), code: ErrorCode.Success };
     },
   };
-  return [placeOrder(AUTO_APPLY_ORDER), placeOrder(AUTO_APPLY_SSL), update, details];
+  const collect: Binding<ParamsOf<typeof COLLECT_SSL>> = {
+    ...endpoint(COLLECT_SSL),
+    // The real host's default is its line-based text; responseFormat=1 urlencoded. Errors in the same form.
+    format: (entries) => (requestedCollectFormat(entries) === 1 ? 'urlencoded' : 'text'),
+    async run(ctx, params, format) {
+      if (!useCases.collectSsl) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
+      const args: CollectSslParams = {};
+      for (const name of ['orderNumber', 'certificateID', 'baseOrderNumber'] as const) {
+        const v = params[name];
+        if (v !== undefined) args[name] = v;
+      }
+      const outcome = await useCases.collectSsl(ctx, args);
+      if (!outcome.ok) return renderError(this.spec, format, outcome.error);
+      // Status 0, "being processed": dcvd issues no certificate, whatever queryType asked for.
+      if (format === 'text') return { contentType: CONTENT_TYPE.text, body: '0\n', code: ErrorCode.Success };
+      const o = outcome.value;
+      const fields: [string, string | number][] = [['orderNumber', o.orderNumber]];
+      if (o.certificateID !== null) fields.push(['certificateID', o.certificateID]);
+      if (params.showStatusDetails === 'Y') fields.push(['dcvStatus', o.dcvStatus]);
+      if (params.showFQDN === 'Y') fields.push(['fqdn', o.fqdn]);
+      return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencodedFields(fields), code: ErrorCode.Success };
+    },
+  };
+  return [placeOrder(AUTO_APPLY_ORDER), placeOrder(AUTO_APPLY_SSL), update, details, collect];
 }
 
 declare module 'fastify' {
@@ -250,7 +275,7 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
  * some of the real host's documentation gives (CONTRACT §1). `%21` for `!` is rewritten by the app.
  */
 export function endpointPaths(spec: EndpointSpec): string[] {
-  return [spec.path, spec.path.replace(/^\/products\//, '/products/download/')];
+  return [spec.path, spec.path.replace(/^\/products\//, '/products/download/'), ...(spec.aliases ?? [])];
 }
 
 /**

@@ -29,7 +29,7 @@ function modules(): Promise<Modules> {
 export const MIN_RSA_BITS = 2048;
 const EC_CURVES = new Set(['P-256', 'P-384', 'P-521']);
 type KeyAlgorithm = { name: string; modulusLength?: number; namedCurve?: string };
-const BASE64 = /^[A-Za-z0-9+/=\s]+$/;
+const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
 export type CsrCheck =
   | { ok: true; names: string[]; pem: string }
@@ -43,8 +43,11 @@ function requestOf(m: Modules, text: string): X509.Pkcs10CertificateRequest | un
       const body = trimmed.replace(/-----(BEGIN|END) (NEW )?CERTIFICATE REQUEST-----/g, '');
       return requestOf(m, body);
     }
-    if (!BASE64.test(trimmed)) return undefined;
-    const der = Buffer.from(trimmed.replace(/\s+/g, ''), 'base64');
+    const compact = trimmed.replace(/\s+/g, '');
+    // Padding only at the end: node's decoder stops at a `=`, so a second request after a padded first one
+    // (two PEM blocks) would otherwise be dropped without a word.
+    if (!BASE64.test(compact)) return undefined;
+    const der = Buffer.from(compact, 'base64');
     if (der.length === 0 || !oneDerValue(m.asn1js, der)) return undefined;
     return new m.x509.Pkcs10CertificateRequest(der);
   } catch {

@@ -32,6 +32,16 @@ const newestOfChainSelect = (db: Kysely<Database>, p: { accountId: number; baseO
     .orderBy('id', 'desc')
     .limit(sql.lit(1));
 export const newestOfChainQuery = prepared(newestOfChainSelect);
+/** An order of one account by the certificate id AutoApplyOrder gave it (CollectSSL): its partial index, the account a guard. */
+export const orderByCertificateQuery = prepared((db: Kysely<Database>, p: { accountId: number; certificateId: number }) =>
+  db
+    .selectFrom('orders')
+    .selectAll()
+    .where('certificate_id', '=', p.certificateId)
+    .where(unindexedNumber('account_id'), '=', p.accountId)
+    .orderBy('id', 'desc')
+    .limit(sql.lit(1)),
+);
 
 /**
  * What a resend needs of an order's domains, read with the order (by the `(order_id, position)` index):
@@ -329,6 +339,11 @@ export class OrderRepository {
 
   findByNumber(orderNumber: number): Promise<OrderRow | undefined> {
     return orderByNumber.first(this.db, { orderNumber });
+  }
+
+  /** This account's order with the certificate id `certificateId` (orders placed over the API have one). */
+  findByCertificateId(accountId: number, certificateId: number): Promise<OrderRow | undefined> {
+    return orderByCertificateQuery.first(this.db, { accountId, certificateId });
   }
 
   /** The newest order of the chain `baseOrderNumber` that belongs to this account. */

@@ -375,17 +375,31 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     // so SQLite uses a partial index for it.
     '0013_outbox_sealed_codes': {
       async up(db: Kysely<unknown>) {
-        if (dialect === 'postgres') {
-          await sql`set local statement_timeout = 0`.execute(db);
-          // The index waits for a lock that blocks the outbox's writers: behind a transaction left open it
-          // fails (and the next start tries again) rather than hold every instance's writes indefinitely.
-          await sql`set local lock_timeout = '5s'`.execute(db);
-        }
+        await indexOnBusyTable(db, dialect);
         // SQLite's migrations run outside a transaction: an index made by a start that then died is kept.
         await db.schema.createIndex('outbox_sealed').ifNotExists().on('outbox').column('random_value_id').where(sql.ref('sealed_code'), 'is not', null).execute();
       },
     },
+    '0014_orders_by_certificate': {
+      async up(db: Kysely<unknown>) {
+        await indexOnBusyTable(db, dialect);
+        // CollectSSL finds an order by the certificate id AutoApplyOrder gave it; orders made otherwise have none.
+        await db.schema.createIndex('orders_certificate').ifNotExists().on('orders').column('certificate_id').where(sql.ref('certificate_id'), 'is not', null).execute();
+      },
+    },
   };
+}
+
+/**
+ * Before an index on a table the instances write all the time, on PostgreSQL: no statement timeout (the
+ * build reads the whole table), and a lock timeout. The index waits for a lock that blocks the table's
+ * writers: behind a transaction left open it fails (and the next start tries again) rather than hold every
+ * instance's writes indefinitely.
+ */
+async function indexOnBusyTable(db: Kysely<unknown>, dialect: Dialect): Promise<void> {
+  if (dialect !== 'postgres') return;
+  await sql`set local statement_timeout = 0`.execute(db);
+  await sql`set local lock_timeout = '5s'`.execute(db);
 }
 
 class StaticProvider implements MigrationProvider {
