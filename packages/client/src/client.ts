@@ -342,8 +342,11 @@ export class DcvClient {
 
   /**
    * AutoApplyOrder, DCV subset (CONTRACT §12). Never retried: a retry could
-   * place a second order. `dcvEmailAddresses` go one per domain, CN first,
-   * then the CSR's other names, then `domainNames`.
+   * place a second order. `dcvEmailAddresses` go one per domain: in the order
+   * of `domainNames` when it lists every name of the order (the CSR's too),
+   * else CN first, then the CSR's other names, then `domainNames`' own
+   * (docs/PROTOCOL.md). An item may be `HTTPCSRHASH`, `HTTPSCSRHASH` or
+   * `CNAMECSRHASH` instead of an address.
    */
   async autoApplyOrder(request: AutoApplyOrderRequest): Promise<AutoApplyOrderResult> {
     const body = this.#body(AUTO_APPLY_ORDER, {
@@ -366,7 +369,7 @@ export class DcvClient {
       if (v === undefined || !/^[0-9]+$/.test(v)) throw new DcvRequestError('AutoApplyOrder', 'protocol', `AutoApplyOrder: the answer has no ${name}`, { status: answer.status, attempts: answer.attempts });
       return Number(v);
     };
-    return { paymentRequired: fields.errorCode?.trim() === '1', orderNumber: num('orderNumber'), certificateID: num('certificateID'), totalCost: fields.totalCost ?? '', expectedDeliveryTime: num('expectedDeliveryTime') };
+    return { paymentRequired: Number(fields.errorCode?.trim()) === 1, orderNumber: num('orderNumber'), certificateID: num('certificateID'), totalCost: fields.totalCost ?? '', expectedDeliveryTime: num('expectedDeliveryTime') };
   }
 
   /** AutoUpdateDCV: one domain (`changes` of one, `domainName` optional for a single-domain order) or several at once. Never retried. */

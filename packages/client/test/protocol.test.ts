@@ -145,8 +145,8 @@ test('text format: exact bytes and round trip', () => {
   assert.deepEqual(decoded.value.emails, ['admin@example.com', 'webmaster@example.com', 'admin@www.example.com']);
   assert.equal(encodeTextError('GetDCVEmailAddressList', { code: -3, item: 'domainName' }), "-3\nThe 'domainName' argument is missing!\n");
   // A name as the request spelled it cannot add lines or fields: its control characters are written as %XX.
-  const hostile = encodeTextError('AutoApplyOrder', { code: -2, item: 'foo\n0\ndomain_name\tevil\r\u0000\u007f' });
-  assert.equal(hostile, "-2\n'foo%0A0%0Adomain_name%09evil%0D%00%7F' is an unrecognized argument!\n");
+  const hostile = encodeTextError('AutoApplyOrder', { code: -2, item: 'foo\n0\ndomain_name\tevil\r\u0000\u007f\u0085\u2028\u2029é' });
+  assert.equal(hostile, "-2\n'foo%0A0%0Adomain_name%09evil%0D%00%7F%C2%85%E2%80%A8%E2%80%A9é' is an unrecognized argument!\n");
   assert.equal(hostile.split('\n').length, 3);
   // The text format carries no errorItem: it is read back from the seed's message where it names one.
   assert.deepEqual(decodeText("-3\nThe 'domainName' argument is missing!\n"), {

@@ -23,7 +23,7 @@ import type { HostPort, ServeConfig, ServeRole } from './config.ts';
 import { mailDomain } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
-import { openStore, unreadableTable, type Store } from './store/database.ts';
+import { openStore, temporaryStorageInMemory, unreadableTable, type Store } from './store/database.ts';
 import { migrateToLatest, pendingMigrations } from './store/migrations.ts';
 import { sql } from 'kysely';
 import { Authenticator } from './accounts/auth.ts';
@@ -263,6 +263,7 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
   });
   closers.push('store', () => store.close());
   const tls = await migrateAndCertificate(config, store, logger);
+  await temporaryStorageInMemory(store);
 
   const metrics = createMetrics(store.db, {
     clock,

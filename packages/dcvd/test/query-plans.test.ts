@@ -22,6 +22,7 @@ import { openStore, type Store } from '../src/store/database.ts';
 import { migrateToLatest } from '../src/store/migrations.ts';
 import { cancelPendingOfDomain, cancelPendingOfOrder, cancelPendingOfValue, eraseSealedOfDomain, eraseSealedOfOrder } from '../src/orders/random-values.ts';
 import { newestOfChainQuery, numberTaken, orderByCertificateQuery, orderByNumberWithDomains } from '../src/orders/orders.ts';
+import { liveValue } from '../src/orders/dcv-email.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
 import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
 import { oldestDueEmail } from '../src/outbox/flow.ts';
@@ -83,6 +84,7 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
     const taken = plan(numberTaken.statement(store.db, { n: 7 }));
     assert.ok(taken.some((d) => /^SEARCH orders USING (COVERING )?INDEX sqlite_autoindex_orders_\d+ \(order_number=\?\)/.test(d)), taken.join(' | '));
     assert.ok(taken.some((d) => /^SEARCH orders USING (COVERING )?INDEX orders_chain \(base_order_number=\?\)/.test(d)), taken.join(' | '));
+    assert.ok(taken.some((d) => /^SEARCH orders USING (COVERING )?INDEX orders_certificate \(certificate_id=\?\)/.test(d)), taken.join(' | '));
     assert.ok(!taken.some((d) => /^SCAN/.test(d)), taken.join(' | '));
     // ResendDCVEmail's order with its domains' count and first id: the order by its number, the domains by their order.
     const withDomains = plan(orderByNumberWithDomains.statement(store.db, { orderNumber: 7 }));
@@ -145,6 +147,11 @@ describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics 
     await run(`analyze outbox`);
     await run(rows('pending', 100_000, 20_000));
     await run(`update outbox set sealed_code = 'sealed' where state = 'pending'`);
+    // A value resent 2,000 times since (as identical resends at interval 0 do): every email keeps its code.
+    await run(`insert into random_values (id, order_id, value_hash, recipient, adn, address_source, created_at, expires_at, order_domain_id)
+      values (7, 7, 'plan', 'admin@example.com', 'example.com', 'constructed', ${NOW}, ${NOW + 86_400_000}, 7)`);
+    await run(`insert into outbox (message_id, order_id, random_value_id, recipient, state, attempts, next_attempt_at, created_at, updated_at, sealed_code)
+      select '<r' || g || '@plan>', 7, 7, 'admin@example.com', 'delivered', 1, ${NOW}, ${NOW}, ${NOW}, 'sealed' from generate_series(1, 2000) g`);
   });
 
   test('each is found by its value or order, never by the pending index or a scan of the outbox', async () => {
@@ -157,6 +164,20 @@ describe('cancelling waiting emails and erasing codes on PostgreSQL, statistics 
       const outbox = all.filter((n) => n['Relation Name'] === 'outbox' && n['Index Name'] !== undefined);
       assert.ok(outbox.length > 0 && outbox.every((n) => c.indexes.includes(n['Index Name']!) && n['Index Cond'] !== undefined), `${c.name}: by ${c.indexes.join(' or ')}, probed: ${summary}`);
     }
+  });
+
+  test("a resend's live value reads its newest sealed code as one index entry, not every email of the value sorted", async () => {
+    const store = storeOf();
+    const st = liveValue.statement(store.db, { domainId: 7 });
+    for (const generic of [false, true]) {
+      const all = await explainPlan(store.db, st.sql, st.parameters, { generic });
+      const summary = `${generic ? 'generic' : 'custom'} plan: ${describePlan(all)}`;
+      const outbox = all.filter((n) => n['Relation Name'] === 'outbox');
+      // Backward on (value, id): the newest entry is the first read, no sort of the value's emails.
+      assert.ok(outbox.length === 1 && outbox[0]!['Index Name'] === 'outbox_sealed' && outbox[0]!['Scan Direction'] === 'Backward', `the value's newest email that keeps a code: ${summary}`);
+    }
+    const rows = await liveValue.rows(store.db, { domainId: 7 });
+    assert.equal(rows[0]?.sealed_code, 'sealed');
   });
 
   test("the outbox flow control's delivery lag is the due index's first row", async () => {
@@ -215,7 +236,7 @@ describe("AutoApplyOrder's number draw and a resend's order on PostgreSQL, 20,00
       const draw = await explainPlan(store.db, ...sqlOf(numberTaken.statement(store.db, { n: 7 })), { generic });
       assert.ok(!draw.some((n) => /Seq Scan/.test(n['Node Type'])), `${kind} plan, no scan: ${describePlan(draw)}`);
       const probed = draw.filter((n) => n['Relation Name'] === 'orders' && n['Index Cond'] !== undefined).map((n) => n['Index Name']);
-      assert.ok(probed.includes('orders_chain') && probed.some((i) => i !== 'orders_chain'), `${kind} plan, both indexes probed: ${describePlan(draw)}`);
+      assert.ok(probed.includes('orders_chain') && probed.includes('orders_certificate') && probed.some((i) => i !== 'orders_chain' && i !== 'orders_certificate'), `${kind} plan, the three indexes probed: ${describePlan(draw)}`);
       const order = await explainPlan(store.db, ...sqlOf(orderByNumberWithDomains.statement(store.db, { orderNumber: 7 })), { generic });
       assert.ok(!order.some((n) => /Seq Scan/.test(n['Node Type'])), `${kind} plan, no scan: ${describePlan(order)}`);
       const domains = order.filter((n) => n['Relation Name'] === 'order_domains');

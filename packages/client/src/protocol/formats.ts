@@ -92,13 +92,15 @@ export function encodeText(result: DcvEmailAddressList, options: TextOptions = {
 
 /**
  * Text format error: the code on the first line, the message on the second. The message may name a parameter
- * as the request spelled it (-2), so its control characters are written as `%XX`: a name with a line break or
- * a tab would otherwise add lines and fields of the caller's choosing to a line-based answer.
+ * as the request spelled it (-2), so its control characters and line separators are percent-encoded (`%0A`,
+ * `%C2%85`): a name with a line break or a tab would otherwise add lines and fields of the caller's choosing
+ * to a line-based answer.
  */
 export function encodeTextError(endpoint: Endpoint, error: ApiError): string {
   const message = errorMessage(endpoint, error.code, error.item).replace(
-    /[\u0000-\u001f\u007f]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`,
+    // C0, DEL, C1 (NEL among them), and the line and paragraph separators some line splitters honour.
+    /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g,
+    (c) => encodeURIComponent(c),
   );
   return `${error.code}\n${message}\n`;
 }

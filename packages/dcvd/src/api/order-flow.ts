@@ -160,7 +160,8 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
     }
     // Step 10 comes after the addresses' checks in the wire order, but policy is checked per domain first: it answers for the name.
     for (let i = 0; i < names.length; i += 1) {
-      const other = KEYWORD_METHOD.get(addresses[i]!.toUpperCase());
+      // Keywords are items of the list only: `dcvEmailAddress` names an address.
+      const other = item === 'dcvEmailAddresses' ? KEYWORD_METHOD.get(addresses[i]!.toUpperCase()) : undefined;
       if (other) {
         domains[i]!.dcvMethod = other;
         continue;
@@ -284,9 +285,9 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   const wanted: { domain: OrderDomainRow; method: DcvMethodName; address?: string; item: string }[] = [];
   if (params.domainNames !== undefined) {
     const names = listItems(params.domainNames);
+    if (params.newMethods === undefined) return fail(ErrorCode.MissingArgument, 'newMethods');
     // Separators only (`,`): a list of no domain is no request to change one, not a success.
     if (names.length === 0) return fail(ErrorCode.InvalidArgument, 'domainNames');
-    if (params.newMethods === undefined) return fail(ErrorCode.MissingArgument, 'newMethods');
     const methods = listItems(params.newMethods);
     if (methods.length !== names.length || !methods.every((m) => (DCV_METHOD_NAMES as readonly string[]).includes(m))) return fail(ErrorCode.InvalidArgument, 'newMethods');
     const addresses = params.newDCVEmailAddresses === undefined ? undefined : listItems(params.newDCVEmailAddresses);

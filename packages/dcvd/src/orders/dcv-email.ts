@@ -155,7 +155,7 @@ export const sharesDomains = (row: { shared: unknown }): boolean => Number(row.s
  * reuse needs in the same statement: how many domains it shares (0 for a one-domain value) and the sealed
  * code its newest email kept (three statements before issue 20).
  */
-const liveValue = prepared((db, p: { domainId: number }) =>
+export const liveValue = prepared((db, p: { domainId: number }) =>
   db
     .selectFrom('random_values')
     .select(['id', 'recipient', 'adn', 'template_ref', 'expires_at', 'order_domain_id'])

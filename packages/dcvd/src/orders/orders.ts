@@ -68,8 +68,9 @@ const withCount = (row: (OrderRow & { domain_count: number | string; first_domai
   row && { ...row, domain_count: Number(row.domain_count) };
 
 /**
- * Whether an order has the number `n`, as its own or as its chain's: two index probes in one statement
- * (a union rather than an `or`, whose plan depends on statistics: PostgreSQL scanned a small table for it).
+ * Whether an order has the number `n`, as its own, as its chain's or as its certificate id: three index probes
+ * in one statement (a union rather than an `or`, whose plan depends on statistics: PostgreSQL scanned a small
+ * table for it).
  */
 export const numberTaken = prepared((db, p: { n: number }) =>
   db
@@ -77,6 +78,8 @@ export const numberTaken = prepared((db, p: { n: number }) =>
     .select('id')
     .where('order_number', '=', p.n)
     .unionAll(db.selectFrom('orders').select('id').where('base_order_number', '=', p.n))
+    // AutoApplyOrder draws its certificate ids here too: CollectSSL finds an order by one (migration 0014's index).
+    .unionAll(db.selectFrom('orders').select('id').where('certificate_id', '=', p.n))
     .limit(sql.lit(1)),
 );
 

@@ -240,6 +240,19 @@ export function syncStatementOf(db: Kysely<Database>): SyncStatement | undefined
 }
 
 /**
+ * A serving process's SQLite connection, after its migrations: temporary storage in memory. A group commit's
+ * member runs in a savepoint (group-commit.ts), and SQLite copies every page a savepoint changes into a
+ * sub-journal first, a temporary file past 64 KiB: a pwrite per page, 5 % of a resend's CPU (docs/PERFORMANCE.md,
+ * fourteenth round); in memory it is a copy, never needed after a crash (the WAL is). The setting also keeps
+ * SQLite's sorter and temporary b-trees in memory without a bound, so it comes after the migrations (CREATE
+ * INDEX sorts a whole table) and the CLI never sets it; the server's own sorts are bounded (LIMIT keeps that
+ * many rows, a GROUP BY by state a few). Nothing on PostgreSQL.
+ */
+export async function temporaryStorageInMemory(store: Store): Promise<void> {
+  if (store.dialect === 'sqlite') await sql`pragma temp_store = memory`.execute(store.db);
+}
+
+/**
  * SQLite's statements are synchronous: a single statement on the database, with no transaction open on
  * its one connection, runs at once through the statement cache, as Kysely's driver would run it, without
  * Kysely's executor, connection mutex and promises around it (issue 20: about half of the CPU of the hot
@@ -391,12 +404,6 @@ export function openStore(options: StoreOptions): Store {
     sqlite.pragma('journal_mode = WAL');
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
-    // A group commit's member runs in a savepoint (group-commit.ts), and SQLite copies every page a savepoint
-    // changes into a sub-journal first, a temporary file past 64 KiB: a pwrite per page, 5 % of a resend's CPU
-    // (docs/PERFORMANCE.md, fourteenth round). In memory it is a copy. Only savepoints and temporary tables use
-    // this; the sub-journal is never needed after a crash (the WAL is), and big sorts (CREATE INDEX, ORDER BY)
-    // still spill to files of their own.
-    sqlite.pragma('temp_store = MEMORY');
     // The CLI and the server (and --processes) write the same file: a statement that finds the lock taken is
     // tried again without blocking the event loop (BusyRetryingConnection), not slept on inside SQLite.
     sqlite.pragma('busy_timeout = 0');

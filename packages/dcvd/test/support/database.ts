@@ -129,6 +129,8 @@ export interface PlanNode {
   'Index Name'?: string;
   'Relation Name'?: string;
   'Index Cond'?: string;
+  /** `Forward` or `Backward` for an index scan. */
+  'Scan Direction'?: string;
   Plans?: PlanNode[];
 }
 
