@@ -63,7 +63,7 @@ test('start-up: the block of settings, the info file, the log and every page say
   const status = await sb.admin('GET', '/v1/sandbox');
   assert.equal(status.status, 200);
   // Every endpoint of the legacy API, in name order.
-  assert.deepEqual(status.json.endpoints, ['AutoApplyOrder', 'AutoApplySSL', 'AutoUpdateDCV', 'GetDCVEmailAddressList', 'GetMDCDomainDetails', 'ResendDCVEmail']);
+  assert.deepEqual(status.json.endpoints, ['AutoApplyOrder', 'AutoApplySSL', 'AutoUpdateDCV', 'CollectSSL', 'GetDCVEmailAddressList', 'GetMDCDomainDetails', 'ResendDCVEmail']);
 });
 
 test('refusals: SMTP, and listeners beyond loopback unless asked', async () => {
@@ -230,7 +230,7 @@ test('switches: the next N calls (of one login) answer an error, or wait first',
   assert.ok(Date.now() - started >= 390, 'the call was held');
 
   const bad: [unknown, RegExp][] = [
-    [{ endpoint: 'NoSuchEndpoint', errorCode: -14 }, /endpoint must be one of AutoApplyOrder, AutoApplySSL, AutoUpdateDCV, GetDCVEmailAddressList, GetMDCDomainDetails, ResendDCVEmail/],
+    [{ endpoint: 'NoSuchEndpoint', errorCode: -14 }, /endpoint must be one of AutoApplyOrder, AutoApplySSL, AutoUpdateDCV, CollectSSL, GetDCVEmailAddressList, GetMDCDomainDetails, ResendDCVEmail/],
     [{ endpoint: 'ResendDCVEmail', errorCode: -999 }, /errorCode must be one of/],
     [{ endpoint: 'ResendDCVEmail', errorCode: -37 }, /errorCode must be one of/],
     [{ endpoint: 'ResendDCVEmail', errorCode: -4 }, /errorItem/],

@@ -15,7 +15,7 @@ export type Endpoint =
   // An order's status (the real host's certificate collection; dcvd issues none): docs/PROTOCOL.md.
   | 'CollectSSL';
 
-/** Named constants for every code that appears in the seeds. */
+/** Named constants for every code that appears in the seeds, and CollectSSL's -20. */
 export const ErrorCode = {
   Success: 0,
   NotHttps: -1,
