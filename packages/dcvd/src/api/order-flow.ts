@@ -90,17 +90,12 @@ const KEYWORD_METHOD: ReadonlyMap<string, DcvMethod> = new Map([
 
 /**
  * The items of `dcvEmailAddresses` in the order of `names` (CN, the CSR's other names, then `domainNames`'
- * own). A client that sends every name of the order in `domainNames` lists the items in that order (the
- * real host's rule: "the number and order … must match domainNames"), whatever order the CSR has; any other
- * request lists them in the order of `names`, as before.
+ * own). A client that sends every name of the order in `domainNames` (`listed`: its names as the domain
+ * rules read them, without repeats) lists the items in that order (the real host's rule: "the number and
+ * order … must match domainNames"), whatever order the CSR has; any other request lists them in the order
+ * of `names`, as before.
  */
-function itemsInDomainOrder(items: readonly string[], names: readonly string[], domainNames: string | undefined, wildcard: boolean): string[] {
-  if (domainNames === undefined) return [...items];
-  const listed: string[] = [];
-  for (const name of listItems(domainNames)) {
-    const d = domainOf(name, 'domainNames', wildcard);
-    if (d.ok && !listed.includes(d.value)) listed.push(d.value);
-  }
+function itemsInDomainOrder(items: readonly string[], names: readonly string[], listed: readonly string[]): string[] {
   if (listed.length !== names.length || !names.every((n) => listed.includes(n))) return [...items];
   return names.map((n) => items[listed.indexOf(n)]!);
 }
@@ -128,12 +123,15 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
     if (!d.ok) return d;
     if (!names.includes(d.value)) names.push(d.value);
   }
+  // domainNames' own names in its order, repeats dropped: the order of dcvEmailAddresses' items when it lists every name.
+  const listed: string[] = [];
   if (params.domainNames !== undefined) {
     if (product.multi_domain !== 1) return fail(ErrorCode.InvalidArgument, 'domainNames');
     for (const name of listItems(params.domainNames)) {
       const d = domainOf(name, 'domainNames', wildcard);
       if (!d.ok) return d;
       if (!names.includes(d.value)) names.push(d.value);
+      if (!listed.includes(d.value)) listed.push(d.value);
     }
   }
   if (names.length > product.max_domains) return fail(ErrorCode.InvalidArgument, product.multi_domain === 1 && params.domainNames !== undefined ? 'domainNames' : 'csr');
@@ -151,7 +149,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
       const items = listItems(params.dcvEmailAddresses);
       item = 'dcvEmailAddresses';
       if (items.length !== names.length || items.some((a) => a.length > 255)) return fail(ErrorCode.InvalidArgument, item);
-      addresses = itemsInDomainOrder(items, names, params.domainNames, wildcard);
+      addresses = itemsInDomainOrder(items, names, listed);
     } else if (params.dcvEmailAddress !== undefined) {
       addresses = names.map(() => params.dcvEmailAddress!);
       item = 'dcvEmailAddress';
