@@ -40,7 +40,7 @@ import {
 import type { Authenticator } from '../accounts/auth.ts';
 import { MAX_TXT_ADNS } from '../contacts/txt.ts';
 import { MAX_CAA_CLIMB } from '../contacts/caa.ts';
-import { ClientGone, type AutoApplyOrderParams, type AutoUpdateDcvParams, type CallContext, type CollectSslParams, type GetDcvEmailAddressListParams, type ResendDcvEmailParams, type UseCases } from '../api/types.ts';
+import { ClientGone, type AutoApplyOrderParams, type AutoUpdateDcvParams, type CallContext, type GetDcvEmailAddressListParams, type ResendDcvEmailParams, type UseCases } from '../api/types.ts';
 
 export interface LegacyApiOptions {
   /** True on the HTTPS listener; on the plain listener only a trusted proxy's `X-Forwarded-Proto: https` counts. */
@@ -91,6 +91,13 @@ function endpoint<S extends EndpointSpec>(spec: S) {
   return { spec, parse: (entries: Entries, options: ParseOptions) => parseRequestParams(spec, entries, options) };
 }
 
+/** The parameters among `names` that the request carried: what a use case takes as its optional inputs. */
+function given<P extends object, K extends keyof P>(params: P, names: readonly K[]): { [N in K]?: Exclude<P[N], undefined> } {
+  const out: { [N in K]?: Exclude<P[N], undefined> } = {};
+  for (const name of names) if (params[name] !== undefined) out[name] = params[name] as Exclude<P[K], undefined>;
+  return out;
+}
+
 export function renderError(spec: EndpointSpec, format: Format, error: ApiError): Rendered {
   const endpoint = spec.endpoint;
   if (format === 'urlencoded') return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(endpoint, error), code: error.code };
@@ -107,8 +114,8 @@ function bindings(options: LegacyApiOptions): Binding[] {
       const args: GetDcvEmailAddressListParams = {
         domainName: params.domainName,
         responseFormat: params.responseFormat === 2 ? 2 : 1,
+        ...given(params, ['product']),
       };
-      if (params.product !== undefined) args.product = params.product;
       const outcome = await useCases.getDcvEmailAddressList(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       return format === 'json'
@@ -120,11 +127,7 @@ function bindings(options: LegacyApiOptions): Binding[] {
     ...endpoint(RESEND_DCV_EMAIL),
     format: () => 'urlencoded',
     async run(ctx, params, format) {
-      const args: ResendDcvEmailParams = {};
-      if (params.orderNumber !== undefined) args.orderNumber = params.orderNumber;
-      if (params.baseOrderNumber !== undefined) args.baseOrderNumber = params.baseOrderNumber;
-      if (params.dcvEmailAddress !== undefined) args.dcvEmailAddress = params.dcvEmailAddress;
-      if (params.dcvTemplateID !== undefined) args.dcvTemplateID = params.dcvTemplateID;
+      const args: ResendDcvEmailParams = given(params, ['orderNumber', 'baseOrderNumber', 'dcvEmailAddress', 'dcvTemplateID']);
       const outcome = await useCases.resendDcvEmail(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(this.spec.endpoint), code: ErrorCode.Success };
@@ -141,13 +144,11 @@ function flowBindings(useCases: UseCases): Binding[] {
     format: (entries) => (requestedOrderFormat(entries) === 0 ? 'text' : 'urlencoded'),
     async run(ctx, params, format) {
       if (!useCases.autoApplyOrder) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
-      const args: AutoApplyOrderParams = { product: params.product, csr: params.csr };
-      if (params.days !== undefined) args.days = params.days;
-      if (params.years !== undefined) args.years = params.years;
-      for (const name of ['domainNames', 'dcvMethod', 'dcvEmailAddress', 'dcvEmailAddresses', 'showCertificateID'] as const) {
-        const v = params[name];
-        if (v !== undefined) args[name] = v;
-      }
+      const args: AutoApplyOrderParams = {
+        product: params.product,
+        csr: params.csr,
+        ...given(params, ['days', 'years', 'domainNames', 'dcvMethod', 'dcvEmailAddress', 'dcvEmailAddresses', 'showCertificateID']),
+      };
       const outcome = await useCases.autoApplyOrder(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       const o = outcome.value;
@@ -167,15 +168,9 @@ function flowBindings(useCases: UseCases): Binding[] {
     format: () => 'urlencoded',
     async run(ctx, params, format) {
       if (!useCases.autoUpdateDcv) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
-      const args: AutoUpdateDcvParams = {};
-      for (const name of ['orderNumber', 'baseOrderNumber', 'dcvTemplateID'] as const) {
-        const v = params[name];
-        if (v !== undefined) args[name] = v;
-      }
-      for (const name of ['domainName', 'newMethod', 'newDCVEmailAddress', 'domainNames', 'newMethods', 'newDCVEmailAddresses'] as const) {
-        const v = params[name];
-        if (v !== undefined) args[name] = v;
-      }
+      const args: AutoUpdateDcvParams = given(params, [
+        'orderNumber', 'baseOrderNumber', 'dcvTemplateID', 'domainName', 'newMethod', 'newDCVEmailAddress', 'domainNames', 'newMethods', 'newDCVEmailAddresses',
+      ]);
       const outcome = await useCases.autoUpdateDcv(ctx, args);
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       const fields: [string, number][] = [['expectedDeliveryTime', 0]];
@@ -201,12 +196,7 @@ function flowBindings(useCases: UseCases): Binding[] {
     format: (entries) => (requestedCollectFormat(entries) === 1 ? 'urlencoded' : 'text'),
     async run(ctx, params, format) {
       if (!useCases.collectSsl) return renderError(this.spec, format, { code: ErrorCode.UnknownError });
-      const args: CollectSslParams = {};
-      for (const name of ['orderNumber', 'certificateID', 'baseOrderNumber'] as const) {
-        const v = params[name];
-        if (v !== undefined) args[name] = v;
-      }
-      const outcome = await useCases.collectSsl(ctx, args);
+      const outcome = await useCases.collectSsl(ctx, given(params, ['orderNumber', 'certificateID', 'baseOrderNumber']));
       if (!outcome.ok) return renderError(this.spec, format, outcome.error);
       // Status 0, "being processed": dcvd issues no certificate, whatever queryType asked for.
       if (format === 'text') return { contentType: CONTENT_TYPE.text, body: '0\n', code: ErrorCode.Success };
