@@ -237,20 +237,29 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
 
 // ---------------------------------------------------------------- finding an order of the account
 
-/** orderNumber, else the newest of the chain baseOrderNumber; another account's order is answered as a missing one (-4). */
+/**
+ * orderNumber, else certificateID (CollectSSL), else the newest of the chain baseOrderNumber; another account's
+ * order is answered as a missing one (-4). Each further reference given must name the same order (-4 on it).
+ */
 export async function ownOrder(
   orders: OrderRepository,
   ctx: CallContext,
-  ref: { orderNumber?: number; baseOrderNumber?: number },
+  ref: { orderNumber?: number; baseOrderNumber?: number; certificateID?: number },
 ): Promise<Outcome<OrderRow>> {
+  let order: OrderRow | undefined;
   if (ref.orderNumber !== undefined) {
-    const order = await orders.findByNumber(ref.orderNumber);
+    order = await orders.findByNumber(ref.orderNumber);
     if (!order || order.account_id !== ctx.account.id) return fail(ErrorCode.InvalidArgument, 'orderNumber');
-    if (ref.baseOrderNumber !== undefined && order.base_order_number !== ref.baseOrderNumber) return fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
-    return { ok: true, value: order };
+  } else if (ref.certificateID !== undefined) {
+    order = await orders.findByCertificateId(ctx.account.id, ref.certificateID);
+    if (!order) return fail(ErrorCode.InvalidArgument, 'certificateID');
+  } else {
+    order = ref.baseOrderNumber === undefined ? undefined : await orders.newestOfChain(ctx.account.id, ref.baseOrderNumber);
+    return order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
   }
-  const order = ref.baseOrderNumber === undefined ? undefined : await orders.newestOfChain(ctx.account.id, ref.baseOrderNumber);
-  return order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
+  if (ref.baseOrderNumber !== undefined && order.base_order_number !== ref.baseOrderNumber) return fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
+  if (ref.certificateID !== undefined && order.certificate_id !== ref.certificateID) return fail(ErrorCode.InvalidArgument, 'certificateID');
+  return { ok: true, value: order };
 }
 
 // ---------------------------------------------------------------- AutoUpdateDCV
@@ -389,16 +398,7 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
  * is "being processed", with its DCV progress: completed once every domain is validated.
  */
 export async function collectSsl(deps: OrderFlowDeps, ctx: CallContext, params: CollectSslParams): Promise<Outcome<CollectedStatus>> {
-  let found: Outcome<OrderRow>;
-  if (params.orderNumber === undefined && params.certificateID !== undefined) {
-    const order = await deps.orders.findByCertificateId(ctx.account.id, params.certificateID);
-    found = order ? { ok: true, value: order } : fail(ErrorCode.InvalidArgument, 'certificateID');
-    if (found.ok && params.baseOrderNumber !== undefined && found.value.base_order_number !== params.baseOrderNumber) found = fail(ErrorCode.InvalidArgument, 'baseOrderNumber');
-  } else {
-    found = await ownOrder(deps.orders, ctx, params);
-    // Both given: they must name the same order.
-    if (found.ok && params.certificateID !== undefined && found.value.certificate_id !== params.certificateID) found = fail(ErrorCode.InvalidArgument, 'certificateID');
-  }
+  const found = await ownOrder(deps.orders, ctx, params);
   if (!found.ok) return found;
   const order = found.value;
   if (order.dcv_status === 'cancelled' || order.dcv_status === 'declined') return fail(ErrorCode.OrderRejected);
