@@ -254,9 +254,10 @@ export function parseIsoDate(text: string): number {
   const zone = m[8];
   if (zone === undefined || zone.toUpperCase() === 'Z') return local;
   const z = /^([+-])(\d{2}):?(\d{2})$/.exec(zone)!;
-  const offsetMinutes = Number(z[2]) * 60 + Number(z[3]);
-  if (Number(z[2]) > 23 || Number(z[3]) > 59) throw bad();
-  return local - (z[1] === '-' ? -1 : 1) * offsetMinutes * 60_000;
+  const hours = Number(z[2]);
+  const minutes = Number(z[3]);
+  if (hours > 23 || minutes > 59) throw bad();
+  return local - (z[1] === '-' ? -1 : 1) * (hours * 60 + minutes) * 60_000;
 }
 
 /** A duration as parseDuration reads it, in its largest whole unit (2s, 15m, 1h, 30d), but 60s and 24h, not 1m and 1d (defaults in --help). */

@@ -65,10 +65,15 @@ after(async () => {
   await sink?.close();
 });
 
-function call(endpoint: string, login: string, params: Record<string, string | number>) {
+/** An API call of `login` to `path`. */
+function postAs(path: string, login: string, params: Record<string, string | number>) {
   const pairs: Record<string, string> = { loginName: login, loginPassword: PASSWORD };
   for (const [k, v] of Object.entries(params)) pairs[k] = String(v);
-  return server.post(`/products/!${endpoint}`, form(pairs));
+  return server.post(path, form(pairs));
+}
+
+function call(endpoint: string, login: string, params: Record<string, string | number>) {
+  return postAs(`/products/!${endpoint}`, login, params);
 }
 
 /** Decodes a body twice, as the public PHP client does (URL-decode, then parse as a query string). */
@@ -384,11 +389,7 @@ test('orders as public clients of the real host place them: ordering details, ye
 });
 
 test('CollectSSL: the status queries public clients send, at /products/download/CollectSSL; -20 for a declined order', async () => {
-  const collect = (login: string, params: Record<string, string | number>) => {
-    const pairs: Record<string, string> = { loginName: login, loginPassword: PASSWORD };
-    for (const [k, v] of Object.entries(params)) pairs[k] = String(v);
-    return server.post('/products/download/CollectSSL', form(pairs));
-  };
+  const collect = (login: string, params: Record<string, string | number>) => postAs('/products/download/CollectSSL', login, params);
   await getList(server, 'alice', 'collect.example.com');
   const placed = phpRead((await call('AutoApplyOrder', 'alice', { product: 24, days: 365, csr: await makeCsr('collect.example.com'), dcvEmailAddress: 'admin@example.com' })).body);
   const orderNumber = Number(placed.orderNumber);
