@@ -52,9 +52,18 @@ test('order create prints the order; numbers are assigned, unique, and chains re
   for (let i = 0; i < 5; i++) numbers.add(json(['order', 'create', '--account', 'alice', '--domain', 'example.org']).orderNumber);
   assert.equal(numbers.size, 6);
 
+  // A product is one of the catalogue's, and a wildcard needs a wildcard product (as AutoApplyOrder holds them); nothing is written otherwise.
+  const unknown = dcvd(['order', 'create', '--account', 'alice', '--domain', 'shop.example.net', '--order-number', '7000001', '--product', '999']);
+  assert.notEqual(unknown.code, 0);
+  assert.match(unknown.stderr, /no product 999 in the catalogue/);
+  const single = dcvd(['order', 'create', '--account', 'alice', '--domain', '*.shop.example.net', '--order-number', '7000001', '--product', '801']);
+  assert.notEqual(single.code, 0);
+  assert.match(single.stderr, /product 801 is not a wildcard product/);
+  assert.equal(dcvd(['product', 'create', '--code', '35', '--name', 'DV wildcard', '--wildcard', '--days', '365']).code, 0);
+
   // Options from the environment too (CONTRACT §9).
-  const given = json(['order', 'create'], { DCVD_ACCOUNT: 'alice', DCVD_DOMAIN: '*.shop.example.net', DCVD_ORDER_NUMBER: '7000001', DCVD_PRODUCT: '801', DCVD_VOUCHER: '1' });
-  assert.deepEqual([given.orderNumber, given.domain, given.product, given.voucher], [7000001, '*.shop.example.net', 801, true]);
+  const given = json(['order', 'create'], { DCVD_ACCOUNT: 'alice', DCVD_DOMAIN: '*.shop.example.net', DCVD_ORDER_NUMBER: '7000001', DCVD_PRODUCT: '35', DCVD_VOUCHER: '1' });
+  assert.deepEqual([given.orderNumber, given.domain, given.product, given.voucher], [7000001, '*.shop.example.net', 35, true]);
 
   const renewal = json(['order', 'create', '--account', 'alice', '--domain', 'shop.example.net', '--base-order-number', '7000001', '--order-number', '7000002']);
   assert.equal(renewal.baseOrderNumber, 7000001);

@@ -403,6 +403,16 @@ const digest = (text: string) => createHash('sha256').update(text, 'utf8').diges
 
 // ---------------------------------------------------------------- the app
 
+/** The first property of a path or query string that its schema wants as an integer and that is not one in plain decimal digits. */
+function looseInteger(schema: TSchema, data: unknown): string | undefined {
+  const properties = (schema as { properties?: Record<string, { type?: unknown }> }).properties;
+  if (!properties || typeof data !== 'object' || data === null) return undefined;
+  for (const [name, value] of Object.entries(data as Record<string, unknown>)) {
+    if (properties[name]?.type === 'integer' && typeof value === 'string' && !/^-?[0-9]+$/.test(value)) return name;
+  }
+  return undefined;
+}
+
 const registered = new WeakMap<FastifyInstance, string[]>();
 
 /** `METHOD url` of every route the app registered (the OpenAPI test compares them with the document). */
@@ -425,10 +435,15 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
     for (const m of [r.method].flat()) if (m !== 'HEAD') names.push(`${m} ${r.url}`);
   });
 
-  // One validator for every route: typebox, with path and query strings converted to the schema's types first.
+  // One validator for every route: typebox, with path and query strings converted to the schema's types first
+  // (an integer only from its plain decimal digits: typebox would also read `0x10`, `1e3`, ` 12` or an empty string).
   app.setValidatorCompiler(({ schema, httpPart }) => {
     const check = Compile(schema as TSchema);
     return (data: unknown) => {
+      if (httpPart !== 'body') {
+        const loose = looseInteger(schema as TSchema, data);
+        if (loose !== undefined) return { error: new Error(`${httpPart === 'querystring' ? 'query' : httpPart}/${loose} must be a whole number in decimal digits`) };
+      }
       const value = httpPart === 'body' ? data : Value.Convert(schema as TSchema, data);
       if (check.Check(value)) return { value: Value.Default(schema as TSchema, value) };
       const first = [...check.Errors(value)].find((e) => e.keyword !== 'boolean') ?? [...check.Errors(value)][0];

@@ -167,6 +167,12 @@ export class AdminService {
     const { db, clock } = this.deps;
     const now = clock.now();
     const owner = await this.accountId(req.account);
+    // A product, when named, is one of the catalogue's, and a wildcard domain needs a wildcard product (as AutoApplyOrder holds them).
+    if (req.product !== undefined) {
+      const product = await new ProductRepository(db, clock).get(req.product);
+      if (!product) throw new OrderError(`no product ${req.product} in the catalogue (dcvd product list)`, 'not-found');
+      if (product.wildcard !== 1 && req.domain.startsWith('*.')) throw new OrderError(`product ${req.product} is not a wildcard product; ${JSON.stringify(req.domain)} needs one`);
+    }
     let templateRef: number | null = null;
     if (req.templateId !== undefined) {
       const row = await this.templates.resolve(owner, req.templateId);

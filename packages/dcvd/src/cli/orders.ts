@@ -175,7 +175,7 @@ export function orderCommands(): Command {
         .addOption(opt('--domain <domain>', 'the domain to validate (`*.` for a wildcard)').makeOptionMandatory())
         .addOption(opt('--order-number <n>', 'unique order number (default: a new random 8-digit one)', parseId))
         .addOption(opt('--base-order-number <n>', 'the chain this renewal/reissue belongs to (default: the order\u2019s own number)', parseId))
-        .addOption(opt('--product <code>', 'product code (801 VMC and 803 CMC ignore dcvTemplateID)', parseId))
+        .addOption(opt('--product <code>', 'product code, one of the catalogue\u2019s (dcvd product list; a *. domain needs a wildcard product; 801 VMC and 803 CMC ignore dcvTemplateID)', parseId))
         .addOption(opt('--voucher', 'a voucher order (ResendDCVEmail then needs the voucher permission)'))
         .addOption(opt('--dcv-method <method>', `${DCV_METHODS.join(', ')}`).choices([...DCV_METHODS]).default('email'))
         .addOption(opt('--template-id <n>', 'the DCV email template of this order (account\u2019s own, else global)', parseId))
