@@ -1,7 +1,8 @@
 /**
  * The client of CONTRACT §11: typed calls of GetDCVEmailAddressList and
- * ResendDCVEmail against the real reseller host (the default base URL) or
- * dcvd. It needs nothing but a `fetch` (global, or passed in) and
+ * ResendDCVEmail, and of the rest of the email-DCV flow (AutoApplyOrder,
+ * AutoUpdateDCV, GetMDCDomainDetails, CollectSSL), against the real reseller
+ * host (the default base URL) or dcvd. It needs nothing but a `fetch` (global, or passed in) and
  * `AbortController`, so it runs on Node ≥ 20, in browsers and on edge
  * runtimes: no Node-only import, no runtime dependency.
  */
@@ -76,10 +77,11 @@ export interface DcvClientOptions {
   /** Per attempt; default {@link DEFAULT_TIMEOUT_MS}. `0` waits for ever. */
   timeoutMs?: number;
   /**
-   * GetDCVEmailAddressList only: how many times to repeat a call that failed
-   * in the network (no answer, or no answer in time). Default 0. An answer
-   * of the server, whatever its code, is never retried, and ResendDCVEmail
-   * never is: a repeat could send a second email.
+   * GetDCVEmailAddressList and GetMDCDomainDetails only (read-only calls): how
+   * many times to repeat a call that failed in the network (no answer, or no
+   * answer in time). Default 0. An answer of the server, whatever its code, is
+   * never retried, and ResendDCVEmail never is: a repeat could send a second
+   * email; nor are the order calls, or CollectSSL, which a caller polls.
    */
   retries?: number;
   /** Pause before the first retry, doubled before each further one; default {@link DEFAULT_RETRY_DELAY_MS}. */
