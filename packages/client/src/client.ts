@@ -1,7 +1,8 @@
 /**
  * The client of CONTRACT §11: typed calls of GetDCVEmailAddressList and
- * ResendDCVEmail against the real reseller host (the default base URL) or
- * dcvd. It needs nothing but a `fetch` (global, or passed in) and
+ * ResendDCVEmail, and of the rest of the email-DCV flow (AutoApplyOrder,
+ * AutoUpdateDCV, GetMDCDomainDetails, CollectSSL), against the real reseller
+ * host (the default base URL) or dcvd. It needs nothing but a `fetch` (global, or passed in) and
  * `AbortController`, so it runs on Node ≥ 20, in browsers and on edge
  * runtimes: no Node-only import, no runtime dependency.
  */
@@ -17,6 +18,7 @@ import {
 import {
   AUTO_APPLY_ORDER,
   AUTO_UPDATE_DCV,
+  COLLECT_SSL,
   GET_MDC_DOMAIN_DETAILS,
   GET_DCV_EMAIL_ADDRESS_LIST,
   RESEND_DCV_EMAIL,
@@ -24,10 +26,15 @@ import {
   type DcvMethodName,
   type EndpointSpec,
 } from './protocol/params.ts';
-import { decodeMdcDomainDetails, type MdcDomainDetail } from './protocol/formats.ts';
+import { decodeCollectSsl, decodeMdcDomainDetails, type CollectedSsl, type MdcDomainDetail } from './protocol/formats.ts';
 
 /** The reseller host of the seeds. */
 export const DEFAULT_BASE_URL = 'https://secure.trust-provider.com';
+/**
+ * Where the real host's clients post CollectSSL (without the `!` of the other endpoints); dcvd answers
+ * there too (docs/PROTOCOL.md).
+ */
+export const COLLECT_SSL_PATH = '/products/download/CollectSSL';
 /** Per attempt, from sending the request to the last byte of the answer. */
 export const DEFAULT_TIMEOUT_MS = 30_000;
 /** The first pause before a retry of GetDCVEmailAddressList; it doubles on each further retry. */
@@ -70,10 +77,11 @@ export interface DcvClientOptions {
   /** Per attempt; default {@link DEFAULT_TIMEOUT_MS}. `0` waits for ever. */
   timeoutMs?: number;
   /**
-   * GetDCVEmailAddressList only: how many times to repeat a call that failed
-   * in the network (no answer, or no answer in time). Default 0. An answer
-   * of the server, whatever its code, is never retried, and ResendDCVEmail
-   * never is: a repeat could send a second email.
+   * GetDCVEmailAddressList and GetMDCDomainDetails only (read-only calls): how
+   * many times to repeat a call that failed in the network (no answer, or no
+   * answer in time). Default 0. An answer of the server, whatever its code, is
+   * never retried, and ResendDCVEmail never is: a repeat could send a second
+   * email; nor are the order calls, or CollectSSL, which a caller polls.
    */
   retries?: number;
   /** Pause before the first retry, doubled before each further one; default {@link DEFAULT_RETRY_DELAY_MS}. */
@@ -168,6 +176,36 @@ export interface AutoApplyOrderResult {
   totalCost: string;
   expectedDeliveryTime: number;
 }
+
+/**
+ * Which order CollectSSL is about: its number, else the certificate ID AutoApplyOrder answered, else the newest
+ * order of the chain `baseOrderNumber`. Each further one given must name the same order (dcvd: -4 on it).
+ */
+export type CollectSslOrderRef =
+  | { orderNumber: number; certificateID?: number; baseOrderNumber?: number }
+  | { orderNumber?: undefined; certificateID: number; baseOrderNumber?: number }
+  | { orderNumber?: undefined; certificateID?: undefined; baseOrderNumber: number };
+
+/** Optional parameters of CollectSSL. */
+export interface CollectSslOptions extends CallOptions {
+  /**
+   * 0 (the default) asks for the status; 1 to 3 ask the real host for the certificate as well, whose lines or
+   * fields the result keeps as sent (`lines`, `extra`). dcvd issues no certificate and answers the status to all four.
+   */
+  queryType?: 0 | 1 | 2 | 3;
+  /** Sent as `showStatusDetails=Y`/`N` when given: the urlencoded answer then carries `dcvStatus`. */
+  showStatusDetails?: boolean;
+  /** Sent as `showFQDN=Y`/`N` when given: the urlencoded answer then carries `fqdn`. */
+  showFQDN?: boolean;
+  /**
+   * 1 (urlencoded, the default here) or 0 (the real host's line-based text, the server's default, from dcvd the
+   * status line alone). Always sent, so the answer's form does not rest on the server's default.
+   */
+  responseFormat?: 0 | 1;
+}
+
+/** A CollectSSL answer that is not an error; see {@link CollectedSsl}. */
+export type CollectSslResult = CollectedSsl;
 
 /** One domain's new DCV method (and address, for EMAIL). */
 export interface DcvChange {
@@ -410,6 +448,46 @@ export class DcvClient {
     return this.#result(GET_MDC_DOMAIN_DETAILS, answer, decodeMdcDomainDetails);
   }
 
+  /**
+   * CollectSSL, the status query (docs/PROTOCOL.md), posted to {@link COLLECT_SSL_PATH} as the real host's
+   * clients do. Read-only, yet sent once and never retried, whatever `retries` says: a caller that polls
+   * repeats it anyway, at its own pace.
+   *
+   * @example
+   * ```ts
+   * try {
+   *   const s = await client.collectSsl({ certificateID: placed.certificateID }, { showStatusDetails: true });
+   *   if (s.dcvStatus === 1) console.log('every domain is validated');
+   * } catch (err) {
+   *   if (err instanceof DcvApiError && err.code === ErrorCode.OrderRejected) console.log('cancelled or declined');
+   *   else throw err;
+   * }
+   * ```
+   * @returns `statusCode` (0 while the order is being processed, dcvd's only one) and, in the urlencoded form,
+   *   `orderNumber`, `certificateID`, `dcvStatus` (with `showStatusDetails`) and `fqdn` (with `showFQDN`) where
+   *   the server sent them; other fields in `extra`, the line-based form's further lines in `lines`.
+   * @throws {@link DcvApiError} when the server answers an error code: `ErrorCode.OrderRejected` (-20) for an
+   *   order cancelled by the operator or declined by a recipient, -4 on the reference for an order the account
+   *   does not have; {@link DcvRequestError} when it gives no answer of the protocol.
+   */
+  async collectSsl(order: CollectSslOrderRef, options: CollectSslOptions = {}): Promise<CollectSslResult> {
+    const flag = (value: boolean | undefined) => (value === undefined ? undefined : value ? 'Y' : 'N');
+    const body = this.#body(COLLECT_SSL, {
+      orderNumber: order.orderNumber,
+      certificateID: order.certificateID,
+      baseOrderNumber: order.baseOrderNumber,
+      queryType: options.queryType ?? 0,
+      responseFormat: options.responseFormat ?? 1,
+      showStatusDetails: flag(options.showStatusDetails),
+      showFQDN: flag(options.showFQDN),
+    });
+    const answer = await this.#send(COLLECT_SSL, body, options.signal, 0, COLLECT_SSL_PATH);
+    const result = this.#result(COLLECT_SSL, answer, decodeCollectSsl);
+    const extra: Record<string, string> = {};
+    for (const [k, v] of Object.entries(result.extra)) extra[k] = this.#redact(v);
+    return { ...result, extra, lines: result.lines.map((line) => this.#redact(line)) };
+  }
+
   toJSON(): { baseUrl: string; loginName: string } {
     return { baseUrl: this.baseUrl, loginName: this.loginName };
   }
@@ -469,8 +547,9 @@ export class DcvClient {
     });
   }
 
-  async #send(spec: EndpointSpec, body: string, signal: AbortSignal | undefined, retries: number): Promise<Answer> {
-    const url = this.baseUrl + spec.path;
+  /** `path`: the endpoint's own unless given (CollectSSL's clients post elsewhere). */
+  async #send(spec: EndpointSpec, body: string, signal: AbortSignal | undefined, retries: number, path = spec.path): Promise<Answer> {
+    const url = this.baseUrl + path;
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.#attempt(spec, url, body, signal, attempt);

@@ -12,6 +12,7 @@ import {
   DcvApiError,
   DcvClient,
   DcvRequestError,
+  ErrorCode,
   type DcvClientOptions,
   type FetchInitLike,
   type FetchLike,
@@ -110,6 +111,52 @@ test('AutoApplyOrder: the real host\u2019s required serverSoftware and isCustome
   // Below 0 stays an error; and no call was retried.
   await assert.rejects(c.autoApplyOrder({ product: 287, days: 365, csr: 'CSR' }), (err: unknown) => err instanceof DcvApiError && err.code === -4);
   assert.equal(f.calls.length, 3);
+});
+
+test('CollectSSL: posted to /products/download/CollectSSL, queryType 0 and responseFormat 1 unless told, show flags as Y/N only when given', async () => {
+  const f = scripted(['errorCode=0&orderNumber=1234567&certificateID=7654321&dcvStatus=2&fqdn=www.example.com']);
+  const c = client(f.fetch);
+  const status = await c.collectSsl({ orderNumber: 1234567 }, { showStatusDetails: true, showFQDN: false });
+  assert.deepEqual(status, { statusCode: 0, orderNumber: 1234567, certificateID: 7654321, dcvStatus: 2, fqdn: 'www.example.com', extra: {}, lines: [] });
+  assert.equal(f.calls[0]!.url, 'https://dcvd.test:8443/products/download/CollectSSL');
+  assert.deepEqual([...new URLSearchParams(f.calls[0]!.init.body)], [
+    ['loginName', 'demo'],
+    ['loginPassword', PASSWORD],
+    ['orderNumber', '1234567'],
+    ['queryType', '0'],
+    ['responseFormat', '1'],
+    ['showStatusDetails', 'Y'],
+    ['showFQDN', 'N'],
+  ]);
+  // By certificate ID or by the chain, the caller's queryType and responseFormat; no flag sent unless given.
+  await c.collectSsl({ certificateID: 7654321 }, { queryType: 2, responseFormat: 0 });
+  await c.collectSsl({ baseOrderNumber: 99 });
+  assert.deepEqual(Object.fromEntries(new URLSearchParams(f.calls[1]!.init.body)), { loginName: 'demo', loginPassword: PASSWORD, certificateID: '7654321', queryType: '2', responseFormat: '0' });
+  assert.deepEqual(Object.fromEntries(new URLSearchParams(f.calls[2]!.init.body)), { loginName: 'demo', loginPassword: PASSWORD, baseOrderNumber: '99', queryType: '0', responseFormat: '1' });
+  // The real host's path at the default base URL.
+  const d = scripted(['0\n']);
+  assert.deepEqual(await new DcvClient({ loginName: 'a', loginPassword: 'b', fetch: d.fetch }).collectSsl({ orderNumber: 1 }, { responseFormat: 0 }), { statusCode: 0, extra: {}, lines: [] });
+  assert.equal(d.calls[0]!.url, 'https://secure.trust-provider.com/products/download/CollectSSL');
+});
+
+test('CollectSSL: -20 (a cancelled or declined order) is a DcvApiError in either form; never retried, even with retries configured', async () => {
+  for (const body of ['errorCode=-20&errorMessage=The+order+was+rejected+or+cancelled.', '-20\nThe order was rejected or cancelled.\n']) {
+    const f = scripted([body]);
+    await assert.rejects(client(f.fetch).collectSsl({ orderNumber: 1 }), (err: unknown) => {
+      assert.ok(err instanceof DcvApiError);
+      assert.equal(err.endpoint, 'CollectSSL');
+      assert.equal(err.code, ErrorCode.OrderRejected);
+      assert.equal(err.message, 'The order was rejected or cancelled.');
+      assert.equal(err.item, undefined);
+      return true;
+    });
+  }
+  const refused = scripted([new TypeError('fetch failed'), 'errorCode=0']);
+  await assert.rejects(client(refused.fetch, { retries: 5, retryDelayMs: 1 }).collectSsl({ orderNumber: 1 }), { name: 'DcvRequestError', kind: 'network', endpoint: 'CollectSSL', attempts: 1 });
+  const stalls = scripted([stalled, 'errorCode=0']);
+  await assert.rejects(client(stalls.fetch, { retries: 5, retryDelayMs: 1, timeoutMs: 30 }).collectSsl({ orderNumber: 1 }), { kind: 'timeout' });
+  assert.equal(refused.calls.length, 1);
+  assert.equal(stalls.calls.length, 1);
 });
 
 test('the default base URL is the seeds\u2019 reseller host; a path prefix is kept', async () => {

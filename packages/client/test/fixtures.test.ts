@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DcvApiError, DcvClient, ErrorCode, type DcvEmailAddressListResult, type Endpoint } from '../src/index.ts';
+import { DcvApiError, DcvClient, ErrorCode, type CollectSslResult, type DcvEmailAddressListResult, type Endpoint } from '../src/index.ts';
 
 const five = (d: string) => ['admin', 'administrator', 'hostmaster', 'postmaster', 'webmaster'].map((l) => `${l}@${d}`);
 
@@ -97,6 +97,51 @@ for (const f of lists) {
   });
 }
 
+interface CollectFixture {
+  name: string;
+  body: string;
+  expect: CollectSslResult;
+}
+
+const collected: CollectFixture[] = [
+  {
+    name: 'dcvd urlencoded, every field it sends',
+    body: 'errorCode=0&orderNumber=1234567&certificateID=7654321&dcvStatus=1&fqdn=www.example.com',
+    expect: { statusCode: 0, orderNumber: 1234567, certificateID: 7654321, dcvStatus: 1, fqdn: 'www.example.com', extra: {}, lines: [] },
+  },
+  {
+    name: 'dcvd urlencoded without the show flags, for an order placed outside the API (no certificateID)',
+    body: 'errorCode=0&orderNumber=1234567',
+    expect: { statusCode: 0, orderNumber: 1234567, extra: {}, lines: [] },
+  },
+  {
+    name: 'dcvd text (responseFormat 0): the status line alone',
+    body: '0\n',
+    expect: { statusCode: 0, extra: {}, lines: [] },
+  },
+  {
+    name: 'urlencoded with unknown fields, a value that is not a number kept in extra, CRLF at the end',
+    body: 'errorCode=0&orderNumber=7&dcvStatus=unknown&certificateStatus=Awaiting+Validation&fqdn=a.example\r\n',
+    expect: { statusCode: 0, orderNumber: 7, fqdn: 'a.example', extra: { dcvStatus: 'unknown', certificateStatus: 'Awaiting Validation' }, lines: [] },
+  },
+  {
+    name: 'the real host’s code 2 (read by its clients as an issued certificate) with further lines, CRLF ends',
+    body: '2\r\n-----BEGIN CERTIFICATE-----\r\nMIIB\r\n-----END CERTIFICATE-----\r\n',
+    expect: { statusCode: 2, extra: {}, lines: ['-----BEGIN CERTIFICATE-----', 'MIIB', '-----END CERTIFICATE-----'] },
+  },
+  {
+    name: 'a byte order mark before either form',
+    body: '\uFEFFerrorCode=0&orderNumber=5',
+    expect: { statusCode: 0, orderNumber: 5, extra: {}, lines: [] },
+  },
+];
+
+for (const f of collected) {
+  test(`collect: ${f.name}`, async () => {
+    assert.deepEqual(await clientAnswering(f.body).collectSsl({ orderNumber: 1 }), f.expect);
+  });
+}
+
 interface ErrorFixture {
   name: string;
   endpoint: Endpoint;
@@ -159,6 +204,24 @@ const errors: ErrorFixture[] = [
     expect: { code: ErrorCode.RequestUnsuccessful, message: 'The attempt to resend DCV emails did not succeed.', detail: 'DCV already completed', extra: { ticket: '42' } },
   },
   {
+    name: 'CollectSSL text error: the item read back from the message',
+    endpoint: 'CollectSSL',
+    body: "-4\nThe value of the 'certificateID' argument is invalid!\n",
+    expect: { code: ErrorCode.InvalidArgument, message: "The value of the 'certificateID' argument is invalid!", item: 'certificateID' },
+  },
+  {
+    name: 'CollectSSL urlencoded -20, as dcvd sends it for a cancelled or declined order',
+    endpoint: 'CollectSSL',
+    body: 'errorCode=-20&errorMessage=The+order+was+rejected+or+cancelled.',
+    expect: { code: ErrorCode.OrderRejected, message: 'The order was rejected or cancelled.' },
+  },
+  {
+    name: 'CollectSSL urlencoded -2 with its item',
+    endpoint: 'CollectSSL',
+    body: 'errorCode=-2&errorMessage=%27showCertificateID%27+is+an+unrecognized+argument%21&errorItem=showCertificateID',
+    expect: { code: ErrorCode.UnrecognisedArgument, message: "'showCertificateID' is an unrecognized argument!", item: 'showCertificateID' },
+  },
+  {
     name: 'a -14 that comes with HTTP 413 (dcvd before CONTRACT §1 was revised; other hosts may) is still an API error',
     endpoint: 'ResendDCVEmail',
     status: 413,
@@ -170,7 +233,12 @@ const errors: ErrorFixture[] = [
 for (const f of errors) {
   test(`error: ${f.name}`, async () => {
     const client = clientAnswering(f.body, f.status ?? 200);
-    const call = f.endpoint === 'ResendDCVEmail' ? client.resendDcvEmail({ orderNumber: 1 }) : client.getDcvEmailAddressList({ domainName: 'a.com', product: 801 });
+    const call =
+      f.endpoint === 'ResendDCVEmail'
+        ? client.resendDcvEmail({ orderNumber: 1 })
+        : f.endpoint === 'CollectSSL'
+          ? client.collectSsl({ orderNumber: 1 })
+          : client.getDcvEmailAddressList({ domainName: 'a.com', product: 801 });
     await assert.rejects(call, (err: unknown) => {
       assert.ok(err instanceof DcvApiError);
       assert.equal(err.name, 'DcvApiError');

@@ -4,6 +4,7 @@ import {
   GET_DCV_EMAIL_ADDRESS_LIST as GET,
   RESEND_DCV_EMAIL as RESEND,
   decodeAddressList,
+  decodeCollectSsl,
   decodeJson,
   decodeText,
   decodeUrlencoded,
@@ -13,6 +14,7 @@ import {
   encodeText,
   encodeTextError,
   encodeUrlencoded,
+  encodeUrlencodedFields,
   errorMessage,
   formEntries,
   parseInteger,
@@ -238,4 +240,23 @@ test('decodeAddressList picks the decoder from the body, whatever was asked', ()
   assert.ok(s.ok);
   assert.deepEqual(s.value.levels, { 2: ['admin@a.com', 'webmaster@a.com'] });
   assert.throws(() => decodeAddressList('<html>502</html>'), /numeric error code/);
+});
+
+test('decodeCollectSsl reads what dcvd encodes, in both forms, and rejects what is not the protocol', () => {
+  const fields = [['orderNumber', 1234567], ['certificateID', 7654321], ['dcvStatus', 0], ['fqdn', 'xn--bcher-kva.example']] as const;
+  assert.deepEqual(decodeCollectSsl(encodeUrlencodedFields(fields)), {
+    ok: true,
+    value: { statusCode: 0, orderNumber: 1234567, certificateID: 7654321, dcvStatus: 0, fqdn: 'xn--bcher-kva.example', extra: {}, lines: [] },
+  });
+  assert.deepEqual(decodeCollectSsl('0\n'), { ok: true, value: { statusCode: 0, extra: {}, lines: [] } });
+  for (const encode of [encodeUrlencoded, encodeTextError] as const) {
+    assert.deepEqual(decodeCollectSsl(encode('CollectSSL', { code: -20 })), { ok: false, error: { errorCode: -20, errorMessage: 'The order was rejected or cancelled.', extra: {} } });
+    const missing = decodeCollectSsl(encode('CollectSSL', { code: -3, item: 'queryType' }));
+    assert.ok(!missing.ok);
+    assert.equal(missing.error.errorItem, 'queryType');
+    assert.equal(missing.error.errorMessage, "The 'queryType' argument is missing!");
+  }
+  assert.throws(() => decodeCollectSsl('<html>502</html>'), /numeric error code/);
+  assert.throws(() => decodeCollectSsl(''), /numeric error code/);
+  assert.throws(() => decodeCollectSsl('errorCode=&orderNumber=1'), /numeric error code/);
 });

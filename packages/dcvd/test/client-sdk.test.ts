@@ -3,7 +3,9 @@
  * real HTTPS (a node:https fetch that trusts the test server's self-signed
  * certificate — the client's `fetch` option exists for this), every error
  * code dcvd answers on each endpoint, both response formats, and successes
- * that go through the 24-hour registry and the outbox.
+ * that go through the 24-hour registry and the outbox. CollectSSL too (the
+ * rest of the flow's SDK calls, on orders placed over the API, are in
+ * order-flow.test.ts).
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,11 +21,12 @@ import {
   type FetchLike,
   type ResponseFormat,
 } from '@dcvd/client';
-import { ManualClock } from '../src/deps.ts';
+import { cryptoRandom, ManualClock } from '../src/deps.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { nodeFetch } from '../src/cli/node-fetch.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
 import { PASSWORD, startTestServer, type TestServer } from './support/server.ts';
+import { OrderRepository } from '../src/orders/orders.ts';
 import { createOrder } from './support/dcv.ts';
 
 const clock = new ManualClock(Date.UTC(2026, 10, 23, 12));
@@ -238,6 +241,57 @@ describe('ResendDCVEmail', () => {
     await client().getDcvEmailAddressList({ domainName: 'voucher.example.net', product: 801 });
     check(await apiError(resend({ orderNumber: 5400001 }, { dcvEmailAddress: 'admin@example.net' })), ErrorCode.VoucherPermissionDenied);
   });
+});
+
+describe('CollectSSL', () => {
+  const collect = (order: { orderNumber?: number; certificateID?: number; baseOrderNumber?: number }, responseFormat: 0 | 1, extra: Partial<DcvClientOptions> = {}) =>
+    client(extra).collectSsl(order as { orderNumber: number }, { responseFormat, showStatusDetails: true, showFQDN: true });
+
+  test('an order placed outside the API (no certificate ID): not started, then in progress once its email is sent; both forms', async () => {
+    const order = await createOrder(s, clock, 'alice', { domain: 'status.example.net', orderNumber: 5500001, baseOrderNumber: 5500000 });
+    const notStarted = { statusCode: 0, orderNumber: order.order_number, dcvStatus: 0, fqdn: 'status.example.net', extra: {}, lines: [] };
+    assert.deepEqual(await collect({ orderNumber: 5500001 }, 1), notStarted);
+    assert.deepEqual(await collect({ baseOrderNumber: 5500000 }, 1), notStarted);
+    assert.deepEqual(await collect({ orderNumber: 5500001 }, 0), { statusCode: 0, extra: {}, lines: [] });
+    const list = await client().getDcvEmailAddressList({ domainName: 'status.example.net' });
+    await client().resendDcvEmail({ orderNumber: 5500001 }, { dcvEmailAddress: list.emails[0] });
+    assert.deepEqual(await collect({ orderNumber: 5500001 }, 1), { ...notStarted, dcvStatus: 2 });
+  });
+
+  for (const responseFormat of [0, 1] as const) {
+    describe(`every error code dcvd answers, responseFormat ${responseFormat}`, () => {
+      const fails = async (order: { orderNumber?: number; certificateID?: number; baseOrderNumber?: number }, code: number, item?: string, extra: Partial<DcvClientOptions> = {}) =>
+        assertError(await apiError(collect(order, responseFormat, extra)), 'CollectSSL', code, item);
+
+      test('-1 over plain HTTP, -2 an unknown parameter, -3 no order (an untyped caller)', async () => {
+        await fails({ orderNumber: 1 }, ErrorCode.NotHttps, undefined, { baseUrl: `http://127.0.0.1:${s.http!.port}` });
+        await fails({ orderNumber: 1 }, ErrorCode.UnrecognisedArgument, 'Bogus', { fetch: withUnknownParam });
+        await fails({}, ErrorCode.MissingArgument, 'orderNumber');
+      });
+      test('-4 an unknown order, certificate ID or chain, a non-integer', async () => {
+        await fails({ orderNumber: 987654321 }, ErrorCode.InvalidArgument, 'orderNumber');
+        await fails({ certificateID: 987654321 }, ErrorCode.InvalidArgument, 'certificateID');
+        await fails({ baseOrderNumber: 987654321 }, ErrorCode.InvalidArgument, 'baseOrderNumber');
+        await fails({ orderNumber: 1.5 }, ErrorCode.InvalidArgument, 'orderNumber');
+      });
+      test('-14 a body over the limit (answered in text, the form of a request not read), with HTTP 200', async () => {
+        const huge = altered((init) => ({ ...init, body: `${init.body}&responseType=${'a'.repeat(70_000)}` }));
+        const err = await apiError(collect({ orderNumber: 1 }, responseFormat, { fetch: huge }));
+        assertError(err, 'CollectSSL', ErrorCode.UnknownError);
+        assert.equal(err.status, 200);
+      });
+      test('-16 wrong password, -17 not POST', async () => {
+        await fails({ orderNumber: 1 }, ErrorCode.IncorrectLogin, undefined, { loginPassword: 'not the password at all' });
+        await fails({ orderNumber: 1 }, ErrorCode.NotPost, undefined, { fetch: asGet });
+      });
+      test('-20 an order the operator cancelled', async () => {
+        const orderNumber = 5600001 + responseFormat;
+        await createOrder(s, clock, 'alice', { domain: 'cancelled.example.net', orderNumber });
+        await new OrderRepository(s.store.db, clock, cryptoRandom).cancel(orderNumber);
+        await fails({ orderNumber }, ErrorCode.OrderRejected);
+      });
+    });
+  }
 });
 
 test('a dcvd that is not there, or not trusted: DcvRequestError, no password in it', async () => {

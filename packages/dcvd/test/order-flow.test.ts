@@ -2,7 +2,7 @@
  * The reseller's email-DCV flow over the API (issue 16, CONTRACT §12):
  * AutoApplySSL / AutoApplyOrder with a real CSR (made here with
  * @peculiar/x509 over WebCrypto), AutoUpdateDCV, ResendDCVEmail of a
- * multi-domain order, GetMDCDomainDetails, on a real server over HTTPS with a
+ * multi-domain order, GetMDCDomainDetails, CollectSSL, on a real server over HTTPS with a
  * real SMTP server. Runs on SQLite and (DCVD_TEST_DATABASE=postgres) PostgreSQL.
  */
 import { after, before, test } from 'node:test';
@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import * as x509 from '@peculiar/x509';
 import type { webcrypto } from 'node:crypto';
 import { sql } from 'kysely';
-import { DcvApiError, DcvClient, decodeMdcDomainDetails, decodeUrlencoded, encodeTextError, encodeUrlencoded, type ErrorCodeValue } from '@dcvd/client';
+import { DcvApiError, DcvClient, ErrorCode, decodeMdcDomainDetails, decodeUrlencoded, encodeTextError, encodeUrlencoded, type ErrorCodeValue } from '@dcvd/client';
 import { nodeFetch } from '../src/cli/node-fetch.ts';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
@@ -460,6 +460,54 @@ test('the SDK: getDcvEmailAddressList → autoApplyOrder → autoUpdateDcv → g
   details = await client.getMdcDomainDetails(placed.orderNumber, { responseFormat: 2 });
   assert.equal(details[1]!.dcvMethod, 'CNAME_CSR_HASH');
   await assert.rejects(client.getMdcDomainDetails(1), (err: unknown) => err instanceof DcvApiError && err.code === -4 && err.item === 'orderNumber');
+});
+
+test('the SDK: collectSsl at /products/download/CollectSSL, by order, certificate ID or chain, in both forms; -20 a DcvApiError', async () => {
+  const https = nodeFetch({ ca: server.cert });
+  const paths = new Set<string>();
+  const sdk = (loginName = 'alice') =>
+    new DcvClient({
+      baseUrl: `https://localhost:${server.https.port}`, loginName, loginPassword: PASSWORD,
+      fetch: (url, init) => {
+        paths.add(new URL(url).pathname);
+        return https(url, init);
+      },
+    });
+  const client = sdk();
+  await client.getDcvEmailAddressList({ domainName: 'sdk-collect.example.com' });
+  const placed = await client.autoApplyOrder({ product: 24, days: 365, csr: await makeCsr('sdk-collect.example.com'), dcvEmailAddress: 'admin@example.com' });
+  const [mail] = await nextMails(1);
+  const { orderNumber, certificateID } = placed;
+  const shown = { showStatusDetails: true, showFQDN: true };
+  // The email went out: DCV in progress (2).
+  const inProgress = { statusCode: 0, orderNumber, certificateID, dcvStatus: 2, fqdn: 'sdk-collect.example.com', extra: {}, lines: [] };
+  assert.deepEqual(await client.collectSsl({ orderNumber }, shown), inProgress);
+  assert.deepEqual(await client.collectSsl({ certificateID }, shown), inProgress);
+  assert.deepEqual(await client.collectSsl({ baseOrderNumber: orderNumber }, { ...shown, queryType: 1 }), inProgress);
+  assert.deepEqual(await client.collectSsl({ orderNumber }), { statusCode: 0, orderNumber, certificateID, extra: {}, lines: [] });
+  // The line-based form: the status line alone, whatever was asked for.
+  assert.deepEqual(await client.collectSsl({ orderNumber }, { ...shown, responseFormat: 0 }), { statusCode: 0, extra: {}, lines: [] });
+  await confirm(codeIn(mail!.parsed.text));
+  assert.equal((await client.collectSsl({ certificateID }, shown)).dcvStatus, 1);
+
+  // Errors, in both forms: another account's order is -4 on the reference, two references that disagree -4 on the second.
+  for (const responseFormat of [0, 1] as const) {
+    await assert.rejects(sdk('bob').collectSsl({ orderNumber }, { responseFormat }), (err: unknown) => err instanceof DcvApiError && err.endpoint === 'CollectSSL' && err.code === -4 && err.item === 'orderNumber');
+    await assert.rejects(client.collectSsl({ orderNumber, certificateID: certificateID + 1 }, { responseFormat }), (err: unknown) => err instanceof DcvApiError && err.code === -4 && err.item === 'certificateID');
+  }
+  // A declined order: -20, in either form.
+  await client.getDcvEmailAddressList({ domainName: 'sdk-declined.example.com' });
+  const declined = await client.autoApplyOrder({ product: 24, days: 365, csr: await makeCsr('sdk-declined.example.com'), dcvEmailAddress: 'admin@example.com' });
+  await confirm(codeIn((await nextMails(1))[0]!.parsed.text), 'decline');
+  for (const responseFormat of [0, 1] as const) {
+    await assert.rejects(client.collectSsl({ certificateID: declined.certificateID }, { responseFormat }), (err: unknown) => {
+      assert.ok(err instanceof DcvApiError);
+      assert.equal(err.code, ErrorCode.OrderRejected);
+      assert.equal(err.message, 'The order was rejected or cancelled.');
+      return true;
+    });
+  }
+  assert.deepEqual([...paths].sort(), ['/products/!AutoApplyOrder', '/products/!GetDCVEmailAddressList', '/products/download/CollectSSL']);
 });
 
 test('responseFormat=0: the real host\'s newline-delimited answer, for success and for errors', async () => {

@@ -173,17 +173,25 @@ function itemInMessage(endpoint: Endpoint, code: number, message: string): strin
   return message.slice(before.length, message.length - after.length);
 }
 
-/** Decodes a text/plain GetDCVEmailAddressList body. */
-export function decodeText(body: string): Decoded<DecodedDcvEmailAddressList> {
+/** A text body's lines (CR LF or LF ends, a last empty line dropped) and the code on its first. */
+function textLines(body: string): { code: number; lines: string[] } {
   const lines = body.split(/\r?\n/);
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  const code = parseCode(lines[0]);
-  if (code !== 0) {
-    const error: DecodedError = { errorCode: code, errorMessage: (lines[1] ?? '').trim(), extra: {} };
-    const item = itemInMessage('GetDCVEmailAddressList', code, error.errorMessage);
-    if (item !== undefined) error.errorItem = item;
-    return { ok: false, error };
-  }
+  return { code: parseCode(lines[0]), lines };
+}
+
+/** A text error: the code, the message on the second line, the item read back from it. */
+function textError(endpoint: Endpoint, code: number, lines: readonly string[]): { ok: false; error: DecodedError } {
+  const error: DecodedError = { errorCode: code, errorMessage: (lines[1] ?? '').trim(), extra: {} };
+  const item = itemInMessage(endpoint, code, error.errorMessage);
+  if (item !== undefined) error.errorItem = item;
+  return { ok: false, error };
+}
+
+/** Decodes a text/plain GetDCVEmailAddressList body. */
+export function decodeText(body: string): Decoded<DecodedDcvEmailAddressList> {
+  const { code, lines } = textLines(body);
+  if (code !== 0) return textError('GetDCVEmailAddressList', code, lines);
   const list = emptyList();
   for (const line of lines.slice(1)) {
     if (line.trim() === '') continue;
@@ -396,4 +404,56 @@ function detailFrom(get: (key: string) => unknown): MdcDomainDetail {
   const usable = text('validationUsable');
   if (usable === 'Y' || usable === 'N') detail.validationUsable = usable;
   return detail;
+}
+
+/**
+ * A CollectSSL answer that is not an error (docs/PROTOCOL.md). dcvd answers `statusCode` 0 and, in the
+ * urlencoded form, `orderNumber`, `certificateID` (orders placed over the API), `dcvStatus` (with
+ * `showStatusDetails=Y`) and `fqdn` (with `showFQDN=Y`); in the line-based form the status line alone.
+ */
+export interface CollectedSsl {
+  /**
+   * The answer's code: 0 "being processed", dcvd's only one (it issues no certificate). The real host's
+   * clients read 1 and 2 as an issued certificate, whose lines or fields are then in `lines` or `extra`.
+   */
+  statusCode: number;
+  orderNumber?: number;
+  certificateID?: number;
+  /** 0 not started, 2 in progress (an email went out or a domain is validated), 1 completed (every domain validated). */
+  dcvStatus?: number;
+  /** The order's first domain (its CN). */
+  fqdn?: string;
+  /** Urlencoded fields this decoder does not know (or whose value is not the number it expects), kept as sent. */
+  extra: Record<string, string>;
+  /** The line-based form: the lines after the status line, as sent (none from dcvd; CR LF ends taken off). */
+  lines: string[];
+}
+
+const COLLECTED_NUMBERS = ['orderNumber', 'certificateID', 'dcvStatus'] as const;
+
+/**
+ * Decodes CollectSSL in either form; the body decides: urlencoded when it starts with `errorCode=`, else the
+ * line-based text (responseFormat 0), whose first line is the code and, for an error, whose second is the
+ * message (the item read back from it for -2, -3 and -4, as for GetDCVEmailAddressList's text). A code below
+ * 0 is an error, -20 (`ErrorCode.OrderRejected`) a cancelled or declined order among them; 0 and above are not.
+ */
+export function decodeCollectSsl(body: string): Decoded<CollectedSsl> {
+  const start = body.replace(/^[\s\uFEFF]+/, '');
+  if (/^errorCode=/i.test(start)) {
+    const fields: Record<string, string> = {};
+    for (const [k, v] of new URLSearchParams(start.trim())) fields[k] ??= v;
+    const code = parseCode(fields.errorCode);
+    if (code < 0) return { ok: false, error: errorFromFields(code, fields) };
+    const result: CollectedSsl = { statusCode: code, extra: {}, lines: [] };
+    for (const [key, value] of Object.entries(fields)) {
+      if (key === 'errorCode') continue;
+      if ((COLLECTED_NUMBERS as readonly string[]).includes(key) && /^[0-9]+$/.test(value)) result[key as (typeof COLLECTED_NUMBERS)[number]] = Number(value);
+      else if (key === 'fqdn') result.fqdn = value;
+      else result.extra[key] = value;
+    }
+    return { ok: true, value: result };
+  }
+  const { code, lines } = textLines(start);
+  if (code < 0) return textError('CollectSSL', code, lines);
+  return { ok: true, value: { statusCode: code, extra: {}, lines: lines.slice(1) } };
 }
