@@ -142,11 +142,7 @@ export interface ResendDcvEmailResult {
   extra: Record<string, string>;
 }
 
-/**
- * The server answered with an error code (anything below 0). `code` is one
- * of {@link ErrorCode}'s values for every code of the seeds; another server
- * may send others, which are kept as they are.
- */
+/** AutoApplyOrder's request (the DCV subset, docs/PROTOCOL.md). */
 export interface AutoApplyOrderRequest extends CallOptions {
   product: number;
   days: number;
@@ -214,6 +210,11 @@ export interface DcvChange {
   dcvEmailAddress?: string;
 }
 
+/**
+ * The server answered with an error code (anything below 0). `code` is one
+ * of {@link ErrorCode}'s values for every code of the seeds; another server
+ * may send others, which are kept as they are.
+ */
 export class DcvApiError extends Error {
   override readonly name = 'DcvApiError';
   /** The error code, e.g. `ErrorCode.IncorrectLogin` (-16). */
