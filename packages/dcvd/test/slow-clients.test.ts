@@ -212,48 +212,6 @@ describe('slow and idle clients (short bounds)', () => {
     assertWithin((await c.closed) - answered, FAST.keepAliveMs + 1000, 'idle keep-alive', t);
     assert.equal(c.text, response, 'nothing written after the response');
   });
-
-  // A client may close its sending side once its request is written (a TLS close_notify and a FIN).
-  // Node's HTTP layer dropped every request still in progress then: calls waiting for a password hash,
-  // the database or DNS went unanswered, while instant answers (-3 here) got through.
-  test('a client that half-closes after its requests gets every answer, then the connection closes', async (t) => {
-    await s.createAccount('halfclose', { password: 'a long enough password' });
-    // A wrong password: the answer waits for the hash's verification off the event loop.
-    const body = 'loginName=halfclose&loginPassword=not+the+password&domainName=example.com';
-    const request = `${REQUEST_HEAD}Content-Length: ${body.length}\r\n\r\n${body}`;
-    for (const [what, connect] of [
-      ['HTTPS', () => tlsClient(s.https.port, s.cert)],
-      ['plain HTTP', () => tcpClient(s.http!.port)],
-    ] as const) {
-      const c = await connect();
-      // Two requests pipelined, then the client's side closed: both are answered, in order.
-      c.socket.end(request + request);
-      const closedAfter = (await c.closed) - c.start;
-      t.diagnostic(`${what}: closed after ${Math.round(closedAfter)} ms`);
-      const answers = c.text.split('HTTP/1.1 ').slice(1);
-      assert.equal(answers.length, 2, `${what}: ${JSON.stringify(c.text.slice(0, 120))}`);
-      // Plain HTTP is not HTTPS: the contract's -1.
-      for (const a of answers) {
-        assert.ok(a.startsWith('200 OK\r\n'), `${what}: ${JSON.stringify(a.slice(0, 80))}`);
-        assert.match(a, what === 'HTTPS' ? /\r\n\r\n-16\n/ : /\r\n\r\n-1\n/, what);
-      }
-      assert.ok(closedAfter < FAST.keepAliveMs, `${what}: the server ends the connection after its last answer, not at the keep-alive bound`);
-    }
-    // The internal API: a read from the database.
-    const admin = await tlsClient(s.admin!.port, s.cert);
-    admin.socket.end(`GET /v1/accounts/halfclose HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer ${'x'.repeat(40)}\r\n\r\n`);
-    await admin.closed;
-    assert.match(admin.text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*"login":"halfclose"/);
-    await assertServes(s);
-  });
-
-  test('a client that half-closes in the middle of its headers: closed, at most a 400, never a hang', async (t) => {
-    const c = await tlsClient(s.https.port, s.cert);
-    c.socket.end(`${REQUEST_HEAD}X-Cut: `);
-    const closedAfter = (await c.closed) - c.start;
-    assert.ok(closedAfter < FAST.headersMs, `closed after ${Math.round(closedAfter)} ms, not at the headers bound`);
-    assertOnlyStatus(c.text, 400, 'cut headers', t);
-  });
 });
 
 describe('oversized headers', () => {

@@ -78,18 +78,6 @@ export const SERVER_TIMEOUTS: Readonly<ServerTimeouts> = {
 export const MAX_HEADER_BYTES = 16 * 1024;
 
 /**
- * A client that half-closes its connection after its request (shutdown of its sending side: a TLS
- * close_notify and a FIN) still gets the answer. Node's HTTP layer otherwise drops every request in
- * progress when the client's side ends, so calls that wait for DNS, the database or a password hash went
- * unanswered while instant answers got through. The connection ends after the last answer, as node does for
- * a plain HTTP/1.0 client. Node offers no constructor option for this; `httpAllowHalfOpen` is the HTTP
- * server's own switch, and TLS needs `allowHalfOpen` too (baseServerOptions).
- */
-export function answerHalfClosedRequests(app: { server: unknown }): void {
-  (app.server as unknown as { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
-}
-
-/**
  * Fastify options every dcvd listener shares: our logger and request ids,
  * the body limit, the timeouts and header limit, answering while shutting down, and TLS.
  */
@@ -122,9 +110,6 @@ export function baseServerOptions(opts: {
             handshakeTimeout: t.handshakeMs,
             key: opts.tls.key,
             cert: opts.tls.cert,
-            // A client may close its sending side once its request is written (TLS close_notify, then FIN);
-            // the connection stays open for the answer (answerHalfClosedRequests).
-            allowHalfOpen: true,
             minVersion: 'TLSv1.2' as const,
             ciphers: TLS_CIPHERS,
             honorCipherOrder: true,
