@@ -207,7 +207,7 @@ test('orders: validation errors are 400, unknown orders and accounts 404, a take
   assertError(await api('POST', '/v1/orders', { account: 'ghost', domain: 'example.org' }), 404, 'not_found', /no account/);
   assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org', templateId: 999 }), 404, 'not_found', /no template 999/);
   assertError(await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org', product: 999 }), 404, 'not_found', /no product 999 in the catalogue/);
-  assertError(await api('POST', '/v1/orders', { account: 'alice', domain: '*.example.org', product: 801 }), 400, 'invalid_request', /not a wildcard product/);
+  for (const domain of ['*.example.org', ' *.example.org', '*\u3002example.org']) assertError(await api('POST', '/v1/orders', { account: 'alice', domain, product: 801 }), 400, 'invalid_request', /not a wildcard product/);
   assertError(await api('GET', '/v1/orders/abc'), 400, 'invalid_request');
   // Path and query integers in plain decimal digits only (typebox alone would read these as 16, 1000, 12 and 0).
   for (const loose of ['0x10', '1e3', '%2012', '12%20', '1.0', '+12']) assertError(await api('GET', `/v1/orders/${loose}`), 400, 'invalid_request', /whole number in decimal digits/);

@@ -171,7 +171,9 @@ export class AdminService {
     if (req.product !== undefined) {
       const product = await new ProductRepository(db, clock).get(req.product);
       if (!product) throw new OrderError(`no product ${req.product} in the catalogue (dcvd product list)`, 'not-found');
-      if (product.wildcard !== 1 && req.domain.startsWith('*.')) throw new OrderError(`product ${req.product} is not a wildcard product; ${JSON.stringify(req.domain)} needs one`);
+      // The domain as the order will keep it (checkDomainName trims it and reads `。．｡` as dots), so `*。example.org` is a wildcard too.
+      const domain = checkDomainName(req.domain);
+      if (product.wildcard !== 1 && domain.ok && domain.wildcard) throw new OrderError(`product ${req.product} is not a wildcard product; ${JSON.stringify(req.domain)} needs one`);
     }
     let templateRef: number | null = null;
     if (req.templateId !== undefined) {
