@@ -249,6 +249,9 @@ test('decodeCollectSsl reads what dcvd encodes, in both forms, and rejects what 
     value: { statusCode: 0, orderNumber: 1234567, certificateID: 7654321, dcvStatus: 0, fqdn: 'xn--bcher-kva.example', extra: {}, lines: [] },
   });
   assert.deepEqual(decodeCollectSsl('0\n'), { ok: true, value: { statusCode: 0, extra: {}, lines: [] } });
+  // A number past 2^53 - 1 would lose digits: kept as sent. A `-0` is the code 0, not an error or a negative zero.
+  assert.deepEqual(decodeCollectSsl('errorCode=-0&certificateID=9007199254740993'), { ok: true, value: { statusCode: 0, extra: { certificateID: '9007199254740993' }, lines: [] } });
+  assert.deepEqual(decodeCollectSsl('-0\n'), { ok: true, value: { statusCode: 0, extra: {}, lines: [] } });
   for (const encode of [encodeUrlencoded, encodeTextError] as const) {
     assert.deepEqual(decodeCollectSsl(encode('CollectSSL', { code: -20 })), { ok: false, error: { errorCode: -20, errorMessage: 'The order was rejected or cancelled.', extra: {} } });
     const missing = decodeCollectSsl(encode('CollectSSL', { code: -3, item: 'queryType' }));

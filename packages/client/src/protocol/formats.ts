@@ -423,7 +423,7 @@ export interface CollectedSsl {
   dcvStatus?: number;
   /** The order's first domain (its CN). */
   fqdn?: string;
-  /** Urlencoded fields this decoder does not know (or whose value is not the number it expects), kept as sent. */
+  /** Urlencoded fields this decoder does not know (or whose value is not the number it expects, or one above 2^53 - 1), kept as sent. */
   extra: Record<string, string>;
   /** The line-based form: the lines after the status line, as sent (none from dcvd; CR LF ends taken off). */
   lines: string[];
@@ -444,10 +444,11 @@ export function decodeCollectSsl(body: string): Decoded<CollectedSsl> {
     for (const [k, v] of new URLSearchParams(start.trim())) fields[k] ??= v;
     const code = parseCode(fields.errorCode);
     if (code < 0) return { ok: false, error: errorFromFields(code, fields) };
-    const result: CollectedSsl = { statusCode: code, extra: {}, lines: [] };
+    // `+ 0`: a `-0` is the code 0.
+    const result: CollectedSsl = { statusCode: code + 0, extra: {}, lines: [] };
     for (const [key, value] of Object.entries(fields)) {
       if (key === 'errorCode') continue;
-      if ((COLLECTED_NUMBERS as readonly string[]).includes(key) && /^[0-9]+$/.test(value)) result[key as (typeof COLLECTED_NUMBERS)[number]] = Number(value);
+      if ((COLLECTED_NUMBERS as readonly string[]).includes(key) && /^[0-9]+$/.test(value) && Number.isSafeInteger(Number(value))) result[key as (typeof COLLECTED_NUMBERS)[number]] = Number(value);
       else if (key === 'fqdn') result.fqdn = value;
       else result.extra[key] = value;
     }
@@ -455,5 +456,5 @@ export function decodeCollectSsl(body: string): Decoded<CollectedSsl> {
   }
   const { code, lines } = textLines(start);
   if (code < 0) return textError('CollectSSL', code, lines);
-  return { ok: true, value: { statusCode: code, extra: {}, lines: lines.slice(1) } };
+  return { ok: true, value: { statusCode: code + 0, extra: {}, lines: lines.slice(1) } };
 }
