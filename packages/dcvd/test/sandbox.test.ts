@@ -172,6 +172,8 @@ test('mail: captured with its code and link, viewer pages escaped and the HTML i
   assert.equal((await sb.https('GET', `/sandbox/mail/${encodeURIComponent(mail.id)}`)).status, 404);
   assert.ok(!existsSync(join(sb.info.dataDir, 'outbox', `${mail.id}.eml`)));
   assert.equal((await sb.admin('GET', '/v1/sandbox/mail?limit=0')).status, 400);
+  // Numbers in plain decimal digits only, as on every admin route (not 1e1 or 0x10 read as 10 and 16).
+  for (const query of ['limit=1e1', 'order=0x10', 'order=']) assert.equal((await sb.admin('GET', `/v1/sandbox/mail?${query}`)).status, 400, query);
 });
 
 test('clock: the resend interval and the 24-hour rule follow the sandbox clock', async () => {
