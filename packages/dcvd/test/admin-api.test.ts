@@ -258,6 +258,11 @@ test('GET /openapi.json is docs/openapi.json, and names every route the app regi
   const file = JSON.parse(readFileSync(new URL('../../../docs/openapi.json', import.meta.url), 'utf8'));
   assert.deepEqual(served.json, file, 'docs/openapi.json is stale: run `node --import tsx scripts/openapi.ts`');
   assert.equal(file.openapi, '3.1.0');
+  // A 404 is documented where the path, the query or the body names an object that may not exist.
+  for (const [path, method] of [['/v1/orders', 'post'], ['/v1/orders', 'get'], ['/v1/templates', 'get'], ['/v1/templates', 'post'], ['/v1/outbox', 'get'], ['/v1/orders/{orderNumber}', 'get']] as const) {
+    assert.ok(file.paths[path][method].responses['404'], `${method.toUpperCase()} ${path} documents its 404`);
+  }
+  assert.equal(file.paths['/v1/accounts'].get.responses['404'], undefined, 'a plain list has no 404');
 
   const tls = await loadOrCreateCertificate({ dataDir: server.dataDir });
   const admin = new AdminService({ db: server.store.db, clock: systemClock, random: cryptoRandom, dcvEmail: () => assert.fail('not called') });

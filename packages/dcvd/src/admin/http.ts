@@ -97,6 +97,8 @@ export interface AdminRoute {
   body?: TSchema | undefined;
   /** The response's JSON schema; a string: a non-JSON media type. */
   response: TSchema | string;
+  /** What a 404 means where the query or the body names an object (OpenAPI); routes with path parameters have one anyway. */
+  notFound?: string | undefined;
   handler(input: RouteInput<unknown, unknown, unknown>, reply: FastifyReply): Promise<unknown>;
 }
 
@@ -111,6 +113,7 @@ export function route<P extends TSchema | undefined = undefined, Q extends TSche
   query?: Q;
   body?: B;
   response: TSchema | string;
+  notFound?: string;
   handler(input: RouteInput<Maybe<P>, Maybe<Q>, Maybe<B>>, reply: FastifyReply): Promise<unknown>;
 }): AdminRoute {
   return { status: 200, ...def, handler: def.handler as AdminRoute['handler'] };
@@ -185,13 +188,14 @@ export function adminRoutes(admin: AdminService, extra: { metrics: Metrics; open
       response: AccountSchema,
       handler: ({ params }) => admin.unlockAccount(params.login),
     }),
-    route({ method: 'GET', url: '/v1/orders', summary: 'List orders, oldest first', query: AccountQuery, response: Type.Array(OrderSchema), handler: ({ query }) => admin.listOrders(query.account) }),
+    route({ method: 'GET', url: '/v1/orders', summary: 'List orders, oldest first', query: AccountQuery, notFound: 'no such account', response: Type.Array(OrderSchema), handler: ({ query }) => admin.listOrders(query.account) }),
     route({
       method: 'POST',
       url: '/v1/orders',
       summary: 'Create an order; with dcvEmailAddress the 24-hour rule applies and the first DCV email is queued',
       status: 201,
       body: OrderCreateBody,
+      notFound: 'no such account, template or product',
       response: CreatedOrderSchema,
       handler: ({ body }) =>
         admin.createOrder({
@@ -249,13 +253,14 @@ export function adminRoutes(admin: AdminService, extra: { metrics: Metrics; open
           allowedDays: body.allowedDays,
         }),
     }),
-    route({ method: 'GET', url: '/v1/templates', summary: 'List DCV email templates', query: AccountQuery, response: Type.Array(TemplateSchema), handler: ({ query }) => admin.listTemplates(query.account) }),
+    route({ method: 'GET', url: '/v1/templates', summary: 'List DCV email templates', query: AccountQuery, notFound: 'no such account', response: Type.Array(TemplateSchema), handler: ({ query }) => admin.listTemplates(query.account) }),
     route({
       method: 'POST',
       url: '/v1/templates',
       summary: 'Create a template for one account (account) or every account (global: true)',
       status: 201,
       body: TemplateCreateBody,
+      notFound: 'no such account',
       response: TemplateSchema,
       handler: ({ body }) => {
         if ((body.account === undefined) === (body.global !== true)) throw new TemplateStoreError('give exactly one of account and global: true');
@@ -267,6 +272,7 @@ export function adminRoutes(admin: AdminService, extra: { metrics: Metrics; open
       url: '/v1/outbox',
       summary: 'DCV emails and their delivery state, newest first',
       query: OutboxQuery,
+      notFound: 'no such order',
       response: Type.Array(EmailSchema),
       handler: ({ query }) => admin.listOutbox({ state: query.state, orderNumber: query.order, limit: query.limit ?? DEFAULT_OUTBOX_LIST_LIMIT }),
     }),
@@ -314,7 +320,7 @@ export function openApiDocument(routes: AdminRoute[]): unknown {
         [String(r.status)]: { description: 'success', content },
         '400': error('invalid request (body, parameters or a rule of the operation)'),
         '401': error('missing or wrong bearer token'),
-        ...(r.params ? { '404': error('no such object') } : {}),
+        ...(r.params || r.notFound ? { '404': error(r.notFound ?? 'no such object') } : {}),
         ...(r.method !== 'GET' ? { '409': error('clashes with an existing object or state') } : {}),
         '429': error('too many wrong tokens from this source IP'),
       },
