@@ -342,3 +342,33 @@ test('products: list, show and create as `dcvd product`, with its rules; bad inp
   assert.equal((await api('GET', '/v1/products/900')).status, 404, 'no refused request stored a product');
   assert.equal((await api('GET', '/v1/products/901')).status, 404);
 });
+
+// Found by fuzzing a live server (2026-12-04): the creates checked that the object did not exist, then inserted,
+// and a create of the same object between the two got the database's unique-key error as a 500; on PostgreSQL two
+// cancels at once both answered 200, and two accounts could start one chain at once.
+test('concurrent creates of one object: one 201, the others 409, never a 500; one cancel wins; a chain stays one account\u2019s', async () => {
+  const statuses = async (n: number, send: (i: number) => Promise<ApiResult>) => {
+    const all = await Promise.all(Array.from({ length: n }, (_, i) => send(i)));
+    for (const r of all) assert.ok(r.status < 500, r.body);
+    return all.map((r) => r.status).sort();
+  };
+  const oneCreated = (got: number[], what: string) => assert.deepEqual(got, [201, ...Array(got.length - 1).fill(409)], what);
+  oneCreated(await statuses(12, () => api('POST', '/v1/accounts', { login: 'racer', password: 'a long enough password' })), 'accounts');
+  oneCreated(await statuses(12, () => api('POST', '/v1/products', { code: 4711, name: 'Race', allowedDays: [365] })), 'products');
+  oneCreated(await statuses(12, () => api('POST', '/v1/templates', { global: true, id: 4711, subject: 'Race {{domain}}', text: 'Code {{validationCode}}' })), 'templates');
+
+  const order = await api('POST', '/v1/orders', { account: 'alice', domain: 'race.example.org' });
+  assert.equal(order.status, 201, order.body);
+  assert.deepEqual(await statuses(8, () => api('POST', `/v1/orders/${order.json.orderNumber}/cancel`)), [200, ...Array(7).fill(409)], 'cancels');
+
+  // Renewals of a chain no order has yet, for two accounts at once: the chain is the first one's.
+  const base = 71_000_001;
+  const created = await Promise.all(
+    Array.from({ length: 10 }, (_, i) => api('POST', '/v1/orders', { account: i % 2 === 0 ? 'alice' : 'racer', domain: 'chain.example.org', baseOrderNumber: base })),
+  );
+  for (const r of created) assert.ok(r.status === 201 || (r.status === 400 && /belongs to another account/.test(r.json.error.message)), r.body);
+  const owners = new Set(created.filter((r) => r.status === 201).map((r) => r.json.account));
+  assert.equal(owners.size, 1, `one account's chain: ${[...owners].join(', ')}`);
+  const rows = await server.store.db.selectFrom('orders').select('account_id').distinct().where('base_order_number', '=', base).execute();
+  assert.equal(rows.length, 1);
+});

@@ -6,6 +6,7 @@ import { hashPassword } from './passwords.ts';
 import { normalizeNetworks } from './networks.ts';
 import { OperatorError } from '../errors.ts';
 import { checkWebhookUrl as checkUrl } from './webhook-url.ts';
+import { insertedOnce } from '../store/database.ts';
 
 function checkWebhookUrl(url: string): string {
   try {
@@ -106,22 +107,27 @@ export class AccountRepository {
     checkPassword(input.password);
     const now = this.clock.now();
     const existing = await this.find(login);
-    if (existing) throw new AccountError(`account ${JSON.stringify(login)} already exists`, 'conflict');
+    const taken = () => new AccountError(`account ${JSON.stringify(login)} already exists`, 'conflict');
+    if (existing) throw taken();
     const perms = input.permissions ?? [];
-    await this.db
-      .insertInto('accounts')
-      .values({
-        login,
-        password_hash: await hashPassword(input.password),
-        perm_auto_apply: perms.includes('auto-apply') ? 1 : 0,
-        perm_voucher: perms.includes('voucher') ? 1 : 0,
-        allowed_networks: normalizeNetworks(input.allowedNetworks ?? []),
-        password_expires_at: input.passwordExpiresAt ?? null,
-        webhook_url: input.webhookUrl == null ? null : checkWebhookUrl(input.webhookUrl),
-        created_at: now,
-        updated_at: now,
-      })
-      .execute();
+    // Checked above, and again by the insert: another create of the login may come between (the hash takes a while).
+    await insertedOnce(
+      this.db
+        .insertInto('accounts')
+        .values({
+          login,
+          password_hash: await hashPassword(input.password),
+          perm_auto_apply: perms.includes('auto-apply') ? 1 : 0,
+          perm_voucher: perms.includes('voucher') ? 1 : 0,
+          allowed_networks: normalizeNetworks(input.allowedNetworks ?? []),
+          password_expires_at: input.passwordExpiresAt ?? null,
+          webhook_url: input.webhookUrl == null ? null : checkWebhookUrl(input.webhookUrl),
+          created_at: now,
+          updated_at: now,
+        })
+        .execute(),
+      taken,
+    );
     return this.view(login);
   }
 

@@ -219,7 +219,7 @@ export class AdminService {
     if (recipient) {
       const settings = { ...this.deps.dcvEmail(), resendIntervalMs: 0 };
       const result = await queueDcvEmail(db, settings, { order, recipient, templateRef, now, corroborationId });
-      if (!result.queued) throw new OrderError(`order ${order.order_number} was created, but its DCV email could not be queued (${result.reason})`);
+      if (!result.queued) throw new OrderError(`order ${order.order_number} was created, but its DCV email could not be queued (${result.reason})`, 'conflict');
       queuedEmail = result.messageId;
       this.deps.onQueued?.();
       order = (await this.orders.findByNumber(order.order_number))!;

@@ -12,7 +12,7 @@ import { checkDomainName } from '../domains/index.ts';
 import { revokeValuesOfOrder } from './random-values.ts';
 import { OperatorError } from '../errors.ts';
 import { prepared } from '../store/prepared.ts';
-import { retryTransaction, unindexedNumber } from '../store/database.ts';
+import { dialectOf, retryTransaction, unindexedNumber } from '../store/database.ts';
 import { DCV_METHODS, type DcvMethod } from './methods.ts';
 
 /** Every ResendDCVEmail looks its order up by number: precompiled. */
@@ -270,6 +270,31 @@ function checkNumber(name: string, n: number | undefined): void {
   }
 }
 
+/**
+ * A new order's chain (docs/OPERATIONS.md, "Orders"), inside its creating transaction: its own number must not be
+ * another chain's base (unless it starts that chain, of its own account), and its base must be no other account's
+ * chain, and, when an order has that number, be that order's own base. On PostgreSQL the numbers are locked first
+ * (transaction-scoped advisory locks on the numbers themselves, in ascending order: no two creates wait for each
+ * other in a circle).
+ */
+async function checkChain(trx: Kysely<Database>, input: { accountId: number; orderNumber: number; baseOrderNumber?: number | undefined }): Promise<void> {
+  const base = input.baseOrderNumber ?? input.orderNumber;
+  if (dialectOf(trx) === 'postgres') {
+    for (const n of [...new Set([input.orderNumber, base])].sort((a, b) => a - b)) await sql`select pg_advisory_xact_lock(${n}::bigint)`.execute(trx);
+  }
+  const chain = await orderOfChain.first(trx, { baseOrderNumber: input.orderNumber });
+  if (chain && (chain.account_id !== input.accountId || base !== input.orderNumber)) {
+    throw new OrderError(`${input.orderNumber} is already the base order number of another chain`, 'conflict');
+  }
+  if (base === input.orderNumber) return;
+  const root = await orderByNumber.first(trx, { orderNumber: base });
+  const member = root ?? (await orderOfChain.first(trx, { baseOrderNumber: base }));
+  if (member && member.account_id !== input.accountId) throw new OrderError(`base order number ${base} belongs to another account`);
+  if (root && root.base_order_number !== root.order_number) {
+    throw new OrderError(`order ${root.order_number} is not the base of its chain; its base order number is ${root.base_order_number}`);
+  }
+}
+
 export class OrderRepository {
   constructor(
     private readonly db: Kysely<Database>,
@@ -289,29 +314,17 @@ export class OrderRepository {
     const method = input.dcvMethod ?? 'email';
     if (!DCV_METHODS.includes(method)) throw new OrderError(`DCV method must be one of ${DCV_METHODS.join(', ')}`);
 
-    if (input.orderNumber !== undefined) {
-      if (await this.findByNumber(input.orderNumber)) throw new OrderError(`order ${input.orderNumber} already exists`, 'conflict');
-      const chain = await this.chainMember(input.orderNumber);
-      if (chain && (chain.account_id !== input.accountId || (input.baseOrderNumber ?? input.orderNumber) !== input.orderNumber)) {
-        throw new OrderError(`${input.orderNumber} is already the base order number of another chain`, 'conflict');
-      }
-    }
-    if (input.baseOrderNumber !== undefined && input.baseOrderNumber !== input.orderNumber) {
-      const root = await this.findByNumber(input.baseOrderNumber);
-      const member = root ?? (await this.chainMember(input.baseOrderNumber));
-      if (member && member.account_id !== input.accountId) {
-        throw new OrderError(`base order number ${input.baseOrderNumber} belongs to another account`);
-      }
-      if (root && root.base_order_number !== root.order_number) {
-        throw new OrderError(`order ${root.order_number} is not the base of its chain; its base order number is ${root.base_order_number}`);
-      }
-    }
+    if (input.orderNumber !== undefined && (await this.findByNumber(input.orderNumber))) throw new OrderError(`order ${input.orderNumber} already exists`, 'conflict');
 
     const now = this.clock.now();
     for (let attempt = 0; ; attempt += 1) {
       const orderNumber = input.orderNumber ?? (await this.unusedOrderNumber());
       try {
         await this.db.transaction().execute(async (trx) => {
+          // The chain's rules, checked where they cannot change before the insert: SQLite's transaction holds the
+          // write lock from its start; on PostgreSQL each number the order takes (its own, its chain's) is locked
+          // for the transaction, so two creates naming one chain number, for two accounts, run one after the other.
+          await checkChain(trx, { ...input, orderNumber });
           const inserted = await trx
           .insertInto('orders')
           .values(
@@ -380,7 +393,9 @@ export class OrderRepository {
     const now = this.clock.now();
     // Lock order (store/database.ts): orders, then random_values and outbox.
     await retryTransaction(() => this.db.transaction().execute(async (trx) => {
-      await trx.updateTable('orders').set({ dcv_status: 'cancelled', updated_at: now }).where('id', '=', order.id).execute();
+      // Only an order not cancelled yet: of two cancels at once, the second finds it cancelled and answers so.
+      const cancelled = await trx.updateTable('orders').set({ dcv_status: 'cancelled', updated_at: now }).where('id', '=', order.id).where('dcv_status', '<>', 'cancelled').executeTakeFirst();
+      if (cancelled.numUpdatedRows === 0n) throw new OrderError(`order ${orderNumber} is already cancelled`, 'conflict');
       await trx.updateTable('order_domains').set({ dcv_status: 'cancelled', updated_at: now }).where('order_id', '=', order.id).where('dcv_status', '=', 'awaiting').execute();
       await revokeValuesOfOrder(trx, order.id, 'cancelled', now);
     }));
@@ -393,9 +408,6 @@ export class OrderRepository {
     return order;
   }
 
-  private chainMember(baseOrderNumber: number): Promise<OrderRow | undefined> {
-    return orderOfChain.first(this.db, { baseOrderNumber });
-  }
 
   /** A number no order has, as its own or as its chain's (one statement a draw). */
   async unusedOrderNumber(): Promise<number> {

@@ -8,6 +8,7 @@ import type { Kysely, Selectable } from 'kysely';
 import type { Clock } from '../deps.ts';
 import type { Database, ProductTable } from '../store/schema.ts';
 import { OperatorError } from '../errors.ts';
+import { insertedOnce } from '../store/database.ts';
 
 export type ProductRow = Selectable<ProductTable>;
 
@@ -70,21 +71,26 @@ export class ProductRepository {
     if (input.allowedDays.length === 0 || input.allowedDays.length > 20 || !input.allowedDays.every((d) => whole(d, 1, 3650))) {
       throw new ProductError('allowed days must be 1 to 20 whole numbers from 1 to 3650');
     }
-    if (await this.get(input.code)) throw new ProductError(`product ${input.code} already exists`, 'conflict');
+    const taken = () => new ProductError(`product ${input.code} already exists`, 'conflict');
+    if (await this.get(input.code)) throw taken();
     const now = this.clock.now();
-    await this.db
-      .insertInto('products')
-      .values({
-        code: input.code,
-        name,
-        multi_domain: input.multiDomain ? 1 : 0,
-        max_domains: input.maxDomains,
-        wildcard: input.wildcard ? 1 : 0,
-        allowed_days: [...new Set(input.allowedDays)].join(','),
-        created_at: now,
-        updated_at: now,
-      })
-      .execute();
+    // Checked above, and again by the insert: another create of the code may come between.
+    await insertedOnce(
+      this.db
+        .insertInto('products')
+        .values({
+          code: input.code,
+          name,
+          multi_domain: input.multiDomain ? 1 : 0,
+          max_domains: input.maxDomains,
+          wildcard: input.wildcard ? 1 : 0,
+          allowed_days: [...new Set(input.allowedDays)].join(','),
+          created_at: now,
+          updated_at: now,
+        })
+        .execute(),
+      taken,
+    );
     return productView((await this.get(input.code))!);
   }
 }

@@ -8,6 +8,7 @@ import type { Clock } from '../deps.ts';
 import { OperatorError } from '../errors.ts';
 import type { Database, DcvTemplateTable } from '../store/schema.ts';
 import { DEFAULT_TEMPLATE, validateTemplate, type EmailTemplate } from '../mail/templates.ts';
+import { insertedOnce } from '../store/database.ts';
 
 export type TemplateRow = Selectable<DcvTemplateTable>;
 
@@ -54,18 +55,23 @@ export class TemplateRepository {
     if (!Number.isSafeInteger(templateId) || templateId < 1) throw new TemplateStoreError('template id must be a whole number from 1 to 2^53-1');
     validateTemplate(template);
     const existing = await this.findInScope(scope, templateId);
-    if (existing) throw new TemplateStoreError(`template ${templateId} already exists ${scope === GLOBAL_SCOPE ? 'globally' : 'for this account'}`, 'conflict');
-    await this.db
-      .insertInto('dcv_templates')
-      .values({
-        account_id: scope,
-        template_id: templateId,
-        subject: template.subject,
-        text_body: template.text,
-        html_body: template.html ?? null,
-        created_at: this.clock.now(),
-      })
-      .execute();
+    const taken = () => new TemplateStoreError(`template ${templateId} already exists ${scope === GLOBAL_SCOPE ? 'globally' : 'for this account'}`, 'conflict');
+    if (existing) throw taken();
+    // Checked above, and again by the insert: another create of the id may come between.
+    await insertedOnce(
+      this.db
+        .insertInto('dcv_templates')
+        .values({
+          account_id: scope,
+          template_id: templateId,
+          subject: template.subject,
+          text_body: template.text,
+          html_body: template.html ?? null,
+          created_at: this.clock.now(),
+        })
+        .execute(),
+      taken,
+    );
     return (await this.findInScope(scope, templateId))!;
   }
 

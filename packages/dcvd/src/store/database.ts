@@ -28,6 +28,25 @@ import { GroupCommit, type TransactionWork } from './group-commit.ts';
 
 export type Dialect = 'sqlite' | 'postgres';
 
+/** A unique or primary key the statement would have broken: SQLite's constraint error, PostgreSQL's 23505. */
+export function isUniqueViolation(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
+}
+
+/**
+ * An insert of an object that was checked not to exist: when another request inserted the same one between the
+ * check and the insert, the error `taken` makes (the operator's 409), not the database's (a 500).
+ */
+export async function insertedOnce<T>(insert: Promise<T>, taken: () => Error): Promise<T> {
+  try {
+    return await insert;
+  } catch (err) {
+    if (isUniqueViolation(err)) throw taken();
+    throw err;
+  }
+}
+
 /** The dialect of a query builder or transaction (its adapter), for the few statements written per dialect. */
 export function dialectOf(db: Kysely<Database>): Dialect {
   return db.getExecutor().adapter instanceof PostgresAdapter ? 'postgres' : 'sqlite';
