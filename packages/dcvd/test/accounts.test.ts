@@ -157,6 +157,14 @@ describe('source addresses', () => {
     assert.equal(normalizeNetworks(['10.0.0.0/8, 192.0.2.1', '2001:db8::/32']), '10.0.0.0/8,192.0.2.1/32,2001:db8::/32');
     assert.throws(() => normalizeNetworks(['10.0.0.0/33']), /not an IP network/);
     assert.throws(() => normalizeNetworks(['example.com']), /not an IP network/);
+    // An empty entry would leave nothing, which allows every source: an error, not a silent widening.
+    for (const slip of [[''], [' '], [','], ['10.0.0.0/8,'], ['10.0.0.0/8', '']]) assert.throws(() => normalizeNetworks(slip), /an empty entry/, JSON.stringify(slip));
+    assert.equal(normalizeNetworks([]), '');
+    // A zone matches no client address; an IPv4-mapped network is kept as the IPv4 network it matches.
+    assert.throws(() => normalizeNetworks(['fe80::1%eth0/64']), /zone/);
+    assert.equal(normalizeNetworks(['::ffff:127.0.0.1/128', '::ffff:10.0.0.0/104', '::ffff:192.0.2.9']), '127.0.0.1/32,10.0.0.0/8,192.0.2.9/32');
+    assert.throws(() => normalizeNetworks(['::ffff:0:0/95']), /96 bits or more/);
+    assert.equal(isAllowedSource('127.0.0.1', normalizeNetworks(['::ffff:127.0.0.1/128'])), true);
     assert.equal(isAllowedSource('::ffff:10.1.2.3', '10.0.0.0/8'), true);
     assert.equal(isAllowedSource('2001:db8::1', '10.0.0.0/8,2001:db8::/32'), true);
     assert.equal(isAllowedSource('192.0.2.1', '10.0.0.0/8'), false);

@@ -136,6 +136,7 @@ test('accounts: validation errors are 400, unknown logins 404, duplicates 409', 
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'short' }), 400, 'invalid_request', /password/);
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', permissions: ['root'] }), 400, 'invalid_request', /permissions/);
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', allowedNetworks: ['nonsense'] }), 400, 'invalid_request', /not an IP network/);
+  assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', allowedNetworks: [''] }), 400, 'invalid_request', /an empty entry/);
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', extra: 1 }), 400, 'invalid_request');
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', webhookUrl: 'ftp://nope' }), 400, 'invalid_request');
   assertError(await api('POST', '/v1/accounts', { login: 'x', password: 'long enough password', passwordExpiresAt: 'tomorrow' }), 400, 'invalid_request');

@@ -27,6 +27,16 @@ test('account create / update / lock / unlock / list with --json', () => {
   assert.deepEqual(view.allowedNetworks, ['10.0.0.0/8']);
   assert.equal(view.password_hash, undefined);
 
+  // An empty network (a shell variable that was empty) is an error, never "any source"; nothing changes.
+  for (const env of [{ DCVD_ALLOW_IP: '' }, { DCVD_ALLOW_IP: '10.0.0.0/8,' }]) {
+    const slip = dcvd(['account', 'update', '--login', 'cli-user', '--json'], { env });
+    assert.notEqual(slip.code, 0, JSON.stringify(env));
+    assert.match(slip.stderr, /an empty entry/);
+  }
+  const emptyFlag = dcvd(['account', 'update', '--login', 'cli-user', '--allow-ip', '']);
+  assert.notEqual(emptyFlag.code, 0);
+  assert.deepEqual(JSON.parse(dcvd(['account', 'list', '--json']).stdout).find((a: { login: string }) => a.login === 'cli-user').allowedNetworks, ['10.0.0.0/8']);
+
   // Options from the environment, repeatable ones comma-separated.
   const updated = dcvd(['account', 'update', '--json'], { env: { DCVD_LOGIN: 'cli-user', DCVD_PERMISSION: 'auto-apply,voucher', DCVD_PASSWORD_EXPIRES: '2030-01-31' } });
   assert.equal(updated.code, 0, updated.stderr);

@@ -19,14 +19,31 @@ export function parseCidr(text: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
   }
 }
 
-/** The canonical text of a CIDR list, validated. */
+/**
+ * One network of an allowed list as it will match (isAllowedSource): a zone (`%eth0`) is refused, since no
+ * client address carries one; an IPv4-mapped IPv6 network is its IPv4 network, since an IPv4 client is
+ * matched as IPv4 (a mapped prefix shorter than 96 bits is refused: it is not a set of IPv4 addresses).
+ */
+function allowedNetwork(text: string): string {
+  if (text.includes('%')) throw new Error(`not an IP network: ${JSON.stringify(text)} (a zone such as %eth0 is not allowed)`);
+  const [ip, bits] = parseCidr(text);
+  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) {
+    if (bits < 96) throw new Error(`not an IP network: ${JSON.stringify(text)} (an IPv4-mapped network needs a prefix of 96 bits or more; write it as IPv4)`);
+    return `${(ip as ipaddr.IPv6).toIPv4Address().toString()}/${bits - 96}`;
+  }
+  return `${ip.toString()}/${bits}`;
+}
+
+/**
+ * The canonical text of a CIDR list, validated. An empty item (`""`, `" "`, a doubled or trailing comma) is an
+ * error, not nothing: a list of nothing allows every source, so a slip must not widen an account's access.
+ */
 export function normalizeNetworks(list: readonly string[]): string {
   return list
     .flatMap((item) => item.split(','))
-    .filter((item) => item.trim() !== '')
     .map((item) => {
-      const [ip, bits] = parseCidr(item);
-      return `${ip.toString()}/${bits}`;
+      if (item.trim() === '') throw new Error('an empty entry in the allowed networks (give none at all to allow every source)');
+      return allowedNetwork(item);
     })
     .join(',');
 }

@@ -50,7 +50,7 @@ export function accountCommands(): Command {
       .description('create an account; the password is read from standard input')
       .addOption(login())
       .addOption(opt('--password-stdin', 'read the password from standard input (required)').makeOptionMandatory())
-      .addOption(repeatable('--allow-ip <cidr>', 'allowed source network; repeat for several (default: any)'))
+      .addOption(repeatable('--allow-ip <cidr>', 'allowed source network; repeat for several (default: any; an empty one is an error)', { keepEmpty: true }))
       .addOption(repeatable('--permission <name>', 'auto-apply or voucher; repeat for both'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
       .addOption(
@@ -78,7 +78,7 @@ export function accountCommands(): Command {
       .description('change an account; what is not given stays as it is')
       .addOption(login())
       .addOption(opt('--password-stdin', 'set a new password, read from standard input'))
-      .addOption(repeatable('--allow-ip <cidr>', 'replace the allowed source networks; repeat for several'))
+      .addOption(repeatable('--allow-ip <cidr>', 'replace the allowed source networks; repeat for several (an empty one is an error; --clear-allow-ip allows any)', { keepEmpty: true }))
       .addOption(opt('--clear-allow-ip', 'allow every source network'))
       .addOption(repeatable('--permission <name>', 'replace the permissions: auto-apply, voucher; repeat for both'))
       .addOption(opt('--clear-permissions', 'remove every permission'))

@@ -46,14 +46,14 @@ export function parseProducts(text: string): number[] {
   return [...new Set(codes.map(parseApiInteger))];
 }
 
-/** A repeatable option; a comma-separated value (as from the environment) counts as several. */
-export function repeatable(flags: string, description: string): Option {
+/** A repeatable option; a comma-separated value (as from the environment) counts as several. Empty values are dropped, unless `keepEmpty` keeps them for the command to refuse (`--allow-ip`: an empty one must not mean "any"). */
+export function repeatable(flags: string, description: string, options: { keepEmpty?: boolean } = {}): Option {
   return opt<string[] | undefined>(flags, description, (value, previous) => [
     ...(previous ?? []),
     ...value
       .split(',')
       .map((v) => v.trim())
-      .filter((v) => v !== ''),
+      .filter((v) => options.keepEmpty === true || v !== ''),
   ]);
 }
 
