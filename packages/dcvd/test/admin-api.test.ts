@@ -146,6 +146,7 @@ test('accounts: validation errors are 400, unknown logins 404, duplicates 409', 
   }
   assertError(await api('POST', '/v1/accounts', undefined, { raw: '{"login":' }), 400, 'invalid_request');
   assertError(await api('POST', '/v1/accounts', undefined, { raw: 'login=x', contentType: 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type');
+  assertError(await api('POST', '/v1/accounts', undefined, { raw: '{"login":"x","password":"long enough password"}', contentType: 'text/plain' }), 415, 'unsupported_media_type');
   assertError(await api('POST', '/v1/accounts', { login: 'alice', password: 'long enough password' }), 409, 'conflict', /already exists/);
   assertError(await api('GET', '/v1/accounts/ghost'), 404, 'not_found', /no account "ghost"/);
   assertError(await api('PATCH', '/v1/accounts/ghost', { permissions: [] }), 404, 'not_found');

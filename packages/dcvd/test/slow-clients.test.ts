@@ -97,6 +97,14 @@ function assertOnlyStatus(text: string, status: number, what: string, t?: Report
   assert.doesNotMatch(text, /\n\s+at |Error:|node_modules|\.ts:\d/, `${what}: no stack trace`);
 }
 
+/** An answer written before any route (the parser's 400, 408, 431; 417) carries the headers every answer carries. */
+function assertGuarded(text: string, what: string): void {
+  const head = text.slice(0, text.indexOf('\r\n\r\n') + 2);
+  assert.match(head, /\r\nX-Request-Id: [0-9a-f-]{36}\r\n/i, `${what}: ${JSON.stringify(head)}`);
+  assert.match(head, /\r\nCache-Control: no-store\r\n/i, what);
+  assert.match(head, /\r\nX-Content-Type-Options: nosniff\r\n/i, what);
+}
+
 /** A normal client still gets the contract's answer. */
 async function assertServes(s: TestServer): Promise<void> {
   const res = await s.post(GET_PATH, '');
@@ -146,6 +154,7 @@ describe('slow and idle clients (short bounds)', () => {
     const started = slowHeaders(c);
     assertWithin((await c.closed) - started, FAST.headersMs, 'slowloris', t);
     assertOnlyStatus(c.text, 408, 'slowloris', t);
+    assertGuarded(c.text, 'slowloris');
     await assertServes(s);
   });
 
@@ -212,6 +221,30 @@ describe('slow and idle clients (short bounds)', () => {
     assertWithin((await c.closed) - answered, FAST.keepAliveMs + 1000, 'idle keep-alive', t);
     assert.equal(c.text, response, 'nothing written after the response');
   });
+
+  // Found by fuzzing a live server (2026-12-04): fastify's and node's own answers went out without them.
+  test('what the HTTP parser refuses before any route: 400 or 417 with the headers every answer carries, then closed', async (t) => {
+    const refused: [string, string, number][] = [
+      ['a method no parser knows', `FOO ${GET_PATH} HTTP/1.1\r\nHost: localhost\r\n\r\n`, 400],
+      ['Transfer-Encoding beside Content-Length', `POST ${GET_PATH} HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n`, 400],
+      ['a negative Content-Length', `POST ${GET_PATH} HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n`, 400],
+      ['an Expect other than 100-continue', `POST ${GET_PATH} HTTP/1.1\r\nHost: localhost\r\nExpect: foo\r\nContent-Length: 0\r\n\r\n`, 417],
+    ];
+    for (const [listener, connect] of [
+      ['HTTPS API', () => tlsClient(s.https.port, s.cert)],
+      ['internal API', () => tlsClient(s.admin!.port, s.cert)],
+    ] as const) {
+      for (const [what, request, status] of refused) {
+        const c = await connect();
+        c.socket.write(request);
+        await c.closed;
+        assertOnlyStatus(c.text, status, `${listener}, ${what}`, t);
+        assert.notEqual(c.text, '', `${listener}, ${what}: answered`);
+        assertGuarded(c.text, `${listener}, ${what}`);
+      }
+    }
+    await assertServes(s);
+  });
 });
 
 describe('oversized headers', () => {
@@ -237,6 +270,7 @@ describe('oversized headers', () => {
     test(`${name}: 431 or a closed connection, never a 5xx; the server keeps answering`, async (t) => {
       const text = await send(extra(), path);
       assertOnlyStatus(text, 431, name, t);
+      if (text !== '') assertGuarded(text, name);
       await assertServes(s);
     });
   }

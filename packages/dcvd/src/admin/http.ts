@@ -17,7 +17,7 @@ import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
 import { DEFAULT_OUTBOX_LIST_LIMIT, DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, parseIsoDate } from '../config.ts';
-import { baseServerOptions, loggedPath, type ServerTimeouts } from '../http/listener.ts';
+import { answerUnmetExpectations, baseServerOptions, loggedPath, type ServerTimeouts } from '../http/listener.ts';
 import { DEFAULT_IPV6_PREFIX, limitKey } from '../accounts/networks.ts';
 import type { AdminService } from './service.ts';
 import {
@@ -435,6 +435,10 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
       void sendError(reply as FastifyReply, status, status === 414 ? 'uri_too_long' : 'invalid_request', status === 414 ? 'the URL is too long' : 'malformed URL');
     },
   }) as unknown as FastifyInstance;
+  // Bodies are JSON only: fastify's text/plain parser would hand a JSON body sent as text to the schema (a 400
+  // "body must be object") where the API promises 415.
+  app.removeContentTypeParser('text/plain');
+  answerUnmetExpectations(app);
   const names: string[] = [];
   registered.set(app, names);
   app.addHook('onRoute', (r) => {

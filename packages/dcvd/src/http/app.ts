@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
 import type { Metrics } from '../metrics.ts';
 import { confirmPages, type ConfirmPagesOptions } from './confirm.ts';
-import { baseServerOptions, loggedPath, SERVER_TIMEOUTS, type ServerTimeouts } from './listener.ts';
+import { answerUnmetExpectations, baseServerOptions, loggedPath, SERVER_TIMEOUTS, type ServerTimeouts } from './listener.ts';
 
 export interface AppOptions extends Omit<LegacyApiOptions, 'secure' | 'requestDeadlineMs'> {
   logger: Logger;
@@ -44,6 +44,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Also under /products/download/, where some of the real host's documentation puts them.
     rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/(download\/)?%21/i, '/products/$1!'),
   });
+  answerUnmetExpectations(app);
   // Every method Node's parser knows reaches the router, so the API paths answer it -17
   // (CONTRACT §1 step 2) instead of a 404; CONNECT never reaches a route.
   for (const method of METHODS) {

@@ -4,6 +4,8 @@
  * serving only the internal API (a cluster's primary, issue 20) does not load the API's routes and pages.
  */
 import { randomUUID } from 'node:crypto';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { LogController } from 'fastify';
 import type { Logger } from '../log.ts';
 
@@ -77,6 +79,36 @@ export const SERVER_TIMEOUTS: Readonly<ServerTimeouts> = {
 /** Request line and headers above this many bytes answer 431 (node's default, pinned here). */
 export const MAX_HEADER_BYTES = 16 * 1024;
 
+/** The headers every answer of dcvd carries (docs/PROTOCOL.md), for the answers written before any route. */
+const guardHeaders = () => `X-Request-Id: ${randomUUID()}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n`;
+
+/**
+ * A request node's HTTP parser refuses before any route (a malformed request, headers too slow or too big):
+ * fastify's statuses and short JSON bodies, with the headers every answer carries, then the connection closed.
+ */
+export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  // A reset connection has nothing to answer to.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Client Timeout'] : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Exceeded maximum allowed HTTP header size'] : [400, 'Client Error'];
+  const body = JSON.stringify({ error: STATUS_CODES[status], message, statusCode: status });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${guardHeaders()}Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
+}
+
+/**
+ * An `Expect` header other than `100-continue`: node answers 417 itself, bare; this answers it with the headers
+ * every answer carries (and a one-line body). Call on each listener's app before it listens.
+ */
+export function answerUnmetExpectations(app: { server: unknown }): void {
+  (app.server as { on(event: 'checkExpectation', listener: (req: IncomingMessage, res: ServerResponse) => void): void }).on('checkExpectation', (_req, res) => {
+    res.writeHead(417, { 'x-request-id': randomUUID(), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+    res.end(`${STATUS_CODES[417]}\n`);
+  });
+}
+
 /**
  * Fastify options every dcvd listener shares: our logger and request ids,
  * the body limit, the timeouts and header limit, answering while shutting down, and TLS.
@@ -103,6 +135,7 @@ export function baseServerOptions(opts: {
     keepAliveTimeout: t.keepAliveMs,
     // In-flight and keep-alive requests are still answered while shutting down.
     return503OnClosing: false,
+    clientErrorHandler: answerClientError,
     ...(opts.tls
       ? {
           https: {
