@@ -17,7 +17,7 @@ import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
 import { DEFAULT_OUTBOX_LIST_LIMIT, DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, parseIsoDate } from '../config.ts';
-import { answerUnmetExpectations, baseServerOptions, loggedPath, type ServerTimeouts } from '../http/listener.ts';
+import { answerUnmetExpectations, baseServerOptions, GUARD_HEADERS, loggedPath, type ServerTimeouts } from '../http/listener.ts';
 import { DEFAULT_IPV6_PREFIX, limitKey } from '../accounts/networks.ts';
 import type { AdminService } from './service.ts';
 import {
@@ -465,9 +465,7 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
   const expected = digest(options.token);
   const failures = new TokenFailures(options.tokenPolicy ?? DEFAULT_ADMIN_TOKEN_POLICY, options.clock, options.ipv6Prefix);
   app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id);
-    reply.header('cache-control', 'no-store');
-    reply.header('x-content-type-options', 'nosniff');
+    reply.header('x-request-id', request.id).headers(GUARD_HEADERS);
     const blocked = failures.blocked(request.ip);
     if (blocked > 0) {
       reply.header('retry-after', String(blocked));

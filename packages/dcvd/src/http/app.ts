@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
 import type { Metrics } from '../metrics.ts';
 import { confirmPages, type ConfirmPagesOptions } from './confirm.ts';
-import { answerUnmetExpectations, baseServerOptions, loggedPath, SERVER_TIMEOUTS, type ServerTimeouts } from './listener.ts';
+import { answerUnmetExpectations, baseServerOptions, GUARD_HEADERS, loggedPath, SERVER_TIMEOUTS, type ServerTimeouts } from './listener.ts';
 
 export interface AppOptions extends Omit<LegacyApiOptions, 'secure' | 'requestDeadlineMs'> {
   logger: Logger;
@@ -35,8 +35,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const status: 400 | 414 = error.statusCode === 414 ? 414 : 400;
       void (reply as FastifyReply)
         .code(status)
-        .header('cache-control', 'no-store')
-        .header('x-content-type-options', 'nosniff')
+        .headers(GUARD_HEADERS)
         .type('text/plain; charset=utf-8')
         .send(`${STATUS_CODES[status]}\n`);
     },
@@ -54,9 +53,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await options.extend?.(app as unknown as FastifyInstance);
   // Both hooks in callback style: an async hook costs fastify a promise per request (issue 20).
   app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id);
-    reply.header('cache-control', 'no-store');
-    reply.header('x-content-type-options', 'nosniff');
+    reply.header('x-request-id', request.id).headers(GUARD_HEADERS);
     done();
   });
   // One line per request: id (as reqId), endpoint, outcome code, latency. Never the body.

@@ -79,8 +79,11 @@ export const SERVER_TIMEOUTS: Readonly<ServerTimeouts> = {
 /** Request line and headers above this many bytes answer 431 (node's default, pinned here). */
 export const MAX_HEADER_BYTES = 16 * 1024;
 
-/** The headers every answer of dcvd carries (docs/PROTOCOL.md), for the answers written before any route. */
-const guardHeaders = () => `X-Request-Id: ${randomUUID()}\r\nCache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n`;
+/** The headers every answer of dcvd carries besides its `X-Request-Id` (docs/PROTOCOL.md): set by each listener's first hook, and here. */
+export const GUARD_HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' } as const;
+
+/** GUARD_HEADERS and a new request id as header lines, for the answers written before any route. */
+const guardHeaderLines = () => `x-request-id: ${randomUUID()}\r\n${Object.entries(GUARD_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('')}`;
 
 /**
  * A request node's HTTP parser refuses before any route (a malformed request, headers too slow or too big):
@@ -93,7 +96,7 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
     err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Client Timeout'] : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Exceeded maximum allowed HTTP header size'] : [400, 'Client Error'];
   const body = JSON.stringify({ error: STATUS_CODES[status], message, statusCode: status });
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${guardHeaders()}Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\n${guardHeaderLines()}Content-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(err);
 }
@@ -104,7 +107,7 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
  */
 export function answerUnmetExpectations(app: { server: unknown }): void {
   (app.server as { on(event: 'checkExpectation', listener: (req: IncomingMessage, res: ServerResponse) => void): void }).on('checkExpectation', (_req, res) => {
-    res.writeHead(417, { 'x-request-id': randomUUID(), 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
+    res.writeHead(417, { 'x-request-id': randomUUID(), ...GUARD_HEADERS, 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
     res.end(`${STATUS_CODES[417]}\n`);
   });
 }
