@@ -105,7 +105,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
   });
   const authFailures = new Counter({
     name: 'dcvd_auth_failures_total',
-    help: 'Calls answered -16, by cause (unknown-login, wrong-password, locked, password-expired, source-not-allowed, ip-blocked, busy).',
+    help: 'Calls answered -16, by cause (unknown-login, wrong-password, locked, password-expired, source-not-allowed, ip-blocked, busy, changed).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });

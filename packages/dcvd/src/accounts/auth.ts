@@ -44,7 +44,9 @@ export type AuthFailure =
   | 'password-expired'
   | 'source-not-allowed'
   /** Every attempt was taken by verifications in flight for longer than a caller waits (a burst). */
-  | 'busy';
+  | 'busy'
+  /** The account was changed (password, lock, permissions, networks, expiry) while its password was being checked. */
+  | 'changed';
 
 export type AuthResult = { ok: true; account: AccountRow } | { ok: false; reason: AuthFailure };
 
@@ -69,8 +71,8 @@ export interface AuthHooks {
   ipv6Prefix?: number;
 }
 
-/** Settles a reserved verification: a failure, a success (resets the consecutive failures), or neither. */
-type Settle = 'failure' | 'success' | 'release';
+/** Settles a reserved verification: a failure, or neither (a success is settleSuccess). */
+type Settle = 'failure' | 'release';
 
 export class Authenticator {
   /** Keyed hashes of verified login+password pairs; the key lives only in this process. */
@@ -178,17 +180,44 @@ export class Authenticator {
   }
 
   /** After a correct password: expiry, allowed networks, then success (settling the reservation if there is one). */
-  private async accept(account: AccountRow, sourceIp: string, now: number, cacheKey: string, reserved: boolean): Promise<AuthResult> {
+  private async accept(read: AccountRow, sourceIp: string, now: number, cacheKey: string, reserved: boolean): Promise<AuthResult> {
+    let account = read;
     const expired = account.password_expires_at !== null && account.password_expires_at <= now;
     const refused = expired ? 'password-expired' : !isAllowedSource(sourceIp, account.allowed_networks) ? 'source-not-allowed' : undefined;
     if (refused) {
       if (reserved) await this.settleAccount(account.id, 'release', now);
       return { ok: false, reason: refused };
     }
-    if (reserved) await this.settleAccount(account.id, 'success', now);
-    else if (account.failed_attempts > 0) await this.db.updateTable('accounts').set({ failed_attempts: 0 }).where('id', '=', account.id).execute();
+    if (reserved) {
+      // The row was read when the attempt was reserved, before argon2; a change committed since (a new password,
+      // a lock, other permissions) must hold for this answer too, and for every call that joined this verification
+      // after the change (inFlight): the success counts only while the account is as it was read.
+      const current = await this.settleSuccess(account, now);
+      if (!current) return { ok: false, reason: 'changed' };
+      account = current;
+    } else if (account.failed_attempts > 0) await this.db.updateTable('accounts').set({ failed_attempts: 0 }).where('id', '=', account.id).execute();
     this.remember(cacheKey, account, now);
     return { ok: true, account };
+  }
+
+  /**
+   * Settles a reserved verification that found the password right: one statement that succeeds only while the
+   * account has the credential version it was read with and is not locked. The row then, or undefined (the
+   * reservation released, nothing else changed).
+   */
+  private async settleSuccess(account: AccountRow, now: number): Promise<AccountRow | undefined> {
+    const pending = sql<number>`(case when auth_pending > 0 then auth_pending - 1 else 0 end)`;
+    const row = await this.db
+      .updateTable('accounts')
+      .set({ auth_pending: pending, failed_attempts: 0 })
+      .where('id', '=', account.id)
+      .where('credential_version', '=', account.credential_version)
+      .where('locked', '=', 0)
+      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) await this.settleAccount(account.id, 'release', now);
+    return row;
   }
 
   private cacheKey(login: string, password: string): string {
@@ -235,12 +264,8 @@ export class Authenticator {
    */
   private async settleAccount(accountId: number, how: Settle, now: number): Promise<void> {
     const pending = sql<number>`(case when auth_pending > 0 then auth_pending - 1 else 0 end)`;
-    if (how !== 'failure') {
-      await this.db
-        .updateTable('accounts')
-        .set(how === 'success' ? { auth_pending: pending, failed_attempts: 0 } : { auth_pending: pending })
-        .where('id', '=', accountId)
-        .execute();
+    if (how === 'release') {
+      await this.db.updateTable('accounts').set({ auth_pending: pending }).where('id', '=', accountId).execute();
       return;
     }
     const until = now + this.policy.lockoutMs;
