@@ -10,6 +10,9 @@ import { OfferedAddressRegistry, RECENT_ANSWER_MS } from '../src/registry/offere
 import { OFFER_WINDOW_MS } from '../src/registry/offer-window.ts';
 import type { DnsEvidence } from '../src/contacts/provider.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
+import { testDatabaseKind } from './support/database.ts';
+import { waitUntil } from './support/wait.ts';
+import { sql } from 'kysely';
 import { GET_PATH, PASSWORD, form, startTestServer, type TestServer } from './support/server.ts';
 
 const clock = new ManualClock(Date.UTC(2026, 10, 23, 12));
@@ -309,6 +312,27 @@ describe('the 24-hour registry (§4)', () => {
     const afterPurge = await s.store.db.selectFrom('offered_addresses').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     assert.equal(Number(before.n) - Number(afterPurge.n), purged);
     assert.equal(await registry.find(alice.id, 'purge.com', 'admin@purge.com', clock.now()), undefined);
+  });
+
+  // Found by a review: PostgreSQL rechecks a waiting DELETE's own conditions only, not its subquery's, so a batch
+  // that chose a row an answer was refreshing deleted the fresh offer. Made to happen: the refresh holds the rows'
+  // locks until the purge is seen waiting for them.
+  test('PostgreSQL: a purge that waited for rows a new answer was refreshing keeps them', { skip: testDatabaseKind() === 'postgres' ? false : 'PostgreSQL only (its READ COMMITTED recheck)' }, async () => {
+    await ask('refreshed-purge.com');
+    const later = clock.now() + OFFER_WINDOW_MS + 1;
+    const db = s.store.db;
+    let purging: Promise<number> | undefined;
+    await db.transaction().execute(async (trx) => {
+      await trx.updateTable('offered_addresses').set({ offered_at: later }).where('domain', '=', 'refreshed-purge.com').execute();
+      const { rows } = await sql<{ xid: string }>`select backend_xid::text as xid from pg_stat_activity where pid = pg_backend_pid()`.execute(trx);
+      purging = registry.purge(later);
+      await waitUntil('the purge to wait for the refreshed rows', async () => {
+        const waiting = await sql<{ n: number }>`select count(*)::int as n from pg_locks where not granted and locktype = 'transactionid' and transactionid = ${rows[0]!.xid}::xid`.execute(db);
+        return waiting.rows[0]!.n > 0;
+      });
+    });
+    assert.equal(await purging, 0, 'nothing purged: the rows were refreshed');
+    assert.deepEqual(await stored('alice', 'refreshed-purge.com'), at(five('refreshed-purge.com'), later));
   });
 
   /** Each recorded address of the account for the domain with its `offered_at`. */

@@ -184,6 +184,9 @@ export class OfferedAddressRegistry implements OfferLookup {
         .where('id', 'in', (eb) =>
           eb.selectFrom('offered_addresses').select('id').where('offered_at', '<=', windowStart(now)).limit(batchSize),
         )
+        // Again on the row deleted: on PostgreSQL an answer may refresh a row the batch chose, and a DELETE that waited
+        // for its lock rechecks its own conditions only, not the subquery's, so the fresh offer would go.
+        .where('offered_at', '<=', windowStart(now))
         .executeTakeFirst();
       const n = Number(result.numDeletedRows);
       total += n;
