@@ -231,6 +231,15 @@ test('multi-domain: one email per domain, delivered once; AutoUpdateDCV switches
     (await call('AutoUpdateDCV', 'bob', { orderNumber, domainName: 'c.example.net', newMethod: 'HTTP_CSR_HASH' })).body,
     encodeUrlencoded('AutoUpdateDCV', { code: -4, item: 'orderNumber' }),
   );
+  // Declining c's code declines the order; b, waiting for its HTTP method, stays awaiting, yet the order takes
+  // no change any more, as it takes no resend (found by a review: AutoUpdateDCV answered 0 and switched b).
+  await confirm(codeIn(again.find((m) => m.envelope.rcptTo[0] === 'postmaster@example.net')!.parsed.text), 'decline');
+  d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+  assert.deepEqual([d['1_dcvStatus'], d['2_dcvStatus'], d['3_dcvStatus']], ['Validated', 'Awaiting', 'Declined']);
+  const declined = await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: 'b.example.org', newMethod: 'CNAME_CSR_HASH' });
+  assert.equal(declined.body, encodeUrlencoded('AutoUpdateDCV', { code: -160 }));
+  d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+  assert.equal(d['2_dcvMethod'], 'HTTP_CSR_HASH', 'nothing changed');
   // No email was sent twice.
   const ids = sink.messages.map((m) => m.parsed.messageId);
   assert.equal(new Set(ids).size, ids.length);

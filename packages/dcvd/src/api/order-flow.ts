@@ -329,6 +329,12 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   if (!template.ok) return template;
   const templateRef = template.value;
 
+  // An order declined (one domain's code declined declines it) or cancelled takes no change, as it takes no resend,
+  // even where another of its domains is still awaiting.
+  if (order.dcv_status !== 'awaiting') {
+    ctx.log.info({ orderNumber: order.order_number, status: order.dcv_status }, 'DCV of an order that is not awaiting cannot change');
+    return fail(ErrorCode.RequestUnsuccessful);
+  }
   const changes: Change[] = [];
   for (const w of wanted) {
     if (w.domain.dcv_status !== 'awaiting') {
@@ -353,7 +359,9 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   try {
     await deps.db.transaction().execute(async (trx) => {
       // `orders` first (lock order), then each domain.
-      await trx.updateTable('orders').set({ updated_at: now }).where('id', '=', order.id).where('dcv_status', '=', 'awaiting').execute();
+      const stillAwaiting = await trx.updateTable('orders').set({ updated_at: now }).where('id', '=', order.id).where('dcv_status', '=', 'awaiting').executeTakeFirst();
+      // Declined or cancelled since it was read.
+      if (Number(stillAwaiting.numUpdatedRows) !== 1) throw new NotQueued('not-awaiting');
       for (const c of changes) {
         const moved = await trx
           .updateTable('order_domains')
