@@ -106,7 +106,10 @@ export class AdminService {
   async createAccount(login: string, input: AccountInput & { password: string }): Promise<AccountWithSecret> {
     const view = await this.accounts.create(login, { ...input, ...this.checkedAccountInput(input) });
     if (view.webhookUrl === null) return view;
-    return { ...view, webhookSecret: (await this.issueSecret(login, 0))!.secret };
+    // Only if none: an update or a rotation that came between the insert and this issued the account's secret and
+    // showed it to its caller; this must not replace it (the account's JSON then has no secret, as an update's).
+    const issued = await this.issueSecret(login, 0, { onlyIfNone: true });
+    return issued ? { ...view, webhookSecret: issued.secret } : view;
   }
 
   /** Setting a webhook URL on an account without a signing secret makes one and returns it (once); rotation is explicit. */

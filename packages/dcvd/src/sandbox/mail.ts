@@ -153,10 +153,15 @@ export class MailCapture {
     await rm(join(this.dataDir, 'outbox', `${id}.eml`), { force: true });
   }
 
+  /** Deletes every email; one a concurrent delete or clear removed first is not counted (nor an error). */
   async clear(): Promise<number> {
-    const ids = [...this.byId.keys()];
-    for (const id of ids) await this.delete(id);
-    return ids.length;
+    let deleted = 0;
+    for (const id of [...this.byId.keys()]) {
+      if (!this.byId.has(id)) continue;
+      await this.delete(id);
+      deleted += 1;
+    }
+    return deleted;
   }
 
   /** Views, newest first, with each email's order and delivery state from the store. */
