@@ -176,6 +176,18 @@ test('mail: captured with its code and link, viewer pages escaped and the HTML i
   for (const query of ['limit=1e1', 'order=0x10', 'order=']) assert.equal((await sb.admin('GET', `/v1/sandbox/mail?${query}`)).status, 400, query);
 });
 
+test('mail: clearing the viewer beside a delete of one of its emails: both succeed, each email counted once', async () => {
+  const mails = [(await mailedOrder('clear-one.com', 'admin@clear-one.com')).mail, (await mailedOrder('clear-two.com', 'admin@clear-two.com')).mail];
+  const before = (await sb.admin('GET', '/v1/sandbox/mail')).json.length;
+  // The delete arrives while the clear is at work (it removes file after file): before, the clear then met an
+  // email already gone and answered 404 midway.
+  const [cleared, ...deleted] = await Promise.all([sb.admin('DELETE', '/v1/sandbox/mail'), ...mails.map((m) => sb.admin('DELETE', `/v1/sandbox/mail/${encodeURIComponent(m.id)}`))]);
+  assert.equal(cleared.status, 200, cleared.body);
+  for (const d of deleted) assert.ok(d.status === 200 || d.status === 404, d.body);
+  assert.equal(cleared.json.count + deleted.filter((d) => d.status === 200).length, before);
+  assert.deepEqual((await sb.admin('GET', '/v1/sandbox/mail')).json, []);
+});
+
 test('clock: the resend interval and the 24-hour rule follow the sandbox clock', async () => {
   const { orderNumber } = await mailedOrder('clock-test.com', 'admin@clock-test.com');
   const again = () => sb.call('ResendDCVEmail', { orderNumber });
