@@ -5,7 +5,7 @@
  * caller (-16); the reason is only for the log.
  */
 import { createHmac, createSecretKey, randomBytes } from 'node:crypto';
-import { sql, type Kysely, type RawBuilder } from 'kysely';
+import { sql, type ExpressionBuilder, type Kysely, type RawBuilder } from 'kysely';
 import type { Database } from '../store/schema.ts';
 import type { Clock } from '../deps.ts';
 import type { AccountRow } from './repository.ts';
@@ -51,6 +51,13 @@ export type AuthFailure =
 export type AuthResult = { ok: true; account: AccountRow } | { ok: false; reason: AuthFailure };
 
 const lockedNow = (account: AccountRow, now: number) => account.locked === 1 || (account.locked_until !== null && account.locked_until > now);
+
+/** One verification in flight fewer (never below 0). */
+const onePendingLess = sql<number>`(case when auth_pending > 0 then auth_pending - 1 else 0 end)`;
+
+/** The account is not locked, by the operator or by a lockout, at `now` (the SQL of lockedNow). */
+const notLockedAt = (now: number) => (eb: ExpressionBuilder<Database, 'accounts'>) =>
+  eb.and([eb('locked', '=', 0), eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)])]);
 
 /** Verifications in flight that still count (an unsettled one from a dead process stops after RESERVATION_TTL_MS). */
 const livePending = (now: number): RawBuilder<number> =>
@@ -206,14 +213,12 @@ export class Authenticator {
    * reservation released, nothing else changed).
    */
   private async settleSuccess(account: AccountRow, now: number): Promise<AccountRow | undefined> {
-    const pending = sql<number>`(case when auth_pending > 0 then auth_pending - 1 else 0 end)`;
     const row = await this.db
       .updateTable('accounts')
-      .set({ auth_pending: pending, failed_attempts: 0 })
+      .set({ auth_pending: onePendingLess, failed_attempts: 0 })
       .where('id', '=', account.id)
       .where('credential_version', '=', account.credential_version)
-      .where('locked', '=', 0)
-      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+      .where(notLockedAt(now))
       .returningAll()
       .executeTakeFirst();
     if (!row) await this.settleAccount(account.id, 'release', now);
@@ -250,8 +255,7 @@ export class Authenticator {
       .updateTable('accounts')
       .set({ auth_pending: sql<number>`${pending} + 1`, auth_pending_at: now })
       .where('login', '=', login)
-      .where('locked', '=', 0)
-      .where((eb) => eb.or([eb('locked_until', 'is', null), eb('locked_until', '<=', now)]))
+      .where(notLockedAt(now))
       .where(sql<boolean>`failed_attempts + ${pending} < ${this.policy.lockoutFailures}`)
       .returningAll()
       .executeTakeFirst();
@@ -263,9 +267,8 @@ export class Authenticator {
    * account at once (and voids remembered credentials).
    */
   private async settleAccount(accountId: number, how: Settle, now: number): Promise<void> {
-    const pending = sql<number>`(case when auth_pending > 0 then auth_pending - 1 else 0 end)`;
     if (how === 'release') {
-      await this.db.updateTable('accounts').set({ auth_pending: pending }).where('id', '=', accountId).execute();
+      await this.db.updateTable('accounts').set({ auth_pending: onePendingLess }).where('id', '=', accountId).execute();
       return;
     }
     const until = now + this.policy.lockoutMs;
@@ -273,7 +276,7 @@ export class Authenticator {
     const row = await this.db
       .updateTable('accounts')
       .set({
-        auth_pending: pending,
+        auth_pending: onePendingLess,
         failed_attempts: sql<number>`(case when ${reaches} then 0 else failed_attempts + 1 end)`,
         locked_until: sql<number>`(case when ${reaches} then ${until} else locked_until end)`,
         credential_version: sql<number>`(case when ${reaches} then credential_version + 1 else credential_version end)`,
