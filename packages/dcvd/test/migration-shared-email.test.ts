@@ -4,22 +4,15 @@
  * rows and ids kept, new rows numbered after them, one evidence row per
  * domain of a value allowed, the same domain twice for a value refused.
  */
-import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Migrator, sql, type Kysely } from 'kysely';
-import { openStore, type Store } from '../src/store/database.ts';
-import { migrateToLatest, migrations } from '../src/store/migrations.ts';
-import { createPostgresSchema, postgresOrSkip } from './support/database.ts';
+import type { Kysely } from 'kysely';
+import type { Store } from '../src/store/database.ts';
+import { migrateToLatest } from '../src/store/migrations.ts';
+import { describeMigration } from './support/database.ts';
 
-async function exercise(store: Store): Promise<void> {
+async function exercise(store: Store, migrateTo: (name: string) => Promise<void>): Promise<void> {
   const db = store.db as unknown as Kysely<any>;
-  const schema = store.dialect === 'postgres' ? (await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]!.s : undefined;
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations(store.dialect) }, ...(schema ? { migrationTableSchema: schema } : {}) });
-  const before = await migrator.migrateTo('0010_mpic_evidence');
-  assert.equal(before.error, undefined);
+  await migrateTo('0010_mpic_evidence');
 
   const now = 1_767_000_000_000;
   const account = await db.insertInto('accounts').values({ login: 'old', password_hash: 'x', created_at: now, updated_at: now }).returning('id').executeTakeFirstOrThrow();
@@ -61,33 +54,4 @@ async function exercise(store: Store): Promise<void> {
   assert.equal((await db.selectFrom('dcv_evidence').selectAll().execute()).length, 0);
 }
 
-const noPostgres = await postgresOrSkip();
-
-describe('migration 0011_shared_dcv_email on a database with evidence', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  after(async () => {
-    for (const c of cleanups.reverse()) await c();
-  });
-
-  test('SQLite', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'dcvd-m0011-'));
-    const store = openStore({ dataDir: dir });
-    cleanups.push(async () => {
-      await store.close();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    await exercise(store);
-  });
-
-  test('PostgreSQL', { skip: noPostgres }, async () => {
-    const pg = await createPostgresSchema();
-    const dir = mkdtempSync(join(tmpdir(), 'dcvd-m0011-'));
-    const store = openStore({ dataDir: dir, databaseUrl: pg.url });
-    cleanups.push(async () => {
-      await store.close();
-      await pg.drop();
-      rmSync(dir, { recursive: true, force: true });
-    });
-    await exercise(store);
-  });
-});
+await describeMigration('migration 0011_shared_dcv_email on a database with evidence', exercise);

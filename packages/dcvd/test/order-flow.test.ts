@@ -16,6 +16,7 @@ import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { ProductRepository } from '../src/orders/products.ts';
+import { OrderRepository } from '../src/orders/orders.ts';
 import { defaultEmailDcvPolicy } from '../src/orders/email-dcv-policy.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
@@ -443,6 +444,36 @@ test('CollectSSL: the status queries public clients send, at /products/download/
   assert.equal((await collect('bob', { orderNumber, ...flags })).body, c(-4, 'orderNumber'));
   assert.equal((await collect('bob', { certificateID, ...flags })).body, c(-4, 'certificateID'));
   assert.equal((await collect('bob', { orderNumber, queryType: 0 })).body, "-4\nThe value of the 'orderNumber' argument is invalid!\n");
+});
+
+test('AutoApplyOrder: a certificate id another order took between the draw and the insert is drawn again (unique since migration 0016)', async () => {
+  await getList(server, 'alice', 'first-id.example.com');
+  const first = phpRead((await call('AutoApplyOrder', 'alice', { product: 24, days: 365, csr: await makeCsr('first-id.example.com'), dcvEmailAddress: 'admin@example.com' })).body);
+  await nextMails(1);
+  // The next draw for a certificate id comes out as the first order's, as when two orders draw at once.
+  const draw = OrderRepository.prototype.unusedOrderNumber;
+  let calls = 0;
+  OrderRepository.prototype.unusedOrderNumber = async function (this: OrderRepository) {
+    calls += 1;
+    return calls === 2 ? Number(first.certificateID) : draw.call(this);
+  };
+  let second: Record<string, string>;
+  try {
+    await getList(server, 'alice', 'second-id.example.com');
+    const r = await call('AutoApplyOrder', 'alice', { product: 24, days: 365, csr: await makeCsr('second-id.example.com'), dcvEmailAddress: 'admin@example.com' });
+    assert.equal(r.status, 200);
+    second = phpRead(r.body);
+  } finally {
+    OrderRepository.prototype.unusedOrderNumber = draw;
+  }
+  assert.equal(second.errorCode, '0');
+  assert.ok(calls >= 4, `drawn again (${calls} draws)`);
+  assert.notEqual(second.certificateID, first.certificateID);
+  await nextMails(1);
+  // Each id finds its own order.
+  const collect = (certificateID: string) => postAs('/products/download/CollectSSL', 'alice', { certificateID, queryType: 0, responseFormat: 1 });
+  assert.match((await collect(first.certificateID!)).body, new RegExp(`^errorCode=0&orderNumber=${first.orderNumber}&`));
+  assert.match((await collect(second.certificateID!)).body, new RegExp(`^errorCode=0&orderNumber=${second.orderNumber}&`));
 });
 
 test('the SDK: getDcvEmailAddressList → autoApplyOrder → autoUpdateDcv → getMdcDomainDetails', async () => {

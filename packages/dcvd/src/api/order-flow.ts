@@ -29,7 +29,7 @@ import { checkCsr } from '../orders/csr.ts';
 import { queueEmailsIn, type PlannedEmail } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { revokeValuesOfDomain } from '../orders/random-values.ts';
-import { writeTransaction } from '../store/database.ts';
+import { isUniqueViolation, writeTransaction } from '../store/database.ts';
 import {
   fail,
   type AutoApplyOrderParams,
@@ -222,8 +222,9 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
       });
     } catch (err) {
       if (err instanceof NotQueued) return fail(ErrorCode.RequestUnsuccessful);
-      // Another writer took the number between the check and the insert.
-      if (attempt < 5 && (await deps.orders.findByNumber(orderNumber))) continue;
+      // Another writer took the order number or the certificate id (unique since migration 0016) between the draw
+      // and the insert: draw both again.
+      if (attempt < 5 && isUniqueViolation(err)) continue;
       throw err;
     }
     ctx.log.info({ orderNumber, domains: names.length, emails }, 'order placed');

@@ -5,6 +5,7 @@
  * cannot alter a constraint, and PostgreSQL's partial indexes for the queue
  * claims (0012), which SQLite's planner does not use.
  */
+import { randomInt } from 'node:crypto';
 import { Migrator, sql, type Kysely, type Migration, type MigrationProvider, type MigrationResult } from 'kysely';
 import type { Dialect } from './database.ts';
 
@@ -400,7 +401,63 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('outbox_sealed').ifNotExists().on('outbox').columns(['random_value_id', 'id']).where(sql.ref('sealed_code'), 'is not', null).execute();
       },
     },
+    // Certificate ids unique (CollectSSL finds an order by one): AutoApplyOrder draws them among the numbers no order
+    // has, but two orders placed at once could draw the same one, and orders placed before 2026-12-04 drew theirs
+    // without that check. The older orders of a shared id get new ones; the newest keeps it, as CollectSSL answered it.
+    '0016_orders_certificate_unique': {
+      async up(db: Kysely<unknown>) {
+        await indexOnBusyTable(db, dialect);
+        const unique = async (tx: Kysely<any>) => {
+          // PostgreSQL: no instance places an order between the renumbering and the index (the index's build would
+          // wait for the same lock anyway). SQLite: the transaction's write lock does the same.
+          if (dialect === 'postgres') await sql`lock table orders in share row exclusive mode`.execute(tx);
+          await renumberSharedCertificateIds(tx);
+          await tx.schema.dropIndex('orders_certificate').ifExists().execute();
+          await tx.schema.createIndex('orders_certificate').unique().on('orders').column('certificate_id').where(sql.ref('certificate_id'), 'is not', null).execute();
+        };
+        // PostgreSQL runs every migration in a transaction already; SQLite runs them outside one.
+        if (dialect === 'postgres') await unique(db as Kysely<any>);
+        else await (db as Kysely<any>).transaction().execute(unique);
+      },
+    },
   };
+}
+
+/**
+ * Gives every order but the newest of each shared certificate id a new one (migration 0016), drawn as AutoApplyOrder
+ * draws them in 2026-12 (8 digits, at random, among the numbers no order has as its number, chain or certificate
+ * id). Written out here rather than imported: a migration must do tomorrow what it does today.
+ */
+async function renumberSharedCertificateIds(tx: Kysely<any>): Promise<number> {
+  const shared = await tx
+    .selectFrom('orders')
+    .select('certificate_id')
+    .where('certificate_id', 'is not', null)
+    .groupBy('certificate_id')
+    .having(sql`count(*)`, '>', 1)
+    .execute();
+  let renumbered = 0;
+  for (const { certificate_id: id } of shared) {
+    const sharing = await tx.selectFrom('orders').select('id').where('certificate_id', '=', id).orderBy('id', 'desc').execute();
+    for (const { id: orderId } of sharing.slice(1)) {
+      await tx.updateTable('orders').set({ certificate_id: await unusedNumber(tx) }).where('id', '=', orderId).execute();
+      renumbered += 1;
+    }
+  }
+  return renumbered;
+}
+
+async function unusedNumber(tx: Kysely<any>): Promise<number> {
+  for (;;) {
+    const n = randomInt(10_000_000, 100_000_000);
+    const taken = await tx
+      .selectFrom('orders')
+      .select('id')
+      .where((eb) => eb.or([eb('order_number', '=', n), eb('base_order_number', '=', n), eb('certificate_id', '=', n)]))
+      .limit(1)
+      .executeTakeFirst();
+    if (!taken) return n;
+  }
 }
 
 /**

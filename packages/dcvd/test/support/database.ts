@@ -9,11 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { after, before } from 'node:test';
-import { CompiledQuery, type Kysely } from 'kysely';
+import { after, before, describe, test } from 'node:test';
+import { CompiledQuery, Migrator, sql, type Kysely } from 'kysely';
 import type { Database } from '../../src/store/schema.ts';
 import { dialectOf, openStore, type Store } from '../../src/store/database.ts';
-import { migrateToLatest } from '../../src/store/migrations.ts';
+import { migrateToLatest, migrations } from '../../src/store/migrations.ts';
 
 export const DEFAULT_TEST_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -188,4 +188,39 @@ export function postgresStoreFilledBy(tables: string[], fill: (run: (text: strin
     for (const cleanup of cleanups) await cleanup();
   });
   return { store: () => store };
+}
+
+/**
+ * A test of one migration on both databases: `exercise` gets an empty store (SQLite in a directory of its own,
+ * PostgreSQL in a schema of its own, skipped with a message where none answers) and a function that migrates it
+ * up to a named migration, to fill it as that version left it before it migrates to the latest.
+ */
+export async function describeMigration(title: string, exercise: (store: Store, migrateTo: (name: string) => Promise<void>) => Promise<void>): Promise<void> {
+  const noPostgres = await postgresOrSkip();
+  const migrateTo = (store: Store) => async (name: string) => {
+    const db = store.db as unknown as Kysely<any>;
+    const schema = store.dialect === 'postgres' ? (await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]!.s : undefined;
+    const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations(store.dialect) }, ...(schema ? { migrationTableSchema: schema } : {}) });
+    const { error } = await migrator.migrateTo(name);
+    if (error) throw error;
+  };
+  describe(title, () => {
+    const cleanups: (() => Promise<void>)[] = [];
+    after(async () => {
+      for (const c of cleanups.reverse()) await c();
+    });
+    for (const [kind, url] of [['SQLite', false], ['PostgreSQL', true]] as const) {
+      test(kind, { skip: url && noPostgres }, async () => {
+        const dir = mkdtempSync(join(tmpdir(), 'dcvd-migration-'));
+        const pg = url ? await createPostgresSchema() : undefined;
+        const store = openStore({ dataDir: dir, ...(pg ? { databaseUrl: pg.url } : {}) });
+        cleanups.push(async () => {
+          await store.close();
+          await pg?.drop();
+          rmSync(dir, { recursive: true, force: true });
+        });
+        await exercise(store, migrateTo(store));
+      });
+    }
+  });
 }
