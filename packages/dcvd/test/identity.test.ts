@@ -56,9 +56,12 @@ test('the default sender and Message-ID domain: --mail-from, else dcvd@ the host
   const derived = dcvEmailConfigFrom({ ...flags, publicUrl: 'https://dcv.example.net/' });
   assert.deepEqual([derived.mailFrom, derived.caName], ['dcvd@dcv.example.net', 'Example Trust CA']);
   assert.equal(dcvEmailConfigFrom({ ...flags, publicUrl: 'https://dcv.example.net/', mailFrom: 'validation@ca.example' }).mailFrom, 'validation@ca.example');
-  for (const bad of ['', '   ', 'a\r\nBcc: x@evil.test', 'x'.repeat(65)]) {
-    assert.throws(() => dcvEmailConfigFrom({ ...flags, caName: bad }), /--ca-name must be 1 to 64 characters on one line/);
-  }
+  for (const bad of ['', '   ', 'x'.repeat(65)]) assert.throws(() => dcvEmailConfigFrom({ ...flags, caName: bad }), /--ca-name must be 1 to 64 characters$/);
+  for (const bad of ['a\r\nBcc: x@evil.test', 'CA\n', 'CA\u2028']) assert.throws(() => dcvEmailConfigFrom({ ...flags, caName: bad }), /--ca-name must be one line without control characters/);
+  // A name that shows as another in the Subject and on the page: a bidi override.
+  assert.throws(() => dcvEmailConfigFrom({ ...flags, caName: 'Trust \u202eAC' }), /--ca-name must not contain invisible characters/);
+  // 64 characters counted as characters, not UTF-16 units.
+  assert.equal(dcvEmailConfigFrom({ ...flags, caName: '🔒'.repeat(64) }).caName, '🔒'.repeat(64));
 });
 
 test('templates may use {{caName}}; an old caller without it renders "dcvd"', () => {

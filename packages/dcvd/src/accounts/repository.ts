@@ -7,6 +7,7 @@ import { normalizeNetworks } from './networks.ts';
 import { OperatorError } from '../errors.ts';
 import { checkWebhookUrl as checkUrl } from './webhook-url.ts';
 import { insertedOnce } from '../store/database.ts';
+import { INVISIBLE, INVISIBLE_TEXT } from '../text.ts';
 
 function checkWebhookUrl(url: string): string {
   try {
@@ -78,17 +79,8 @@ function checkLogin(login: string): void {
   if (login !== login.normalize('NFC')) throw new AccountError('login must be in Unicode normalization form NFC');
   if (/^\p{White_Space}|\p{White_Space}$/u.test(login)) throw new AccountError('login must not begin or end with whitespace');
   if (/(?! )\p{White_Space}/u.test(login)) throw new AccountError('login must not contain whitespace other than the space');
-  if (INVISIBLE.test(login)) throw new AccountError('login must not contain invisible characters (format, default-ignorable, private-use, unassigned or surrogate code points)');
+  if (INVISIBLE.test(login)) throw new AccountError(`login must not contain ${INVISIBLE_TEXT}`);
 }
-
-/**
- * Code points a login must not hold, besides controls (Cc) and whitespace
- * other than U+0020: format characters (Cf: zero-width space and joiners,
- * BOM, soft hyphen, bidi controls), every other default-ignorable code point
- * (combining grapheme joiner, Hangul fillers, variation selectors), private
- * use (Co), lone surrogates (Cs) and unassigned code points (Cn).
- */
-const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}\p{Co}\p{Cs}\p{Cn}]/u;
 
 function checkPassword(password: string): void {
   const length = [...password].length;

@@ -243,7 +243,7 @@ export const ProductCodeParams = Type.Object({ code: Id });
 export const ProductCreateBody = Type.Object(
   {
     code: Id,
-    name: Type.String({ minLength: 1, maxLength: 128, description: '1 to 128 printable characters' }),
+    name: Type.String({ minLength: 1, maxLength: 128, description: '1 to 128 characters on one line, without control or invisible characters; the whitespace around it is trimmed' }),
     multiDomain: Type.Optional(Type.Boolean({ default: false, description: 'orders may have several domains (domainNames, dcvEmailAddresses)' })),
     maxDomains: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_DOMAINS_LIMIT, default: 1, description: 'most domains of one order; 1 for a single-domain product' })),
     wildcard: Type.Optional(Type.Boolean({ default: false, description: 'names may be wildcards (*.example.com)' })),

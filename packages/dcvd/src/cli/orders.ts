@@ -9,6 +9,7 @@ import { DEFAULT_OUTBOX_LIST_LIMIT, defaultDcvEmailConfig, defaultMailFrom, form
 import { OUTBOX_STATES } from '../outbox/states.ts';
 import type { OutboxView } from '../outbox/outbox.ts';
 import { DCV_METHODS, type DcvMethod } from '../orders/methods.ts';
+import { displayLineProblem } from '../text.ts';
 import type { OrderView } from '../orders/orders.ts';
 import type { TemplateView } from '../orders/templates.ts';
 import { MAX_RANDOM_VALUE_TTL_MS } from '../orders/random-values.ts';
@@ -86,11 +87,9 @@ export function withDcvEmailOptions(cmd: Command): Command {
 
 /** One line of plain text, at most 64 characters: it goes into a Subject header and a page. */
 function caName(name: string): string {
-  const trimmed = name.trim();
-  if (trimmed === '' || trimmed.length > 64 || /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(trimmed)) {
-    throw new Error('--ca-name must be 1 to 64 characters on one line');
-  }
-  return trimmed;
+  const problem = displayLineProblem(name, 64);
+  if (problem) throw new Error(`--ca-name ${problem}`);
+  return name.trim();
 }
 
 export function dcvEmailConfigFrom(flags: DcvEmailFlags & { dataDir: string }): DcvEmailConfig {

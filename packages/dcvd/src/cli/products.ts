@@ -36,7 +36,7 @@ export function productCommands(): Command {
       .command('create')
       .description('add a product code')
       .addOption(opt('--code <n>', 'the product code of the API', parseWhole).makeOptionMandatory())
-      .addOption(opt('--name <text>', 'a name for people').makeOptionMandatory())
+      .addOption(opt('--name <text>', 'a name for people: 1 to 128 characters on one line, no invisible characters').makeOptionMandatory())
       .addOption(opt('--multi-domain', 'orders may have several domains (domainNames, dcvEmailAddresses)'))
       .addOption(opt('--max-domains <n>', 'most domains of one order (multi-domain; default 1)', parseWhole))
       .addOption(opt('--wildcard', 'names may be wildcards (*.example.com)'))

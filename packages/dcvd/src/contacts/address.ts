@@ -5,10 +5,7 @@
  * found in DNS (CONTRACT §3), and how two addresses compare.
  */
 
-// C0 controls (CR, LF, TAB, NUL, ...), DEL, C1 controls and the Unicode line and
-// paragraph separators: any of them in a header field could end the header
-// line in some parser, which is what header injection needs.
-export const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+import { CONTROL_CHARS } from '../text.ts';
 
 // RFC 5322 atext. Quoted local parts, comments, address literals and
 // non-ASCII (SMTPUTF8) are refused on purpose: DCV addresses are

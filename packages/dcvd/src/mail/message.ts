@@ -1,7 +1,8 @@
 // One DCV email as the outbox hands it to a transport (CONTRACT §5), and the
 // gate every transport passes it through before anything leaves the process.
 
-import { addressProblem, CONTROL_CHARS } from '../contacts/address.ts';
+import { addressProblem } from '../contacts/address.ts';
+import { CONTROL_CHARS } from '../text.ts';
 import { InvalidEmailError } from './errors.ts';
 
 export { InvalidEmailError } from './errors.ts';

@@ -9,6 +9,7 @@ import Mustache from 'mustache';
 
 import { TemplateError, type TemplatePart } from './errors.ts';
 import { MAX_SUBJECT } from './message.ts';
+import { CONTROL_CHARS, CONTROL_RUNS } from '../text.ts';
 
 export { TemplateError } from './errors.ts';
 
@@ -54,8 +55,6 @@ const VIEW_KEY_SET: ReadonlySet<string> = new Set(VIEW_KEYS);
 const SECRET_IN_SUBJECT: ReadonlySet<string> = new Set(['validationCode', 'confirmationUrl']);
 
 const MAX_PART_LENGTH = 100_000;
-const CONTROL_CHARS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
-const CONTROL_RUNS = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g;
 
 type Spans = ReturnType<typeof Mustache.parse>;
 

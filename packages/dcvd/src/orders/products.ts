@@ -9,6 +9,7 @@ import type { Clock } from '../deps.ts';
 import type { Database, ProductTable } from '../store/schema.ts';
 import { OperatorError } from '../errors.ts';
 import { insertedOnce } from '../store/database.ts';
+import { displayLineProblem } from '../text.ts';
 
 export type ProductRow = Selectable<ProductTable>;
 
@@ -64,8 +65,9 @@ export class ProductRepository {
 
   async create(input: ProductInput): Promise<ProductView> {
     if (!whole(input.code, 1, Number.MAX_SAFE_INTEGER)) throw new ProductError('product code must be a whole number from 1');
+    const problem = displayLineProblem(input.name, 128);
+    if (problem) throw new ProductError(`product name ${problem}`);
     const name = input.name.trim();
-    if (name === '' || name.length > 128 || /[\u0000-\u001f\u007f]/.test(name)) throw new ProductError('product name must be 1 to 128 printable characters');
     if (!whole(input.maxDomains, 1, MAX_DOMAINS_LIMIT)) throw new ProductError(`maximum domains must be from 1 to ${MAX_DOMAINS_LIMIT}`);
     if (!input.multiDomain && input.maxDomains !== 1) throw new ProductError('a single-domain product has a maximum of 1 domain');
     if (input.allowedDays.length === 0 || input.allowedDays.length > 20 || !input.allowedDays.every((d) => whole(d, 1, 3650))) {
