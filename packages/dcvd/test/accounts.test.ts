@@ -165,6 +165,10 @@ describe('source addresses', () => {
     assert.equal(normalizeNetworks(['::ffff:127.0.0.1/128', '::ffff:10.0.0.0/104', '::ffff:192.0.2.9']), '127.0.0.1/32,10.0.0.0/8,192.0.2.9/32');
     assert.throws(() => normalizeNetworks(['::ffff:0:0/95']), /96 bits or more/);
     assert.equal(isAllowedSource('127.0.0.1', normalizeNetworks(['::ffff:127.0.0.1/128'])), true);
+    // A list stored before that normalization, mapped form and all, matches the same clients.
+    for (const client of ['127.0.0.1', '::ffff:127.0.0.1']) assert.equal(isAllowedSource(client, '::ffff:127.0.0.1/128'), true, client);
+    assert.equal(isAllowedSource('10.9.8.7', '192.0.2.0/24,::ffff:10.0.0.0/104'), true);
+    assert.equal(isAllowedSource('11.0.0.1', '::ffff:10.0.0.0/104'), false);
     assert.equal(isAllowedSource('::ffff:10.1.2.3', '10.0.0.0/8'), true);
     assert.equal(isAllowedSource('2001:db8::1', '10.0.0.0/8,2001:db8::/32'), true);
     assert.equal(isAllowedSource('192.0.2.1', '10.0.0.0/8'), false);

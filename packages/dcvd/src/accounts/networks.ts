@@ -20,16 +20,26 @@ export function parseCidr(text: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
 }
 
 /**
+ * A network as it matches: an IPv4-mapped IPv6 network of 96 bits or more is its IPv4 network, since an IPv4
+ * client is matched as IPv4. New lists are stored so (allowedNetwork); lists stored before 2026-12-04 may hold
+ * the mapped form, and match by this too.
+ */
+function matchedNetwork(text: string): [ipaddr.IPv4 | ipaddr.IPv6, number] {
+  const [ip, bits] = parseCidr(text);
+  if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress() && bits >= 96) return [(ip as ipaddr.IPv6).toIPv4Address(), bits - 96];
+  return [ip, bits];
+}
+
+/**
  * One network of an allowed list as it will match (isAllowedSource): a zone (`%eth0`) is refused, since no
- * client address carries one; an IPv4-mapped IPv6 network is its IPv4 network, since an IPv4 client is
- * matched as IPv4 (a mapped prefix shorter than 96 bits is refused: it is not a set of IPv4 addresses).
+ * client address carries one; an IPv4-mapped IPv6 network is its IPv4 network (a mapped prefix shorter than
+ * 96 bits is refused: it is not a set of IPv4 addresses).
  */
 function allowedNetwork(text: string): string {
   if (text.includes('%')) throw new Error(`not an IP network: ${JSON.stringify(text)} (a zone such as %eth0 is not allowed)`);
-  const [ip, bits] = parseCidr(text);
+  const [ip, bits] = matchedNetwork(text);
   if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) {
-    if (bits < 96) throw new Error(`not an IP network: ${JSON.stringify(text)} (an IPv4-mapped network needs a prefix of 96 bits or more; write it as IPv4)`);
-    return `${(ip as ipaddr.IPv6).toIPv4Address().toString()}/${bits - 96}`;
+    throw new Error(`not an IP network: ${JSON.stringify(text)} (an IPv4-mapped network needs a prefix of 96 bits or more; write it as IPv4)`);
   }
   return `${ip.toString()}/${bits}`;
 }
@@ -55,7 +65,7 @@ export function isAllowedSource(ip: string, networks: string): boolean {
   // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
   const address = ipaddr.process(ip);
   return networks.split(',').some((cidr) => {
-    const [range, bits] = parseCidr(cidr);
+    const [range, bits] = matchedNetwork(cidr);
     return address.kind() === range.kind() && address.match(range, bits);
   });
 }
