@@ -1,5 +1,5 @@
 /**
- * `dcvd client get-dcv-emails` and `dcvd client resend` as a user runs them:
+ * `dcvd client get-dcv-emails`, `resend` and `status` as a user runs them:
  * real processes against a real dcvd over HTTPS, credentials from the
  * environment or standard input, never from argv.
  */
@@ -13,6 +13,8 @@ import { ManualClock } from '../src/deps.ts';
 import { BIN, type CliResult } from './support/cli.ts';
 import { PASSWORD, startTestServer, type TestServer } from './support/server.ts';
 import { createOrder } from './support/dcv.ts';
+import { OrderRepository } from '../src/orders/orders.ts';
+import { cryptoRandom } from '../src/deps.ts';
 
 const clock = new ManualClock(Date.UTC(2026, 10, 23, 12));
 let s: TestServer;
@@ -130,6 +132,31 @@ test('resend: --order with --email, --base-order, -160 too soon, -4 for an unkno
   const bad = await dcvd(['client', 'resend', '--order', '12x']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /expected a whole number from 1 to 2\^53-1, got "12x"/);
+});
+
+test('status: CollectSSL by --order or --base-order, as lines or --json; -20 for a cancelled order, -4 for an unknown one; one reference is needed', async () => {
+  await createOrder(s, clock, 'alice', { domain: 'status.example.org', orderNumber: 6200001, baseOrderNumber: 6200000 });
+  const lines = await dcvd(['client', 'status', '--order', '6200001']);
+  assert.equal(lines.code, 0, lines.stderr);
+  // No email has gone out for it yet: DCV not started.
+  assert.equal(lines.stdout, 'order 6200001\n  status          0 (being processed)\n  DCV             0 (not started)\n  domain          status.example.org\n');
+  const json = await dcvd(['client', 'collect-ssl', '--base-order', '6200000', '--json']);
+  assert.equal(json.code, 0, json.stderr);
+  assert.deepEqual(JSON.parse(json.stdout), { statusCode: 0, orderNumber: 6200001, dcvStatus: 0, fqdn: 'status.example.org', extra: {}, lines: [] });
+
+  await new OrderRepository(s.store.db, clock, cryptoRandom).cancel(6200001);
+  const cancelled = await dcvd(['client', 'status', '--order', '6200001', '--json']);
+  assert.equal(cancelled.code, 1);
+  assert.match(cancelled.stderr, /^dcvd: CollectSSL answered -20: /);
+  assert.equal(JSON.parse(cancelled.stdout).errorCode, -20);
+
+  const unknown = await dcvd(['client', 'status', '--certificate-id', '12345678']);
+  assert.equal(unknown.code, 1);
+  assert.equal(unknown.stderr, "dcvd: CollectSSL answered -4: The value of the 'certificateID' argument is invalid! (errorItem: certificateID)\n");
+  const none = await dcvd(['client', 'status']);
+  assert.equal(none.code, 1);
+  assert.equal(none.stderr, 'dcvd: give --order N, --certificate-id N or --base-order N\n');
+  assert.ok((await dcvd(['client', 'status', '--help'])).stdout.includes('DCVD_CERTIFICATE_ID'));
 });
 
 test('TLS: an untrusted certificate fails with a hint; --insecure works with a warning; http: warns and gets -1', async () => {

@@ -1,7 +1,7 @@
 /**
- * `dcvd client get-dcv-emails` and `dcvd client resend`: the two endpoints
- * through @dcvd/client, against any base URL — a dcvd, or the reseller host
- * (the default). Credentials come from the environment or standard input,
+ * `dcvd client get-dcv-emails`, `dcvd client resend` and `dcvd client status`:
+ * the two endpoints and CollectSSL's status query through @dcvd/client, against
+ * any base URL — a dcvd, or the reseller host (the default). Credentials come from the environment or standard input,
  * never from the command line (argv is visible to every local user).
  */
 import { readFileSync } from 'node:fs';
@@ -11,6 +11,8 @@ import {
   DcvApiError,
   DcvClient,
   DcvRequestError,
+  type CollectSslOrderRef,
+  type CollectSslResult,
   type DcvEmailAddressListResult,
   type FetchLike,
   type Product,
@@ -44,6 +46,12 @@ interface ResendFlags extends ConnectionFlags {
   baseOrder?: number;
   email?: string;
   template?: number;
+}
+
+interface StatusFlags extends ConnectionFlags {
+  order?: number;
+  certificateId?: number;
+  baseOrder?: number;
 }
 
 const apiInteger = parseApiInteger;
@@ -113,6 +121,20 @@ function describeList(list: DcvEmailAddressListResult): string {
   return lines.join('\n');
 }
 
+/** CollectSSL's `dcvStatus` in words (its values in @dcvd/client's CollectedSsl). */
+const DCV_STATUS_WORDS: Record<number, string> = { 0: 'not started', 1: 'completed (every domain validated)', 2: 'in progress' };
+
+function describeStatus(s: CollectSslResult): string {
+  const lines = [s.orderNumber === undefined ? '(the server named no order)' : `order ${s.orderNumber}`];
+  if (s.certificateID !== undefined) lines.push(`  certificate ID  ${s.certificateID}`);
+  lines.push(`  status          ${s.statusCode}${s.statusCode === 0 ? ' (being processed)' : ''}`);
+  if (s.dcvStatus !== undefined) lines.push(`  DCV             ${s.dcvStatus}${DCV_STATUS_WORDS[s.dcvStatus] ? ` (${DCV_STATUS_WORDS[s.dcvStatus]})` : ''}`);
+  if (s.fqdn !== undefined) lines.push(`  domain          ${s.fqdn}`);
+  for (const [key, value] of Object.entries(s.extra)) lines.push(`  ${key}  ${value}`);
+  for (const line of s.lines) lines.push(`  ${line}`);
+  return lines.join('\n');
+}
+
 export function clientCommands(): Command {
   const client = new Command('client');
 
@@ -155,6 +177,29 @@ export function clientCommands(): Command {
     }
     const which = flags.order !== undefined ? `order ${flags.order}` : `the newest order of base order ${flags.baseOrder}`;
     print(flags.json, { errorCode: 0, ...extra }, () => `ResendDCVEmail accepted for ${which}${flags.email ? ` to ${flags.email}` : ''}`);
+  });
+
+  withConnectionOptions(
+    client
+      .command('status')
+      .alias('collect-ssl')
+      .description('CollectSSL (queryType 0): an order\u2019s status and its DCV status; exit 1 with -20 for an order cancelled or declined')
+      .addOption(opt('--order <n>', 'orderNumber', apiInteger))
+      .addOption(opt('--certificate-id <n>', 'certificateID (the one AutoApplyOrder answered)', apiInteger))
+      .addOption(opt('--base-order <n>', 'baseOrderNumber (the newest order of the chain)', apiInteger)),
+  ).action(async (flags: StatusFlags) => {
+    if (flags.order === undefined && flags.certificateId === undefined && flags.baseOrder === undefined) throw new Error('give --order N, --certificate-id N or --base-order N');
+    const api = await connect(flags);
+    let status: CollectSslResult;
+    try {
+      const { order, certificateId: certificateID, baseOrder: baseOrderNumber } = flags;
+      const ref: CollectSslOrderRef =
+        order !== undefined ? { orderNumber: order, certificateID, baseOrderNumber } : certificateID !== undefined ? { certificateID, baseOrderNumber } : { baseOrderNumber: baseOrderNumber! };
+      status = await api.collectSsl(ref, { showStatusDetails: true, showFQDN: true });
+    } catch (err) {
+      fail(flags, err);
+    }
+    print(flags.json, status, () => describeStatus(status));
   });
 
   return client;
