@@ -161,6 +161,12 @@ export const SANDBOX_LOGIN = 'sandbox';
 /** Where a running sandbox leaves its admin URL, token and certificate for `dcvd sandbox dns …` (0600). */
 export const SANDBOX_INFO_FILE = 'sandbox.json';
 
+/**
+ * One webhook POST's time limit by default (`--webhook-timeout`): a receiver that does not answer within it holds
+ * one of the worker's slots no longer, so one hung receiver delays other accounts' events by seconds, not minutes.
+ */
+export const DEFAULT_WEBHOOK_TIMEOUT_MS = 15_000;
+
 /** How long a rotated-out webhook signing secret keeps signing too (`account rotate-webhook-secret`, the internal API). */
 export const DEFAULT_WEBHOOK_SECRET_OVERLAP_MS = 24 * 3600 * 1000;
 

@@ -20,7 +20,7 @@ import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance } from 'fastify';
 import type { HostPort, ServeConfig, ServeRole } from './config.ts';
-import { mailDomain } from './config.ts';
+import { DEFAULT_WEBHOOK_TIMEOUT_MS, mailDomain } from './config.ts';
 import { cryptoRandom, systemClock, type Clock, type RandomSource } from './deps.ts';
 import { createLogger, type Logger } from './log.ts';
 import { openStore, temporaryStorageInMemory, unreadableTable, type Store } from './store/database.ts';
@@ -363,7 +363,18 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
   // Signed webhooks of the decisions: queued in the deciding transaction, delivered by their own worker
   // (always: accounts' own URLs are signed with their own secrets, even without a global one).
   const hooks = config.webhooks;
-  const webhooks = new WebhookWorker({ db: store.db, dialect: store.dialect, clock, policy: config.dcvEmail.outbox, log: logger, secret: hooks.secret, previousSecret: hooks.previousSecret, keys: valueKeys });
+  const outboxPolicy = config.dcvEmail.outbox;
+  const webhooks = new WebhookWorker({
+    db: store.db, dialect: store.dialect, clock, policy: outboxPolicy, log: logger, secret: hooks.secret, previousSecret: hooks.previousSecret, keys: valueKeys,
+    egress: {
+      allowNetworks: hooks.allowNetworks ?? '',
+      resolvers: config.dnsServers ?? systemResolvers(),
+      dnsTimeoutMs: config.dnsTimeoutMs,
+      dnsAttempts: config.dnsAttempts,
+      // Within a third of the lease, so that a live worker always records its outcome before another may take the event.
+      timeoutMs: Math.max(1000, Math.min(hooks.timeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS, Math.floor(outboxPolicy.leaseMs / 3))),
+    },
+  });
   closers.push('webhook worker', () => webhooks.stop());
   // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.
   const confirmation = new ConfirmationService({

@@ -2,8 +2,9 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command } from 'commander';
-import { defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, SERVE_ROLES, splitsDelivery, type ServeConfig, type ServeRole } from '../config.ts';
+import { DEFAULT_WEBHOOK_TIMEOUT_MS, defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, SERVE_ROLES, splitsDelivery, type ServeConfig, type ServeRole } from '../config.ts';
 import { checkWebhookUrl } from '../accounts/webhook-url.ts';
+import { normalizeNetworks } from '../accounts/networks.ts';
 import { parseResolvers, type Resolver } from '../dns/resolvers.ts';
 import { DNSSEC_MODES, type DnssecMode } from '../dns/dnssec-config.ts';
 import { emailDcvBlocklistOption, emailDcvCutoffOption, emailPolicyFrom, opt, parseBrVersion, parseProducts, repeatable, withStoreOptions, type StoreFlags } from './options.ts';
@@ -52,6 +53,8 @@ interface ServeFlags extends StoreFlags {
   webhookUrl?: string;
   webhookSecret?: string;
   webhookSecretFile?: string;
+  webhookAllowNetworks?: string[];
+  webhookTimeout: number;
   logLevel: string;
 }
 
@@ -145,6 +148,10 @@ function serveOptions(): Command {
     .addOption(opt('--webhook-url <url>', 'POST validated/declined events here (accounts may have their own); off by default', (v) => checkWebhookUrl(v)))
     .addOption(opt('--webhook-secret <secret>', 'HMAC-SHA256 key of the global --webhook-url\u2019s signatures only; accounts\u2019 own URLs have their own secrets (better: DCVD_WEBHOOK_SECRET or --webhook-secret-file)'))
     .addOption(opt('--webhook-secret-file <file>', 'read the global webhook signing key from this file; while rotating, the previous key on a second line signs too'))
+    .addOption(
+      repeatable('--webhook-allow-networks <cidr>', 'networks accounts\u2019 own webhook URLs may reach besides Internet addresses, over http:// too; repeat or comma-separate (default: none, so no loopback, private or link-local target)', { keepEmpty: true }),
+    )
+    .addOption(opt('--webhook-timeout <duration>', 'how long one webhook POST may take, from its lookup to the answer\u2019s status (at most a third of --outbox-lease)', parseDuration).default(...duration(DEFAULT_WEBHOOK_TIMEOUT_MS)))
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default(defaults.logLevel))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
@@ -186,7 +193,12 @@ function serveOptions(): Command {
         dnssec: { mode: flags.dnssec, probeSecure: flags.dnssecProbeSecure, probeBogus: flags.dnssecProbeBogus, probeIntervalMs: flags.dnssecProbeInterval },
         dcvEmail: dcvEmailConfigFrom(flags as ServeFlags & DcvEmailFlags),
         codeGuessing: { failureLimit: flags.codeFailureLimit, windowMs: flags.codeFailureWindow },
-        webhooks: { url: flags.webhookUrl, ...(await webhookSecrets(flags)) },
+        webhooks: {
+          url: flags.webhookUrl,
+          ...(await webhookSecrets(flags)),
+          allowNetworks: normalizeNetworks(flags.webhookAllowNetworks ?? []),
+          timeoutMs: flags.webhookTimeout,
+        },
         mpic: mpicConfigFrom(flags as ServeFlags & MpicFlags),
         logLevel: flags.logLevel,
         ipv6Prefix: flags.ipv6Prefix,

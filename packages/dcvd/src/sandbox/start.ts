@@ -18,6 +18,9 @@ import type { Logger } from '../log.ts';
 import type { Clock } from '../deps.ts';
 import { Sandbox, VIEWER_PATH } from './index.ts';
 
+/** Where accounts' webhook URLs may lead in the sandbox besides the Internet: loopback (docs/SANDBOX.md). */
+export const SANDBOX_WEBHOOK_NETWORKS = '127.0.0.0/8,::1/128';
+
 export { SANDBOX_INFO_FILE } from '../config.ts';
 
 export interface SandboxOptions {
@@ -100,6 +103,8 @@ export async function startSandbox(options: SandboxOptions): Promise<RunningSand
     // No Open MPIC service can see the sandbox's DNS overrides: DNS-found addresses are selected on
     // the word of the (overridden) resolver, as `--mpic off` does (not BR 3.2.2.9-compliant; a test server).
     mpic: options.serve?.mpic ?? defaultMpicConfig({ mode: 'off' }),
+    // An integrator's webhook receiver runs beside its tests: accounts' URLs may reach loopback, over http:// too.
+    webhooks: { ...options.serve?.webhooks, allowNetworks: options.serve?.webhooks?.allowNetworks ?? SANDBOX_WEBHOOK_NETWORKS },
   });
   let server: RunningServer;
   try {

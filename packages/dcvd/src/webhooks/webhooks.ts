@@ -11,7 +11,6 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
-import type { FetchInitLike } from '@dcvd/client';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
 import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../queue/leased.ts';
 import { listEvidence, type DecidedEvent } from '../orders/confirmation.ts';
@@ -19,11 +18,9 @@ import type { EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { Dialect } from '../store/database.ts';
 import type { ValueKeys } from '../orders/random-values.ts';
 import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
+import { webhookPoster, type WebhookEgressPolicy, type WebhookPost } from './egress.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
-
-/** What the worker needs of fetch: @dcvd/client's request subset; of the answer its status, and its body to discard unread. */
-export type WebhookFetch = (url: string, init: FetchInitLike) => Promise<Pick<Response, 'status' | 'body'>>;
 
 export interface WebhookConfig {
   /** Global URL for accounts without their own. */
@@ -32,7 +29,12 @@ export interface WebhookConfig {
   secret?: string | undefined;
   /** The global URL's previous key while the operator rotates it (second line of --webhook-secret-file): it signs too. */
   previousSecret?: string | undefined;
+  /** Networks accounts' own URLs may reach besides Internet addresses, over http:// too (a normalized CIDR list; egress.ts). */
+  allowNetworks?: string | undefined;
+  /** The time limit of one POST, lookup to status line (config.ts's DEFAULT_WEBHOOK_TIMEOUT_MS; at most a third of the lease). */
+  timeoutMs?: number | undefined;
 }
+
 
 /**
  * The global key from --webhook-secret-file's text: the first non-empty line;
@@ -280,11 +282,26 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
       secret: string | undefined;
       previousSecret?: string | undefined;
       keys: ValueKeys;
-      /** The HTTP client the events are POSTed with; the global fetch when absent. */
-      fetch?: WebhookFetch | undefined;
+      /** Where accounts' URLs may lead, and the requests' time limit (egress.ts). */
+      egress: WebhookEgressPolicy;
     },
   ) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
+    this.post = webhookPoster(deps.egress);
+  }
+
+  private readonly post: WebhookPost;
+
+  /**
+   * Where the row's event goes now: an account's current URL (an event queued before the reseller moved its
+   * receiver goes to the new one, never to an endpoint it gave up), null when the account has no URL of its own
+   * any more; the global URL as queued.
+   */
+  private async urlOf(row: WebhookRow): Promise<string | null> {
+    const accountId = row.receiver === null ? undefined : /^account:(\d+)$/.exec(row.receiver)?.[1];
+    if (accountId === undefined) return row.url;
+    const account = await this.deps.db.selectFrom('accounts').select('webhook_url').where('id', '=', Number(accountId)).executeTakeFirst();
+    return account?.webhook_url ?? null;
   }
 
   /**
@@ -299,23 +316,30 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
   }
 
   protected async deliver(row: WebhookRow): Promise<void> {
-    const { clock, policy, log, fetch: post = fetch } = this.deps;
+    const { clock, policy, log, db } = this.deps;
     const where = { eventId: row.event_id, event: row.event, attempt: row.attempts };
     const t = Math.floor(clock.now() / 1000);
     let reason: string;
     try {
       const secrets = await this.secretsOf(row);
       if (secrets.length === 0) {
-        // Kept and retried: the operator can still issue one (`dcvd account rotate-webhook-secret`).
-        await this.failedAttempt(row, `no signing secret for receiver ${row.receiver ?? GLOBAL_RECEIVER} (dcvd account rotate-webhook-secret, or --webhook-secret for the global URL)`, { permanent: false, where });
+        // Kept, and the attempt not counted: the event waits (at the longest retry interval) until the operator
+        // issues a secret (`dcvd account rotate-webhook-secret`, or --webhook-secret for the global URL).
+        const reason = `no signing secret for receiver ${row.receiver ?? GLOBAL_RECEIVER} (dcvd account rotate-webhook-secret, or --webhook-secret for the global URL)`;
+        const next = clock.now() + policy.retryMaxMs;
+        await this.finish(row, { state: 'pending', attempts: row.attempts - 1, next_attempt_at: next, last_error: reason });
+        log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'webhook waits for a signing secret');
         return;
       }
-      const res = await post(row.url, {
-        method: 'POST',
+      const url = await this.urlOf(row);
+      if (url === null) {
+        await this.failedAttempt(row, 'the account has no webhook URL of its own any more', { permanent: true, where });
+        return;
+      }
+      if (url !== row.url) await db.updateTable('webhook_outbox').set({ url }).where('id', '=', row.id).where('claim_token', '=', row.claim_token).execute();
+      const status = await this.post(url, {
         body: row.body,
-        redirect: 'manual',
-        // A third of the lease: a live worker always records its outcome first.
-        signal: AbortSignal.timeout(Math.max(1000, Math.floor(policy.leaseMs / 3))),
+        restricted: row.receiver !== null && row.receiver !== GLOBAL_RECEIVER,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'dcvd-webhook/1',
@@ -324,13 +348,12 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
           [SIGNATURE_HEADER]: signWebhook(secrets, t, row.body),
         },
       });
-      await res.body?.cancel();
-      if (res.status >= 200 && res.status < 300) {
-        await this.finish(row, { state: 'delivered', delivered_at: clock.now(), response: `HTTP ${res.status}`, last_error: null });
-        log.info({ ...where, state: 'delivered', status: res.status }, 'webhook delivered');
+      if (status >= 200 && status < 300) {
+        await this.finish(row, { state: 'delivered', delivered_at: clock.now(), response: `HTTP ${status}`, last_error: null });
+        log.info({ ...where, state: 'delivered', status }, 'webhook delivered');
         return;
       }
-      reason = `HTTP ${res.status}`;
+      reason = `HTTP ${status}`;
     } catch (err) {
       reason = (err instanceof Error ? (err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message) : String(err)).slice(0, 500);
     }

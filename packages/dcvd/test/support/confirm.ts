@@ -1,7 +1,7 @@
 /** A DCV email really delivered to the test SMTP server, and the confirmation link and code it carries (CONTRACT §5, §6). */
 import type { Clock } from '../../src/deps.ts';
 import type { SmtpSink, SinkMessage } from './smtp-sink.ts';
-import type { TestServer } from './server.ts';
+import { form, type TestServer } from './server.ts';
 import { codeIn, createOrder, getList, OK, resend } from './dcv.ts';
 
 export interface MailedCode {
@@ -36,4 +36,18 @@ export function csrfOf(html: string): string {
   const m = /name="csrf" value="([^"]+)"/.exec(html);
   if (!m) throw new Error('no csrf field on the page');
   return m[1]!;
+}
+
+/** Mails a code for a new order `orderNumber` of `login` (on `domain`) and decides it on the confirmation page, as the recipient does. */
+export async function decideByMail(
+  server: TestServer,
+  sink: SmtpSink,
+  clock: Clock,
+  order: { login: string; orderNumber: number; domain: string },
+  decision: 'approve' | 'decline',
+): Promise<void> {
+  const m = await mailedCode(server, sink, clock, { ...order, address: 'admin@example.com' });
+  const page = await server.request({ method: 'GET', path: new URL(m.link).pathname });
+  const r = await server.post('/dcv/confirm', form({ code: m.code, csrf: csrfOf(page.body), decision }), { headers: { 'sec-fetch-site': 'same-origin' } });
+  if (r.status !== 200) throw new Error(`the decision answered ${r.status}`);
 }

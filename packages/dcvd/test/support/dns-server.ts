@@ -48,6 +48,8 @@ export interface TestDnsServer {
   /** Each inner array is one record's character-strings (at most 255 bytes each). */
   setTxt(name: string, records: (string | Buffer)[][]): void;
   setCaa(name: string, records: TestCaaRecord[]): void;
+  /** A and AAAA records: each address under the type its form says. */
+  setAddresses(name: string, addresses: string[]): void;
   /** Answers queries for `name` with a CNAME to `target`, plus target's records of the asked type. */
   setCname(name: string, target: string): void;
   setServfail(name: string, type?: string): void;
@@ -78,6 +80,7 @@ interface TypedSwitch {
 interface NameConfig {
   txt?: Buffer[][];
   caa?: TestCaaRecord[];
+  addresses?: string[];
   cname?: string;
   servfail?: TypedSwitch;
   refused?: TypedSwitch;
@@ -234,6 +237,9 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
     setCaa(name, records) {
       entry(name).caa = records.map((r) => ({ ...r }));
     },
+    setAddresses(name, addresses) {
+      entry(name).addresses = [...addresses];
+    },
     setCname(name, target) {
       entry(name).cname = target;
     },
@@ -303,6 +309,9 @@ function recordsOf(cfg: NameConfig, owner: string, type: string): Answer[] {
       // dns-packet's types only list issue/issuewild/iodef; any tag encodes.
       data: { flags: r.flags ?? 0, tag: r.tag, value: r.value } as CaaData,
     }));
+  }
+  if (type === 'A' || type === 'AAAA') {
+    return (cfg.addresses ?? []).filter((a) => net.isIP(a) === (type === 'A' ? 4 : 6)).map((data) => ({ type, name: owner, ttl: cfg.ttl ?? 60, data }));
   }
   return [];
 }

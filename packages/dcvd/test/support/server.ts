@@ -41,6 +41,8 @@ export interface Response {
 }
 
 export const PASSWORD = 'correct horse battery staple';
+/** `webhooks.allowNetworks` for a test whose accounts' webhook receivers listen on loopback (src/webhooks/egress.ts). */
+export const LOOPBACK = '127.0.0.1/32';
 
 export async function startTestServer(
   overrides: Partial<ServeConfig> = {},
