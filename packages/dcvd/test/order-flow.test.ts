@@ -20,12 +20,15 @@ import { OrderRepository } from '../src/orders/orders.ts';
 import { defaultEmailDcvPolicy } from '../src/orders/email-dcv-policy.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, PASSWORD, startTestServer, type TestServer } from './support/server.ts';
-import { codeIn, errorBody, getList, resend } from './support/dcv.ts';
+import { codeIn, errorBody, getList, OK, resend } from './support/dcv.ts';
+import { waitUntil } from './support/wait.ts';
 import { csrfOf } from './support/confirm.ts';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
 const clock = new ManualClock(Date.UTC(2026, 0, 10, 9, 0, 0));
+/** The server's email DCV blocklist: the server reads this array, so a test can blocklist a domain as an operator's restart would. */
+const blocklist = ['blocked.example.com'];
 let sink: SmtpSink;
 let server: TestServer;
 
@@ -50,7 +53,7 @@ before(async () => {
   server = await startTestServer(
     {
       dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, randomValueTtlMs: 7 * 24 * 3600_000, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50 } }),
-      emailDcv: { ...defaultEmailDcvPolicy(), blocklist: ['blocked.example.com'] },
+      emailDcv: { ...defaultEmailDcvPolicy(), blocklist },
     },
     { clock },
   );
@@ -444,6 +447,50 @@ test('CollectSSL: the status queries public clients send, at /products/download/
   assert.equal((await collect('bob', { orderNumber, ...flags })).body, c(-4, 'orderNumber'));
   assert.equal((await collect('bob', { certificateID, ...flags })).body, c(-4, 'certificateID'));
   assert.equal((await collect('bob', { orderNumber, queryType: 0 })).body, "-4\nThe value of the 'orderNumber' argument is invalid!\n");
+});
+
+test('a multi-domain order: the blocklist holds for every domain a resend or a queued email would validate; its webhooks tell the order from the domain', async () => {
+  await server.createAccount('mdhook', { webhookUrl: 'https://192.0.2.1/hook' });
+  for (const n of ['md-one.example.com', 'md-two.example.org']) await getList(server, 'mdhook', n);
+  const placed = await call('AutoApplyOrder', 'mdhook', {
+    product: 361, days: 365, csr: await makeCsr('md-one.example.com', ['md-one.example.com', 'md-two.example.org']), dcvEmailAddresses: 'admin@example.com,admin@example.org',
+  });
+  const orderNumber = Number(phpRead(placed.body).orderNumber);
+  const mails = await nextMails(2);
+  const codeOf = (to: string) => codeIn(mails.find((m) => m.envelope.rcptTo[0] === to)!.parsed.text);
+  await confirm(codeOf('admin@example.com'));
+  // The first domain's approval: the event says that domain is validated and the order still awaits the other.
+  const order = await server.store.db.selectFrom('orders').select(['id', 'dcv_status']).where('order_number', '=', orderNumber).executeTakeFirstOrThrow();
+  assert.equal(order.dcv_status, 'awaiting');
+  const [event] = await server.store.db.selectFrom('webhook_outbox').select('body').where('order_id', '=', order.id).execute();
+  const body = JSON.parse(event!.body);
+  assert.equal(body.type, 'dcv.validated');
+  assert.deepEqual(body.order, { orderNumber, baseOrderNumber: orderNumber, account: 'mdhook', domain: 'md-one.example.com', dcvStatus: 'awaiting' });
+  assert.deepEqual(body.domain, { name: 'md-one.example.com', dcvStatus: 'validated' });
+  assert.equal(body.evidence.domain, 'md-one.example.com');
+
+  // An email for the second domain, refused once by the mail server, waits for its retry; meanwhile the operator
+  // blocklists that domain: the retry does not send it.
+  clock.advance(3600_000);
+  sink.refuseNext(1, 451);
+  assert.equal((await resend(server, 'mdhook', { orderNumber })).body, OK);
+  const latest = () => server.store.db.selectFrom('outbox').selectAll().where('order_id', '=', order.id).orderBy('id', 'desc').limit(1).executeTakeFirstOrThrow();
+  await waitUntil('the refused attempt recorded', async () => (await latest()).attempts === 1 && (await latest()).state === 'pending');
+  assert.equal((await latest()).recipient, 'admin@example.org');
+  blocklist.push('md-two.example.org');
+  try {
+    const sent = sink.messages.length;
+    clock.advance(3 * 3600_000);
+    server.outbox!.wake();
+    await waitUntil('the retry cancelled', async () => (await latest()).state === 'cancelled');
+    assert.match((await latest()).last_error ?? '', /^not sent: .*blocklist/);
+    assert.equal(sink.messages.length, sent, 'nothing sent');
+    // And the next resend is refused, though the order's first domain is not blocklisted.
+    clock.advance(3600_000);
+    assert.equal((await resend(server, 'mdhook', { orderNumber })).body, errorBody(-160));
+  } finally {
+    blocklist.pop();
+  }
 });
 
 test('AutoApplyOrder: a certificate id another order took between the draw and the insert is drawn again (unique since migration 0016)', async () => {

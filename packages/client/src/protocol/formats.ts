@@ -269,7 +269,8 @@ function errorFromFields(code: number, fields: Record<string, string>): DecodedE
  * host's errors may), text otherwise. The body decides, not the requested
  * format or the Content-Type, since a server may answer an error found
  * before the parameters in another format than the one asked for (dcvd
- * answers -1, -2, -17 in text even to `responseFormat=2`).
+ * answers in JSON only when the body carries exactly one `responseFormat=2`;
+ * a body it cannot read gets text).
  */
 export function decodeAddressList(body: string): Decoded<DecodedDcvEmailAddressList> {
   const start = body.replace(/^[\s\uFEFF]+/, '');

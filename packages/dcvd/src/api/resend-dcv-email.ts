@@ -6,8 +6,8 @@
  * (ignored for 801/803); dcvEmailAddress not offered to the account for the
  * order's domain in the last 24 hours → -4, or omitted when the order never
  * had an address → -3; the operator's email DCV policy (cut-off date,
- * blocklist: emailDcvRefusal) refuses the order's domain → -160, checked
- * right after the permissions; the order not awaiting email DCV, or the
+ * blocklist) refuses the order's domain, or any domain of a multi-domain order
+ * still awaiting email DCV → -160, checked right after the permissions; the order not awaiting email DCV, or the
  * previous DCV email less than the minimum interval ago → -160; a DNS-found address that Multi-Perspective
  * Issuance Corroboration does not corroborate (src/mpic/corroborate.ts) → -160. Success: the email is
  * durably queued (transactional outbox).
@@ -17,13 +17,13 @@ import { ErrorCode } from '@dcvd/client';
 import type { Clock } from '../deps.ts';
 import type { Database } from '../store/schema.ts';
 import type { OfferedAddressRegistry } from '../registry/offered.ts';
-import { MARK_CERTIFICATE_PRODUCTS, validationDomain, type OrderDomainRow, type OrderRepository, type OrderRow, type OrderWithDomains } from '../orders/orders.ts';
+import { MARK_CERTIFICATE_PRODUCTS, type OrderDomainRow, type OrderRepository, type OrderRow, type OrderWithDomains } from '../orders/orders.ts';
 import type { TemplateRepository } from '../orders/templates.ts';
 import { currentRecipient, domainsOfOrder, queueEmailsIn, type DcvEmailSettings } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { corroborateRecipient, queueCorroboratedEmail, type ContactGate } from '../mpic/corroborate.ts';
 import { fail, type CallContext, type Outcome, type ResendDcvEmailParams } from './types.ts';
-import { emailDcvRefusal, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
+import { emailDcvRefusalOfAny, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { writeTransaction } from '../store/database.ts';
 
 export interface ResendDeps {
@@ -81,8 +81,11 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   // Step 8: permissions.
   if (order.voucher === 1 && !ctx.account.perm_voucher) return fail(ErrorCode.VoucherPermissionDenied, 'ResendDCVEmail');
 
-  // Step 10: the operator's policy, as for GetDCVEmailAddressList (no email after the cut-off or for a blocklisted domain).
-  const refusal = emailDcvRefusal(deps.policy, validationDomain(order), now);
+  // Step 10: the operator's policy, as for GetDCVEmailAddressList (no email after the cut-off or for a blocklisted
+  // domain): for a multi-domain order, every domain the resend would email (those awaiting email DCV).
+  const domains = order.domain_count > 1 ? await domainsOfOrder.rows(deps.db, { orderId: order.id }) : undefined;
+  const names = domains ? domains.filter(awaitsEmail).map((d) => d.domain) : [order.domain];
+  const refusal = emailDcvRefusalOfAny(deps.policy, names, now);
   if (refusal) {
     log.info({ orderNumber, policy: refusal }, 'email DCV refused by policy');
     return fail(ErrorCode.RequestUnsuccessful);
@@ -93,7 +96,7 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   const templateRef = template.value;
 
   // A multi-domain order (CONTRACT §12): every domain still awaiting email DCV gets its email.
-  if (order.domain_count > 1) return resendEveryDomain(deps, ctx, params, order, await domainsOfOrder.rows(deps.db, { orderId: order.id }), templateRef, now);
+  if (domains) return resendEveryDomain(deps, ctx, params, order, domains, templateRef, now);
 
   // The recipient: a newly named address must pass the 24-hour rule (CONTRACT §4).
   let recipient: DcvRecipient | undefined;
@@ -122,6 +125,8 @@ export async function resendDcvEmail(deps: ResendDeps, ctx: CallContext, params:
   return { ok: true, value: undefined };
 }
 
+const awaitsEmail = (d: OrderDomainRow): boolean => d.dcv_status === 'awaiting' && d.dcv_method === 'email';
+
 /**
  * A resend without a domain of a multi-domain order: each domain awaiting
  * email DCV gets an email, to `dcvEmailAddress` where it passes the 24-hour
@@ -138,7 +143,7 @@ async function resendEveryDomain(
   templateRef: number | null,
   now: number,
 ): Promise<Outcome<void>> {
-  const pending = domains.filter((d) => d.dcv_status === 'awaiting' && d.dcv_method === 'email');
+  const pending = domains.filter(awaitsEmail);
   const plan: { domain: OrderDomainRow; recipient: DcvRecipient }[] = [];
   let named = 0;
   for (const domain of pending) {

@@ -11,7 +11,7 @@ import { codeState, RandomValueStore, spendValue, type CodeState, type ValueKeys
 import { coveredDomainIds } from './dcv-email.ts';
 import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 import { retryTransaction } from '../store/database.ts';
-import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from './email-dcv-policy.ts';
+import { emailDcvRefusalOfAny, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from './email-dcv-policy.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
 
 export { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
@@ -48,7 +48,11 @@ export interface DecidedEvent {
   accountId: number;
   orderNumber: number;
   baseOrderNumber: number;
+  /** The domain this event decided (one per event; a code covering several domains makes one event each). */
   domain: string;
+  /** The order's own domain (its first), and its DCV status after the decision: `awaiting` while other domains of a multi-domain order still are. */
+  orderDomain: string;
+  orderDcvStatus: 'validated' | 'declined' | 'awaiting';
   evidenceId: number;
   decidedAt: number;
 }
@@ -119,7 +123,7 @@ export class ConfirmationService {
     // An active value of an order that is no longer awaiting cannot decide it.
     if (order.dcv_status === 'cancelled') return { state: 'cancelled' };
     if (order.dcv_status !== 'awaiting') return { state: 'spent' };
-    const refusal = this.deps.emailPolicy && order.domain.split(', ').map((d) => emailDcvRefusal(this.deps.emailPolicy!, validationDomainOf(d), now)).find((r) => r);
+    const refusal = this.deps.emailPolicy && emailDcvRefusalOfAny(this.deps.emailPolicy, order.domain.split(', '), now);
     if (refusal) return { state: 'refused', refusal };
     return { state, valueId: row.id, orderNumber: order.order_number, domain: order.domain, adn: row.adn, recipient: row.recipient, expiresAt: row.expires_at };
   }
@@ -151,7 +155,7 @@ export class ConfirmationService {
         const value = await trx.selectFrom('random_values').selectAll().where('id', '=', found.valueId).executeTakeFirstOrThrow();
         // The code's domains (one, or every domain its email covered) are decided; the order is declined
         // with them, or validated once every domain is.
-        let orderStatus: string = status;
+        let orderStatus: 'validated' | 'declined' | 'awaiting' = status;
         let decidedDomains = [found.domain];
         if (value.order_domain_id !== null) {
           const ids = await coveredDomainIds(trx, value);
@@ -213,6 +217,8 @@ export class ConfirmationService {
           orderNumber: order.order_number,
           baseOrderNumber: order.base_order_number,
           domain,
+          orderDomain: order.domain,
+          orderDcvStatus: orderStatus,
           evidenceId: evidence.id,
           decidedAt: now,
         });
@@ -234,11 +240,6 @@ export class ConfirmationService {
   purgeFailures(): Promise<number> {
     return this.failures.purge(this.deps.clock.now());
   }
-}
-
-/** `*.example.com` is validated as `example.com`. */
-function validationDomainOf(domain: string): string {
-  return domain.startsWith('*.') ? domain.slice(2) : domain;
 }
 
 /** A validation's evidence as the operator interface shows it (CONTRACT §6, §9). */
@@ -277,11 +278,12 @@ const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOStrin
 /** With `policy`, `usable` is judged at `now` against its cut-off; without, only a declined validation is unusable. */
 export async function listEvidence(
   db: Kysely<Database>,
-  filter: { orderId?: number; limit?: number } = {},
+  filter: { orderId?: number; domain?: string; limit?: number } = {},
   judge?: { policy: EmailDcvPolicy | undefined; now: number },
 ): Promise<EvidenceView[]> {
   let q = db.selectFrom('dcv_evidence as e').innerJoin('orders as o', 'o.id', 'e.order_id').selectAll('e').select('o.order_number');
   if (filter.orderId !== undefined) q = q.where('e.order_id', '=', filter.orderId);
+  if (filter.domain !== undefined) q = q.where('e.domain', '=', filter.domain);
   const rows = await q.orderBy('e.id', 'desc').limit(filter.limit ?? 100).execute();
   return rows.map((r) => {
     const verdict = judge?.policy ? emailValidationUsable(judge.policy, r.decision, judge.now) : { usable: r.decision === 'approved', reason: r.decision === 'approved' ? null : 'declined' };

@@ -47,6 +47,19 @@ export function emailDcvRefusal(policy: EmailDcvPolicy, domain: string, now: num
   return undefined;
 }
 
+/**
+ * The first refusal of any of `domains` (names as orders keep them: a wildcard's `*.` is taken off here), or
+ * undefined when email DCV may go ahead for every one: what an email covering several domains of an order, or
+ * a resend of several, must pass (CONTRACT §6: the policy applies on every path, to every domain).
+ */
+export function emailDcvRefusalOfAny(policy: EmailDcvPolicy, domains: readonly string[], now: number): EmailDcvRefusal | undefined {
+  for (const domain of domains) {
+    const refusal = emailDcvRefusal(policy, domain.startsWith('*.') ? domain.slice(2) : domain, now);
+    if (refusal) return refusal;
+  }
+  return undefined;
+}
+
 /** Readable reason of a refusal, for outbox rows, logs and operators. */
 export function refusalText(refusal: EmailDcvRefusal, policy: EmailDcvPolicy): string {
   return refusal === 'cutoff'

@@ -31,9 +31,8 @@ import type { Database, OutboxTable } from '../store/schema.ts';
 import type { Logger } from '../log.ts';
 import { emailTemplate, TemplateRepository } from '../orders/templates.ts';
 import { openSealedCode, type ValueKeys } from '../orders/random-values.ts';
-import { validationDomain } from '../orders/orders.ts';
 import { sharedDomainCount, sharedDomainsOfValue, sharesDomains } from '../orders/dcv-email.ts';
-import { emailDcvRefusal, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
+import { emailDcvRefusalOfAny, refusalText, type EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import { MailDeliveryError, TemplateError } from '../mail/errors.ts';
 import type { OutgoingEmail } from '../mail/message.ts';
 import { DEFAULT_TEMPLATE, renderTemplate, type EmailTemplate } from '../mail/templates.ts';
@@ -144,7 +143,8 @@ export class OutboxWorker extends LeasedQueueWorker<OutboxRow> {
       log.info({ ...where, state: 'cancelled' }, 'dcv email not sent: its code stopped working');
       return;
     }
-    const refusal = emailDcvRefusal(this.deps.emailPolicy, validationDomain(facts), now);
+    // Every domain the email validates (a multi-domain order's own, or those it covers), not only the order's first.
+    const refusal = emailDcvRefusalOfAny(this.deps.emailPolicy, (facts.value_domain ?? facts.domain).split(', '), now);
     if (refusal) {
       await this.finish(row, { state: 'cancelled', last_error: `not sent: ${refusalText(refusal, this.deps.emailPolicy)}`, sealed_code: null });
       log.warn({ ...where, state: 'cancelled', policy: refusal }, 'dcv email not sent: email DCV refused by policy');

@@ -68,17 +68,25 @@ export async function queueDecisionWebhook(trx: Transaction<Database>, config: W
   const url = account.webhook_url ?? config.url;
   if (url === undefined || (receiver === GLOBAL_RECEIVER && config.secret === undefined)) return false;
   const type = event.decision === 'approved' ? 'dcv.validated' : 'dcv.declined';
-  await insertEvent(trx, { ...event, type, url, receiver, login: account.login, dcvStatus: event.decision === 'approved' ? 'validated' : 'declined', at: event.decidedAt }, emailPolicy);
+  const decided = { name: event.domain, dcvStatus: event.decision === 'approved' ? 'validated' : 'declined' };
+  await insertEvent(trx, { ...event, type, url, receiver, login: account.login, domain: event.orderDomain, dcvStatus: event.orderDcvStatus, decided, at: event.decidedAt }, emailPolicy);
   return true;
 }
 
-/** Writes one event (body with the order and its newest evidence, judged at `at`) to the webhook outbox. */
+/**
+ * Writes one event to the webhook outbox: the order (its own domain and DCV status), the domain the event is
+ * about with its status (`decided`: the one a decision decided; the order's own for `dcv.unusable`), and that
+ * domain's newest evidence, judged at `at`.
+ */
 async function insertEvent(
   trx: Transaction<Database>,
-  e: { type: string; url: string; receiver: string; login: string; orderId: number; orderNumber: number; baseOrderNumber: number; domain: string; dcvStatus: string; at: number },
+  e: {
+    type: string; url: string; receiver: string; login: string; orderId: number; orderNumber: number; baseOrderNumber: number; domain: string; dcvStatus: string;
+    decided: { name: string; dcvStatus: string }; at: number;
+  },
   emailPolicy: EmailDcvPolicy | undefined,
 ): Promise<void> {
-  const [evidence] = await listEvidence(trx, { orderId: e.orderId, limit: 1 }, { policy: emailPolicy, now: e.at });
+  const [evidence] = await listEvidence(trx, { orderId: e.orderId, domain: e.decided.name, limit: 1 }, { policy: emailPolicy, now: e.at });
   const id = randomUUID();
   const event = { type: e.type, orderId: e.orderId, decidedAt: e.at, url: e.url };
   const body = JSON.stringify({
@@ -92,6 +100,7 @@ async function insertEvent(
       domain: e.domain,
       dcvStatus: e.dcvStatus,
     },
+    domain: e.decided,
     evidence,
   });
   const url = event.url;
@@ -178,7 +187,10 @@ export async function queueUnusableWebhooks(
       const receiver = order.webhook_url !== null ? accountReceiver(order.account_id) : GLOBAL_RECEIVER;
       await insertEvent(
         trx,
-        { type: UNUSABLE_EVENT, url, receiver, login: order.login, orderId: order.id, orderNumber: order.order_number, baseOrderNumber: order.base_order_number, domain: order.domain, dcvStatus: 'validated', at: now },
+        {
+          type: UNUSABLE_EVENT, url, receiver, login: order.login, orderId: order.id, orderNumber: order.order_number, baseOrderNumber: order.base_order_number,
+          domain: order.domain, dcvStatus: 'validated', decided: { name: order.domain, dcvStatus: 'validated' }, at: now,
+        },
         emailPolicy,
       );
       return true;
