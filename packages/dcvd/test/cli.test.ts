@@ -70,9 +70,21 @@ test('migrate --json and --help name the environment variables', () => {
   const m = JSON.parse(dcvd(['migrate', '--json']).stdout);
   assert.deepEqual(m.applied, []);
   const help = dcvd(['serve', '--help']).stdout;
-  for (const v of ['DCVD_LISTEN', 'DCVD_HTTP_LISTEN', 'DCVD_TRUST_PROXY', 'DCVD_TLS_CERT', 'DCVD_TLS_KEY', 'DCVD_DATA_DIR', 'DCVD_DATABASE_URL', 'DCVD_BODY_LIMIT']) {
+  for (const v of [
+    'DCVD_LISTEN', 'DCVD_HTTP_LISTEN', 'DCVD_TRUST_PROXY', 'DCVD_TLS_CERT', 'DCVD_TLS_KEY', 'DCVD_DATA_DIR', 'DCVD_DATABASE_URL', 'DCVD_BODY_LIMIT',
+    'DCVD_IPV6_PREFIX', 'DCVD_WEBHOOK_ALLOW_NETWORKS', 'DCVD_WEBHOOK_TIMEOUT',
+  ]) {
     assert.ok(help.includes(v), v);
   }
+  // The per-IP limits' IPv6 grouping is the server's option (it sat on `account create`, where it did nothing).
+  assert.match(help, /--ipv6-prefix <bits>[\s\S]*?\(default:\s+64,/);
+  assert.doesNotMatch(dcvd(['account', 'create', '--help']).stdout, /ipv6-prefix/);
+  const tooLong = dcvd(['serve', '--ipv6-prefix', '129']);
+  assert.equal(tooLong.code, 1);
+  assert.match(tooLong.stderr, /at most 128 bits/);
+  const emptyNetwork = dcvd(['serve', '--webhook-allow-networks', '10.0.0.0/8,']);
+  assert.equal(emptyNetwork.code, 1);
+  assert.match(emptyNetwork.stderr, /an empty entry/);
 });
 
 test('serve: listens, answers, and finishes an in-flight request on SIGTERM', async () => {

@@ -1,6 +1,6 @@
 /** `dcvd account …`: API accounts (CONTRACT §9). */
 import { Command } from 'commander';
-import { DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, defaultServeConfig, formatDuration, parseCount, parseDuration, parseIsoDate } from '../config.ts';
+import { DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, formatDuration, parseDuration, parseIsoDate } from '../config.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
 import { opt, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
 
@@ -53,13 +53,6 @@ export function accountCommands(): Command {
       .addOption(repeatable('--allow-ip <cidr>', 'allowed source network; repeat for several (default: any; an empty one is an error)', { keepEmpty: true }))
       .addOption(repeatable('--permission <name>', 'auto-apply or voucher; repeat for both'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
-      .addOption(
-      opt('--ipv6-prefix <bits>', 'per-IP limits (API logins, validation codes, admin tokens) count an IPv6 source by its network of this many bits', (v) => {
-        const bits = parseCount(v, 1);
-        if (bits > 128) throw new Error('the IPv6 prefix is at most 128 bits');
-        return bits;
-      }).default(defaultServeConfig().ipv6Prefix),
-    )
     .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url); prints the URL\u2019s own signing secret once'))
     .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {

@@ -119,6 +119,13 @@ function serveOptions(): Command {
     .addOption(opt('--ip-failure-limit <n>', 'failures from one source IP that block it', (v) => parseCount(v, 1)).default(d.ipFailures))
     .addOption(opt('--ip-failure-window <duration>', 'window in which those failures count', parseDuration).default(...duration(d.ipWindowMs)))
     .addOption(opt('--ip-block-duration <duration>', 'how long a source IP stays blocked', parseDuration).default(...duration(d.ipBlockMs)))
+    .addOption(
+      opt('--ipv6-prefix <bits>', 'per-IP limits (API logins, validation codes, admin tokens) count an IPv6 source by its network of this many bits', (v) => {
+        const bits = parseCount(v, 1);
+        if (bits > 128) throw new Error('the IPv6 prefix is at most 128 bits');
+        return bits;
+      }).default(defaults.ipv6Prefix),
+    )
     .addOption(opt('--credential-cache-ttl <duration>', 'how long a verified password is remembered in memory (0 = never)', parseDuration).default(...duration(d.credentialCacheMs)))
     .addOption(opt('--dns-servers <host:port,…>', 'resolvers for contact lookups (default: the system\u2019s)', (v) => parseResolvers(v)))
     .addOption(opt('--dns-timeout <duration>', 'per-attempt DNS timeout', parseDuration).default(...duration(defaults.dnsTimeoutMs)))
