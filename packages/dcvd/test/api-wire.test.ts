@@ -146,6 +146,11 @@ describe('transport and body rules', () => {
     assert.deepEqual([j.status, j.body], [200, 'errorCode=-14&errorMessage=An+unknown+error+occurred%21']);
     const d = await s.post('/products/download/!GetDCVEmailAddressList', big);
     assert.deepEqual([d.status, d.body], [200, '-14\nAn unknown error occurred!\n']);
+    // §1's first two steps still come first: over plain HTTP -1, with another method -17, whatever the size.
+    const plain = await s.post(RESEND_PATH, big, { plain: true });
+    assert.deepEqual([plain.status, plain.body], [200, 'errorCode=-1&errorMessage=Request+was+not+made+over+https%21']);
+    const put = await s.request({ path: RESEND_PATH, method: 'PUT', body: big, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.deepEqual([put.status, put.body], [200, 'errorCode=-17&errorMessage=Request+used+GET+rather+than+POST%21']);
   });
   test('/products/download/ serves both endpoints identically, %21 too', async () => {
     for (const prefix of ['/products/download/!', '/products/download/%21']) {

@@ -240,8 +240,11 @@ export async function legacyApi(app: FastifyInstance, options: LegacyApiOptions)
     const tooLarge = error.statusCode === 413;
     request.log.warn({ err: error, errCode: error.code }, tooLarge ? 'request body over the limit' : 'request failed before the endpoint');
     if (!binding) return reply.code(tooLarge ? 413 : 400).send();
-    const rendered = renderError(binding.spec, binding.format([]), { code: ErrorCode.UnknownError });
-    request.apiOutcome = { endpoint: binding.spec.endpoint, code: ErrorCode.UnknownError, reason: tooLarge ? 'body-too-large' : 'bad-request' };
+    // §1's steps 1 and 2 still come first: a body too large for plain HTTP is -1, for a GET -17.
+    const first = transportRefusal(request, options);
+    const code = first?.code ?? ErrorCode.UnknownError;
+    const rendered = renderError(binding.spec, binding.format([]), { code });
+    request.apiOutcome = { endpoint: binding.spec.endpoint, code, reason: first?.reason ?? (tooLarge ? 'body-too-large' : 'bad-request') };
     // HTTP 200 like every answer of the protocol (CONTRACT §1, revised: clients that take any
     // other status for a transport failure never read the -14). The unread rest of the body
     // would be parsed as the next request, so the connection is closed after the answer.
@@ -286,6 +289,13 @@ function requestSignal(reply: FastifyReply, deadlineMs: number): AbortSignal {
   return controller.signal;
 }
 
+/** §1's steps 1 and 2, before anything else: HTTPS (directly, or as a trusted proxy says), then POST. */
+function transportRefusal(request: FastifyRequest, options: LegacyApiOptions): { code: ErrorCodeValue; reason: string } | undefined {
+  if (!options.secure && request.protocol.toLowerCase() !== 'https') return { code: ErrorCode.NotHttps, reason: 'not-https' };
+  if (request.method !== 'POST') return { code: ErrorCode.NotPost, reason: 'not-post' };
+  return undefined;
+}
+
 async function handle(binding: Binding, request: FastifyRequest, reply: FastifyReply, options: LegacyApiOptions): Promise<Rendered> {
   // --products is GetDCVEmailAddressList's list (CONTRACT §1); the order endpoints check `product` against the catalogue.
   const valueRules = binding.spec.endpoint === 'GetDCVEmailAddressList' ? { allowed: { product: options.products } } : {};
@@ -296,10 +306,8 @@ async function handle(binding: Binding, request: FastifyRequest, reply: FastifyR
     request.apiOutcome = { endpoint, code: error.code, reason };
     return renderError(binding.spec, format, error);
   };
-  // §1 step 1: HTTPS, directly or as a trusted proxy says.
-  if (!options.secure && request.protocol.toLowerCase() !== 'https') return fail({ code: ErrorCode.NotHttps }, 'not-https');
-  // Step 2.
-  if (request.method !== 'POST') return fail({ code: ErrorCode.NotPost }, 'not-post');
+  const refused = transportRefusal(request, options);
+  if (refused) return fail({ code: refused.code }, refused.reason);
   // Steps 3 to 6.
   const parsed = binding.parse(entries, valueRules);
   if (!parsed.ok) return fail(parsed.error, 'parameters');
