@@ -195,6 +195,18 @@ test('orders: create with dcvEmailAddress obeys the 24-hour rule and queues an e
   assertError(await api('POST', '/v1/orders/9100001/cancel'), 409, 'conflict', /already cancelled/);
 });
 
+test('orders: an order and its first DCV email are one transaction: an email that cannot be queued leaves no order', async () => {
+  await getList(server, 'alice', 'atomic.example.com');
+  // What the email needs (the value keys, the settings) fails after the order's insert, inside its transaction.
+  const failing = new AdminService({ db: server.store.db, clock: systemClock, random: cryptoRandom, dcvEmail: () => { throw new Error('no secret key file'); } });
+  await assert.rejects(failing.createOrder({ account: 'alice', domain: 'atomic.example.com', orderNumber: 9100901, dcvMethod: 'email', dcvEmail: 'admin@example.com' }), /no secret key file/);
+  assert.equal(await server.store.db.selectFrom('orders').select('id').where('order_number', '=', 9100901).executeTakeFirst(), undefined, 'no order without its email');
+  // The same call with the server's settings makes both.
+  const created = await api('POST', '/v1/orders', { account: 'alice', domain: 'atomic.example.com', orderNumber: 9100901, dcvEmailAddress: 'admin@example.com' });
+  assert.equal(created.status, 201);
+  assert.match(created.json.queuedEmail, /@/);
+});
+
 test('orders: validation errors are 400, unknown orders and accounts 404, a taken number 409', async () => {
   const ok = await api('POST', '/v1/orders', { account: 'alice', domain: 'example.org' });
   assert.equal(ok.status, 201, ok.body);

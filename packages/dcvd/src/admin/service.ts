@@ -15,7 +15,7 @@ import { listOutbox, type OutboxView } from '../outbox/outbox.ts';
 import { ProductError, ProductRepository, productView, type ProductInput, type ProductView } from '../orders/products.ts';
 import { domainsByOrder, OrderError, OrderRepository, orderView, validationDomain, type DcvMethod, type OrderRow, type OrderView } from '../orders/orders.ts';
 import { GLOBAL_SCOPE, TemplateRepository, templateView, type TemplateView } from '../orders/templates.ts';
-import { queueDcvEmail, type DcvEmailSettings } from '../orders/dcv-email.ts';
+import { queueDcvEmailIn, type DcvEmailSettings } from '../orders/dcv-email.ts';
 import { offeredRecipient, type DcvRecipient } from '../registry/offer-window.ts';
 import { listEvidence, type EvidenceView } from '../orders/confirmation.ts';
 import { listWebhooks, type WebhookView } from '../webhooks/webhooks.ts';
@@ -217,13 +217,16 @@ export class AdminService {
     if (req.baseOrderNumber !== undefined) input.baseOrderNumber = req.baseOrderNumber;
     if (req.product !== undefined) input.product = req.product;
     if (req.templateId !== undefined) input.templateId = req.templateId;
-    let order = await this.orders.create(input);
     let queuedEmail: string | null = null;
-    if (recipient) {
+    // The order and its first DCV email in one transaction (CONTRACT §5): an email that cannot be queued leaves no order.
+    const firstEmail = recipient && (async (trx: Kysely<Database>, created: OrderRow) => {
       const settings = { ...this.deps.dcvEmail(), resendIntervalMs: 0 };
-      const result = await queueDcvEmail(db, settings, { order, recipient, templateRef, now, corroborationId });
-      if (!result.queued) throw new OrderError(`order ${order.order_number} was created, but its DCV email could not be queued (${result.reason})`, 'conflict');
+      const result = await queueDcvEmailIn(trx, settings, { order: created, recipient, templateRef, now, corroborationId });
+      if (!result.queued) throw new OrderError(`no order was created: its DCV email could not be queued (${result.reason})`, 'conflict');
       queuedEmail = result.messageId;
+    });
+    let order = await this.orders.create(input, firstEmail);
+    if (queuedEmail !== null) {
       this.deps.onQueued?.();
       order = (await this.orders.findByNumber(order.order_number))!;
     }

@@ -302,8 +302,12 @@ export class OrderRepository {
     private readonly random: RandomSource,
   ) {}
 
-  /** Creates an order in `awaiting`; checks the domain as the API does (CONTRACT §2) and keeps chains within one account. */
-  async create(input: OrderInput): Promise<OrderRow> {
+  /**
+   * Creates an order in `awaiting`; checks the domain as the API does (CONTRACT §2) and keeps chains within one account.
+   * `within` runs in the order's transaction after its insert (its first DCV email, CONTRACT §5): what it throws
+   * undoes the order too.
+   */
+  async create(input: OrderInput, within?: (trx: Kysely<Database>, order: OrderRow) => Promise<void>): Promise<OrderRow> {
     checkNumber('order number', input.orderNumber);
     checkNumber('base order number', input.baseOrderNumber);
     checkNumber('product code', input.product);
@@ -340,9 +344,10 @@ export class OrderRepository {
               now,
             }),
           )
-          .returning('id')
+          .returningAll()
           .executeTakeFirstOrThrow();
           await insertOrderDomains(trx, inserted.id, [{ domain, dcvMethod: method }], now);
+          await within?.(trx, inserted);
         });
         return (await this.findByNumber(orderNumber))!;
       } catch (err) {
