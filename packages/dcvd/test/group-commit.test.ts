@@ -110,6 +110,14 @@ describe('group commit (SQLite)', () => {
   });
 
 
+  test('every store commits durably: synchronous FULL in WAL mode (a commit answered survives a power loss, CONTRACT §5)', async () => {
+    const { store } = await sqliteStore();
+    const pragma = async (name: string) => Object.values((await sql.raw(`pragma ${name}`).execute(store.db)).rows[0] as Record<string, unknown>)[0];
+    assert.equal(await pragma('journal_mode'), 'wal');
+    // 2 is FULL; NORMAL (1) in WAL mode syncs only at checkpoints, so the last commits can be lost with the OS.
+    assert.equal(await pragma('synchronous'), 2);
+  });
+
   test('a member that changed many pages before it throws is undone alone; the savepoints journal in memory', async () => {
     const { store } = await sqliteStore();
     const tempStore = async () => (await sql<{ temp_store: number }>`pragma temp_store`.execute(store.db)).rows[0]!.temp_store;
