@@ -3,6 +3,7 @@
  * of this server's own (several servers in one process never mix). Served as
  * `GET /metrics` on the admin listener. docs/OPERATIONS.md explains each one.
  */
+import type { WebhookOutcome } from './webhooks/webhooks.ts';
 import { AggregatorRegistry, Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Kysely } from 'kysely';
 import type { Database } from './store/schema.ts';
@@ -29,6 +30,8 @@ export interface Metrics {
   mpicCorroboration(outcome: string): void;
   /** A call that waited in the outbox's flow control: why it went on (caught-up, timed-out) and how long it waited. */
   outboxFlowWait(outcome: string, seconds: number): void;
+  /** One webhook attempt's outcome (src/webhooks/webhooks.ts): delivered, retry, failed, refused (an account URL's target), no-secret. */
+  webhookAttempt(outcome: WebhookOutcome): void;
   /** The Prometheus text exposition. */
   render(): Promise<string>;
   contentType: string;
@@ -195,8 +198,42 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     },
   });
 
+  const webhookAttempts = new Counter({
+    name: 'dcvd_webhook_attempts_total',
+    help: 'Webhook POST attempts by outcome: delivered (2xx), retry (an error or a non-2xx answer, tried again), failed (for good: attempts used up, or the account has no URL of its own any more), refused (an account URL leads to an address outside the Internet or --webhook-allow-networks, or plain http:// there; also retried), no-secret (not sent: the receiver has no signing secret; waits without spending attempts).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  // The webhook queue from the database at scrape time (its state index; the queue, not the history).
+  new Gauge({
+    name: 'dcvd_webhooks_waiting',
+    aggregator: 'first',
+    help: 'Webhook events not yet delivered or failed, by state (pending, sending), in every instance.',
+    labelNames: ['state'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      const rows = await db.selectFrom('webhook_outbox').select(['state', (eb) => eb.fn.countAll<number | string>().as('n')]).where('state', 'in', ['pending', 'sending']).groupBy('state').execute();
+      for (const state of ['pending', 'sending']) this.set({ state }, Number(rows.find((r) => r.state === state)?.n ?? 0));
+    },
+  });
+  const webhookAge = new Gauge({
+    name: 'dcvd_webhooks_oldest_pending_seconds',
+    aggregator: 'first',
+    help: 'Age of the oldest webhook event not yet delivered or failed (0 when none): a growing value means a receiver is down or refused.',
+    registers: [registry],
+    async collect() {
+      const row = await db.selectFrom('webhook_outbox').select((eb) => eb.fn.min('created_at').as('oldest')).where('state', 'in', ['pending', 'sending']).executeTakeFirst();
+      const oldest = row?.oldest === null || row?.oldest === undefined ? undefined : Number(row.oldest);
+      webhookAge.set(oldest === undefined ? 0 : Math.max(0, (sources.clock.now() - oldest) / 1000));
+    },
+  });
+
   return {
     registry,
+    webhookAttempt(outcome) {
+      webhookAttempts.inc({ outcome });
+    },
     observeRequest(endpoint, code, seconds, authFailure) {
       requests.inc({ endpoint, code: String(code) });
       latency.observe({ endpoint }, seconds);

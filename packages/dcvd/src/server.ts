@@ -374,6 +374,7 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
       // Within a third of the lease, so that a live worker always records its outcome before another may take the event.
       timeoutMs: Math.max(1000, Math.min(hooks.timeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS, Math.floor(outboxPolicy.leaseMs / 3))),
     },
+    onAttempt: (outcome) => metrics.webhookAttempt(outcome),
   });
   closers.push('webhook worker', () => webhooks.stop());
   // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.

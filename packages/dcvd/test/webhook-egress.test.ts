@@ -21,6 +21,7 @@ import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts'
 import { LOOPBACK, startTestServer, type TestServer } from './support/server.ts';
 import { decideByMail } from './support/confirm.ts';
 import { waitUntil } from './support/wait.ts';
+import { sampleOf } from './support/metrics.ts';
 
 test('an account URL with an IP literal: Internet addresses only, in every spelling; http:// only inside the allowed networks', () => {
   const problem = (url: string, allow = '') => literalTargetProblem(new URL(url), allow);
@@ -161,4 +162,21 @@ test('an event without a signing secret waits, its attempts unspent, and goes on
 test('a receiver that never answers holds its slot for --webhook-timeout, no longer', async () => {
   const hung = await approvedWith('hung', `http://127.0.0.1:${port}/hang`);
   await failedWith(hung.row, /no answer within 1000 ms/);
+});
+
+test('the metrics count each attempt by outcome, and show the queue and its oldest event', async () => {
+  // The tests above made each outcome at least once (maxAttempts 4 fails the refused and hung events for good).
+  const text = await server.metrics.render();
+  for (const outcome of ['delivered', 'retry', 'refused', 'no-secret', 'failed']) {
+    assert.ok(sampleOf(text, 'dcvd_webhook_attempts_total', `outcome="${outcome}"`) >= 1, outcome);
+  }
+  // An event that waits for ever (a receiver that never answers and many attempts left): the gauges see it.
+  await server.store.db.updateTable('webhook_outbox').set({ state: 'pending', attempts: 0, created_at: Date.now() - 90_000 }).where('url', 'like', '%/hang').execute();
+  const now = await server.metrics.render();
+  const rows = await server.store.db.selectFrom('webhook_outbox').select('state').where('state', 'in', ['pending', 'sending']).execute();
+  const count = (state: string) => rows.filter((r) => r.state === state).length;
+  assert.equal(sampleOf(now, 'dcvd_webhooks_waiting', 'state="pending"') + sampleOf(now, 'dcvd_webhooks_waiting', 'state="sending"'), count('pending') + count('sending'));
+  assert.ok(count('pending') + count('sending') >= 1);
+  const age = Number(/^dcvd_webhooks_oldest_pending_seconds (\S+)$/m.exec(now)?.[1]);
+  assert.ok(age >= 90 && age < 200, String(age));
 });

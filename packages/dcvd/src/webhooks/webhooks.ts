@@ -18,9 +18,12 @@ import type { EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { Dialect } from '../store/database.ts';
 import type { ValueKeys } from '../orders/random-values.ts';
 import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
-import { webhookPoster, type WebhookEgressPolicy, type WebhookPost } from './egress.ts';
+import { WebhookTargetRefused, webhookPoster, type WebhookEgressPolicy, type WebhookPost } from './egress.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
+
+/** One attempt's outcome, for the metrics (`dcvd_webhook_attempts_total`). */
+export type WebhookOutcome = 'delivered' | 'retry' | 'failed' | 'refused' | 'no-secret';
 
 export interface WebhookConfig {
   /** Global URL for accounts without their own. */
@@ -296,6 +299,8 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
       keys: ValueKeys;
       /** Where accounts' URLs may lead, and the requests' time limit (egress.ts). */
       egress: WebhookEgressPolicy;
+      /** Each attempt's outcome, for the metrics. */
+      onAttempt?: (outcome: WebhookOutcome) => void;
     },
   ) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
@@ -332,6 +337,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
     const where = { eventId: row.event_id, event: row.event, attempt: row.attempts };
     const t = Math.floor(clock.now() / 1000);
     let reason: string;
+    let refused = false;
     try {
       const secrets = await this.secretsOf(row);
       if (secrets.length === 0) {
@@ -340,12 +346,14 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
         const reason = `no signing secret for receiver ${row.receiver ?? GLOBAL_RECEIVER} (dcvd account rotate-webhook-secret, or --webhook-secret for the global URL)`;
         const next = clock.now() + policy.retryMaxMs;
         await this.finish(row, { state: 'pending', attempts: row.attempts - 1, next_attempt_at: next, last_error: reason });
+        this.deps.onAttempt?.('no-secret');
         log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'webhook waits for a signing secret');
         return;
       }
       const url = await this.urlOf(row);
       if (url === null) {
         await this.failedAttempt(row, 'the account has no webhook URL of its own any more', { permanent: true, where });
+        this.deps.onAttempt?.('failed');
         return;
       }
       if (url !== row.url) await db.updateTable('webhook_outbox').set({ url }).where('id', '=', row.id).where('claim_token', '=', row.claim_token).execute();
@@ -363,13 +371,16 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
       if (status >= 200 && status < 300) {
         await this.finish(row, { state: 'delivered', delivered_at: clock.now(), response: `HTTP ${status}`, last_error: null });
         log.info({ ...where, state: 'delivered', status }, 'webhook delivered');
+        this.deps.onAttempt?.('delivered');
         return;
       }
       reason = `HTTP ${status}`;
     } catch (err) {
       reason = (err instanceof Error ? (err.cause instanceof Error ? `${err.message}: ${err.cause.message}` : err.message) : String(err)).slice(0, 500);
+      if (err instanceof WebhookTargetRefused) refused = true;
     }
     await this.failedAttempt(row, reason, { permanent: false, where });
+    this.deps.onAttempt?.(row.attempts >= policy.maxAttempts ? 'failed' : refused ? 'refused' : 'retry');
   }
 }
 
