@@ -275,6 +275,41 @@ test('unknown codes are limited per source IP (in the database): the limit block
   assert.equal((await get(m.path, { localAddress: ip })).status, 200);
 });
 
+test('prefetches and prerenders (speculation rules, link previews) answer 503 uncached without a lookup: no guess counted, no details shown', async () => {
+  const m = await mailed('prefetch.example.com', 'admin@example.com');
+  const ip = '127.0.0.80';
+  // What Chromium sends for a hostile page's speculation rules (a top-level navigation, as far as Sec-Fetch-* go),
+  // and the older browsers' markers.
+  const navigation = { 'sec-fetch-site': 'none', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' };
+  const markers: Record<string, string>[] = [
+    { 'sec-purpose': 'prefetch' },
+    { 'sec-purpose': 'prefetch;prerender' },
+    { 'sec-purpose': 'prefetch;anonymous-client-ip' },
+    { purpose: 'prefetch' },
+    { 'x-purpose': 'preview' },
+    { 'x-purpose': 'prefetch' },
+    { 'x-moz': 'prefetch' },
+  ];
+  let n = 0;
+  for (const marker of markers) {
+    for (let i = 0; i < 5; i += 1) {
+      const r = await get(`/dcv/confirm/${String((n += 1)).padStart(26, '0')}`, { localAddress: ip, headers: { ...navigation, ...marker } });
+      assert.equal(r.status, 503, JSON.stringify(marker));
+      assert.equal(r.headers['cache-control'], 'no-store');
+    }
+    const real = await get(m.path, { localAddress: ip, headers: { ...navigation, ...marker } });
+    assert.equal(real.status, 503, JSON.stringify(marker));
+    assert.ok(!real.body.includes(String(m.orderNumber)) && !real.body.includes('csrf'), 'a prefetch never shows the code\u2019s page');
+  }
+  const row = await server.store.db.selectFrom('code_failures').selectAll().where('ip', '=', ip).executeTakeFirst();
+  assert.equal(row, undefined, 'no guess counted or reserved');
+  // The recipient opens the link: the page, with its form.
+  const opened = await get(m.path, { localAddress: ip, headers: { ...navigation, 'sec-fetch-user': '?1' } });
+  assert.equal(opened.status, 200);
+  assert.ok(opened.body.includes(`<dd>${m.orderNumber}</dd>`));
+  assert.equal((await submit({ code: m.code, csrf: csrfOf(opened.body), decision: 'approve' }, { localAddress: ip })).status, 200);
+});
+
 test('bad input never crashes or answers 5xx', async () => {
   const m = await mailed('fuzz.example.com', 'admin@example.com');
   const csrf = csrfOf((await get(m.path)).body);

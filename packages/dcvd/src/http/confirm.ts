@@ -209,6 +209,11 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
 
   /** Pages carry codes: HTTPS only (directly, or as a trusted proxy says). */
   const insecure = (request: FastifyRequest) => request.protocol !== 'https';
+  const notPrefetched: Page = {
+    status: 503,
+    title: 'Open the link to see this page',
+    body: '<h1>Open the link to see this page</h1>\n<p>This page is shown when its link is opened, not fetched ahead of time.</p>',
+  };
   const httpsOnly: Page = { status: 403, title: 'HTTPS required', body: '<h1>HTTPS required</h1>\n<p>Open this page over HTTPS.</p>' };
 
   /** Cross-site POSTs are refused before the token is even read. */
@@ -236,12 +241,33 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
     return (mode !== undefined && mode !== 'navigate') || (dest !== undefined && dest !== 'document');
   }
 
+  /**
+   * A browser fetching the page ahead of a navigation that may never come: Chromium's speculation rules
+   * (`Sec-Purpose: prefetch`, `prefetch;prerender`), `<link rel=prefetch>` in older browsers (`Purpose:
+   * prefetch`, Firefox's `X-Moz: prefetch`), Safari's link previews (`X-Purpose: preview`). A hostile page can
+   * make the recipient's browser prefetch any number of links, as top-level navigations (Sec-Fetch-Mode
+   * `navigate`), so these are no sign of someone opening a link.
+   */
+  function speculative(request: FastifyRequest): boolean {
+    const h = request.headers;
+    const has = (name: string, pattern: RegExp) => {
+      const value = h[name];
+      return value !== undefined && pattern.test(Array.isArray(value) ? value.join(',') : value);
+    };
+    return has('sec-purpose', /prefetch|prerender/i) || has('purpose', /prefetch/i) || has('x-purpose', /prefetch|preview/i) || has('x-moz', /prefetch/i);
+  }
+
   app.get('/dcv/style.css', async (_request, reply) => reply.header('cache-control', 'public, max-age=3600').type('text/css; charset=utf-8').send(STYLESHEET));
 
   app.get('/dcv/confirm', async (request, reply) => send(reply, insecure(request) ? httpsOnly : codeForm()));
 
   app.get<{ Params: { code: string } }>('/dcv/confirm/:code', async (request, reply) => {
     if (insecure(request)) return send(reply, httpsOnly);
+    // A prefetch or prerender is answered before any lookup, so a hostile page's speculation rules neither
+    // count guesses against the recipient's address nor load a real code's page. The status is not 2xx, and
+    // nothing is stored (Cache-Control: no-store): the browser drops the prefetch and, should the link really
+    // be opened, fetches it again.
+    if (speculative(request)) return send(reply, notPrefetched);
     // An <img>, <script>, <iframe> or fetch() aimed at a code (e.g. from a hostile page in the
     // recipient's browser) is not someone opening a link: it is answered without a lookup, so it
     // neither counts against the recipient's address nor shows a real code's details (issue 14).
