@@ -6,6 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
@@ -137,6 +138,48 @@ test('approve: validated, code spent, evidence with everything §6 lists; a seco
   assert.equal(order.dcvStatus, 'validated');
   // Judged against the default cut-off (BR: email methods not relied upon from 2028-03-15).
   assert.deepEqual(order.evidence, [{ ...e, emailMethodsUsableUntil: '2028-03-15T00:00:00.000Z' }]);
+});
+
+/** A POST of our form with a User-Agent of these bytes as they are on the wire, over a TLS connection of its own. */
+function postWithRawUserAgent(fields: Record<string, string>, userAgent: Buffer): Promise<string> {
+  const body = form(fields);
+  const head = `POST /dcv/confirm HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nSec-Fetch-Site: same-origin\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\nUser-Agent: `;
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: server.https!.port, servername: 'localhost', ca: server.cert }, () =>
+      socket.end(Buffer.concat([Buffer.from(head), userAgent, Buffer.from(`\r\n\r\n${body}`)])),
+    );
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.on('end', () => resolve(answer.split('\r\n')[0]!));
+    socket.on('error', reject);
+  });
+}
+
+test('the evidence\u2019s user agent: UTF-8 bytes read as UTF-8, controls and invisible characters replaced, at most 512 characters', async () => {
+  const cases: [string, Buffer, string][] = [
+    // Valid UTF-8: a C1 CSI (U+009B), a bidi override and a zero-width space among letters and an emoji. (Node
+    // refuses C0 controls and DEL in a header: 400.)
+    ['utf-8', Buffer.from('Mozilla/5.0 \u00dcn\u00efcode \u{1F600} \u009b31mred safe\u202eevil\u200b.', 'utf8'), 'Mozilla/5.0 \u00dcn\u00efcode \u{1F600} \ufffd31mred safe\ufffdevil\ufffd.'],
+    // Not UTF-8 (a lone 0x9B): latin1, where 0x9B is the C1 control CSI.
+    ['latin1', Buffer.from([0x41, 0x9b, 0x33, 0x31, 0x6d, 0x42, 0xe9]), 'A\ufffd31mB\u00e9'],
+    ['long', Buffer.from('\u00e9'.repeat(600), 'utf8'), '\u00e9'.repeat(512)],
+  ];
+  const orders: number[] = [];
+  for (const [name, bytes, stored] of cases) {
+    const m = await mailed(`ua-${name}.example.com`, 'admin@example.com');
+    orders.push(m.orderNumber);
+    const status = await postWithRawUserAgent({ code: m.code, csrf: csrfOf((await get(m.path)).body), decision: 'approve' }, bytes);
+    assert.equal(status, 'HTTP/1.1 200 OK', name);
+    const [e] = await listEvidence(server.store.db, { orderId: (await orderStatus(m.orderNumber)).id });
+    assert.equal(e!.userAgent, stored, name);
+  }
+  // What the operator's terminal gets: no C0 or C1 control, no bidi control.
+  const env: Record<string, string> = server.databaseUrl ? { DCVD_DATABASE_URL: server.databaseUrl } : {};
+  for (const orderNumber of orders.slice(0, 2)) {
+    const shown = runDcvd(server.dataDir, ['order', 'show', String(orderNumber), '--json'], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.doesNotMatch(shown.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
+  }
 });
 
 test('two concurrent approvals: one wins, the other sees "already used"; one evidence record', async () => {

@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalCode } from '../orders/random-values.ts';
 import type { CodeLookup, ConfirmationService, DecisionOutcome } from '../orders/confirmation.ts';
 import type { Clock } from '../deps.ts';
+import { headerText } from '../text.ts';
 
 export interface ConfirmPagesOptions {
   confirmation: ConfirmationService;
@@ -298,7 +299,7 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
       return send(reply, refused('This form has expired or was not sent from this site. Open the link in the email again.'));
     }
     const ua = request.headers['user-agent'];
-    const { outcome, lookup } = await confirmation.decide(code, decision, { ip: request.ip, userAgent: typeof ua === 'string' ? ua : undefined });
+    const { outcome, lookup } = await confirmation.decide(code, decision, { ip: request.ip, userAgent: typeof ua === 'string' ? headerText(ua) : undefined });
     request.log.info({ outcome, orderNumber: lookup.state === 'active' ? lookup.orderNumber : undefined }, 'dcv decision');
     return send(reply, result(outcome, lookup.state === 'active' ? lookup.domain : undefined));
   });

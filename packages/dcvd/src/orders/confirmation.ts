@@ -13,6 +13,7 @@ import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 import { retryTransaction } from '../store/database.ts';
 import { emailDcvRefusal, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from './email-dcv-policy.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
+import { visibleText } from '../text.ts';
 
 export { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
 
@@ -202,7 +203,8 @@ export class ConfirmationService {
             email_sent_at: sent?.delivered_at ?? null,
             decided_at: now,
             source_ip: who.ip.slice(0, 64),
-            user_agent: who.userAgent === undefined ? null : who.userAgent.slice(0, 512),
+            // Shown by `dcvd order show` and the internal API: no control or invisible character reaches a terminal.
+            user_agent: who.userAgent === undefined ? null : visibleText(who.userAgent.slice(0, 512)),
           })
           .returning('id')
           .executeTakeFirstOrThrow();
