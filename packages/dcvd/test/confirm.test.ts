@@ -318,6 +318,32 @@ test('unknown codes are limited per source IP (in the database): the limit block
   assert.equal((await get(m.path, { localAddress: ip })).status, 200);
 });
 
+test('the 429 page and its Retry-After give the time left of the block (--code-failure-window), not a fixed 15 minutes', async () => {
+  const m = await mailed('wait.example.com', 'admin@example.com');
+  const ip = '127.0.0.79';
+  for (let i = 0; i < 5; i += 1) assert.equal((await get(`/dcv/confirm/${String(i).padStart(26, '1')}`, { localAddress: ip })).status, 404);
+  const at = (r: { body: string }) => /Wait ([^<]*) and try again/.exec(r.body)?.[1];
+  const first = await get(m.path, { localAddress: ip });
+  assert.equal(first.status, 429);
+  assert.equal(first.headers['retry-after'], '900');
+  assert.equal(at(first), '15 minutes');
+  clock.advance(10 * 60_000 + 30_000);
+  const later = await get(m.path, { localAddress: ip });
+  assert.equal(later.status, 429);
+  assert.equal(later.headers['retry-after'], '270');
+  assert.equal(at(later), '5 minutes');
+  // The typed code and a decision get the same.
+  const typed = await submit({ code: m.code, csrf: csrfOf((await get('/dcv/confirm')).body) }, { localAddress: ip });
+  assert.deepEqual([typed.status, typed.headers['retry-after'], at(typed)], [429, '270', '5 minutes']);
+  const decided = await submit({ code: m.code, csrf: csrfOf((await get(m.path)).body), decision: 'approve' }, { localAddress: ip });
+  clock.advance(4 * 60_000 + 10_000);
+  const last = await get(m.path, { localAddress: ip });
+  assert.deepEqual([decided.status, decided.headers['retry-after'], at(decided)], [429, '270', '5 minutes']);
+  assert.deepEqual([last.status, last.headers['retry-after'], at(last)], [429, '20', 'a minute']);
+  clock.advance(20_000);
+  assert.equal((await get(m.path, { localAddress: ip })).status, 200);
+});
+
 test('prefetches and prerenders (speculation rules, link previews) answer 503 uncached without a lookup: no guess counted, no details shown', async () => {
   const m = await mailed('prefetch.example.com', 'admin@example.com');
   const ip = '127.0.0.80';

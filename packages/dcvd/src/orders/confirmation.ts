@@ -37,7 +37,9 @@ export type Decision = 'approve' | 'decline';
 /** What a code opens: the order's facts for an active one, only its state otherwise. */
 export type CodeLookup =
   | { state: 'active'; valueId: number; orderNumber: number; domain: string; adn: string; recipient: string; expiresAt: number }
-  | { state: Exclude<CodeState, 'active'> | 'unknown' | 'blocked' }
+  | { state: Exclude<CodeState, 'active'> | 'unknown' }
+  /** Too many unknown codes from the source: blocked until then (ms). */
+  | { state: 'blocked'; until: number }
   /** An active code the email DCV policy no longer lets confirm (cut-off passed, domain blocklisted). */
   | { state: 'refused'; refusal: EmailDcvRefusal };
 
@@ -87,11 +89,16 @@ export class ConfirmationService {
   /** Looks a code up for the page that shows it (GET): changes nothing but the guessing counter. */
   async lookup(input: string, ip: string): Promise<CodeLookup> {
     const now = this.deps.clock.now();
-    if (await this.failures.blocked(ip, now)) return { state: 'blocked' };
+    const until = await this.failures.blockEnd(ip, now);
+    if (until !== undefined) return { state: 'blocked', until };
     // A guess is reserved before the lookup (one atomic upsert), so that concurrent guesses cannot
     // all pass the check above: at most `failureLimit` lookups per source per window (issue 14).
     const reserved = await untilNotBusy(() => this.failures.reserve(ip, this.deps.clock.now()));
-    if (reserved !== 'ok') return { state: 'blocked' };
+    if (reserved !== 'ok') {
+      // Blocked meanwhile; or the limit stayed taken by guesses in flight (`busy`): wait a window.
+      const later = this.deps.clock.now();
+      return { state: 'blocked', until: (await this.failures.blockEnd(ip, later)) ?? later + this.deps.policy.windowMs };
+    }
     let row: Awaited<ReturnType<RandomValueStore['findByCode']>>;
     try {
       row = await this.values.findByCode(input);
