@@ -274,6 +274,27 @@ test('auto-approve: off by default, then approves an email once it is old enough
   await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: null });
 });
 
+test('auto-approve is not a guess: a block of loopback by unknown codes does not stop it', async () => {
+  // A client's own tests of unknown codes, from loopback, reach the guessing limit (20).
+  const statuses: number[] = [];
+  for (let i = 0; i < 21; i += 1) statuses.push((await sb.https('GET', `/dcv/confirm/${String(i).padStart(26, '7')}`)).status);
+  assert.deepEqual(statuses, [...Array(20).fill(404), 429]);
+  assert.equal((await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: 0 })).status, 200);
+  try {
+    const { orderNumber } = await mailedOrder('auto-blocked.com', 'admin@auto-blocked.com');
+    await waitUntil('auto-approval while loopback is blocked', async () => (await sb.admin('GET', `/v1/orders/${orderNumber}`)).json.dcvStatus === 'validated');
+    const order = await sb.admin('GET', `/v1/orders/${orderNumber}`);
+    assert.deepEqual([order.json.evidence[0].sourceIp, order.json.evidence[0].userAgent], ['127.0.0.1', 'dcvd-sandbox-auto-approve']);
+    // Loopback is still blocked for the pages: the auto-approval neither counted nor lifted anything.
+    assert.equal((await sb.https('GET', `/dcv/confirm/${'7'.repeat(26)}`)).status, 429);
+  } finally {
+    await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: null });
+    // The block ends with its window (sandbox clock).
+    await sb.admin('POST', '/v1/sandbox/clock/advance', { by: '16m' });
+  }
+  assert.equal((await sb.https('GET', `/dcv/confirm/${'7'.repeat(26)}`)).status, 404);
+});
+
 test('a normal serve has no sandbox route: 404 on both listeners', async () => {
   const token = 'normal-serve-admin-token-0123456789abcdef';
   const server = await startTestServer({ adminListen: { host: '127.0.0.1', port: 0 }, adminToken: token });

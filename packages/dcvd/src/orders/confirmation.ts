@@ -111,6 +111,11 @@ export class ConfirmationService {
       return { state: 'unknown' };
     }
     await this.failures.release(ip);
+    return this.describe(row, now);
+  }
+
+  /** What the code of `row` opens at `now`. */
+  private async describe(row: NonNullable<Awaited<ReturnType<RandomValueStore['findByCode']>>>, now: number): Promise<CodeLookup> {
     const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
     const state = codeState(row, now);
     if (!order) return { state: 'unknown' };
@@ -133,12 +138,28 @@ export class ConfirmationService {
   }
 
   /**
+   * Looks up a code that dcvd itself holds (the sandbox's auto-approval decides the codes it captured):
+   * not a guess, so neither counted nor refused by the guessing limit of its source.
+   */
+  private async lookupKnown(input: string): Promise<CodeLookup> {
+    const now = this.deps.clock.now();
+    const row = await this.values.findByCode(input);
+    return row ? this.describe(row, now) : { state: 'unknown' };
+  }
+
+  /**
    * Approves or declines with a code: the code is spent, the order decided and
    * the evidence written atomically; of two concurrent calls one wins and the
-   * other sees `spent`.
+   * other sees `spent`. The code counts as a guess of `who.ip` unless `guess` is false (a code dcvd
+   * holds itself, not one a client sent).
    */
-  async decide(input: string, decision: Decision, who: { ip: string; userAgent: string | undefined }): Promise<{ outcome: DecisionOutcome; lookup: CodeLookup }> {
-    const found = await this.lookup(input, who.ip);
+  async decide(
+    input: string,
+    decision: Decision,
+    who: { ip: string; userAgent: string | undefined },
+    { guess = true }: { guess?: boolean } = {},
+  ): Promise<{ outcome: DecisionOutcome; lookup: CodeLookup }> {
+    const found = guess ? await this.lookup(input, who.ip) : await this.lookupKnown(input);
     if (found.state !== 'active') return { outcome: found.state, lookup: found };
     const { db, clock, onDecided } = this.deps;
     const now = clock.now();
