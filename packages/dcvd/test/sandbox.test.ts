@@ -260,6 +260,21 @@ test('switches: the next N calls (of one login) answer an error, or wait first',
   }
 });
 
+test('clock: the confirmation pages\u2019 forms are dated by the sandbox clock (docs/SANDBOX.md): an advance past 2 hours expires a form shown', async () => {
+  const { orderNumber, mail } = await mailedOrder('form-clock.com', 'admin@form-clock.com');
+  const path = new URL(mail.confirmationUrl).pathname;
+  const csrf = () => sb.https('GET', path).then((r) => /name="csrf" value="([^"]+)"/.exec(r.body)![1]!);
+  const post = (token: string) =>
+    sb.https('POST', '/dcv/confirm', { body: new URLSearchParams({ code: mail.code, csrf: token, decision: 'approve' }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' } });
+  const shown = await csrf();
+  assert.equal((await sb.admin('POST', '/v1/sandbox/clock/advance', { by: '121m' })).status, 200);
+  const late = await post(shown);
+  assert.equal(late.status, 403);
+  assert.match(late.body, /This form has expired/);
+  assert.equal((await post(await csrf())).status, 200);
+  assert.equal((await sb.admin('GET', `/v1/orders/${orderNumber}`)).json.dcvStatus, 'validated');
+});
+
 test('auto-approve: off by default, then approves an email once it is old enough on the sandbox clock', async () => {
   assert.deepEqual((await sb.admin('GET', '/v1/sandbox/auto-approve')).json, { afterSeconds: null });
   assert.equal((await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: 86_401 })).status, 400);
