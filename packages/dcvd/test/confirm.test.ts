@@ -145,8 +145,9 @@ function postWithRawUserAgent(fields: Record<string, string>, userAgent: Buffer)
   const body = form(fields);
   const head = `POST /dcv/confirm HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nSec-Fetch-Site: same-origin\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\nUser-Agent: `;
   return new Promise((resolve, reject) => {
+    // Written, not ended: the server closes the connection once it has answered (Connection: close).
     const socket = tls.connect({ host: '127.0.0.1', port: server.https!.port, servername: 'localhost', ca: server.cert }, () =>
-      socket.end(Buffer.concat([Buffer.from(head), userAgent, Buffer.from(`\r\n\r\n${body}`)])),
+      socket.write(Buffer.concat([Buffer.from(head), userAgent, Buffer.from(`\r\n\r\n${body}`)])),
     );
     let answer = '';
     socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
