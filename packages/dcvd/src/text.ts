@@ -32,3 +32,30 @@ export function displayLineProblem(text: string, max: number): string | undefine
   if (trimmed === '' || [...trimmed].length > max) return `must be 1 to ${max} characters`;
   return undefined;
 }
+
+/** Every control and invisible code point (see above), to replace. */
+const UNSHOWABLE = new RegExp(`${CONTROL_CHARS.source}|${INVISIBLE.source}`, 'gu');
+
+/**
+ * `text` with every control character and invisible code point replaced by U+FFFD: text from a client (a
+ * User-Agent) that a page or an operator's terminal may show, where an ESC or a C1 CSI (U+009B) would start a
+ * terminal escape sequence and a bidi override would reorder what is shown.
+ */
+export function visibleText(text: string): string {
+  return text.replace(UNSHOWABLE, '\ufffd');
+}
+
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * A header field's value as node hands it over, one latin1 character per byte, read as the UTF-8 that clients
+ * send when its bytes are valid UTF-8; as it is otherwise (latin1, or not bytes at all).
+ */
+export function headerText(value: string): string {
+  if (!/[\u0080-\u00ff]/.test(value) || /[^\u0000-\u00ff]/.test(value)) return value;
+  try {
+    return UTF8.decode(Buffer.from(value, 'latin1'));
+  } catch {
+    return value;
+  }
+}

@@ -6,6 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:http';
@@ -17,8 +18,10 @@ import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { startTestServer, type TestServer } from './support/server.ts';
 import { mailedCode } from './support/confirm.ts';
+import { waitUntil } from './support/wait.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
+const BROWSER_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SHOTS = fileURLToPath(new URL('../.tmp/screenshots/', import.meta.url));
 const DAY = 24 * 3600_000;
 const clock = new ManualClock(Date.UTC(2026, 3, 1, 9, 0, 0));
@@ -39,7 +42,7 @@ before(async () => {
   await server.createAccount('alice');
   browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: BROWSER_ARGS,
   });
   // The test server's certificate is self-signed: trusted here, in the test only.
   context = await browser.newContext({ ignoreHTTPSErrors: true, javaScriptEnabled: false, viewport: { width: 390, height: 844 }, deviceScaleFactor: 1 });
@@ -194,6 +197,51 @@ test('a hostile page loading 30 unknown codes as images does not block the recip
     assert.equal((await details(page))['Order number'], String(m.orderNumber));
   } finally {
     await page.close();
+    await new Promise((resolve) => hostile.close(resolve));
+  }
+});
+
+// A page's speculation rules make Chromium prefetch links as top-level navigations (Sec-Fetch-Mode navigate,
+// Sec-Purpose prefetch), with no user action: a hostile page's prefetches of random codes must not count as
+// guesses, and a webmail's prefetch of the real link must not stand in for the page when the link is clicked.
+test('speculation rules prefetching 25 unknown codes and the real link: no guess counted, and clicking the link shows the page', async () => {
+  const m = await mailed('prefetched.example.org');
+  const base = new URL(m.link).origin;
+  const urls = [...Array.from({ length: 25 }, (_, i) => `${base}/dcv/confirm/${String(i).padStart(26, 'P')}`), m.link];
+  const rules = JSON.stringify({ prefetch: [{ source: 'list', urls, eagerness: 'immediate' }] });
+  // Another site (http://127.0.0.1:PORT, not https://localhost:PORT) with the rules and the emailed link.
+  const hostile = createServer((_req, res) =>
+    res
+      .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      .end(`<!doctype html><title>mail</title>\n<p><a id="link" href="${m.link}">Confirm</a></p>\n<script type="speculationrules">${rules}</script>\n`),
+  );
+  await new Promise<void>((resolve) => hostile.listen(0, '127.0.0.1', resolve));
+  // Chromium prefetches only from a server whose certificate it trusts (a context's ignoreHTTPSErrors is not
+  // enough): a browser of its own that trusts the test server's key, with scripting on for the speculation
+  // rules (the confirmation pages themselves need none).
+  const spki = createHash('sha256').update(new X509Certificate(server.cert).publicKey.export({ type: 'spki', format: 'der' })).digest('base64');
+  const trusting = await chromium.launch({ executablePath: CHROMIUM, args: [...BROWSER_ARGS, `--ignore-certificate-errors-spki-list=${spki}`] });
+  const page = await trusting.newPage();
+  const fetched = () => server.logs.filter((l) => l.path === '/dcv/confirm/[redacted]');
+  // The guessing counters, as they stand (a block resets a source's failures: a sum would not show it).
+  const counters = () => server.store.db.selectFrom('code_failures').selectAll().orderBy('ip').execute();
+  const before = { fetched: fetched().length, counters: await counters() };
+  try {
+    await page.goto(`http://127.0.0.1:${(hostile.address() as AddressInfo).port}/`, { waitUntil: 'load' });
+    await waitUntil('the browser prefetched every link', async () => fetched().length - before.fetched >= urls.length, 20_000);
+    assert.deepEqual(await counters(), before.counters, 'no guess was counted or reserved, no address blocked');
+    assert.deepEqual(new Set(fetched().slice(before.fetched).map((l) => l.status)), new Set([503]), 'every prefetch answered 503');
+    // The recipient clicks the link on the page that prefetched it: fetched again, the page with its form.
+    await Promise.all([page.waitForURL(m.link), page.click('#link')]);
+    assert.equal((await details(page))['Order number'], String(m.orderNumber));
+    assert.equal(fetched().length - before.fetched, urls.length + 1, 'the click fetched the page');
+    await page.getByRole('button', { name: 'Approve' }).click();
+    assert.equal(await page.locator('h1').textContent(), 'Approved');
+    assert.equal(await status(m.orderNumber), 'validated');
+    // And the same link typed into (or opened from a mail client in) the same browser, once decided.
+    assert.equal((await page.goto(m.link))?.status(), 409);
+  } finally {
+    await trusting.close();
     await new Promise((resolve) => hostile.close(resolve));
   }
 });

@@ -6,6 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { defaultDcvEmailConfig } from '../src/config.ts';
 import { ManualClock } from '../src/deps.ts';
 import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
@@ -137,6 +138,49 @@ test('approve: validated, code spent, evidence with everything §6 lists; a seco
   assert.equal(order.dcvStatus, 'validated');
   // Judged against the default cut-off (BR: email methods not relied upon from 2028-03-15).
   assert.deepEqual(order.evidence, [{ ...e, emailMethodsUsableUntil: '2028-03-15T00:00:00.000Z' }]);
+});
+
+/** A POST of our form with a User-Agent of these bytes as they are on the wire, over a TLS connection of its own. */
+function postWithRawUserAgent(fields: Record<string, string>, userAgent: Buffer): Promise<string> {
+  const body = form(fields);
+  const head = `POST /dcv/confirm HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nSec-Fetch-Site: same-origin\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\nUser-Agent: `;
+  return new Promise((resolve, reject) => {
+    // Written, not ended: the server closes the connection once it has answered (Connection: close).
+    const socket = tls.connect({ host: '127.0.0.1', port: server.https!.port, servername: 'localhost', ca: server.cert }, () =>
+      socket.write(Buffer.concat([Buffer.from(head), userAgent, Buffer.from(`\r\n\r\n${body}`)])),
+    );
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString('latin1')));
+    socket.on('end', () => resolve(answer.split('\r\n')[0]!));
+    socket.on('error', reject);
+  });
+}
+
+test('the evidence\u2019s user agent: UTF-8 bytes read as UTF-8, controls and invisible characters replaced, at most 512 characters', async () => {
+  const cases: [string, Buffer, string][] = [
+    // Valid UTF-8: a C1 CSI (U+009B), a bidi override and a zero-width space among letters and an emoji. (Node
+    // refuses C0 controls and DEL in a header: 400.)
+    ['utf-8', Buffer.from('Mozilla/5.0 \u00dcn\u00efcode \u{1F600} \u009b31mred safe\u202eevil\u200b.', 'utf8'), 'Mozilla/5.0 \u00dcn\u00efcode \u{1F600} \ufffd31mred safe\ufffdevil\ufffd.'],
+    // Not UTF-8 (a lone 0x9B): latin1, where 0x9B is the C1 control CSI.
+    ['latin1', Buffer.from([0x41, 0x9b, 0x33, 0x31, 0x6d, 0x42, 0xe9]), 'A\ufffd31mB\u00e9'],
+    ['long', Buffer.from('\u00e9'.repeat(600), 'utf8'), '\u00e9'.repeat(512)],
+  ];
+  const orders: number[] = [];
+  for (const [name, bytes, stored] of cases) {
+    const m = await mailed(`ua-${name}.example.com`, 'admin@example.com');
+    orders.push(m.orderNumber);
+    const status = await postWithRawUserAgent({ code: m.code, csrf: csrfOf((await get(m.path)).body), decision: 'approve' }, bytes);
+    assert.equal(status, 'HTTP/1.1 200 OK', name);
+    const [e] = await listEvidence(server.store.db, { orderId: (await orderStatus(m.orderNumber)).id });
+    assert.equal(e!.userAgent, stored, name);
+  }
+  // What the operator's terminal gets: no C0 or C1 control, no bidi control.
+  const env: Record<string, string> = server.databaseUrl ? { DCVD_DATABASE_URL: server.databaseUrl } : {};
+  for (const orderNumber of orders.slice(0, 2)) {
+    const shown = runDcvd(server.dataDir, ['order', 'show', String(orderNumber), '--json'], { env });
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.doesNotMatch(shown.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202a-\u202e]/);
+  }
 });
 
 test('two concurrent approvals: one wins, the other sees "already used"; one evidence record', async () => {
@@ -273,6 +317,67 @@ test('unknown codes are limited per source IP (in the database): the limit block
   // The block ends after the window.
   clock.advance(15 * 60_000 + 1);
   assert.equal((await get(m.path, { localAddress: ip })).status, 200);
+});
+
+test('the 429 page and its Retry-After give the time left of the block (--code-failure-window), not a fixed 15 minutes', async () => {
+  const m = await mailed('wait.example.com', 'admin@example.com');
+  const ip = '127.0.0.79';
+  for (let i = 0; i < 5; i += 1) assert.equal((await get(`/dcv/confirm/${String(i).padStart(26, '1')}`, { localAddress: ip })).status, 404);
+  const at = (r: { body: string }) => /Wait ([^<]*) and try again/.exec(r.body)?.[1];
+  const first = await get(m.path, { localAddress: ip });
+  assert.equal(first.status, 429);
+  assert.equal(first.headers['retry-after'], '900');
+  assert.equal(at(first), '15 minutes');
+  clock.advance(10 * 60_000 + 30_000);
+  const later = await get(m.path, { localAddress: ip });
+  assert.equal(later.status, 429);
+  assert.equal(later.headers['retry-after'], '270');
+  assert.equal(at(later), '5 minutes');
+  // The typed code and a decision get the same.
+  const typed = await submit({ code: m.code, csrf: csrfOf((await get('/dcv/confirm')).body) }, { localAddress: ip });
+  assert.deepEqual([typed.status, typed.headers['retry-after'], at(typed)], [429, '270', '5 minutes']);
+  const decided = await submit({ code: m.code, csrf: csrfOf((await get(m.path)).body), decision: 'approve' }, { localAddress: ip });
+  clock.advance(4 * 60_000 + 10_000);
+  const last = await get(m.path, { localAddress: ip });
+  assert.deepEqual([decided.status, decided.headers['retry-after'], at(decided)], [429, '270', '5 minutes']);
+  assert.deepEqual([last.status, last.headers['retry-after'], at(last)], [429, '20', 'a minute']);
+  clock.advance(20_000);
+  assert.equal((await get(m.path, { localAddress: ip })).status, 200);
+});
+
+test('prefetches and prerenders (speculation rules, link previews) answer 503 uncached without a lookup: no guess counted, no details shown', async () => {
+  const m = await mailed('prefetch.example.com', 'admin@example.com');
+  const ip = '127.0.0.80';
+  // What Chromium sends for a hostile page's speculation rules (a top-level navigation, as far as Sec-Fetch-* go),
+  // and the older browsers' markers.
+  const navigation = { 'sec-fetch-site': 'none', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' };
+  const markers: Record<string, string>[] = [
+    { 'sec-purpose': 'prefetch' },
+    { 'sec-purpose': 'prefetch;prerender' },
+    { 'sec-purpose': 'prefetch;anonymous-client-ip' },
+    { purpose: 'prefetch' },
+    { 'x-purpose': 'preview' },
+    { 'x-purpose': 'prefetch' },
+    { 'x-moz': 'prefetch' },
+  ];
+  let n = 0;
+  for (const marker of markers) {
+    for (let i = 0; i < 5; i += 1) {
+      const r = await get(`/dcv/confirm/${String((n += 1)).padStart(26, '0')}`, { localAddress: ip, headers: { ...navigation, ...marker } });
+      assert.equal(r.status, 503, JSON.stringify(marker));
+      assert.equal(r.headers['cache-control'], 'no-store');
+    }
+    const real = await get(m.path, { localAddress: ip, headers: { ...navigation, ...marker } });
+    assert.equal(real.status, 503, JSON.stringify(marker));
+    assert.ok(!real.body.includes(String(m.orderNumber)) && !real.body.includes('csrf'), 'a prefetch never shows the code\u2019s page');
+  }
+  const row = await server.store.db.selectFrom('code_failures').selectAll().where('ip', '=', ip).executeTakeFirst();
+  assert.equal(row, undefined, 'no guess counted or reserved');
+  // The recipient opens the link: the page, with its form.
+  const opened = await get(m.path, { localAddress: ip, headers: { ...navigation, 'sec-fetch-user': '?1' } });
+  assert.equal(opened.status, 200);
+  assert.ok(opened.body.includes(`<dd>${m.orderNumber}</dd>`));
+  assert.equal((await submit({ code: m.code, csrf: csrfOf(opened.body), decision: 'approve' }, { localAddress: ip })).status, 200);
 });
 
 test('bad input never crashes or answers 5xx', async () => {

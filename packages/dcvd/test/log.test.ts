@@ -1,13 +1,14 @@
 /**
  * The logger's redaction (src/log.ts, CONTRACT §7): secrets named at the top level of a line, one
  * level below it, in a child's bindings and in request headers never reach the output, and the
- * objects the caller logged are left as they were.
+ * objects the caller logged are left as they were. Paths as logged (src/http/listener.ts) keep no code.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { censorSecrets, createLogger, SECRET_KEYS } from '../src/log.ts';
 import { redactUrl } from '../src/store/database.ts';
+import { loggedPath } from '../src/http/listener.ts';
 
 function capture() {
   const lines: Record<string, unknown>[] = [];
@@ -92,4 +93,24 @@ test('the database URL as printed: no password in its user part or in a query pa
   assert.doesNotMatch(socket, /s3cret|k3y/);
   assert.match(socket, /host=%2Fvar%2Frun%2Fpostgresql/);
   assert.equal(redactUrl('not a url'), 'postgres://(unparseable URL)');
+});
+
+test('paths as logged: runs that could hold a validation code are redacted wherever they are, shorter ones kept', () => {
+  const code = '0Q7ZK3M9TB1W5XGJ8D2RCA6NVE';
+  const kept = ['/healthz', '/v1/orders/3000001', '/products/!GetDCVEmailAddressList', '/sandbox/style.css', '/%E0%A4%A', `/x/${code.slice(1)}`];
+  for (const path of kept) assert.equal(loggedPath(path), path);
+  assert.equal(loggedPath('/v1/sandbox/mail?order=1&limit=2'), '/v1/sandbox/mail?order=[redacted]&limit=[redacted]');
+  assert.equal(loggedPath(`/dcv/confirm/${code.slice(0, 4)}`), '/dcv/confirm/[redacted]');
+  const redacted: [string, string][] = [
+    [`/${code}`, '/[redacted]'],
+    [`/dcv/confirm;${code}.html`, '/dcv/confirm;[redacted].html'],
+    [`/a%2F${code}%2Fb`, '/a%2F[redacted]%2Fb'],
+    [`/${code.slice(0, 9)}-${code.slice(9, 18)}%20${code.slice(18)}`, '/[redacted]'],
+    [`/${code.toLowerCase()}`, '/[redacted]'],
+    // `ﬀ` (one code point, three bytes) upper-cases to FF: two of the 26.
+    [`/${code.slice(2)}%EF%AC%80`, '/[redacted]'],
+    [`/q?${code}`, '/q?[redacted]'],
+    [`/q?${code}+x`, '/q?[redacted]'],
+  ];
+  for (const [path, logged] of redacted) assert.equal(loggedPath(path), logged, path);
 });

@@ -260,6 +260,21 @@ test('switches: the next N calls (of one login) answer an error, or wait first',
   }
 });
 
+test('clock: the confirmation pages\u2019 forms are dated by the sandbox clock (docs/SANDBOX.md): an advance past 2 hours expires a form shown', async () => {
+  const { orderNumber, mail } = await mailedOrder('form-clock.com', 'admin@form-clock.com');
+  const path = new URL(mail.confirmationUrl).pathname;
+  const csrf = () => sb.https('GET', path).then((r) => /name="csrf" value="([^"]+)"/.exec(r.body)![1]!);
+  const post = (token: string) =>
+    sb.https('POST', '/dcv/confirm', { body: new URLSearchParams({ code: mail.code, csrf: token, decision: 'approve' }).toString(), headers: { 'content-type': 'application/x-www-form-urlencoded', 'sec-fetch-site': 'same-origin' } });
+  const shown = await csrf();
+  assert.equal((await sb.admin('POST', '/v1/sandbox/clock/advance', { by: '121m' })).status, 200);
+  const late = await post(shown);
+  assert.equal(late.status, 403);
+  assert.match(late.body, /This form has expired/);
+  assert.equal((await post(await csrf())).status, 200);
+  assert.equal((await sb.admin('GET', `/v1/orders/${orderNumber}`)).json.dcvStatus, 'validated');
+});
+
 test('auto-approve: off by default, then approves an email once it is old enough on the sandbox clock', async () => {
   assert.deepEqual((await sb.admin('GET', '/v1/sandbox/auto-approve')).json, { afterSeconds: null });
   assert.equal((await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: 86_401 })).status, 400);
@@ -272,6 +287,27 @@ test('auto-approve: off by default, then approves an email once it is old enough
   const order = await sb.admin('GET', `/v1/orders/${orderNumber}`);
   assert.equal(order.json.evidence[0].userAgent, 'dcvd-sandbox-auto-approve');
   await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: null });
+});
+
+test('auto-approve is not a guess: a block of loopback by unknown codes does not stop it', async () => {
+  // A client's own tests of unknown codes, from loopback, reach the guessing limit (20).
+  const statuses: number[] = [];
+  for (let i = 0; i < 21; i += 1) statuses.push((await sb.https('GET', `/dcv/confirm/${String(i).padStart(26, '7')}`)).status);
+  assert.deepEqual(statuses, [...Array(20).fill(404), 429]);
+  assert.equal((await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: 0 })).status, 200);
+  try {
+    const { orderNumber } = await mailedOrder('auto-blocked.com', 'admin@auto-blocked.com');
+    await waitUntil('auto-approval while loopback is blocked', async () => (await sb.admin('GET', `/v1/orders/${orderNumber}`)).json.dcvStatus === 'validated');
+    const order = await sb.admin('GET', `/v1/orders/${orderNumber}`);
+    assert.deepEqual([order.json.evidence[0].sourceIp, order.json.evidence[0].userAgent], ['127.0.0.1', 'dcvd-sandbox-auto-approve']);
+    // Loopback is still blocked for the pages: the auto-approval neither counted nor lifted anything.
+    assert.equal((await sb.https('GET', `/dcv/confirm/${'7'.repeat(26)}`)).status, 429);
+  } finally {
+    await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: null });
+    // The block ends with its window (sandbox clock).
+    await sb.admin('POST', '/v1/sandbox/clock/advance', { by: '16m' });
+  }
+  assert.equal((await sb.https('GET', `/dcv/confirm/${'7'.repeat(26)}`)).status, 404);
 });
 
 test('a normal serve has no sandbox route: 404 on both listeners', async () => {

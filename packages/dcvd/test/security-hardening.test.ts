@@ -28,6 +28,7 @@ import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { form, GET_PATH, PASSWORD, RESEND_PATH, startTestServer, type RequestOptions, type Response, type TestServer } from './support/server.ts';
 import { metric } from './support/metrics.ts';
 import { mailedCode } from './support/confirm.ts';
+import { waitUntil } from './support/wait.ts';
 import { errorBody } from './support/dcv.ts';
 
 const AUTH_FAIL_TEXT = /^-16\n/;
@@ -306,6 +307,43 @@ describe('item 11: validation codes never reach the log', () => {
     const lines = server.logs.slice(start).map((l) => JSON.stringify(l));
     assert.ok(lines.length >= 6, 'every request was logged');
     for (const line of lines) assert.ok(!line.includes(code) && !line.includes(code.slice(0, 12)), line);
+  });
+
+  test('a real code in paths that are not the confirmation route (404s), percent-encoded or spelled as canonicalCode forgives', async () => {
+    const orderNumber = (next += 1);
+    const { code } = await mailedCode(server, sink, clock, { login: 'alice', orderNumber, domain: 'www.example.com', address: 'admin@example.com' });
+    const encoded = (s: string) => [...Buffer.from(s)].map((b) => `%${b.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+    const spellings = [
+      code,
+      code.toLowerCase(),
+      `${code.slice(0, 13)}-${code.slice(13)}`,
+      `${code.slice(0, 13)}%20${code.slice(13)}`,
+      encoded(code),
+      // A code with an S read from the long s (U+017F), a 1 from a dotless i: canonicalCode upper-cases them.
+      encoded(`${code.slice(0, 5).toLowerCase().replace(/s/g, '\u017f').replace(/1/g, '\u0131')}${code.slice(5)}`),
+    ];
+    // The reviewer's paths (they reached the log in clear), each with every spelling.
+    const paths = spellings.flatMap((c) => [`/dcv/confirm%2F${c}`, `/dcv%2Fconfirm%2F${c}`, `/dcv//confirm/${c}`, `/dcv/./confirm/${c}`, `/dcv/confirm;${c}`, `/${c}`, `/dcv/${c}`, `/x?${c}`]);
+    const start = server.logs.length;
+    for (const path of paths) assert.equal((await server.request({ method: 'GET', path })).status, 404, path);
+    await server.request({ admin: true, method: 'GET', path: `/v1/orders/${code}`, headers: { authorization: `Bearer ${'a'.repeat(40)}` } });
+    // Paths without a code are logged as they were.
+    await server.request({ method: 'GET', path: '/healthz' });
+    await server.request({ admin: true, method: 'GET', path: `/v1/orders/${orderNumber}`, headers: { authorization: `Bearer ${'a'.repeat(40)}` } });
+    const logged = () => server.logs.slice(start).filter((l) => l.msg === 'request');
+    await waitUntil('the request log lines', async () => logged().length >= paths.length + 3);
+    const lines = logged();
+    assert.equal(lines.length, paths.length + 3);
+    // Read as canonicalCode would: decoded, upper-cased, without spaces and hyphens, I and L as 1, O as 0.
+    const canonical = (s: string) =>
+      decodeURIComponent(s.replace(/%(?![0-9a-f]{2})/gi, '%25'))
+        .toUpperCase()
+        .replace(/[\s-]/g, '')
+        .replace(/[IL]/g, '1')
+        .replace(/O/g, '0');
+    for (const line of lines.map((l) => JSON.stringify(l))) assert.ok(!canonical(line).includes(code), line);
+    assert.deepEqual(lines.slice(-2).map((l) => l.path), ['/healthz', `/v1/orders/${orderNumber}`]);
+    assert.equal(lines[0]!.path, '/dcv/confirm%2F[redacted]');
   });
 });
 

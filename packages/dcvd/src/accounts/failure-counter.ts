@@ -102,8 +102,13 @@ export class FailureCounter {
   }
 
   async blocked(ip: string, now: number): Promise<boolean> {
+    return (await this.blockEnd(ip, now)) !== undefined;
+  }
+
+  /** When the block of `ip` ends, if it is blocked at `now`. */
+  async blockEnd(ip: string, now: number): Promise<number | undefined> {
     const row = await this.blockedUntil.first(this.database, { ip: this.key(ip) });
-    return row?.blocked_until != null && row.blocked_until > now;
+    return row?.blocked_until != null && row.blocked_until > now ? row.blocked_until : undefined;
   }
 
   /** Reserves one attempt for `ip` (see the module comment); settle it with `fail` or `release`. */

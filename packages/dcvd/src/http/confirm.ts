@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { canonicalCode } from '../orders/random-values.ts';
 import type { CodeLookup, ConfirmationService, DecisionOutcome } from '../orders/confirmation.ts';
 import type { Clock } from '../deps.ts';
+import { headerText } from '../text.ts';
 
 export interface ConfirmPagesOptions {
   confirmation: ConfirmationService;
@@ -100,6 +101,15 @@ interface Page {
   status: number;
   title: string;
   body: string;
+  /** Sent as Retry-After (a 429's). */
+  retryAfterS?: number;
+}
+
+/** How long to wait, in words: "a minute", "14 minutes", "3 hours". */
+function waitText(seconds: number): string {
+  const minutes = Math.ceil(seconds / 60);
+  if (minutes <= 1) return 'a minute';
+  return minutes < 120 ? `${minutes} minutes` : `${Math.ceil(minutes / 60)} hours`;
 }
 
 export async function confirmPages(app: FastifyInstance, options: ConfirmPagesOptions): Promise<void> {
@@ -138,7 +148,7 @@ ${page.body}
 `;
 
   const send = (reply: FastifyReply, page: Page) => {
-    if (page.status === 429) reply.header('retry-after', '900');
+    if (page.retryAfterS !== undefined) reply.header('retry-after', String(page.retryAfterS));
     return reply.code(page.status).type('text/html; charset=utf-8').send(layout(page));
   };
 
@@ -183,8 +193,12 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
 </form>`,
   });
 
-  const result = (outcome: DecisionOutcome, domain?: string): Page => {
+  /** The page of an outcome; `lookup` names the domain (approved, declined) or when a block ends (blocked). */
+  const result = (outcome: DecisionOutcome, lookup?: CodeLookup): Page => {
+    const domain = lookup?.state === 'active' ? lookup.domain : undefined;
     const d = domain ? ` for <strong>${escapeHtml(domain)}</strong>` : '';
+    // The block's remaining time (--code-failure-window from the guess that reached the limit).
+    const retryAfterS = lookup?.state === 'blocked' ? Math.max(1, Math.ceil((lookup.until - clock.now()) / 1000)) : undefined;
     const pages: Record<DecisionOutcome, [number, string, string, string]> = {
       approved: [200, 'Approved', 'ok', `<p>Thank you. Control of the domain${d} is confirmed; the certificate authority has been told.</p><p class="muted">You can close this page.</p>`],
       declined: [200, 'Declined', 'no', `<p>The request${d} was declined and the code no longer works. The certificate authority has been told.</p><p class="muted">You can close this page.</p>`],
@@ -193,12 +207,12 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
       superseded: [410, 'This code was replaced', 'no', '<p>A newer email was sent for the same request; only its code works. Look for the most recent email.</p>'],
       cancelled: [410, 'This request was cancelled', 'no', '<p>The certificate order this code belongs to was cancelled. Nothing more is needed.</p>'],
       unknown: [404, 'Code not recognised', 'no', `<p>This validation code does not match any request. Check that you copied the whole link, or <a href="${escapeHtml(action)}">type the code</a>.</p>`],
-      blocked: [429, 'Too many attempts', 'no', '<p>Too many unrecognised codes came from your network. Wait 15 minutes and try again.</p>'],
+      blocked: [429, 'Too many attempts', 'no', `<p>Too many unrecognised codes came from your network. Wait ${waitText(retryAfterS ?? 0)} and try again.</p>`],
       refused: [403, 'Email validation is no longer accepted', 'no', '<p>The certificate authority no longer accepts approval by email for this domain, so this code cannot approve the request. Nothing was changed. Ask whoever requested the certificate to use another validation method.</p>'],
     };
     const [status, title, tone, text] = pages[outcome];
     const mark = tone === 'ok' ? '&#10003;' : '&#33;';
-    return { status, title, body: `<p class="status ${tone}" aria-hidden="true">${mark}</p>\n<h1>${title}</h1>\n${text}` };
+    return { status, title, body: `<p class="status ${tone}" aria-hidden="true">${mark}</p>\n<h1>${title}</h1>\n${text}`, ...(retryAfterS === undefined ? {} : { retryAfterS }) };
   };
 
   const refused = (why: string): Page => ({
@@ -209,6 +223,11 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
 
   /** Pages carry codes: HTTPS only (directly, or as a trusted proxy says). */
   const insecure = (request: FastifyRequest) => request.protocol !== 'https';
+  const notPrefetched: Page = {
+    status: 503,
+    title: 'Open the link to see this page',
+    body: '<h1>Open the link to see this page</h1>\n<p>This page is shown when its link is opened, not fetched ahead of time.</p>',
+  };
   const httpsOnly: Page = { status: 403, title: 'HTTPS required', body: '<h1>HTTPS required</h1>\n<p>Open this page over HTTPS.</p>' };
 
   /** Cross-site POSTs are refused before the token is even read. */
@@ -236,18 +255,39 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
     return (mode !== undefined && mode !== 'navigate') || (dest !== undefined && dest !== 'document');
   }
 
+  /**
+   * A browser fetching the page ahead of a navigation that may never come: Chromium's speculation rules
+   * (`Sec-Purpose: prefetch`, `prefetch;prerender`), `<link rel=prefetch>` in older browsers (`Purpose:
+   * prefetch`, Firefox's `X-Moz: prefetch`), Safari's link previews (`X-Purpose: preview`). A hostile page can
+   * make the recipient's browser prefetch any number of links, as top-level navigations (Sec-Fetch-Mode
+   * `navigate`), so these are no sign of someone opening a link.
+   */
+  function speculative(request: FastifyRequest): boolean {
+    const h = request.headers;
+    const has = (name: string, pattern: RegExp) => {
+      const value = h[name];
+      return value !== undefined && pattern.test(Array.isArray(value) ? value.join(',') : value);
+    };
+    return has('sec-purpose', /prefetch|prerender/i) || has('purpose', /prefetch/i) || has('x-purpose', /prefetch|preview/i) || has('x-moz', /prefetch/i);
+  }
+
   app.get('/dcv/style.css', async (_request, reply) => reply.header('cache-control', 'public, max-age=3600').type('text/css; charset=utf-8').send(STYLESHEET));
 
   app.get('/dcv/confirm', async (request, reply) => send(reply, insecure(request) ? httpsOnly : codeForm()));
 
   app.get<{ Params: { code: string } }>('/dcv/confirm/:code', async (request, reply) => {
     if (insecure(request)) return send(reply, httpsOnly);
+    // A prefetch or prerender is answered before any lookup, so a hostile page's speculation rules neither
+    // count guesses against the recipient's address nor load a real code's page. The status is not 2xx, and
+    // nothing is stored (Cache-Control: no-store): the browser drops the prefetch and, should the link really
+    // be opened, fetches it again.
+    if (speculative(request)) return send(reply, notPrefetched);
     // An <img>, <script>, <iframe> or fetch() aimed at a code (e.g. from a hostile page in the
     // recipient's browser) is not someone opening a link: it is answered without a lookup, so it
     // neither counts against the recipient's address nor shows a real code's details (issue 14).
     if (subresource(request)) return send(reply, refused('Open the link from the email in your browser.'));
     const found = await confirmation.lookup(request.params.code, request.ip);
-    if (found.state !== 'active') return send(reply, result(found.state));
+    if (found.state !== 'active') return send(reply, result(found.state, found));
     return send(reply, details(canonicalCode(request.params.code)!, found));
   });
 
@@ -263,7 +303,7 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
       if (!checkFormToken(formKey, LOOKUP_PURPOSE, csrf, now)) return send(reply, refused('This form has expired or was not sent from this site. Please try again.'));
       const found = await confirmation.lookup(code, request.ip);
       if (found.state === 'unknown') return send(reply, codeForm('That code was not recognised. Check it and try again.', 404));
-      if (found.state !== 'active') return send(reply, result(found.state));
+      if (found.state !== 'active') return send(reply, result(found.state, found));
       return send(reply, details(canonicalCode(code)!, found));
     }
     if (decision !== 'approve' && decision !== 'decline') return send(reply, refused('Unknown decision.'));
@@ -272,9 +312,9 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
       return send(reply, refused('This form has expired or was not sent from this site. Open the link in the email again.'));
     }
     const ua = request.headers['user-agent'];
-    const { outcome, lookup } = await confirmation.decide(code, decision, { ip: request.ip, userAgent: typeof ua === 'string' ? ua : undefined });
+    const { outcome, lookup } = await confirmation.decide(code, decision, { ip: request.ip, userAgent: typeof ua === 'string' ? headerText(ua) : undefined });
     request.log.info({ outcome, orderNumber: lookup.state === 'active' ? lookup.orderNumber : undefined }, 'dcv decision');
-    return send(reply, result(outcome, lookup.state === 'active' ? lookup.domain : undefined));
+    return send(reply, result(outcome, lookup));
   });
 
   // A body fastify refused (too large, wrong type) still gets a page, not a bare status.

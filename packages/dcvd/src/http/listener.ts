@@ -12,14 +12,68 @@ import type { Logger } from '../log.ts';
 /**
  * Paths as logged: a validation code is never written down (CONTRACT §7), in
  * whatever form a URL carries it (issue 14): what follows `/dcv/confirm/` at
- * any depth (a --public-url prefix), and every query-string value (`?code=…`,
- * and anything else a client may put there, a password included).
+ * any depth (a --public-url prefix), every query-string value (`?code=…`,
+ * and anything else a client may put there, a password included), and
+ * anywhere else, every run of characters that could hold a code (see
+ * redactCodeRuns): `/CODE`, `/dcv/confirm%2FCODE`, `/dcv//confirm/CODE` and
+ * `/dcv/confirm;CODE` answer 404, but their paths must not keep the code either.
  */
 export function loggedPath(url: string): string {
   const q = url.search(/[?#]/);
   const path = (q < 0 ? url : url.slice(0, q)).replace(/(\/dcv\/confirm\/).+$/i, '$1[redacted]');
   const query = q < 0 ? '' : url.slice(q).replace(/=[^&#]*/g, '=[redacted]').replace(/([?&])([^=&#]{40,})/g, '$1[redacted]');
-  return (path + query).slice(0, 200);
+  return redactCodeRuns(path + query).slice(0, 200);
+}
+
+/** A validation code's length (orders/random-values.ts: 26 Crockford base32 characters). */
+const CODE_LENGTH = 26;
+
+/**
+ * One character of a URL as the server reads it: a percent-encoded UTF-8 sequence of one code point, a lone
+ * percent escape (a byte that is not UTF-8 on its own), or one character as sent.
+ */
+const URL_UNIT = /%[0-7][0-9a-f]|%[c-d][0-9a-f]%[89ab][0-9a-f]|%e[0-9a-f](?:%[89ab][0-9a-f]){2}|%f[0-7](?:%[89ab][0-9a-f]){3}|%[0-9a-f]{2}|[^]/giu;
+/** What canonicalCode skips: white space and hyphens (and `+`, a space in a query string). */
+const CODE_SEPARATOR = /^[\s+-]$/u;
+const LETTERS_AND_DIGITS = /^[\p{L}\p{N}]+$/u;
+
+/**
+ * Replaces with `[redacted]` every run of characters that could hold a validation code: letters and digits
+ * (any script: canonicalCode upper-cases, and `ſ`, `ı` or `ﬀ` become S, I and FF), percent-encoded or not,
+ * together with the spaces and hyphens canonicalCode ignores between them, holding at least a code's length of
+ * letters and digits. Shorter runs (`/healthz`, `/v1/orders/3000001`, an endpoint's name) are kept.
+ */
+function redactCodeRuns(text: string): string {
+  let out = '';
+  let run = '';
+  let letters = 0;
+  const end = () => {
+    out += letters >= CODE_LENGTH ? '[redacted]' : run;
+    run = '';
+    letters = 0;
+  };
+  for (const unit of text.match(URL_UNIT) ?? []) {
+    let char = unit;
+    if (unit.length > 1 && unit.startsWith('%')) {
+      try {
+        char = decodeURIComponent(unit);
+      } catch {
+        char = '\ufffd';
+      }
+    }
+    const upper = char.toUpperCase();
+    if (LETTERS_AND_DIGITS.test(upper)) {
+      run += unit;
+      letters += upper.length;
+    } else if (CODE_SEPARATOR.test(char)) {
+      run += unit;
+    } else {
+      end();
+      out += unit;
+    }
+  }
+  end();
+  return out;
 }
 
 /**

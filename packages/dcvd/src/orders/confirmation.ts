@@ -13,6 +13,7 @@ import { FailureCounter, untilNotBusy } from '../accounts/failure-counter.ts';
 import { retryTransaction } from '../store/database.ts';
 import { emailDcvRefusalOfAny, emailValidationUsable, type EmailDcvPolicy, type EmailDcvRefusal } from './email-dcv-policy.ts';
 import { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
+import { visibleText } from '../text.ts';
 
 export { BR_VERSION, DEFAULT_CODE_GUESS_POLICY, type CodeGuessPolicy } from './confirmation-policy.ts';
 
@@ -36,7 +37,9 @@ export type Decision = 'approve' | 'decline';
 /** What a code opens: the order's facts for an active one, only its state otherwise. */
 export type CodeLookup =
   | { state: 'active'; valueId: number; orderNumber: number; domain: string; adn: string; recipient: string; expiresAt: number }
-  | { state: Exclude<CodeState, 'active'> | 'unknown' | 'blocked' }
+  | { state: Exclude<CodeState, 'active'> | 'unknown' }
+  /** Too many unknown codes from the source: blocked until then (ms). */
+  | { state: 'blocked'; until: number }
   /** An active code the email DCV policy no longer lets confirm (cut-off passed, domain blocklisted). */
   | { state: 'refused'; refusal: EmailDcvRefusal };
 
@@ -90,11 +93,16 @@ export class ConfirmationService {
   /** Looks a code up for the page that shows it (GET): changes nothing but the guessing counter. */
   async lookup(input: string, ip: string): Promise<CodeLookup> {
     const now = this.deps.clock.now();
-    if (await this.failures.blocked(ip, now)) return { state: 'blocked' };
+    const until = await this.failures.blockEnd(ip, now);
+    if (until !== undefined) return { state: 'blocked', until };
     // A guess is reserved before the lookup (one atomic upsert), so that concurrent guesses cannot
     // all pass the check above: at most `failureLimit` lookups per source per window (issue 14).
     const reserved = await untilNotBusy(() => this.failures.reserve(ip, this.deps.clock.now()));
-    if (reserved !== 'ok') return { state: 'blocked' };
+    if (reserved !== 'ok') {
+      // Blocked meanwhile; or the limit stayed taken by guesses in flight (`busy`): wait a window.
+      const later = this.deps.clock.now();
+      return { state: 'blocked', until: (await this.failures.blockEnd(ip, later)) ?? later + this.deps.policy.windowMs };
+    }
     let row: Awaited<ReturnType<RandomValueStore['findByCode']>>;
     try {
       row = await this.values.findByCode(input);
@@ -107,6 +115,11 @@ export class ConfirmationService {
       return { state: 'unknown' };
     }
     await this.failures.release(ip);
+    return this.describe(row, now);
+  }
+
+  /** What the code of `row` opens at `now`. */
+  private async describe(row: NonNullable<Awaited<ReturnType<RandomValueStore['findByCode']>>>, now: number): Promise<CodeLookup> {
     const order = await this.deps.db.selectFrom('orders').select(['order_number', 'domain', 'dcv_status']).where('id', '=', row.order_id).executeTakeFirst();
     const state = codeState(row, now);
     if (!order) return { state: 'unknown' };
@@ -129,12 +142,28 @@ export class ConfirmationService {
   }
 
   /**
+   * Looks up a code that dcvd itself holds (the sandbox's auto-approval decides the codes it captured):
+   * not a guess, so neither counted nor refused by the guessing limit of its source.
+   */
+  private async lookupKnown(input: string): Promise<CodeLookup> {
+    const now = this.deps.clock.now();
+    const row = await this.values.findByCode(input);
+    return row ? this.describe(row, now) : { state: 'unknown' };
+  }
+
+  /**
    * Approves or declines with a code: the code is spent, the order decided and
    * the evidence written atomically; of two concurrent calls one wins and the
-   * other sees `spent`.
+   * other sees `spent`. The code counts as a guess of `who.ip` unless `guess` is false (a code dcvd
+   * holds itself, not one a client sent).
    */
-  async decide(input: string, decision: Decision, who: { ip: string; userAgent: string | undefined }): Promise<{ outcome: DecisionOutcome; lookup: CodeLookup }> {
-    const found = await this.lookup(input, who.ip);
+  async decide(
+    input: string,
+    decision: Decision,
+    who: { ip: string; userAgent: string | undefined },
+    { guess = true }: { guess?: boolean } = {},
+  ): Promise<{ outcome: DecisionOutcome; lookup: CodeLookup }> {
+    const found = guess ? await this.lookup(input, who.ip) : await this.lookupKnown(input);
     if (found.state !== 'active') return { outcome: found.state, lookup: found };
     const { db, clock, onDecided } = this.deps;
     const now = clock.now();
@@ -206,7 +235,8 @@ export class ConfirmationService {
             email_sent_at: sent?.delivered_at ?? null,
             decided_at: now,
             source_ip: who.ip.slice(0, 64),
-            user_agent: who.userAgent === undefined ? null : who.userAgent.slice(0, 512),
+            // Shown by `dcvd order show` and the internal API: no control or invisible character reaches a terminal.
+            user_agent: who.userAgent === undefined ? null : visibleText(who.userAgent.slice(0, 512)),
           })
           .returning('id')
           .executeTakeFirstOrThrow();
