@@ -171,9 +171,17 @@ test('the evidence\u2019s user agent: UTF-8 bytes read as UTF-8, controls and in
     orders.push(m.orderNumber);
     const status = await postWithRawUserAgent({ code: m.code, csrf: csrfOf((await get(m.path)).body), decision: 'approve' }, bytes);
     assert.equal(status, 'HTTP/1.1 200 OK', name);
-    const [e] = await listEvidence(server.store.db, { orderId: (await orderStatus(m.orderNumber)).id });
+    const orderId = (await orderStatus(m.orderNumber)).id;
+    const [e] = await listEvidence(server.store.db, { orderId });
     assert.equal(e!.userAgent, stored, name);
+    // Stored so, not only shown so.
+    const row = await server.store.db.selectFrom('dcv_evidence').select('user_agent').where('order_id', '=', orderId).executeTakeFirstOrThrow();
+    assert.equal(row.user_agent, stored, name);
   }
+  // A row stored raw before 2026-12-04 is cleaned where it is shown.
+  const oldId = (await orderStatus(orders[0]!)).id;
+  await server.store.db.updateTable('dcv_evidence').set({ user_agent: 'old \u009b31m \u202eagent' }).where('order_id', '=', oldId).execute();
+  assert.equal((await listEvidence(server.store.db, { orderId: oldId }))[0]!.userAgent, 'old \ufffd31m \ufffdagent');
   // What the operator's terminal gets: no C0 or C1 control, no bidi control.
   const env: Record<string, string> = server.databaseUrl ? { DCVD_DATABASE_URL: server.databaseUrl } : {};
   for (const orderNumber of orders.slice(0, 2)) {

@@ -334,7 +334,8 @@ export async function listEvidence(
     emailSentAt: iso(r.email_sent_at),
     decidedAt: iso(r.decided_at)!,
     sourceIp: r.source_ip,
-    userAgent: r.user_agent,
+    // Rows written before 2026-12-04 kept the header raw: cleaned as they are shown, as new rows are stored.
+    userAgent: r.user_agent === null ? null : visibleText(r.user_agent),
     usable: verdict.usable,
     unusableReason: verdict.reason,
     emailMethodsUsableUntil: judge?.policy ? iso(judge.policy.cutoff) : null,
