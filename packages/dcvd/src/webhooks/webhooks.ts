@@ -22,9 +22,6 @@ import { WebhookTargetRefused, webhookPoster, type WebhookEgressPolicy, type Web
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
-/** How many POSTs to one account's receiver a process has in flight at most (of `--outbox-concurrency` slots). */
-export const MAX_IN_FLIGHT_PER_RECEIVER = 4;
-
 /** One attempt's outcome, for the metrics (`dcvd_webhook_attempts_total`). */
 export type WebhookOutcome = 'delivered' | 'retry' | 'failed' | 'refused' | 'no-secret';
 
@@ -311,8 +308,6 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
   }
 
   private readonly post: WebhookPost;
-  /** This process's POSTs in flight per account receiver (the global one, the operator's own, is not counted). */
-  private readonly inFlightByReceiver = new Map<string, number>();
 
   /**
    * Where the row's event goes now: an account's current URL (an event queued before the reseller moved its
@@ -338,27 +333,6 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
   }
 
   protected async deliver(row: WebhookRow): Promise<void> {
-    const receiver = row.receiver !== null && row.receiver !== GLOBAL_RECEIVER ? row.receiver : undefined;
-    if (receiver === undefined) return this.attempt(row);
-    // One account's receiver holds at most MAX_IN_FLIGHT_PER_RECEIVER of the worker's slots: a receiver that never
-    // answers (or an account with many events) leaves the rest to the others. An event over the cap is put back,
-    // unsent and its attempt unspent, until one of that receiver's POSTs has ended (at most the time limit).
-    const inFlight = this.inFlightByReceiver.get(receiver) ?? 0;
-    if (inFlight >= MAX_IN_FLIGHT_PER_RECEIVER) {
-      await this.finish(row, { state: 'pending', attempts: row.attempts - 1, next_attempt_at: this.deps.clock.now() + this.deps.egress.timeoutMs });
-      return;
-    }
-    this.inFlightByReceiver.set(receiver, inFlight + 1);
-    try {
-      await this.attempt(row);
-    } finally {
-      const left = (this.inFlightByReceiver.get(receiver) ?? 1) - 1;
-      if (left > 0) this.inFlightByReceiver.set(receiver, left);
-      else this.inFlightByReceiver.delete(receiver);
-    }
-  }
-
-  private async attempt(row: WebhookRow): Promise<void> {
     const { clock, policy, log, db } = this.deps;
     const where = { eventId: row.event_id, event: row.event, attempt: row.attempts };
     const t = Math.floor(clock.now() / 1000);
