@@ -1,8 +1,9 @@
 /**
  * Migration 0016_orders_certificate_unique on a database where orders share certificate ids (placed before
- * AutoApplyOrder checked its draws): the newest order of each shared id keeps it, the older get new ids that no
- * order has as its number, chain or certificate id, orders without an id keep none, and a shared id is refused
- * from then on. SQLite and PostgreSQL.
+ * AutoApplyOrder checked its draws): within an account the newest order of each shared id keeps it, the older get
+ * new ids that no order has as its number, chain or certificate id; two accounts' orders sharing one both keep it
+ * (CollectSSL looks an id up within the caller's account); orders without an id keep none; an account's shared id
+ * is refused from then on. SQLite and PostgreSQL.
  */
 import assert from 'node:assert/strict';
 import { sql, type Kysely } from 'kysely';
@@ -16,13 +17,14 @@ async function exercise(store: Store, migrateTo: (name: string) => Promise<void>
 
   const now = 1_767_000_000_000;
   const account = await db.insertInto('accounts').values({ login: 'old', password_hash: 'x', created_at: now, updated_at: now }).returning('id').executeTakeFirstOrThrow();
-  const place = async (orderNumber: number, certificateId: number | null) =>
+  const other = await db.insertInto('accounts').values({ login: 'other', password_hash: 'x', created_at: now, updated_at: now }).returning('id').executeTakeFirstOrThrow();
+  const place = async (orderNumber: number, certificateId: number | null, owner: { id: number } = account) =>
     Number(
       (
         await db
           .insertInto('orders')
           .values({
-            account_id: account.id, order_number: orderNumber, base_order_number: orderNumber, domain: `o${orderNumber}.example.com`,
+            account_id: owner.id, order_number: orderNumber, base_order_number: orderNumber, domain: `o${orderNumber}.example.com`,
             dcv_method: 'email', dcv_status: 'awaiting', created_at: now, updated_at: now, certificate_id: certificateId,
           })
           .returning('id')
@@ -38,6 +40,10 @@ async function exercise(store: Store, migrateTo: (name: string) => Promise<void>
   const b2 = await place(11111116, 66666666);
   const a3 = await place(11111117, 55555555);
   const none2 = await place(11111118, null);
+  // Another account's order with the first account's ids: each account finds its own, so it keeps its id, and so
+  // does the newest of the first account's.
+  const otherOwn = await place(11111121, 77777777, other);
+  const otherShared = await place(11111122, 55555555, other);
 
   await migrateToLatest(db, store.dialect);
 
@@ -53,17 +59,20 @@ async function exercise(store: Store, migrateTo: (name: string) => Promise<void>
   assert.equal(ids.get(own), 77777777);
   assert.equal(ids.get(none1), null);
   assert.equal(ids.get(none2), null);
+  assert.equal(ids.get(otherOwn), 77777777);
+  assert.equal(ids.get(otherShared), 55555555);
   // The older ones: new 8-digit ids, all different, none an order's number or another's certificate id.
   const renumbered = [a1, a2, b1].map((id) => ids.get(id)!);
-  const numbers = new Set([11111111, 11111112, 11111113, 11111114, 11111115, 11111116, 11111117, 11111118, 55555555, 66666666, 77777777]);
+  const numbers = new Set([11111111, 11111112, 11111113, 11111114, 11111115, 11111116, 11111117, 11111118, 11111121, 11111122, 55555555, 66666666, 77777777]);
   for (const n of renumbered) {
     assert.ok(Number.isSafeInteger(n) && n >= 10_000_000 && n < 100_000_000, String(n));
     assert.ok(!numbers.has(n), `${n} was already taken`);
   }
   assert.equal(new Set(renumbered).size, 3);
 
-  // From now on a shared id is refused; orders without one are still many.
+  // From now on an account's shared id is refused; orders without one are still many.
   await assert.rejects(place(11111119, 77777777), (err) => isUniqueViolation(err));
+  await assert.rejects(place(11111123, 77777777, other), (err) => isUniqueViolation(err));
   await place(11111120, null);
   // CollectSSL's lookup still reads the index (the partial unique one, by its old name).
   if (store.dialect === 'sqlite') {

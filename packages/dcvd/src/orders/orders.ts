@@ -32,14 +32,16 @@ const newestOfChainSelect = (db: Kysely<Database>, p: { accountId: number; baseO
     .orderBy('id', 'desc')
     .limit(sql.lit(1));
 export const newestOfChainQuery = prepared(newestOfChainSelect);
-/** An order of one account by the certificate id AutoApplyOrder gave it (CollectSSL): its partial index, the account a guard. */
+/**
+ * An order of one account by the certificate id AutoApplyOrder gave it (CollectSSL): its partial index, the account a
+ * guard; one at most (unique within an account since migration 0016).
+ */
 export const orderByCertificateQuery = prepared((db: Kysely<Database>, p: { accountId: number; certificateId: number }) =>
   db
     .selectFrom('orders')
     .selectAll()
     .where('certificate_id', '=', p.certificateId)
     .where(unindexedNumber('account_id'), '=', p.accountId)
-    .orderBy('id', 'desc')
     .limit(sql.lit(1)),
 );
 

@@ -401,9 +401,10 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         await db.schema.createIndex('outbox_sealed').ifNotExists().on('outbox').columns(['random_value_id', 'id']).where(sql.ref('sealed_code'), 'is not', null).execute();
       },
     },
-    // Certificate ids unique (CollectSSL finds an order by one): AutoApplyOrder draws them among the numbers no order
-    // has, but two orders placed at once could draw the same one, and orders placed before 2026-12-04 drew theirs
-    // without that check. The older orders of a shared id get new ones; the newest keeps it, as CollectSSL answered it.
+    // Certificate ids unique within an account (CollectSSL finds an account's order by one): AutoApplyOrder draws them
+    // among the numbers no order has, but two orders placed at once could draw the same one, and orders placed before
+    // 2026-12-04 drew theirs without that check. The older orders of an account's shared id get new ones; the newest
+    // keeps it, as CollectSSL answered it. Two accounts' orders that share one keep it: each account found its own.
     '0016_orders_certificate_unique': {
       async up(db: Kysely<unknown>) {
         await indexOnBusyTable(db, dialect);
@@ -413,7 +414,8 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
           if (dialect === 'postgres') await sql`lock table orders in share row exclusive mode`.execute(tx);
           await renumberSharedCertificateIds(tx);
           await tx.schema.dropIndex('orders_certificate').ifExists().execute();
-          await tx.schema.createIndex('orders_certificate').unique().on('orders').column('certificate_id').where(sql.ref('certificate_id'), 'is not', null).execute();
+          // The certificate id first: CollectSSL's lookup and the draw's probe search by it alone (the account is a guard).
+          await tx.schema.createIndex('orders_certificate').unique().on('orders').columns(['certificate_id', 'account_id']).where(sql.ref('certificate_id'), 'is not', null).execute();
         };
         // PostgreSQL runs every migration in a transaction already; SQLite runs them outside one.
         if (dialect === 'postgres') await unique(db as Kysely<any>);
@@ -424,21 +426,21 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
 }
 
 /**
- * Gives every order but the newest of each shared certificate id a new one (migration 0016), drawn as AutoApplyOrder
+ * Gives every order but the newest of each certificate id an account's orders share a new one (migration 0016), drawn as AutoApplyOrder
  * draws them in 2026-12 (8 digits, at random, among the numbers no order has as its number, chain or certificate
  * id). Written out here rather than imported: a migration must do tomorrow what it does today.
  */
 async function renumberSharedCertificateIds(tx: Kysely<any>): Promise<number> {
   const shared = await tx
     .selectFrom('orders')
-    .select('certificate_id')
+    .select(['account_id', 'certificate_id'])
     .where('certificate_id', 'is not', null)
-    .groupBy('certificate_id')
+    .groupBy(['account_id', 'certificate_id'])
     .having(sql`count(*)`, '>', 1)
     .execute();
   let renumbered = 0;
-  for (const { certificate_id: id } of shared) {
-    const sharing = await tx.selectFrom('orders').select('id').where('certificate_id', '=', id).orderBy('id', 'desc').execute();
+  for (const { account_id: accountId, certificate_id: id } of shared) {
+    const sharing = await tx.selectFrom('orders').select('id').where('certificate_id', '=', id).where('account_id', '=', accountId).orderBy('id', 'desc').execute();
     for (const { id: orderId } of sharing.slice(1)) {
       await tx.updateTable('orders').set({ certificate_id: await unusedNumber(tx) }).where('id', '=', orderId).execute();
       renumbered += 1;
