@@ -375,6 +375,7 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
       timeoutMs: Math.max(1000, Math.min(hooks.timeoutMs ?? DEFAULT_WEBHOOK_TIMEOUT_MS, Math.floor(outboxPolicy.leaseMs / 3))),
     },
     onAttempt: (outcome) => metrics.webhookAttempt(outcome),
+    globalUrl: hooks.url,
   });
   closers.push('webhook worker', () => webhooks.stop());
   // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.

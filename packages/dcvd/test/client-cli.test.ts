@@ -6,6 +6,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -157,6 +159,21 @@ test('status: CollectSSL by --order or --base-order, as lines or --json; -20 for
   assert.equal(none.code, 1);
   assert.equal(none.stderr, 'dcvd: give --order N, --certificate-id N or --base-order N\n');
   assert.ok((await dcvd(['client', 'status', '--help'])).stdout.includes('DCVD_CERTIFICATE_ID'));
+});
+
+test('status: a server\u2019s answer reaches the terminal without its controls (any base URL may answer)', async () => {
+  const hostile = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/x-www-form-urlencoded' }).end('errorCode=0&orderNumber=5&dcvStatus=1&fqdn=a%1B%5B2J%C2%9B31mb%E2%80%AEc.example');
+  });
+  await new Promise<void>((r) => hostile.listen(0, '127.0.0.1', r));
+  try {
+    const out = await dcvd(['client', 'status', '--order', '5', '--base-url', `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`]);
+    assert.equal(out.code, 0, out.stderr);
+    assert.match(out.stdout, /domain {10}a\ufffd\[2J\ufffd31mb\ufffdc\.example\n$/);
+  } finally {
+    await new Promise((r) => hostile.close(r));
+  }
 });
 
 test('TLS: an untrusted certificate fails with a hint; --insecure works with a warning; http: warns and gets -1', async () => {

@@ -86,7 +86,8 @@ before(async () => {
     dnsTimeoutMs: 500,
     dnsAttempts: 1,
     dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, outbox: { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 300, maxAttempts: 4 } }),
-    webhooks: { allowNetworks: LOOPBACK, timeoutMs: 1000 },
+    // A global secret (no global URL): events of before migration 0007 are signed with it.
+    webhooks: { allowNetworks: LOOPBACK, timeoutMs: 1000, secret: 'global-secret-0123456789' },
   });
 });
 after(async () => {
@@ -122,7 +123,7 @@ test('a name is resolved over dcvd\u2019s resolvers and reached at an allowed ad
   // A second address outside the allowed networks (a rebinding attacker's usual pair) refuses the name whole.
   dns.setAddresses('mixed.egress.test', ['127.0.0.1', '10.1.2.3']);
   const mixed = await approvedWith('mixed', `http://mixed.egress.test:${port}/mixed`);
-  await failedWith(mixed.row, /mixed\.egress\.test resolves to 10\.1\.2\.3 is not an Internet address/);
+  await failedWith(mixed.row, /mixed\.egress\.test \(10\.1\.2\.3\): 10\.1\.2\.3 is not an Internet address/);
   // IPv6 loopback as a literal is not in the allowed networks; localhost is not read from /etc/hosts.
   const v6 = await approvedWith('literal6', `http://[::1]:${port}/v6`);
   await failedWith(v6.row, /::1 is not an Internet address/);
@@ -144,6 +145,30 @@ test('the event goes to the account\u2019s current URL; without a URL of its own
   await server.accounts.update('leaving', { webhookUrl: null });
   await waitUntil('failed', async () => (await gone.row()).state === 'failed');
   assert.match((await gone.row()).last_error ?? '', /no webhook URL of its own/);
+});
+
+test('URLs stored before these rules: a blocked port, and an event queued before receivers existed, are held to them too', async () => {
+  // An account URL on port 25, written before the URL rules refused it.
+  const smtp = await approvedWith('port25', `http://127.0.0.1:${port}/old`);
+  await failedWith(smtp.row, /HTTP 503/);
+  await server.store.db.updateTable('accounts').set({ webhook_url: 'https://hooks.example.com:25/x' }).where('login', '=', 'port25').execute();
+  await failedWith(smtp.row, /cannot use port 25/);
+  // An event of before migration 0007 (no receiver) with an address the global URL is not: the address rules hold.
+  const old = await approvedWith('noreceiver', `http://127.0.0.1:${port}/old`);
+  await failedWith(old.row, /HTTP 503/);
+  const { id: oldOrder } = await server.store.db.selectFrom('accounts').select('id').where('login', '=', 'noreceiver').executeTakeFirstOrThrow();
+  await server.store.db
+    .updateTable('webhook_outbox')
+    .set({ receiver: null, url: `http://[::1]:${port}/old-event`, attempts: 0 })
+    .where('receiver', '=', accountReceiver(oldOrder))
+    .execute();
+  await failedWith(old.row, /::1 is not an Internet address/);
+  // An account without a URL of its own and without a secret: its waiting event fails at once, not for want of a secret.
+  const neither = await approvedWith('neither', `http://127.0.0.1:${port}/neither`, { secret: false });
+  await failedWith(neither.row, /no signing secret/);
+  await server.accounts.update('neither', { webhookUrl: null });
+  await waitUntil('failed', async () => (await neither.row()).state === 'failed');
+  assert.match((await neither.row()).last_error ?? '', /no webhook URL of its own/);
 });
 
 test('an event without a signing secret waits, its attempts unspent, and goes once one is issued', async () => {

@@ -20,6 +20,7 @@ import {
 import { parseCount, parseDuration } from '../config.ts';
 import { opt, parseApiInteger, print, readStdin, withJson } from './options.ts';
 import { nodeFetch } from './node-fetch.ts';
+import { visibleText } from '../text.ts';
 
 /** The password's variable; deliberately not an option, so that it can never be given in argv. */
 export const PASSWORD_ENV = 'DCVD_LOGIN_PASSWORD';
@@ -111,6 +112,7 @@ function fail(flags: ConnectionFlags, err: unknown): never {
   throw err;
 }
 
+/** The same for an address list (the server's text, from any base URL). */
 function describeList(list: DcvEmailAddressListResult): string {
   const lines = [list.domainName || '(the server named no domain)'];
   for (const [level, addresses] of Object.entries(list.levels)) {
@@ -118,12 +120,13 @@ function describeList(list: DcvEmailAddressListResult): string {
   }
   for (const a of list.whoisEmails) lines.push(`  whois    ${a}`);
   for (const [key, values] of Object.entries(list.extra)) for (const v of values) lines.push(`  ${key}  ${v}`);
-  return lines.join('\n');
+  return lines.map(visibleText).join('\n');
 }
 
 /** CollectSSL's `dcvStatus` in words (its values in @dcvd/client's CollectedSsl). */
 const DCV_STATUS_WORDS: Record<number, string> = { 0: 'not started', 1: 'completed (every domain validated)', 2: 'in progress' };
 
+/** A server's answer as lines for a terminal: its text with controls and invisible characters replaced (src/text.ts). */
 function describeStatus(s: CollectSslResult): string {
   const lines = [s.orderNumber === undefined ? '(the server named no order)' : `order ${s.orderNumber}`];
   if (s.certificateID !== undefined) lines.push(`  certificate ID  ${s.certificateID}`);
@@ -132,7 +135,7 @@ function describeStatus(s: CollectSslResult): string {
   if (s.fqdn !== undefined) lines.push(`  domain          ${s.fqdn}`);
   for (const [key, value] of Object.entries(s.extra)) lines.push(`  ${key}  ${value}`);
   for (const line of s.lines) lines.push(`  ${line}`);
-  return lines.join('\n');
+  return lines.map(visibleText).join('\n');
 }
 
 export function clientCommands(): Command {

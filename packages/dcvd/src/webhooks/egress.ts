@@ -26,6 +26,7 @@ import { isIP, type LookupFunction } from 'node:net';
 import { Resolver as CaresResolver } from 'node:dns/promises';
 import { classifyIp, ipLiteral } from '../domains/ip.ts';
 import { isAllowedSource } from '../accounts/networks.ts';
+import { checkWebhookUrl } from '../accounts/webhook-url.ts';
 import { formatResolver, type Resolver } from '../dns/resolvers.ts';
 
 export interface WebhookEgressPolicy {
@@ -82,7 +83,8 @@ export function webhookPoster(policy: WebhookEgressPolicy): WebhookPost {
       const target = new URL(url);
       let lookup: LookupFunction | undefined;
       if (request.restricted) {
-        const problem = literalTargetProblem(target, policy.allowNetworks);
+        // The URL's own rules (a port of another protocol, the length) for URLs stored before they were checked.
+        const problem = urlProblem(url) ?? literalTargetProblem(target, policy.allowNetworks);
         if (problem !== undefined) {
           reject(new WebhookTargetRefused(problem));
           return;
@@ -116,6 +118,15 @@ export function webhookPoster(policy: WebhookEgressPolicy): WebhookPost {
     });
 }
 
+function urlProblem(url: string): string | undefined {
+  try {
+    checkWebhookUrl(url);
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
 /** A `lookup` for net.connect: `hostname`'s A and AAAA records through c-ares, refused whole if any address is. */
 function guardedLookup(resolver: CaresResolver, protocol: string, allowNetworks: string): LookupFunction {
   return (hostname, options, callback) => {
@@ -124,7 +135,7 @@ function guardedLookup(resolver: CaresResolver, protocol: string, allowNetworks:
         for (const address of addresses) {
           const problem = targetProblem(address, protocol, allowNetworks);
           if (problem !== undefined) {
-            callback(new WebhookTargetRefused(`${hostname} resolves to ${problem}`), '', 0);
+            callback(new WebhookTargetRefused(`${hostname} (${address}): ${problem}`), '', 0);
             return;
           }
         }

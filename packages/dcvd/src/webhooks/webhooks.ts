@@ -301,6 +301,8 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
       egress: WebhookEgressPolicy;
       /** Each attempt's outcome, for the metrics. */
       onAttempt?: (outcome: WebhookOutcome) => void;
+      /** The operator's --webhook-url, the one target the address rules leave alone. */
+      globalUrl?: string | undefined;
     },
   ) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
@@ -339,6 +341,13 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
     let reason: string;
     let refused = false;
     try {
+      // The URL first: an event whose account gave up its own URL fails at once, secret or none.
+      const url = await this.urlOf(row);
+      if (url === null) {
+        await this.failedAttempt(row, 'the account has no webhook URL of its own any more', { permanent: true, where });
+        this.deps.onAttempt?.('failed');
+        return;
+      }
       const secrets = await this.secretsOf(row);
       if (secrets.length === 0) {
         // Kept, and the attempt not counted: the event waits (at the longest retry interval) until the operator
@@ -350,16 +359,11 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
         log.warn({ ...where, state: 'pending', reason, retryAt: new Date(next).toISOString() }, 'webhook waits for a signing secret');
         return;
       }
-      const url = await this.urlOf(row);
-      if (url === null) {
-        await this.failedAttempt(row, 'the account has no webhook URL of its own any more', { permanent: true, where });
-        this.deps.onAttempt?.('failed');
-        return;
-      }
       if (url !== row.url) await db.updateTable('webhook_outbox').set({ url }).where('id', '=', row.id).where('claim_token', '=', row.claim_token).execute();
       const status = await this.post(url, {
         body: row.body,
-        restricted: row.receiver !== null && row.receiver !== GLOBAL_RECEIVER,
+        // An account's receiver; and an event queued before migration 0007 (no receiver) unless it goes to the global URL.
+        restricted: row.receiver === null ? url !== this.deps.globalUrl : row.receiver !== GLOBAL_RECEIVER,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'dcvd-webhook/1',
