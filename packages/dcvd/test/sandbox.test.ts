@@ -6,6 +6,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { startTestSandbox, type TestSandbox } from './support/sandbox.ts';
 import { startTestDnsServer, type TestDnsServer } from './support/dns-server.ts';
@@ -287,6 +289,34 @@ test('auto-approve: off by default, then approves an email once it is old enough
   const order = await sb.admin('GET', `/v1/orders/${orderNumber}`);
   assert.equal(order.json.evidence[0].userAgent, 'dcvd-sandbox-auto-approve');
   await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: null });
+});
+
+test('webhooks: an integrator\u2019s receiver on loopback gets its account\u2019s events over http:// (dcvd serve allows no such target unless told)', async () => {
+  const got: string[] = [];
+  const receiver = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c));
+    req.on('end', () => {
+      got.push(body);
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  try {
+    const patched = await sb.admin('PATCH', `/v1/accounts/${sb.info.login}`, { webhookUrl: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook` });
+    assert.equal(patched.status, 200, patched.body);
+    assert.match(patched.json.webhookSecret, /^whsec_/);
+    assert.equal((await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: 0 })).status, 200);
+    const { orderNumber } = await mailedOrder('hook-test.com', 'admin@hook-test.com');
+    await waitUntil('the event at the loopback receiver', async () => got.length >= 1);
+    const event = JSON.parse(got[0]!);
+    assert.deepEqual([event.type, event.order.orderNumber, event.order.dcvStatus], ['dcv.validated', orderNumber, 'validated']);
+  } finally {
+    await sb.admin('POST', '/v1/sandbox/auto-approve', { afterSeconds: null });
+    await sb.admin('PATCH', `/v1/accounts/${sb.info.login}`, { webhookUrl: null });
+    receiver.closeAllConnections();
+    await new Promise((r) => receiver.close(r));
+  }
 });
 
 test('auto-approve is not a guess: a block of loopback by unknown codes does not stop it', async () => {
