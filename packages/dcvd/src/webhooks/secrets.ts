@@ -22,6 +22,12 @@ export const WEBHOOK_SECRET_BYTES = 32;
 /** The receiver id of an account's own webhook URL. */
 export const accountReceiver = (accountId: number): string => `account:${accountId}`;
 
+/** The account of an account's receiver id; undefined for the global receiver (or none). */
+export const accountOfReceiver = (receiver: string | null): number | undefined => {
+  const id = receiver === null ? undefined : /^account:(\d+)$/.exec(receiver)?.[1];
+  return id === undefined ? undefined : Number(id);
+};
+
 /** Additional authenticated data of a sealed secret: never equal to a code's value hash (hex). */
 const aad = (receiver: string) => `webhook-secret:${receiver}`;
 
@@ -55,8 +61,8 @@ export async function issueWebhookSecret(
   const secret = newWebhookSecret(deps.random);
   const run = async (trx: Kysely<Database>): Promise<IssuedSecret | undefined> => {
     // A row lock on PostgreSQL (SQLite serializes writers): the account's row, touched without a change.
-    const accountId = /^account:(\d+)$/.exec(receiver)?.[1];
-    if (accountId !== undefined) await trx.updateTable('accounts').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', Number(accountId)).execute();
+    const accountId = accountOfReceiver(receiver);
+    if (accountId !== undefined) await trx.updateTable('accounts').set((eb) => ({ updated_at: eb.ref('updated_at') })).where('id', '=', accountId).execute();
     if (opts.onlyIfNone && (await hasWebhookSecret(trx, receiver, now))) return undefined;
     const end = now + Math.max(0, overlapMs);
     const current = await trx.updateTable('webhook_secrets').set({ expires_at: end }).where('receiver', '=', receiver).where('expires_at', 'is', null).executeTakeFirst();

@@ -17,7 +17,7 @@ import { listEvidence, type DecidedEvent } from '../orders/confirmation.ts';
 import type { EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { Dialect } from '../store/database.ts';
 import type { ValueKeys } from '../orders/random-values.ts';
-import { accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
+import { accountOfReceiver, accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
 import { WebhookTargetRefused, webhookPoster, type WebhookEgressPolicy, type WebhookPost } from './egress.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
@@ -37,7 +37,6 @@ export interface WebhookConfig {
   /** The time limit of one POST, lookup to status line (config.ts's DEFAULT_WEBHOOK_TIMEOUT_MS; at most a third of the lease). */
   timeoutMs?: number | undefined;
 }
-
 
 /**
  * The global key from --webhook-secret-file's text: the first non-empty line;
@@ -317,9 +316,9 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
    * any more; the global URL as queued.
    */
   private async urlOf(row: WebhookRow): Promise<string | null> {
-    const accountId = row.receiver === null ? undefined : /^account:(\d+)$/.exec(row.receiver)?.[1];
+    const accountId = accountOfReceiver(row.receiver);
     if (accountId === undefined) return row.url;
-    const account = await this.deps.db.selectFrom('accounts').select('webhook_url').where('id', '=', Number(accountId)).executeTakeFirst();
+    const account = await this.deps.db.selectFrom('accounts').select('webhook_url').where('id', '=', accountId).executeTakeFirst();
     return account?.webhook_url ?? null;
   }
 
