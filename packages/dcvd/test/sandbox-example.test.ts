@@ -121,6 +121,15 @@ test('dcvd sandbox dns set|list|clear talk to the running sandbox; SIGTERM stops
     { flags: 0, tag: 'contactemail', value: 'ops@example.org' },
     { flags: 0, tag: 'issue', value: 'ca.example' },
   ]);
+  // DCVD_* variables exported for serve or dcvd client do not override what --data-dir finds; a flag does.
+  const env = { ...process.env, DCVD_ADMIN_URL: 'https://127.0.0.1:1/', DCVD_ADMIN_TOKEN: 'x'.repeat(40), DCVD_CA_FILE: '/nonexistent/ca.pem' };
+  const list = (...extra: string[]) => spawnSync(process.execPath, [BIN, 'sandbox', 'dns', 'list', '--data-dir', info['data dir']!, ...extra], { encoding: 'utf8', timeout: 120_000, env });
+  r = list();
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /CAA example\.org/);
+  r = list('--admin-token', 'y'.repeat(40));
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^dcvd: wrong token/m);
   r = run('clear');
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /^cleared \d+ override\(s\)\n$/);

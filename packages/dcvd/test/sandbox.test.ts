@@ -105,6 +105,11 @@ test('DNS overrides answer before the resolver, which still answers the rest', a
   assert.deepEqual(listed.json.map((o: { type: string; name: string }) => `${o.type} ${o.name}`), ['TXT _validation-contactemail.override.com', 'CAA override.com']);
   const cleared = await sb.admin('DELETE', '/v1/sandbox/dns?name=override.com&type=CAA');
   assert.deepEqual(cleared.json, { count: 1 });
+  // A type without a name: every name's overrides of that type, the other type's kept.
+  await sb.admin('POST', '/v1/sandbox/dns', { name: 'other.com', type: 'CAA', records: [{ tag: 'contactemail', value: 'caa@other.com' }] });
+  assert.deepEqual((await sb.admin('DELETE', '/v1/sandbox/dns?type=caa')).json, { count: 1 });
+  assert.equal((await sb.admin('DELETE', '/v1/sandbox/dns?type=MX')).status, 400);
+  assert.deepEqual((await sb.admin('GET', '/v1/sandbox/dns')).json.map((o: { type: string; name: string }) => `${o.type} ${o.name}`), ['TXT _validation-contactemail.override.com']);
   assert.deepEqual((await sb.admin('DELETE', '/v1/sandbox/dns')).json, { count: 1 });
   assert.deepEqual((await sb.admin('GET', '/v1/sandbox/dns')).json, []);
 });

@@ -91,12 +91,21 @@ interface ClientFlags {
   json?: boolean;
 }
 
+/** What --data-dir's sandbox.json gives; a flag on the command line overrides each, a DCVD_* variable does not. */
+const TARGET_OPTIONS = ['adminUrl', 'adminToken', 'caFile'] as const;
+
 function withClientOptions(cmd: Command): Command {
   return withJson(cmd)
     .addOption(opt('--data-dir <dir>', `the running sandbox\u2019s data directory (its ${SANDBOX_INFO_FILE} names the API, token and certificate)`))
     .addOption(opt('--admin-url <url>', 'the sandbox\u2019s internal API (instead of --data-dir)'))
     .addOption(opt('--admin-token <token>', 'its bearer token (instead of --data-dir)'))
-    .addOption(opt('--ca-file <file>', 'its certificate (instead of --data-dir)'));
+    .addOption(opt('--ca-file <file>', 'its certificate (instead of --data-dir)'))
+    .hook('preAction', (command) => {
+      // DCVD_ADMIN_TOKEN and DCVD_CA_FILE are also serve's and dcvd client's: exported for those, they must not
+      // send a sandbox found by its data directory another server's token or certificate.
+      if (command.getOptionValue('dataDir') === undefined) return;
+      for (const key of TARGET_OPTIONS) if (command.getOptionValueSource(key) === 'env') command.setOptionValue(key, undefined);
+    });
 }
 
 /** One call to the running sandbox's internal API; a JSON error becomes the command's error. */
@@ -173,7 +182,7 @@ function dnsCommands(): Command {
   withClientOptions(
     dns
       .command('clear')
-      .description('clear the overrides of NAME (of one type with --type), or every override without NAME')
+      .description('clear the overrides of NAME, or of every name without NAME; of one type with --type, else of both')
       .argument('[name]')
       .addOption(opt('--type <type>', 'TXT or CAA')),
   ).action(async (name: string | undefined, flags: ClientFlags & { type?: string }) => {

@@ -121,17 +121,16 @@ export class DnsOverrides {
     return view;
   }
 
-  /** Clears one name (both types unless `type`), or every override without a name. Returns how many went. */
+  /** Clears one name's overrides, or every name's without one; of one type with `type`, else of both. Returns how many went. */
   clear(name?: string, type?: string): number {
+    const t = type?.toUpperCase();
+    if (t !== undefined && !(OVERRIDE_TYPES as readonly string[]).includes(t)) throw invalid(`type must be one of ${OVERRIDE_TYPES.join(', ')}`);
     if (name === undefined) {
-      if (type !== undefined) throw invalid('type needs a name');
-      const n = this.byKey.size;
-      this.byKey.clear();
+      let n = 0;
+      for (const [key, view] of this.byKey) if (t === undefined || view.type === t) n += Number(this.byKey.delete(key));
       return n;
     }
     const normalised = overrideName(name);
-    const t = type?.toUpperCase();
-    if (t !== undefined && !(OVERRIDE_TYPES as readonly string[]).includes(t)) throw invalid(`type must be one of ${OVERRIDE_TYPES.join(', ')}`);
     let n = 0;
     for (const ot of t === undefined ? OVERRIDE_TYPES : [t]) if (this.byKey.delete(`${ot} ${normalised}`)) n++;
     return n;

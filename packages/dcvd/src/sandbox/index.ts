@@ -202,7 +202,7 @@ export class Sandbox implements SandboxHooks {
       route({
         method: 'DELETE',
         url: '/v1/sandbox/dns',
-        summary: 'Sandbox only: clear the overrides of a name (of one type with type), or every override without a name',
+        summary: 'Sandbox only: clear the overrides of a name, or of every name without one; of one type with type, else of both',
         query: DnsClearQuery,
         response: CountSchema,
         handler: async ({ query }) => ({ count: this.dns.clear(query.name, query.type) }),
