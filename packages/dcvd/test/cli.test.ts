@@ -6,6 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import https from 'node:https';
+import { connect } from 'node:net';
 import { BIN, runDcvd } from './support/cli.ts';
 
 let dir: string;
@@ -49,6 +50,22 @@ test('account create / update / lock / unlock / list with --json', () => {
   const list = JSON.parse(dcvd(['account', 'list', '--json']).stdout);
   assert.equal(list.length, 1);
   assert.match(dcvd(['account', 'list']).stdout, /cli-user {2}\(active\)/);
+});
+
+test('account create/update do not take an account\u2019s webhook URL from DCVD_WEBHOOK_URL, serve\u2019s global URL', () => {
+  const env = { DCVD_WEBHOOK_URL: 'https://hooks.example.com/global' };
+  const created = dcvd(['account', 'create', '--login', 'env-hook', '--password-stdin', '--json'], { input: 'a long enough password\n', env });
+  assert.equal(created.code, 0, created.stderr);
+  const view = JSON.parse(created.stdout);
+  assert.equal(view.webhookUrl ?? null, null, 'no URL of its own');
+  assert.equal(view.webhookSecret, undefined, 'no secret made');
+  const updated = dcvd(['account', 'update', '--login', 'env-hook', '--json'], { env });
+  assert.equal(JSON.parse(updated.stdout).webhookUrl ?? null, null);
+  // The flag still sets it.
+  const own = dcvd(['account', 'update', '--login', 'env-hook', '--webhook-url', 'https://hooks.example.com/own', '--json'], { env });
+  assert.equal(own.code, 0, own.stderr);
+  assert.equal(JSON.parse(own.stdout).webhookUrl, 'https://hooks.example.com/own');
+  assert.doesNotMatch(dcvd(['account', 'create', '--help']).stdout, /DCVD_WEBHOOK_URL/);
 });
 
 test('errors are one line on stderr with exit code 1', () => {
@@ -128,5 +145,51 @@ test('serve: listens, answers, and finishes an in-flight request on SIGTERM', as
   });
   assert.equal(await answer, 'errorCode=-3&errorMessage=The+%27loginPassword%27+argument+is+missing%21&errorItem=loginPassword');
   assert.equal(await exited, 0);
+  assert.match(stderr, /SIGTERM, finishing in-flight requests/);
+});
+
+test('npm start: a SIGTERM to npm (what a service manager or `kill $!` sends) stops dcvd too, not only npm', async (t) => {
+  const root = new URL('../../..', import.meta.url).pathname;
+  // Its own process group, so that whatever it left running is killed at the end, pass or fail.
+  const npm = spawn('npm', ['start', '--', '--listen', '127.0.0.1:0', '--log-level', 'warn', '--data-dir', join(dir, 'npm-start')], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const group = npm.pid!;
+  t.after(() => {
+    try {
+      process.kill(-group, 'SIGKILL');
+    } catch {
+      // Nothing left in it.
+    }
+  });
+  let stderr = '';
+  npm.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const npmExited = new Promise<void>((resolve) => npm.on('exit', () => resolve()));
+  await new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no start: ${stderr}`)), 120_000);
+    npm.stderr.on('data', () => {
+      if (/HTTPS on/.test(stderr)) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  });
+  const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)?.[1]);
+  assert.ok(port > 0, stderr);
+  npm.kill('SIGTERM');
+  await npmExited;
+  // dcvd finishes and closes its listener; before `exec` in the script, sh died and left it serving.
+  const refused = async (): Promise<boolean> =>
+    new Promise((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        resolve(false);
+      });
+      socket.on('error', () => resolve(true));
+    });
+  let closed = false;
+  for (let i = 0; i < 600 && !closed; i++) {
+    closed = await refused();
+    if (!closed) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.ok(closed, `dcvd still listens on ${port} after npm was stopped`);
   assert.match(stderr, /SIGTERM, finishing in-flight requests/);
 });

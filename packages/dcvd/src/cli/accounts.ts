@@ -1,5 +1,5 @@
 /** `dcvd account …`: API accounts (CONTRACT §9). */
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, formatDuration, parseDuration, parseIsoDate } from '../config.ts';
 import type { AccountInput, AccountView, Permission } from '../accounts/repository.ts';
 import { opt, print, readStdin, repeatable, withAdmin, withJson, withStoreOptions, type StoreFlags } from './options.ts';
@@ -23,6 +23,13 @@ function describeSecret(a: { webhookSecret?: string; previousWebhookSecretExpire
 }
 
 /** Accounts' webhook secrets are sealed under the secret key: the commands that make one need the server's file. */
+/**
+ * An account's own webhook URL, the one option without its DCVD_* variable: DCVD_WEBHOOK_URL is serve's
+ * global URL, and exported for serve it would give every account created in that shell a URL of its own
+ * (the same one, signed with a new secret of the account's instead of the global one).
+ */
+const accountWebhookUrl = (description: string) => new Option('--webhook-url <url>', description);
+
 const secretKeyOption = () => opt('--secret-key-file <file>', 'the server\u2019s secret key file, which seals webhook signing secrets (default: DATA_DIR/secret.key)');
 
 interface AccountFlags extends StoreFlags {
@@ -53,7 +60,7 @@ export function accountCommands(): Command {
       .addOption(repeatable('--allow-ip <cidr>', 'allowed source network; repeat for several (default: any; an empty one is an error)', { keepEmpty: true }))
       .addOption(repeatable('--permission <name>', 'auto-apply or voucher; repeat for both'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
-    .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url); prints the URL\u2019s own signing secret once'))
+    .addOption(accountWebhookUrl('POST this account\u2019s DCV decisions here (default: the server\u2019s --webhook-url); prints the URL\u2019s own signing secret once'))
     .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {
     const password = await readStdin();
@@ -77,7 +84,7 @@ export function accountCommands(): Command {
       .addOption(opt('--clear-permissions', 'remove every permission'))
       .addOption(opt('--password-expires <iso-date>', 'the password stops working at this date', parseIsoDate))
       .addOption(opt('--no-password-expires', 'the password never expires'))
-      .addOption(opt('--webhook-url <url>', 'POST this account\u2019s DCV decisions here (prints a signing secret once if the account has none)'))
+      .addOption(accountWebhookUrl('POST this account\u2019s DCV decisions here (prints a signing secret once if the account has none)'))
       .addOption(opt('--no-webhook-url', 'use the server\u2019s --webhook-url again'))
       .addOption(secretKeyOption()),
   ).action(async (flags: AccountFlags) => {

@@ -43,11 +43,11 @@ export interface ValueFlags {
  * What creates random values and queues DCV emails: `serve` and `order create --dcv-email`. The
  * sender's domain is also the Message-IDs' domain, so both take --mail-from and --public-url.
  */
-function withValueOptions(cmd: Command): Command {
+function withValueOptions(cmd: Command, publicUrl = 'base of the confirmation links (default: https://localhost:PORT of --listen)'): Command {
   const { randomValueTtlMs } = defaultDcvEmailConfig();
   return cmd
     .addOption(opt('--mail-from <address>', 'sender of DCV emails, also the domain of their Message-IDs (default: dcvd@ the host of --public-url, else dcvd@localhost)'))
-    .addOption(opt('--public-url <url>', 'base of the confirmation links (default: https://localhost:PORT of --listen)'))
+    .addOption(opt('--public-url <url>', publicUrl))
     .addOption(opt('--secret-key-file <file>', 'key of the random values\u2019 keyed hashes; created (0600) on first use; every instance sharing a database needs the same file (default: DATA_DIR/secret.key)'))
     .addOption(opt('--random-value-ttl <duration>', 'validity of a new validation code, at most 30d', parseTtl).default(randomValueTtlMs, formatDuration(randomValueTtlMs)));
 }
@@ -180,6 +180,8 @@ export function orderCommands(): Command {
         .addOption(opt('--template-id <n>', 'the DCV email template of this order (account\u2019s own, else global)', parseId))
         .addOption(opt('--dcv-email <address>', 'send the first DCV email to this address (returned by GetDCVEmailAddressList in the last 24 hours)')),
     )),
+    // The running server renders the email and its link; here the URL only names the Message-ID's domain.
+    'the server\u2019s --public-url: its host is the Message-ID\u2019s domain unless --mail-from says otherwise',
   )).action(async (flags: OrderCreateFlags & MpicFlags) => {
     const view = await withAdmin(flags, (a) => a.createOrder(flags), mpicConfigFrom(flags));
     print(flags.json, view, () => `created ${describeOrder(view)}${view.queuedEmail ? `\n  DCV email queued: ${view.queuedEmail}` : ''}`);
