@@ -1,7 +1,7 @@
 /** The `dcvd` command as a user runs it (CONTRACT §9): real processes, env variables, --json, graceful shutdown. */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -104,25 +104,32 @@ test('migrate --json and --help name the environment variables', () => {
   assert.match(emptyNetwork.stderr, /an empty entry/);
 });
 
-test('serve: listens, answers, and finishes an in-flight request on SIGTERM', async () => {
-  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
-    env: { ...process.env, DCVD_DATA_DIR: dir },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+/** Waits (up to 2 min: a loaded machine) for a started dcvd's "HTTPS on" line; its port and what it has printed on stderr so far. */
+async function listening(child: ChildProcess): Promise<{ port: number; stderr: () => string }> {
+  let text = '';
+  child.stderr!.on('data', (c: Buffer) => (text += c.toString()));
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no start: ${stderr}`)), 30_000);
-    child.stderr.on('data', () => {
-      if (/HTTPS on/.test(stderr)) {
+    const t = setTimeout(() => reject(new Error(`no start: ${text}`)), 120_000);
+    child.stderr!.on('data', () => {
+      if (/HTTPS on/.test(text)) {
         clearTimeout(t);
         resolve();
       }
     });
   });
-  const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)?.[1]);
-  const certPath = /certificate: (\S+)\)/.exec(stderr)?.[1];
+  const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(text)?.[1]);
+  assert.ok(port > 0, text);
+  return { port, stderr: () => text };
+}
+
+test('serve: listens, answers, and finishes an in-flight request on SIGTERM', async () => {
+  const child = spawn(process.execPath, [BIN, 'serve', '--listen', '127.0.0.1:0', '--log-level', 'warn'], {
+    env: { ...process.env, DCVD_DATA_DIR: dir },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const { port, stderr } = await listening(child);
+  const certPath = /certificate: (\S+)\)/.exec(stderr())?.[1];
   assert.ok(port > 0 && certPath);
   const ca = readFileSync(certPath, 'utf8');
 
@@ -145,7 +152,7 @@ test('serve: listens, answers, and finishes an in-flight request on SIGTERM', as
   });
   assert.equal(await answer, 'errorCode=-3&errorMessage=The+%27loginPassword%27+argument+is+missing%21&errorItem=loginPassword');
   assert.equal(await exited, 0);
-  assert.match(stderr, /SIGTERM, finishing in-flight requests/);
+  assert.match(stderr(), /SIGTERM, finishing in-flight requests/);
 });
 
 test('npm start: a SIGTERM to npm (what a service manager or `kill $!` sends) stops dcvd too, not only npm', async (t) => {
@@ -160,20 +167,8 @@ test('npm start: a SIGTERM to npm (what a service manager or `kill $!` sends) st
       // Nothing left in it.
     }
   });
-  let stderr = '';
-  npm.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
   const npmExited = new Promise<void>((resolve) => npm.on('exit', () => resolve()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no start: ${stderr}`)), 120_000);
-    npm.stderr.on('data', () => {
-      if (/HTTPS on/.test(stderr)) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-  });
-  const port = Number(/https:\/\/127\.0\.0\.1:(\d+)\//.exec(stderr)?.[1]);
-  assert.ok(port > 0, stderr);
+  const { port, stderr } = await listening(npm);
   npm.kill('SIGTERM');
   await npmExited;
   // dcvd finishes and closes its listener; before `exec` in the script, sh died and left it serving.
@@ -191,5 +186,5 @@ test('npm start: a SIGTERM to npm (what a service manager or `kill $!` sends) st
     if (!closed) await new Promise((r) => setTimeout(r, 100));
   }
   assert.ok(closed, `dcvd still listens on ${port} after npm was stopped`);
-  assert.match(stderr, /SIGTERM, finishing in-flight requests/);
+  assert.match(stderr(), /SIGTERM, finishing in-flight requests/);
 });
