@@ -131,6 +131,9 @@ test('serve: listens, answers, and finishes an in-flight request on SIGTERM', as
   const { port, stderr } = await listening(child);
   const certPath = /certificate: (\S+)\)/.exec(stderr())?.[1];
   assert.ok(port > 0 && certPath);
+  // Where the emails go, so that a first run finds its .eml files.
+  for (let i = 0; i < 1200 && !stderr().includes('dcvd: DCV emails'); i++) await new Promise((r) => setTimeout(r, 100));
+  assert.ok(stderr().includes(`dcvd: DCV emails are written as .eml files to ${join(dir, 'outbox')}/ (no --smtp-url)`), stderr());
   const ca = readFileSync(certPath, 'utf8');
 
   // A request whose body arrives slowly is in flight when SIGTERM comes.

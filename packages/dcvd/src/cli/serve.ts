@@ -1,6 +1,6 @@
 /** `dcvd serve`: the API server (CONTRACT §9). */
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command } from 'commander';
 import { DEFAULT_WEBHOOK_TIMEOUT_MS, defaultServeConfig, formatDuration, formatHostPort, formatSize, parseCount, parseDuration, parseHostPort, parseSize, SERVE_ROLES, splitsDelivery, type ServeConfig, type ServeRole } from '../config.ts';
 import { checkWebhookUrl } from '../accounts/webhook-url.ts';
@@ -219,6 +219,7 @@ function serveOptions(): Command {
       if (server.admin) process.stderr.write(`dcvd: internal API on https://${host(server.admin)}/v1/ (bearer token)\n`);
       process.stderr.write(`dcvd: database ${server.store.location}\n`);
       process.stderr.write(`dcvd: ${server.roleLine}\n`);
+      if (config.role !== 'api') process.stderr.write(`dcvd: DCV emails ${deliveredTo(config)}\n`);
       if (server.mpicWarning) process.stderr.write(`dcvd: WARNING: ${server.mpicWarning}\n`);
       let stopping = false;
       const stop = (signal: string) => {
@@ -250,6 +251,13 @@ interface Started {
   /** What this process does, for the start-up lines. */
   roleLine: string;
   close(): Promise<void>;
+}
+
+/** Where this process's DCV emails go, for the start-up lines: the SMTP server's host (never the URL's credentials), or the folder. */
+function deliveredTo(config: ServeConfig): string {
+  const smtp = config.dcvEmail.smtpUrl;
+  if (smtp !== undefined) return `go over SMTP to ${new URL(smtp).host}`;
+  return `are written as .eml files to ${join(resolve(config.dataDir), 'outbox')}/ (no --smtp-url)`;
 }
 
 /** The server of the configured role, the primary of --processes (or --delivery-process), or (undefined) an API process of one. */
