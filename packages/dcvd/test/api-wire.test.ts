@@ -121,6 +121,16 @@ describe('ResendDCVEmail errors, urlencoded', () => {
       assert.equal(res.body, 'errorCode=-4&errorMessage=The+value+of+the+%27orderNumber%27+argument+is+invalid%21&errorItem=orderNumber', orderNumber);
     }
   });
+  test('names match ASCII-case-insensitively only: KELVIN SIGN is no k (-2, the name as sent)', async () => {
+    // U+212A lower-cases to 'k' with toLowerCase(), which took this for AutoApplyOrder's isCallbackCompleted (fuzzing, 2026-12-04).
+    const name = 'isCallbac\u212ACompleted';
+    const res = await s.post('/products/!AutoApplyOrder', form([['loginName', 'a'], [name, 'Y']]));
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'errorCode=-2&errorMessage=%27isCallbac%E2%84%AACompleted%27+is+an+unrecognized+argument%21&errorItem=isCallbac%E2%84%AACompleted');
+    // Its ASCII spelling in any case is the known, ignored parameter: the checks go on to the missing password.
+    const known = await s.post('/products/!AutoApplyOrder', form([['loginName', 'a'], ['ISCALLBACKcompleted', 'Y']]));
+    assert.match(known.body, /^errorCode=-3&errorMessage=[^&]+&errorItem=loginPassword$/);
+  });
   test('-17', async () => {
     const res = await s.request({ path: RESEND_PATH, method: 'GET' });
     assert.equal(res.body, 'errorCode=-17&errorMessage=Request+used+GET+rather+than+POST%21');
