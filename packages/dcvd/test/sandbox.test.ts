@@ -268,6 +268,22 @@ test('switches: the next N calls (of one login) answer an error, or wait first',
   }
 });
 
+test('switches: a login filter sees the loginName the API reads, its name in any case (CONTRACT \u00a71)', async () => {
+  const post = (body: string) => sb.https('POST', '/products/!GetDCVEmailAddressList', { body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const creds = (name: string) => `${name}=${encodeURIComponent(sb.info.login)}&loginPassword=${encodeURIComponent(sb.info.password)}&domainName=switch-test.com`;
+  for (const name of ['LOGINNAME', 'loginname', 'LoginName']) {
+    await sb.admin('POST', '/v1/sandbox/switches', { endpoint: 'GetDCVEmailAddressList', login: sb.info.login, errorCode: -160 });
+    assert.match((await post(creds(name))).body, /^-160\n/, name);
+  }
+  assert.deepEqual((await sb.admin('GET', '/v1/sandbox/switches')).json, []);
+  // Values stay case-sensitive, and a repeated loginName is none (the API answers -4): the switch stays armed.
+  await sb.admin('POST', '/v1/sandbox/switches', { endpoint: 'GetDCVEmailAddressList', login: sb.info.login, errorCode: -160 });
+  assert.match((await post(`loginName=${sb.info.login.toUpperCase()}&loginPassword=x&domainName=switch-test.com`)).body, /^-16\n/);
+  assert.match((await post(`loginName=${encodeURIComponent(sb.info.login)}&loginName=${encodeURIComponent(sb.info.login)}`)).body, /^-4\n/, 'a repeated loginName is -4, no login');
+  assert.equal((await sb.admin('GET', '/v1/sandbox/switches')).json.length, 1);
+  assert.deepEqual((await sb.admin('DELETE', '/v1/sandbox/switches')).json, { count: 1 });
+});
+
 test('switches: -90 names the endpoint in every endpoint\u2019s every format, as the real -90 does (no xxxx, no errorItem)', async () => {
   // [endpoint, body, format]: the switch answers in the format the call asked for.
   const calls: [Endpoint, string, 'text' | 'json' | 'urlencoded'][] = [
