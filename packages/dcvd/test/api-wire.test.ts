@@ -142,6 +142,26 @@ describe('transport and body rules', () => {
     assert.match((await s.post('/products/%21ResendDCVEmail', '')).body, /^errorCode=-3&/);
     assert.match((await s.post('/products/%21GetDCVEmailAddressList', '')).body, /^-3\n/);
   });
+  test('the path is matched exactly (case-sensitive) with %21 as with !: only the ! may be spelled otherwise', async () => {
+    // Found by fuzzing (2026-12-04): the %21 rewrite ignored the case of the rest of the path.
+    for (const bang of ['!', '%21']) {
+      for (const path of [
+        `/PRODUCTS/${bang}GetDCVEmailAddressList`,
+        `/Products/${bang}ResendDCVEmail`,
+        `/products/${bang}getdcvemailaddresslist`,
+        `/products/DOWNLOAD/${bang}ResendDCVEmail`,
+        `/PRODUCTS/download/${bang}ResendDCVEmail`,
+        `/products/Download/${bang}GetDCVEmailAddressList`,
+      ]) {
+        const r = await s.post(path, form({ ...alice, domainName: 'www.example.com' }));
+        assert.deepEqual([r.status, r.body], [404, 'Not Found\n'], path);
+      }
+      // The exact paths answer, under /products/ and /products/download/.
+      for (const prefix of ['/products/', '/products/download/']) {
+        assert.match((await s.post(`${prefix}${bang}GetDCVEmailAddressList`, form({ ...alice, domainName: 'www.example.com' }))).body, /^0\ndomain_name\t/, prefix + bang);
+      }
+    }
+  });
   test('a body over the limit: -14 with HTTP 200 in the endpoint format, connection closed', async () => {
     const big = 'a='.padEnd(65 * 1024, 'x');
     const g = await s.post(GET_PATH, big);

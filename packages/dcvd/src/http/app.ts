@@ -41,7 +41,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     },
     // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
     // Also under /products/download/, where some of the real host's documentation puts them.
-    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/(download\/)?%21/i, '/products/$1!'),
+    // Only `%21` itself is an alternative spelling: the rest of the path is matched exactly, as for `!`
+    // (until 2026-12-04 this was case-insensitive, so `/PRODUCTS/%21…` reached an endpoint; found by fuzzing).
+    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/(download\/)?%21/, '/products/$1!'),
   });
   answerUnmetExpectations(app);
   // Every method Node's parser knows reaches the router, so the API paths answer it -17
