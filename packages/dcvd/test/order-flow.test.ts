@@ -249,6 +249,29 @@ test('multi-domain: one email per domain, delivered once; AutoUpdateDCV switches
   assert.equal(new Set(ids).size, ids.length);
 });
 
+test('AutoUpdateDCV names a wildcard domain with or without its *., any other only as it is: *.name of a plain name is -4 and changes nothing', async () => {
+  const r = await call('AutoApplyOrder', 'alice', { product: 361, days: 365, csr: await makeCsr('www.wild.example.com'), domainNames: '*.wild.example.org', dcvMethod: 'HTTP_CSR_HASH' });
+  assert.match(r.body, /^errorCode=0&orderNumber=/);
+  const orderNumber = Number(phpRead(r.body).orderNumber);
+  const methods = async () => {
+    const d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+    return [`${d['1_domainName']} ${d['1_dcvMethod']}`, `${d['2_domainName']} ${d['2_dcvMethod']}`];
+  };
+  assert.deepEqual(await methods(), ['www.wild.example.com HTTP_CSR_HASH', '*.wild.example.org HTTP_CSR_HASH']);
+  // Found by fuzzing (2026-12-04): a `*.` name fell back to the plain domain of the same name, and changed it.
+  const u = (item: string) => encodeUrlencoded('AutoUpdateDCV', { code: -4, item });
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: '*.www.wild.example.com', newMethod: 'CNAME_CSR_HASH' })).body, u('domainName'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber, domainNames: '*.www.wild.example.com', newMethods: 'CNAME_CSR_HASH' })).body, u('domainNames'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber, domainNames: 'wild.example.org *.www.wild.example.com', newMethods: 'CNAME_CSR_HASH HTTPS_CSR_HASH' })).body, u('domainNames'));
+  assert.deepEqual(await methods(), ['www.wild.example.com HTTP_CSR_HASH', '*.wild.example.org HTTP_CSR_HASH'], 'nothing changed');
+  // The wildcard domain, with or without its `*.`; the plain one as it is.
+  assert.match((await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: 'wild.example.org', newMethod: 'CNAME_CSR_HASH' })).body, /^errorCode=0&/);
+  assert.deepEqual(await methods(), ['www.wild.example.com HTTP_CSR_HASH', '*.wild.example.org CNAME_CSR_HASH']);
+  assert.match((await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: '*.wild.example.org', newMethod: 'HTTPS_CSR_HASH' })).body, /^errorCode=0&/);
+  assert.match((await call('AutoUpdateDCV', 'alice', { orderNumber, domainNames: 'WWW.wild.example.com.', newMethods: 'CNAME_CSR_HASH' })).body, /^errorCode=0&/);
+  assert.deepEqual(await methods(), ['www.wild.example.com CNAME_CSR_HASH', '*.wild.example.org HTTPS_CSR_HASH']);
+});
+
 test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored, domain rules, policy, permissions', async () => {
   await getList(server, 'alice', 'shop.example.com');
   const good = await makeCsr('shop.example.com');

@@ -273,12 +273,17 @@ interface Change {
   corroborationId?: number | null;
 }
 
-/** Finds a named domain among the order's (a wildcard may be named with or without its `*.`). */
+/**
+ * Finds a named domain among the order's: a wildcard domain may be named with or without its `*.`, any other
+ * domain only as it is. A `*.` name never stands for the domain without it (until 2026-12-04 it fell back to
+ * it, so `*.www.example.com` changed `www.example.com`; found by fuzzing).
+ */
 function domainNamed(domains: readonly OrderDomainRow[], name: string): OrderDomainRow | undefined {
   const check = checkDomainName(name);
   if (!check.ok) return undefined;
-  const exact = check.wildcard ? `*.${check.domain}` : check.domain;
-  return domains.find((d) => d.domain === exact) ?? domains.find((d) => bare(d.domain) === check.domain);
+  const wildcard = `*.${check.domain}`;
+  if (check.wildcard) return domains.find((d) => d.domain === wildcard);
+  return domains.find((d) => d.domain === check.domain) ?? domains.find((d) => d.domain === wildcard);
 }
 
 export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, params: AutoUpdateDcvParams): Promise<Outcome<UpdatedDcvResult>> {
