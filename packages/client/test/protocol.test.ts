@@ -8,6 +8,7 @@ import {
   decodeJson,
   decodeText,
   decodeUrlencoded,
+  ENDPOINTS,
   encodeJson,
   encodeJsonError,
   encodeRequestParams,
@@ -16,10 +17,13 @@ import {
   encodeUrlencoded,
   encodeUrlencodedFields,
   errorMessage,
+  findParam,
   formEntries,
   parseInteger,
   parseRequestParams,
   requestedFormat,
+  sameParamName,
+  singleParamValue,
   type EndpointSpec,
 } from '../src/index.ts';
 
@@ -45,6 +49,23 @@ test('unknown names win over everything after them; -2 carries the name as sent'
 test('names match case-insensitively, values stay as sent', () => {
   const r = parse(GET, 'LOGINNAME=UsEr&loginpassword=Pw&DomainName=Example.COM&PRODUCT=801&responseformat=2');
   assert.deepEqual(r, { ok: true, params: { loginName: 'UsEr', loginPassword: 'Pw', domainName: 'Example.COM', product: 801, responseFormat: 2 } });
+});
+
+test('names match ASCII-case-insensitively only: a non-ASCII letter that lower-cases to ASCII is an unknown name', () => {
+  const AUTO_APPLY = ENDPOINTS.AutoApplyOrder;
+  // U+212A KELVIN SIGN: 'K'.toLowerCase() is 'k', so toLowerCase() matching took it for isCallbackCompleted.
+  const kelvin = 'isCallbac\u212ACompleted';
+  assert.equal(findParam(AUTO_APPLY, kelvin), undefined);
+  assert.equal(findParam(AUTO_APPLY, 'ISCALLBACKCOMPLETED')?.name, 'isCallbackCompleted');
+  assert.deepEqual(parse(AUTO_APPLY, `${base}&${encodeURIComponent(kelvin)}=Y`), { ok: false, error: { code: -2, item: kelvin } });
+  // Others whose lower case is ASCII or longer: the Turkish dotted capital I, the long s (upper-cases to S).
+  assert.deepEqual(parse(GET, `loginNam\u0130=u`), { ok: false, error: { code: -2, item: 'loginNam\u0130' } });
+  assert.deepEqual(parse(GET, `login\u017Fame=u`), { ok: false, error: { code: -2, item: 'login\u017Fame' } });
+  assert.equal(sameParamName('responseFormat', 'RESPONSEformat'), true);
+  assert.equal(sameParamName('k', '\u212A'), false);
+  assert.equal(singleParamValue(formEntries('LOGINNAME=a&x=1'), 'loginName'), 'a');
+  assert.equal(singleParamValue(formEntries('loginName=a&LoginName=b'), 'loginName'), undefined);
+  assert.equal(singleParamValue(formEntries(`loginNam\u0130=a`), 'loginName'), undefined);
 });
 
 test('a repeated parameter is -4 on it, even with one empty value', () => {

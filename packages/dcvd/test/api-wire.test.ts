@@ -121,6 +121,16 @@ describe('ResendDCVEmail errors, urlencoded', () => {
       assert.equal(res.body, 'errorCode=-4&errorMessage=The+value+of+the+%27orderNumber%27+argument+is+invalid%21&errorItem=orderNumber', orderNumber);
     }
   });
+  test('names match ASCII-case-insensitively only: KELVIN SIGN is no k (-2, the name as sent)', async () => {
+    // U+212A lower-cases to 'k' with toLowerCase(), which took this for AutoApplyOrder's isCallbackCompleted (fuzzing, 2026-12-04).
+    const name = 'isCallbac\u212ACompleted';
+    const res = await s.post('/products/!AutoApplyOrder', form([['loginName', 'a'], [name, 'Y']]));
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 'errorCode=-2&errorMessage=%27isCallbac%E2%84%AACompleted%27+is+an+unrecognized+argument%21&errorItem=isCallbac%E2%84%AACompleted');
+    // Its ASCII spelling in any case is the known, ignored parameter: the checks go on to the missing password.
+    const known = await s.post('/products/!AutoApplyOrder', form([['loginName', 'a'], ['ISCALLBACKcompleted', 'Y']]));
+    assert.match(known.body, /^errorCode=-3&errorMessage=[^&]+&errorItem=loginPassword$/);
+  });
   test('-17', async () => {
     const res = await s.request({ path: RESEND_PATH, method: 'GET' });
     assert.equal(res.body, 'errorCode=-17&errorMessage=Request+used+GET+rather+than+POST%21');
@@ -131,6 +141,26 @@ describe('transport and body rules', () => {
   test('%21 reaches the endpoint too, in either case', async () => {
     assert.match((await s.post('/products/%21ResendDCVEmail', '')).body, /^errorCode=-3&/);
     assert.match((await s.post('/products/%21GetDCVEmailAddressList', '')).body, /^-3\n/);
+  });
+  test('the path is matched exactly (case-sensitive) with %21 as with !: only the ! may be spelled otherwise', async () => {
+    // Found by fuzzing (2026-12-04): the %21 rewrite ignored the case of the rest of the path.
+    for (const bang of ['!', '%21']) {
+      for (const path of [
+        `/PRODUCTS/${bang}GetDCVEmailAddressList`,
+        `/Products/${bang}ResendDCVEmail`,
+        `/products/${bang}getdcvemailaddresslist`,
+        `/products/DOWNLOAD/${bang}ResendDCVEmail`,
+        `/PRODUCTS/download/${bang}ResendDCVEmail`,
+        `/products/Download/${bang}GetDCVEmailAddressList`,
+      ]) {
+        const r = await s.post(path, form({ ...alice, domainName: 'www.example.com' }));
+        assert.deepEqual([r.status, r.body], [404, 'Not Found\n'], path);
+      }
+      // The exact paths answer, under /products/ and /products/download/.
+      for (const prefix of ['/products/', '/products/download/']) {
+        assert.match((await s.post(`${prefix}${bang}GetDCVEmailAddressList`, form({ ...alice, domainName: 'www.example.com' }))).body, /^0\ndomain_name\t/, prefix + bang);
+      }
+    }
   });
   test('a body over the limit: -14 with HTTP 200 in the endpoint format, connection closed', async () => {
     const big = 'a='.padEnd(65 * 1024, 'x');

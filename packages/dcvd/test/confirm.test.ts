@@ -261,6 +261,29 @@ test('CSRF: no token, a token of another code, a cross-site fetch or a foreign O
   assert.equal(ok.status, 200);
 });
 
+test('a decision whose code is not code-shaped is refused (403) whatever its token, and is no guess: the address is not blocked', async () => {
+  // Found by fuzzing (2026-12-04): the token was checked only for a code-shaped code, so these were
+  // looked up and counted, and a few of them (the limit is 5 here, 20 by default) blocked the address.
+  const m = await mailed('shape.example.com', 'admin@example.com');
+  const ip = '127.0.0.79';
+  const lookupCsrf = csrfOf((await get('/dcv/confirm')).body);
+  const realCsrf = csrfOf((await get(m.path, { localAddress: ip })).body);
+  const codes = ['', 'ABC', 'not-even-a-code', '%ZZ', 'x'.repeat(3000), `${m.code}0`, `Z${m.code.slice(1)}`, '00000000000000000000000000000'];
+  for (const code of codes) {
+    for (const csrf of [undefined, '', lookupCsrf, realCsrf]) {
+      const fields: Record<string, string> = { code, decision: 'approve', ...(csrf === undefined ? {} : { csrf }) };
+      const r = await submit(fields, { localAddress: ip });
+      assert.equal(r.status, 403, JSON.stringify({ code: code.slice(0, 30), csrf }));
+      assert.match(r.body, /<h1>Request refused<\/h1>/);
+    }
+  }
+  // Its row exists (opening the real link reserved a guess, then released it), with no failure counted.
+  const row = await server.store.db.selectFrom('code_failures').select(['failures', 'blocked_until']).where('ip', '=', ip).executeTakeFirst();
+  assert.deepEqual({ failures: Number(row?.failures ?? 0), blocked: row?.blocked_until ?? null }, { failures: 0, blocked: null }, 'no guess counted');
+  assert.equal((await get(m.path, { localAddress: ip })).status, 200, 'not blocked');
+  assert.equal((await submit({ code: m.code, csrf: realCsrf, decision: 'approve' }, { localAddress: ip })).status, 200);
+});
+
 test('a form is good for two hours of the server\u2019s clock (the injected one): then refused, and a fresh page works', async () => {
   const m = await mailed('form-age.example.com', 'admin@example.com');
   const stale = csrfOf((await get(m.path)).body);

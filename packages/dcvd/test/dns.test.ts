@@ -404,6 +404,8 @@ describe('DNS client', () => {
         bytes[bytes.length - 1 - 'ca.example'.length - 'issue'.length] = 200; // the tag length
         return bytes;
       }],
+      // Found by fuzzing (2026-12-04): a valid answer with bytes after its end was read as if they were not there.
+      ['bytes after the end of the message', (q) => Buffer.concat([responseTo(q, { answers: [{ type: 'TXT', name: NAME, data: ['a@example.com'] }] }), Buffer.from('trailing-junk')])],
       ['compression loop', (q) => {
         const bytes = responseTo(q, { answers: [{ type: 'TXT', name: NAME, data: ['a'] }] });
         const owner = 12 + Buffer.byteLength(NAME) + 2 + 4; // first byte after the question
@@ -474,6 +476,22 @@ describe('DNS client', () => {
 });
 
 describe('answer parser', () => {
+  it('a message must end where its last record ends: a byte more is malformed', () => {
+    const valid = dnsPacket.encode({
+      type: 'response', id: 7, flags: dnsPacket.RECURSION_AVAILABLE,
+      questions: [{ type: 'TXT', name: NAME }],
+      answers: [{ type: 'TXT', name: NAME, data: ['a@example.com'] }],
+    });
+    assert.equal(parseMessage(valid).answers.length, 1);
+    for (const tail of ['trailing-junk', '\0', '\0\0\0\0']) {
+      assert.throws(() => parseMessage(Buffer.concat([valid, Buffer.from(tail)])), (e: unknown) => e instanceof MalformedMessage && /bytes after the end of the message/.test(e.message), JSON.stringify(tail));
+    }
+    // A header alone (no records) is exactly 12 bytes: one more is malformed too.
+    const empty = Buffer.alloc(12);
+    assert.equal(parseMessage(empty).questions.length, 0);
+    assert.throws(() => parseMessage(Buffer.alloc(13)), MalformedMessage);
+  });
+
   it('either reads a corrupted answer or calls it malformed; it never throws anything else or hangs', () => {
     const valid = dnsPacket.encode({
       type: 'response',

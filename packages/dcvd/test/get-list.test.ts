@@ -222,6 +222,19 @@ describe('DNS contacts (responseFormat 2, §3)', () => {
     assert.deepEqual(mixed.level2_email, [...five('fail.com'), 'txt@fail-contact.example']);
   });
 
+  test('an answer with bytes after the end of its message is malformed: its source is dropped, the constructed list is still served', async () => {
+    // Found by fuzzing (2026-12-04): a valid TXT answer followed by junk was read, and its contact offered.
+    dns.setTxt('_validation-contactemail.trail.com', [['trail@trail-contact.example']]);
+    dns.setTrailingBytes('_validation-contactemail.trail.com', 'trailing-junk');
+    dns.setCaa('trail.com', [{ tag: 'contactemail', value: 'caa@trail-contact.example' }]);
+    const res = JSON.parse((await json('www.trail.com')).body);
+    assert.deepEqual(res, { errorCode: 0, domain_name: 'www.trail.com', level2_email: [...five('trail.com'), 'caa@trail-contact.example'], level3_email: five('www.trail.com') });
+    const warning = s.logs.find((l) => l.msg === 'DNS lookup failed; its contact source is dropped' && (l.dns as { name?: string }).name === '_validation-contactemail.trail.com');
+    assert.equal((warning?.dns as { kind?: string } | undefined)?.kind, 'malformed', JSON.stringify(warning));
+    // Not retried: a malformed answer is not a timeout.
+    assert.equal(dns.queries.filter((q) => q.name === '_validation-contactemail.trail.com').length, 1);
+  });
+
   test('issue 14 item 5: a valid 245-character domain gets its list; the TXT name too long to query is a failed lookup, never -14', async () => {
     const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(40)}.long.com`;
     assert.ok(long.length >= 229 && long.length <= 253, String(long.length));

@@ -249,6 +249,60 @@ test('multi-domain: one email per domain, delivered once; AutoUpdateDCV switches
   assert.equal(new Set(ids).size, ids.length);
 });
 
+test('AutoUpdateDCV names a wildcard domain with or without its *., any other only as it is: *.name of a plain name is -4 and changes nothing', async () => {
+  const r = await call('AutoApplyOrder', 'alice', { product: 361, days: 365, csr: await makeCsr('www.wild.example.com'), domainNames: '*.wild.example.org', dcvMethod: 'HTTP_CSR_HASH' });
+  assert.match(r.body, /^errorCode=0&orderNumber=/);
+  const orderNumber = Number(phpRead(r.body).orderNumber);
+  const methods = async () => {
+    const d = phpRead((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body);
+    return [`${d['1_domainName']} ${d['1_dcvMethod']}`, `${d['2_domainName']} ${d['2_dcvMethod']}`];
+  };
+  assert.deepEqual(await methods(), ['www.wild.example.com HTTP_CSR_HASH', '*.wild.example.org HTTP_CSR_HASH']);
+  // Found by fuzzing (2026-12-04): a `*.` name fell back to the plain domain of the same name, and changed it.
+  const u = (item: string) => encodeUrlencoded('AutoUpdateDCV', { code: -4, item });
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: '*.www.wild.example.com', newMethod: 'CNAME_CSR_HASH' })).body, u('domainName'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber, domainNames: '*.www.wild.example.com', newMethods: 'CNAME_CSR_HASH' })).body, u('domainNames'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber, domainNames: 'wild.example.org *.www.wild.example.com', newMethods: 'CNAME_CSR_HASH HTTPS_CSR_HASH' })).body, u('domainNames'));
+  assert.deepEqual(await methods(), ['www.wild.example.com HTTP_CSR_HASH', '*.wild.example.org HTTP_CSR_HASH'], 'nothing changed');
+  // The wildcard domain, with or without its `*.`; the plain one as it is.
+  assert.match((await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: 'wild.example.org', newMethod: 'CNAME_CSR_HASH' })).body, /^errorCode=0&/);
+  assert.deepEqual(await methods(), ['www.wild.example.com HTTP_CSR_HASH', '*.wild.example.org CNAME_CSR_HASH']);
+  assert.match((await call('AutoUpdateDCV', 'alice', { orderNumber, domainName: '*.wild.example.org', newMethod: 'HTTPS_CSR_HASH' })).body, /^errorCode=0&/);
+  assert.match((await call('AutoUpdateDCV', 'alice', { orderNumber, domainNames: 'WWW.wild.example.com.', newMethods: 'CNAME_CSR_HASH' })).body, /^errorCode=0&/);
+  assert.deepEqual(await methods(), ['www.wild.example.com CNAME_CSR_HASH', '*.wild.example.org HTTPS_CSR_HASH']);
+});
+
+test('AutoUpdateDCV: after the order, a missing parameter (-3, in table order) before an invalid one (-4), in both forms', async () => {
+  const place = async (params: Record<string, string | number>) => {
+    const r = await call('AutoApplyOrder', 'alice', { days: 365, dcvMethod: 'HTTP_CSR_HASH', ...params });
+    assert.match(r.body, /^errorCode=0&orderNumber=/);
+    return Number(phpRead(r.body).orderNumber);
+  };
+  const single = await place({ product: 24, csr: await makeCsr('order-of-checks.example.com') });
+  const multi = await place({ product: 361, csr: await makeCsr('a.order-of-checks.example.com'), domainNames: 'b.order-of-checks.example.com' });
+  const u = (code: ErrorCodeValue, item: string) => encodeUrlencoded('AutoUpdateDCV', { code, item });
+  const cases: [Record<string, string | number>, string][] = [
+    // Found by fuzzing (2026-12-04): a name not of the order answered -4 domainName before the missing newMethod.
+    [{ orderNumber: single, domainName: 'elsewhere.example.com' }, u(-3, 'newMethod')],
+    [{ orderNumber: single, domainName: 'elsewhere.example.com', newMethod: 'EMAIL' }, u(-3, 'newDCVEmailAddress')],
+    [{ orderNumber: single, domainName: 'elsewhere.example.com', newMethod: 'CNAME_CSR_HASH' }, u(-4, 'domainName')],
+    [{ orderNumber: single, domainName: '*.order-of-checks.example.com', newMethod: 'CNAME_CSR_HASH' }, u(-4, 'domainName')],
+    // domainName, required for a multi-domain order, comes before newMethod in the table.
+    [{ orderNumber: multi }, u(-3, 'domainName')],
+    [{ orderNumber: multi, domainName: 'elsewhere.example.com' }, u(-3, 'newMethod')],
+    // The multi-domain form: newMethods, then the addresses its EMAIL items need, then the lists' values.
+    [{ orderNumber: multi, domainNames: 'elsewhere.example.com' }, u(-3, 'newMethods')],
+    [{ orderNumber: multi, domainNames: 'elsewhere.example.com', newMethods: 'EMAIL' }, u(-3, 'newDCVEmailAddresses')],
+    [{ orderNumber: multi, domainNames: ',', newMethods: 'EMAIL' }, u(-3, 'newDCVEmailAddresses')],
+    [{ orderNumber: multi, domainNames: 'elsewhere.example.com', newMethods: 'CNAME_CSR_HASH' }, u(-4, 'domainNames')],
+    // The order itself comes first: another account's, or none, is -4 whatever else is missing.
+    [{ orderNumber: 12_345, domainName: 'elsewhere.example.com' }, u(-4, 'orderNumber')],
+  ];
+  for (const [params, expected] of cases) assert.equal((await call('AutoUpdateDCV', 'alice', params)).body, expected, JSON.stringify(params));
+  // Nothing changed.
+  for (const orderNumber of [single, multi]) assert.doesNotMatch((await call('GetMDCDomainDetails', 'alice', { orderNumber })).body, /CNAME_CSR_HASH|=EMAIL/);
+});
+
 test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored, domain rules, policy, permissions', async () => {
   await getList(server, 'alice', 'shop.example.com');
   const good = await makeCsr('shop.example.com');
@@ -324,7 +378,7 @@ test('bad input: each parameter its -2/-3/-4, bad CSRs -4 csr and nothing stored
   const own = (await server.store.db.selectFrom('orders').select('order_number').orderBy('id', 'desc').executeTakeFirstOrThrow()).order_number;
   assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: own, domainNames: ',', newMethods: ',' })).body, u(-4, 'domainNames'));
   assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: own, domainNames: ',' })).body, u(-3, 'newMethods'), 'a missing parameter before an invalid one');
-  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: own, domainNames: ' ', newMethods: 'EMAIL' })).body, u(-4, 'domainNames'));
+  assert.equal((await call('AutoUpdateDCV', 'alice', { orderNumber: own, domainNames: ' ', newMethods: 'HTTP_CSR_HASH' })).body, u(-4, 'domainNames'));
   const g = (code: ErrorCodeValue, item?: string) => encodeUrlencoded('GetMDCDomainDetails', item === undefined ? { code } : { code, item });
   assert.equal((await call('GetMDCDomainDetails', 'alice', {})).body, g(-3, 'orderNumber'));
   assert.equal((await call('GetMDCDomainDetails', 'alice', { orderNumber: 1, showStatusDetails: 'X' })).body, g(-4, 'showStatusDetails'));

@@ -16,6 +16,7 @@ import { waitUntil } from './support/wait.ts';
 import { parseResolvers } from '../src/dns/client.ts';
 import { startSandbox } from '../src/sandbox/start.ts';
 import { createLogger } from '../src/log.ts';
+import { encodeTextError, errorMessage, type Endpoint } from '@dcvd/client';
 
 let dns: TestDnsServer;
 let sb: TestSandbox;
@@ -265,6 +266,56 @@ test('switches: the next N calls (of one login) answer an error, or wait first',
     assert.equal(r.status, 400, JSON.stringify(body));
     assert.match(r.json.error.message, message, JSON.stringify(body));
   }
+});
+
+test('switches: a login filter sees the loginName the API reads, its name in any case (CONTRACT \u00a71)', async () => {
+  const post = (body: string) => sb.https('POST', '/products/!GetDCVEmailAddressList', { body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+  const creds = (name: string) => `${name}=${encodeURIComponent(sb.info.login)}&loginPassword=${encodeURIComponent(sb.info.password)}&domainName=switch-test.com`;
+  for (const name of ['LOGINNAME', 'loginname', 'LoginName']) {
+    await sb.admin('POST', '/v1/sandbox/switches', { endpoint: 'GetDCVEmailAddressList', login: sb.info.login, errorCode: -160 });
+    assert.match((await post(creds(name))).body, /^-160\n/, name);
+  }
+  assert.deepEqual((await sb.admin('GET', '/v1/sandbox/switches')).json, []);
+  // Values stay case-sensitive, and a repeated loginName is none (the API answers -4): the switch stays armed.
+  await sb.admin('POST', '/v1/sandbox/switches', { endpoint: 'GetDCVEmailAddressList', login: sb.info.login, errorCode: -160 });
+  assert.match((await post(`loginName=${sb.info.login.toUpperCase()}&loginPassword=x&domainName=switch-test.com`)).body, /^-16\n/);
+  assert.match((await post(`loginName=${encodeURIComponent(sb.info.login)}&loginName=${encodeURIComponent(sb.info.login)}`)).body, /^-4\n/, 'a repeated loginName is -4, no login');
+  assert.equal((await sb.admin('GET', '/v1/sandbox/switches')).json.length, 1);
+  assert.deepEqual((await sb.admin('DELETE', '/v1/sandbox/switches')).json, { count: 1 });
+});
+
+test('switches: -90 names the endpoint in every endpoint\u2019s every format, as the real -90 does (no xxxx, no errorItem)', async () => {
+  // [endpoint, body, format]: the switch answers in the format the call asked for.
+  const calls: [Endpoint, string, 'text' | 'json' | 'urlencoded'][] = [
+    ['GetDCVEmailAddressList', '', 'text'],
+    ['GetDCVEmailAddressList', 'responseFormat=2', 'json'],
+    ['ResendDCVEmail', '', 'urlencoded'],
+    ['AutoApplyOrder', '', 'urlencoded'],
+    ['AutoApplyOrder', 'responseFormat=0', 'text'],
+    ['AutoApplySSL', '', 'urlencoded'],
+    ['AutoUpdateDCV', '', 'urlencoded'],
+    ['GetMDCDomainDetails', '', 'urlencoded'],
+    ['GetMDCDomainDetails', 'responseFormat=2', 'json'],
+    ['CollectSSL', '', 'text'],
+    ['CollectSSL', 'responseFormat=1', 'urlencoded'],
+  ];
+  for (const [endpoint, body, format] of calls) {
+    const what = `${endpoint} ${format}`;
+    assert.equal((await sb.admin('POST', '/v1/sandbox/switches', { endpoint, errorCode: -90 })).status, 201, what);
+    const r = await sb.https('POST', `/products/!${endpoint}`, { body, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    assert.equal(r.status, 200, what);
+    const message = errorMessage(endpoint, -90, endpoint);
+    assert.ok(message.includes(`${endpoint}`) && !message.includes('xxxx'), message);
+    const expected = format === 'text' ? encodeTextError(endpoint, { code: -90, item: endpoint })
+      : format === 'json' ? JSON.stringify({ errorCode: -90, errorMessage: message })
+      : new URLSearchParams({ errorCode: '-90', errorMessage: message }).toString();
+    assert.equal(r.body, expected, what);
+  }
+  // The bytes, as a voucher order's real -90 answers them (test/resend.test.ts).
+  await sb.admin('POST', '/v1/sandbox/switches', { endpoint: 'ResendDCVEmail', errorCode: -90 });
+  assert.equal((await sb.call('ResendDCVEmail', { orderNumber: 1 })).body, 'errorCode=-90&errorMessage=Permission+denied+for+using+%27voucher%27+with+%27ResendDCVEmail%27.');
+  await sb.admin('POST', '/v1/sandbox/switches', { endpoint: 'GetDCVEmailAddressList', errorCode: -90 });
+  assert.equal((await sb.call('GetDCVEmailAddressList', { domainName: 'switch-test.com' })).body, '-90\nPermission Denied for using \u201cvoucher\u201d with \u2018GetDCVEmailAddressList\u2019\n');
 });
 
 test('clock: the confirmation pages\u2019 forms are dated by the sandbox clock (docs/SANDBOX.md): an advance past 2 hours expires a form shown', async () => {

@@ -129,14 +129,15 @@ test('production bounds: the documented values, handed to node', () => {
     { connection: 30_000, request: 15_000, keepAlive: 10_000 },
   );
   assert.ok('https' in secure && secure.https);
-  const { headersTimeout, connectionsCheckingInterval, maxHeaderSize, handshakeTimeout } = secure.https;
+  const { headersTimeout, connectionsCheckingInterval, maxHeaderSize, handshakeTimeout, requireHostHeader } = secure.https;
+  // requireHostHeader: false, so that dcvd answers a missing Host itself, with the headers every answer carries.
   assert.deepEqual(
-    { headersTimeout, connectionsCheckingInterval, maxHeaderSize, handshakeTimeout },
-    { headersTimeout: 10_000, connectionsCheckingInterval: 1_000, maxHeaderSize: 16_384, handshakeTimeout: 30_000 },
+    { headersTimeout, connectionsCheckingInterval, maxHeaderSize, handshakeTimeout, requireHostHeader },
+    { headersTimeout: 10_000, connectionsCheckingInterval: 1_000, maxHeaderSize: 16_384, handshakeTimeout: 30_000, requireHostHeader: false },
   );
   const plain = baseServerOptions({ logger, bodyLimit: 1024 });
   assert.ok('http' in plain);
-  assert.deepEqual(plain.http, { headersTimeout: 10_000, connectionsCheckingInterval: 1_000, maxHeaderSize: 16_384 });
+  assert.deepEqual(plain.http, { headersTimeout: 10_000, connectionsCheckingInterval: 1_000, maxHeaderSize: 16_384, requireHostHeader: false });
 });
 
 describe('slow and idle clients (short bounds)', () => {
@@ -243,6 +244,37 @@ describe('slow and idle clients (short bounds)', () => {
         assertGuarded(c.text, `${listener}, ${what}`);
       }
     }
+    await assertServes(s);
+  });
+
+  // Found by fuzzing a live server (2026-12-04): fastify's router errors and node's missing-Host 400 went out without them.
+  test('a malformed or over-long URL (400, 414) and an HTTP/1.1 request without Host (400): the headers every answer carries', async (t) => {
+    const long = 'A'.repeat(200);
+    const cases: [string, () => Promise<RawClient>, string, number, RegExp][] = [
+      ['HTTPS API', () => tlsClient(s.https.port, s.cert), `POST /products/%zz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, 400, /^Bad Request\n$/],
+      ['HTTPS API', () => tlsClient(s.https.port, s.cert), `GET /dcv/confirm/${long} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, 414, /^URI Too Long\n$/],
+      ['HTTPS API', () => tlsClient(s.https.port, s.cert), 'GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n', 400, /^Bad Request\n$/],
+      // Without Connection: close, and with a body that is never read: closed all the same.
+      ['HTTPS API', () => tlsClient(s.https.port, s.cert), `POST ${GET_PATH} HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b`, 400, /^Bad Request\n$/],
+      ['plain HTTP API', () => tcpClient(s.http!.port), 'GET /healthz HTTP/1.1\r\n\r\n', 400, /^Bad Request\n$/],
+      ['internal API', () => tlsClient(s.admin!.port, s.cert), 'GET /v1/accounts/%C3%28 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 400, /"code":"invalid_request"/],
+      ['internal API', () => tlsClient(s.admin!.port, s.cert), `GET /v1/accounts/${long} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, 414, /"code":"uri_too_long"/],
+      ['internal API', () => tlsClient(s.admin!.port, s.cert), 'GET /v1/accounts HTTP/1.1\r\n\r\n', 400, /"message":"a Host header is required"/],
+    ];
+    for (const [listener, connect, request, status, body] of cases) {
+      const what = `${listener}, ${JSON.stringify(request.split('\r\n')[0])}${request.includes('Host:') ? '' : ' without Host'}`;
+      const c = await connect();
+      c.socket.write(request);
+      assert.ok((await c.closed) - c.start < FAST.keepAliveMs, `${what}: closed at once`);
+      assertOnlyStatus(c.text, status, what, t);
+      assertGuarded(c.text, what);
+      assert.match(c.text.slice(c.text.indexOf('\r\n\r\n') + 4), body, what);
+    }
+    // HTTP/1.0 needs no Host.
+    const old = await tlsClient(s.https.port, s.cert);
+    old.socket.write('GET /healthz HTTP/1.0\r\n\r\n');
+    await old.closed;
+    assert.match(old.text, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nok\n$/);
     await assertServes(s);
   });
 });

@@ -1,7 +1,7 @@
 /**
  * Parameter specs of both endpoints and the request checks of CONTRACT §1,
  * steps 3 to 6 (unknown name, repeated name, missing, type/length/enum).
- * Names match case-insensitively; values are case-sensitive.
+ * Names match ASCII-case-insensitively ({@link sameParamName}); values are case-sensitive.
  */
 import { ErrorCode, type ApiError, type Endpoint } from './errors.ts';
 
@@ -274,10 +274,33 @@ function codePointLength(value: string): number {
   return n;
 }
 
-/** Finds the spec of a parameter name, case-insensitively. */
+/** `A`-`Z` to `a`-`z`, every other character as it is. */
+function asciiLowerCase(value: string): string {
+  return value.replace(/[A-Z]+/g, (s) => s.toLowerCase());
+}
+
+/**
+ * Whether two parameter names are the same name (CONTRACT §1: names match case-insensitively). Only ASCII
+ * letters fold: every canonical name is ASCII, and `toLowerCase()` would also fold characters that are no
+ * ASCII letter into one (U+212A KELVIN SIGN to `k`, so `isCallbac\u212ACompleted` would be
+ * `isCallbackCompleted`; found by fuzzing, 2026-12-04). Such a name is unknown: -2, named as sent.
+ */
+export function sameParamName(a: string, b: string): boolean {
+  return a.length === b.length && asciiLowerCase(a) === asciiLowerCase(b);
+}
+
+/** Finds the spec of a parameter name, ASCII-case-insensitively ({@link sameParamName}). */
 export function findParam(spec: EndpointSpec, name: string): ParamSpec | undefined {
-  const lower = name.toLowerCase();
-  return spec.params.find((p) => p.name.toLowerCase() === lower);
+  return spec.params.find((p) => sameParamName(p.name, name));
+}
+
+/**
+ * The value of the one parameter called `name` (matched as {@link findParam} matches it), before any check:
+ * undefined when the request has none or more than one (a repeat the checks answer with -4).
+ */
+export function singleParamValue(entries: readonly (readonly [string, string])[], name: string): string | undefined {
+  const values = entries.filter(([n]) => sameParamName(n, name));
+  return values.length === 1 ? values[0]![1] : undefined;
 }
 
 /**
@@ -396,6 +419,5 @@ export function requestedCollectFormat(entries: readonly (readonly [string, stri
 
 /** The value of the one `responseFormat` parameter (any case), undefined when absent or repeated. */
 function singleResponseFormat(entries: readonly (readonly [string, string])[]): string | undefined {
-  const values = entries.filter(([name]) => name.toLowerCase() === 'responseformat');
-  return values.length === 1 ? values[0]![1] : undefined;
+  return singleParamValue(entries, 'responseFormat');
 }

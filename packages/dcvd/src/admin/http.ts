@@ -17,7 +17,7 @@ import { OperatorError } from '../errors.ts';
 import { TemplateStoreError } from '../orders/templates.ts';
 import { TemplateError } from '../mail/errors.ts';
 import { DEFAULT_OUTBOX_LIST_LIMIT, DEFAULT_WEBHOOK_SECRET_OVERLAP_MS, parseIsoDate } from '../config.ts';
-import { answerUnmetExpectations, baseServerOptions, GUARD_HEADERS, loggedPath, type ServerTimeouts } from '../http/listener.ts';
+import { answerUnmetExpectations, baseServerOptions, guardReply, lacksHost, loggedPath, type ServerTimeouts } from '../http/listener.ts';
 import { DEFAULT_IPV6_PREFIX, limitKey } from '../accounts/networks.ts';
 import type { AdminService } from './service.ts';
 import {
@@ -430,9 +430,11 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
   const app = Fastify({
     ...baseServerOptions(options),
     // Malformed or over-long URLs get this API's error shape too, without echoing the URL.
-    frameworkErrors: (error, _request, reply) => {
+    // No hook runs for these: the headers every answer carries are set here.
+    frameworkErrors: (error, request, reply) => {
       const status = error.statusCode === 414 ? 414 : 400;
-      void sendError(reply as FastifyReply, status, status === 414 ? 'uri_too_long' : 'invalid_request', status === 414 ? 'the URL is too long' : 'malformed URL');
+      const guarded = guardReply(reply as FastifyReply, request.id);
+      void sendError(guarded, status, status === 414 ? 'uri_too_long' : 'invalid_request', status === 414 ? 'the URL is too long' : 'malformed URL');
     },
   }) as unknown as FastifyInstance;
   // Bodies are JSON only: fastify's text/plain parser would hand a JSON body sent as text to the schema (a 400
@@ -465,7 +467,9 @@ export async function buildAdminApp(options: AdminAppOptions): Promise<FastifyIn
   const expected = digest(options.token);
   const failures = new TokenFailures(options.tokenPolicy ?? DEFAULT_ADMIN_TOKEN_POLICY, options.clock, options.ipv6Prefix);
   app.addHook('onRequest', async (request, reply) => {
-    reply.header('x-request-id', request.id).headers(GUARD_HEADERS);
+    guardReply(reply, request.id);
+    // An HTTP/1.1 request without Host: 400 as node would answer it, in this API's shape, before the token.
+    if (lacksHost(request.raw)) return sendError(reply.header('connection', 'close'), 400, 'invalid_request', 'a Host header is required');
     const blocked = failures.blocked(request.ip);
     if (blocked > 0) {
       reply.header('retry-after', String(blocked));

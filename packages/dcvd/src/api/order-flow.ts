@@ -273,12 +273,17 @@ interface Change {
   corroborationId?: number | null;
 }
 
-/** Finds a named domain among the order's (a wildcard may be named with or without its `*.`). */
+/**
+ * Finds a named domain among the order's: a wildcard domain may be named with or without its `*.`, any other
+ * domain only as it is. A `*.` name never stands for the domain without it (until 2026-12-04 it fell back to
+ * it, so `*.www.example.com` changed `www.example.com`; found by fuzzing).
+ */
 function domainNamed(domains: readonly OrderDomainRow[], name: string): OrderDomainRow | undefined {
   const check = checkDomainName(name);
   if (!check.ok) return undefined;
-  const exact = check.wildcard ? `*.${check.domain}` : check.domain;
-  return domains.find((d) => d.domain === exact) ?? domains.find((d) => bare(d.domain) === check.domain);
+  const wildcard = `*.${check.domain}`;
+  if (check.wildcard) return domains.find((d) => d.domain === wildcard);
+  return domains.find((d) => d.domain === check.domain) ?? domains.find((d) => d.domain === wildcard);
 }
 
 export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, params: AutoUpdateDcvParams): Promise<Outcome<UpdatedDcvResult>> {
@@ -290,17 +295,20 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
   const domains = (await domainsByOrder(deps.db, [order.id])).get(order.id) ?? [];
 
   // The requested changes: the multi-domain form (domainNames/newMethods/newDCVEmailAddresses) or the single one.
+  // In each, a missing parameter (-3, in the table's order) before an invalid one (-4), as CONTRACT §1 checks
+  // step 5 before step 6; whether one is required may depend on the order (domainName) or on another's value
+  // (an address for EMAIL), so these come after the order and its permission.
   const wanted: { domain: OrderDomainRow; method: DcvMethodName; address?: string; item: string }[] = [];
   if (params.domainNames !== undefined) {
     const names = listItems(params.domainNames);
     if (params.newMethods === undefined) return fail(ErrorCode.MissingArgument, 'newMethods');
+    const methods = listItems(params.newMethods);
+    if (params.newDCVEmailAddresses === undefined && methods.includes('EMAIL')) return fail(ErrorCode.MissingArgument, 'newDCVEmailAddresses');
     // Separators only (`,`): a list of no domain is no request to change one, not a success.
     if (names.length === 0) return fail(ErrorCode.InvalidArgument, 'domainNames');
-    const methods = listItems(params.newMethods);
     if (methods.length !== names.length || !methods.every((m) => (DCV_METHOD_NAMES as readonly string[]).includes(m))) return fail(ErrorCode.InvalidArgument, 'newMethods');
     const addresses = params.newDCVEmailAddresses === undefined ? undefined : listItems(params.newDCVEmailAddresses);
     if (addresses !== undefined && addresses.length !== names.length) return fail(ErrorCode.InvalidArgument, 'newDCVEmailAddresses');
-    if (addresses === undefined && methods.includes('EMAIL')) return fail(ErrorCode.MissingArgument, 'newDCVEmailAddresses');
     for (let i = 0; i < names.length; i += 1) {
       const domain = domainNamed(domains, names[i]!);
       if (!domain || wanted.some((w) => w.domain.id === domain.id)) return fail(ErrorCode.InvalidArgument, 'domainNames');
@@ -309,19 +317,14 @@ export async function autoUpdateDcv(deps: OrderFlowDeps, ctx: CallContext, param
       wanted.push(change);
     }
   } else {
-    let domain: OrderDomainRow | undefined;
-    if (params.domainName !== undefined) {
-      domain = domainNamed(domains, params.domainName);
-      if (!domain) return fail(ErrorCode.InvalidArgument, 'domainName');
-    } else if (domains.length === 1) {
-      domain = domains[0];
-    } else {
-      return fail(ErrorCode.MissingArgument, 'domainName');
-    }
+    // domainName may be left out for a single-domain order only.
+    if (params.domainName === undefined && domains.length !== 1) return fail(ErrorCode.MissingArgument, 'domainName');
     if (params.newMethod === undefined) return fail(ErrorCode.MissingArgument, 'newMethod');
     const method = params.newMethod as DcvMethodName;
     if (method === 'EMAIL' && params.newDCVEmailAddress === undefined) return fail(ErrorCode.MissingArgument, 'newDCVEmailAddress');
-    const change: (typeof wanted)[number] = { domain: domain!, method, item: 'newDCVEmailAddress' };
+    const domain = params.domainName === undefined ? domains[0] : domainNamed(domains, params.domainName);
+    if (!domain) return fail(ErrorCode.InvalidArgument, 'domainName');
+    const change: (typeof wanted)[number] = { domain, method, item: 'newDCVEmailAddress' };
     if (method === 'EMAIL') change.address = params.newDCVEmailAddress!;
     wanted.push(change);
   }

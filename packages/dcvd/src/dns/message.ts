@@ -139,7 +139,10 @@ export function parseMessage(buffer: Buffer): WireMessage {
     }
     sections.push(records);
   }
-  // Bytes after the last record are ignored, as most resolvers' clients do.
+  // Bytes after the last record: the message does not parse exactly (the counts and the length disagree), so it
+  // is malformed like any other (until 2026-12-04 they were ignored; found by fuzzing). A UDP datagram and a TCP
+  // frame each hold exactly one message, so no honest server sends them.
+  if (offset !== buffer.length) throw new MalformedMessage(`${buffer.length - offset} bytes after the end of the message`);
 
   const opts = sections[2]!.filter((record) => record.type === TYPE_CODE.OPT);
   if (opts.length > 1) throw new MalformedMessage('more than one OPT record (RFC 6891 §6.1.1)');

@@ -6,7 +6,7 @@ import type { Logger } from '../log.ts';
 import { legacyApi, type LegacyApiOptions } from './legacy-api.ts';
 import type { Metrics } from '../metrics.ts';
 import { confirmPages, type ConfirmPagesOptions } from './confirm.ts';
-import { answerUnmetExpectations, baseServerOptions, GUARD_HEADERS, loggedPath, SERVER_TIMEOUTS, type ServerTimeouts } from './listener.ts';
+import { answerUnmetExpectations, baseServerOptions, guardReply, lacksHost, loggedPath, SERVER_TIMEOUTS, type ServerTimeouts } from './listener.ts';
 
 export interface AppOptions extends Omit<LegacyApiOptions, 'secure' | 'requestDeadlineMs'> {
   logger: Logger;
@@ -25,23 +25,27 @@ export interface AppOptions extends Omit<LegacyApiOptions, 'secure' | 'requestDe
   extend?: ((app: FastifyInstance) => Promise<void>) | undefined;
 }
 
+/** A plain answer of a status alone (`Bad Request\n`): the URL or request it refuses is not echoed. */
+function plainError(reply: FastifyReply, status: 400 | 414): FastifyReply {
+  return reply.code(status).type('text/plain; charset=utf-8').send(`${STATUS_CODES[status]}\n`);
+}
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...baseServerOptions(options),
     trustProxy: options.trustProxy.length > 0 ? options.trustProxy : false,
     // Malformed or over-long URLs: fastify's own answer is JSON that echoes the URL (a confirmation
     // path holds a code). Answer plainly, echo nothing, keep the security headers.
-    frameworkErrors: (error, _request, reply) => {
+    // No hook runs for these: the headers every answer carries are set here.
+    frameworkErrors: (error, request, reply) => {
       const status: 400 | 414 = error.statusCode === 414 ? 414 : 400;
-      void (reply as FastifyReply)
-        .code(status)
-        .headers(GUARD_HEADERS)
-        .type('text/plain; charset=utf-8')
-        .send(`${STATUS_CODES[status]}\n`);
+      void plainError(guardReply(reply as FastifyReply, request.id), status);
     },
     // CONTRACT §1: "The `!` may arrive percent-encoded (`%21`)".
     // Also under /products/download/, where some of the real host's documentation puts them.
-    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/(download\/)?%21/i, '/products/$1!'),
+    // Only `%21` itself is an alternative spelling: the rest of the path is matched exactly, as for `!`
+    // (until 2026-12-04 this was case-insensitive, so `/PRODUCTS/%21…` reached an endpoint; found by fuzzing).
+    rewriteUrl: (req) => (req.url ?? '/').replace(/^\/products\/(download\/)?%21/, '/products/$1!'),
   });
   answerUnmetExpectations(app);
   // Every method Node's parser knows reaches the router, so the API paths answer it -17
@@ -53,7 +57,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await options.extend?.(app as unknown as FastifyInstance);
   // Both hooks in callback style: an async hook costs fastify a promise per request (issue 20).
   app.addHook('onRequest', (request, reply, done) => {
-    reply.header('x-request-id', request.id).headers(GUARD_HEADERS);
+    guardReply(reply, request.id);
+    // An HTTP/1.1 request without Host: 400 as node would answer it, with the headers it would lack.
+    if (lacksHost(request.raw)) {
+      void plainError(reply.header('connection', 'close'), 400);
+      return;
+    }
     done();
   });
   // One line per request: id (as reqId), endpoint, outcome code, latency. Never the body.

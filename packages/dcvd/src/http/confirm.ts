@@ -307,8 +307,11 @@ ${error ? `<p id="code-error" class="error" role="alert">${escapeHtml(error)}</p
       return send(reply, details(canonicalCode(code)!, found));
     }
     if (decision !== 'approve' && decision !== 'decline') return send(reply, refused('Unknown decision.'));
+    // The token is bound to the code, so a code that is not code-shaped has none: refused like any other
+    // failed token, before the decision is looked up and counted as a guess (until 2026-12-04 it was not
+    // checked for such a code, so a cross-site form could spend the recipient's address's guesses).
     const canonical = canonicalCode(code);
-    if (canonical !== undefined && !checkFormToken(formKey, decidePurpose(canonical), csrf, now)) {
+    if (canonical === undefined || !checkFormToken(formKey, decidePurpose(canonical), csrf, now)) {
       return send(reply, refused('This form has expired or was not sent from this site. Open the link in the email again.'));
     }
     const ua = request.headers['user-agent'];

@@ -98,8 +98,11 @@ function given<P extends object, K extends keyof P>(params: P, names: readonly K
   return out;
 }
 
-export function renderError(spec: EndpointSpec, format: Format, error: ApiError): Rendered {
+export function renderError(spec: EndpointSpec, format: Format, given: ApiError): Rendered {
   const endpoint = spec.endpoint;
+  // -90's message names the endpoint ("… with 'ResendDCVEmail'."), whoever made the error: a sandbox
+  // fault switch gives none (it answered the seed's `xxxx` until 2026-12-04, found by fuzzing).
+  const error = given.code === ErrorCode.VoucherPermissionDenied && given.item === undefined ? { ...given, item: endpoint } : given;
   if (format === 'urlencoded') return { contentType: CONTENT_TYPE.urlencoded, body: encodeUrlencoded(endpoint, error), code: error.code };
   if (format === 'json') return { contentType: CONTENT_TYPE.json, body: encodeJsonError(endpoint, error), code: error.code };
   return { contentType: CONTENT_TYPE.text, body: encodeTextError(endpoint, error), code: error.code };

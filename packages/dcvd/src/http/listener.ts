@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { LogController } from 'fastify';
+import { LogController, type FastifyReply } from 'fastify';
 import type { Logger } from '../log.ts';
 
 /**
@@ -136,6 +136,24 @@ export const MAX_HEADER_BYTES = 16 * 1024;
 /** The headers every answer of dcvd carries besides its `X-Request-Id` (docs/PROTOCOL.md): set by each listener's first hook, and here. */
 export const GUARD_HEADERS = { 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' } as const;
 
+/**
+ * Sets the headers every answer carries: the request's id and GUARD_HEADERS. Each listener's first hook calls
+ * it, and so do its `frameworkErrors` (a malformed or over-long URL, answered before any hook runs).
+ */
+export function guardReply(reply: FastifyReply, requestId: string): FastifyReply {
+  return reply.header('x-request-id', requestId).headers(GUARD_HEADERS);
+}
+
+/**
+ * An HTTP/1.1 request without a Host header, which a server must answer 400 (RFC 9112 §3.2). Node's own
+ * check (`requireHostHeader`) answers it bare, before any hook and past `clientErrorHandler`, so
+ * baseServerOptions turns it off and each listener's first hook answers it instead, with the headers every
+ * answer carries (found by fuzzing, 2026-12-04). HTTP/1.0 needs no Host.
+ */
+export function lacksHost(req: IncomingMessage): boolean {
+  return req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && req.headers.host === undefined;
+}
+
 /** GUARD_HEADERS and a new request id as header lines, for the answers written before any route. */
 const guardHeaderLines = () => `x-request-id: ${randomUUID()}\r\n${Object.entries(GUARD_HEADERS).map(([name, value]) => `${name}: ${value}\r\n`).join('')}`;
 
@@ -177,8 +195,9 @@ export function baseServerOptions(opts: {
   timeouts?: ServerTimeouts | undefined;
 }) {
   const t = opts.timeouts ?? SERVER_TIMEOUTS;
-  // What node's http(s).createServer takes; fastify sets the other three itself.
-  const node = { headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs, maxHeaderSize: MAX_HEADER_BYTES };
+  // What node's http(s).createServer takes; fastify sets the other three itself. A missing Host is
+  // answered by each listener's first hook (lacksHost), with the headers node's own 400 lacks.
+  const node = { headersTimeout: t.headersMs, connectionsCheckingInterval: t.checkIntervalMs, maxHeaderSize: MAX_HEADER_BYTES, requireHostHeader: false };
   return {
     loggerInstance: opts.logger,
     // Our own one line per request replaces fastify's two.

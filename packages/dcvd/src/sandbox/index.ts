@@ -8,7 +8,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
-import type { EndpointSpec } from '@dcvd/client';
+import { singleParamValue, type EndpointSpec } from '@dcvd/client';
 import { systemClock, type Clock } from '../deps.ts';
 import type { DnsClient } from '../dns/client.ts';
 import type { MailTransport } from '../mail/transport.ts';
@@ -92,7 +92,8 @@ export class Sandbox implements SandboxHooks {
       const binding = request.routeOptions.config.binding as { spec: EndpointSpec; format(entries: [string, string][]): 'urlencoded' | 'text' | 'json' } | undefined;
       if (!binding) return;
       const entries = (request.body as { entries?: [string, string][] } | undefined)?.entries ?? [];
-      const login = entries.find(([k]) => k === 'loginName')?.[1];
+      // The loginName the API reads: its name in any case (CONTRACT §1), once; a repeat (-4) has none.
+      const login = singleParamValue(entries, 'loginName');
       const { latencyMs, error } = this.switches.take(binding.spec.endpoint, login);
       if (latencyMs > 0) await sleep(latencyMs);
       if (!error) return;

@@ -66,6 +66,8 @@ export interface TestDnsServer {
   setTtl(name: string, seconds: number): void;
   /** Negative answers for the name (NXDOMAIN, or NOERROR without data) carry this SOA in the authority section (RFC 2308). */
   setSoa(name: string, soa: { ttl: number; minimum: number }): void;
+  /** Answers (UDP and TCP) carry these bytes after the end of the message, as a broken or hostile server may send them. */
+  setTrailingBytes(name: string, bytes: Buffer | string): void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -92,6 +94,7 @@ interface NameConfig {
   extendedError?: { infoCode: number; extraText: string };
   ttl?: number;
   soa?: { ttl: number; minimum: number };
+  trailing?: Buffer;
 }
 
 export async function startTestDnsServer(): Promise<TestDnsServer> {
@@ -167,13 +170,14 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
     }
     const response: Packet = { type: 'response', id: query.id ?? 0, flags, questions: [question], answers, authorities, additionals };
     const full = dnsPacket.encode(response);
+    const trailing = (message: Buffer) => (cfg.trailing ? Buffer.concat([message, cfg.trailing]) : message);
     // Over UDP an answer bigger than the client offered (512 bytes without
     // EDNS) is truncated, as a real server does; setTruncate forces it.
     const limit = opt === undefined ? 512 : Math.max(512, opt.udpPayloadSize);
     if (transport === 'udp' && (cfg.truncate || full.length > limit)) {
-      return dnsPacket.encode({ ...response, flags: flags | dnsPacket.TRUNCATED_RESPONSE, answers: [] });
+      return trailing(dnsPacket.encode({ ...response, flags: flags | dnsPacket.TRUNCATED_RESPONSE, answers: [] }));
     }
-    return full;
+    return trailing(full);
   }
 
   /** Runs `send` after the name's delay; nothing is sent once the server is closed. */
@@ -275,6 +279,9 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
     },
     setSoa(name, soa) {
       entry(name).soa = { ...soa };
+    },
+    setTrailingBytes(name, bytes) {
+      entry(name).trailing = Buffer.from(bytes);
     },
     reset() {
       config.clear();
