@@ -37,6 +37,8 @@ export interface WebhookConfig {
   allowNetworks?: string | undefined;
   /** The time limit of one POST, lookup to status line (config.ts's DEFAULT_WEBHOOK_TIMEOUT_MS; at most a third of the lease). */
   timeoutMs?: number | undefined;
+  /** Events one receiver may have in `sending` at once, over every instance (--webhook-receiver-concurrency; default: fair-claim.ts's defaultReceiverConcurrency). */
+  receiverConcurrency?: number | undefined;
 }
 
 /**
