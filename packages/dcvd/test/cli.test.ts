@@ -89,7 +89,7 @@ test('migrate --json and --help name the environment variables', () => {
   const help = dcvd(['serve', '--help']).stdout;
   for (const v of [
     'DCVD_LISTEN', 'DCVD_HTTP_LISTEN', 'DCVD_TRUST_PROXY', 'DCVD_TLS_CERT', 'DCVD_TLS_KEY', 'DCVD_DATA_DIR', 'DCVD_DATABASE_URL', 'DCVD_BODY_LIMIT',
-    'DCVD_IPV6_PREFIX', 'DCVD_WEBHOOK_ALLOW_NETWORKS', 'DCVD_WEBHOOK_TIMEOUT',
+    'DCVD_IPV6_PREFIX', 'DCVD_WEBHOOK_ALLOW_NETWORKS', 'DCVD_WEBHOOK_TIMEOUT', 'DCVD_WEBHOOK_RECEIVER_CONCURRENCY',
   ]) {
     assert.ok(help.includes(v), v);
   }

@@ -55,6 +55,7 @@ interface ServeFlags extends StoreFlags {
   webhookSecretFile?: string;
   webhookAllowNetworks?: string[];
   webhookTimeout: number;
+  webhookReceiverConcurrency?: number;
   logLevel: string;
 }
 
@@ -159,6 +160,9 @@ function serveOptions(): Command {
       repeatable('--webhook-allow-networks <cidr>', 'networks accounts\u2019 own webhook URLs may reach besides Internet addresses, over http:// too; repeat or comma-separate (default: none, so no loopback, private or link-local target)', { keepEmpty: true }),
     )
     .addOption(opt('--webhook-timeout <duration>', 'how long one webhook POST may take, from its lookup to the answer\u2019s status (at most a third of --outbox-lease)', parseDuration).default(...duration(DEFAULT_WEBHOOK_TIMEOUT_MS)))
+    .addOption(
+      opt('--webhook-receiver-concurrency <n>', 'webhook POSTs one receiver (an account\u2019s URL, or the global one) may have in flight at once, over every instance sharing the database; its further events wait unclaimed (default: a quarter of --outbox-concurrency, at least 1)', (v) => parseCount(v, 1)),
+    )
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default(defaults.logLevel))
     .action(async (flags: ServeFlags) => {
       const config: ServeConfig = defaultServeConfig({
@@ -205,6 +209,7 @@ function serveOptions(): Command {
           ...(await webhookSecrets(flags)),
           allowNetworks: normalizeNetworks(flags.webhookAllowNetworks ?? []),
           timeoutMs: flags.webhookTimeout,
+          receiverConcurrency: flags.webhookReceiverConcurrency,
         },
         mpic: mpicConfigFrom(flags as ServeFlags & MpicFlags),
         logLevel: flags.logLevel,

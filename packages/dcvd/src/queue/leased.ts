@@ -254,10 +254,15 @@ export abstract class LeasedQueueWorker<Row extends QueueColumns> {
    * claim costs the same with a backlog of millions as with none.
    */
   private async claimWhere(limit: number, state: ClaimState): Promise<Row[]> {
-    const { db, dialect, clock, policy, table } = this.queue;
+    const { clock, policy } = this.queue;
     const now = clock.now();
-    const input: ClaimInput = { state, now, limit, leaseUntil: now + policy.leaseMs, token: randomUUID() };
-    return (await claimQuery(table, state, dialect).rows(db, input)) as unknown as Row[];
+    return this.claimRows({ state, now, limit, leaseUntil: now + policy.leaseMs, token: randomUUID() });
+  }
+
+  /** Runs one claim (`claimQuery`). The webhook worker claims its pending rows with a fair share per receiver instead (webhooks/fair-claim.ts). */
+  protected async claimRows(input: ClaimInput): Promise<Row[]> {
+    const { db, dialect, table } = this.queue;
+    return (await claimQuery(table, input.state, dialect).rows(db, input)) as unknown as Row[];
   }
 
   /**

@@ -12,13 +12,14 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import { sql, type Kysely, type Selectable, type Transaction } from 'kysely';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
-import { LeasedQueueWorker, deliveryView, type DeliveryView, type QueueDeps } from '../queue/leased.ts';
+import { LeasedQueueWorker, deliveryView, type ClaimInput, type DeliveryView, type QueueDeps } from '../queue/leased.ts';
 import { listEvidence, type DecidedEvent } from '../orders/confirmation.ts';
 import type { EmailDcvPolicy } from '../orders/email-dcv-policy.ts';
 import type { Dialect } from '../store/database.ts';
 import type { ValueKeys } from '../orders/random-values.ts';
 import { accountOfReceiver, accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
 import { WebhookTargetRefused, webhookPoster, type WebhookEgressPolicy, type WebhookPost } from './egress.ts';
+import { claimFairShare, defaultReceiverConcurrency } from './fair-claim.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
@@ -36,6 +37,8 @@ export interface WebhookConfig {
   allowNetworks?: string | undefined;
   /** The time limit of one POST, lookup to status line (config.ts's DEFAULT_WEBHOOK_TIMEOUT_MS; at most a third of the lease). */
   timeoutMs?: number | undefined;
+  /** Events one receiver may have in `sending` at once, over every instance (--webhook-receiver-concurrency; default: fair-claim.ts's defaultReceiverConcurrency). */
+  receiverConcurrency?: number | undefined;
 }
 
 /**
@@ -302,13 +305,29 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
       onAttempt?: (outcome: WebhookOutcome) => void;
       /** The operator's --webhook-url, the one target the address rules leave alone. */
       globalUrl?: string | undefined;
+      /** Events one receiver may have in `sending` at once, over every worker sharing the database (default: a quarter of the concurrency). */
+      receiverConcurrency?: number | undefined;
     },
   ) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
     this.post = webhookPoster(deps.egress);
+    this.receiverConcurrency = deps.receiverConcurrency ?? defaultReceiverConcurrency(deps.policy.concurrency);
   }
 
   private readonly post: WebhookPost;
+  private readonly receiverConcurrency: number;
+
+  /**
+   * Due events are claimed with a fair share per receiver (fair-claim.ts): none beyond the receiver's cap is
+   * claimed, so none is put back. Events whose lease ran out are taken over as the emails are; they count
+   * toward their receiver's cap once taken.
+   */
+  protected override claimRows(input: ClaimInput): Promise<WebhookRow[]> {
+    if (input.state !== 'pending') return super.claimRows(input);
+    const { db, dialect } = this.deps;
+    const { now, limit, leaseUntil, token } = input;
+    return claimFairShare(db, dialect, { now, limit, leaseUntil, token, cap: this.receiverConcurrency });
+  }
 
   /**
    * Where the row's event goes now: an account's current URL (an event queued before the reseller moved its

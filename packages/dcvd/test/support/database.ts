@@ -131,6 +131,9 @@ export interface PlanNode {
   'Index Cond'?: string;
   /** `Forward` or `Backward` for an index scan. */
   'Scan Direction'?: string;
+  /** With `analyze`: the rows a node gave per loop, and its loops. */
+  'Actual Rows'?: number;
+  'Actual Loops'?: number;
   Plans?: PlanNode[];
 }
 
@@ -140,11 +143,25 @@ const planNodes = (plan: PlanNode): PlanNode[] => [plan, ...(plan.Plans ?? []).f
 /**
  * Every node of the plan PostgreSQL makes for `sql` with these parameters, the root first. `generic`: the
  * plan it makes for the statement whatever the values (dcvd's named statements switch to it after five
- * runs), from a PREPARE and an EXPLAIN EXECUTE under `plan_cache_mode = force_generic_plan`.
+ * runs), from a PREPARE and an EXPLAIN EXECUTE under `plan_cache_mode = force_generic_plan`. `analyze`:
+ * the statement runs (in a transaction rolled back after), and the nodes carry their actual rows; plain
+ * EXPLAIN leaves out some nodes that never ran (a recursive query's subplans).
  */
-export async function explainPlan(db: Kysely<Database>, sql: string, parameters: readonly unknown[], options: { generic?: boolean } = {}): Promise<PlanNode[]> {
-  if (!options.generic) {
-    const explained = await db.executeQuery<Explained>(CompiledQuery.raw(`explain (format json) ${sql}`, [...parameters]));
+export async function explainPlan(db: Kysely<Database>, sql: string, parameters: readonly unknown[], options: { generic?: boolean; analyze?: boolean } = {}): Promise<PlanNode[]> {
+  if (!options.analyze) return explainWith(db, 'explain (format json)', sql, parameters, options.generic === true);
+  return db.connection().execute(async (c) => {
+    await c.executeQuery(CompiledQuery.raw('begin'));
+    try {
+      return await explainWith(c, 'explain (analyze, format json)', sql, parameters, options.generic === true);
+    } finally {
+      await c.executeQuery(CompiledQuery.raw('rollback'));
+    }
+  });
+}
+
+async function explainWith(db: Kysely<Database>, explain: string, sql: string, parameters: readonly unknown[], generic: boolean): Promise<PlanNode[]> {
+  if (!generic) {
+    const explained = await db.executeQuery<Explained>(CompiledQuery.raw(`${explain} ${sql}`, [...parameters]));
     return planNodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
   }
   const literal = (v: unknown) => (v === null ? 'null' : typeof v === 'number' ? String(v) : `'${String(v).replaceAll("'", "''")}'`);
@@ -154,7 +171,7 @@ export async function explainPlan(db: Kysely<Database>, sql: string, parameters:
     await c.executeQuery(CompiledQuery.raw(`prepare ${name} as ${sql}`));
     try {
       const args = parameters.length > 0 ? `(${parameters.map(literal).join(', ')})` : '';
-      const explained = await c.executeQuery<Explained>(CompiledQuery.raw(`explain (format json) execute ${name}${args}`));
+      const explained = await c.executeQuery<Explained>(CompiledQuery.raw(`${explain} execute ${name}${args}`));
       return planNodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
     } finally {
       await c.executeQuery(CompiledQuery.raw(`deallocate ${name}`));

@@ -1,0 +1,138 @@
+/**
+ * The webhook outbox's claim of due events: a fair share of the delivery slots per receiver, decided in the
+ * claim itself (docs/OPERATIONS.md, "Signed webhooks"). A receiver (an account's own URL, the global URL, or
+ * the events queued before migration 0007, which name none and share one cap of their own) has at most `cap`
+ * events in `sending` under a live lease at once, counted in the database, so over every worker and instance
+ * sharing it; one claim takes at most `cap` minus that count per receiver, oldest first. So a receiver that
+ * hangs, or an account with thousands of events, holds `cap` slots and leaves the others to everyone else,
+ * and no event is claimed only to be put back (the first attempt, reverted in 6b8b7f1, put over-cap events
+ * back for one time limit: 37 of 400 events delivered in 20 s to a receiver answering in 20 ms).
+ *
+ * The statement, on both databases:
+ *  1. `receivers`: the receivers with pending events, walked one index seek each (a recursive "loose index
+ *     scan" of migration 0017's index (receiver, next_attempt_at) of pending rows);
+ *  2. `candidates`: each one's oldest `cap` due events (an index range each: a LATERAL subquery on
+ *     PostgreSQL, a join on the ids a correlated subquery lists on SQLite), and the oldest `cap` of the
+ *     events without a receiver;
+ *  3. `busy`: the events in `sending` with a live lease, per receiver (a range of the lease index: a few
+ *     dozen rows, the slots of every instance; rows whose lease ran out are not counted, and count again
+ *     once the takeover claim has taken them);
+ *  4. numbered per receiver in due order (`row_number() over (partition by receiver …)`), kept while the
+ *     number plus the receiver's busy count is within the cap, the oldest `limit` of them chosen;
+ *  5. on PostgreSQL the chosen ones locked `for update skip locked` (a locking clause cannot stand beside
+ *     the window function, and locking every candidate would lock `cap` rows per receiver), then updated,
+ *     found again by primary key, under the same state guard as the queues' claim.
+ *
+ * Its cost grows with the receivers that have pending events, not with the events: one hung receiver with
+ * 50,000 due events costs what 4 would. Measured once (scratch script, 12 free slots, a cap of 4, one
+ * receiver at its cap with 50,000 due events): on SQLite the statement with its update, before the commit,
+ * 0.4–0.7 ms beside 20 other receivers with due events (the email outbox's statement on the same table:
+ * 0.2–0.4 ms), 2.7 ms beside 1,000 and 11 ms beside 10,000, about 2.5 µs a receiver; on PostgreSQL 8.7 ms
+ * beside 1,000. A window over every due row, the obvious statement, took 52 ms a claim over those 50,000 rows
+ * on SQLite, holding its write lock meanwhile; reading only the oldest few hundred due rows would have let
+ * the hung receiver's oldest events hide everyone else's, which is the starvation this is for.
+ *
+ * On PostgreSQL a claim's snapshot cannot see another instance's claim that has not committed yet, so two at
+ * once could each count the other's receivers below their cap: the claims of every instance take one
+ * transaction-scoped advisory lock first and run one after another (a few ms each). SQLite's write lock,
+ * which the claim's UPDATE takes before it reads, does the same there.
+ */
+import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
+import { unindexedState, type Dialect } from '../store/database.ts';
+import type { Database, WebhookOutboxTable } from '../store/schema.ts';
+import { prepared, type PreparedQuery } from '../store/prepared.ts';
+
+type WebhookRow = Selectable<WebhookOutboxTable>;
+
+/**
+ * A receiver's share of the delivery slots by default (`--webhook-receiver-concurrency`): a quarter of the
+ * worker's (4 of the default 16), at least 1.
+ */
+export function defaultReceiverConcurrency(concurrency: number): number {
+  return Math.max(1, Math.floor(concurrency / 4));
+}
+
+export interface FairClaimInput extends Record<string, unknown> {
+  now: number;
+  limit: number;
+  leaseUntil: number;
+  token: string;
+  /** The most events in `sending` one receiver may have. */
+  cap: number;
+}
+
+/**
+ * The webhook claims' advisory lock on PostgreSQL: the two-key form, whose key space is apart from the
+ * one-key locks of order numbers (orders/orders.ts). 0x64637664 is "dcvd".
+ */
+const CLAIM_LOCK = sql`select pg_advisory_xact_lock(1684240996, 1)`;
+
+const fairClaims = new Map<Dialect, PreparedQuery<FairClaimInput, WebhookRow>>();
+
+/** The claim statement of a dialect, compiled once (exported for test/webhook-fair-share.test.ts and test/queue-plan.test.ts). */
+export function fairClaimQuery(dialect: Dialect): PreparedQuery<FairClaimInput, WebhookRow> {
+  let query = fairClaims.get(dialect);
+  if (query) return query;
+  const postgres = dialect === 'postgres';
+  query = prepared((db, p: FairClaimInput) => {
+    // Written so that only migration 0017's index, whose predicate it is, serves the pending rows (and the
+    // rows updated are found again by primary key): with statistics taken while nothing was pending,
+    // PostgreSQL read the whole (state, …) indexes of a 50,000-event backlog for each receiver (0.2–0.4 s).
+    const pending = sql`${unindexedState(dialect)} = 'pending'`;
+    // In the index's order: PostgreSQL sorted the events without a receiver when asked for `next_attempt_at` alone.
+    const oldest = (columns: RawBuilder<unknown>, receiver: RawBuilder<unknown>) =>
+      sql`select ${columns} from webhook_outbox
+          where ${pending} and receiver ${receiver} and next_attempt_at <= ${p.now}
+          order by receiver, next_attempt_at limit ${p.cap}`;
+    const row = sql`id, next_attempt_at, receiver`;
+    // SQLite has no LATERAL: each receiver's rows are joined by the ids its subquery lists.
+    const perReceiver = postgres
+      ? sql`select c.* from receivers cross join lateral (${oldest(row, sql`= r`)}) c`
+      : sql`select w.id, w.next_attempt_at, w.receiver from receivers join webhook_outbox w on w.id in (${oldest(sql`id`, sql`= r`)})`;
+    const chosen = sql`with recursive receivers(r) as (
+        select (select receiver from webhook_outbox where ${pending} and receiver is not null order by receiver limit 1)
+        union all
+        select (select receiver from webhook_outbox where ${pending} and receiver > r order by receiver limit 1) from receivers where r is not null
+      ),
+      candidates as (
+        ${perReceiver}
+        union all
+        select * from (${oldest(row, sql`is null`)}) legacy
+      ),
+      busy as (
+        select coalesce(receiver, '') as r, count(*) as n from webhook_outbox
+        where state = 'sending' and lease_until > ${p.now} group by coalesce(receiver, '')
+      )
+      select id from (
+        select c.id, c.next_attempt_at, row_number() over (partition by c.receiver order by c.next_attempt_at, c.id) + coalesce(b.n, 0) as slot
+        from candidates c left join busy b on b.r = coalesce(c.receiver, '')
+      ) numbered
+      where slot <= ${p.cap}
+      order by next_attempt_at, id
+      limit ${p.limit}`;
+    // `id = any(array(…))` on PostgreSQL, as the queues' claim (queue/leased.ts): an init plan, run once. The
+    // chosen events are locked `for update skip locked` there, not every candidate (a locking clause cannot
+    // stand beside the window function): one taken meanwhile by a claim outside the advisory lock (an
+    // instance of before migration 0017, during an upgrade) is left out, not waited for.
+    const ids = postgres
+      ? sql`id = any(array(select id from webhook_outbox where id = any(array(${chosen})) for update skip locked))`
+      : sql`id in (${chosen})`;
+    const update = sql<WebhookRow>`update webhook_outbox
+      set state = 'sending', lease_until = ${p.leaseUntil}, claim_token = ${p.token}, attempts = attempts + 1, updated_at = ${p.now}
+      where ${ids} and ${pending}
+      returning *`;
+    return { compile: () => update.compile(db) };
+  });
+  fairClaims.set(dialect, query);
+  return query;
+}
+
+/** Takes up to `limit` due events, at most `cap` in `sending` per receiver (with those already sending). */
+export async function claimFairShare(db: Kysely<Database>, dialect: Dialect, input: FairClaimInput): Promise<WebhookRow[]> {
+  const query = fairClaimQuery(dialect);
+  if (dialect !== 'postgres') return query.rows(db, input);
+  return db.transaction().execute(async (trx) => {
+    await CLAIM_LOCK.execute(trx);
+    return query.rows(trx, input);
+  });
+}

@@ -1,0 +1,268 @@
+/**
+ * The webhook claim's fair share per receiver (src/webhooks/fair-claim.ts): one receiver has at most its cap
+ * of events in `sending` at once, decided in the claim, so a receiver that hangs leaves the other slots to
+ * the other accounts, a busy receiver is never starved by events claimed and put back, and the cap holds
+ * over two workers sharing the database. Real receivers on loopback count the POSTs they hold open; on
+ * SQLite, and on PostgreSQL with DCVD_TEST_DATABASE=postgres. No timing is asserted: each test waits for
+ * its outcome within wide bounds and counts.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Insertable, Selectable } from 'kysely';
+import { defaultDcvEmailConfig } from '../src/config.ts';
+import { cryptoRandom, systemClock } from '../src/deps.ts';
+import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
+import { loadValueKeys } from '../src/orders/random-values.ts';
+import { accountReceiver, GLOBAL_RECEIVER, issueWebhookSecret } from '../src/webhooks/secrets.ts';
+import { WebhookWorker } from '../src/webhooks/webhooks.ts';
+import { claimFairShare, defaultReceiverConcurrency } from '../src/webhooks/fair-claim.ts';
+import type { WebhookOutboxTable } from '../src/store/schema.ts';
+import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
+import { LOOPBACK, startTestServer, type TestServer } from './support/server.ts';
+import { decideByMail } from './support/confirm.ts';
+import { capturedLogger } from './support/logs.ts';
+import { waitUntil } from './support/wait.ts';
+
+const POLICY = { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 300, maxAttempts: 20 };
+/** The default share: a quarter of the 16 slots. */
+const CAP = defaultReceiverConcurrency(POLICY.concurrency);
+/** Long enough that no held POST times out during a test (at most a third of the lease). */
+const TIMEOUT_MS = 100_000;
+/** Wide: the suite runs on a loaded 2-core machine. */
+const WAIT_MS = 120_000;
+
+let sink: SmtpSink;
+let server: TestServer;
+let receiver: http.Server;
+let port = 0;
+let next = 9_100_000;
+
+/** Per receiver path: what it does with a POST, the POSTs it holds open now and at most, and those answered. */
+interface Path {
+  /** Answer at once, after about 20 ms, or not until released. */
+  mode: 'ok' | 'slow' | 'hang';
+  open: number;
+  max: number;
+  answered: number;
+  held: http.ServerResponse[];
+}
+const paths = new Map<string, Path>();
+const pathOf = (name: string): Path => {
+  let p = paths.get(name);
+  if (!p) paths.set(name, (p = { mode: 'ok', open: 0, max: 0, answered: 0, held: [] }));
+  return p;
+};
+
+before(async () => {
+  receiver = http.createServer((req, res) => {
+    const p = pathOf(req.url ?? '');
+    p.open += 1;
+    p.max = Math.max(p.max, p.open);
+    res.on('close', () => (p.open -= 1));
+    req.resume();
+    const answer = () => {
+      p.answered += 1;
+      res.writeHead(204).end();
+    };
+    if (p.mode === 'hang') p.held.push(res);
+    // 10–30 ms: claims taken together do not stay in step (in step, each claim would find its receiver's slots all free).
+    else if (p.mode === 'slow') setTimeout(answer, 10 + Math.random() * 20);
+    else answer();
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+  port = (receiver.address() as AddressInfo).port;
+  sink = await startSmtpSink();
+  server = await startTestServer({
+    dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, outbox: POLICY }),
+    webhooks: { allowNetworks: LOOPBACK, timeoutMs: TIMEOUT_MS },
+  });
+});
+after(async () => {
+  for (const p of paths.values()) release(p);
+  await server.stop();
+  await sink.close();
+  receiver.closeAllConnections();
+  await new Promise((r) => receiver.close(r));
+});
+
+/** Answers the POSTs a hung path holds, and every later one at once. */
+function release(p: Path): void {
+  p.mode = 'ok';
+  for (const res of p.held.splice(0)) {
+    p.answered += 1;
+    res.writeHead(204).end();
+  }
+}
+
+type Row = Selectable<WebhookOutboxTable>;
+
+/** An account with its own URL and signing secret, and its first event (a real decision's, delivered), to copy. */
+async function account(login: string): Promise<{ path: Path; template: Row }> {
+  const path = pathOf(`/${login}`);
+  await server.createAccount(login, { webhookUrl: `http://127.0.0.1:${port}/${login}` });
+  const { id } = await server.store.db.selectFrom('accounts').select('id').where('login', '=', login).executeTakeFirstOrThrow();
+  await issueWebhookSecret(server.store.db, { keys: loadValueKeys(server.dataDir), random: cryptoRandom }, accountReceiver(id), Date.now());
+  const orderNumber = (next += 1);
+  await decideByMail(server, sink, systemClock, { login, orderNumber, domain: `f${orderNumber}.example.com` }, 'approve');
+  const order = await server.store.db.selectFrom('orders').select('id').where('order_number', '=', orderNumber).executeTakeFirstOrThrow();
+  const events = () => server.store.db.selectFrom('webhook_outbox').selectAll().where('order_id', '=', order.id).execute();
+  await waitUntil(`${login}'s first event delivered`, async () => (await events()).every((e) => e.state === 'delivered'), WAIT_MS);
+  const [template] = await events();
+  assert.equal(path.answered, 1);
+  path.answered = 0;
+  path.max = 0;
+  return { path, template: template! };
+}
+
+/** Queues `n` more events like `template`, due from `at` on, one ms apart; their ids. */
+async function queue(template: Row, n: number, at = Date.now()): Promise<number[]> {
+  const { id: _, ...copy } = template;
+  const rows: Insertable<WebhookOutboxTable>[] = Array.from({ length: n }, (_, i) => ({
+    ...copy, event_id: randomUUID(), state: 'pending', attempts: 0, next_attempt_at: at + i, lease_until: null, claim_token: null,
+    last_error: null, response: null, delivered_at: null, created_at: at, updated_at: at,
+  }));
+  const ids: number[] = [];
+  for (let i = 0; i < rows.length; i += 100) {
+    const chunk = await server.store.db.insertInto('webhook_outbox').values(rows.slice(i, i + 100)).returning('id').execute();
+    ids.push(...chunk.map((r) => r.id));
+  }
+  return ids;
+}
+
+const rowsOf = (ids: number[]) => server.store.db.selectFrom('webhook_outbox').selectAll().where('id', 'in', ids).execute();
+const allDelivered = async (ids: number[]) => (await rowsOf(ids)).every((r) => r.state === 'delivered');
+
+test(`the default share is a quarter of the slots: ${CAP}`, () => {
+  assert.equal(CAP, 4);
+  assert.equal(defaultReceiverConcurrency(1), 1);
+  assert.equal(defaultReceiverConcurrency(64), 16);
+});
+
+test('a receiver that hangs holds its share of the slots; another account\u2019s event, queued after all of its events, is delivered meanwhile', async () => {
+  const hog = await account('hog');
+  const other = await account('other');
+  hog.path.mode = 'hang';
+  const hogIds = await queue(hog.template, 40);
+  server.webhooks!.wake();
+  await waitUntil(`the hung receiver holds ${CAP} POSTs`, async () => hog.path.open >= CAP, WAIT_MS);
+  // Due after every one of the hog's: a claim in due order alone would never reach it.
+  const [otherId] = await queue(other.template, 1, Date.now() + 1000);
+  await waitUntil('the other account\u2019s event delivered', () => allDelivered([otherId!]), WAIT_MS);
+  assert.equal(other.path.answered, 1);
+  // The hog's events are still held: the cap, no more, at its receiver, the rest waiting unclaimed.
+  assert.equal(hog.path.answered, 0);
+  assert.equal(hog.path.open, CAP);
+  assert.equal(hog.path.max, CAP, `at most ${CAP} POSTs at once at the hung receiver (${hog.path.max})`);
+  const states = (await rowsOf(hogIds)).map((r) => r.state);
+  assert.equal(states.filter((s) => s === 'sending').length, CAP);
+  assert.equal(states.filter((s) => s === 'pending').length, 40 - CAP);
+
+  release(hog.path);
+  await waitUntil('every one of the hog\u2019s events delivered', () => allDelivered(hogIds), WAIT_MS);
+  assert.equal(hog.path.answered, 40);
+  assert.ok(hog.path.max <= CAP, `at most ${CAP} at once (${hog.path.max})`);
+  // None was claimed and put back, nor timed out: one attempt each.
+  assert.deepEqual(new Set((await rowsOf(hogIds)).map((r) => r.attempts)), new Set([1]));
+});
+
+test('400 events to one receiver answering in about 20 ms are all delivered at its share, each at its first attempt (nothing claimed and put back)', async () => {
+  const busy = await account('busy');
+  busy.path.mode = 'slow';
+  const ids = await queue(busy.template, 400);
+  server.webhooks!.wake();
+  await waitUntil('400 events delivered', () => allDelivered(ids), WAIT_MS);
+  assert.equal(busy.path.answered, 400);
+  const attempts = (await rowsOf(ids)).map((r) => r.attempts);
+  assert.deepEqual(new Set(attempts), new Set([1]), 'one attempt each');
+  assert.ok(busy.path.max <= CAP, `at most ${CAP} POSTs at once (${busy.path.max})`);
+  assert.equal(busy.path.max, CAP, `its share used (${busy.path.max} at most at once)`);
+});
+
+test('two workers sharing the database hold the cap between them', async () => {
+  const shared = await account('shared');
+  const { logger } = capturedLogger('warn');
+  const second = new WebhookWorker({
+    db: server.store.db, dialect: server.store.dialect, clock: systemClock, policy: POLICY, log: logger, secret: undefined, keys: loadValueKeys(server.dataDir),
+    egress: { allowNetworks: LOOPBACK, resolvers: [], dnsTimeoutMs: 500, dnsAttempts: 1, timeoutMs: TIMEOUT_MS },
+  });
+  second.start();
+  try {
+    shared.path.mode = 'hang';
+    const ids = await queue(shared.template, 30);
+    // Both look at once (on PostgreSQL their claims run on two connections).
+    server.webhooks!.wake();
+    second.wake();
+    await waitUntil(`the hung receiver holds ${CAP} POSTs`, async () => shared.path.open >= CAP, WAIT_MS);
+    // Each worker polls every 50 ms: give them many chances to take more.
+    await sleep(1000);
+    assert.equal(shared.path.open, CAP);
+    assert.equal(shared.path.max, CAP, `at most ${CAP} at once over both workers (${shared.path.max})`);
+    release(shared.path);
+    shared.path.mode = 'slow';
+    await waitUntil('30 events delivered', () => allDelivered(ids), WAIT_MS);
+    assert.ok(shared.path.max <= CAP, `at most ${CAP} at once over both workers (${shared.path.max})`);
+    assert.deepEqual(new Set((await rowsOf(ids)).map((r) => r.attempts)), new Set([1]));
+  } finally {
+    await second.stop();
+  }
+});
+
+test('one claim takes, per receiver, at most the cap less its events sending under a live lease, oldest first', async () => {
+  const { template } = await account('claims');
+  // The server's worker would claim these too: this test claims alone.
+  await server.webhooks!.stop();
+  const { id: _, ...copy } = template;
+  const now = Date.now();
+  let due = now - 100_000;
+  /** Rows of one receiver: `n` in `state`, the pending ones due `step` ms apart from `due` on (or later, when `later`). */
+  const add = async (receiver: string | null, n: number, state: 'pending' | 'sending', opts: { lease?: number; later?: boolean } = {}) => {
+    const rows = Array.from({ length: n }, () => ({
+      ...copy, receiver, event_id: randomUUID(), state, attempts: 0, next_attempt_at: opts.later ? now + 60_000 : (due += 7),
+      lease_until: state === 'sending' ? now + (opts.lease ?? 60_000) : null, claim_token: state === 'sending' ? 'someone' : null,
+      last_error: null, response: null, delivered_at: null, created_at: now, updated_at: now,
+    }));
+    return (await server.store.db.insertInto('webhook_outbox').values(rows).returning('id').execute()).map((r) => r.id);
+  };
+  const [a, b, c, d] = ['account:900001', 'account:900002', 'account:900003', 'account:900004'];
+  const pending = new Map<string | null, number[]>();
+  // Interleaved, so that due order and receivers cross.
+  for (let round = 0; round < 6; round++) {
+    for (const [receiver, n] of [[a, 6], [b, 2], [c, 5], [d, 3], [null, 5], [GLOBAL_RECEIVER, 1]] as const) {
+      if (round < n) pending.set(receiver, [...(pending.get(receiver) ?? []), ...(await add(receiver, 1, 'pending'))]);
+    }
+  }
+  await add(a, 1, 'sending');
+  await add(c, CAP, 'sending');
+  await add(d, 2, 'sending', { lease: -1000 }); // leases run out: not counted (the takeover claim takes them)
+  await add(null, 1, 'sending');
+  await add(GLOBAL_RECEIVER, 3, 'pending', { later: true }); // not due
+  const expected = new Map<string | null, number[]>([
+    [a, pending.get(a)!.slice(0, CAP - 1)],
+    [b, pending.get(b)!],
+    [c, []],
+    [d, pending.get(d)!],
+    [null, pending.get(null)!.slice(0, CAP - 1)],
+    [GLOBAL_RECEIVER, pending.get(GLOBAL_RECEIVER)!],
+  ]);
+  const eligible = [...expected.values()].flat().sort((x, y) => x - y); // ids in due order: they were queued so
+
+  const claim = (limit: number) =>
+    claimFairShare(server.store.db, server.store.dialect, { now, limit, leaseUntil: now + 300_000, token: randomUUID(), cap: CAP });
+  // A small claim: the oldest eligible events, whatever their receivers.
+  const first = await claim(5);
+  assert.deepEqual(first.map((r) => r.id).sort((x, y) => x - y), eligible.slice(0, 5));
+  assert.ok(first.every((r) => r.state === 'sending' && r.attempts === 1));
+  // A large one: the rest of each receiver's share, and nothing more, however many slots are free.
+  const rest = await claim(100);
+  assert.deepEqual(rest.map((r) => r.id).sort((x, y) => x - y), eligible.slice(5));
+  const taken = [...first, ...rest];
+  for (const [receiver, ids] of expected) {
+    assert.deepEqual(taken.filter((r) => r.receiver === receiver).map((r) => r.id).sort((x, y) => x - y), ids, `receiver ${receiver}`);
+  }
+  // Every receiver is at its cap or out of due events now.
+  assert.deepEqual(await claim(100), []);
+});
