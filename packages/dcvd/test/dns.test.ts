@@ -310,6 +310,21 @@ describe('DNS client', () => {
     assert.equal(server.queries[1]?.id, server.queries[0]?.id);
   });
 
+  it('asks again over TCP after a truncated UDP answer it cannot read past its header (bytes after it)', async () => {
+    server.setTruncate(NAME);
+    server.setTxt(NAME, [['admin@example.com']]);
+    server.setTrailingBytes(NAME, 'cut-off junk', 'udp');
+    const result = await client().txt(NAME);
+    assert.deepEqual(result.records, [['admin@example.com']]);
+    assert.deepEqual(server.queries.map((q) => q.transport), ['udp', 'tcp']);
+    // Without the TC bit the same bytes make the answer malformed (never retried).
+    server.reset();
+    server.setTxt(NAME, [['admin@example.com']]);
+    server.setTrailingBytes(NAME, 'junk', 'udp');
+    assert.equal((await dnsError(client().txt(NAME))).kind, 'malformed');
+    assert.deepEqual(server.queries.map((q) => q.transport), ['udp']);
+  });
+
   it('takes a 50-record answer, over TCP once it outgrows the UDP size', async () => {
     const records = Array.from({ length: 50 }, (_, i) => [`contact${i}@example.com`, `part ${i}`]);
     server.setTxt(NAME, records);

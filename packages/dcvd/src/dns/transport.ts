@@ -33,7 +33,7 @@ type Verdict = Outcome | { kind: 'ignore'; detail: string };
  * are not ours (wrong id, not a response, another question): over UDP they may
  * be stray or forged datagrams, and we keep waiting for the real answer.
  */
-function judge(buffer: Buffer, expect: Expectation): Verdict {
+function judge(buffer: Buffer, expect: Expectation, udp = false): Verdict {
   const id = peekId(buffer);
   if (id === undefined) return { kind: 'ignore', detail: 'message shorter than a DNS header' };
   if (id !== expect.id) return { kind: 'ignore', detail: `message id ${id} is not the query's id ${expect.id}` };
@@ -41,6 +41,13 @@ function judge(buffer: Buffer, expect: Expectation): Verdict {
   try {
     message = parseMessage(buffer);
   } catch (error) {
+    // A UDP response whose header says it was truncated is asked again over TCP whatever follows the header:
+    // the client reads none of it, and a server may cut it anywhere (RFC 1035 §4.1.1), mid-record or with
+    // bytes after it. Forged, it can only send the query to TCP, the safer transport.
+    if (udp) {
+      const truncated = truncatedHeader(buffer);
+      if (truncated) return { kind: 'answer', message: truncated };
+    }
     // Anything the parser throws means the bytes are not a message we can
     // use; it must not escape into a socket event handler.
     const detail = error instanceof MalformedMessage ? error.message : `unreadable message: ${String(error)}`;
@@ -62,6 +69,15 @@ function judge(buffer: Buffer, expect: Expectation): Verdict {
     return { kind: 'ignore', detail: 'response is for another question' };
   }
   return { kind: 'answer', message };
+}
+
+/** The header of a UDP response with its TC bit set, as a message with nothing after the header; undefined for any other. */
+function truncatedHeader(buffer: Buffer): WireMessage | undefined {
+  const flags = buffer.readUInt16BE(2);
+  const isResponse = (flags & 0x8000) !== 0;
+  const opcode = (flags >> 11) & 0x0f;
+  if (!isResponse || opcode !== 0 || (flags & 0x0200) === 0) return undefined;
+  return { buffer, id: buffer.readUInt16BE(0), isResponse, opcode, truncated: true, authenticatedData: false, rcode: flags & 0x0f, questions: [], answers: [], authorities: [], extendedErrors: [] };
 }
 
 /**
@@ -295,7 +311,7 @@ export function createUdpPool(options: UdpPoolOptions): UdpPool {
         emit('stray', id === undefined ? 'datagram shorter than a DNS header' : `no query in flight with id ${id}`);
         return;
       }
-      const verdict = judge(datagram, pending.expect);
+      const verdict = judge(datagram, pending.expect, true);
       if (verdict.kind === 'ignore') emit('stray', verdict.detail);
       else pending.finish(verdict);
     });

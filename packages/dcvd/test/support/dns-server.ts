@@ -66,8 +66,8 @@ export interface TestDnsServer {
   setTtl(name: string, seconds: number): void;
   /** Negative answers for the name (NXDOMAIN, or NOERROR without data) carry this SOA in the authority section (RFC 2308). */
   setSoa(name: string, soa: { ttl: number; minimum: number }): void;
-  /** Answers (UDP and TCP) carry these bytes after the end of the message, as a broken or hostile server may send them. */
-  setTrailingBytes(name: string, bytes: Buffer | string): void;
+  /** Answers carry these bytes after the end of the message, as a broken or hostile server may send them (over `only` one transport, else both). */
+  setTrailingBytes(name: string, bytes: Buffer | string, only?: 'udp' | 'tcp'): void;
   reset(): void;
   close(): Promise<void>;
 }
@@ -95,6 +95,7 @@ interface NameConfig {
   ttl?: number;
   soa?: { ttl: number; minimum: number };
   trailing?: Buffer;
+  trailingOnly?: 'udp' | 'tcp';
 }
 
 export async function startTestDnsServer(): Promise<TestDnsServer> {
@@ -170,7 +171,7 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
     }
     const response: Packet = { type: 'response', id: query.id ?? 0, flags, questions: [question], answers, authorities, additionals };
     const full = dnsPacket.encode(response);
-    const trailing = (message: Buffer) => (cfg.trailing ? Buffer.concat([message, cfg.trailing]) : message);
+    const trailing = (message: Buffer) => (cfg.trailing && (cfg.trailingOnly ?? transport) === transport ? Buffer.concat([message, cfg.trailing]) : message);
     // Over UDP an answer bigger than the client offered (512 bytes without
     // EDNS) is truncated, as a real server does; setTruncate forces it.
     const limit = opt === undefined ? 512 : Math.max(512, opt.udpPayloadSize);
@@ -280,8 +281,11 @@ export async function startTestDnsServer(): Promise<TestDnsServer> {
     setSoa(name, soa) {
       entry(name).soa = { ...soa };
     },
-    setTrailingBytes(name, bytes) {
-      entry(name).trailing = Buffer.from(bytes);
+    setTrailingBytes(name, bytes, only) {
+      const e = entry(name);
+      e.trailing = Buffer.from(bytes);
+      if (only) e.trailingOnly = only;
+      else delete e.trailingOnly;
     },
     reset() {
       config.clear();
