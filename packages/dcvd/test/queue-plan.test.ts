@@ -67,7 +67,7 @@ describe('queue claims on PostgreSQL with statistics that predate the backlog', 
 });
 
 /** The fair claim's values: 12 free slots, a cap of 4. */
-const FAIR: FairClaimInput = { now: NOW, limit: 12, leaseUntil: NOW + 300_000, token: 'plan-test', cap: 4 };
+const FAIR: FairClaimInput = { now: NOW, limit: 12, leaseUntil: NOW + 300_000, token: 'plan-test', cap: 4, claimedSince: NOW - 90_000 };
 /** The events of the fair claim's tests: one receiver's backlog, 200 other receivers' few, some without a receiver, one receiver at its cap. */
 const fairRows = (values: (receiver: string, state: string, n: number, due: string, lease: string) => string): string[] => [
   values(`'account:1'`, 'pending', BACKLOG, `${NOW - 600_000} + g`, 'null'),

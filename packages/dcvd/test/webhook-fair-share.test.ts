@@ -19,7 +19,7 @@ import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { loadValueKeys } from '../src/orders/random-values.ts';
 import { accountReceiver, GLOBAL_RECEIVER, issueWebhookSecret } from '../src/webhooks/secrets.ts';
 import { WebhookWorker } from '../src/webhooks/webhooks.ts';
-import { claimFairShare, defaultReceiverConcurrency } from '../src/webhooks/fair-claim.ts';
+import { busySince, claimFairShare, defaultReceiverConcurrency } from '../src/webhooks/fair-claim.ts';
 import type { WebhookOutboxTable } from '../src/store/schema.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { LOOPBACK, startTestServer, type TestServer } from './support/server.ts';
@@ -212,6 +212,8 @@ test('two workers sharing the database hold the cap between them', async () => {
 });
 
 test('one claim takes, per receiver, at most the cap less its events sending under a live lease, oldest first', async () => {
+  /** The webhook time limit the claims below assume. */
+  const TIMEOUT_MS = 15_000;
   const { template } = await account('claims');
   // The server's worker would claim these too: this test claims alone.
   await server.webhooks!.stop();
@@ -219,25 +221,27 @@ test('one claim takes, per receiver, at most the cap less its events sending und
   const now = Date.now();
   let due = now - 100_000;
   /** Rows of one receiver: `n` in `state`, the pending ones due `step` ms apart from `due` on (or later, when `later`). */
-  const add = async (receiver: string | null, n: number, state: 'pending' | 'sending', opts: { lease?: number; later?: boolean } = {}) => {
+  const add = async (receiver: string | null, n: number, state: 'pending' | 'sending', opts: { lease?: number; later?: boolean; claimedAt?: number } = {}) => {
     const rows = Array.from({ length: n }, () => ({
       ...copy, receiver, event_id: randomUUID(), state, attempts: 0, next_attempt_at: opts.later ? now + 60_000 : (due += 7),
       lease_until: state === 'sending' ? now + (opts.lease ?? 60_000) : null, claim_token: state === 'sending' ? 'someone' : null,
-      last_error: null, response: null, delivered_at: null, created_at: now, updated_at: now,
+      last_error: null, response: null, delivered_at: null, created_at: now, updated_at: opts.claimedAt ?? now,
     }));
     return (await server.store.db.insertInto('webhook_outbox').values(rows).returning('id').execute()).map((r) => r.id);
   };
-  const [a, b, c, d] = ['account:900001', 'account:900002', 'account:900003', 'account:900004'];
+  const [a, b, c, d, e] = ['account:900001', 'account:900002', 'account:900003', 'account:900004', 'account:900005'];
   const pending = new Map<string | null, number[]>();
   // Interleaved, so that due order and receivers cross.
   for (let round = 0; round < 6; round++) {
-    for (const [receiver, n] of [[a, 6], [b, 2], [c, 5], [d, 3], [null, 5], [GLOBAL_RECEIVER, 1]] as const) {
+    for (const [receiver, n] of [[a, 6], [b, 2], [c, 5], [d, 3], [e, 5], [null, 5], [GLOBAL_RECEIVER, 1]] as const) {
       if (round < n) pending.set(receiver, [...(pending.get(receiver) ?? []), ...(await add(receiver, 1, 'pending'))]);
     }
   }
   await add(a, 1, 'sending');
   await add(c, CAP, 'sending');
   await add(d, 2, 'sending', { lease: -1000 }); // leases run out: not counted (the takeover claim takes them)
+  // A dead worker's: leases still live, but claimed longer ago than a live worker holds an event (busySince).
+  await add(e, CAP, 'sending', { claimedAt: busySince(now, TIMEOUT_MS) - 1 });
   await add(null, 1, 'sending');
   await add(GLOBAL_RECEIVER, 3, 'pending', { later: true }); // not due
   const expected = new Map<string | null, number[]>([
@@ -245,13 +249,14 @@ test('one claim takes, per receiver, at most the cap less its events sending und
     [b, pending.get(b)!],
     [c, []],
     [d, pending.get(d)!],
+    [e, pending.get(e)!.slice(0, CAP)],
     [null, pending.get(null)!.slice(0, CAP - 1)],
     [GLOBAL_RECEIVER, pending.get(GLOBAL_RECEIVER)!],
   ]);
   const eligible = [...expected.values()].flat().sort((x, y) => x - y); // ids in due order: they were queued so
 
   const claim = (limit: number) =>
-    claimFairShare(server.store.db, server.store.dialect, { now, limit, leaseUntil: now + 300_000, token: randomUUID(), cap: CAP });
+    claimFairShare(server.store.db, server.store.dialect, { now, limit, leaseUntil: now + 300_000, token: randomUUID(), cap: CAP, claimedSince: busySince(now, TIMEOUT_MS) });
   // A small claim: the oldest eligible events, whatever their receivers.
   const first = await claim(5);
   assert.deepEqual(first.map((r) => r.id).sort((x, y) => x - y), eligible.slice(0, 5));

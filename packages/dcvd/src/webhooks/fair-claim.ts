@@ -59,6 +59,23 @@ export interface FairClaimInput extends Record<string, unknown> {
   token: string;
   /** The most events in `sending` one receiver may have. */
   cap: number;
+  /**
+   * Only events claimed since then count as sending (clock ms): a live worker finishes an event within the
+   * webhook time limit, so older ones are a dead worker's, waiting for their lease to run out and be taken
+   * over, and must not hold their receiver's share meanwhile (`busySince`).
+   */
+  claimedSince: number;
+}
+
+/**
+ * When an event in `sending` stops holding its receiver's share: claimed longer ago than twice the time limit
+ * of a POST (its lookup included) and a minute for the worker's reads and its outcome's commit. A live worker
+ * is done with it by then; a dead one's events wait for their lease (`--outbox-lease`, 5 min) to be taken
+ * over, and until 2026-12-04 they held the share all that time, so a crash stopped its receivers' deliveries
+ * for up to 5 min (found by a review).
+ */
+export function busySince(now: number, webhookTimeoutMs: number): number {
+  return now - (2 * webhookTimeoutMs + 60_000);
 }
 
 /**
@@ -101,7 +118,7 @@ export function fairClaimQuery(dialect: Dialect): PreparedQuery<FairClaimInput, 
       ),
       busy as (
         select coalesce(receiver, '') as r, count(*) as n from webhook_outbox
-        where state = 'sending' and lease_until > ${p.now} group by coalesce(receiver, '')
+        where state = 'sending' and lease_until > ${p.now} and updated_at > ${p.claimedSince} group by coalesce(receiver, '')
       )
       select id from (
         select c.id, c.next_attempt_at, row_number() over (partition by c.receiver order by c.next_attempt_at, c.id) + coalesce(b.n, 0) as slot

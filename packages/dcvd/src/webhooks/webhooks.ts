@@ -19,7 +19,7 @@ import type { Dialect } from '../store/database.ts';
 import type { ValueKeys } from '../orders/random-values.ts';
 import { accountOfReceiver, accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
 import { WebhookTargetRefused, webhookPoster, type WebhookEgressPolicy, type WebhookPost } from './egress.ts';
-import { claimFairShare, defaultReceiverConcurrency } from './fair-claim.ts';
+import { busySince, claimFairShare, defaultReceiverConcurrency } from './fair-claim.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
@@ -326,7 +326,7 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
     if (input.state !== 'pending') return super.claimRows(input);
     const { db, dialect } = this.deps;
     const { now, limit, leaseUntil, token } = input;
-    return claimFairShare(db, dialect, { now, limit, leaseUntil, token, cap: this.receiverConcurrency });
+    return claimFairShare(db, dialect, { now, limit, leaseUntil, token, cap: this.receiverConcurrency, claimedSince: busySince(now, this.deps.egress.timeoutMs) });
   }
 
   /**
