@@ -453,6 +453,12 @@ test('orders as public clients of the real host place them: ordering details, ye
     dcvEmailAddresses: 'webmaster@example.net,admin@example.org,admin@example.net',
   });
   assert.equal(partial.body, encodeUrlencoded('AutoApplyOrder', { code: -4, item: 'dcvEmailAddresses' }));
+  // A keyword is ASCII: with U+017F (which toUpperCase() turns into S) it is an item like any other, not offered: -4.
+  const lookalike = await call('AutoApplyOrder', 'alice', {
+    product: 361, days: 365, csr: await makeCsr('p.example.com', ['p.example.com', 'q.example.org', 'r.example.net']),
+    domainNames: 'r.example.net,p.example.com,q.example.org', dcvEmailAddresses: 'webmaster@example.net,admin@example.com,http\u017fcsrha\u017fh',
+  });
+  assert.equal(lookalike.body, encodeUrlencoded('AutoApplyOrder', { code: -4, item: 'dcvEmailAddresses' }));
 });
 
 test('CollectSSL: the status queries public clients send, at /products/download/CollectSSL; -20 for a declined order', async () => {

@@ -257,6 +257,10 @@ describe('slow and idle clients (short bounds)', () => {
       // Without Connection: close, and with a body that is never read: closed all the same.
       ['HTTPS API', () => tlsClient(s.https.port, s.cert), `POST ${GET_PATH} HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\na=b`, 400, /^Bad Request\n$/],
       ['plain HTTP API', () => tcpClient(s.http!.port), 'GET /healthz HTTP/1.1\r\n\r\n', 400, /^Bad Request\n$/],
+      // With an Expect header too: the missing Host's 400, not 417, and no interim 100 Continue before it (a review).
+      ['HTTPS API', () => tlsClient(s.https.port, s.cert), `POST ${GET_PATH} HTTP/1.1\r\nExpect: foo\r\nContent-Length: 0\r\n\r\n`, 400, /^Bad Request\n$/],
+      ['HTTPS API', () => tlsClient(s.https.port, s.cert), `POST ${GET_PATH} HTTP/1.1\r\nExpect: 100-continue\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 3\r\n\r\n`, 400, /^Bad Request\n$/],
+      ['internal API', () => tlsClient(s.admin!.port, s.cert), 'POST /v1/accounts HTTP/1.1\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n', 400, /^Bad Request\n$/],
       ['internal API', () => tlsClient(s.admin!.port, s.cert), 'GET /v1/accounts/%C3%28 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n', 400, /"code":"invalid_request"/],
       ['internal API', () => tlsClient(s.admin!.port, s.cert), `GET /v1/accounts/${long} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n`, 414, /"code":"uri_too_long"/],
       ['internal API', () => tlsClient(s.admin!.port, s.cert), 'GET /v1/accounts HTTP/1.1\r\n\r\n', 400, /"message":"a Host header is required"/],

@@ -89,6 +89,14 @@ const KEYWORD_METHOD: ReadonlyMap<string, DcvMethod> = new Map([
 ]);
 
 /**
+ * The method a keyword item names, in any ASCII case; a non-ASCII item is never one (`toUpperCase()` alone made
+ * `httpſcsrhaſh`, with U+017F, the HTTPS keyword; found by a review).
+ */
+function keywordMethod(item: string): DcvMethod | undefined {
+  return /^[\x21-\x7e]+$/.test(item) ? KEYWORD_METHOD.get(item.toUpperCase()) : undefined;
+}
+
+/**
  * The items of `dcvEmailAddresses` in the order of `names` (CN, the CSR's other names, then `domainNames`'
  * own). A client that sends every name of the order in `domainNames` (`listed`: its names as the domain
  * rules read them, without repeats) lists the items in that order (the real host's rule: "the number and
@@ -159,7 +167,7 @@ export async function autoApplyOrder(deps: OrderFlowDeps, ctx: CallContext, para
     // Step 10 comes after the addresses' checks in the wire order, but policy is checked per domain first: it answers for the name.
     for (let i = 0; i < names.length; i += 1) {
       // Keywords are items of the list only: `dcvEmailAddress` names an address.
-      const other = item === 'dcvEmailAddresses' ? KEYWORD_METHOD.get(addresses[i]!.toUpperCase()) : undefined;
+      const other = item === 'dcvEmailAddresses' ? keywordMethod(addresses[i]!) : undefined;
       if (other) {
         domains[i]!.dcvMethod = other;
         continue;

@@ -175,12 +175,24 @@ export function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): v
 
 /**
  * An `Expect` header other than `100-continue`: node answers 417 itself, bare; this answers it with the headers
- * every answer carries (and a one-line body). Call on each listener's app before it listens.
+ * every answer carries (and a one-line body). A request with an `Expect` header and without Host (lacksHost)
+ * gets the 400 of a missing Host here, before any hook: 417 for another expectation, and for `100-continue` no
+ * interim `100 Continue` before the 400 (found by a review). Call on each listener's app before it listens.
  */
 export function answerUnmetExpectations(app: { server: unknown }): void {
-  (app.server as { on(event: 'checkExpectation', listener: (req: IncomingMessage, res: ServerResponse) => void): void }).on('checkExpectation', (_req, res) => {
-    res.writeHead(417, { 'x-request-id': randomUUID(), ...GUARD_HEADERS, 'content-type': 'text/plain; charset=utf-8', connection: 'close' });
-    res.end(`${STATUS_CODES[417]}\n`);
+  type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+  const server = app.server as { on(event: 'checkExpectation' | 'checkContinue', listener: Listener): void; emit(event: 'request', req: IncomingMessage, res: ServerResponse): boolean };
+  const answer = (res: ServerResponse, status: 400 | 417) => {
+    const body = `${STATUS_CODES[status]}\n`;
+    res.writeHead(status, { 'x-request-id': randomUUID(), ...GUARD_HEADERS, 'content-type': 'text/plain; charset=utf-8', 'content-length': body.length, connection: 'close' });
+    res.end(body);
+  };
+  server.on('checkExpectation', (req, res) => answer(res, lacksHost(req) ? 400 : 417));
+  // What node does without this listener (the interim 100, then the request), unless Host is missing.
+  server.on('checkContinue', (req, res) => {
+    if (lacksHost(req)) return answer(res, 400);
+    res.writeContinue();
+    server.emit('request', req, res);
   });
 }
 
