@@ -53,7 +53,8 @@ export function dialectOf(db: Kysely<Database>): Dialect {
 }
 
 /**
- * A queue row's `state` as a guard that no index serves, beside a condition that finds the rows
+ * A queue row's `state` as a guard that no index on the state serves (only migration 0017's partial index
+ * of the webhook claim, whose predicate it is), beside a condition that finds the rows
  * (their ids, value, order): so that the planner takes that condition's index instead of the
  * state's. SQLite as `+state`: with a plain `state = ?` it walks the whole (state, …) index range
  * of the backlog and tests each row against the other condition, a cost that grows with the

@@ -427,7 +427,11 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     // however many events one receiver has waiting. Its predicate is the claim's own guard on the state, one
     // no other index can serve (`+state` on SQLite, `(state || '')` on PostgreSQL, as store/database.ts's
     // unindexedState writes it, written out here): so the claim reads its pending rows by this index only,
-    // and no other statement uses it. With statistics taken while nothing was pending, PostgreSQL otherwise
+    // and no other statement uses it. The claim's UPDATE repeats that guard, so this index could serve it too:
+    // it does not with no statistics (dcvd never runs ANALYZE) or fresh ones, but after an operator's ANALYZE
+    // taken before a backlog, SQLite scanned it for the UPDATE (7–9.5 ms a claim at 100,000 pending against
+    // 1.2–2; a review), as the email outbox's claim would scan with such statistics; PostgreSQL used the
+    // primary key in every plan. With statistics taken while nothing was pending, PostgreSQL otherwise
     // read a (state, …) index's whole backlog for each receiver (measured: 0.2–0.4 s a claim at 50,000
     // pending events of one receiver; 1 ms by this index).
     '0017_webhook_receiver_due': {
