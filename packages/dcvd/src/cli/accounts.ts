@@ -22,7 +22,6 @@ function describeSecret(a: { webhookSecret?: string; previousWebhookSecretExpire
   return `\n  webhook signing secret (shown only now; give it to the receiver): ${a.webhookSecret}${previous}`;
 }
 
-/** Accounts' webhook secrets are sealed under the secret key: the commands that make one need the server's file. */
 /**
  * An account's own webhook URL, the one option without its DCVD_* variable: DCVD_WEBHOOK_URL is serve's
  * global URL, and exported for serve it would give every account created in that shell a URL of its own
@@ -30,6 +29,7 @@ function describeSecret(a: { webhookSecret?: string; previousWebhookSecretExpire
  */
 const accountWebhookUrl = (description: string) => new Option('--webhook-url <url>', description);
 
+/** Accounts' webhook secrets are sealed under the secret key: the commands that make one need the server's file. */
 const secretKeyOption = () => opt('--secret-key-file <file>', 'the server\u2019s secret key file, which seals webhook signing secrets (default: DATA_DIR/secret.key)');
 
 interface AccountFlags extends StoreFlags {
