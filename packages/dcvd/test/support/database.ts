@@ -151,12 +151,27 @@ export async function explainPlan(db: Kysely<Database>, sql: string, parameters:
   if (!options.analyze) return explainWith(db, 'explain (format json)', sql, parameters, options.generic === true);
   return db.connection().execute(async (c) => {
     await c.executeQuery(CompiledQuery.raw('begin'));
-    try {
-      return await explainWith(c, 'explain (analyze, format json)', sql, parameters, options.generic === true);
-    } finally {
-      await c.executeQuery(CompiledQuery.raw('rollback'));
-    }
+    return cleanedUp(
+      () => explainWith(c, 'explain (analyze, format json)', sql, parameters, options.generic === true),
+      async () => void (await c.executeQuery(CompiledQuery.raw('rollback'))),
+    );
   });
+}
+
+/**
+ * `body`'s answer after `cleanup` ran; when `body` failed, its error, not one of the clean-up (in a transaction
+ * that the failed EXPLAIN aborted, the generic plan's DEALLOCATE fails too, and that error hid the cause).
+ */
+async function cleanedUp<T>(body: () => Promise<T>, cleanup: () => Promise<void>): Promise<T> {
+  let answer: T;
+  try {
+    answer = await body();
+  } catch (err) {
+    await cleanup().catch(() => undefined);
+    throw err;
+  }
+  await cleanup();
+  return answer;
 }
 
 async function explainWith(db: Kysely<Database>, explain: string, sql: string, parameters: readonly unknown[], generic: boolean): Promise<PlanNode[]> {
@@ -169,14 +184,17 @@ async function explainWith(db: Kysely<Database>, explain: string, sql: string, p
     const name = `explained_${randomBytes(6).toString('hex')}`;
     await c.executeQuery(CompiledQuery.raw(`set plan_cache_mode = force_generic_plan`));
     await c.executeQuery(CompiledQuery.raw(`prepare ${name} as ${sql}`));
-    try {
-      const args = parameters.length > 0 ? `(${parameters.map(literal).join(', ')})` : '';
-      const explained = await c.executeQuery<Explained>(CompiledQuery.raw(`${explain} execute ${name}${args}`));
-      return planNodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
-    } finally {
-      await c.executeQuery(CompiledQuery.raw(`deallocate ${name}`));
-      await c.executeQuery(CompiledQuery.raw(`reset plan_cache_mode`));
-    }
+    return cleanedUp(
+      async () => {
+        const args = parameters.length > 0 ? `(${parameters.map(literal).join(', ')})` : '';
+        const explained = await c.executeQuery<Explained>(CompiledQuery.raw(`${explain} execute ${name}${args}`));
+        return planNodes(explained.rows[0]!['QUERY PLAN'][0]!.Plan);
+      },
+      async () => {
+        await c.executeQuery(CompiledQuery.raw(`deallocate ${name}`));
+        await c.executeQuery(CompiledQuery.raw(`reset plan_cache_mode`));
+      },
+    );
   });
 }
 
