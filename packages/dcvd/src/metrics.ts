@@ -52,6 +52,14 @@ export interface MetricSources {
   peers?: () => Promise<object[]>;
 }
 
+/** The webhook events waiting, by state (`dcvd_webhooks_waiting`; exported for test/webhook-index-plan.test.ts). */
+export const webhooksWaitingQuery = (db: Kysely<Database>) =>
+  db.selectFrom('webhook_outbox').select(['state', (eb) => eb.fn.countAll<number | string>().as('n')]).where('state', 'in', ['pending', 'sending']).groupBy('state');
+
+/** When the oldest waiting webhook event was queued (`dcvd_webhooks_oldest_pending_seconds`; exported for the same test). */
+export const oldestWaitingWebhookQuery = (db: Kysely<Database>) =>
+  db.selectFrom('webhook_outbox').select((eb) => eb.fn.min('created_at').as('oldest')).where('state', 'in', ['pending', 'sending']);
+
 export function createMetrics(db: Kysely<Database>, sources: MetricSources): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'dcvd_' });
@@ -213,7 +221,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     registers: [registry],
     async collect() {
       this.reset();
-      const rows = await db.selectFrom('webhook_outbox').select(['state', (eb) => eb.fn.countAll<number | string>().as('n')]).where('state', 'in', ['pending', 'sending']).groupBy('state').execute();
+      const rows = await webhooksWaitingQuery(db).execute();
       for (const state of ['pending', 'sending']) this.set({ state }, Number(rows.find((r) => r.state === state)?.n ?? 0));
     },
   });
@@ -223,7 +231,7 @@ export function createMetrics(db: Kysely<Database>, sources: MetricSources): Met
     help: 'Age of the oldest webhook event not yet delivered or failed (0 when none): a growing value means a receiver is down or refused.',
     registers: [registry],
     async collect() {
-      const row = await db.selectFrom('webhook_outbox').select((eb) => eb.fn.min('created_at').as('oldest')).where('state', 'in', ['pending', 'sending']).executeTakeFirst();
+      const row = await oldestWaitingWebhookQuery(db).executeTakeFirst();
       const oldest = row?.oldest === null || row?.oldest === undefined ? undefined : Number(row.oldest);
       webhookAge.set(oldest === undefined ? 0 : Math.max(0, (sources.clock.now() - oldest) / 1000));
     },

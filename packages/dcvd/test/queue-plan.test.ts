@@ -49,6 +49,9 @@ describe('queue claims on PostgreSQL with statistics that predate the backlog', 
 
   for (const table of ['outbox', 'webhook_outbox'] as const) {
     for (const state of ['pending', 'sending'] as const satisfies readonly ClaimState[]) {
+      // Since migration 0017 the webhook worker claims its pending events by the fair claim (below), never by
+      // this statement, and 0018 dropped the partial index its plan needed here (test/webhook-index-plan.test.ts).
+      if (table === 'webhook_outbox' && state === 'pending') continue;
       test(`${table}, ${state}: due rows read in due order by index, found again by primary key, nothing sorted`, async () => {
         const store = storeOf();
         const { sql, parameters } = claimQuery(table, state, 'postgres').statement(store.db, { state, now: NOW, limit: 16, leaseUntil: NOW + 300_000, token: 'plan-test' });

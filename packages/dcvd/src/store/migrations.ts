@@ -357,7 +357,8 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
     // pending, growing with the backlog). A partial index per claimed state holds only the rows a
     // claim looks for, in the order it takes them, whatever the statistics say. SQLite's planner
     // keeps the (state, …) indexes for these claims (measured: the partial ones went unused and
-    // cost about 25 µs more per email), so it gets none.
+    // cost about 25 µs more per email), so it gets none. Migration 0018 drops webhook_outbox_pending_due,
+    // which no statement reads since the webhook claim of 0017.
     '0012_queue_partial_indexes': {
       async up(db: Kysely<unknown>) {
         if (dialect !== 'postgres') return;
@@ -440,6 +441,22 @@ export function migrations(dialect: Dialect): Record<string, Migration> {
         const state = dialect === 'postgres' ? sql`(${sql.ref('state')} || '')` : sql`+${sql.ref('state')}`;
         // SQLite runs this outside a transaction: an index made by a start that then died is kept.
         await db.schema.createIndex('webhook_outbox_receiver_due').ifNotExists().on('webhook_outbox').columns(['receiver', 'next_attempt_at']).where(state, '=', sql.lit('pending')).execute();
+      },
+    },
+    // Migration 0012's partial index of the webhook outbox's pending rows, which nothing reads since 0017
+    // (docs/PERFORMANCE.md, "seventeenth round: an unused webhook index"): the webhook claim reads its pending rows
+    // by 0017's index only, and the other statements that read the table plan the same without it on
+    // PostgreSQL, empty or with a backlog whose statistics predate it (test/webhook-index-plan.test.ts pins
+    // them). Each event's enqueue and each retry wrote an entry of it. Only the claim of before 0017 used
+    // it: an instance of that version still running beside this one claims by the (state, …) indexes,
+    // as in the sixth round (a backlog's range read and sorted, 31 ms a claim at 100,000 pending, with
+    // statistics that predate the backlog) until it is replaced. PostgreSQL only had it (0012); `if exists`
+    // on both.
+    '0018_drop_webhook_pending_due': {
+      async up(db: Kysely<unknown>) {
+        // PostgreSQL's DROP INDEX locks the table against readers too, for a moment: it waits 5 s at most for that lock.
+        await indexOnBusyTable(db, dialect);
+        await db.schema.dropIndex('webhook_outbox_pending_due').ifExists().execute();
       },
     },
   };
