@@ -377,6 +377,7 @@ async function buildServices({ role, config, deps, clock, logger, closers }: Con
     onAttempt: (outcome) => metrics.webhookAttempt(outcome),
     globalUrl: hooks.url,
     receiverConcurrency: hooks.receiverConcurrency,
+    globalConcurrency: hooks.globalConcurrency,
   });
   closers.push('webhook worker', () => webhooks.stop());
   // Confirmation (CONTRACT §6): the pages on both listeners, one guessing counter in the database.

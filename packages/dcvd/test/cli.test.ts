@@ -89,7 +89,7 @@ test('migrate --json and --help name the environment variables', () => {
   const help = dcvd(['serve', '--help']).stdout;
   for (const v of [
     'DCVD_LISTEN', 'DCVD_HTTP_LISTEN', 'DCVD_TRUST_PROXY', 'DCVD_TLS_CERT', 'DCVD_TLS_KEY', 'DCVD_DATA_DIR', 'DCVD_DATABASE_URL', 'DCVD_BODY_LIMIT',
-    'DCVD_IPV6_PREFIX', 'DCVD_WEBHOOK_ALLOW_NETWORKS', 'DCVD_WEBHOOK_TIMEOUT', 'DCVD_WEBHOOK_RECEIVER_CONCURRENCY',
+    'DCVD_IPV6_PREFIX', 'DCVD_WEBHOOK_ALLOW_NETWORKS', 'DCVD_WEBHOOK_TIMEOUT', 'DCVD_WEBHOOK_RECEIVER_CONCURRENCY', 'DCVD_WEBHOOK_GLOBAL_CONCURRENCY',
   ]) {
     assert.ok(help.includes(v), v);
   }
@@ -99,6 +99,9 @@ test('migrate --json and --help name the environment variables', () => {
   const tooLong = dcvd(['serve', '--ipv6-prefix', '129']);
   assert.equal(tooLong.code, 1);
   assert.match(tooLong.stderr, /at most 128 bits/);
+  const noGlobalShare = dcvd(['serve', '--webhook-global-concurrency', '0']);
+  assert.equal(noGlobalShare.code, 1);
+  assert.match(noGlobalShare.stderr, /--webhook-global-concurrency <n>' argument '0' is invalid/);
   const emptyNetwork = dcvd(['serve', '--webhook-allow-networks', '10.0.0.0/8,']);
   assert.equal(emptyNetwork.code, 1);
   assert.match(emptyNetwork.stderr, /an empty entry/);

@@ -16,6 +16,7 @@ import SQLite from 'better-sqlite3';
 import { claimQuery, type ClaimState, type QueueTable } from '../src/queue/leased.ts';
 import { fairClaimQuery, type FairClaimInput } from '../src/webhooks/fair-claim.ts';
 import type { Store } from '../src/store/database.ts';
+import { GLOBAL_RECEIVER } from '../src/webhooks/secrets.ts';
 import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy, sqliteTestStore } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
@@ -69,81 +70,103 @@ describe('queue claims on PostgreSQL with statistics that predate the backlog', 
   }
 });
 
-/** The fair claim's values: 12 free slots, a cap of 4. */
-const FAIR: FairClaimInput = { now: NOW, limit: 12, leaseUntil: NOW + 300_000, token: 'plan-test', cap: 4, claimedSince: NOW - 90_000 };
-/** The events of the fair claim's tests: one receiver's backlog, 200 other receivers' few, some without a receiver, one receiver at its cap. */
-const fairRows = (values: (receiver: string, state: string, n: number, due: string, lease: string) => string): string[] => [
-  values(`'account:1'`, 'pending', BACKLOG, `${NOW - 600_000} + g`, 'null'),
-  values(`'account:1'`, 'sending', 4, `${NOW - 700_000}`, `${NOW + 100_000}`),
+/** The fair claim's values: 12 free slots, a cap of 4, the global receiver's 12. */
+const FAIR: FairClaimInput = { now: NOW, limit: 12, leaseUntil: NOW + 300_000, token: 'plan-test', cap: 4, globalCap: 12, claimedSince: NOW - 90_000 };
+/**
+ * The events of the fair claim's tests: one receiver's backlog (an account's, or the global receiver's: an operator
+ * whose only receiver is the global URL), 200 other receivers' few, some without a receiver, the backlog's receiver
+ * with 4 sending, the global receiver's 1,000 more not due yet.
+ */
+const fairRows = (backlog: string, values: (receiver: string, state: string, n: number, due: string, lease: string, tag?: string) => string): string[] => [
+  values(`'${backlog}'`, 'pending', BACKLOG, `${NOW - 600_000} + g`, 'null', 'backlog'),
+  values(`'${backlog}'`, 'sending', 4, `${NOW - 700_000}`, `${NOW + 100_000}`),
   values(`'account:' || (100 + g % 200)`, 'pending', 2_000, `${NOW - 1_000} + g`, 'null'),
   values('null', 'pending', 100, `${NOW - 2_000} + g`, 'null'),
-  values(`'global'`, 'pending', 1_000, `${NOW + 3_600_000} + g`, 'null'),
+  values(`'${GLOBAL_RECEIVER}'`, 'pending', 1_000, `${NOW + 3_600_000} + g`, 'null'),
 ];
+/** Whose is the backlog: an account's receiver, or the global one. */
+const BACKLOGS = ['account:1', GLOBAL_RECEIVER];
 
-describe('the webhook claim\u2019s fair share on PostgreSQL with statistics that predate the backlog', { skip: await postgresOrSkip() }, () => {
-  const values = (receiver: string, state: string, n: number, due: string, lease: string) =>
-    `insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, lease_until, created_at, updated_at, receiver)
-     select 'f' || ${state === 'delivered' ? '' : `'${state}' || `}${receiver === 'null' ? `'n'` : receiver} || '-' || g, 1, 'validated', 'https://hooks.example/', '{}', '${state}', 0, ${due}, ${lease}, ${NOW}, ${NOW}, ${receiver}
-     from generate_series(1, ${n}) g`;
-  const { store: storeOf } = postgresStoreFilledBy(['webhook_outbox'], async (run) => {
-    await run(values(`'account:' || (g % 50)`, 'delivered', DELIVERED, `${NOW - 86_400_000} + g`, 'null'));
-    await run('analyze webhook_outbox');
-    for (const text of fairRows(values)) await run(text);
-  });
-
-  for (const generic of [false, true]) {
-    test(`${generic ? 'a generic plan' : 'the plan with its values'}: pending events only by migration 0017's index, a few per receiver, found again by primary key`, async () => {
-      const store = storeOf();
-      const { sql, parameters } = fairClaimQuery('postgres').statement(store.db, FAIR);
-      // Run (and rolled back): plain EXPLAIN leaves out the receivers' walk's recursive step.
-      const all = await explainPlan(store.db, sql, parameters, { generic, analyze: true });
-      const summary = describePlan(all);
-      assert.ok(!all.some((n) => /Seq Scan|Bitmap/.test(n['Node Type'])), `no scan of the backlog: ${summary}`);
-      const scans = all.filter((n) => n['Index Name'] !== undefined);
-      // The events sending, by a lease index; everything pending, by the receivers' index.
-      const allowed = ['webhook_outbox_receiver_due', 'webhook_outbox_pkey', 'webhook_outbox_sending_lease', 'webhook_outbox_lease'];
-      assert.deepEqual(scans.map((n) => n['Index Name']!).filter((name) => !allowed.includes(name)), [], summary);
-      const byReceiver = scans.filter((n) => n['Index Name'] === 'webhook_outbox_receiver_due');
-      assert.equal(byReceiver.length, 4, `the receivers' walk (its first seek and its step), each one's events, those without one: ${summary}`);
-      // 202 receivers with pending events: a few entries each, not the 100,000 of the first one's backlog.
-      const read = byReceiver.reduce((sum, n) => sum + n['Actual Rows']! * n['Actual Loops']!, 0);
-      assert.ok(read < 2_000, `${read} index entries read: ${summary}`);
-      assert.ok(scans.some((n) => n['Index Name'] === 'webhook_outbox_pkey'), `the claimed rows found again by primary key: ${summary}`);
+for (const backlog of BACKLOGS) {
+  describe(`the webhook claim\u2019s fair share on PostgreSQL with statistics that predate ${backlog}'s backlog`, { skip: await postgresOrSkip() }, () => {
+    const values = (receiver: string, state: string, n: number, due: string, lease: string, tag = '') =>
+      `insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, lease_until, created_at, updated_at, receiver)
+       select 'f${tag}' || ${state === 'delivered' ? '' : `'${state}' || `}${receiver === 'null' ? `'n'` : receiver} || '-' || g, 1, 'validated', 'https://hooks.example/', '{}', '${state}', 0, ${due}, ${lease}, ${NOW}, ${NOW}, ${receiver}
+       from generate_series(1, ${n}) g`;
+    const { store: storeOf } = postgresStoreFilledBy(['webhook_outbox'], async (run) => {
+      // The statistics: delivered events of 50 accounts and of the global receiver, none pending.
+      await run(values(`case when g % 51 = 50 then '${GLOBAL_RECEIVER}' else 'account:' || (g % 51) end`, 'delivered', DELIVERED, `${NOW - 86_400_000} + g`, 'null'));
+      await run('analyze webhook_outbox');
+      for (const text of fairRows(backlog, values)) await run(text);
     });
-  }
-});
 
-describe('the webhook claim\u2019s fair share on SQLite, a backlog queued and no statistics', () => {
-  const cleanups: (() => Promise<void>)[] = [];
-  let store: Store;
-  let raw: SQLite.Database;
-  before(async () => {
-    let file: string;
-    ({ store, file } = await sqliteTestStore(cleanups, 'dcvd-queue-plan-'));
-    raw = new SQLite(file);
-    raw.pragma('foreign_keys = OFF'); // rows without orders: only the outbox's indexes matter here
-    const values = (receiver: string, state: string, n: number, due: string, lease: string) =>
-      `with recursive s(g) as (select 1 union all select g + 1 from s where g < ${n})
-       insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, lease_until, created_at, updated_at, receiver)
-       select 'f' || '${state}' || coalesce(${receiver}, 'n') || '-' || g, 1, 'validated', 'https://hooks.example/', '{}', '${state}', 0, ${due}, ${lease}, ${NOW}, ${NOW}, ${receiver} from s`;
-    raw.transaction(() => {
-      for (const text of fairRows(values)) raw.exec(text);
-    })();
+    for (const generic of [false, true]) {
+      test(`${generic ? 'a generic plan' : 'the plan with its values'}: pending events only by migration 0017's index, a few per receiver, the global receiver's by a read of its own, found again by primary key`, async () => {
+        const store = storeOf();
+        const { sql, parameters } = fairClaimQuery('postgres').statement(store.db, FAIR);
+        // Run (and rolled back): plain EXPLAIN leaves out the receivers' walk's recursive step.
+        const all = await explainPlan(store.db, sql, parameters, { generic, analyze: true });
+        const summary = describePlan(all);
+        assert.ok(!all.some((n) => /Seq Scan|Bitmap/.test(n['Node Type'])), `no scan of the backlog: ${summary}`);
+        const scans = all.filter((n) => n['Index Name'] !== undefined);
+        // The events sending, by a lease index; everything pending, by the receivers' index.
+        const allowed = ['webhook_outbox_receiver_due', 'webhook_outbox_pkey', 'webhook_outbox_sending_lease', 'webhook_outbox_lease'];
+        assert.deepEqual(scans.map((n) => n['Index Name']!).filter((name) => !allowed.includes(name)), [], summary);
+        const byReceiver = scans.filter((n) => n['Index Name'] === 'webhook_outbox_receiver_due');
+        assert.equal(byReceiver.length, 5, `the receivers' walk (its first seek and its step), each one's events, the global receiver's, those without one: ${summary}`);
+        // 202 receivers with pending events: a few entries each, not the 100,000 of the backlog.
+        const read = byReceiver.reduce((sum, n) => sum + n['Actual Rows']! * n['Actual Loops']!, 0);
+        assert.ok(read < 2_000, `${read} index entries read: ${summary}`);
+        // The global receiver's read: one range of the index, at most its share's entries (all of them when the backlog is its own).
+        const global = byReceiver.filter((n) => n['Index Cond']?.includes(`'${GLOBAL_RECEIVER}'`));
+        assert.equal(global.length, 1, `one read of the global receiver's events: ${summary}`);
+        assert.equal(global[0]!['Actual Loops'], 1, summary);
+        assert.equal(global[0]!['Actual Rows'], backlog === GLOBAL_RECEIVER ? FAIR.globalCap : 0, `the global receiver's entries read: ${summary}`);
+        // The walk's other receivers are read with the accounts' share, and the global one not again: one read for each of
+        // the 200 accounts with a few events, and for the backlog's when it is an account's.
+        const perReceiver = byReceiver.filter((n) => /= \(receivers\w*\.r\)/.test(n['Index Cond'] ?? ''));
+        assert.equal(perReceiver.length, 1, summary);
+        assert.equal(perReceiver[0]!['Actual Loops'], backlog === GLOBAL_RECEIVER ? 200 : 201, `the receivers read with the accounts' share: ${summary}`);
+        assert.ok(scans.some((n) => n['Index Name'] === 'webhook_outbox_pkey'), `the claimed rows found again by primary key: ${summary}`);
+      });
+    }
   });
-  after(async () => {
-    raw?.close();
-    for (const cleanup of cleanups) await cleanup();
-  });
+}
 
-  test("pending events only by migration 0017's index, the claimed rows by primary key, nothing scanned", () => {
-    const { sql, parameters } = fairClaimQuery('sqlite').statement(store.db, FAIR);
-    const plan = (raw.prepare(`explain query plan ${sql}`).all(...parameters) as { detail: string }[]).map((p) => p.detail);
-    const summary = plan.join(' | ');
-    const reads = plan.filter((d) => /^(SEARCH|SCAN) (webhook_outbox|w)\b/.test(d));
-    assert.ok(!reads.some((d) => /^SCAN/.test(d)), `no scan of the backlog: ${summary}`);
-    const pending = reads.filter((d) => !/webhook_outbox_lease|INTEGER PRIMARY KEY/.test(d));
-    assert.equal(pending.length, 4, summary);
-    assert.ok(pending.every((d) => /USING (COVERING )?INDEX webhook_outbox_receiver_due \(receiver/.test(d) || /USING (COVERING )?INDEX webhook_outbox_receiver_due$/.test(d)), summary);
-    assert.ok(reads.some((d) => /^SEARCH webhook_outbox USING INTEGER PRIMARY KEY/.test(d)), `the claimed rows by primary key: ${summary}`);
+for (const backlog of BACKLOGS) {
+  describe(`the webhook claim\u2019s fair share on SQLite, ${backlog}'s backlog queued and no statistics`, () => {
+    const cleanups: (() => Promise<void>)[] = [];
+    let store: Store;
+    let raw: SQLite.Database;
+    before(async () => {
+      let file: string;
+      ({ store, file } = await sqliteTestStore(cleanups, 'dcvd-queue-plan-'));
+      raw = new SQLite(file);
+      raw.pragma('foreign_keys = OFF'); // rows without orders: only the outbox's indexes matter here
+      const values = (receiver: string, state: string, n: number, due: string, lease: string, tag = '') =>
+        `with recursive s(g) as (select 1 union all select g + 1 from s where g < ${n})
+         insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, lease_until, created_at, updated_at, receiver)
+         select 'f${tag}' || '${state}' || coalesce(${receiver}, 'n') || '-' || g, 1, 'validated', 'https://hooks.example/', '{}', '${state}', 0, ${due}, ${lease}, ${NOW}, ${NOW}, ${receiver} from s`;
+      raw.transaction(() => {
+        for (const text of fairRows(backlog, values)) raw.exec(text);
+      })();
+    });
+    after(async () => {
+      raw?.close();
+      for (const cleanup of cleanups) await cleanup();
+    });
+
+    test("pending events only by migration 0017's index, the claimed rows by primary key, nothing scanned", () => {
+      const { sql, parameters } = fairClaimQuery('sqlite').statement(store.db, FAIR);
+      const plan = (raw.prepare(`explain query plan ${sql}`).all(...parameters) as { detail: string }[]).map((p) => p.detail);
+      const summary = plan.join(' | ');
+      const reads = plan.filter((d) => /^(SEARCH|SCAN) (webhook_outbox|w)\b/.test(d));
+      assert.ok(!reads.some((d) => /^SCAN/.test(d)), `no scan of the backlog: ${summary}`);
+      const pending = reads.filter((d) => !/webhook_outbox_lease|INTEGER PRIMARY KEY/.test(d));
+      // The walk's first seek and its step, each receiver's events, the global receiver's, those without one.
+      assert.equal(pending.length, 5, summary);
+      assert.ok(pending.every((d) => /USING (COVERING )?INDEX webhook_outbox_receiver_due \(receiver/.test(d) || /USING (COVERING )?INDEX webhook_outbox_receiver_due$/.test(d)), summary);
+      assert.ok(reads.some((d) => /^SEARCH webhook_outbox USING INTEGER PRIMARY KEY/.test(d)), `the claimed rows by primary key: ${summary}`);
+    });
   });
-});
+}

@@ -2,7 +2,9 @@
  * The webhook claim's fair share per receiver (src/webhooks/fair-claim.ts): one receiver has at most its cap
  * of events in `sending` at once, decided in the claim, so a receiver that hangs leaves the other slots to
  * the other accounts, a busy receiver is never starved by events claimed and put back, and the cap holds
- * over two workers sharing the database. Real receivers on loopback count the POSTs they hold open; on
+ * over two workers sharing the database. The global receiver (the operator's --webhook-url) has a larger
+ * share, whose part beyond an account's goes only to slots no other receiver's due event wants. Real
+ * receivers on loopback count the POSTs they hold open; on
  * SQLite, and on PostgreSQL with DCVD_TEST_DATABASE=postgres. No timing is asserted: each test waits for
  * its outcome within wide bounds and counts.
  */
@@ -19,7 +21,7 @@ import { DEFAULT_OUTBOX_POLICY } from '../src/queue/leased.ts';
 import { loadValueKeys } from '../src/orders/random-values.ts';
 import { accountReceiver, GLOBAL_RECEIVER, issueWebhookSecret } from '../src/webhooks/secrets.ts';
 import { WebhookWorker } from '../src/webhooks/webhooks.ts';
-import { busySince, claimFairShare, defaultReceiverConcurrency } from '../src/webhooks/fair-claim.ts';
+import { busySince, claimFairShare, defaultGlobalConcurrency, defaultReceiverConcurrency } from '../src/webhooks/fair-claim.ts';
 import type { WebhookOutboxTable } from '../src/store/schema.ts';
 import { startSmtpSink, type SmtpSink } from './support/smtp-sink.ts';
 import { LOOPBACK, startTestServer, type TestServer } from './support/server.ts';
@@ -30,6 +32,11 @@ import { waitUntil } from './support/wait.ts';
 const POLICY = { ...DEFAULT_OUTBOX_POLICY, pollMs: 50, retryBaseMs: 100, retryMaxMs: 300, maxAttempts: 20 };
 /** The default share: a quarter of the 16 slots. */
 const CAP = defaultReceiverConcurrency(POLICY.concurrency);
+/** The global receiver's default share: the 16 slots less one receiver's share. */
+const GLOBAL_CAP = defaultGlobalConcurrency(POLICY.concurrency, CAP);
+/** The global URL's path on the test receiver, and its signing secret. */
+const GLOBAL_PATH = '/global';
+const GLOBAL_SECRET = 'global-secret-0123456789';
 /** Long enough that no held POST times out during a test (at most a third of the lease). */
 const TIMEOUT_MS = 100_000;
 /** Wide: the suite runs on a loaded 2-core machine. */
@@ -78,7 +85,7 @@ before(async () => {
   sink = await startSmtpSink();
   server = await startTestServer({
     dcvEmail: defaultDcvEmailConfig({ smtpUrl: sink.url, outbox: POLICY }),
-    webhooks: { allowNetworks: LOOPBACK, timeoutMs: TIMEOUT_MS },
+    webhooks: { allowNetworks: LOOPBACK, timeoutMs: TIMEOUT_MS, url: `http://127.0.0.1:${port}${GLOBAL_PATH}`, secret: GLOBAL_SECRET },
   });
 });
 after(async () => {
@@ -100,18 +107,23 @@ function release(p: Path): void {
 
 type Row = Selectable<WebhookOutboxTable>;
 
-/** An account with its own URL and signing secret, and its first event (a real decision's, delivered), to copy. */
-async function account(login: string): Promise<{ path: Path; template: Row }> {
-  const path = pathOf(`/${login}`);
-  await server.createAccount(login, { webhookUrl: `http://127.0.0.1:${port}/${login}` });
+/**
+ * An account with its own URL and signing secret (or, `global`, one whose events go to the global URL), and its
+ * first event (a real decision's, delivered), to copy.
+ */
+async function account(login: string, opts: { global?: boolean } = {}): Promise<{ path: Path; template: Row }> {
+  const path = pathOf(opts.global ? GLOBAL_PATH : `/${login}`);
+  await server.createAccount(login, opts.global ? {} : { webhookUrl: `http://127.0.0.1:${port}/${login}` });
   const { id } = await server.store.db.selectFrom('accounts').select('id').where('login', '=', login).executeTakeFirstOrThrow();
-  await issueWebhookSecret(server.store.db, { keys: loadValueKeys(server.dataDir), random: cryptoRandom }, accountReceiver(id), Date.now());
+  if (!opts.global) await issueWebhookSecret(server.store.db, { keys: loadValueKeys(server.dataDir), random: cryptoRandom }, accountReceiver(id), Date.now());
+  path.answered = 0; // the global URL's path counts every account's events that go there
   const orderNumber = (next += 1);
   await decideByMail(server, sink, systemClock, { login, orderNumber, domain: `f${orderNumber}.example.com` }, 'approve');
   const order = await server.store.db.selectFrom('orders').select('id').where('order_number', '=', orderNumber).executeTakeFirstOrThrow();
   const events = () => server.store.db.selectFrom('webhook_outbox').selectAll().where('order_id', '=', order.id).execute();
   await waitUntil(`${login}'s first event delivered`, async () => (await events()).every((e) => e.state === 'delivered'), WAIT_MS);
   const [template] = await events();
+  assert.equal(template!.receiver, opts.global ? GLOBAL_RECEIVER : accountReceiver(id));
   assert.equal(path.answered, 1);
   path.answered = 0;
   path.max = 0;
@@ -133,22 +145,34 @@ async function queue(template: Row, n: number, at = Date.now()): Promise<number[
   return ids;
 }
 
+/** Makes `receiver` hang, queues `n` events like its template and waits until it holds `share` POSTs open; their ids. */
+async function hangWith(name: string, receiver: { path: Path; template: Row }, n: number, share: number): Promise<number[]> {
+  receiver.path.mode = 'hang';
+  const ids = await queue(receiver.template, n);
+  server.webhooks!.wake();
+  await waitUntil(`the ${name} receiver holds ${share} POSTs`, async () => receiver.path.open >= share, WAIT_MS);
+  return ids;
+}
+
 const rowsOf = (ids: number[]) => server.store.db.selectFrom('webhook_outbox').selectAll().where('id', 'in', ids).execute();
 const allDelivered = async (ids: number[]) => (await rowsOf(ids)).every((r) => r.state === 'delivered');
 
-test(`the default share is a quarter of the slots: ${CAP}`, () => {
+test(`the default share is a quarter of the slots: ${CAP}; the global receiver's, the slots less one receiver's share: ${GLOBAL_CAP}`, () => {
   assert.equal(CAP, 4);
   assert.equal(defaultReceiverConcurrency(1), 1);
   assert.equal(defaultReceiverConcurrency(64), 16);
+  assert.equal(GLOBAL_CAP, 12);
+  assert.equal(defaultGlobalConcurrency(1, 1), 1);
+  assert.equal(defaultGlobalConcurrency(4, 1), 3);
+  assert.equal(defaultGlobalConcurrency(64, 16), 48);
+  // Never less than another receiver's share (the operator raised that one): --webhook-receiver-concurrency 10 of 16.
+  assert.equal(defaultGlobalConcurrency(16, 10), 10);
 });
 
 test('a receiver that hangs holds its share of the slots; another account\u2019s event, queued after all of its events, is delivered meanwhile', async () => {
   const hog = await account('hog');
   const other = await account('other');
-  hog.path.mode = 'hang';
-  const hogIds = await queue(hog.template, 40);
-  server.webhooks!.wake();
-  await waitUntil(`the hung receiver holds ${CAP} POSTs`, async () => hog.path.open >= CAP, WAIT_MS);
+  const hogIds = await hangWith('hung', hog, 40, CAP);
   // Due after every one of the hog's: a claim in due order alone would never reach it.
   const [otherId] = await queue(other.template, 1, Date.now() + 1000);
   await waitUntil('the other account\u2019s event delivered', () => allDelivered([otherId!]), WAIT_MS);
@@ -182,13 +206,67 @@ test('400 events to one receiver answering in about 20 ms are all delivered at i
   assert.equal(busy.path.max, CAP, `its share used (${busy.path.max} at most at once)`);
 });
 
+test(`with only the global URL, a receiver that hangs, then answers slowly, has up to its share (${GLOBAL_CAP}) in flight, never more, each event at its first attempt`, async () => {
+  const global = await account('operator', { global: true });
+  const ids = await hangWith('global', global, 300, GLOBAL_CAP);
+  // The worker polls every 50 ms, with 4 of its 16 slots free: give it many chances to take more.
+  await sleep(1000);
+  assert.equal(global.path.open, GLOBAL_CAP);
+  assert.equal(global.path.max, GLOBAL_CAP, `at most ${GLOBAL_CAP} at once at the global receiver (${global.path.max})`);
+  assert.equal((await rowsOf(ids)).filter((r) => r.state === 'sending').length, GLOBAL_CAP);
+  // Answering in 10–30 ms from now on.
+  release(global.path);
+  global.path.mode = 'slow';
+  await waitUntil('300 events delivered', () => allDelivered(ids), WAIT_MS);
+  assert.equal(global.path.answered, 300);
+  assert.ok(global.path.max <= GLOBAL_CAP, `at most ${GLOBAL_CAP} POSTs at once (${global.path.max})`);
+  assert.deepEqual(new Set((await rowsOf(ids)).map((r) => r.attempts)), new Set([1]), 'one attempt each');
+});
+
+test('the global receiver at its share and a hung account at its cap hold every slot; once the global receiver answers, another account\u2019s event goes out ahead of the global receiver\u2019s older events beyond an account\u2019s share', async () => {
+  const global = await account('operator-2', { global: true });
+  const hung = await account('hung');
+  const other = await account('other-2');
+  const hungIds = await hangWith('hung', hung, 10, CAP);
+  const globalIds = await hangWith('global', global, 200, GLOBAL_CAP);
+  // Due after every one of the global receiver's events.
+  const [otherId] = await queue(other.template, 1, Date.now() + 1000);
+  // The rule's limit: 12 and 4 are the 16 slots, and both receivers hold theirs until they answer (or time out).
+  await sleep(1500);
+  assert.equal((await rowsOf([otherId!]))[0]!.state, 'pending');
+  assert.equal(global.path.open, GLOBAL_CAP);
+  assert.equal(hung.path.open, CAP);
+  // The global receiver answers, in 10–30 ms from now on: its events beyond an account's share come after the other's.
+  release(global.path);
+  global.path.mode = 'slow';
+  await waitUntil('the other account\u2019s event delivered', () => allDelivered([otherId!]), WAIT_MS);
+  await waitUntil('the global receiver\u2019s events delivered', () => allDelivered(globalIds), WAIT_MS);
+  const [delivered] = await rowsOf([otherId!]);
+  const before = (await rowsOf(globalIds)).filter((r) => r.delivered_at! < delivered!.delivered_at!).length;
+  // In due order alone it would have waited for all 200 (it is due after them); it was claimed with the first slots freed.
+  assert.ok(before < 100, `${before} of the global receiver's 200 events delivered before the other account's`);
+  assert.ok(global.path.max <= GLOBAL_CAP, `at most ${GLOBAL_CAP} at once at the global receiver (${global.path.max})`);
+  // The hung receiver held its cap throughout, no more.
+  assert.equal(hung.path.max, CAP);
+  assert.equal(hung.path.answered, 0);
+  release(hung.path);
+  await waitUntil('the hung receiver\u2019s events delivered', () => allDelivered(hungIds), WAIT_MS);
+});
+
+/** Another worker on the test server's database, as another instance's (`globalConcurrency`: its --webhook-global-concurrency). */
+function worker(opts: { globalConcurrency?: number } = {}): WebhookWorker {
+  const { logger } = capturedLogger('warn');
+  return new WebhookWorker({
+    db: server.store.db, dialect: server.store.dialect, clock: systemClock, policy: POLICY, log: logger, secret: GLOBAL_SECRET, keys: loadValueKeys(server.dataDir),
+    egress: { allowNetworks: LOOPBACK, resolvers: [], dnsTimeoutMs: 500, dnsAttempts: 1, timeoutMs: TIMEOUT_MS },
+    globalUrl: `http://127.0.0.1:${port}${GLOBAL_PATH}`,
+    ...opts,
+  });
+}
+
 test('two workers sharing the database hold the cap between them', async () => {
   const shared = await account('shared');
-  const { logger } = capturedLogger('warn');
-  const second = new WebhookWorker({
-    db: server.store.db, dialect: server.store.dialect, clock: systemClock, policy: POLICY, log: logger, secret: undefined, keys: loadValueKeys(server.dataDir),
-    egress: { allowNetworks: LOOPBACK, resolvers: [], dnsTimeoutMs: 500, dnsAttempts: 1, timeoutMs: TIMEOUT_MS },
-  });
+  const second = worker();
   second.start();
   try {
     shared.path.mode = 'hang';
@@ -211,17 +289,18 @@ test('two workers sharing the database hold the cap between them', async () => {
   }
 });
 
-test('one claim takes, per receiver, at most the cap less its events sending under a live lease, oldest first', async () => {
-  /** The webhook time limit the claims below assume. */
-  const TIMEOUT_MS = 15_000;
-  const { template } = await account('claims');
-  // The server's worker would claim these too: this test claims alone.
-  await server.webhooks!.stop();
+/** The webhook time limit the claims below assume. */
+const CLAIM_TIMEOUT_MS = 15_000;
+
+/**
+ * Rows like `template` for the claims below: `add(receiver, n, state)` writes `n` of a receiver in `state`, the pending
+ * ones due 7 ms apart in the order written (or later, when `later`), those sending under a live lease (or `lease` ms
+ * from now) claimed now (or at `claimedAt`).
+ */
+function rowsAdder(template: Row, now: number) {
   const { id: _, ...copy } = template;
-  const now = Date.now();
   let due = now - 100_000;
-  /** Rows of one receiver: `n` in `state`, the pending ones due `step` ms apart from `due` on (or later, when `later`). */
-  const add = async (receiver: string | null, n: number, state: 'pending' | 'sending', opts: { lease?: number; later?: boolean; claimedAt?: number } = {}) => {
+  return async (receiver: string | null, n: number, state: 'pending' | 'sending', opts: { lease?: number; later?: boolean; claimedAt?: number } = {}) => {
     const rows = Array.from({ length: n }, () => ({
       ...copy, receiver, event_id: randomUUID(), state, attempts: 0, next_attempt_at: opts.later ? now + 60_000 : (due += 7),
       lease_until: state === 'sending' ? now + (opts.lease ?? 60_000) : null, claim_token: state === 'sending' ? 'someone' : null,
@@ -229,6 +308,21 @@ test('one claim takes, per receiver, at most the cap less its events sending und
     }));
     return (await server.store.db.insertInto('webhook_outbox').values(rows).returning('id').execute()).map((r) => r.id);
   };
+}
+
+/** One claim at `now` with the default shares, as the worker makes it. */
+const claimAt = (now: number) => (limit: number) =>
+  claimFairShare(server.store.db, server.store.dialect, {
+    now, limit, leaseUntil: now + 300_000, token: randomUUID(), cap: CAP, globalCap: GLOBAL_CAP, claimedSince: busySince(now, CLAIM_TIMEOUT_MS),
+  });
+const sortedIds = (rows: { id: number }[]) => rows.map((r) => r.id).sort((x, y) => x - y);
+
+test('one claim takes, per receiver, at most the cap less its events sending under a live lease, oldest first', async () => {
+  const { template } = await account('claims');
+  // The server's worker would claim these too: the tests from here on claim alone.
+  await server.webhooks!.stop();
+  const now = Date.now();
+  const add = rowsAdder(template, now);
   const [a, b, c, d, e] = ['account:900001', 'account:900002', 'account:900003', 'account:900004', 'account:900005'];
   const pending = new Map<string | null, number[]>();
   // Interleaved, so that due order and receivers cross.
@@ -241,7 +335,7 @@ test('one claim takes, per receiver, at most the cap less its events sending und
   await add(c, CAP, 'sending');
   await add(d, 2, 'sending', { lease: -1000 }); // leases run out: not counted (the takeover claim takes them)
   // A dead worker's: leases still live, but claimed longer ago than a live worker holds an event (busySince).
-  await add(e, CAP, 'sending', { claimedAt: busySince(now, TIMEOUT_MS) - 1 });
+  await add(e, CAP, 'sending', { claimedAt: busySince(now, CLAIM_TIMEOUT_MS) - 1 });
   await add(null, 1, 'sending');
   await add(GLOBAL_RECEIVER, 3, 'pending', { later: true }); // not due
   const expected = new Map<string | null, number[]>([
@@ -255,19 +349,68 @@ test('one claim takes, per receiver, at most the cap less its events sending und
   ]);
   const eligible = [...expected.values()].flat().sort((x, y) => x - y); // ids in due order: they were queued so
 
-  const claim = (limit: number) =>
-    claimFairShare(server.store.db, server.store.dialect, { now, limit, leaseUntil: now + 300_000, token: randomUUID(), cap: CAP, claimedSince: busySince(now, TIMEOUT_MS) });
+  const claim = claimAt(now);
   // A small claim: the oldest eligible events, whatever their receivers.
   const first = await claim(5);
-  assert.deepEqual(first.map((r) => r.id).sort((x, y) => x - y), eligible.slice(0, 5));
+  assert.deepEqual(sortedIds(first), eligible.slice(0, 5));
   assert.ok(first.every((r) => r.state === 'sending' && r.attempts === 1));
   // A large one: the rest of each receiver's share, and nothing more, however many slots are free.
   const rest = await claim(100);
-  assert.deepEqual(rest.map((r) => r.id).sort((x, y) => x - y), eligible.slice(5));
+  assert.deepEqual(sortedIds(rest), eligible.slice(5));
   const taken = [...first, ...rest];
   for (const [receiver, ids] of expected) {
-    assert.deepEqual(taken.filter((r) => r.receiver === receiver).map((r) => r.id).sort((x, y) => x - y), ids, `receiver ${receiver}`);
+    assert.deepEqual(sortedIds(taken.filter((r) => r.receiver === receiver)), ids, `receiver ${receiver}`);
   }
   // Every receiver is at its cap or out of due events now.
   assert.deepEqual(await claim(100), []);
+});
+
+test(`the global receiver's claims: up to its share (${GLOBAL_CAP}) with those sending, its events beyond an account's share (${CAP}) after every other receiver's eligible ones, each event once`, async () => {
+  // The worker is stopped (above); the events the test before left waiting, out of the way.
+  await server.store.db.updateTable('webhook_outbox').set({ state: 'delivered' }).where('state', 'in', ['pending', 'sending']).execute();
+  const template = await server.store.db.selectFrom('webhook_outbox').selectAll().limit(1).executeTakeFirstOrThrow();
+  const now = Date.now();
+  const add = rowsAdder(template, now);
+  // The global receiver's 20 are the oldest; then an account's 6 and 2 without a receiver, interleaved.
+  const global = await add(GLOBAL_RECEIVER, 20, 'pending');
+  const later: number[] = [];
+  for (let i = 0; i < 6; i++) later.push(...(await add('account:900011', 1, 'pending')), ...(i < 2 ? await add(null, 1, 'pending') : []));
+  await add(GLOBAL_RECEIVER, 1, 'sending');
+  const accountIds = later.filter((_, i) => i !== 1 && i !== 3); // the account's, in due order
+  const legacy = [later[1]!, later[3]!];
+  const claim = claimAt(now);
+  // 8 free slots: the global receiver's oldest 3 (an account's share with the one sending), then the others' oldest 5 of 6
+  // eligible, though 8 of the global receiver's are older than any of them.
+  const first = await claim(8);
+  const eligibleOthers = [...accountIds.slice(0, CAP), ...legacy].sort((x, y) => x - y);
+  assert.deepEqual(sortedIds(first), [...global.slice(0, CAP - 1), ...eligibleOthers.slice(0, 5)]);
+  // Then the last other one, and the global receiver's up to its share: 11 more with the one sending.
+  const rest = await claim(100);
+  assert.deepEqual(sortedIds(rest), [...global.slice(CAP - 1, GLOBAL_CAP - 1), ...eligibleOthers.slice(5)]);
+  assert.equal(new Set([...first, ...rest].map((r) => r.id)).size, first.length + rest.length, 'each event claimed once');
+  assert.deepEqual(await claim(100), []);
+});
+
+test('a worker whose global share is 2 (its globalConcurrency, from --webhook-global-concurrency) holds the global receiver to it', async () => {
+  // The server's worker is stopped (above): this one delivers alone.
+  await server.store.db.updateTable('webhook_outbox').set({ state: 'delivered' }).where('state', 'in', ['pending', 'sending']).execute();
+  const template = await server.store.db.selectFrom('webhook_outbox').selectAll().where('receiver', '=', GLOBAL_RECEIVER).limit(1).executeTakeFirstOrThrow();
+  const path = pathOf(GLOBAL_PATH);
+  path.mode = 'hang';
+  path.max = 0;
+  const own = worker({ globalConcurrency: 2 });
+  own.start();
+  try {
+    const ids = await queue(template, 10);
+    own.wake();
+    await waitUntil('the global receiver holds 2 POSTs', async () => path.open >= 2, WAIT_MS);
+    await sleep(1000);
+    assert.equal(path.open, 2);
+    assert.equal(path.max, 2);
+    release(path);
+    await waitUntil('10 events delivered', () => allDelivered(ids), WAIT_MS);
+    assert.equal(path.max, 2);
+  } finally {
+    await own.stop();
+  }
 });

@@ -56,6 +56,7 @@ interface ServeFlags extends StoreFlags {
   webhookAllowNetworks?: string[];
   webhookTimeout: number;
   webhookReceiverConcurrency?: number;
+  webhookGlobalConcurrency?: number;
   logLevel: string;
 }
 
@@ -161,7 +162,10 @@ function serveOptions(): Command {
     )
     .addOption(opt('--webhook-timeout <duration>', 'how long one webhook POST may take, from its lookup to the answer\u2019s status (at most a third of --outbox-lease)', parseDuration).default(...duration(DEFAULT_WEBHOOK_TIMEOUT_MS)))
     .addOption(
-      opt('--webhook-receiver-concurrency <n>', 'webhook POSTs one receiver (an account\u2019s URL, or the global one) may have in flight at once, over every instance sharing the database; its further events wait unclaimed (default: a quarter of --outbox-concurrency, at least 1)', (v) => parseCount(v, 1)),
+      opt('--webhook-receiver-concurrency <n>', 'webhook POSTs one account\u2019s own URL may have in flight at once (the global URL: --webhook-global-concurrency), over every instance sharing the database; its further events wait unclaimed (default: a quarter of --outbox-concurrency, at least 1)', (v) => parseCount(v, 1)),
+    )
+    .addOption(
+      opt('--webhook-global-concurrency <n>', 'webhook POSTs the global --webhook-url may have in flight at once, over every instance sharing the database; those beyond --webhook-receiver-concurrency get slots only after every account\u2019s due events (default: --outbox-concurrency less --webhook-receiver-concurrency, at least the latter)', (v) => parseCount(v, 1)),
     )
     .addOption(opt('--log-level <level>', 'fatal, error, warn, info, debug or trace').default(defaults.logLevel))
     .action(async (flags: ServeFlags) => {
@@ -210,6 +214,7 @@ function serveOptions(): Command {
           allowNetworks: normalizeNetworks(flags.webhookAllowNetworks ?? []),
           timeoutMs: flags.webhookTimeout,
           receiverConcurrency: flags.webhookReceiverConcurrency,
+          globalConcurrency: flags.webhookGlobalConcurrency,
         },
         mpic: mpicConfigFrom(flags as ServeFlags & MpicFlags),
         logLevel: flags.logLevel,

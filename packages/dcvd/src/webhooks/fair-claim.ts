@@ -1,24 +1,32 @@
 /**
  * The webhook outbox's claim of due events: a fair share of the delivery slots per receiver, decided in the
- * claim itself (docs/OPERATIONS.md, "Signed webhooks"). A receiver (an account's own URL, the global URL, or
- * the events queued before migration 0007, which name none and share one cap of their own) has at most `cap`
- * events in `sending` under a live lease at once, counted in the database, so over every worker and instance
- * sharing it; one claim takes at most `cap` minus that count per receiver, oldest first. So a receiver that
- * hangs, or an account with thousands of events, holds `cap` slots and leaves the others to everyone else,
- * and no event is claimed only to be put back (the first attempt, reverted in 6b8b7f1, put over-cap events
- * back for one time limit: 37 of 400 events delivered in 20 s to a receiver answering in 20 ms).
+ * claim itself (docs/OPERATIONS.md, "Signed webhooks"). A receiver (an account's own URL, or the events queued
+ * before migration 0007, which name none and share one cap of their own) has at most `cap` events in
+ * `sending` under a live lease at once, counted in the database, so over every worker and instance sharing
+ * it; one claim takes at most `cap` minus that count per receiver, oldest first. So a receiver that hangs, or
+ * an account with thousands of events, holds `cap` slots and leaves the others to everyone else, and no
+ * event is claimed only to be put back (the first attempt, reverted in 6b8b7f1, put over-cap events back for
+ * one time limit: 37 of 400 events delivered in 20 s to a receiver answering in 20 ms).
+ *
+ * The global receiver (the operator's --webhook-url, the commonest and often the only one) has a share of its
+ * own, `globalCap` (by default every slot but one receiver's share: 12 of 16), so that an operator whose only
+ * receiver it is keeps most of the worker's slots, and whatever it does the rest are left to accounts' URLs.
+ * Its first `cap` events in `sending` compete with everyone's in due order; a claim gives it the ones beyond
+ * those only after every other receiver's eligible events, so a busy global receiver with an old backlog
+ * does not keep an account's event waiting behind that backlog whenever one of its POSTs ends.
  *
  * The statement, on both databases:
  *  1. `receivers`: the receivers with pending events, walked one index seek each (a recursive "loose index
  *     scan" of migration 0017's index (receiver, next_attempt_at) of pending rows);
- *  2. `candidates`: each one's oldest `cap` due events (an index range each: a LATERAL subquery on
- *     PostgreSQL, a join on the ids a correlated subquery lists on SQLite), and the oldest `cap` of the
- *     events without a receiver;
+ *  2. `candidates`: each one's oldest `cap` due events but the global receiver's (an index range each: a
+ *     LATERAL subquery on PostgreSQL, a join on the ids a correlated subquery lists on SQLite), the global
+ *     receiver's oldest `globalCap` (one index range), and the oldest `cap` of the events without a receiver;
  *  3. `busy`: the events in `sending` with a live lease, per receiver (a range of the lease index: a few
  *     dozen rows, the slots of every instance; rows whose lease ran out are not counted, and count again
  *     once the takeover claim has taken them);
  *  4. numbered per receiver in due order (`row_number() over (partition by receiver …)`), kept while the
- *     number plus the receiver's busy count is within the cap, the oldest `limit` of them chosen;
+ *     number plus the receiver's busy count is within its cap, the oldest `limit` of them chosen, the
+ *     global receiver's beyond `cap` last;
  *  5. on PostgreSQL the chosen ones locked `for update skip locked` (a locking clause cannot stand beside
  *     the window function, and locking every candidate would lock `cap` rows per receiver), then updated,
  *     found again by primary key, under the same state guard as the queues' claim.
@@ -40,6 +48,7 @@
 import { sql, type Kysely, type RawBuilder, type Selectable } from 'kysely';
 import { unindexedState, type Dialect } from '../store/database.ts';
 import type { Database, WebhookOutboxTable } from '../store/schema.ts';
+import { GLOBAL_RECEIVER } from './secrets.ts';
 import { prepared, type PreparedQuery } from '../store/prepared.ts';
 
 type WebhookRow = Selectable<WebhookOutboxTable>;
@@ -52,13 +61,25 @@ export function defaultReceiverConcurrency(concurrency: number): number {
   return Math.max(1, Math.floor(concurrency / 4));
 }
 
+/**
+ * The global receiver's share by default (`--webhook-global-concurrency`): every slot but one receiver's
+ * share (12 of the default 16, with the default share of 4), so that whatever the operator's own receiver
+ * does, an account's share of the slots is left to the others; but never less than another receiver's share
+ * (which wins where the operator made that more than half the slots).
+ */
+export function defaultGlobalConcurrency(concurrency: number, receiverCap: number): number {
+  return Math.max(receiverCap, concurrency - receiverCap);
+}
+
 export interface FairClaimInput extends Record<string, unknown> {
   now: number;
   limit: number;
   leaseUntil: number;
   token: string;
-  /** The most events in `sending` one receiver may have. */
+  /** The most events in `sending` one receiver may have: an account's own URL, or the events without a receiver. */
   cap: number;
+  /** The most events in `sending` the global receiver (`--webhook-url`) may have. */
+  globalCap: number;
   /**
    * Only events claimed since then count as sending (clock ms): a live worker finishes an event within the
    * webhook time limit, so older ones are a dead worker's, waiting for their lease to run out and be taken
@@ -77,6 +98,9 @@ export interface FairClaimInput extends Record<string, unknown> {
 export function busySince(now: number, webhookTimeoutMs: number): number {
   return now - (2 * webhookTimeoutMs + 60_000);
 }
+
+/** The global receiver's key in the `receiver` column (secrets.ts), written into the statement as a literal. */
+const GLOBAL = sql.lit(GLOBAL_RECEIVER);
 
 /**
  * The webhook claims' advisory lock on PostgreSQL: the two-key form, whose key space is apart from the
@@ -97,15 +121,24 @@ export function fairClaimQuery(dialect: Dialect): PreparedQuery<FairClaimInput, 
     // PostgreSQL read the whole (state, …) indexes of a 50,000-event backlog for each receiver (0.2–0.4 s).
     const pending = sql`${unindexedState(dialect)} = 'pending'`;
     // In the index's order: PostgreSQL sorted the events without a receiver when asked for `next_attempt_at` alone.
-    const oldest = (columns: RawBuilder<unknown>, receiver: RawBuilder<unknown>) =>
+    const oldest = (columns: RawBuilder<unknown>, receiver: RawBuilder<unknown>, limit: number | RawBuilder<unknown>) =>
       sql`select ${columns} from webhook_outbox
           where ${pending} and receiver ${receiver} and next_attempt_at <= ${p.now}
-          order by receiver, next_attempt_at limit ${p.cap}`;
+          order by receiver, next_attempt_at limit ${limit}`;
     const row = sql`id, next_attempt_at, receiver`;
+    // The global receiver has a read of its own, of its larger share (SQLite refuses a LIMIT that names the
+    // receiver in its correlated subquery, and a LIMIT of the global share for every receiver made PostgreSQL read
+    // the whole backlog through a bitmap scan, stale statistics). So the walk's receivers but the global one are
+    // read with the others' share, and the global one by that read alone: no event is a candidate twice.
+    const others = sql`where r <> ${GLOBAL}`;
+    // On PostgreSQL the global share is a subquery's value, which the planner cannot see: told 12, with statistics
+    // from before a backlog it expected no more due events than that, so it read every one by a bitmap scan and
+    // sorted them (86 ms for 100,000 due events); not knowing the limit, it reads the index in order and stops there.
+    const globalLimit = postgres ? sql`(select cast(${p.globalCap} as bigint))` : p.globalCap;
     // SQLite has no LATERAL: each receiver's rows are joined by the ids its subquery lists.
     const perReceiver = postgres
-      ? sql`select c.* from receivers cross join lateral (${oldest(row, sql`= r`)}) c`
-      : sql`select w.id, w.next_attempt_at, w.receiver from receivers join webhook_outbox w on w.id in (${oldest(sql`id`, sql`= r`)})`;
+      ? sql`select c.* from receivers cross join lateral (${oldest(row, sql`= r`, p.cap)}) c ${others}`
+      : sql`select w.id, w.next_attempt_at, w.receiver from receivers join webhook_outbox w on w.id in (${oldest(sql`id`, sql`= r`, p.cap)}) ${others}`;
     const chosen = sql`with recursive receivers(r) as (
         select (select receiver from webhook_outbox where ${pending} and receiver is not null order by receiver limit 1)
         union all
@@ -114,18 +147,20 @@ export function fairClaimQuery(dialect: Dialect): PreparedQuery<FairClaimInput, 
       candidates as (
         ${perReceiver}
         union all
-        select * from (${oldest(row, sql`is null`)}) legacy
+        select * from (${oldest(row, sql`= ${GLOBAL}`, globalLimit)}) global_receiver
+        union all
+        select * from (${oldest(row, sql`is null`, p.cap)}) legacy
       ),
       busy as (
         select coalesce(receiver, '') as r, count(*) as n from webhook_outbox
         where state = 'sending' and lease_until > ${p.now} and updated_at > ${p.claimedSince} group by coalesce(receiver, '')
       )
       select id from (
-        select c.id, c.next_attempt_at, row_number() over (partition by c.receiver order by c.next_attempt_at, c.id) + coalesce(b.n, 0) as slot
+        select c.id, c.next_attempt_at, c.receiver, row_number() over (partition by c.receiver order by c.next_attempt_at, c.id) + coalesce(b.n, 0) as slot
         from candidates c left join busy b on b.r = coalesce(c.receiver, '')
       ) numbered
-      where slot <= ${p.cap}
-      order by next_attempt_at, id
+      where case when receiver = ${GLOBAL} then slot <= ${p.globalCap} else slot <= ${p.cap} end
+      order by case when receiver = ${GLOBAL} and slot > ${p.cap} then 1 else 0 end, next_attempt_at, id
       limit ${p.limit}`;
     // `id = any(array(…))` on PostgreSQL, as the queues' claim (queue/leased.ts): an init plan, run once. The
     // chosen events are locked `for update skip locked` there, not every candidate (a locking clause cannot

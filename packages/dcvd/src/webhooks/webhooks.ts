@@ -19,7 +19,7 @@ import type { Dialect } from '../store/database.ts';
 import type { ValueKeys } from '../orders/random-values.ts';
 import { accountOfReceiver, accountReceiver, GLOBAL_RECEIVER, validWebhookSecrets } from './secrets.ts';
 import { WebhookTargetRefused, webhookPoster, type WebhookEgressPolicy, type WebhookPost } from './egress.ts';
-import { busySince, claimFairShare, defaultReceiverConcurrency } from './fair-claim.ts';
+import { busySince, claimFairShare, defaultGlobalConcurrency, defaultReceiverConcurrency } from './fair-claim.ts';
 
 export type WebhookRow = Selectable<WebhookOutboxTable>;
 
@@ -39,6 +39,8 @@ export interface WebhookConfig {
   timeoutMs?: number | undefined;
   /** Events one receiver may have in `sending` at once, over every instance (--webhook-receiver-concurrency; default: fair-claim.ts's defaultReceiverConcurrency). */
   receiverConcurrency?: number | undefined;
+  /** Events the global receiver may have in `sending` at once, over every instance (--webhook-global-concurrency; default: fair-claim.ts's defaultGlobalConcurrency). */
+  globalConcurrency?: number | undefined;
 }
 
 /**
@@ -307,15 +309,19 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
       globalUrl?: string | undefined;
       /** Events one receiver may have in `sending` at once, over every worker sharing the database (default: a quarter of the concurrency). */
       receiverConcurrency?: number | undefined;
+      /** Events the global receiver may have in `sending` at once, likewise (default: the concurrency less the other receivers' share). */
+      globalConcurrency?: number | undefined;
     },
   ) {
     super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
     this.post = webhookPoster(deps.egress);
     this.receiverConcurrency = deps.receiverConcurrency ?? defaultReceiverConcurrency(deps.policy.concurrency);
+    this.globalConcurrency = deps.globalConcurrency ?? defaultGlobalConcurrency(deps.policy.concurrency, this.receiverConcurrency);
   }
 
   private readonly post: WebhookPost;
   private readonly receiverConcurrency: number;
+  private readonly globalConcurrency: number;
 
   /**
    * Due events are claimed with a fair share per receiver (fair-claim.ts): none beyond the receiver's cap is
@@ -326,7 +332,9 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
     if (input.state !== 'pending') return super.claimRows(input);
     const { db, dialect } = this.deps;
     const { now, limit, leaseUntil, token } = input;
-    return claimFairShare(db, dialect, { now, limit, leaseUntil, token, cap: this.receiverConcurrency, claimedSince: busySince(now, this.deps.egress.timeoutMs) });
+    return claimFairShare(db, dialect, {
+      now, limit, leaseUntil, token, cap: this.receiverConcurrency, globalCap: this.globalConcurrency, claimedSince: busySince(now, this.deps.egress.timeoutMs),
+    });
   }
 
   /**
