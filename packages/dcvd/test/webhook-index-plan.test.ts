@@ -24,7 +24,7 @@ import type { Database } from '../src/store/schema.ts';
 import { describeMigration, describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy, sqliteTestStore, type PlanNode } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
-const FAIR: FairClaimInput = { now: NOW, limit: 12, leaseUntil: NOW + 300_000, token: 'index-plan', cap: 4, claimedSince: NOW - 90_000 };
+const FAIR: FairClaimInput = { now: NOW, limit: 12, leaseUntil: NOW + 300_000, token: 'index-plan', cap: 4, globalCap: 12, claimedSince: NOW - 90_000 };
 
 /** webhook_outbox's indexes since migration 0018, by dialect (SQLite's automatic one is event_id's UNIQUE). */
 const INDEXES = {
