@@ -253,6 +253,25 @@ test('the global receiver at its share and a hung account at its cap hold every 
   await waitUntil('the hung receiver\u2019s events delivered', () => allDelivered(hungIds), WAIT_MS);
 });
 
+test('with the global receiver at its share, one account\u2019s POST in flight leaves the last free slots to the other accounts (a claim waits for one free slot, not a batch)', async () => {
+  const global = await account('operator-3', { global: true });
+  const slow = await account('one-open');
+  const other = await account('other-3');
+  const globalIds = await hangWith('global', global, 20, GLOBAL_CAP);
+  const slowIds = await hangWith('one-open', slow, 1, 1);
+  const [otherId] = await queue(other.template, 1);
+  server.webhooks!.wake();
+  // 13 POSTs hang and 3 slots are free: the other account's event goes out at the next claim. Until a review found
+  // it, the worker waited for a quarter of the slots (4) to be free, so the event stayed pending until a hung POST
+  // ended: here after the 100 s time limit, which the bound below is half of.
+  await waitUntil('the other account\u2019s event delivered while 13 POSTs hang', () => allDelivered([otherId!]), TIMEOUT_MS / 2);
+  assert.equal(global.path.open, GLOBAL_CAP);
+  assert.equal(slow.path.open, 1);
+  release(global.path);
+  release(slow.path);
+  await waitUntil('the held events delivered', () => allDelivered([...globalIds, ...slowIds]), WAIT_MS);
+});
+
 /** Another worker on the test server's database, as another instance's (`globalConcurrency`: its --webhook-global-concurrency). */
 function worker(opts: { globalConcurrency?: number } = {}): WebhookWorker {
   const { logger } = capturedLogger('warn');

@@ -81,6 +81,8 @@ export interface QueueDeps {
   what: string;
   /** For log lines about one item: "dcv email", "webhook". */
   noun: string;
+  /** Free slots a claim waits for (default: `claimBatch` of the concurrency). */
+  claimBatch?: number;
 }
 
 /**
@@ -159,7 +161,7 @@ export abstract class LeasedQueueWorker<Row extends QueueColumns> {
   private outcomes: Outcome[] = [];
 
   constructor(private readonly queue: QueueDeps) {
-    this.claimBatch = claimBatch(queue.policy.concurrency);
+    this.claimBatch = queue.claimBatch ?? claimBatch(queue.policy.concurrency);
   }
 
   /** Delivers one claimed row and records its outcome with `finish`. */

@@ -179,7 +179,7 @@ export function fairClaimQuery(dialect: Dialect): PreparedQuery<FairClaimInput, 
   return query;
 }
 
-/** Takes up to `limit` due events, at most `cap` in `sending` per receiver (with those already sending). */
+/** Takes up to `limit` due events, at most `cap` in `sending` per receiver, `globalCap` for the global one (with those already sending). */
 export async function claimFairShare(db: Kysely<Database>, dialect: Dialect, input: FairClaimInput): Promise<WebhookRow[]> {
   const query = fairClaimQuery(dialect);
   if (dialect !== 'postgres') return query.rows(db, input);

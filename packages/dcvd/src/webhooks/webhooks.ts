@@ -37,7 +37,7 @@ export interface WebhookConfig {
   allowNetworks?: string | undefined;
   /** The time limit of one POST, lookup to status line (config.ts's DEFAULT_WEBHOOK_TIMEOUT_MS; at most a third of the lease). */
   timeoutMs?: number | undefined;
-  /** Events one receiver may have in `sending` at once, over every instance (--webhook-receiver-concurrency; default: fair-claim.ts's defaultReceiverConcurrency). */
+  /** Events one account's receiver (or the events without one) may have in `sending` at once, over every instance (--webhook-receiver-concurrency; default: fair-claim.ts's defaultReceiverConcurrency). */
   receiverConcurrency?: number | undefined;
   /** Events the global receiver may have in `sending` at once, over every instance (--webhook-global-concurrency; default: fair-claim.ts's defaultGlobalConcurrency). */
   globalConcurrency?: number | undefined;
@@ -307,13 +307,17 @@ export class WebhookWorker extends LeasedQueueWorker<WebhookRow> {
       onAttempt?: (outcome: WebhookOutcome) => void;
       /** The operator's --webhook-url, the one target the address rules leave alone. */
       globalUrl?: string | undefined;
-      /** Events one receiver may have in `sending` at once, over every worker sharing the database (default: a quarter of the concurrency). */
+      /** Events one account's receiver (or the events without one) may have in `sending` at once, over every worker sharing the database (default: a quarter of the concurrency). */
       receiverConcurrency?: number | undefined;
       /** Events the global receiver may have in `sending` at once, likewise (default: the concurrency less the other receivers' share). */
       globalConcurrency?: number | undefined;
     },
   ) {
-    super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook' });
+    // A claim as soon as one slot is free, not a batch of a quarter: with the fair share, slots may stay held by
+    // receivers at their share for a whole time limit (the global receiver's 12 leave exactly 4), and waiting for
+    // 4 free ones let a single slow account's POST hold back every other account's events (found by a review).
+    // A webhook's claim costs less than the POST it starts (a connection of its own each).
+    super({ ...deps, table: 'webhook_outbox', what: 'webhooks', noun: 'webhook', claimBatch: 1 });
     this.post = webhookPoster(deps.egress);
     this.receiverConcurrency = deps.receiverConcurrency ?? defaultReceiverConcurrency(deps.policy.concurrency);
     this.globalConcurrency = deps.globalConcurrency ?? defaultGlobalConcurrency(deps.policy.concurrency, this.receiverConcurrency);
