@@ -518,17 +518,46 @@ class StaticProvider implements MigrationProvider {
   }
 }
 
-async function migrator(db: Kysely<any>, dialect: Dialect): Promise<Migrator> {
-  if (dialect === 'sqlite') return new Migrator({ db, provider: new StaticProvider(migrations(dialect)) });
+async function migrator(db: Kysely<any>, dialect: Dialect): Promise<{ migrator: Migrator; schema: string | undefined }> {
+  if (dialect === 'sqlite') return { migrator: new Migrator({ db, provider: new StaticProvider(migrations(dialect)) }), schema: undefined };
   // Kysely looks for its bookkeeping tables in every schema unless told which: name the
   // current one, so a database with several dcvd schemas (search_path) keeps them apart.
   const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db);
-  return new Migrator({ db, provider: new StaticProvider(migrations(dialect)), migrationTableSchema: rows[0]!.schema });
+  const schema = rows[0]!.schema;
+  return { migrator: new Migrator({ db, provider: new StaticProvider(migrations(dialect)), migrationTableSchema: schema }), schema };
 }
 
-/** Applies every pending migration; throws with the failing migration's name. */
-export async function migrateToLatest(db: Kysely<any>, dialect: Dialect): Promise<MigrationResult[]> {
-  const { error, results } = await (await migrator(db, dialect)).migrateToLatest();
+/**
+ * A failure because another session dropped a schema, table or column meanwhile. Kysely's migrator looks for its
+ * bookkeeping tables by reading the catalog of every schema, by name (`has_schema_privilege`,
+ * `pg_get_serial_sequence`), before it does anything; what another session drops during that read fails it with
+ * 3F000, 42P01 or 42703 naming that object. Seen in the test suite, whose files each drop their own schemas on one
+ * server, and reproduced by migrating while another session created and dropped schemas and tables (14 failures in
+ * a minute). Nothing was done yet then (no migration's result), so it is tried again; an error naming this schema,
+ * or one that a migration met, is not.
+ */
+const VANISHED = new Set(['3F000', '42P01', '42703', '42704']);
+const droppedElsewhere = (err: unknown, schema: string | undefined): boolean =>
+  schema !== undefined && VANISHED.has(String((err as { code?: unknown } | undefined)?.code)) && !String((err as Error).message).includes(`"${schema}"`);
+
+/** `step` with the database's migrator, tried again (at most 5 times in all) when another session's schema was dropped meanwhile. */
+async function withMigrator<T>(db: Kysely<any>, dialect: Dialect, step: (m: Migrator) => Promise<T>, failure: (result: T) => unknown): Promise<T> {
+  const { migrator: m, schema } = await migrator(db, dialect);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await step(m);
+      if (attempt < 5 && droppedElsewhere(failure(result), schema)) continue;
+      return result;
+    } catch (err) {
+      if (attempt < 5 && droppedElsewhere(err, schema)) continue;
+      throw err;
+    }
+  }
+}
+
+/** Applies every pending migration (or those up to `name`); throws with the failing migration's name. */
+export async function migrateToLatest(db: Kysely<any>, dialect: Dialect, name?: string): Promise<MigrationResult[]> {
+  const { error, results } = await withMigrator(db, dialect, (m) => (name === undefined ? m.migrateToLatest() : m.migrateTo(name)), (r) => (r.results === undefined ? r.error : undefined));
   if (error) {
     const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
     throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
@@ -538,6 +567,6 @@ export async function migrateToLatest(db: Kysely<any>, dialect: Dialect): Promis
 
 /** Names of migrations not yet applied (empty when the schema is current). */
 export async function pendingMigrations(db: Kysely<any>, dialect: Dialect): Promise<string[]> {
-  const all = await (await migrator(db, dialect)).getMigrations();
+  const all = await withMigrator(db, dialect, (m) => m.getMigrations(), () => undefined);
   return all.filter((m) => m.executedAt === undefined).map((m) => m.name);
 }

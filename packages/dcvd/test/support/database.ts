@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { after, before, describe, test } from 'node:test';
-import { CompiledQuery, Migrator, sql, type Kysely } from 'kysely';
+import { CompiledQuery, sql, type Kysely } from 'kysely';
 import type { Database } from '../../src/store/schema.ts';
 import { dialectOf, openStore, type Store } from '../../src/store/database.ts';
-import { migrateToLatest, migrations } from '../../src/store/migrations.ts';
+import { migrateToLatest } from '../../src/store/migrations.ts';
 
 export const DEFAULT_TEST_POSTGRES_URL = 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -233,11 +233,7 @@ export function postgresStoreFilledBy(tables: string[], fill: (run: (text: strin
 export async function describeMigration(title: string, exercise: (store: Store, migrateTo: (name: string) => Promise<void>) => Promise<void>): Promise<void> {
   const noPostgres = await postgresOrSkip();
   const migrateTo = (store: Store) => async (name: string) => {
-    const db = store.db as unknown as Kysely<any>;
-    const schema = store.dialect === 'postgres' ? (await sql<{ s: string }>`select current_schema() as s`.execute(db)).rows[0]!.s : undefined;
-    const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations(store.dialect) }, ...(schema ? { migrationTableSchema: schema } : {}) });
-    const { error } = await migrator.migrateTo(name);
-    if (error) throw error;
+    await migrateToLatest(store.db, store.dialect, name);
   };
   describe(title, () => {
     const cleanups: (() => Promise<void>)[] = [];
