@@ -26,7 +26,7 @@ import { liveValue } from '../src/orders/dcv-email.ts';
 import { purgeSealedCodes, sealedOfDeadValues } from '../src/outbox/outbox.ts';
 import { UNUSABLE_EVENT, unusableCandidates } from '../src/webhooks/webhooks.ts';
 import { oldestDueEmail } from '../src/outbox/flow.ts';
-import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy } from './support/database.ts';
+import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy, sqlitePlan } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 
@@ -65,16 +65,16 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
 
   test('each is found by its value or order, not by the state', () => {
     for (const c of cases(store)) {
-      const plan = raw.prepare(`explain query plan ${c.sql}`).all(...c.parameters) as { detail: string }[];
-      const outbox = plan.map((p) => p.detail).filter((d) => /\boutbox\b/.test(d));
-      const summary = plan.map((p) => p.detail).join(' | ');
+      const plan = sqlitePlan(raw, c);
+      const outbox = plan.filter((d) => /\boutbox\b/.test(d));
+      const summary = plan.join(' | ');
       assert.equal(outbox.length, 1, `${c.name}: ${summary}`);
       assert.match(outbox[0]!, new RegExp(`^SEARCH outbox USING INDEX (${c.indexes.join('|')}) \\((order_id|random_value_id)=\\?\\)`), `${c.name}: ${summary}`);
     }
   });
 
   test("a chain's newest order by the chain's index, the purge of sealed codes by the emails that keep one", () => {
-    const plan = (st: { sql: string; parameters: readonly unknown[] }) => (raw.prepare(`explain query plan ${st.sql}`).all(...st.parameters) as { detail: string }[]).map((p) => p.detail);
+    const plan = (st: { sql: string; parameters: readonly unknown[] }) => sqlitePlan(raw, st);
     const chain = plan(newestOfChainQuery.statement(store.db, { accountId: 1, baseOrderNumber: 7 }));
     assert.deepEqual(chain, ['SEARCH orders USING INDEX orders_chain (base_order_number=?)'], chain.join(' | '));
     // CollectSSL's order by its certificate id: the partial index of migration 0014.
@@ -98,7 +98,7 @@ describe('cancelling waiting emails and erasing codes on SQLite, a backlog queue
 
   test("the outbox flow control's delivery lag is the due index's first row", () => {
     const st = oldestDueEmail.statement(store.db, { now: NOW });
-    const plan = (raw.prepare(`explain query plan ${st.sql}`).all(...st.parameters) as { detail: string }[]).map((p) => p.detail);
+    const plan = sqlitePlan(raw, st);
     assert.equal(plan.length, 1, `no sort, no scan: ${plan.join(' | ')}`);
     assert.match(plan[0]!, /^SEARCH outbox USING (COVERING )?INDEX outbox_due \(state=\? AND next_attempt_at<\?\)/, plan.join(' | '));
   });

@@ -10,14 +10,12 @@
  * one receiver's backlog of 100,000 due events, which a window over every due row would number at each
  * claim, is read only by migration 0017's index, a few entries per receiver.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import SQLite from 'better-sqlite3';
 import { claimQuery, type ClaimState, type QueueTable } from '../src/queue/leased.ts';
 import { fairClaimQuery, type FairClaimInput } from '../src/webhooks/fair-claim.ts';
-import type { Store } from '../src/store/database.ts';
 import { GLOBAL_RECEIVER } from '../src/webhooks/secrets.ts';
-import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy, sqliteTestStore } from './support/database.ts';
+import { describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy, sqlitePlan, sqliteStoreFilledBy } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 const DELIVERED = 20_000;
@@ -135,30 +133,19 @@ for (const backlog of BACKLOGS) {
 
 for (const backlog of BACKLOGS) {
   describe(`the webhook claim\u2019s fair share on SQLite, ${backlog}'s backlog queued and no statistics`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    let store: Store;
-    let raw: SQLite.Database;
-    before(async () => {
-      let file: string;
-      ({ store, file } = await sqliteTestStore(cleanups, 'dcvd-queue-plan-'));
-      raw = new SQLite(file);
-      raw.pragma('foreign_keys = OFF'); // rows without orders: only the outbox's indexes matter here
+    // Rows without orders: only the outbox's indexes matter here.
+    const { store, raw } = sqliteStoreFilledBy('dcvd-queue-plan-', (db) => {
       const values = (receiver: string, state: string, n: number, due: string, lease: string, tag = '') =>
         `with recursive s(g) as (select 1 union all select g + 1 from s where g < ${n})
          insert into webhook_outbox (event_id, order_id, event, url, body, state, attempts, next_attempt_at, lease_until, created_at, updated_at, receiver)
          select 'f${tag}' || '${state}' || coalesce(${receiver}, 'n') || '-' || g, 1, 'validated', 'https://hooks.example/', '{}', '${state}', 0, ${due}, ${lease}, ${NOW}, ${NOW}, ${receiver} from s`;
-      raw.transaction(() => {
-        for (const text of fairRows(backlog, values)) raw.exec(text);
+      db.transaction(() => {
+        for (const text of fairRows(backlog, values)) db.exec(text);
       })();
-    });
-    after(async () => {
-      raw?.close();
-      for (const cleanup of cleanups) await cleanup();
     });
 
     test("pending events only by migration 0017's index, the claimed rows by primary key, nothing scanned", () => {
-      const { sql, parameters } = fairClaimQuery('sqlite').statement(store.db, FAIR);
-      const plan = (raw.prepare(`explain query plan ${sql}`).all(...parameters) as { detail: string }[]).map((p) => p.detail);
+      const plan = sqlitePlan(raw(), fairClaimQuery('sqlite').statement(store().db, FAIR));
       const summary = plan.join(' | ');
       const reads = plan.filter((d) => /^(SEARCH|SCAN) (webhook_outbox|w)\b/.test(d));
       assert.ok(!reads.some((d) => /^SCAN/.test(d)), `no scan of the backlog: ${summary}`);

@@ -13,15 +13,14 @@
  * The table's indexes are pinned too: a change that wants a partial index of pending rows back (or any other
  * index) fails here first, and must show the plan that needs it.
  */
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import SQLite from 'better-sqlite3';
 import { sql, type Kysely } from 'kysely';
 import { fairClaimQuery, type FairClaimInput } from '../src/webhooks/fair-claim.ts';
 import { oldestWaitingWebhookQuery, webhooksWaitingQuery } from '../src/metrics.ts';
 import type { Store } from '../src/store/database.ts';
 import type { Database } from '../src/store/schema.ts';
-import { describeMigration, describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy, sqliteTestStore, type PlanNode } from './support/database.ts';
+import { describeMigration, describePlan, explainPlan, postgresOrSkip, postgresStoreFilledBy, sqlitePlan, sqliteStoreFilledBy, type PlanNode } from './support/database.ts';
 
 const NOW = 1_700_000_000_000;
 const FAIR: FairClaimInput = { now: NOW, limit: 12, leaseUntil: NOW + 300_000, token: 'index-plan', cap: 4, globalCap: 12, claimedSince: NOW - 90_000 };
@@ -130,32 +129,21 @@ for (const [title, backlog, analyzedBefore] of [
   ['a backlog of 100,000 events of one receiver, an operator\u2019s ANALYZE from before it', 100_000, true],
 ] as const) {
   describe(`webhook_outbox\u2019s indexes on SQLite, ${title}`, () => {
-    const cleanups: (() => Promise<void>)[] = [];
-    let store: Store;
-    let raw: SQLite.Database;
-    before(async () => {
-      let file: string;
-      ({ store, file } = await sqliteTestStore(cleanups, 'dcvd-webhook-index-'));
-      raw = new SQLite(file);
-      raw.pragma('foreign_keys = OFF'); // events without orders: only the table's indexes matter here
-      raw.exec(delivered(sqliteSeries, backlog > 5 ? 20_000 : 20));
-      if (analyzedBefore) raw.exec('analyze');
-      raw.transaction(() => {
-        for (const text of events(sqliteSeries, backlog)) raw.exec(text);
+    // Events without orders: only the table's indexes matter here.
+    const { store, raw } = sqliteStoreFilledBy('dcvd-webhook-index-', (db) => {
+      db.exec(delivered(sqliteSeries, backlog > 5 ? 20_000 : 20));
+      if (analyzedBefore) db.exec('analyze');
+      db.transaction(() => {
+        for (const text of events(sqliteSeries, backlog)) db.exec(text);
       })();
     });
-    after(async () => {
-      raw?.close();
-      for (const cleanup of cleanups) await cleanup();
-    });
-    const reads = (text: string, parameters: readonly unknown[]) => {
-      const plan = (raw.prepare(`explain query plan ${text}`).all(...parameters) as { detail: string }[]).map((p) => p.detail);
+    const reads = (statement: { sql: string; parameters: readonly unknown[] }) => {
+      const plan = sqlitePlan(raw(), statement);
       return { plan: plan.join(' | '), reads: plan.filter((d) => /^(SEARCH|SCAN) (webhook_outbox|w)\b/.test(d)) };
     };
 
     test('the claim reads its pending events by migration 0017\u2019s index only', () => {
-      const { sql: text, parameters } = fairClaimQuery('sqlite').statement(store.db, FAIR);
-      const { plan, reads: found } = reads(text, parameters);
+      const { plan, reads: found } = reads(fairClaimQuery('sqlite').statement(store().db, FAIR));
       assert.deepEqual(found.filter((d) => !/ USING (COVERING )?INDEX webhook_outbox_(receiver_due|lease)\b| USING INTEGER PRIMARY KEY /.test(d)), [], `by an index, none scanned: ${plan}`);
       // The events sending by the lease index; every other read of the table is of pending events.
       const pending = found.filter((d) => !/webhook_outbox_lease|INTEGER PRIMARY KEY/.test(d));
@@ -164,14 +152,13 @@ for (const [title, backlog, analyzedBefore] of [
 
     test('the gauges read the waiting events by a (state, \u2026) index', () => {
       for (const query of [webhooksWaitingQuery, oldestWaitingWebhookQuery]) {
-        const { sql: text, parameters } = query(store.db).compile();
-        const { plan, reads: found } = reads(text, parameters);
+        const { plan, reads: found } = reads(query(store().db).compile());
         assert.ok(found.length > 0 && found.every((d) => /^SEARCH webhook_outbox USING (COVERING )?INDEX webhook_outbox_(due|lease) \(state=\?\)/.test(d)), plan);
       }
     });
 
     test('the table has the indexes of migration 0018', async () => {
-      assert.deepEqual(await indexesOf(store.db, 'sqlite'), INDEXES.sqlite);
+      assert.deepEqual(await indexesOf(store().db, 'sqlite'), INDEXES.sqlite);
     });
   });
 }

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import SQLite from 'better-sqlite3';
 import { after, before, describe, test } from 'node:test';
 import { CompiledQuery, sql, type Kysely } from 'kysely';
 import type { Database } from '../../src/store/schema.ts';
@@ -223,6 +224,33 @@ export function postgresStoreFilledBy(tables: string[], fill: (run: (text: strin
     for (const cleanup of cleanups) await cleanup();
   });
   return { store: () => store };
+}
+
+/** SQLite's plan of `statement` (`explain query plan`, read on `raw`): each node's detail, in order. */
+export const sqlitePlan = (raw: SQLite.Database, statement: { sql: string; parameters: readonly unknown[] }): string[] =>
+  (raw.prepare(`explain query plan ${statement.sql}`).all(...statement.parameters) as { detail: string }[]).map((p) => p.detail);
+
+/**
+ * A migrated SQLite store (sqliteTestStore, `prefix` naming its directory) for a describe block, filled by `fill` on
+ * a connection of its own that skips foreign keys (rows without orders behind them); the connection stays open for
+ * the block's plans (sqlitePlan). postgresStoreFilledBy's twin.
+ */
+export function sqliteStoreFilledBy(prefix: string, fill: (raw: SQLite.Database) => void): { store: () => Store; raw: () => SQLite.Database } {
+  const cleanups: (() => Promise<void>)[] = [];
+  let store: Store;
+  let raw: SQLite.Database | undefined;
+  before(async () => {
+    let file: string;
+    ({ store, file } = await sqliteTestStore(cleanups, prefix));
+    raw = new SQLite(file);
+    raw.pragma('foreign_keys = OFF');
+    fill(raw);
+  });
+  after(async () => {
+    raw?.close();
+    for (const cleanup of cleanups) await cleanup();
+  });
+  return { store: () => store, raw: () => raw! };
 }
 
 /**
